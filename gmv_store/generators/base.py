@@ -1,0 +1,99 @@
+"""The small interface every class-conditional MNIST generator implements.
+
+Images are uint8 (n, 28, 28); labels are integers in 0..9. `sample(labels, seed)` returns one
+image per requested label, deterministic given the seed.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import BadInput
+
+NUM_CLASSES = 10
+IMAGE_SHAPE = (28, 28)
+
+
+def check_images_labels(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    images = np.asarray(images)
+    labels = np.asarray(labels)
+    if images.ndim != 3 or images.shape[1:] != IMAGE_SHAPE:
+        raise BadInput(f"generator: images must have shape (n, 28, 28), got {images.shape}; fix: pass MNIST-shaped images")
+    if images.dtype != np.uint8:
+        raise BadInput(f"generator: images must be uint8, got {images.dtype}; fix: convert to uint8 in 0..255")
+    labels = check_labels(labels)
+    if len(labels) != len(images):
+        raise BadInput(f"generator: {len(images)} images but {len(labels)} labels; fix: pass one label per image")
+    if len(images) == 0:
+        raise BadInput("generator: no training images; fix: pass at least one image per class")
+    return images, labels
+
+
+def check_labels(labels: np.ndarray) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise BadInput(f"generator: labels must be a 1-D integer array, got {labels.dtype} {labels.shape}; fix: pass ints 0..9")
+    if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+        raise BadInput(f"generator: labels must lie in 0..9, got {labels.min()}..{labels.max()}; fix: pass MNIST class ids")
+    return labels.astype(np.int64)
+
+
+def data_sha256(images: np.ndarray, labels: np.ndarray) -> str:
+    """Content hash of a training set (images bytes + labels bytes, both canonicalised)."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
+    h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp)` on a temporary file next to `path`, then rename it over `path`.
+
+    An interrupted write leaves no (corrupt) file at `path`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        write(tmp_path)
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """Float images in 0..255 scale -> uint8 (clipped, rounded)."""
+    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+class Generator:
+    """Class-conditional image generator. Subclasses set `name` and `suffix` (cache file ending)."""
+
+    name: str = ""
+    suffix: str = ".bin"
+
+    @classmethod
+    def hparams(cls, quick: bool = False) -> dict:
+        """Hyper-parameters that define the trained model (part of the cache key)."""
+        return {}
+
+    def fit(self, images: np.ndarray, labels: np.ndarray, seed: int = 0) -> "Generator":
+        raise NotImplementedError
+
+    def sample(self, labels: np.ndarray, seed: int = 0) -> np.ndarray:
+        raise NotImplementedError
+
+    def save(self, path: Path) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, path: Path) -> "Generator":
+        raise NotImplementedError
