@@ -1,0 +1,83 @@
+"""Numbered .sql files in the `migrations` package, applied in order, each in one
+transaction together with its ledger row (so a failing file leaves nothing behind)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from .errors import MigrationError
+
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def load_migrations(folder: Path | None = None) -> list[Migration]:
+    """All migration files, checked: numbers unique, starting at 1, without gaps."""
+    root = folder if folder is not None else resources.files("migrations")
+    found = []
+    for entry in root.iterdir():
+        fname = entry.name
+        if not fname.endswith(".sql"):
+            continue
+        m = _NAME.match(fname)
+        if not m:
+            raise MigrationError(f"migrations/{fname}: name must look like 0001_some_name.sql")
+        found.append(Migration(int(m.group(1)), fname, entry.read_text()))
+    found.sort(key=lambda mig: mig.version)
+    versions = [mig.version for mig in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise MigrationError(f"migration numbers must be 1..{len(found)} without gaps or repeats, found {versions}")
+    return found
+
+
+def _ensure_ledger(con) -> None:
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)"
+    )
+
+
+def applied_versions(con) -> dict[int, str]:
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
+    ).fetchone()[0]
+    if not exists:
+        return {}
+    return dict(con.execute("SELECT version, name FROM schema_migrations").fetchall())
+
+
+def migration_status(con, folder: Path | None = None) -> list[dict]:
+    """Listing never writes."""
+    applied = applied_versions(con)
+    return [
+        {"version": m.version, "name": m.name, "state": "applied" if m.version in applied else "pending"}
+        for m in load_migrations(folder)
+    ]
+
+
+def migrate(con, folder: Path | None = None) -> list[Migration]:
+    """Apply pending migrations in order; returns the ones applied now."""
+    _ensure_ledger(con)
+    applied = applied_versions(con)
+    done = []
+    for mig in load_migrations(folder):
+        if mig.version in applied:
+            continue
+        try:
+            con.execute("BEGIN TRANSACTION")
+            con.execute(mig.sql)
+            con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [mig.version, mig.name])
+            con.execute("COMMIT")
+        except Exception as e:
+            con.execute("ROLLBACK")
+            raise MigrationError(f"migrations/{mig.name} failed and was rolled back: {e}") from None
+        done.append(mig)
+    return done

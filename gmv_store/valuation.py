@@ -1,0 +1,39 @@
+"""The GMValuator math as pure functions (method.md, paper Eq. 5 and 6)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def credits(distances, quality: float) -> np.ndarray:
+    """V(x_i, x^_j) for the top-k contributors P_j of one generated image (Eq. 6):
+    q_j * exp(-d_ij) / sum_{i' in P_j} exp(-d_i'j).
+
+    Computed as a softmax shifted by the minimum distance: exp(-d) itself underflows for
+    large distances, the shift cancels in the ratio. The credits sum to q_j.
+    """
+    d = np.asarray(distances, dtype=np.float64)
+    if d.ndim != 1:
+        raise ValueError(f"distances must be 1-d, got shape {d.shape}")
+    if d.size == 0:
+        return d.copy()
+    if not np.isfinite(d).all():
+        raise ValueError("distances must be finite")
+    if not (np.isfinite(quality) and quality > 0):
+        raise ValueError(f"quality must be a finite number > 0, got {quality!r}")
+    w = np.exp(-(d - d.min()))
+    return quality * w / w.sum()
+
+
+def average_value(value_sum: float, m: int) -> float:
+    """phi_i = (1/m) * sum_j V(x_i, x^_j) (Eq. 5); m = generated images valued in the set."""
+    if m <= 0:
+        raise ValueError("m must be positive")
+    return value_sum / m
+
+
+def identical_class_ratio(labels_of_contributors, label: str) -> float:
+    """rho for one generated image: the fraction of its top-k contributors with its class (C1)."""
+    labels = list(labels_of_contributors)
+    if not labels:
+        return float("nan")
+    return sum(1 for x in labels if x == label) / len(labels)

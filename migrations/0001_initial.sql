@@ -1,0 +1,99 @@
+-- gmv-store ledger, version 1. Internal tables may change; the views at the end are the
+-- stable SQL interface (documented in README "SQL reference").
+
+CREATE TABLE training_images (
+    contributor_id VARCHAR PRIMARY KEY,     -- first 16 hex digits of sha256
+    point_id       VARCHAR NOT NULL,        -- Qdrant point id (UUID from sha256)
+    sha256         VARCHAR NOT NULL UNIQUE, -- of the canonical pixels (shape + uint8 bytes)
+    source         VARCHAR NOT NULL,        -- file path, file.npz#i, mnist:train#i
+    owner          VARCHAR,
+    label          VARCHAR,
+    meta           JSON,
+    height         INTEGER NOT NULL,
+    width          INTEGER NOT NULL,
+    channels       INTEGER NOT NULL,
+    ingested_at    TIMESTAMP NOT NULL
+);
+
+CREATE TABLE generated_sets (
+    set_name   VARCHAR PRIMARY KEY,
+    k          INTEGER NOT NULL,            -- top-k contributors credited per generated image
+    recall     INTEGER NOT NULL,            -- N candidates recalled before re-ranking
+    created_at TIMESTAMP NOT NULL
+);
+
+CREATE TABLE generated_images (
+    set_name     VARCHAR NOT NULL,
+    generated_id VARCHAR NOT NULL,          -- first 16 hex digits of sha256
+    point_id     VARCHAR NOT NULL,
+    sha256       VARCHAR NOT NULL,
+    source       VARCHAR NOT NULL,
+    label        VARCHAR,                   -- the class or prompt it was generated for
+    meta         JSON,
+    quality      DOUBLE NOT NULL,           -- q_j > 0
+    valued_at    TIMESTAMP NOT NULL,
+    PRIMARY KEY (set_name, generated_id)
+);
+
+-- One row per (generated image, top-k contributor): V(x_i, x^_j) of Eq. 6.
+CREATE TABLE credits (
+    set_name       VARCHAR NOT NULL,
+    generated_id   VARCHAR NOT NULL,
+    contributor_id VARCHAR NOT NULL,
+    rank           INTEGER NOT NULL,        -- 1 = closest
+    distance       DOUBLE NOT NULL,
+    credit         DOUBLE NOT NULL,
+    PRIMARY KEY (set_name, generated_id, rank)
+);
+
+-- Running sums per (set, contributor), updated by difference on every write.
+CREATE TABLE value_sums (
+    set_name       VARCHAR NOT NULL,
+    contributor_id VARCHAR NOT NULL,
+    value_sum      DOUBLE NOT NULL,
+    n_credits      INTEGER NOT NULL,
+    PRIMARY KEY (set_name, contributor_id)
+);
+
+-- In-flight work touching Qdrant, so an interrupted command is rolled back or forward.
+CREATE TABLE journal (
+    op_id      BIGINT PRIMARY KEY,
+    kind       VARCHAR NOT NULL,            -- 'ingest' | 'value' | ...
+    collection VARCHAR NOT NULL,
+    point_ids  VARCHAR[] NOT NULL,
+    detail     JSON,
+    started_at TIMESTAMP NOT NULL
+);
+
+-- ---------------------------------------------------------------- stable views
+CREATE VIEW contributors AS
+SELECT contributor_id, source, sha256, owner, label, meta, height, width, ingested_at
+FROM training_images;
+
+CREATE VIEW generated AS
+SELECT generated_id, set_name, source, sha256, label, quality, meta, valued_at
+FROM generated_images;
+
+CREATE VIEW scores AS
+SELECT set_name, generated_id, contributor_id, rank, distance, credit
+FROM credits;
+
+CREATE VIEW sets AS
+SELECT s.set_name, s.k, s.recall, s.created_at,
+       (SELECT count(*) FROM generated_images g WHERE g.set_name = s.set_name) AS m
+FROM generated_sets s;
+
+-- phi_i = value_sum / m (paper Eq. 5), m = generated images valued in the set.
+CREATE VIEW contributor_values AS
+SELECT v.set_name, v.contributor_id,
+       v.value_sum / s.m AS value,
+       v.value_sum, v.n_credits
+FROM value_sums v JOIN sets s USING (set_name)
+WHERE v.n_credits > 0;
+
+CREATE VIEW owner_values AS
+SELECT cv.set_name, t.owner,
+       sum(cv.value) AS value, sum(cv.value_sum) AS value_sum,
+       count(*) AS n_contributors, sum(cv.n_credits) AS n_credits
+FROM contributor_values cv JOIN training_images t USING (contributor_id)
+GROUP BY cv.set_name, t.owner;
