@@ -1,0 +1,108 @@
+"""Read-only lookups over the ledger: top contributors of generated images, a contributor's
+values, leaderboards and store status. Each returns plain dicts (the CLI formats them)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from gmv_store.errors import BadInput, NotFound
+from gmv_store.images import content_sha256
+from ingest.discover import load_source
+
+_ID = re.compile(r"^[0-9a-f]{16}$")
+
+
+def _rows(con, sql: str, params=()) -> list[dict]:
+    cur = con.execute(sql, list(params))
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+
+def resolve_generated(con, ref: str) -> str:
+    """A generated id, or an image path / source whose content was valued."""
+    if _ID.match(ref):
+        return ref
+    if not (Path(ref).exists() or "#" in ref or ref.startswith("mnist:")):
+        raise NotFound(f"{ref}: neither a 16-hex-digit generated id nor an existing image; fix: pass an id from `gmv values` or a path")
+    sha = content_sha256(load_source(ref))
+    return sha[:16]
+
+
+def top(con, refs: list[str], set_name: str | None = None, limit: int | None = None) -> list[dict]:
+    out = []
+    for ref in refs:
+        gid = resolve_generated(con, ref)
+        gens = _rows(con, "SELECT set_name, generated_id, source, label, quality FROM generated WHERE generated_id = ?"
+                     + (" AND set_name = ?" if set_name else "") + " ORDER BY set_name",
+                     [gid] + ([set_name] if set_name else []))
+        if not gens:
+            where = f" in set '{set_name}'" if set_name else ""
+            raise NotFound(f"{ref}: not a valued generated image{where}; fix: value it with `gmv value {ref} --set NAME`")
+        for g in gens:
+            g["contributors"] = _rows(
+                con,
+                "SELECT s.rank, s.contributor_id, s.distance, s.credit, c.label, c.owner, c.source "
+                "FROM scores s LEFT JOIN contributors c USING (contributor_id) "
+                "WHERE s.set_name = ? AND s.generated_id = ? ORDER BY s.rank" + (" LIMIT ?" if limit else ""),
+                [g["set_name"], g["generated_id"]] + ([limit] if limit else []),
+            )
+            out.append(g)
+    return out
+
+
+def contributor(con, cid: str, limit: int = 10) -> dict:
+    rows = _rows(con, "SELECT * FROM contributors WHERE contributor_id = ?", [cid])
+    if not rows:
+        forgotten = ""
+        raise NotFound(f"contributor {cid}: not in the store{forgotten}; fix: find ids with `gmv values` or `gmv sql`")
+    info = rows[0]
+    info["sets"] = _rows(
+        con,
+        "SELECT set_name, value, value_sum, n_credits, rank, n_valued FROM ("
+        " SELECT *, rank() OVER (PARTITION BY set_name ORDER BY value DESC) AS rank,"
+        " count(*) OVER (PARTITION BY set_name) AS n_valued FROM contributor_values)"
+        " WHERE contributor_id = ? ORDER BY set_name",
+        [cid],
+    )
+    info["top_generated"] = _rows(
+        con,
+        "SELECT s.set_name, s.generated_id, s.rank, s.distance, s.credit, g.label, g.source "
+        "FROM scores s JOIN generated g USING (set_name, generated_id) "
+        "WHERE s.contributor_id = ? ORDER BY s.credit DESC, s.set_name, s.generated_id LIMIT ?",
+        [cid, limit],
+    )
+    return info
+
+
+GROUPS = ("owner", "label")
+
+
+def values(con, set_name: str, by: str | None = None, limit: int | None = 20) -> list[dict]:
+    if not con.execute("SELECT count(*) FROM sets WHERE set_name = ?", [set_name]).fetchone()[0]:
+        names = [r[0] for r in con.execute("SELECT set_name FROM sets ORDER BY 1").fetchall()]
+        raise NotFound(f"set '{set_name}' does not exist; valued sets: {', '.join(names) or 'none yet'}")
+    lim = " LIMIT ?" if limit else ""
+    params = [set_name] + ([limit] if limit else [])
+    if by is None:
+        return _rows(con, "SELECT row_number() OVER (ORDER BY v.value DESC, v.contributor_id) AS rank,"
+                          " v.contributor_id, v.value, v.value_sum, v.n_credits, c.label, c.owner, c.source"
+                          " FROM contributor_values v JOIN contributors c USING (contributor_id)"
+                          " WHERE v.set_name = ? ORDER BY v.value DESC, v.contributor_id" + lim, params)
+    if by not in GROUPS:
+        raise BadInput(f"--by {by!r}: choose one of {', '.join(GROUPS)}")
+    return _rows(con, f"SELECT row_number() OVER (ORDER BY sum(v.value) DESC) AS rank, c.{by},"
+                      " sum(v.value) AS value, sum(v.value_sum) AS value_sum, count(*) AS n_contributors,"
+                      " sum(v.n_credits) AS n_credits"
+                      " FROM contributor_values v JOIN contributors c USING (contributor_id)"
+                      f" WHERE v.set_name = ? GROUP BY c.{by} ORDER BY value DESC" + lim, params)
+
+
+def status(con) -> dict:
+    one = lambda sql: con.execute(sql).fetchone()[0]  # noqa: E731
+    return {
+        "training_images": one("SELECT count(*) FROM contributors"),
+        "owners": one("SELECT count(DISTINCT owner) FROM contributors"),
+        "sets": _rows(con, "SELECT set_name, m AS generated, k, recall FROM sets ORDER BY set_name"),
+        "pending_journal": one("SELECT count(*) FROM journal"),
+        "schema_version": one("SELECT max(version) FROM schema_migrations"),
+    }
