@@ -13,6 +13,12 @@ _REGISTRY: dict[str, dict[str, type[Backend]]] = {k: {} for k in KINDS}
 # Modules whose import registers backends; each must import without torch.
 _MODULES = (
     "gmv_store.backends.pixels",
+    "gmv_store.backends.effnet",
+    "gmv_store.backends.clip",
+    "gmv_store.backends.dreamsim_backend",
+    "gmv_store.backends.lpips_backend",
+    "gmv_store.backends.embedding_rerank",
+    "gmv_store.backends.iqa",
 )
 _loaded = False
 

@@ -1,0 +1,182 @@
+"""DreamSim: the paper's best re-rank distance, stored as one vector per image.
+
+DreamSim's distance is 1 - cosine similarity of its (mean-centred, unit-norm) image
+embedding, so the `dreamsim` re-ranker hands the pipeline that embedder: the vector is
+stored at ingest as the named vector "rerank" and a generated image costs one DreamSim
+forward, not one per (generated, candidate) pair. The same embedding can serve recall
+(`--embedder dreamsim`).
+
+Weights: DreamSim's checkpoint layout is a folder (what the release zip unpacks to, plus
+the torch-hub code and checkpoint for DINO-based types). Resolution order: `cache_dir=DIR`
+-> `$GMV_WEIGHTS_DIR/dreamsim` -> `~/.cache/gmv-store/dreamsim`, then `./models`
+(dreamsim's own default) -> download into `~/.cache/gmv-store/dreamsim` when online.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .base import Embedder, Reranker
+from .registry import register
+from .torchutil import (TorchBackendMixin, WeightsSpec, cached_model, check_choice, gmv_cache_dir, quiet,
+                        require, resolve_weights, run_batched, sha256_files, to_float_batch)
+
+# Files each DreamSim type loads from its cache folder (dreamsim.model.download_weights),
+# plus what torch.hub.load fetches into the same folder for the DINO backbones.
+REQUIRED = {
+    "ensemble": ["dino_vitb16_pretrain.pth", "open_clip_vitb16_pretrain.pth.tar",
+                 "clip_vitb16_pretrain.pth.tar", "ensemble_lora"],
+    "dino_vitb16": ["dino_vitb16_pretrain.pth", "dino_vitb16_single_lora"],
+    "dinov2_vitb14": ["dinov2_vitb14_pretrain.pth", "dinov2_vitb14_single_lora"],
+    "open_clip_vitb32": ["open_clip_vitb32_pretrain.pth.tar", "open_clip_vitb32_single_lora"],
+    "clip_vitb32": ["clip_vitb32_pretrain.pth.tar", "clip_vitb32_single_lora"],
+    "synclr_vitb16": ["synclr_vit_b_16.pth", "synclr_vitb16_single_lora"],
+}
+HUB_FILES = {
+    "ensemble": ["facebookresearch_dino_main", "checkpoints/dino_vitbase16_pretrain.pth"],
+    "dino_vitb16": ["facebookresearch_dino_main", "checkpoints/dino_vitbase16_pretrain.pth"],
+    "dinov2_vitb14": ["facebookresearch_dinov2_main", "checkpoints/dinov2_vitb14_pretrain.pth"],
+}
+DIMS = {"ensemble": 1792, "dino_vitb16": 768, "dinov2_vitb14": 768, "open_clip_vitb32": 512,
+        "clip_vitb32": 512, "synclr_vitb16": 768}
+TYPES = tuple(REQUIRED)
+IMG_SIZE = 224
+
+
+def required_files(dreamsim_type: str) -> list[str]:
+    return REQUIRED[dreamsim_type] + HUB_FILES.get(dreamsim_type, [])
+
+
+def _missing(folder: Path, dreamsim_type: str) -> str | None:
+    for rel in required_files(dreamsim_type):
+        p = folder / rel
+        if rel.endswith("_lora"):
+            if not (p / "adapter_config.json").is_file():
+                return str(p / "adapter_config.json")
+        elif not p.exists():
+            return str(p)
+    return None
+
+
+def _download(folder: Path, dreamsim_type: str) -> Path:
+    t = require("torch")
+    from dreamsim.model import download_weights
+
+    folder.mkdir(parents=True, exist_ok=True)
+    download_weights(cache_dir=str(folder), dreamsim_type=dreamsim_type)
+    hub = HUB_FILES.get(dreamsim_type)
+    if hub:
+        saved = t.hub.get_dir()
+        try:
+            t.hub.set_dir(str(folder))
+            repo = "facebookresearch/dinov2" if "dinov2" in dreamsim_type else "facebookresearch/dino:main"
+            t.hub.load(repo, "dinov2_vitb14" if "dinov2" in dreamsim_type else "dino_vitb16")
+        finally:
+            t.hub.set_dir(saved)
+    return folder
+
+
+class _DreamSimParams(TorchBackendMixin):
+    defaults = {"type": "ensemble", "cache_dir": "", "device": "auto", "batch_size": 16}
+
+    def _setup(self, owner: str) -> None:
+        self._owner = owner
+        self._check_runtime(owner)
+        check_choice(owner, "type", self.params["type"], TYPES)
+        self._folder: Path | None = None
+
+
+@register
+class DreamSimEmbedder(_DreamSimParams, Embedder):
+    name = "dreamsim"
+    description = (
+        "DreamSim image embedding (types: " + ", ".join(TYPES) + "); 1 - cosine is the DreamSim "
+        "distance; cosine"
+    )
+    defaults = _DreamSimParams.defaults
+    metric = "cosine"
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self._setup("embedder 'dreamsim'")
+
+    @property
+    def dim(self) -> int:
+        return DIMS[self.params["type"]]
+
+    def weights_folder(self) -> Path:
+        if self._folder is None:
+            kind = self.params["type"]
+            own = gmv_cache_dir() / "dreamsim"
+            first = REQUIRED[kind][0]
+            self._folder = resolve_weights(WeightsSpec(
+                owner=f"{self._owner} (type {kind})",
+                filename="dreamsim",
+                param="cache_dir",
+                explicit=self.params["cache_dir"] or None,
+                cache=[own, Path("models")],
+                download=lambda: _download(own, kind),
+                host="github.com",
+                expected=f"the unzipped DreamSim '{kind}' release ({first}, ...)",
+                alternative="--rerank lpips or l2 (see docs/backends.md)",
+                present=lambda p: p.is_dir() and _missing(p, kind) is None,
+                missing_part=lambda p: _missing(p, kind) or str(p),
+            ))
+        return self._folder
+
+    def weights_sha256(self):
+        return sha256_files(self.weights_folder(), REQUIRED[self.params["type"]]
+                            + [f for f in HUB_FILES.get(self.params["type"], []) if f.startswith("checkpoints/")])
+
+    def _model(self):
+        folder, device, kind = self.weights_folder(), self.device, self.params["type"]
+        key = ("dreamsim", kind, str(folder.resolve()), self.weights_sha256(), device)
+
+        def build():
+            t = require("torch")
+            require("peft")
+            dreamsim = require("dreamsim").dreamsim
+            saved = t.hub.get_dir()  # dreamsim calls torch.hub.set_dir(cache_dir): undo it
+            try:
+                with quiet(stderr=True):
+                    model, _ = dreamsim(pretrained=True, device=device, cache_dir=str(folder),
+                                        normalize_embeds=True, dreamsim_type=kind)
+            finally:
+                t.hub.set_dir(saved)
+            return model.eval()
+
+        return cached_model(key, build)
+
+    def embed(self, images):
+        t = require("torch")
+        model, device = self._model(), self.device
+
+        def forward(batch):
+            x = to_float_batch(batch, IMG_SIZE, mode="squash").to(device)
+            e = model.embed(x).float().reshape(len(batch), -1)
+            return t.nn.functional.normalize(e, dim=1).cpu().numpy()
+
+        out = run_batched(forward, images, self.params["batch_size"], "dreamsim")
+        return out.reshape(len(images), self.dim).astype(np.float32)
+
+
+@register
+class DreamSimReranker(_DreamSimParams, Reranker):
+    name = "dreamsim"
+    description = (
+        "DreamSim distance (1 - cosine of the DreamSim embedding), stored per image at ingest; "
+        "types: " + ", ".join(TYPES)
+    )
+    defaults = _DreamSimParams.defaults
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self._setup("rerank 'dreamsim'")
+        self._vector = DreamSimEmbedder(**self.params)
+
+    def vector_embedder(self):
+        return self._vector
+
+    def weights_sha256(self):
+        return self._vector.weights_sha256()
