@@ -44,6 +44,7 @@ class Query:
     prefetch_limit: int = 0
     exclude_ids: tuple[str, ...] = ()
     only_ids: tuple[str, ...] | None = None
+    score_threshold: float | None = None  # cosine: minimum similarity; euclid: maximum distance
 
 
 Hit = tuple[str, float]  # (point id, Qdrant score: cosine similarity or euclidean distance)
@@ -179,7 +180,7 @@ class EdgeVectorStore(VectorStore):
                 pv = np.asarray(q.vectors[q.prefetch_using], np.float32).tolist()
                 prefetches = [qe.Prefetch(limit=q.prefetch_limit, query=qe.Query.Nearest(pv, using=q.prefetch_using), filter=flt)]
             reqs.append(qe.QueryRequest(limit=q.limit, query=main, prefetches=prefetches, filter=flt if not prefetches else None,
-                                        with_payload=False, with_vector=False))
+                                        score_threshold=q.score_threshold, with_payload=False, with_vector=False))
         if not reqs:
             return []
         res = self._shard(name).query_batch(qe.QueryBatchRequest(reqs))
@@ -301,7 +302,7 @@ class ClientVectorStore(VectorStore):
                                       using=q.prefetch_using, limit=q.prefetch_limit, filter=flt)
             reqs.append(m.QueryRequest(query=np.asarray(q.vectors[q.using], np.float32).tolist(), using=q.using,
                                        limit=q.limit, prefetch=prefetch, filter=None if prefetch else flt,
-                                       with_payload=False, with_vector=False))
+                                       score_threshold=q.score_threshold, with_payload=False, with_vector=False))
         if not reqs:
             return []
         res = self.client.query_batch_points(self._c(name), requests=reqs)

@@ -22,6 +22,7 @@ class IngestReport:
     seconds: float = 0.0
     embed_seconds: float = 0.0
     write_seconds: float = 0.0
+    refresh: object = None  # RefreshReport when a refresh ran
 
     @property
     def skipped(self) -> int:
@@ -47,8 +48,11 @@ def known_hashes(store: Store, batch) -> set[str]:
 
 def ingest(store: Store, paths: list[str], *, owner: str | None = None, label_from: str | None = None,
            label: str | None = None, meta: dict | None = None, batch_size: int = 512,
-           progress: bool = False) -> IngestReport:
-    """Add training images to the store. Re-ingesting known content adds nothing."""
+           progress: bool = False, refresh: bool = True) -> IngestReport:
+    """Add training images to the store. Re-ingesting known content adds nothing.
+
+    With `refresh` (default), generated images whose top-k the new images change are
+    re-scored afterwards; otherwise they wait for `query.refresh.refresh`."""
     t0 = time.perf_counter()
     report = IngestReport()
     found = Discovery()
@@ -67,6 +71,10 @@ def ingest(store: Store, paths: list[str], *, owner: str | None = None, label_fr
         report.added += len(new)
         bar.update(len(batch))
     bar.close()
+    if refresh:
+        from query.refresh import refresh as run_refresh
+
+        report.refresh = run_refresh(store, progress=progress)
     report.problems[:0] = found.problems
     report.ignored_files = found.ignored
     report.seconds = time.perf_counter() - t0

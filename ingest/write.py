@@ -37,4 +37,8 @@ def write_training(store: Store, batch: list[Decoded], vectors: dict, owner: str
     }
     with transaction(store.ledger) as con:
         insert_columns(con, "training_images", cols)
+        # Generated images valued before may now have closer contributors: queue a refresh.
+        if con.execute("SELECT count(*) FROM generated_images").fetchone()[0]:
+            insert_columns(con, "pending_refresh", {"contributor_id": cols["contributor_id"], "point_id": ids,
+                                                    "queued_at": [now] * len(ids)})
         con.execute("DELETE FROM journal WHERE op_id = ?", [op])

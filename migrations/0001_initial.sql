@@ -32,6 +32,8 @@ CREATE TABLE generated_images (
     meta         JSON,
     quality      DOUBLE NOT NULL,           -- q_j > 0
     valued_at    TIMESTAMP NOT NULL,
+    recall_floor DOUBLE,                    -- Qdrant recall score of the last recalled candidate
+    n_recalled   INTEGER NOT NULL,          -- candidates recalled (< N when the training set is small)
     PRIMARY KEY (set_name, generated_id)
 );
 
@@ -43,6 +45,7 @@ CREATE TABLE credits (
     rank           INTEGER NOT NULL,        -- 1 = closest
     distance       DOUBLE NOT NULL,
     credit         DOUBLE NOT NULL,
+    recall_rank    INTEGER NOT NULL,        -- its rank in the recall stage (refresh needs it)
     PRIMARY KEY (set_name, generated_id, rank)
 );
 
@@ -63,6 +66,33 @@ CREATE TABLE journal (
     point_ids  VARCHAR[] NOT NULL,
     detail     JSON,
     started_at TIMESTAMP NOT NULL
+);
+
+-- Training images added while generated images existed, not yet matched against them.
+CREATE TABLE pending_refresh (
+    contributor_id VARCHAR PRIMARY KEY,
+    point_id       VARCHAR NOT NULL,
+    queued_at      TIMESTAMP NOT NULL
+);
+
+-- Generated images whose top-k may have changed and must be re-scored.
+CREATE TABLE refresh_queue (
+    set_name     VARCHAR NOT NULL,
+    generated_id VARCHAR NOT NULL,
+    reason       VARCHAR NOT NULL,          -- 'ingest' | 'forget'
+    queued_at    TIMESTAMP NOT NULL,
+    PRIMARY KEY (set_name, generated_id)
+);
+
+-- Audit of removals: what was removed, when, and the values it had; never image content.
+CREATE TABLE forget_log (
+    forget_id    BIGINT PRIMARY KEY,
+    forgotten_at TIMESTAMP NOT NULL,
+    kind         VARCHAR NOT NULL,          -- 'training' | 'generated' | 'set'
+    selector     VARCHAR NOT NULL,          -- the ids, --owner or --source given
+    n_images     INTEGER NOT NULL,
+    ids          VARCHAR[] NOT NULL,        -- contributor or generated ids removed
+    values_before JSON NOT NULL             -- {set_name: summed value of the removed images}
 );
 
 -- ---------------------------------------------------------------- stable views
@@ -90,6 +120,9 @@ SELECT v.set_name, v.contributor_id,
        v.value_sum, v.n_credits
 FROM value_sums v JOIN sets s USING (set_name)
 WHERE v.n_credits > 0;
+
+CREATE VIEW forgotten AS
+SELECT forget_id, forgotten_at, kind, selector, n_images, ids, values_before FROM forget_log;
 
 CREATE VIEW owner_values AS
 SELECT cv.set_name, t.owner,

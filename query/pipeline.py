@@ -14,7 +14,7 @@ from gmv_store.valuation import credits
 from ingest.decode import batched, decode_items, unique_new
 from ingest.discover import Discovery, Problem, discover, load_source
 
-from .recall import contributor_of, match
+from .recall import Match, contributor_of, match
 from .write import Scored, write_generated
 
 DEFAULT_K = 50
@@ -89,12 +89,13 @@ def score_batch(store: Store, batch, k: int, recall: int, timings: dict) -> tupl
     t = time.perf_counter()
     matches = match(store, vectors, k, recall, images=pixels, load_candidate=candidate_loader(store))
     timings["search"] += time.perf_counter() - t
-    scored = []
-    for d, qj, m in zip(batch, q, matches):
-        dist = [x for _, x in m]
-        scored.append(Scored(d.short_id, d.sha256, d.source, d.label, float(qj),
-                             [contributor_of(pid) for pid, _ in m], dist, credits(dist, float(qj)).tolist()))
+    scored = [to_scored(d.short_id, d.sha256, d.source, d.label, float(qj), m) for d, qj, m in zip(batch, q, matches)]
     return scored, vectors
+
+
+def to_scored(generated_id, sha256, source, label, quality: float, m: Match) -> Scored:
+    return Scored(generated_id, sha256, source, label, quality, [contributor_of(p) for p in m.ids], m.distances,
+                  credits(m.distances, quality).tolist(), [r for _, _, r in m.top], m.recall_floor, m.n_recalled)
 
 
 def value(store: Store, paths: list[str], set_name: str, *, k: int = DEFAULT_K, recall: int | None = None,

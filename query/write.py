@@ -32,6 +32,9 @@ class Scored:
     contributors: list[str]
     distances: list[float]
     credits: list[float]
+    recall_ranks: list[int]
+    recall_floor: float | None
+    n_recalled: int
 
 
 def add_sums(con, set_name: str, scored: list[Scored], sign: int = 1) -> None:
@@ -58,15 +61,17 @@ def add_sums(con, set_name: str, scored: list[Scored], sign: int = 1) -> None:
 
 
 def insert_credits(con, set_name: str, scored: list[Scored]) -> None:
-    cols = {"set_name": [], "generated_id": [], "contributor_id": [], "rank": [], "distance": [], "credit": []}
+    cols = {"set_name": [], "generated_id": [], "contributor_id": [], "rank": [], "distance": [], "credit": [],
+            "recall_rank": []}
     for s in scored:
-        for r, (cid, d, c) in enumerate(zip(s.contributors, s.distances, s.credits), start=1):
+        for r, (cid, d, c, rr) in enumerate(zip(s.contributors, s.distances, s.credits, s.recall_ranks), start=1):
             cols["set_name"].append(set_name)
             cols["generated_id"].append(s.generated_id)
             cols["contributor_id"].append(cid)
             cols["rank"].append(r)
             cols["distance"].append(d)
             cols["credit"].append(c)
+            cols["recall_rank"].append(rr)
     insert_columns(con, "credits", cols)
 
 
@@ -88,6 +93,7 @@ def write_generated(store: Store, set_name: str, scored: list[Scored], vectors: 
             "point_id": ids, "sha256": [s.sha256 for s in scored], "source": [s.source for s in scored],
             "label": [s.label for s in scored], "meta": [json.dumps(meta)] * len(scored),
             "quality": [s.quality for s in scored], "valued_at": [now] * len(scored),
+            "recall_floor": [s.recall_floor for s in scored], "n_recalled": [s.n_recalled for s in scored],
         })
         insert_credits(con, set_name, scored)
         add_sums(con, set_name, scored)
