@@ -190,9 +190,10 @@ def migrate(store, list_, fmt):
 @store_option
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--owner", default=None, help="Data owner recorded with each image (for per-owner values).")
+@click.option("--no-refresh", is_flag=True, help="Do not re-score earlier generated images now; `gmv refresh` later.")
 @input_options
 @errors_to_lines
-def ingest(store, paths, owner, meta, label, label_from, batch_size, wait):
+def ingest(store, paths, owner, no_refresh, meta, label, label_from, batch_size, wait):
     """Add training images: files, folders (recursive), .npz/.npy arrays, mnist:train, mnist:test.
 
     Re-ingesting the same content adds nothing. Bad inputs are reported one per line and
@@ -203,6 +204,10 @@ def ingest(store, paths, owner, meta, label, label_from, batch_size, wait):
       gmv ingest mnist:train --store my-store
       gmv ingest photos/ --label-from parent --owner alice --meta licence=cc-by
       gmv ingest batch.npz        # keys: images (N×H×W[×C], uint8 or float 0..1), labels (optional)
+      gmv ingest new-batch/ --owner bob --no-refresh && gmv refresh
+
+    Generated images valued earlier whose top-k the new images change are re-scored at the
+    end (values updated by difference); --no-refresh defers that to `gmv refresh`.
     """
     from ingest.pipeline import ingest as run, parse_meta
 
@@ -211,11 +216,15 @@ def ingest(store, paths, owner, meta, label, label_from, batch_size, wait):
     s = Store.open(store, wait=wait)
     try:
         r = run(s, list(paths), owner=owner, label_from=label_from, label=label, meta=parse_meta(meta),
-                progress=_progress(), **({"batch_size": batch_size} if batch_size else {}))
+                progress=_progress(), refresh=not no_refresh, **({"batch_size": batch_size} if batch_size else {}))
     finally:
         s.close()
     click.echo(f"ingested {r.added:,} new training images ({r.duplicates:,} already stored, {r.skipped:,} skipped"
                f"{f', {r.ignored_files:,} non-image files ignored' if r.ignored_files else ''}) in {r.seconds:.1f}s")
+    if r.refresh is not None and r.refresh.total_generated:
+        click.echo(r.refresh.summary())
+    elif no_refresh:
+        click.echo("refresh deferred: run `gmv refresh` to re-score earlier generated images")
     sys.exit(_report_problems(r))
 
 
@@ -258,10 +267,10 @@ def value(store, paths, set_name, k, recall, meta, label, label_from, batch_size
 # ----------------------------------------------------------------------------- lookups
 
 
-def _reader(store):
+def _reader(store, config=None):
     from .store import open_ledger_readonly
 
-    return open_ledger_readonly(store)
+    return open_ledger_readonly(store, config=config, on_snapshot=lambda msg: click.echo(msg, err=True))
 
 
 @cli.command()
@@ -391,10 +400,18 @@ def status(store, fmt):
         "quality": describe_backend(cfg.quality), "writer": current_holder(root) or "none",
         **st,
     }
+    info["refresh_due"] = bool(st["pending_refresh"] or st["refresh_queue"])
     if fmt in ("json", "csv"):
         _print_rows([info], fmt)
         return
     for key, val in info.items():
+        if key == "refresh_due":
+            click.echo("refresh due: " + (f"yes ({st['pending_refresh']:,} new training images not yet matched, "
+                                          f"{st['refresh_queue']:,} generated images queued); run `gmv refresh`"
+                                          if val else "no"))
+            continue
+        if key in ("pending_refresh", "refresh_queue"):
+            continue
         if key == "sets":
             click.echo("sets:" + ("" if val else " none yet"))
             for s in val:
@@ -425,8 +442,150 @@ def sql(store, sql, params, fmt):
 
     if sql is None:
         sql = sys.stdin.read()
-    cols, rows = run_sql(store, sql, list(params))
+    cols, rows = run_sql(store, sql, list(params), on_snapshot=lambda msg: click.echo(msg, err=True))
     _print_rows([dict(zip(cols, r)) for r in rows], fmt)
+
+
+# ----------------------------------------------------------------------------- incremental upkeep
+
+
+@cli.command()
+@store_option
+@click.option("--wait", type=float, default=0.0, metavar="SECONDS", help="Wait for another writer to finish.")
+@errors_to_lines
+def refresh(store, wait):
+    """Re-score generated images that training-set changes may have altered (after
+    `ingest --no-refresh`, or to finish an interrupted refresh).
+
+    \b
+    Example:
+      gmv refresh --store my-store
+    """
+    from query.refresh import refresh as run
+
+    from .store import Store
+
+    s = Store.open(store, wait=wait)
+    try:
+        r = run(s, progress=_progress())
+    finally:
+        s.close()
+    click.echo(f"{r.summary()} in {r.seconds:.1f}s")
+
+
+@cli.command()
+@store_option
+@click.argument("ids", nargs=-1)
+@click.option("--owner", default=None, help="Forget every training image of this owner.")
+@click.option("--source", default=None, metavar="PATTERN", help="Forget training images whose source matches this glob.")
+@click.option("--no-refresh", is_flag=True, help="Do not re-score affected generated images now; `gmv refresh` later.")
+@click.option("--wait", type=float, default=0.0, metavar="SECONDS", help="Wait for another writer to finish.")
+@errors_to_lines
+def forget(store, ids, owner, source, no_refresh, wait):
+    """Remove training images from Qdrant and the ledger; their credit flows to the next
+    contributors. An audit row (ids, count, values they had; no image content) is kept in
+    the `forgotten` view.
+
+    \b
+    Examples:
+      gmv forget 8117a1e5015b8a3a 60937a318b4f9146
+      gmv forget --owner alice
+      gmv forget --source '/data/scraped/*'
+    """
+    from query.forget import forget_training
+
+    from .store import Store
+
+    s = Store.open(store, wait=wait)
+    try:
+        r = forget_training(s, list(ids), owner=owner, source=source, refresh=not no_refresh, progress=_progress())
+    finally:
+        s.close()
+    vals = ", ".join(f"{k}: {v:.6g}" for k, v in r.values_before.items()) or "none"
+    click.echo(f"forgot {r.removed:,} training images (value they held per set: {vals})")
+    click.echo(r.refresh.summary() if r.refresh else "refresh deferred: run `gmv refresh`")
+
+
+@cli.command("forget-set")
+@store_option
+@click.argument("set_name")
+@click.option("--wait", type=float, default=0.0, metavar="SECONDS", help="Wait for another writer to finish.")
+@errors_to_lines
+def forget_set_cmd(store, set_name, wait):
+    """Remove a generated set: its generated images, scores and values (audited).
+
+    \b
+    Example:
+      gmv forget-set gan-v1
+    """
+    from query.forget import forget_set
+
+    from .store import Store
+
+    s = Store.open(store, wait=wait)
+    try:
+        r = forget_set(s, set_name)
+    finally:
+        s.close()
+    click.echo(f"forgot set '{set_name}' ({r.removed:,} generated images)")
+
+
+@cli.command("forget-generated")
+@store_option
+@click.argument("ids", nargs=-1, required=True)
+@click.option("--set", "set_name", required=True, help="The set the generated images belong to.")
+@click.option("--wait", type=float, default=0.0, metavar="SECONDS", help="Wait for another writer to finish.")
+@errors_to_lines
+def forget_generated_cmd(store, ids, set_name, wait):
+    """Remove single generated images from a set; the set's values are updated (m shrinks).
+
+    \b
+    Example:
+      gmv forget-generated 1cd0b151467cf018 --set gan-v1
+    """
+    from query.forget import forget_generated
+
+    from .store import Store
+
+    s = Store.open(store, wait=wait)
+    try:
+        r = forget_generated(s, set_name, list(ids))
+    finally:
+        s.close()
+    click.echo(f"forgot {r.removed:,} generated images from set '{set_name}'")
+
+
+@cli.command()
+@store_option
+@click.option("--full", is_flag=True, help="Recompute every generated image (default: a sample).")
+@click.option("--sample", type=click.IntRange(1), default=200, show_default=True, help="Generated images to recompute.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample.")
+@click.option("--wait", type=float, default=0.0, metavar="SECONDS", help="Wait for another writer to finish.")
+@errors_to_lines
+def verify(store, full, sample, seed, wait):
+    """Recompute and compare: Qdrant and ledger ids, running sums, and scores of generated
+    images re-matched from their stored vectors. Exits 1 and prints each difference.
+
+    \b
+    Examples:
+      gmv verify
+      gmv verify --full
+    """
+    from query.verify import verify as run
+
+    from .store import Store
+
+    s = Store.open(store, wait=wait)
+    try:
+        r = run(s, sample=None if full else sample, seed=seed)
+    finally:
+        s.close()
+    for d in r.differences:
+        click.echo(f"difference: {d}")
+    if not r.ok:
+        click.echo(f"Error: {len(r.differences)} difference(s) found ({r.checked_generated:,} generated images recomputed)", err=True)
+        sys.exit(EXIT_ERROR)
+    click.echo(f"ok: ids agree, sums agree, {r.checked_generated:,} generated images recompute to their stored scores")
 
 
 @cli.command()

@@ -25,6 +25,8 @@ from .vectors import VectorSpec, VectorStore, open_vector_store
 
 TRAINING = "training"
 GENERATED = "generated"
+SNAPSHOT_FILE = "ledger.snapshot.duckdb"
+SNAPSHOT_EVERY_S = 60.0
 
 
 def connect_ledger(path: Path, read_only: bool = False, config: dict | None = None):
@@ -35,16 +37,31 @@ def connect_ledger(path: Path, read_only: bool = False, config: dict | None = No
         if "lock" in msg.lower():
             holder = current_holder(path.parent) or "another process"
             raise StoreLocked(
-                f"ledger {path} is being written by {holder}; fix: retry when it finishes, "
-                "or read a snapshot with `gmv snapshot` (see README: concurrency)"
+                f"ledger {path} is being written by {holder} and has no read snapshot yet; "
+                "fix: retry when it finishes (writers publish a snapshot at least every minute)"
             ) from None
         raise GmvError(f"cannot open ledger {path}: {msg.splitlines()[0]}") from None
 
 
-def open_ledger_readonly(store: str | Path | None, config: dict | None = None):
+def open_ledger_readonly(store: str | Path | None, config: dict | None = None, on_snapshot=None):
+    """A read-only ledger connection. While a writer holds the ledger (DuckDB allows one
+    writing process and no readers beside it), fall back to the snapshot the writer
+    publishes, and tell `on_snapshot(message)` how old it is."""
     root = default_store_path(store)
     read_config(root)  # clear error if there is no store
-    return connect_ledger(root / LEDGER_FILE, read_only=True, config=config)
+    try:
+        return connect_ledger(root / LEDGER_FILE, read_only=True, config=config)
+    except StoreLocked:
+        snap = root / SNAPSHOT_FILE
+        if not snap.exists():
+            raise
+        if on_snapshot is not None:
+            import datetime as _dt
+
+            age = _dt.datetime.now().timestamp() - snap.stat().st_mtime
+            on_snapshot(f"note: store is being written by {current_holder(root) or 'another process'}; "
+                        f"reading its snapshot from {age:.0f}s ago")
+        return connect_ledger(snap, read_only=True, config=config)
 
 
 class Store:
@@ -54,6 +71,7 @@ class Store:
         self.ledger = ledger
         self._lock = lock
         self._vectors: VectorStore | None = None
+        self._last_snapshot = 0.0
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -123,7 +141,29 @@ class Store:
             raise
         return store
 
+    def snapshot(self) -> None:
+        """Publish a consistent copy of the ledger for readers (between transactions only)."""
+        import os
+        import time
+
+        self.ledger.execute("CHECKPOINT")
+        tmp = self.root / (SNAPSHOT_FILE + ".tmp")
+        shutil.copyfile(self.root / LEDGER_FILE, tmp)
+        os.replace(tmp, self.root / SNAPSHOT_FILE)
+        self._last_snapshot = time.monotonic()
+
+    def maybe_snapshot(self) -> None:
+        import time
+
+        if time.monotonic() - self._last_snapshot > SNAPSHOT_EVERY_S:
+            self.snapshot()
+
     def close(self) -> None:
+        if self.ledger is not None:
+            try:
+                self.snapshot()
+            except Exception:  # a failed copy must not hide the command's own outcome
+                pass
         if self._vectors is not None:
             self._vectors.close()
             self._vectors = None

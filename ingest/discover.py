@@ -102,6 +102,13 @@ def discover(paths: list[str], label_from: str | None = None, label: str | None 
     if label_from is not None and label_from not in LABEL_FROM:
         raise BadInput(f"--label-from {label_from!r}: choose one of {', '.join(LABEL_FROM)}")
     for arg in paths:
+        base, sep, idx = arg.rpartition("#")
+        if sep and idx.isdigit() and (base.startswith("mnist:") or Path(base).suffix.lower() in ARRAY_SUFFIXES):
+            # one recorded source, e.g. batch.npz#17 or mnist:train#5
+            item = _single_source(base, int(idx), arg, label_from, label, found)
+            if item is not None:
+                yield item
+            continue
         if arg.startswith("mnist:"):
             split = arg.split(":", 1)[1]
             if split not in MNIST_SPLITS:
@@ -132,6 +139,31 @@ def discover(paths: list[str], label_from: str | None = None, label: str | None 
                 yield Item(str(f), (lambda p=f: decode_file(p)), _file_label(f, label_from, label))
             else:
                 found.ignored += 1
+
+
+def _single_source(base: str, i: int, arg: str, label_from, label, found: Discovery) -> Item | None:
+    try:
+        if base.startswith("mnist:"):
+            split = base.split(":", 1)[1]
+            if split not in MNIST_SPLITS:
+                raise BadInput("unknown dataset; fix: use mnist:train or mnist:test")
+            images, labels = load_mnist(split)
+        else:
+            path = Path(base)
+            if not path.exists():
+                raise BadInput("no such file")
+            images, labels = _load_array_file(path)
+            base = str(path.absolute())
+        if i >= len(images):
+            raise BadInput(f"index {i} out of range (the array holds {len(images)} images)")
+    except BadInput as e:
+        found.problems.append(Problem(arg, str(e).split(": ", 1)[-1] if str(e).startswith(base) else str(e)))
+        return None
+    src = f"{base}#{i}"
+    lab = _label(labels[i]) if labels is not None else (Path(base).parent.name if label_from == "parent" else label)
+    if base.startswith("mnist:"):
+        return Item(src, (lambda a=images[i]: a[:, :, None]), lab)
+    return Item(src, (lambda a=images[i], s=src: array_to_canonical(a, s)), lab)
 
 
 def load_source(source: str) -> np.ndarray:

@@ -70,6 +70,7 @@ def ingest(store: Store, paths: list[str], *, owner: str | None = None, label_fr
             report.write_seconds += time.perf_counter() - t
         report.added += len(new)
         bar.update(len(batch))
+        store.maybe_snapshot()
     bar.close()
     if refresh:
         from query.refresh import refresh as run_refresh

@@ -34,8 +34,9 @@ def _log(con, kind: str, selector: str, ids: list[str], values_before: dict) -> 
 
 
 def _finish(store: Store, collection: str, op: int, point_ids: list[str], refresh: bool, progress: bool):
-    store.vectors.delete(collection, point_ids)
-    store.ledger.execute("DELETE FROM journal WHERE op_id = ?", [op])
+    if op is not None:
+        store.vectors.delete(collection, point_ids)
+        store.ledger.execute("DELETE FROM journal WHERE op_id = ?", [op])
     if not refresh:
         return None
     report = RefreshReport(queued=store.ledger.execute("SELECT count(*) FROM refresh_queue").fetchone()[0])
@@ -58,10 +59,16 @@ def forget_training(store: Store, ids: list[str] = (), owner: str | None = None,
     found = {r[0] for r in rows}
     missing = [i for i in ids if i not in found]
     if missing:
-        raise NotFound(f"contributor id(s) not in the store: {', '.join(missing[:5])}; nothing was removed")
+        # Ids forgotten earlier are fine (running the same forget twice is a no-op).
+        gone = {r[0] for r in con.execute(
+            "SELECT DISTINCT unnest(ids) FROM forget_log WHERE kind = 'training'").fetchall()}
+        unknown = [i for i in missing if i not in gone]
+        if unknown:
+            raise NotFound(f"contributor id(s) not in the store: {', '.join(unknown[:5])}; nothing was removed")
     if not rows:
-        sel = f"--owner {owner}" if owner is not None else f"--source {source}"
-        raise NotFound(f"{sel}: matches no training image; nothing was removed")
+        # Nothing (left) to remove; finish any re-scoring an interrupted forget left queued.
+        rep = _finish(store, TRAINING, None, [], refresh, progress)
+        return ForgetReport("training", 0, {}, rep)
     cids, pids = [r[0] for r in rows], [r[1] for r in rows]
     selector = " ".join(filter(None, [" ".join(ids), f"--owner {owner}" if owner is not None else "",
                                       f"--source {source}" if source is not None else ""]))

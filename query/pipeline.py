@@ -124,6 +124,7 @@ def value(store: Store, paths: list[str], set_name: str, *, k: int = DEFAULT_K, 
             report.valued += len(new)
             report.generated_ids.extend(s.generated_id for s in scored)
         bar.update(len(batch))
+        store.maybe_snapshot()
     bar.close()
     report.problems[:0] = found.problems
     report.ignored_files = found.ignored

@@ -267,6 +267,7 @@ def drain_queue(store: Store, report: RefreshReport, progress: bool = False) -> 
                             [set_name, [s.generated_id for s, _ in items]])
         report.rescored += len(rows)
         bar.update(len(rows))
+        store.maybe_snapshot()
     bar.close()
 
 

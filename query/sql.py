@@ -35,9 +35,9 @@ def check_read_only(sql: str) -> None:
             )
 
 
-def run_sql(store, sql: str, params: list | None = None) -> tuple[list[str], list[tuple]]:
+def run_sql(store, sql: str, params: list | None = None, on_snapshot=None) -> tuple[list[str], list[tuple]]:
     check_read_only(sql)
-    con = open_ledger_readonly(store, config=SAFE_CONFIG)
+    con = open_ledger_readonly(store, config=SAFE_CONFIG, on_snapshot=on_snapshot)
     try:
         cur = con.execute(sql, params or [])
         cols = [d[0] for d in cur.description] if cur.description else []
