@@ -1,0 +1,86 @@
+"""The same calls on both embedded engines give the same results (qdrant-client's local
+mode runs the client code path a Qdrant server uses), and a live server when one is given."""
+import os
+
+import numpy as np
+import pytest
+
+from gmv_store.errors import StoreMismatch
+from gmv_store.vectors import ClientVectorStore, EdgeVectorStore, Query, VectorSpec, point_id
+
+SPEC = {"recall": VectorSpec(16, "cosine"), "rerank": VectorSpec(32, "euclid")}
+
+
+def fill(vs, n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    ids = [point_id(f"{i:032x}") for i in range(1, n + 1)]
+    vecs = {"recall": rng.normal(size=(n, 16)).astype(np.float32), "rerank": rng.random((n, 32), dtype=np.float32)}
+    vs.ensure_collection("training", SPEC)
+    vs.upsert("training", ids, vecs, [{"i": i} for i in range(n)])
+    return ids, vecs
+
+
+def engines(tmp_path):
+    out = [EdgeVectorStore(tmp_path / "edge"), ClientVectorStore(path=tmp_path / "local")]
+    url = os.environ.get("GMV_TEST_QDRANT_URL")
+    if url:
+        out.append(ClientVectorStore(url=url, prefix=f"gmvtest{os.getpid()}"))
+    return out
+
+
+def test_engines_agree(tmp_path):
+    results = []
+    for vs in engines(tmp_path):
+        ids, vecs = fill(vs)
+        qs = [Query({"recall": vecs["recall"][i] + 0.01}, using="recall", limit=7) for i in range(5)]
+        two = [Query({"rerank": vecs["rerank"][i]}, using="rerank", limit=3, only_ids=tuple(ids[:50])) for i in range(5)]
+        pre = [Query({"recall": vecs["recall"][i], "rerank": vecs["rerank"][i]}, using="rerank", limit=4,
+                     prefetch_using="recall", prefetch_limit=40) for i in range(5)]
+        excl = [Query({"recall": vecs["recall"][0]}, using="recall", limit=3, exclude_ids=(ids[0],))]
+        thr = [Query({"rerank": vecs["rerank"][0]}, using="rerank", limit=300, score_threshold=1.2)]
+        vs.delete("training", ids[-10:])
+        results.append({
+            "q": vs.query("training", qs), "two": vs.query("training", two), "pre": vs.query("training", pre),
+            "excl": vs.query("training", excl), "thr": vs.query("training", thr),
+            "count": vs.count("training"), "ids": vs.ids("training"),
+            "vec": vs.vectors("training", ids[:3], "rerank"), "payload": vs.payloads("training", ids[:2]),
+        })
+        vs.close()
+    first = results[0]
+    assert len(results) >= 2
+    # only_ids restricts the search: every hit is among the first 50 ids
+    assert all(p in set(ids[:50]) for h in first["two"] for p, _ in h)
+    for other in results[1:]:
+        for key in ("q", "two", "pre", "excl", "thr"):
+            assert [[p for p, _ in h] for h in first[key]] == [[p for p, _ in h] for h in other[key]], key
+            for a, b in zip(first[key], other[key]):
+                assert np.allclose([s for _, s in a], [s for _, s in b], atol=1e-4), key
+        assert first["count"] == other["count"] == 290 and first["ids"] == other["ids"]
+        assert np.allclose(first["vec"], other["vec"]) and first["payload"] == other["payload"]
+
+
+def test_threshold_and_exclusion_semantics(tmp_path):
+    vs = EdgeVectorStore(tmp_path / "edge")
+    ids, vecs = fill(vs)
+    hits = vs.query("training", [Query({"rerank": vecs["rerank"][0]}, using="rerank", limit=300, score_threshold=1.2)])[0]
+    assert hits and all(s <= 1.2 for _, s in hits)  # euclid: a maximum distance
+    hits = vs.query("training", [Query({"recall": vecs["recall"][0]}, using="recall", limit=5, exclude_ids=(ids[0],))])[0]
+    assert ids[0] not in [p for p, _ in hits]
+    vs.close()
+
+
+def test_dimension_mismatch_is_refused(tmp_path):
+    for vs in engines(tmp_path)[:2]:
+        fill(vs)
+        with pytest.raises(StoreMismatch, match="holds vectors"):
+            vs.ensure_collection("training", {"recall": VectorSpec(8, "cosine")})
+        vs.close()
+
+
+@pytest.mark.server
+@pytest.mark.skipif(not os.environ.get("GMV_TEST_QDRANT_URL"), reason="needs a live Qdrant server: set GMV_TEST_QDRANT_URL (docker compose up)")
+def test_live_server_round_trip(tmp_path):
+    vs = ClientVectorStore(url=os.environ["GMV_TEST_QDRANT_URL"], prefix=f"gmvtest{os.getpid()}")
+    ids, vecs = fill(vs, n=20)
+    assert vs.count("training") == 20
+    vs.client.delete_collection(f"gmvtest{os.getpid()}_training")
