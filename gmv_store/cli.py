@@ -35,6 +35,8 @@ def input_options(f):
     f = click.option("--batch-size", type=click.IntRange(1, 100_000), default=None, help="Images per batch.")(f)
     f = click.option("--wait", type=float, default=0.0, metavar="SECONDS",
                      help="Wait this long for another writer to finish instead of failing.")(f)
+    f = click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default=None,
+                     help="Where model backends run [default: auto = cuda, else mps, else cpu].")(f)
     return f
 
 
@@ -193,7 +195,7 @@ def migrate(store, list_, fmt):
 @click.option("--no-refresh", is_flag=True, help="Do not re-score earlier generated images now; `gmv refresh` later.")
 @input_options
 @errors_to_lines
-def ingest(store, paths, owner, no_refresh, meta, label, label_from, batch_size, wait):
+def ingest(store, paths, owner, no_refresh, meta, label, label_from, batch_size, wait, device):
     """Add training images: files, folders (recursive), .npz/.npy arrays, mnist:train, mnist:test.
 
     Re-ingesting the same content adds nothing. Bad inputs are reported one per line and
@@ -213,7 +215,7 @@ def ingest(store, paths, owner, no_refresh, meta, label, label_from, batch_size,
 
     from .store import Store
 
-    s = Store.open(store, wait=wait)
+    s = Store.open(store, wait=wait, device=device)
     try:
         r = run(s, list(paths), owner=owner, label_from=label_from, label=label, meta=parse_meta(meta),
                 progress=_progress(), refresh=not no_refresh, **({"batch_size": batch_size} if batch_size else {}))
@@ -236,7 +238,7 @@ def ingest(store, paths, owner, no_refresh, meta, label, label_from, batch_size,
 @click.option("--recall", type=click.IntRange(1, 100_000), default=None, help="Candidates recalled before re-ranking [default: 10·k].")
 @input_options
 @errors_to_lines
-def value(store, paths, set_name, k, recall, meta, label, label_from, batch_size, wait):
+def value(store, paths, set_name, k, recall, meta, label, label_from, batch_size, wait, device):
     """Value generated images: recall, re-rank, quality, credit (Eq. 6), update the set's values.
 
     Accepts the same inputs as `ingest`. A generated image's label is the class or prompt it
@@ -252,7 +254,7 @@ def value(store, paths, set_name, k, recall, meta, label, label_from, batch_size
 
     from .store import Store
 
-    s = Store.open(store, wait=wait)
+    s = Store.open(store, wait=wait, device=device)
     try:
         r = run(s, list(paths), set_name, k=k, recall=recall, label_from=label_from, label=label,
                 meta=parse_meta(meta), progress=_progress(), **({"batch_size": batch_size} if batch_size else {}))

@@ -72,6 +72,7 @@ class Store:
         self._lock = lock
         self._vectors: VectorStore | None = None
         self._last_snapshot = 0.0
+        self.device: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -127,7 +128,9 @@ class Store:
         return store
 
     @classmethod
-    def open(cls, path: str | Path | None, wait: float = 0.0) -> "Store":
+    def open(cls, path: str | Path | None, wait: float = 0.0, device: str | None = None) -> "Store":
+        """Open as the (single) writer. `device` (cuda, mps, cpu, auto) overrides where model
+        backends run; it does not change the vectors, so it is not part of the store's record."""
         root = default_store_path(path)
         config = read_config(root)
         lock = WriterLock(root, wait=wait)
@@ -135,6 +138,7 @@ class Store:
             ledger = connect_ledger(root / LEDGER_FILE)
             migrations.migrate(ledger)
             store = cls(root, config, ledger, lock)
+            store.device = device
             store.recover()
         except BaseException:
             lock.release()
@@ -187,7 +191,10 @@ class Store:
         return self._vectors
 
     def _backend(self, kind: str, spec: BackendSpec):
-        backend = registry.create(kind, spec.name, spec.params)
+        params = dict(spec.params)
+        if self.device and "device" in registry.backend_class(kind, spec.name).defaults:
+            params["device"] = self.device
+        backend = registry.create(kind, spec.name, params)
         have = BackendSpec(**backend.fingerprint())
         if have != spec:
             raise StoreMismatch(
