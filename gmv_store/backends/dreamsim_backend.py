@@ -100,6 +100,7 @@ class DreamSimEmbedder(_DreamSimParams, Embedder):
     def __init__(self, **params):
         super().__init__(**params)
         self._setup("embedder 'dreamsim'")
+        self._alternative = "--embedder effnet-lite0 (see docs/backends.md)"
 
     @property
     def dim(self) -> int:
@@ -119,7 +120,7 @@ class DreamSimEmbedder(_DreamSimParams, Embedder):
                 download=lambda: _download(own, kind),
                 host="github.com",
                 expected=f"the unzipped DreamSim '{kind}' release ({first}, ...)",
-                alternative="--rerank lpips or l2 (see docs/backends.md)",
+                alternative=self._alternative,
                 present=lambda p: p.is_dir() and _missing(p, kind) is None,
                 missing_part=lambda p: _missing(p, kind) or str(p),
             ))
@@ -174,6 +175,9 @@ class DreamSimReranker(_DreamSimParams, Reranker):
         super().__init__(**params)
         self._setup("rerank 'dreamsim'")
         self._vector = DreamSimEmbedder(**self.params)
+        # errors about the weights name the stage the user chose
+        self._vector._owner = self._owner
+        self._vector._alternative = "--rerank l2, or embedding with embedder effnet-lite0 (see docs/backends.md)"
 
     def vector_embedder(self):
         return self._vector

@@ -296,7 +296,9 @@ def _where(spec: WeightsSpec) -> str:
     where += f" (= {Path(wd) / spec.filename})" if wd else " (GMV_WEIGHTS_DIR unset)"
     what = spec.expected or Path(spec.filename).name
     verb = "in" if spec.expected else "at"
-    return f"fix: put {what} {verb} {where} or pass {spec.param}=PATH{_alt(spec)}"
+    stage = spec.owner.split(" ", 1)[0]
+    cli = f" (CLI: -p {stage}.{spec.param}=PATH)" if stage in ("embedder", "rerank", "quality") else ""
+    return f"fix: put {what} {verb} {where} or pass {spec.param}=PATH{cli}{_alt(spec)}"
 
 
 def _alt(spec: WeightsSpec) -> str:
