@@ -193,3 +193,33 @@ def test_migrate_list(valued):
     rows = json.loads(run("migrate", "--list", "--store", valued, "--json"))
     assert rows and all(r["state"] == "applied" for r in rows)
     assert "all" in run("migrate", "--store", valued)
+
+
+def test_incremental_commands(valued, tmp_path, mnist_small):
+    x, y, xt, yt = mnist_small
+    extra = tmp_path / "extra.npz"
+    np.savez(extra, images=np.ascontiguousarray(x[:, ::-1]), labels=y)  # mirrored digits: new content
+    out = run("ingest", extra, "--owner", "bob", "--no-refresh", "--store", valued)
+    assert "refresh deferred" in out
+    assert "refresh due: yes" in run("status", "--store", valued)
+    out = run("verify", "--store", valued, code=1)
+    assert "difference: refresh due" in out
+    out = run("refresh", "--store", valued)
+    assert out.startswith("re-scored ") and "of 40 generated images in 1 set" in out
+    assert "refresh due: no" in run("status", "--store", valued)
+    assert run("verify", "--full", "--store", valued).startswith("ok: ")
+    out = run("forget", "--owner", "bob", "--store", valued)
+    assert "forgot 600 training images" in out
+    assert run("verify", "--full", "--store", valued).startswith("ok: ")
+    gone = sql(valued, "SELECT kind, selector, n_images FROM forgotten")
+    assert gone == [{"kind": "training", "selector": "--owner bob", "n_images": 600}]
+    assert sql(valued, "SELECT count(*) AS n FROM contributors WHERE owner = 'bob'")[0]["n"] == 0
+    gid = sql(valued, "SELECT generated_id FROM generated ORDER BY 1 LIMIT 1")[0]["generated_id"]
+    run("forget-generated", gid, "--set", "s1", "--store", valued)
+    assert sql(valued, "SELECT m FROM sets")[0]["m"] == 39
+    assert sql(valued, "SELECT sum(value) AS v FROM contributor_values")[0]["v"] == pytest.approx(1.0)
+    out = run("forget", "deadbeefdeadbeef", "--store", valued, code=1)
+    assert "not in the store" in out and "nothing was removed" in out
+    run("forget-set", "s1", "--store", valued)
+    assert sql(valued, "SELECT count(*) AS n FROM sets")[0]["n"] == 0
+    assert run("verify", "--full", "--store", valued).startswith("ok: ")
