@@ -105,7 +105,7 @@ class _LPIPSParams(TorchBackendMixin):
                 cache=[torch_hub_dir() / "checkpoints" / fname],
                 download=download,
                 host="download.pytorch.org",
-                alternative="--rerank l2, or dreamsim with a prepared cache_dir",
+                alternative="--rerank l2, or embedding with embedder effnet-lite0",
             ))
         return self._path
 
