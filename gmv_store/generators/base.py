@@ -85,6 +85,10 @@ class Generator:
         """Hyper-parameters that define the trained model (part of the cache key)."""
         return {}
 
+    @classmethod
+    def from_hparams(cls, quick: bool = False) -> "Generator":
+        return cls(**cls.hparams(quick))
+
     def fit(self, images: np.ndarray, labels: np.ndarray, seed: int = 0) -> "Generator":
         raise NotImplementedError
 
@@ -97,3 +101,93 @@ class Generator:
     @classmethod
     def load(cls, path: Path) -> "Generator":
         raise NotImplementedError
+
+
+class TorchGenerator(Generator):
+    """Shared plumbing for the torch generators (torch is imported inside methods only).
+
+    Subclasses define `FULL` and `QUICK` hyper-parameter dicts, `build()` (returns the
+    nn.Module kept in `self.net`), `_train(x, y)` (x float (n,1,28,28) in 0..1, y int64) and
+    `_sample(y, gen)` (returns float images in 0..1, shape (m,1,28,28)).
+    """
+
+    suffix = ".pt"
+    FULL: dict = {}
+    QUICK: dict = {}
+
+    def __init__(self, **hp):
+        self.hp = {**self.FULL, **hp}
+        self.net = None
+        self.train_seconds: float | None = None
+
+    @classmethod
+    def hparams(cls, quick: bool = False) -> dict:
+        return dict(cls.QUICK if quick else cls.FULL)
+
+    @classmethod
+    def from_hparams(cls, quick: bool = False) -> "TorchGenerator":
+        return cls(**cls.hparams(quick))
+
+    def build(self):
+        raise NotImplementedError
+
+    def _train(self, x, y, rng: np.random.Generator) -> None:
+        raise NotImplementedError
+
+    def _sample(self, y, gen):
+        raise NotImplementedError
+
+    def fit(self, images, labels, seed: int = 0) -> "TorchGenerator":
+        import time
+
+        import torch
+
+        images, labels = check_images_labels(images, labels)
+        torch.manual_seed(seed)
+        self.net = self.build()
+        x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
+        y = torch.from_numpy(labels)
+        t0 = time.perf_counter()
+        self.net.train()
+        self._train(x, y, np.random.default_rng(seed))
+        self.net.eval()
+        self.train_seconds = time.perf_counter() - t0
+        return self
+
+    def sample(self, labels, seed: int = 0, batch_size: int = 500) -> np.ndarray:
+        import torch
+
+        if self.net is None:
+            raise BadInput(f"{self.name}: generator is not trained; fix: call fit() or load_or_train()")
+        labels = check_labels(labels)
+        gen = torch.Generator().manual_seed(int(seed))
+        out = []
+        self.net.eval()
+        with torch.inference_mode():
+            for i in range(0, len(labels), batch_size):
+                y = torch.from_numpy(labels[i:i + batch_size])
+                out.append(self._sample(y, gen).reshape(-1, 28, 28).clamp(0, 1).mul(255.0).numpy())
+        if not out:
+            return np.zeros((0, 28, 28), dtype=np.uint8)
+        return to_uint8(np.concatenate(out))
+
+    def save(self, path: Path) -> None:
+        import torch
+
+        blob = {"name": self.name, "hparams": self.hp, "train_seconds": self.train_seconds,
+                "state_dict": self.net.state_dict()}
+        atomic_write(Path(path), lambda tmp: torch.save(blob, tmp))
+
+    @classmethod
+    def load(cls, path: Path) -> "TorchGenerator":
+        import torch
+
+        blob = torch.load(Path(path), map_location="cpu", weights_only=True)
+        if blob.get("name") != cls.name:
+            raise BadInput(f"{path}: holds a '{blob.get('name')}' model, not '{cls.name}'; fix: delete the cache file")
+        g = cls(**blob["hparams"])
+        g.net = g.build()
+        g.net.load_state_dict(blob["state_dict"])
+        g.net.eval()
+        g.train_seconds = blob.get("train_seconds")
+        return g
