@@ -633,5 +633,8 @@ def demo(store, m, profile, quick):
     run_demo(store, m=m, profile=profile, quick=quick, echo=click.echo)
 
 
+from .eval.cli import eval_group; cli.add_command(eval_group, "eval")
+
+
 def main():
     cli()

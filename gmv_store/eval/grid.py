@@ -1,0 +1,73 @@
+"""Generated images beside their top contributors (the paper's Fig. 6 style), from any store
+whose generated and training sources can be read back (files, .npz/.npy entries, mnist:...)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from gmv_store.errors import BadInput
+
+from .ledger_read import set_info
+
+
+def pick_generated(con, set_name: str, rows: int, one_per_label: bool = True) -> list[str]:
+    """Generated ids to show: the first of each label (in id order) when labelled, else the first ones."""
+    got = con.execute("SELECT generated_id, label FROM generated WHERE set_name = ? ORDER BY label, generated_id",
+                      [set_name]).fetchall()
+    if not got:
+        raise BadInput(f"set '{set_name}' has no generated images")
+    if one_per_label and any(lab is not None for _, lab in got):
+        seen, out = set(), []
+        for g, lab in got:
+            if lab not in seen:
+                seen.add(lab)
+                out.append(g)
+        got_ids = out
+    else:
+        got_ids = [g for g, _ in got]
+    return got_ids[:rows]
+
+
+def contributor_grid(con, set_name: str, path, *, rows: int = 6, top: int = 8, generated_ids=None,
+                     title: str | None = None) -> Path:
+    """A PNG: one row per generated image: the image, then its `top` contributors with their
+    label and credit (label in green when it matches the generated image's label, else red)."""
+    from ingest.discover import load_source
+
+    from .plots import _plt, _save
+
+    set_info(con, set_name)
+    ids = list(generated_ids) if generated_ids else pick_generated(con, set_name, rows)
+    plt = _plt()
+    fig, axes = plt.subplots(len(ids), top + 1, figsize=(1.05 * (top + 1), 1.2 * len(ids) + 0.5), squeeze=False)
+    for i, g in enumerate(ids):
+        row = con.execute("SELECT source, label, quality FROM generated WHERE set_name = ? AND generated_id = ?",
+                          [set_name, g]).fetchone()
+        if row is None:
+            raise BadInput(f"generated image {g} is not in set '{set_name}'")
+        src, glab, q = row
+        contribs = con.execute(
+            """SELECT s.rank, c.source, c.label, s.credit FROM scores s JOIN contributors c USING (contributor_id)
+               WHERE s.set_name = ? AND s.generated_id = ? AND s.rank <= ? ORDER BY s.rank""",
+            [set_name, g, top]).fetchall()
+        _show(axes[i][0], load_source(src), f"gen {glab}\nq={q:.2f}", "black")
+        for j in range(top):
+            ax = axes[i][j + 1]
+            if j < len(contribs):
+                _, csrc, clab, credit = contribs[j]
+                color = "green" if (glab is None or clab == glab) else "red"
+                _show(ax, load_source(csrc), f"{clab} · {credit:.3f}", color)
+            else:
+                ax.axis("off")
+    fig.suptitle(title or f"set {set_name}: generated image, then its top-{top} contributors (label · credit)",
+                 fontsize=8)
+    return _save(fig, path)
+
+
+def _show(ax, pixels: np.ndarray, text: str, color: str) -> None:
+    img = pixels[:, :, 0] if pixels.ndim == 3 and pixels.shape[2] == 1 else pixels
+    ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
+    ax.set_title(text, fontsize=6, color=color)
+    ax.set_xticks([])
+    ax.set_yticks([])
