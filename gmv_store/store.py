@@ -227,7 +227,9 @@ class Store:
         out = {"recall": self.embedder.embed(images)}
         rv = self.reranker.vector_embedder()
         if rv is not None:
-            out["rerank"] = rv.embed(images)
+            # the same model for both stages (e.g. dreamsim + dreamsim): one forward, not two
+            same = rv.fingerprint() == self.embedder.fingerprint() and type(rv) is type(self.embedder)
+            out["rerank"] = out["recall"] if same else rv.embed(images)
         return out
 
     # ------------------------------------------------------------------ journal

@@ -34,6 +34,7 @@ CREATE TABLE generated_images (
     valued_at    TIMESTAMP NOT NULL,
     recall_floor DOUBLE,                    -- Qdrant recall score of the last recalled candidate
     n_recalled   INTEGER NOT NULL,          -- candidates recalled (< N when the training set is small)
+    recall_scores DOUBLE[] NOT NULL,        -- Qdrant recall scores of all recalled candidates, best first
     PRIMARY KEY (set_name, generated_id)
 );
 

@@ -95,7 +95,7 @@ def score_batch(store: Store, batch, k: int, recall: int, timings: dict) -> tupl
 
 def to_scored(generated_id, sha256, source, label, quality: float, m: Match) -> Scored:
     return Scored(generated_id, sha256, source, label, quality, [contributor_of(p) for p in m.ids], m.distances,
-                  credits(m.distances, quality).tolist(), [r for _, _, r in m.top], m.recall_floor, m.n_recalled)
+                  credits(m.distances, quality).tolist(), [r for _, _, r in m.top], m.recall_scores)
 
 
 def value(store: Store, paths: list[str], set_name: str, *, k: int = DEFAULT_K, recall: int | None = None,

@@ -22,8 +22,15 @@ from gmv_store.vectors import Query
 @dataclass
 class Match:
     top: list[tuple[str, float, int]]  # (point id, distance d_ij, recall rank), closest first
-    recall_floor: float | None         # Qdrant score of the last recalled candidate
-    n_recalled: int
+    recall_scores: list[float]         # Qdrant recall scores of all recalled candidates, best first
+
+    @property
+    def recall_floor(self) -> float | None:
+        return self.recall_scores[-1] if self.recall_scores else None
+
+    @property
+    def n_recalled(self) -> int:
+        return len(self.recall_scores)
 
     @property
     def ids(self) -> list[str]:
@@ -60,7 +67,6 @@ def match(store: Store, vectors: dict[str, np.ndarray], k: int, recall: int, *,
     first = store.vectors.query(collection, [Query({"recall": vectors["recall"][i]}, using="recall", limit=n_recall)
                                              for i in range(n)])
     rank_of = [{pid: r for r, (pid, _) in enumerate(h, start=1)} for h in first]
-    floors = [h[-1][1] if h else None for h in first]
     rv = reranker.vector_embedder()
     if rv is not None:
         second = store.vectors.query(collection, [
@@ -81,4 +87,4 @@ def match(store: Store, vectors: dict[str, np.ndarray], k: int, recall: int, *,
         metric = store.embedder.metric
         tops = [_ordered([(p, score_to_distance(s, metric), r) for r, (p, s) in enumerate(h, start=1)], k)
                 for h in first]
-    return [Match(t, f, len(h)) for t, f, h in zip(tops, floors, first)]
+    return [Match(t, [sc for _, sc in h]) for t, h in zip(tops, first)]

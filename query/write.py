@@ -33,8 +33,15 @@ class Scored:
     distances: list[float]
     credits: list[float]
     recall_ranks: list[int]
-    recall_floor: float | None
-    n_recalled: int
+    recall_scores: list[float]  # of every recalled candidate, best first
+
+    @property
+    def recall_floor(self) -> float | None:
+        return self.recall_scores[-1] if self.recall_scores else None
+
+    @property
+    def n_recalled(self) -> int:
+        return len(self.recall_scores)
 
 
 def add_sums(con, set_name: str, scored: list[Scored], sign: int = 1) -> None:
@@ -94,6 +101,7 @@ def write_generated(store: Store, set_name: str, scored: list[Scored], vectors: 
             "label": [s.label for s in scored], "meta": [json.dumps(meta)] * len(scored),
             "quality": [s.quality for s in scored], "valued_at": [now] * len(scored),
             "recall_floor": [s.recall_floor for s in scored], "n_recalled": [s.n_recalled for s in scored],
+            "recall_scores": [s.recall_scores for s in scored],
         })
         insert_credits(con, set_name, scored)
         add_sums(con, set_name, scored)

@@ -101,5 +101,5 @@ def test_sigkill_then_rerun(base, tmp_path, scenario):
         got = values(store)
         assert got.keys() == expected.keys()
         for key in got:
-            assert got[key] == pytest.approx(expected[key], abs=1e-9)
+            assert got[key] == pytest.approx(expected[key], abs=1e-6)
     assert kills >= 1, "no run was interrupted; the kill window missed the command"
