@@ -25,6 +25,8 @@ from .base import Generator, check_images_labels, data_sha256
 # name -> (module, class). Modules are imported on demand (torch stays optional).
 _REGISTRY: dict[str, tuple[str, str]] = {
     "gmm": ("gmm", "GMMGenerator"),
+    "vae": ("vae", "VAEGenerator"),
+    "gan": ("gan", "GANGenerator"),
 }
 GENERATORS: tuple[str, ...] = tuple(_REGISTRY)
 CACHE_VERSION = 1

@@ -48,7 +48,7 @@ class MnistClassifier:
 
     @staticmethod
     def hparams(quick: bool = False) -> dict:
-        return {"epochs": 1 if quick else 3, "batch_size": 128, "lr": 1e-3}
+        return {"epochs": 2 if quick else 3, "batch_size": 128, "lr": 1e-3}
 
     def fit(self, images, labels, seed: int = 0) -> "MnistClassifier":
         import torch

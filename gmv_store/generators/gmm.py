@@ -9,6 +9,7 @@ scikit-learn's GaussianMixture took ~40-60 s on 60k images on two cores, this ta
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,7 @@ class GMMGenerator(Generator):
         self.means: np.ndarray | None = None           # (10, K, d)
         self.chols: np.ndarray | None = None           # (10, K, d, d) lower Cholesky factors of covariances
         self.fitted: np.ndarray | None = None          # (10,) bool, class seen in training
+        self.train_seconds: float | None = None
 
     @classmethod
     def hparams(cls, quick: bool = False) -> dict:
@@ -113,8 +115,11 @@ class GMMGenerator(Generator):
         images, labels = check_images_labels(images, labels)
         # Multi-threaded OpenBLAS is pathologically slow on these small, tall GEMMs
         # (~100x slower on two cores in our measurements); one thread is fastest here.
+        t0 = time.perf_counter()
         with threadpool_limits(limits=1, user_api="blas"):
-            return self._fit(images, labels, seed)
+            self._fit(images, labels, seed)
+        self.train_seconds = time.perf_counter() - t0
+        return self
 
     def _fit(self, images: np.ndarray, labels: np.ndarray, seed: int) -> "GMMGenerator":
         from sklearn.decomposition import PCA
@@ -168,7 +173,8 @@ class GMMGenerator(Generator):
         arrays = dict(pca_mean=self.pca_mean, pca_components=self.pca_components, weights=self.weights,
                       means=self.means, chols=self.chols, fitted=self.fitted,
                       config=np.array([self.n_pca, self.n_components, self.max_iter]),
-                      covariance_type=np.array(self.covariance_type))
+                      covariance_type=np.array(self.covariance_type),
+                      train_seconds=np.array(np.nan if self.train_seconds is None else self.train_seconds))
 
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as f:
@@ -184,4 +190,6 @@ class GMMGenerator(Generator):
                     max_iter=max_iter)
             for key in ("pca_mean", "pca_components", "weights", "means", "chols", "fitted"):
                 setattr(g, key, f[key])
+            if "train_seconds" in f:
+                g.train_seconds = float(f["train_seconds"])
         return g
