@@ -8,7 +8,7 @@
 - `server` : a Qdrant server or cluster at a URL (docker-compose.yml), API key from
              GMV_QDRANT_API_KEY only.
 
-The pipeline sees only this interface: named vectors, string UUID ids, payload dicts, and
+The pipeline sees only this interface: named vectors, 64-bit integer ids, payload dicts, and
 a two-stage query (prefetch N on one named vector, re-score to k on another).
 """
 from __future__ import annotations
@@ -42,20 +42,25 @@ class Query:
     limit: int
     prefetch_using: str | None = None
     prefetch_limit: int = 0
-    exclude_ids: tuple[str, ...] = ()
-    only_ids: tuple[str, ...] | None = None
+    exclude_ids: tuple[int, ...] = ()
+    only_ids: tuple[int, ...] | None = None
     score_threshold: float | None = None  # cosine: minimum similarity; euclid: maximum distance
 
 
-Hit = tuple[str, float]  # (point id, Qdrant score: cosine similarity or euclidean distance)
+Hit = tuple[int, float]  # (point id, Qdrant score: cosine similarity or euclidean distance)
 
 
-def point_id(key: str) -> str:
-    """A Qdrant point id (UUID string) derived from a hex digest or any string key."""
+def point_id(key: str) -> int:
+    """A Qdrant point id (unsigned 64-bit) from the first 16 hex digits of a digest.
+
+    Integer ids, not UUIDs: the contributor id is the same 16 hex digits, and ints cross
+    from Qdrant to Python without per-hit string conversions."""
     try:
-        return str(uuid.UUID(hex=key[:32]))
+        return int(key[:16], 16)
     except ValueError:
-        return str(uuid.uuid5(uuid.NAMESPACE_URL, key))
+        import hashlib
+
+        return int(hashlib.sha256(key.encode()).hexdigest()[:16], 16)
 
 
 class VectorStore:
@@ -145,13 +150,13 @@ class EdgeVectorStore(VectorStore):
 
     def ids(self, name):
         qe = self._qe
-        out: set[str] = set()
+        out: set[int] = set()
         offset = None
         while True:
             pts, offset = self._shard(name).scroll(
                 qe.ScrollRequest(offset=offset, limit=10_000, with_payload=False, with_vector=False)
             )
-            out.update(str(p.id) for p in pts)
+            out.update(int(p.id) for p in pts)
             if offset is None:
                 return out
 
@@ -184,16 +189,16 @@ class EdgeVectorStore(VectorStore):
         if not reqs:
             return []
         res = self._shard(name).query_batch(qe.QueryBatchRequest(reqs))
-        return [[(str(p.id), float(p.score)) for p in hits] for hits in res]
+        return [[(int(p.id), float(p.score)) for p in hits] for hits in res]
 
     def vectors(self, name, ids, using):
         recs = self._shard(name).retrieve(list(ids), with_payload=False, with_vector=[using])
-        by_id = {str(r.id): r.vector[using] for r in recs}
+        by_id = {int(r.id): r.vector[using] for r in recs}
         return np.asarray([by_id[i] for i in ids], dtype=np.float32)
 
     def payloads(self, name, ids):
         recs = self._shard(name).retrieve(list(ids), with_payload=True, with_vector=False)
-        return {str(r.id): dict(r.payload or {}) for r in recs}
+        return {int(r.id): dict(r.payload or {}) for r in recs}
 
     def close(self):
         for shard in self._shards.values():
@@ -274,11 +279,11 @@ class ClientVectorStore(VectorStore):
             self.client.delete(self._c(name), points_selector=self.models.PointIdsList(points=list(ids)), wait=True)
 
     def ids(self, name):
-        out: set[str] = set()
+        out: set[int] = set()
         offset = None
         while True:
             pts, offset = self.client.scroll(self._c(name), limit=10_000, offset=offset, with_payload=False, with_vectors=False)
-            out.update(str(p.id) for p in pts)
+            out.update(int(p.id) for p in pts)
             if offset is None:
                 return out
 
@@ -306,16 +311,16 @@ class ClientVectorStore(VectorStore):
         if not reqs:
             return []
         res = self.client.query_batch_points(self._c(name), requests=reqs)
-        return [[(str(p.id), float(p.score)) for p in r.points] for r in res]
+        return [[(int(p.id), float(p.score)) for p in r.points] for r in res]
 
     def vectors(self, name, ids, using):
         recs = self.client.retrieve(self._c(name), ids=list(ids), with_payload=False, with_vectors=[using])
-        by_id = {str(r.id): r.vector[using] for r in recs}
+        by_id = {int(r.id): r.vector[using] for r in recs}
         return np.asarray([by_id[i] for i in ids], dtype=np.float32)
 
     def payloads(self, name, ids):
         recs = self.client.retrieve(self._c(name), ids=list(ids), with_payload=True, with_vectors=False)
-        return {str(r.id): dict(r.payload or {}) for r in recs}
+        return {int(r.id): dict(r.payload or {}) for r in recs}
 
     def close(self):
         self.client.close()

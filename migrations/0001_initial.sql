@@ -3,7 +3,7 @@
 
 CREATE TABLE training_images (
     contributor_id VARCHAR PRIMARY KEY,     -- first 16 hex digits of sha256
-    point_id       VARCHAR NOT NULL,        -- Qdrant point id (UUID from sha256)
+    point_id       UBIGINT NOT NULL,        -- Qdrant point id: the first 16 hex digits of sha256 as an integer
     sha256         VARCHAR NOT NULL UNIQUE, -- of the canonical pixels (shape + uint8 bytes)
     source         VARCHAR NOT NULL,        -- file path, file.npz#i, mnist:train#i
     owner          VARCHAR,
@@ -25,7 +25,7 @@ CREATE TABLE generated_sets (
 CREATE TABLE generated_images (
     set_name     VARCHAR NOT NULL,
     generated_id VARCHAR NOT NULL,          -- first 16 hex digits of sha256
-    point_id     VARCHAR NOT NULL,
+    point_id     UBIGINT NOT NULL,
     sha256       VARCHAR NOT NULL,
     source       VARCHAR NOT NULL,
     label        VARCHAR,                   -- the class or prompt it was generated for
@@ -64,7 +64,7 @@ CREATE TABLE journal (
     op_id      BIGINT PRIMARY KEY,
     kind       VARCHAR NOT NULL,            -- 'ingest' | 'value' | ...
     collection VARCHAR NOT NULL,
-    point_ids  VARCHAR[] NOT NULL,
+    point_ids  UBIGINT[] NOT NULL,
     detail     JSON,
     started_at TIMESTAMP NOT NULL
 );
@@ -72,7 +72,7 @@ CREATE TABLE journal (
 -- Training images added while generated images existed, not yet matched against them.
 CREATE TABLE pending_refresh (
     contributor_id VARCHAR PRIMARY KEY,
-    point_id       VARCHAR NOT NULL,
+    point_id       UBIGINT NOT NULL,
     queued_at      TIMESTAMP NOT NULL
 );
 

@@ -33,7 +33,7 @@ def _log(con, kind: str, selector: str, ids: list[str], values_before: dict) -> 
                 [fid, kind, selector, len(ids), ids, json.dumps(values_before)])
 
 
-def _finish(store: Store, collection: str, op: int, point_ids: list[str], refresh: bool, progress: bool):
+def _finish(store: Store, collection: str, op: int, point_ids: list[int], refresh: bool, progress: bool):
     if op is not None:
         store.vectors.delete(collection, point_ids)
         store.ledger.execute("DELETE FROM journal WHERE op_id = ?", [op])

@@ -21,7 +21,7 @@ from gmv_store.vectors import Query
 
 @dataclass
 class Match:
-    top: list[tuple[str, float, int]]  # (point id, distance d_ij, recall rank), closest first
+    top: list[tuple[int, float, int]]  # (point id, distance d_ij, recall rank), closest first
     recall_scores: list[float]         # Qdrant recall scores of all recalled candidates, best first
 
     @property
@@ -33,7 +33,7 @@ class Match:
         return len(self.recall_scores)
 
     @property
-    def ids(self) -> list[str]:
+    def ids(self) -> list[int]:
         return [p for p, _, _ in self.top]
 
     @property
@@ -41,9 +41,9 @@ class Match:
         return [d for _, d, _ in self.top]
 
 
-def contributor_of(point_id: str) -> str:
-    """Point ids are UUIDs made from the sha256, whose first 16 hex digits are the id."""
-    return point_id.replace("-", "")[:16]
+def contributor_of(point_id: int) -> str:
+    """Training point ids are the first 16 hex digits of the sha256, which are the id."""
+    return f"{point_id:016x}"
 
 
 def recall_size(store: Store, k: int, recall: int) -> int:

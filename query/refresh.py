@@ -108,7 +108,7 @@ def _scores(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
     return np.linalg.norm(a - b, axis=1)
 
 
-def queue_for_new_training(store: Store, point_ids: list[str]) -> tuple[int, int]:
+def queue_for_new_training(store: Store, point_ids: list[int]) -> tuple[int, int, int]:
     """Bring generated images up to date with a batch of new training images.
 
     For each generated image j that some new images enter the recall set of, the new recall
@@ -163,7 +163,7 @@ def queue_for_new_training(store: Store, point_ids: list[str]) -> tuple[int, int
             cand += [(contributor_of(point_ids[xs[i]]), float(di), float(sx[i])) for i, di in zip(keep, d)
                      if di <= st["kth"] + 1e-9]
             top = sorted(cand, key=lambda c: (c[1], c[0]))[: st["k"]]
-            ranks = [_rank(new_scores, c[2], cosine) for c in top]
+            ranks = _ranks(new_scores, [c[2] for c in top], cosine)
             dist = [c[1] for c in top]
             updates.append(Scored(st["generated_id"], "", "", None, st["quality"], [c[0] for c in top], dist,
                                   credits(dist, st["quality"]).tolist(), ranks, new_scores))
@@ -173,14 +173,11 @@ def queue_for_new_training(store: Store, point_ids: list[str]) -> tuple[int, int
     return merged, changed, len(queued)
 
 
-def _rank(scores: list[float], value: float, descending: bool) -> int:
-    """1-based position of `value` in a sorted score list (first equal entry)."""
-    import bisect
-
-    if descending:
-        neg = [-v for v in scores]
-        return bisect.bisect_left(neg, -value) + 1
-    return bisect.bisect_left(scores, value) + 1
+def _ranks(scores: list[float], values: list[float], descending: bool) -> list[int]:
+    """1-based positions of `values` in a sorted score list (first equal entry)."""
+    arr, v = np.asarray(scores), np.asarray(values)
+    pos = np.searchsorted(-arr, -v, "left") if descending else np.searchsorted(arr, v, "left")
+    return (pos + 1).tolist()
 
 
 def _pair_distance(store: Store, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -189,7 +186,7 @@ def _pair_distance(store: Store, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.array([store.reranker.distance_from_score(float(sc), rv.metric) for sc in _scores(a, b, rv.metric)])
 
 
-def queue_for_removed_training(store: Store, point_ids: list[str], contributor_ids: list[str]) -> int:
+def queue_for_removed_training(store: Store, point_ids: list[int], contributor_ids: list[str]) -> int:
     """Generated images whose recall set holds any of the images about to be removed."""
     state = _gen_state(store)
     if not state or not point_ids:

@@ -16,7 +16,7 @@ from gmv_store.store import GENERATED, Store
 from gmv_store.vectors import point_id
 
 
-def generated_point_id(set_name: str, sha256: str) -> str:
+def generated_point_id(set_name: str, sha256: str) -> int:
     return point_id(hashlib.sha256(f"{set_name}\0{sha256}".encode()).hexdigest())
 
 

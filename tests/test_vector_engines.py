@@ -13,7 +13,7 @@ SPEC = {"recall": VectorSpec(16, "cosine"), "rerank": VectorSpec(32, "euclid")}
 
 def fill(vs, n=300, seed=0):
     rng = np.random.default_rng(seed)
-    ids = [point_id(f"{i:032x}") for i in range(1, n + 1)]
+    ids = [point_id(f"{i:016x}") for i in range(1, n + 1)]
     vecs = {"recall": rng.normal(size=(n, 16)).astype(np.float32), "rerank": rng.random((n, 32), dtype=np.float32)}
     vs.ensure_collection("training", SPEC)
     vs.upsert("training", ids, vecs, [{"i": i} for i in range(n)])
