@@ -81,14 +81,16 @@ def main() -> None:
         t = time.perf_counter()
         value(s, [files["gen"], files["extra"]], "g-recompute", k=a.k)
         t_revalue = time.perf_counter() - t
-        frac = rep.rescored / max(rep.total_generated, 1)
+        frac = (rep.rescored + rep.merged) / max(rep.total_generated, 1)
+        searched = rep.rescored / max(rep.total_generated, 1)
         rows.append(("B. refresh after +%d training (ingest excluded)" % a.new, t_refresh, t_revalue, frac))
         rows.append(("B'. ingest + refresh vs ingest + full re-value", t_ingest + t_refresh, t_ingest + t_revalue, frac))
-        print(f"refresh: {rep.summary()}; find {rep.timings['find']:.1f}s, re-score {rep.timings['rescore']:.1f}s", flush=True)
+        print(f"refresh: {rep.summary()}; find+merge {rep.timings['find']:.1f}s, re-score {rep.timings['rescore']:.1f}s; "
+              f"{100 * searched:.1f}% of generated images needed a new search", flush=True)
     finally:
         s.close()
 
-    print("\n| operation | incremental (s) | full recompute (s) | ratio | generated re-scored |")
+    print("\n| operation | incremental (s) | full recompute (s) | ratio | generated images updated |")
     print("|---|---|---|---|---|")
     for name, inc, full, frac in rows:
         f = f"{100 * frac:.1f}%" if frac is not None else "-"

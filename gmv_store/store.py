@@ -233,7 +233,7 @@ class Store:
         return out
 
     # ------------------------------------------------------------------ journal
-    def journal_begin(self, kind: str, collection: str, point_ids: list[str], detail: dict | None = None) -> int:
+    def journal_begin(self, kind: str, collection: str, point_ids: list[int], detail: dict | None = None) -> int:
         op_id = self.ledger.execute("SELECT coalesce(max(op_id), 0) + 1 FROM journal").fetchone()[0]
         self.ledger.execute(
             "INSERT INTO journal VALUES (?, ?, ?, ?, ?, current_timestamp)",
