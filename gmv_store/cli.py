@@ -616,7 +616,10 @@ def backends(fmt):
 @cli.command()
 @click.option("--store", "store", default="gmv-demo", show_default=True, metavar="DIR", help="Store folder to create.")
 @click.option("--m", "m", type=click.IntRange(10, 10_000), default=100, show_default=True, help="Generated images.")
-@click.option("--profile", default=None, help="Backend profile [default: offline if torch is installed, else basic].")
+@click.option("--profile", default=None,
+              help="default (pixels + l2 + PIQE quality; needs torch), basic (pixels + l2, no torch), "
+                   "offline (EfficientNet-Lite0 recall + l2 + PIQE; slow: ~15-60 min on 2 CPU cores), "
+                   "or any `gmv backends` profile [default: default, or basic without torch].")
 @click.option("--quick", is_flag=True, help="Use 5,000 training images (seconds, for a smoke test).")
 @errors_to_lines
 def demo(store, m, profile, quick):
