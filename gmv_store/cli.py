@@ -177,11 +177,8 @@ def migrate(store, list_, fmt):
         finally:
             con.close()
         return
-    s = Store.open(store)  # opening applies pending migrations
-    try:
+    with Store.open(store) as s:  # opening applies pending migrations
         rows = migration_status(s.ledger)
-    finally:
-        s.close()
     click.echo(f"schema at version {max(r['version'] for r in rows)}; all {len(rows)} migrations applied")
 
 
@@ -215,12 +212,9 @@ def ingest(store, paths, owner, no_refresh, meta, label, label_from, batch_size,
 
     from .store import Store
 
-    s = Store.open(store, wait=wait, device=device)
-    try:
+    with Store.open(store, wait=wait, device=device) as s:
         r = run(s, list(paths), owner=owner, label_from=label_from, label=label, meta=parse_meta(meta),
                 progress=_progress(), refresh=not no_refresh, **({"batch_size": batch_size} if batch_size else {}))
-    finally:
-        s.close()
     click.echo(f"ingested {r.added:,} new training images ({r.duplicates:,} already stored, {r.skipped:,} skipped"
                f"{f', {r.ignored_files:,} non-image files ignored' if r.ignored_files else ''}) in {r.seconds:.1f}s")
     if r.refresh is not None and r.refresh.total_generated:
@@ -254,12 +248,9 @@ def value(store, paths, set_name, k, recall, meta, label, label_from, batch_size
 
     from .store import Store
 
-    s = Store.open(store, wait=wait, device=device)
-    try:
+    with Store.open(store, wait=wait, device=device) as s:
         r = run(s, list(paths), set_name, k=k, recall=recall, label_from=label_from, label=label,
                 meta=parse_meta(meta), progress=_progress(), **({"batch_size": batch_size} if batch_size else {}))
-    finally:
-        s.close()
     per = f", {1000 * r.seconds / r.valued:.1f} ms/image" if r.valued else ""
     click.echo(f"valued {r.valued:,} generated images into set '{set_name}' ({r.already_valued:,} already in it, "
                f"{r.skipped:,} skipped) in {r.seconds:.1f}s{per}")
@@ -467,11 +458,8 @@ def refresh(store, wait):
 
     from .store import Store
 
-    s = Store.open(store, wait=wait)
-    try:
+    with Store.open(store, wait=wait) as s:
         r = run(s, progress=_progress())
-    finally:
-        s.close()
     click.echo(f"{r.summary()} in {r.seconds:.1f}s")
 
 
@@ -498,11 +486,8 @@ def forget(store, ids, owner, source, no_refresh, wait):
 
     from .store import Store
 
-    s = Store.open(store, wait=wait)
-    try:
+    with Store.open(store, wait=wait) as s:
         r = forget_training(s, list(ids), owner=owner, source=source, refresh=not no_refresh, progress=_progress())
-    finally:
-        s.close()
     vals = ", ".join(f"{k}: {v:.6g}" for k, v in r.values_before.items()) or "none"
     click.echo(f"forgot {r.removed:,} training images (value they held per set: {vals})")
     click.echo(r.refresh.summary() if r.refresh else "refresh deferred: run `gmv refresh`")
@@ -524,11 +509,8 @@ def forget_set_cmd(store, set_name, wait):
 
     from .store import Store
 
-    s = Store.open(store, wait=wait)
-    try:
+    with Store.open(store, wait=wait) as s:
         r = forget_set(s, set_name)
-    finally:
-        s.close()
     click.echo(f"forgot set '{set_name}' ({r.removed:,} generated images)")
 
 
@@ -549,11 +531,8 @@ def forget_generated_cmd(store, ids, set_name, wait):
 
     from .store import Store
 
-    s = Store.open(store, wait=wait)
-    try:
+    with Store.open(store, wait=wait) as s:
         r = forget_generated(s, set_name, list(ids))
-    finally:
-        s.close()
     click.echo(f"forgot {r.removed:,} generated images from set '{set_name}'")
 
 
@@ -577,11 +556,8 @@ def verify(store, full, sample, seed, wait):
 
     from .store import Store
 
-    s = Store.open(store, wait=wait)
-    try:
+    with Store.open(store, wait=wait) as s:
         r = run(s, sample=None if full else sample, seed=seed)
-    finally:
-        s.close()
     for d in r.differences:
         click.echo(f"difference: {d}")
     if not r.ok:
