@@ -16,7 +16,7 @@ def eval_group():
     """Evaluate a store's values: the paper's criteria and the scalars it lacks.
 
     \b
-    Over any store:
+    Examples, over any store:
       gmv eval class-test --set gan-v1                  # C1: identical-class ratio rho at k
       gmv eval ood --set run1 --foreign-owner scraped   # C3: AUC of low value => foreign
       gmv eval membership --set run1 --trained-owner a --heldout-owner b
