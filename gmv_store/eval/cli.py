@@ -2,6 +2,8 @@
 one library function of `gmv_store.eval` and prints the rows; the library is click-free."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from gmv_store import cli as _cli
@@ -238,8 +240,11 @@ def grid_cmd(store, set_name, out, rows, top, ids):
               help="Training pool for every backend, EfficientNet included [10,000].")
 @click.option("--effnet-size", type=click.IntRange(32, 1024), default=None, help="EfficientNet-Lite0 input side [64].")
 @click.option("--seed", type=int, default=None, help="Seed of pools, training and sampling [0].")
+@click.option("--report-only", is_flag=True, help="Recompute nothing: re-render DIR/report.md from DIR/results.json.")
+@click.option("--headline", is_flag=True, help="Recompute nothing: print DIR's headline tables (Markdown, for a README).")
 @_cli.errors_to_lines
-def recipe_cmd(out, cache, quick, generators, ood_sources, ood_qualities, n_full, n_sub, effnet_size, seed):
+def recipe_cmd(out, cache, quick, generators, ood_sources, ood_qualities, n_full, n_sub, effnet_size, seed,
+               report_only, headline):
     """The paper's criteria on real MNIST with locally trained class-conditional generators:
     C1 per generator x recall embedder x re-rank beside the paper's numbers, sensitivity to k
     and m, C3 with and without quality calibration, trained vs held-out, recall@k against
@@ -253,11 +258,19 @@ def recipe_cmd(out, cache, quick, generators, ood_sources, ood_qualities, n_full
       gmv eval recipe --out eval-report
       gmv eval recipe --quick --out /tmp/eval-quick
       gmv eval recipe --generator gmm --generator vae --ood-source photos --ood-source noise
+      gmv eval recipe --out eval-report --headline     # the tables of an earlier run, for a README
     """
     from .recipe import RecipeConfig, run_recipe, with_overrides
+    from .report import headline_tables, load_results, write_report
+
+    if report_only or headline:
+        res = load_results(out)
+        click.echo(headline_tables(res) if headline else f"wrote {write_report(res, Path(out) / 'report.md')}")
+        return
 
     cfg = RecipeConfig.quick_config() if quick else RecipeConfig()
     cfg = with_overrides(cfg, generators=tuple(generators) or None, ood_sources=tuple(ood_sources) or None,
                          ood_qualities=tuple(ood_qualities) or None, n_full=n_full, n_sub=n_sub,
                          effnet_size=effnet_size, seed=seed)
     run_recipe(out, cache=cache, config=cfg, echo=click.echo)
+

@@ -22,6 +22,7 @@ import json
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -472,12 +473,32 @@ def step_plots(r: _Run) -> None:
 # ----------------------------------------------------------------------------- entry point
 
 
+def check_config(cfg: RecipeConfig) -> None:
+    """Fail before any work on names the run would only reach after minutes."""
+    from gmv_store.backends.registry import backend_class
+
+    from .foreign import SOURCES
+
+    for q in cfg.ood_qualities:
+        backend_class("quality", q)  # UnknownBackend names the valid ones
+    for src in cfg.ood_sources:
+        if src not in SOURCES:
+            raise BadInput(f"foreign source '{src}': unknown; fix: use one of {', '.join(SOURCES)}")
+    for emb, rr in (*cfg.full_combos, *cfg.sub_combos):
+        backend_specs(cfg, emb, rr)
+    if max(cfg.ks) > cfg.k_max or cfg.sens_k > cfg.k_max:
+        raise BadInput(f"k values {cfg.ks} and sens_k {cfg.sens_k} must be <= k_max {cfg.k_max}")
+    if max(cfg.sens_ms) > cfg.sens_pool:
+        raise BadInput(f"m values {cfg.sens_ms} must be <= sens_pool {cfg.sens_pool}")
+
+
 def run_recipe(out, cache=None, config: RecipeConfig | None = None, echo: Callable[[str], None] = print) -> dict:
     """Run every criterion and write the report folder `out` (report.md, results.json, PNGs,
     the stores under stores/ and the data they reference under work/)."""
     from .report import write_report
 
     cfg = config or RecipeConfig()
+    check_config(cfg)
     out = Path(out)
     prepare_out(out)
     r = _Run(cfg, out, Path(cache).expanduser() if cache else None, echo)
@@ -495,6 +516,7 @@ def run_recipe(out, cache=None, config: RecipeConfig | None = None, echo: Callab
         with _timed(r, key):
             fn(r)
     r.results["total_seconds"] = round(time.perf_counter() - t0, 1)
+    r.results["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     (out / "results.json").write_text(json.dumps(r.results, indent=1, default=_json_default))
     write_report(r.results, out / "report.md")
     echo(f"report: {out / 'report.md'} ({r.results['total_seconds']:.0f}s)")

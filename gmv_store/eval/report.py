@@ -98,7 +98,7 @@ def write_report(res: dict, path) -> Path:
     path = Path(path)
     cfg = res["config"]
     parts = [f"# GMValuator evaluation on MNIST{' (quick: pipeline check, numbers not meaningful)' if cfg['quick'] else ''}\n",
-             f"Generated {datetime.now(timezone.utc).isoformat(timespec='seconds')} by `gmv eval recipe"
+             f"Generated {res.get('finished_at') or datetime.now(timezone.utc).isoformat(timespec='seconds')} by `gmv eval recipe"
              f"{' --quick' if cfg['quick'] else ''}` on {platform.machine()} with {os.cpu_count()} CPU cores; "
              f"total {res.get('total_seconds', 0):.0f} s. Stage times (s): "
              + ", ".join(f"{k} {v:.0f}" for k, v in res.get("stage_seconds", {}).items()) + ".\n"]
@@ -226,5 +226,11 @@ def write_report(res: dict, path) -> Path:
     return path
 
 
-def render_from_json(results_json, out_md) -> Path:
-    return write_report(json.loads(Path(results_json).read_text()), out_md)
+def load_results(folder) -> dict:
+    """results.json of a recipe folder."""
+    from gmv_store.errors import BadInput
+
+    f = Path(folder) / "results.json"
+    if not f.is_file():
+        raise BadInput(f"{f}: missing; fix: pass --out a folder written by `gmv eval recipe`")
+    return json.loads(f.read_text())
