@@ -34,7 +34,8 @@ CREATE TABLE generated_images (
     valued_at    TIMESTAMP NOT NULL,
     recall_floor DOUBLE,                    -- Qdrant recall score of the last recalled candidate
     n_recalled   INTEGER NOT NULL,          -- candidates recalled (< N when the training set is small)
-    recall_scores DOUBLE[] NOT NULL,        -- Qdrant recall scores of all recalled candidates, best first
+    recall_scores BLOB NOT NULL,            -- Qdrant recall scores of all recalled candidates, best first
+                                            -- (float64 little-endian: read and written without per-value objects)
     PRIMARY KEY (set_name, generated_id)
 );
 

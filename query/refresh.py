@@ -31,7 +31,7 @@ from gmv_store.vectors import Query, iter_chunks
 from gmv_store.valuation import credits
 
 from .recall import contributor_of, match, recall_size
-from .write import Scored, add_sums, insert_credits
+from .write import Scored, add_sums, insert_credits, pack_scores, unpack_scores
 
 CHUNK = 256
 
@@ -150,7 +150,8 @@ def queue_for_new_training(store: Store, point_ids: list[int]) -> tuple[int, int
             o = old[st["generated_id"]]
             sx = _scores(x_recall[xs], np.repeat(g_recall[p][None, :], len(xs), axis=0), metric)
             cosine = metric == "cosine"
-            new_scores = sorted(list(o.recall_scores) + sx.tolist(), reverse=cosine)[: st["N"]]
+            new_scores = np.sort(np.concatenate([o.recall_scores, sx]))
+            new_scores = (new_scores[::-1] if cosine else new_scores)[: st["N"]]
             cut = new_scores[-1] if len(new_scores) >= st["N"] else None
             members = [o.recall_scores[r - 1] for r in o.recall_ranks]
             if cut is not None and any(not _better(m, cut, metric) for m in members):
@@ -260,7 +261,7 @@ def stored_scored(con, set_name: str, generated_ids: list[str], with_recall: boo
         for gid, scores in con.execute(
                 "SELECT generated_id, recall_scores FROM generated_images WHERE set_name = ? "
                 "AND generated_id IN (SELECT unnest(?))", [set_name, generated_ids]).fetchall():
-            out.setdefault(gid, Scored(gid, "", "", None, 0.0, [], [], [], [], [])).recall_scores = list(scores)
+            out.setdefault(gid, Scored(gid, "", "", None, 0.0, [], [], [], [], [])).recall_scores = unpack_scores(scores)
     return out
 
 
@@ -294,9 +295,9 @@ def _write_rescored(con, set_name: str, fresh: list[Scored], old: dict[str, Scor
     insert_credits(con, set_name, fresh)
     con.execute(
         "UPDATE generated_images g SET recall_floor = u.f, n_recalled = u.n, recall_scores = u.sc "
-        "FROM (SELECT unnest(?) AS gid, unnest(?) AS f, unnest(?) AS n, unnest(?::DOUBLE[][]) AS sc) u "
+        "FROM (SELECT unnest(?) AS gid, unnest(?) AS f, unnest(?) AS n, unnest(?::BLOB[]) AS sc) u "
         "WHERE g.set_name = ? AND g.generated_id = u.gid",
-        [gids, [s.recall_floor for s in fresh], [s.n_recalled for s in fresh], [s.recall_scores for s in fresh], set_name])
+        [gids, [s.recall_floor for s in fresh], [s.n_recalled for s in fresh], [pack_scores(s.recall_scores) for s in fresh], set_name])
     return len(changed)
 
 

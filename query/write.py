@@ -11,9 +11,19 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+import numpy as np
+
 from gmv_store.ledger import insert_columns, transaction
 from gmv_store.store import GENERATED, Store
 from gmv_store.vectors import point_id
+
+
+def pack_scores(scores) -> bytes:
+    return np.asarray(scores, dtype="<f8").tobytes()
+
+
+def unpack_scores(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype="<f8")
 
 
 def generated_point_id(set_name: str, sha256: str) -> int:
@@ -37,7 +47,7 @@ class Scored:
 
     @property
     def recall_floor(self) -> float | None:
-        return self.recall_scores[-1] if self.recall_scores else None
+        return float(self.recall_scores[-1]) if len(self.recall_scores) else None
 
     @property
     def n_recalled(self) -> int:
@@ -101,7 +111,7 @@ def write_generated(store: Store, set_name: str, scored: list[Scored], vectors: 
             "label": [s.label for s in scored], "meta": [json.dumps(meta)] * len(scored),
             "quality": [s.quality for s in scored], "valued_at": [now] * len(scored),
             "recall_floor": [s.recall_floor for s in scored], "n_recalled": [s.n_recalled for s in scored],
-            "recall_scores": [s.recall_scores for s in scored],
+            "recall_scores": [pack_scores(s.recall_scores) for s in scored],
         })
         insert_credits(con, set_name, scored)
         add_sums(con, set_name, scored)
