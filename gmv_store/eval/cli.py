@@ -161,8 +161,8 @@ def sensitivity_cmd(store, set_name, ks, ms, m_k, repeats, seed, fmt):
 @click.option("--limit", type=click.IntRange(1), default=100, show_default=True, help="Generated images used as queries.")
 @click.option("--hnsw", is_flag=True, help="Instead: build an HNSW index on a copy of the training shard (edge engine) "
                                            "and compare it with exact search.")
-@click.option("--ef", "efs", type=click.IntRange(1), multiple=True, help="HNSW search ef values (repeatable) "
-                                                                          "[default: Qdrant's default, 16, 64, 128].")
+@click.option("--ef", "efs", type=click.IntRange(1), multiple=True,
+              help="HNSW search ef values (repeatable) [default: Qdrant's default, 2k, 4k; an ef below k acts as k].")
 @click.option("--vector", type=click.Choice(["recall", "rerank"]), default="recall", show_default=True,
               help="Named vector the HNSW check indexes.")
 @click.option("--wait", type=float, default=0.0, metavar="SECONDS", help="Wait for another writer to finish.")
@@ -176,7 +176,7 @@ def recall_quality_cmd(store, set_name, k, recalls, limit, hnsw, efs, vector, wa
     \b
     Examples:
       gmv eval recall-quality --set gan-v1 --recall 100 --recall 500 --recall 1000
-      gmv eval recall-quality --set gan-v1 --hnsw --ef 16 --ef 64
+      gmv eval recall-quality --set gan-v1 --hnsw --ef 200 --ef 400
     """
     from gmv_store.config import default_store_path
     from gmv_store.store import Store
@@ -184,8 +184,7 @@ def recall_quality_cmd(store, set_name, k, recalls, limit, hnsw, efs, vector, wa
     from .recall_quality import hnsw_recall, two_stage_recall
 
     if hnsw:
-        rows = hnsw_recall(default_store_path(store), set_name, k=k, efs=efs or (None, 16, 64, 128), using=vector,
-                           limit=limit)
+        rows = hnsw_recall(default_store_path(store), set_name, k=k, efs=efs or None, using=vector, limit=limit)
     else:
         s = Store.open(store, wait=wait)
         try:

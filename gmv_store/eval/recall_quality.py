@@ -110,10 +110,11 @@ def two_stage_recall(store: Store, set_name: str, recalls=None, k: int | None = 
     return rows
 
 
-def hnsw_recall(store_path, set_name: str, k: int | None = None, efs=(None, 16, 64, 128), *, using: str = "recall",
+def hnsw_recall(store_path, set_name: str, k: int | None = None, efs=None, *, using: str = "recall",
                 m: int = 16, ef_construct: int = 100, limit: int | None = None, work_dir=None) -> list[dict]:
     """recall@k of a Qdrant HNSW index (built on a temporary copy of the training shard)
-    against exact search on the same shard, for each search-time ef (None = Qdrant's default)."""
+    against exact search on the same shard, for each search-time ef (None = Qdrant's default;
+    Qdrant never searches with an ef below the limit k, so the default list is None, 2k, 4k)."""
     import qdrant_edge as qe
 
     from gmv_store.vectors import shard_config_vectors
@@ -130,6 +131,7 @@ def hnsw_recall(store_path, set_name: str, k: int | None = None, efs=(None, 16, 
         if using not in spec:
             raise BadInput(f"the store has no '{using}' vector; fix: use one of {', '.join(spec)}")
         queries = s.vectors.vectors(GENERATED, pids, using)
+        efs = efs or (None, 2 * k, 4 * k)
         src = s.root / "qdrant-edge" / TRAINING
     finally:
         s.close()  # flushes the shard; the copy below is then consistent
