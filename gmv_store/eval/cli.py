@@ -2,8 +2,6 @@
 one library function of `gmv_store.eval` and prints the rows; the library is click-free."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from gmv_store import cli as _cli
@@ -239,7 +237,8 @@ def grid_cmd(store, set_name, out, rows, top, ids):
               help="Training pool for every backend, EfficientNet included [10,000].")
 @click.option("--effnet-size", type=click.IntRange(32, 1024), default=None, help="EfficientNet-Lite0 input side [64].")
 @click.option("--seed", type=int, default=None, help="Seed of pools, training and sampling [0].")
-@click.option("--report-only", is_flag=True, help="Recompute nothing: re-render DIR/report.md from DIR/results.json.")
+@click.option("--report-only", is_flag=True,
+              help="Recompute nothing: redraw DIR's plots and grids and rewrite report.md from results.json.")
 @click.option("--headline", is_flag=True, help="Recompute nothing: print DIR's headline tables (Markdown, for a README).")
 @_cli.errors_to_lines
 def recipe_cmd(out, cache, quick, generators, ood_sources, ood_qualities, n_full, n_sub, effnet_size, seed,
@@ -259,12 +258,14 @@ def recipe_cmd(out, cache, quick, generators, ood_sources, ood_qualities, n_full
       gmv eval recipe --generator gmm --generator vae --ood-source photos --ood-source noise
       gmv eval recipe --out eval-report --headline     # the tables of an earlier run, for a README
     """
-    from .recipe import RecipeConfig, run_recipe, with_overrides
-    from .report import headline_tables, load_results, write_report
+    from .recipe import RecipeConfig, rerender, run_recipe, with_overrides
+    from .report import headline_tables, load_results
 
-    if report_only or headline:
-        res = load_results(out)
-        click.echo(headline_tables(res) if headline else f"wrote {write_report(res, Path(out) / 'report.md')}")
+    if headline:
+        click.echo(headline_tables(load_results(out)))
+        return
+    if report_only:
+        click.echo(f"wrote {rerender(out, echo=click.echo)}")
         return
 
     cfg = RecipeConfig.quick_config() if quick else RecipeConfig()

@@ -17,27 +17,43 @@ def _plt():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path, tight: bool = True) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    if tight:
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     _plt().close(fig)
     return path
 
 
-def rho_vs_k(series: dict[str, list[dict]], path, title: str = "Identical-class ratio against k") -> Path:
-    """series: label -> rows with 'k' and 'rho' (0..1)."""
+def rho_vs_k(panels: dict[str, dict[str, list[dict]]], path, title: str = "Identical-class ratio against k") -> Path:
+    """panels: panel title (e.g. generator) -> line label -> rows with 'k' and 'rho' (0..1).
+    One panel per key; a line label keeps its colour across panels; labels starting with
+    "sub" are dashed."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for label, rows in series.items():
-        ax.plot([r["k"] for r in rows], [100 * r["rho"] for r in rows], marker="o", ms=3, label=label)
-    ax.set_xlabel("k (top-k contributors)")
-    ax.set_ylabel("rho (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    return _save(fig, path)
+    labels = list(dict.fromkeys(lab for lines in panels.values() for lab in lines))
+    colors = {lab: plt.get_cmap("tab10")(i % 10) for i, lab in enumerate(labels)}
+    n = max(len(panels), 1)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.0), sharey=True, squeeze=False)
+    for ax, (panel, lines) in zip(axes[0], panels.items()):
+        for lab, rows in lines.items():
+            ax.plot([r["k"] for r in rows], [100 * r["rho"] for r in rows], marker="o", ms=3, color=colors[lab],
+                    ls="--" if lab.startswith("sub") else "-", label=lab)
+        ax.set_title(panel)
+        ax.set_xlabel("k (top-k contributors)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("rho (%)")
+    handles, labs = [], []
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labs:
+                handles.append(h)
+                labs.append(lab)
+    fig.legend(handles, labs, loc="lower center", ncol=min(4, len(labs)), fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.06 + 0.03 * ((len(labs) - 1) // 4), 1, 1))
+    return _save(fig, path, tight=False)
 
 
 def rho_vs_m(series: dict[str, list[dict]], path, title: str = "rho against m (mean ± std over repeats)") -> Path:

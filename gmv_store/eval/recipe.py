@@ -314,7 +314,7 @@ def step_c1(r: _Run) -> None:
                 rho = {row["k"]: row["rho"] for row in class_ratio(s.ledger, set_name, list(cfg.ks))}
                 c1.append({"generator": g, "pool": pool, "n_train": len(r.data[pool][0]), "recall": emb, "rerank": rr,
                            "store": name, **{f"rho@{kk}": rho[kk] for kk in cfg.ks}})
-                curves[f"{g} · {label}"] = rho_vs_k(s.ledger, set_name)
+                curves.setdefault(g, {})[label] = rho_vs_k(s.ledger, set_name)
             if (pool, emb, rr) == ("full", "pixels", "l2") or (pool == "full" and len(cfg.full_combos) == 1):
                 for g in r.results["generators"]:
                     set_name = f"sens-{g}"
@@ -448,8 +448,9 @@ def step_plots(r: _Run) -> None:
 
     res = r.results
     files = {}
-    files["rho_vs_k"] = plots.rho_vs_k({lab: rows for lab, rows in res["rho_vs_k"].items()},
-                                       r.out / "rho_vs_k.png").name
+    files["rho_vs_k"] = plots.rho_vs_k(res["rho_vs_k"], r.out / "rho_vs_k.png",
+                                       title=f"Identical-class ratio against k (m = {r.cfg.m}; full pool solid, "
+                                             f"{r.cfg.n_sub:,}-image sub pool dashed)").name
     if res.get("rho_vs_m"):
         files["rho_vs_m"] = plots.rho_vs_m({g: rows for g, rows in res["rho_vs_m"].items()}, r.out / "rho_vs_m.png",
                                            title=f"rho@{r.cfg.sens_k} against m ({r.cfg.sens_repeats} repeats, mean ± std)").name
@@ -525,6 +526,23 @@ def run_recipe(out, cache=None, config: RecipeConfig | None = None, echo: Callab
     write_report(r.results, out / "report.md")
     echo(f"report: {out / 'report.md'} ({r.results['total_seconds']:.0f}s)")
     return r.results
+
+
+def rerender(out, echo: Callable[[str], None] = print) -> Path:
+    """Redraw the plots and grids and rewrite report.md of a recipe folder from its
+    results.json and stores, recomputing no criterion."""
+    from .report import load_results, write_report
+
+    out = Path(out)
+    res = load_results(out)
+    cfg = RecipeConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in res["config"].items()
+                          if k in RecipeConfig.__dataclass_fields__})
+    r = _Run(cfg, out, None, echo, results=res)
+    step_plots(r)
+    if (out / "stores").is_dir():
+        step_grids(r)
+    (out / "results.json").write_text(json.dumps(res, indent=1, default=_json_default))
+    return write_report(res, out / "report.md")
 
 
 def _json_default(o):
