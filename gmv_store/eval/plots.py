@@ -65,6 +65,8 @@ def rho_vs_m(series: dict[str, list[dict]], path, title: str = "rho against m (m
         ax.errorbar(xs, [100 * r["rho_mean"] for r in rows], yerr=[100 * r["rho_std"] for r in rows], marker="o",
                     ms=4, capsize=3, label=label)
     ax.set_xscale("log")
+    lo = min((100 * (r["rho_mean"] - r["rho_std"]) for rows in series.values() for r in rows), default=0.0)
+    ax.set_ylim(max(0.0, lo - 2), 101)  # rho cannot exceed 100 %; the bars are symmetric
     ax.set_xlabel("m (generated images)")
     ax.set_ylabel("rho (%)")
     ax.set_title(title)
