@@ -373,7 +373,10 @@ def step_membership(r: _Run) -> None:
             r.echo(f"  trained vs held-out, {g}: training on {len(xt):,} images, valuing {cfg.member_m} samples ...")
             gen = train(r, g, xt, yt, "trained vs held-out (one half)")
             labels = np.arange(cfg.member_m) % 10
-            path = _save_npz(r.work / "generated" / f"{g}-member.npz", gen.sample(labels, seed=cfg.seed + 3), labels)
+            fake = gen.sample(labels, seed=cfg.seed + 3)
+            path = _save_npz(r.work / "generated" / f"{g}-member.npz", fake, labels)
+            if r.classifier is not None:
+                r.results.setdefault("member_sample_accuracy", {})[g] = r.classifier.accuracy_on(fake, labels)
             value(s, [str(path)], f"member-{g}", k=cfg.member_k)
             rows.append({"generator": g, **membership_test(s.ledger, f"member-{g}", trained_owner="trained",
                                                            heldout_owner="heldout", curve=True)})

@@ -120,6 +120,9 @@ def write_report(res: dict, path) -> Path:
             for t in res.get("generator_training", [])]
     parts.append(md_table(["generator", "used for", "training images", "from cache", "training s (when trained)",
                            "wall s (this run)"], rows))
+    if res.get("member_sample_accuracy"):
+        parts.append("\nSample accuracy of the generators trained on the trained half only: " + ", ".join(
+            f"{k} {100 * v:.1f}%" for k, v in res["member_sample_accuracy"].items()) + ".\n")
     if res.get("ood_sample_accuracy"):
         parts.append("\nSample accuracy of the generators trained with foreign images: " + ", ".join(
             f"{k} {100 * v:.1f}%" for k, v in res["ood_sample_accuracy"].items()) + ".\n")
