@@ -33,21 +33,53 @@ def paper_c1(generator: str, rerank: str, ks) -> str:
     return "–"
 
 
+def c1_table(res: dict) -> str:
+    """Every C1 row: generator x pool x recall x re-rank, rho at each k, the paper beside."""
+    cfg = res["config"]
+    ks = cfg["ks"]
+    acc = res.get("sample_accuracy", {})
+    rows = [[c["generator"], f"{c['pool']} ({c['n_train']:,})", c["recall"], c["rerank"],
+             *[pct(c[f"rho@{k}"]) for k in ks], paper_c1(c["generator"], c["rerank"], ks),
+             pct(acc[c["generator"]]) if c["generator"] in acc else "n/a"] for c in res.get("c1", [])]
+    return md_table(["generator", "training pool", "recall", "re-rank", *[f"ρ@{k}" for k in ks],
+                     "paper ρ@" + "/".join(map(str, ks)), "sample acc. %"], rows)
+
+
+def _paper_at(generator: str, rerank: str, k: int) -> str:
+    from .recipe import PAPER_RERANK_FOR, PAPER_TABLE7, PAPER_TABLE9_VAE
+
+    pr = PAPER_RERANK_FOR.get(rerank)
+    if (generator, pr) in PAPER_TABLE7 and k in (30, 50, 100):
+        return f"{PAPER_TABLE7[(generator, pr)][(30, 50, 100).index(k)]:.2f}"
+    if generator == "vae" and pr in PAPER_TABLE9_VAE:
+        return f"{PAPER_TABLE9_VAE[pr]:.2f}*"
+    return "–"
+
+
 def headline_tables(res: dict) -> str:
     """The compact tables meant for the README."""
     cfg = res["config"]
     ks = cfg["ks"]
+    k_head = 50 if 50 in ks else ks[len(ks) // 2]
     acc = res.get("sample_accuracy", {})
     out = []
+    stores = list(dict.fromkeys((c["pool"], c["n_train"], c["recall"], c["rerank"]) for c in res.get("c1", [])))
+    by = {(c["generator"], c["pool"], c["recall"], c["rerank"]): c for c in res.get("c1", [])}
+    gens = list(dict.fromkeys(c["generator"] for c in res.get("c1", [])))
+
+    def head(pool, n, rec, rr):
+        rr_s = f"emb({cfg['embedding_rerank'].replace('-lite0', '')})" if rr == "embedding" else rr
+        return f"{rec.replace('-lite0', '')} / {rr_s} ({n // 1000}k)"
+
     rows = []
-    for c in res.get("c1", []):
-        rows.append([c["generator"], f"{c['pool']} ({c['n_train']:,})", c["recall"], c["rerank"],
-                     *[pct(c[f"rho@{k}"]) for k in ks], paper_c1(c["generator"], c["rerank"], ks),
-                     pct(acc.get(c["generator"])) if c["generator"] in acc else "n/a"])
-    out.append(f"**C1 identical-class ratio ρ (%)**, m = {cfg['m']} generated images ({cfg['m'] // 10} per class), "
-               f"N = {cfg['recall_factor'] * cfg['k_max']} recalled, paper numbers use CLIP recall:\n")
-    out.append(md_table(["generator", "training pool", "recall", "re-rank", *[f"ρ@{k}" for k in ks],
-                         "paper ρ@" + "/".join(map(str, ks)), "sample acc. %"], rows))
+    for g in gens:
+        rows.append([g, pct(acc[g]) if g in acc else "n/a",
+                     *[pct(by[(g, p, rec, rr)][f"rho@{k_head}"]) if (g, p, rec, rr) in by else "" for p, _, rec, rr in stores],
+                     " / ".join(_paper_at(g, rr, k_head) for rr in ("none", "l2", "embedding"))])
+    out.append(f"**C1 identical-class ratio ρ@{k_head} (%)** per generator and recall / re-rank (training pool size), "
+               f"m = {cfg['m']}, N = {cfg['recall_factor'] * cfg['k_max']}; paper = Table 7 (GAN, diffusion) or "
+               "Table 9* (β-VAE, k not stated), CLIP recall, re-rank none / l2 / DreamSim. All k: report.md.\n")
+    out.append(md_table(["generator", "sample acc. %", *[head(*s_) for s_ in stores], "paper none / l2 / DreamSim"], rows))
     if res.get("ood"):
         out.append(f"\n**C3 out-of-distribution** ({cfg['ood_fraction']:.0%} foreign images in the training set, "
                    f"m = {cfg['ood_m']}, k = {cfg['ood_k']}): ROC AUC of \"low value ⇒ foreign\"\n")
@@ -127,7 +159,8 @@ def write_report(res: dict, path) -> Path:
         parts.append("\nSample accuracy of the generators trained with foreign images: " + ", ".join(
             f"{k} {100 * v:.1f}%" for k, v in res["ood_sample_accuracy"].items()) + ".\n")
 
-    parts.append("\n## C1 identical-class test: ρ against k\n")
+    parts.append("\n## C1 identical-class test\n")
+    parts.append(c1_table(res) + "\n")
     parts.append(f"ρ for every k ≤ {cfg['k_max']} is read from one set valued at k = {cfg['k_max']} (the top-k for a "
                  f"smaller k is a prefix of it; N = {cfg['recall_factor'] * cfg['k_max']} for every k).\n")
     parts.append(f"![rho vs k]({res['plots'].get('rho_vs_k', '')})\n")
