@@ -235,7 +235,7 @@ def test_quick_recipe_end_to_end(tmp_path):
     # the stores stay usable by the other commands
     rows = json.loads(run("eval", "class-test", "--store", out / "stores" / "full-pixels-l2", "--set", "c1-gmm", "--json"))
     assert [r["k"] for r in rows] == [30, 50, 100]
-    assert "ρ@30" in run("eval", "recipe", "--out", out, "--headline")
+    assert "ρ@50" in run("eval", "recipe", "--out", out, "--headline")
     run("eval", "recipe", "--out", out, "--report-only")
     assert (out / "report.md").read_text() == report
     # a re-run replaces the folder; a foreign folder is refused
