@@ -163,7 +163,7 @@ def bench_pipeline(args, tmp: Path) -> list[tuple[str, str, str]]:
     from gmv_store.backends.profiles import get_profile
     from gmv_store.store import Store
     from ingest.pipeline import ingest
-    from query.pipeline import value
+    from query.value import value
 
     train = photos(args.train, args.side)
     gen = photos(args.train + args.m, args.side)[args.train:]

@@ -21,7 +21,7 @@ import numpy as np
 from gmv_store.datasets import load_mnist
 from gmv_store.store import Store
 from ingest.pipeline import ingest
-from query.pipeline import value
+from query.value import value
 from query.refresh import refresh
 
 BASIC = dict(embedder=("pixels", {"size": 16}), rerank=("l2", {"size": 28}), quality=("none", {}))
@@ -73,7 +73,7 @@ def main() -> None:
         from query.forget import forget_set
         forget_set(s, "g-full")
         t = time.perf_counter()
-        r = ingest(s, [files["new"]], refresh=False)
+        r = ingest(s, [files["new"]])
         t_ingest = time.perf_counter() - t
         t = time.perf_counter()
         rep = refresh(s)

@@ -51,10 +51,11 @@ def _backends(profile: str | None) -> tuple[str, dict]:
 def run_demo(store: str | Path, m: int = 100, profile: str | None = None, quick: bool = False, echo=print) -> dict:
     from ingest.pipeline import ingest
     from query.lookup import top, values
-    from query.pipeline import value
+    from query.value import value
 
     from .eval.class_test import class_ratio
     from .generators import load_or_train
+    from .sources import InputOptions
     from .store import Store
 
     root = Path(store)
@@ -96,7 +97,8 @@ def run_demo(store: str | Path, m: int = 100, profile: str | None = None, quick:
         t = time.perf_counter()
         reports = {}
         for k in KS:
-            reports[k] = value(s, [str(out_dir)], f"{DEMO_SET}-k{k}", k=k, label_from="parent", progress=sys.stderr.isatty())
+            reports[k] = value(s, [str(out_dir)], f"{DEMO_SET}-k{k}", k=k, options=InputOptions(label_from="parent"),
+                              progress=sys.stderr.isatty())
         timings["value"] = time.perf_counter() - t
         n_val = sum(rep.valued for rep in reports.values())
         per_image = 1000 * timings["value"] / max(n_val, 1)

@@ -46,3 +46,11 @@ class ReadOnlyViolation(GmvError):
 
 class NotFound(GmvError):
     """An id or image that the store does not hold."""
+
+
+class StoreDamaged(GmvError):
+    """A part of the store (ledger, vector collections) is missing or unreadable."""
+
+
+class VectorStoreUnavailable(GmvError):
+    """The Qdrant server cannot be reached or refuses the request."""

@@ -1,8 +1,71 @@
-"""Small helpers over the DuckDB ledger connection."""
+"""The DuckDB ledger: opening it (writer or reader), bulk inserts, transactions.
+
+DuckDB lets one process write a file and no other process open it meanwhile, so writers
+publish `ledger.snapshot.duckdb` (see Store.snapshot) and readers fall back to it.
+Only `gmv init` creates a ledger: every other command refuses a store whose ledger is
+missing or unreadable, rather than carrying on over an empty new one.
+"""
 from __future__ import annotations
 
+import datetime as _dt
 from contextlib import contextmanager
-from typing import Sequence
+from pathlib import Path
+from typing import Callable, Sequence
+
+import duckdb
+
+from .config import LEDGER_FILE, default_store_path, read_config
+from .errors import GmvError, StoreDamaged, StoreLocked
+from .lock import current_holder
+
+SNAPSHOT_FILE = "ledger.snapshot.duckdb"
+
+
+def _damaged(path: Path, what: str) -> StoreDamaged:
+    return StoreDamaged(
+        f"ledger {path} {what}; fix: restore it from a backup of the store folder, or rebuild it from the "
+        f"vector collections with `gmv repair --store {path.parent}`"
+    )
+
+
+def connect_ledger(path: Path, read_only: bool = False, config: dict | None = None, create: bool = False):
+    """Open a ledger file. `create` only for `gmv init`: elsewhere a missing file is damage."""
+    if not create and not path.is_file():
+        raise _damaged(path, "is missing")
+    try:
+        return duckdb.connect(str(path), read_only=read_only, config=config or {})
+    except duckdb.IOException as e:
+        msg = str(e)
+        if "lock" in msg.lower():
+            holder = current_holder(path.parent) or "another process"
+            raise StoreLocked(
+                f"ledger {path} is being written by {holder} and has no read snapshot yet; "
+                "fix: retry when it finishes (writers publish a snapshot at least every minute)"
+            ) from None
+        if "space" in msg.lower():
+            raise GmvError(f"cannot open ledger {path}: {msg.splitlines()[0]}; fix: free disk space") from None
+        raise _damaged(path, f"cannot be read ({msg.splitlines()[0][:160]})") from None
+    except duckdb.Error as e:  # truncated or not a DuckDB file
+        raise _damaged(path, f"is damaged ({str(e).splitlines()[0][:160]})") from None
+
+
+def open_ledger_readonly(store: str | Path | None, config: dict | None = None,
+                         on_snapshot: Callable[[str], None] | None = None):
+    """A read-only ledger connection. While a writer holds the ledger, fall back to the
+    snapshot the writer publishes, and tell `on_snapshot(message)` how old it is."""
+    root = default_store_path(store)
+    read_config(root)  # clear error if there is no store
+    try:
+        return connect_ledger(root / LEDGER_FILE, read_only=True, config=config)
+    except StoreLocked:
+        snap = root / SNAPSHOT_FILE
+        if not snap.exists():
+            raise
+        if on_snapshot is not None:
+            age = _dt.datetime.now().timestamp() - snap.stat().st_mtime
+            on_snapshot(f"note: store is being written by {current_holder(root) or 'another process'}; "
+                        f"reading its snapshot from {age:.0f}s ago")
+        return connect_ledger(snap, read_only=True, config=config)
 
 
 def insert_columns(con, table: str, columns: dict[str, Sequence], conflict: str = "") -> None:
@@ -27,3 +90,10 @@ def transaction(con):
         con.execute("ROLLBACK")
         raise
     con.execute("COMMIT")
+
+
+def rows(con, sql: str, params: Sequence = ()) -> list[dict]:
+    """A query's rows as dicts keyed by column name."""
+    cur = con.execute(sql, list(params))
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, r)) for r in cur.fetchall()]

@@ -1,67 +1,37 @@
 """A store: a folder holding store.json, the DuckDB ledger and (embedded) Qdrant data.
 
-`Store.open` takes the writer lock, applies pending migrations and finishes any work an
-interrupted command left in the journal, so every command starts from a consistent store.
-Read-only lookups use `open_ledger_readonly` and never touch Qdrant.
+`Store.open` takes the writer lock, applies pending migrations, checks that the ledger and
+the vector collections are both there, and finishes any work an interrupted command left in
+the journal, so every command starts from a consistent store. Read-only lookups use
+`ledger.open_ledger_readonly` and never touch Qdrant.
+
+Every write that touches Qdrant goes through `adding` or `removing`, which own the write
+order (see their docstrings); `recover` undoes or finishes what a killed command left.
 """
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-import duckdb
+from typing import Any, Iterator, Sequence
 
 from . import migrate as migrations
 from .backends import registry
 from .backends.base import Embedder, Quality, Reranker
-from .config import (LEDGER_FILE, BackendSpec, StoreConfig, default_store_path, read_config,
-                     write_config)
-from .errors import GmvError, StoreLocked, StoreMismatch, StoreNotFound
-from .lock import WriterLock, current_holder
+from .config import LEDGER_FILE, BackendSpec, StoreConfig, default_store_path, describe_backend, read_config, write_config
+from .errors import GmvError, StoreDamaged, StoreMismatch
+from .ledger import SNAPSHOT_FILE, connect_ledger, transaction
+from .lock import WriterLock
 from .vectors import VectorSpec, VectorStore, open_vector_store
 
 TRAINING = "training"
 GENERATED = "generated"
-SNAPSHOT_FILE = "ledger.snapshot.duckdb"
+TABLES = {TRAINING: "training_images", GENERATED: "generated_images"}  # ledger table of each collection
 SNAPSHOT_EVERY_S = 60.0
-
-
-def connect_ledger(path: Path, read_only: bool = False, config: dict | None = None):
-    try:
-        return duckdb.connect(str(path), read_only=read_only, config=config or {})
-    except duckdb.IOException as e:
-        msg = str(e)
-        if "lock" in msg.lower():
-            holder = current_holder(path.parent) or "another process"
-            raise StoreLocked(
-                f"ledger {path} is being written by {holder} and has no read snapshot yet; "
-                "fix: retry when it finishes (writers publish a snapshot at least every minute)"
-            ) from None
-        raise GmvError(f"cannot open ledger {path}: {msg.splitlines()[0]}") from None
-
-
-def open_ledger_readonly(store: str | Path | None, config: dict | None = None, on_snapshot=None):
-    """A read-only ledger connection. While a writer holds the ledger (DuckDB allows one
-    writing process and no readers beside it), fall back to the snapshot the writer
-    publishes, and tell `on_snapshot(message)` how old it is."""
-    root = default_store_path(store)
-    read_config(root)  # clear error if there is no store
-    try:
-        return connect_ledger(root / LEDGER_FILE, read_only=True, config=config)
-    except StoreLocked:
-        snap = root / SNAPSHOT_FILE
-        if not snap.exists():
-            raise
-        if on_snapshot is not None:
-            import datetime as _dt
-
-            age = _dt.datetime.now().timestamp() - snap.stat().st_mtime
-            on_snapshot(f"note: store is being written by {current_holder(root) or 'another process'}; "
-                        f"reading its snapshot from {age:.0f}s ago")
-        return connect_ledger(snap, read_only=True, config=config)
 
 
 class Store:
@@ -112,7 +82,7 @@ class Store:
         created_files = not any(root.iterdir())
         try:
             lock = WriterLock(root)
-            ledger = connect_ledger(root / LEDGER_FILE)
+            ledger = connect_ledger(root / LEDGER_FILE, create=True)
             migrations.migrate(ledger)
             store = cls(root, config, ledger, lock)
             store.__dict__["embedder"] = backends["embedder"]
@@ -139,17 +109,35 @@ class Store:
             migrations.migrate(ledger)
             store = cls(root, config, ledger, lock)
             store.device = device
+            store.check_collections()
             store.recover()
         except BaseException:
+            if "ledger" in locals():
+                ledger.close()
             lock.release()
             raise
         return store
 
+    def check_collections(self) -> None:
+        """Both vector collections exist, or the ledger holds no rows for the missing one."""
+        for collection, table in TABLES.items():
+            if self.vectors.has_collection(collection):
+                continue
+            n = self.ledger.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            if n:
+                raise StoreDamaged(
+                    f"vector collection '{collection}' is missing ({self.vectors_location()}) while the ledger holds "
+                    f"{n:,} {table.replace('_', ' ')}; fix: restore the store folder from a backup, or re-embed "
+                    f"them from their recorded sources with `gmv repair --store {self.root}`"
+                )
+            self.vectors.ensure_collection(collection, self.vector_spec())
+
+    def vectors_location(self) -> str:
+        c = self.config
+        return c.qdrant_url if c.engine == "server" else str(self.root / f"qdrant-{c.engine}")
+
     def snapshot(self) -> None:
         """Publish a consistent copy of the ledger for readers (between transactions only)."""
-        import os
-        import time
-
         self.ledger.execute("CHECKPOINT")
         tmp = self.root / (SNAPSHOT_FILE + ".tmp")
         shutil.copyfile(self.root / LEDGER_FILE, tmp)
@@ -157,8 +145,6 @@ class Store:
         self._last_snapshot = time.monotonic()
 
     def maybe_snapshot(self) -> None:
-        import time
-
         if time.monotonic() - self._last_snapshot > SNAPSHOT_EVERY_S:
             self.snapshot()
 
@@ -232,43 +218,52 @@ class Store:
             out["rerank"] = out["recall"] if same else rv.embed(images)
         return out
 
-    # ------------------------------------------------------------------ journal
-    def journal_begin(self, kind: str, collection: str, point_ids: list[int], detail: dict | None = None) -> int:
+    # ------------------------------------------------------------------ journaled writes
+    def _journal(self, kind: str, collection: str, point_ids: Sequence[int], detail: dict | None) -> int:
         op_id = self.ledger.execute("SELECT coalesce(max(op_id), 0) + 1 FROM journal").fetchone()[0]
-        self.ledger.execute(
-            "INSERT INTO journal VALUES (?, ?, ?, ?, ?, current_timestamp)",
-            [op_id, kind, collection, point_ids, json.dumps(detail or {})],
-        )
+        self.ledger.execute("INSERT INTO journal VALUES (?, ?, ?, ?, ?, current_timestamp)",
+                            [op_id, kind, collection, list(point_ids), json.dumps(detail or {})])
         return op_id
 
+    @contextmanager
+    def adding(self, kind: str, collection: str, point_ids: Sequence[int], vectors: dict, payloads: Sequence[dict],
+               detail: dict | None = None) -> Iterator[Any]:
+        """Add points and their ledger rows. Order: journal row (committed) -> Qdrant upsert
+        (durable) -> the block's ledger writes and the journal row's removal in one
+        transaction. A crash before that commit leaves journaled points without rows, which
+        `recover` deletes. Yields the ledger connection inside the transaction."""
+        op = self._journal(kind, collection, point_ids, detail)
+        self.vectors.upsert(collection, point_ids, vectors, payloads)
+        with transaction(self.ledger) as con:
+            yield con
+            con.execute("DELETE FROM journal WHERE op_id = ?", [op])
+
+    @contextmanager
+    def removing(self, kind: str, collection: str, point_ids: Sequence[int], detail: dict | None = None) -> Iterator[Any]:
+        """Remove points and their ledger rows. Order: the block's ledger writes and a journal
+        row in one transaction -> Qdrant delete -> journal row removed. A crash after the
+        commit leaves journaled points without rows, which `recover` deletes."""
+        with transaction(self.ledger) as con:
+            op = self._journal(kind, collection, point_ids, detail)
+            yield con
+        if len(point_ids):
+            self.vectors.delete(collection, point_ids)
+        self.ledger.execute("DELETE FROM journal WHERE op_id = ?", [op])
+
     def recover(self) -> int:
-        """Undo Qdrant writes whose ledger transaction never committed (the ledger is the
-        truth: a point is kept only if its row exists). Returns the number of journal entries."""
-        rows = self.ledger.execute("SELECT op_id, kind, collection, point_ids FROM journal ORDER BY op_id").fetchall()
-        for op_id, kind, collection, point_ids in rows:
-            table = "training_images" if collection == TRAINING else "generated_images"
-            kept = {
-                r[0]
-                for r in self.ledger.execute(
-                    f"SELECT point_id FROM {table} WHERE point_id IN (SELECT unnest(?))", [point_ids]
-                ).fetchall()
-            }
+        """Finish or undo Qdrant writes a killed command left: the ledger is the truth, so a
+        journaled point is kept only if its row exists. Returns the number of entries."""
+        entries = self.ledger.execute("SELECT op_id, collection, point_ids FROM journal ORDER BY op_id").fetchall()
+        for op_id, collection, point_ids in entries:
+            kept = {r[0] for r in self.ledger.execute(
+                f"SELECT point_id FROM {TABLES[collection]} WHERE point_id IN (SELECT unnest(?))", [point_ids]).fetchall()}
             self.vectors.delete(collection, [p for p in point_ids if p not in kept])
             self.ledger.execute("DELETE FROM journal WHERE op_id = ?", [op_id])
-        return len(rows)
+        return len(entries)
 
 
 def _backend_summary(config: StoreConfig) -> str:
-    from .config import describe_backend
-
     return (
         f"embedder {describe_backend(config.embedder)}, rerank {describe_backend(config.rerank)}, "
         f"quality {describe_backend(config.quality)}"
     )
-
-
-def require_store(path) -> Path:
-    root = default_store_path(path)
-    if not (root / "store.json").exists():
-        raise StoreNotFound(f"{root}: no gmv store here; fix: run `gmv init --store {root}` or pass --store / set GMV_STORE")
-    return root

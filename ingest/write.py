@@ -1,19 +1,14 @@
-"""Step 4: write vectors, then ledger rows — journaled so the two never disagree.
-
-Order: journal row (committed) -> Qdrant upsert (durable) -> one ledger transaction that
-inserts the rows and deletes the journal row. A crash before the ledger commit leaves
-journaled points with no rows; `Store.recover` deletes them on the next open.
-"""
+"""Write a batch of training images: vectors to Qdrant, rows to the ledger, journaled by
+`Store.adding` so the two never disagree."""
 from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
 
-from gmv_store.ledger import insert_columns, transaction
+from gmv_store.ledger import insert_columns
+from gmv_store.sources import Decoded
 from gmv_store.store import TRAINING, Store
 from gmv_store.vectors import point_id
-
-from .decode import Decoded
 
 
 def write_training(store: Store, batch: list[Decoded], vectors: dict, owner: str | None, meta: dict) -> None:
@@ -26,8 +21,6 @@ def write_training(store: Store, batch: list[Decoded], vectors: dict, owner: str
          "label": d.label, "meta": meta, "ingested_at": now.isoformat(timespec="seconds")}
         for d in batch
     ]
-    op = store.journal_begin("ingest", TRAINING, ids)
-    store.vectors.upsert(TRAINING, ids, vectors, payloads)
     cols = {
         "contributor_id": [d.short_id for d in batch], "point_id": ids, "sha256": [d.sha256 for d in batch],
         "source": [d.source for d in batch], "owner": [owner] * len(batch), "label": [d.label for d in batch],
@@ -35,10 +28,9 @@ def write_training(store: Store, batch: list[Decoded], vectors: dict, owner: str
         "width": [d.pixels.shape[1] for d in batch], "channels": [d.pixels.shape[2] for d in batch],
         "ingested_at": [now] * len(batch),
     }
-    with transaction(store.ledger) as con:
+    with store.adding("ingest", TRAINING, ids, vectors, payloads) as con:
         insert_columns(con, "training_images", cols)
-        # Generated images valued before may now have closer contributors: queue a refresh.
+        # Generated images valued before may now have closer contributors: a refresh is due.
         if con.execute("SELECT count(*) FROM generated_images").fetchone()[0]:
             insert_columns(con, "pending_refresh", {"contributor_id": cols["contributor_id"], "point_id": ids,
                                                     "queued_at": [now] * len(ids)})
-        con.execute("DELETE FROM journal WHERE op_id = ?", [op])

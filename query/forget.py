@@ -1,10 +1,10 @@
 """Removing training images (an owner withdraws consent), generated images or whole sets.
 
-Order, so that Qdrant and the ledger never disagree: one ledger transaction removes the rows,
-writes the audit row, queues affected generated images for re-scoring and journals the
-Qdrant deletion; then the points are deleted and the journal row cleared (an interrupted
-deletion is finished by `Store.recover` on the next open); then the queue is drained so
-credit flows to the next contributors.
+Each removal is one `Store.removing` write: the ledger transaction removes the rows, writes
+the audit row, queues affected generated images for re-scoring and journals the Qdrant
+deletion; then the points are deleted (an interrupted deletion is finished by
+`Store.recover` on the next open). The caller then drains the queue (`refresh`), so credit
+flows to the next contributors.
 """
 from __future__ import annotations
 
@@ -12,11 +12,10 @@ import json
 from dataclasses import dataclass
 
 from gmv_store.errors import BadInput, NotFound
-from gmv_store.ledger import transaction
 from gmv_store.store import GENERATED, TRAINING, Store
 
-from .refresh import RefreshReport, drain_queue, queue_for_removed_training
-from .write import add_sums
+from .matches import remove_generated
+from .refresh import queue_for_removed_training
 
 
 @dataclass
@@ -24,7 +23,7 @@ class ForgetReport:
     kind: str
     removed: int
     values_before: dict
-    refresh: RefreshReport | None = None
+    refresh: object = None  # the RefreshReport, when the caller ran one after forgetting
 
 
 def _log(con, kind: str, selector: str, ids: list[str], values_before: dict) -> None:
@@ -33,21 +32,8 @@ def _log(con, kind: str, selector: str, ids: list[str], values_before: dict) -> 
                 [fid, kind, selector, len(ids), ids, json.dumps(values_before)])
 
 
-def _finish(store: Store, collection: str, op: int, point_ids: list[int], refresh: bool, progress: bool):
-    if op is not None:
-        store.vectors.delete(collection, point_ids)
-        store.ledger.execute("DELETE FROM journal WHERE op_id = ?", [op])
-    if not refresh:
-        return None
-    report = RefreshReport(queued=store.ledger.execute("SELECT count(*) FROM refresh_queue").fetchone()[0])
-    drain_queue(store, report, progress=progress)
-    report.total_generated, report.sets = store.ledger.execute(
-        "SELECT count(*), count(DISTINCT set_name) FROM generated_images").fetchone()
-    return report
-
-
-def forget_training(store: Store, ids: list[str] = (), owner: str | None = None, source: str | None = None,
-                    refresh: bool = True, progress: bool = False) -> ForgetReport:
+def forget_training(store: Store, ids: list[str] = (), owner: str | None = None,
+                    source: str | None = None) -> ForgetReport:
     """Remove training images by id, by owner, or by source glob pattern (e.g. '/data/alice/*')."""
     if not ids and owner is None and source is None:
         raise BadInput("nothing to forget; fix: pass contributor IDs, --owner NAME or --source PATTERN")
@@ -66,59 +52,51 @@ def forget_training(store: Store, ids: list[str] = (), owner: str | None = None,
         if unknown:
             raise NotFound(f"contributor id(s) not in the store: {', '.join(unknown[:5])}; nothing was removed")
     if not rows:
-        # Nothing (left) to remove; finish any re-scoring an interrupted forget left queued.
-        rep = _finish(store, TRAINING, None, [], refresh, progress)
-        return ForgetReport("training", 0, {}, rep)
+        return ForgetReport("training", 0, {})
     cids, pids = [r[0] for r in rows], [r[1] for r in rows]
     selector = " ".join(filter(None, [" ".join(ids), f"--owner {owner}" if owner is not None else "",
                                       f"--source {source}" if source is not None else ""]))
     values_before = dict(con.execute(
         "SELECT set_name, sum(value) FROM contributor_values WHERE contributor_id IN (SELECT unnest(?)) GROUP BY 1",
         [cids]).fetchall())
-    with transaction(con):
+    with store.removing("forget", TRAINING, pids) as con:
         queue_for_removed_training(store, pids, cids)
-        op = store.journal_begin("forget", TRAINING, pids)
         con.execute("DELETE FROM training_images WHERE contributor_id IN (SELECT unnest(?))", [cids])
         con.execute("DELETE FROM pending_refresh WHERE contributor_id IN (SELECT unnest(?))", [cids])
         _log(con, "training", selector, cids, values_before)
-    rep = _finish(store, TRAINING, op, pids, refresh, progress)
-    return ForgetReport("training", len(cids), values_before, rep)
+    return ForgetReport("training", len(cids), values_before)
 
 
 def forget_generated(store: Store, set_name: str, ids: list[str]) -> ForgetReport:
     """Remove single generated images from a set; values of the set are updated by difference."""
-    from .refresh import stored_scored
-
     con = store.ledger
+    _require_set(con, set_name)
     rows = con.execute("SELECT generated_id, point_id FROM generated_images WHERE set_name = ? "
                        "AND generated_id IN (SELECT unnest(?))", [set_name, list(ids)]).fetchall()
     missing = sorted(set(ids) - {r[0] for r in rows})
     if missing:
         raise NotFound(f"generated id(s) not in set '{set_name}': {', '.join(missing[:5])}; nothing was removed")
     gids, pids = [r[0] for r in rows], [r[1] for r in rows]
-    old = stored_scored(con, set_name, gids)
-    values_before = {set_name: sum(sum(s.credits) for s in old.values())}
-    with transaction(con):
-        op = store.journal_begin("forget", GENERATED, pids)
-        add_sums(con, set_name, list(old.values()), sign=-1)
-        for table in ("credits", "refresh_queue", "generated_images"):
-            con.execute(f"DELETE FROM {table} WHERE set_name = ? AND generated_id IN (SELECT unnest(?))", [set_name, gids])
+    with store.removing("forget", GENERATED, pids) as con:
+        old = remove_generated(con, set_name, gids)
+        values_before = {set_name: sum(sum(m.credits) for m in old.values())}
         _log(con, "generated", f"--set {set_name} " + " ".join(ids), gids, values_before)
-    _finish(store, GENERATED, op, pids, refresh=False, progress=False)
     return ForgetReport("generated", len(gids), values_before)
 
 
 def forget_set(store: Store, set_name: str) -> ForgetReport:
     con = store.ledger
-    if not con.execute("SELECT count(*) FROM generated_sets WHERE set_name = ?", [set_name]).fetchone()[0]:
-        raise NotFound(f"set '{set_name}' does not exist; nothing was removed")
+    _require_set(con, set_name)
     rows = con.execute("SELECT generated_id, point_id FROM generated_images WHERE set_name = ?", [set_name]).fetchall()
     gids, pids = [r[0] for r in rows], [r[1] for r in rows]
     total = con.execute("SELECT coalesce(sum(value_sum), 0) FROM value_sums WHERE set_name = ?", [set_name]).fetchone()[0]
-    with transaction(con):
-        op = store.journal_begin("forget", GENERATED, pids)
+    with store.removing("forget", GENERATED, pids) as con:
         for table in ("credits", "value_sums", "refresh_queue", "generated_images", "generated_sets"):
             con.execute(f"DELETE FROM {table} WHERE set_name = ?", [set_name])
         _log(con, "set", set_name, gids, {set_name: total})
-    _finish(store, GENERATED, op, pids, refresh=False, progress=False)
     return ForgetReport("set", len(gids), {set_name: total})
+
+
+def _require_set(con, set_name: str) -> None:
+    if not con.execute("SELECT count(*) FROM generated_sets WHERE set_name = ?", [set_name]).fetchone()[0]:
+        raise NotFound(f"set '{set_name}' does not exist; nothing was removed")

@@ -7,15 +7,10 @@ from pathlib import Path
 
 from gmv_store.errors import BadInput, NotFound
 from gmv_store.images import content_sha256
-from ingest.discover import load_source
+from gmv_store.ledger import rows as _rows
+from gmv_store.sources import load_source
 
 _ID = re.compile(r"^[0-9a-f]{16}$")
-
-
-def _rows(con, sql: str, params=()) -> list[dict]:
-    cur = con.execute(sql, list(params))
-    cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, r)) for r in cur.fetchall()]
 
 
 def resolve_generated(con, ref: str) -> str:
@@ -53,8 +48,7 @@ def top(con, refs: list[str], set_name: str | None = None, limit: int | None = N
 def contributor(con, cid: str, limit: int = 10) -> dict:
     rows = _rows(con, "SELECT * FROM contributors WHERE contributor_id = ?", [cid])
     if not rows:
-        forgotten = ""
-        raise NotFound(f"contributor {cid}: not in the store{forgotten}; fix: find ids with `gmv values` or `gmv sql`")
+        raise NotFound(f"contributor {cid}: not in the store; fix: find ids with `gmv values` or `gmv sql`")
     info = rows[0]
     info["sets"] = _rows(
         con,

@@ -1,17 +1,18 @@
-"""Keep stored scores equal to a from-scratch valuation when the training set changes.
+"""Keep stored matches equal to a from-scratch valuation when the training set changes.
 
-A generated image j's stored top-k comes from two stages: the N best candidates by the
-recall vector, then the k closest of those by the re-rank distance. A change to the
-training set can only alter it when
-  * a new image x enters j's recall set (its recall score beats j's stored floor, or fewer
-    than N were recalled) AND either x is at least as close as j's k-th contributor, or
-    the candidates x pushes out of the recall set include one of j's top-k (known from the
-    stored recall ranks); or
-  * a removed image was in j's recall set (then a new candidate moves in; j is re-scored).
-Which j those are is found by searching the stored generated vectors in Qdrant with the
-changed training images' vectors (no re-embedding). Those j go to `refresh_queue`;
-draining it re-scores each one from scratch against the current training set and updates
-the values by difference, one ledger transaction per chunk, so an interrupted refresh
+A generated image j's match comes from two stages: the N best candidates by the recall
+vector, then the k closest of those by the re-rank distance. New training images can only
+alter it by entering j's recall set. Which ones enter is asked of Qdrant per generated image:
+j's stored recall vector searched among the new points only, no worse than j's recall floor
+— the same scores a from-scratch search computes. Then, from j's stored recall scores:
+
+  * if none of j's top-k can leave the recall set, the new top-k is the old one merged with
+    the entering images (their re-rank distances again from Qdrant): applied at once;
+  * otherwise (or when a tie at the cut cannot be ordered without the ids of candidates the
+    ledger does not keep) j goes to `refresh_queue` and is re-scored from scratch.
+
+Removed training images queue every j whose recall set held one. The queue drains in
+chunks, one ledger transaction each, values moving by difference, so an interrupted refresh
 resumes where it stopped and nothing is counted twice.
 """
 from __future__ import annotations
@@ -22,195 +23,200 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gmv_store.backends.base import ImageReranker
+from gmv_store.backends.base import ImageReranker, score_to_distance
 from gmv_store.ledger import insert_columns, transaction
 from gmv_store.progress import Progress
+from gmv_store.sources import load_source
 from gmv_store.store import GENERATED, TRAINING, Store
-from gmv_store.vectors import Query, iter_chunks
+from gmv_store.vectors import Hit, Query
 
-from gmv_store.valuation import credits
+from .matches import GeneratedRow, Match, generated_rows, read_matches, replace_matches
+from .search import contributor_of, hit_order, ranked, recall_size, search
+from .value import candidate_loader
 
-from .recall import contributor_of, match, recall_size
-from .write import Scored, add_sums, insert_credits, pack_scores, unpack_scores
-
-CHUNK = 256
+CHUNK = 256                # generated images re-scored per ledger transaction
+FULL_RESCORE_SHARE = 0.25  # more new images than this share of the training set: re-score all
 
 
 @dataclass
 class RefreshReport:
     merged: int = 0            # brought up to date without a search (exact merge)
-    merged_changed: int = 0
-    queued: int = 0            # generated images queued for a full re-score
+    queued: int = 0            # queued for a full re-score
     rescored: int = 0          # re-scored from scratch
     changed: int = 0           # whose top-k or distances actually changed
     total_generated: int = 0
     sets: int = 0
     seconds: float = 0.0
-    timings: dict = field(default_factory=lambda: {"find": 0.0, "rescore": 0.0})
+    timings: dict = field(default_factory=lambda: {"find": 0.0, "merge": 0.0, "rescore": 0.0})
+    touched: set = field(default_factory=set)  # (set, generated id) brought up to date
 
     def summary(self) -> str:
-        return (f"re-scored {self.rescored + self.merged:,} of {self.total_generated:,} generated images in "
-                f"{self.sets} set{'s' if self.sets != 1 else ''} ({self.changed + self.merged_changed:,} changed; "
+        return (f"re-scored {len(self.touched):,} of {self.total_generated:,} generated images in "
+                f"{self.sets} set{'s' if self.sets != 1 else ''} ({self.changed:,} changed; "
                 f"{self.merged:,} by merging the new images, {self.rescored:,} by a new search)")
 
 
-def _gen_state(store: Store) -> dict:
-    """Per generated point: set, id, quality, k, N, recall floor, n recalled, k-th distance."""
-    rows = store.ledger.execute(
-        """
-        SELECT g.point_id, g.set_name, g.generated_id, g.quality, s.k, s.recall, g.recall_floor, g.n_recalled,
-               coalesce(c.kth, 'Infinity'::DOUBLE), coalesce(c.n, 0)
-        FROM generated_images g JOIN generated_sets s USING (set_name)
-        LEFT JOIN (SELECT set_name, generated_id, max(distance) AS kth, count(*) AS n
-                   FROM credits GROUP BY ALL) c USING (set_name, generated_id)
-        """
-    ).fetchall()
-    out = {}
-    for pid, set_name, gid, q, k, recall, floor, n_rec, kth, n in rows:
-        out[pid] = {"set_name": set_name, "generated_id": gid, "quality": q, "k": k, "N": recall_size(store, k, recall),
-                    "floor": floor, "n_recalled": n_rec, "kth": kth if n >= k else float("inf")}
-    return out
-
-
-def _better(a: float, b: float, metric: str) -> bool:
+def better(a: float, b: float, metric: str) -> bool:
     """Is recall score a strictly better than b (cosine: higher; euclid: lower)?"""
     return a > b if metric == "cosine" else a < b
 
 
-def _in_recall_sets(store: Store, x_recall: np.ndarray, state: dict) -> list[list]:
-    """For each training vector, the generated points whose recall set it is in, or would
-    enter: score at least as good as the point's floor (within float tolerance), or a
-    recall set that is not full. One Qdrant search per vector over the generated
-    collection, bounded by the loosest floor."""
+def _threshold(floor: float | None, metric: str) -> float | None:
+    # a hair looser than the floor: a tie with it may still enter (decided by id below)
+    if floor is None:
+        return None
+    return floor - 1e-6 if metric == "cosine" else floor + 1e-6
+
+
+def entering(store: Store, rows: list[GeneratedRow], state: dict[str, Match], point_ids: list[int]) -> dict[str, list[Hit]]:
+    """Per generated image (by "set\\0id"), the given training points that reach its recall
+    set: Qdrant's recall scores of j's vector against only those points, best first."""
     metric = store.embedder.metric
-    full = {pid for pid, st in state.items() if st["n_recalled"] >= st["N"] and st["floor"] is not None}
-    open_ = [pid for pid in state if pid not in full]
-    out: list[list] = [[] for _ in x_recall]
-    if full:
-        floors = [state[p]["floor"] for p in full]
-        thr = min(floors) - 1e-5 if metric == "cosine" else max(floors) + 1e-5
-        hits = store.vectors.query(GENERATED, [Query({"recall": v}, using="recall", limit=len(state), score_threshold=thr)
-                                               for v in x_recall])
-        tol = 1e-5 if metric == "cosine" else -1e-5
-        for row, h in zip(out, hits):
-            row.extend(p for p, sc in h if p in full and not _better(state[p]["floor"] - tol, sc, metric)
-                       or (p in full and sc == state[p]["floor"]))
-    for row in out:
-        row.extend(open_)  # recall sets that are not full take every new image
+    vecs = store.vectors.vectors(GENERATED, [r.point_id for r in rows], "recall")
+    only = tuple(point_ids)
+    out: dict[str, list[Hit]] = {}
+    by_n: dict[int, list[int]] = defaultdict(list)
+    for i, r in enumerate(rows):
+        by_n[recall_size(store, r.k, r.recall)].append(i)
+    for n, idx in by_n.items():
+        queries = []
+        for i in idx:
+            m = state[_key(rows[i])]
+            floor = m.recall_floor if m.n_recalled >= n else None  # a recall set not yet full takes anything
+            queries.append(Query({"recall": vecs[i]}, using="recall", limit=n, only_ids=only,
+                                 score_threshold=_threshold(floor, metric)))
+        for i, hits in zip(idx, ranked(store.vectors, TRAINING, queries, n, metric)):
+            if hits:
+                out[_key(rows[i])] = hits
     return out
 
 
-def _scores(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
-    """Qdrant scores between rows of a and b: cosine similarity or euclidean distance."""
-    if metric == "cosine":
-        na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
-        return np.einsum("ij,ij->i", a, b) / np.maximum(na * nb, 1e-12)
-    return np.linalg.norm(a - b, axis=1)
+def _key(r: GeneratedRow) -> str:
+    return f"{r.set_name}\0{r.generated_id}"
 
 
-def queue_for_new_training(store: Store, point_ids: list[int]) -> tuple[int, int, int]:
-    """Bring generated images up to date with a batch of new training images.
-
-    For each generated image j that some new images enter the recall set of, the new recall
-    set is known exactly from j's stored recall scores and the new images' scores. If none
-    of j's top-k drops out of it, the new top-k is the old one merged with the entering
-    images that are closer than the k-th (nothing else can move in): applied here, without
-    a search. Otherwise j is queued for a full re-score. Returns (merged, queued)."""
-    state = _gen_state(store)
-    if not state or not point_ids:
-        return 0, 0, 0
-    metric = store.embedder.metric
-    x_recall = store.vectors.vectors(TRAINING, point_ids, "recall")
-    entering: dict[str, list[int]] = defaultdict(list)
-    for xi, row in enumerate(_in_recall_sets(store, x_recall, state)):
-        for p in row:
-            entering[p].append(xi)
-    if not entering:
-        return 0, 0, 0
-    rr = store.reranker
-    rv = rr.vector_embedder()
-    if rv is None:
-        # `none` (the recall set is the top-k) and image re-rankers: re-score what changed
-        _enqueue(store, [state[p] for p in entering], "ingest")
-        return 0, 0, len(entering)
-    gids = list(entering)
-    g_recall = dict(zip(gids, store.vectors.vectors(GENERATED, gids, "recall")))
-    g_rerank = dict(zip(gids, store.vectors.vectors(GENERATED, gids, "rerank")))
-    x_rerank = store.vectors.vectors(TRAINING, point_ids, "rerank")
+def _state(store: Store, rows: list[GeneratedRow]) -> dict[str, Match]:
     by_set: dict[str, list[str]] = defaultdict(list)
-    for p in gids:
-        by_set[state[p]["set_name"]].append(p)
-    queued, merged, changed = [], 0, 0
-    con = store.ledger
-    for set_name, pids in by_set.items():
-        old = stored_scored(con, set_name, [state[p]["generated_id"] for p in pids], with_recall=True)
-        updates = []
-        for p in pids:
-            st, xs = state[p], entering[p]
-            o = old[st["generated_id"]]
-            sx = _scores(x_recall[xs], np.repeat(g_recall[p][None, :], len(xs), axis=0), metric)
-            cosine = metric == "cosine"
-            new_scores = np.sort(np.concatenate([o.recall_scores, sx]))
-            new_scores = (new_scores[::-1] if cosine else new_scores)[: st["N"]]
-            cut = new_scores[-1] if len(new_scores) >= st["N"] else None
-            members = [o.recall_scores[r - 1] for r in o.recall_ranks]
-            if cut is not None and any(not _better(m, cut, metric) for m in members):
-                queued.append(st)  # a top-k member may leave the recall set (ties count): re-score
-                continue
-            keep = [i for i, v in enumerate(sx) if cut is None or not _better(cut, v, metric)]
-            d = _pair_distance(store, x_rerank[[xs[i] for i in keep]],
-                               np.repeat(g_rerank[p][None, :], len(keep), axis=0)) if keep else np.array([])
-            cand = list(zip(o.contributors, o.distances, members))
-            cand += [(contributor_of(point_ids[xs[i]]), float(di), float(sx[i])) for i, di in zip(keep, d)
-                     if di <= st["kth"] + 1e-9]
-            top = sorted(cand, key=lambda c: (c[1], c[0]))[: st["k"]]
-            ranks = _ranks(new_scores, [c[2] for c in top], cosine)
-            dist = [c[1] for c in top]
-            updates.append(Scored(st["generated_id"], "", "", None, st["quality"], [c[0] for c in top], dist,
-                                  credits(dist, st["quality"]).tolist(), ranks, new_scores))
-        changed += _write_rescored(con, set_name, updates, old)
-        merged += len(updates)
-    _enqueue(store, queued, "ingest")
-    return merged, changed, len(queued)
+    for r in rows:
+        by_set[r.set_name].append(r.generated_id)
+    out = {}
+    for set_name, gids in by_set.items():
+        for gid, m in read_matches(store.ledger, set_name, gids, with_recall=True).items():
+            out[f"{set_name}\0{gid}"] = m
+    return out
 
 
-def _ranks(scores: list[float], values: list[float], descending: bool) -> list[int]:
-    """1-based positions of `values` in a sorted score list (first equal entry)."""
-    arr, v = np.asarray(scores), np.asarray(values)
-    pos = np.searchsorted(-arr, -v, "left") if descending else np.searchsorted(arr, v, "left")
+def competition_ranks(scores: np.ndarray, values, metric: str) -> list[int]:
+    """1 + how many recall scores are strictly better than each value (ties share a rank)."""
+    s = np.asarray(scores, dtype=np.float64)
+    v = np.asarray(values, dtype=np.float64)
+    pos = np.searchsorted(-s, -v, "left") if metric == "cosine" else np.searchsorted(s, v, "left")
     return (pos + 1).tolist()
 
 
-def _pair_distance(store: Store, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Re-rank distance between rows of a and b, as Qdrant scores it."""
+def _merge_one(store: Store, row: GeneratedRow, old: Match, hits: list[Hit], n: int,
+               rerank_of: dict[int, float]) -> Match | None:
+    """The new match of j when `hits` (new points, canonical order) meet its recall set, or
+    None when only a full re-score can tell."""
+    metric = store.embedder.metric
+    old_scores = np.asarray(old.recall_scores, dtype=np.float64)
+    new_scores = np.array([s for _, s in hits], dtype=np.float64)
+    merged = np.concatenate([old_scores, new_scores])
+    merged = np.sort(merged)[::-1] if metric == "cosine" else np.sort(merged)
+    merged = merged[:n]
+    cut = merged[-1] if len(merged) >= n else None
+    members = old_scores[np.asarray(old.recall_ranks, dtype=int) - 1] if old.contributors else np.zeros(0)
+    if store.reranker.vector_embedder() is None:
+        # no re-rank: the recall set is the top-k and all its ids are known, so the merge is
+        # the first k of old + new in the one ranking order
+        key = hit_order(metric)
+        cand = sorted([(int(c, 16), s) for c, s in zip(old.contributors, members)] + list(hits), key=key)[: row.k]
+        scores = np.array([s for _, s in cand], dtype=np.float64)
+        ranks = competition_ranks(scores, scores, metric)
+        return Match.scored([(contributor_of(p), score_to_distance(s, metric), r) for (p, s), r in zip(cand, ranks)],
+                            scores, row.quality)
+    if cut is not None:
+        if any(not better(m, cut, metric) for m in members):
+            return None  # a top-k member may leave the recall set
+        if (new_scores == cut).any() and (old_scores == cut).any():
+            return None  # old and new candidates tie at the cut: their ids decide, and old ids are not kept
+    # a new point is in when its place among old + new (old ones strictly better, earlier new ones) is < n
+    inside = []
+    for i, (pid, s) in enumerate(hits):
+        n_better_old = int((old_scores > s).sum()) if metric == "cosine" else int((old_scores < s).sum())
+        if n_better_old + i < n:
+            inside.append((pid, s))
+    cand = list(zip(old.contributors, old.distances, members))
+    cand += [(contributor_of(p), rerank_of[p], s) for p, s in inside]
+    top = sorted(cand, key=lambda c: (c[1], c[0]))[: row.k]
+    ranks = competition_ranks(merged, [c[2] for c in top], metric)
+    return Match.scored([(c, d, r) for (c, d, _), r in zip(top, ranks)], merged, row.quality)
+
+
+def merge_new_training(store: Store, point_ids: list[int], report: RefreshReport) -> None:
+    """Bring every generated image up to date with a batch of new training points (inside the
+    caller's transaction): exact merges are written, the rest queued for a re-score."""
+    rows = generated_rows(store.ledger)
+    if not rows or not point_ids:
+        return
+    t = time.perf_counter()
+    state = _state(store, rows)
+    hits = entering(store, rows, state, point_ids)
+    report.timings["find"] += time.perf_counter() - t
+    t = time.perf_counter()
+    affected = [r for r in rows if _key(r) in hits]
+    if isinstance(store.reranker, ImageReranker):
+        _enqueue(store, affected, "ingest")  # distances come from the images: re-score
+        report.timings["merge"] += time.perf_counter() - t
+        return
+    rerank = _rerank_distances(store, affected, hits)
+    queued: list[GeneratedRow] = []
+    fresh: dict[str, dict[str, Match]] = defaultdict(dict)
+    for r in affected:
+        key = _key(r)
+        m = _merge_one(store, r, state[key], hits[key], recall_size(store, r.k, r.recall), rerank.get(key, {}))
+        if m is None:
+            queued.append(r)
+        else:
+            fresh[r.set_name][r.generated_id] = m
+    for set_name, matches in fresh.items():
+        old = {gid: state[f"{set_name}\0{gid}"] for gid in matches}
+        report.changed += replace_matches(store.ledger, set_name, matches, old)
+        report.merged += len(matches)
+        report.touched.update((set_name, gid) for gid in matches)
+    _enqueue(store, queued, "ingest")
+    report.timings["merge"] += time.perf_counter() - t
+
+
+def _rerank_distances(store: Store, rows: list[GeneratedRow], hits: dict[str, list[Hit]]) -> dict[str, dict[int, float]]:
+    """Re-rank distances from Qdrant between each j and its entering points."""
     rv = store.reranker.vector_embedder()
-    return np.array([store.reranker.distance_from_score(float(sc), rv.metric) for sc in _scores(a, b, rv.metric)])
+    if rv is None or not rows:
+        return {}
+    vecs = store.vectors.vectors(GENERATED, [r.point_id for r in rows], "rerank")
+    queries = [Query({"rerank": vecs[i]}, using="rerank", limit=len(hits[_key(r)]),
+                     only_ids=tuple(p for p, _ in hits[_key(r)])) for i, r in enumerate(rows)]
+    res = store.vectors.query(TRAINING, queries)
+    return {_key(r): {p: store.reranker.distance_from_score(s, rv.metric) for p, s in h} for r, h in zip(rows, res)}
 
 
 def queue_for_removed_training(store: Store, point_ids: list[int], contributor_ids: list[str]) -> int:
-    """Generated images whose recall set holds any of the images about to be removed."""
-    state = _gen_state(store)
-    if not state or not point_ids:
+    """Queue the generated images whose recall set holds any of the images about to be
+    removed (inside the caller's transaction, before the rows go)."""
+    rows = generated_rows(store.ledger)
+    if not rows or not point_ids:
         return 0
-    affected = set()
-    x_recall = store.vectors.vectors(TRAINING, point_ids, "recall")
-    for row in _in_recall_sets(store, x_recall, state):
-        affected.update(row)
-    credited = store.ledger.execute(
-        "SELECT DISTINCT g.point_id FROM credits c JOIN generated_images g USING (set_name, generated_id) "
-        "WHERE c.contributor_id IN (SELECT unnest(?))", [contributor_ids]).fetchall()
-    affected.update(r[0] for r in credited)
-    # recall sets that were not full held every training image
-    affected.update(p for p, st in state.items() if st["n_recalled"] < st["N"])
-    _enqueue(store, [state[p] for p in affected if p in state], "forget")
+    hits = entering(store, rows, _state(store, rows), point_ids)
+    affected = [r for r in rows if _key(r) in hits]
+    _enqueue(store, affected, "forget")
     return len(affected)
 
 
-def _enqueue(store: Store, states: list[dict], reason: str) -> None:
-    if states:
+def _enqueue(store: Store, rows: list[GeneratedRow], reason: str) -> None:
+    if rows:
         insert_columns(store.ledger, "refresh_queue", {
-            "set_name": [s["set_name"] for s in states], "generated_id": [s["generated_id"] for s in states],
-            "reason": [reason] * len(states), "queued_at": [np.datetime64("now").astype(object)] * len(states),
+            "set_name": [r.set_name for r in rows], "generated_id": [r.generated_id for r in rows],
+            "reason": [reason] * len(rows), "queued_at": [np.datetime64("now").astype(object)] * len(rows),
         }, conflict="ON CONFLICT DO NOTHING")
 
 
@@ -220,108 +226,44 @@ def refresh_due(con) -> tuple[int, int]:
             con.execute("SELECT count(*) FROM refresh_queue").fetchone()[0])
 
 
-def rescore(store: Store, rows: list[tuple]) -> list[Scored]:
-    """Re-run matching for stored generated images from their stored vectors (no re-embedding).
-    rows: (set_name, generated_id, point_id, sha256, source, label, quality, k, recall)."""
-    from .pipeline import candidate_loader, to_scored
-
-    fresh: dict[tuple, Scored] = {}
-    by_params = defaultdict(list)
+def rescore(store: Store, rows: list[GeneratedRow]) -> list[Match]:
+    """Match stored generated images again from their stored vectors (no re-embedding)."""
+    out: dict[str, Match] = {}
+    groups: dict[tuple[int, int], list[GeneratedRow]] = defaultdict(list)
     for r in rows:
-        by_params[(r[7], r[8])].append(r)
-    for (k, recall), group in by_params.items():
-        pids = [r[2] for r in group]
+        groups[(r.k, r.recall)].append(r)
+    for (k, recall), group in groups.items():
+        pids = [r.point_id for r in group]
         vecs = {"recall": store.vectors.vectors(GENERATED, pids, "recall")}
         if store.reranker.vector_embedder() is not None:
             vecs["rerank"] = store.vectors.vectors(GENERATED, pids, "rerank")
-        images = None
-        if isinstance(store.reranker, ImageReranker):
-            from ingest.discover import load_source
-
-            images = [load_source(r[4]) for r in group]
-        matches = match(store, vecs, k, recall, images=images, load_candidate=candidate_loader(store))
-        for r, m in zip(group, matches):
-            fresh[(r[0], r[1])] = to_scored(r[1], r[3], r[4], r[5], r[6], m)
-    return [fresh[(r[0], r[1])] for r in rows]
-
-
-def stored_scored(con, set_name: str, generated_ids: list[str], with_recall: bool = False) -> dict[str, Scored]:
-    rows = con.execute(
-        "SELECT generated_id, contributor_id, distance, credit, recall_rank FROM credits "
-        "WHERE set_name = ? AND generated_id IN (SELECT unnest(?)) ORDER BY generated_id, rank",
-        [set_name, generated_ids]).fetchall()
-    out: dict[str, Scored] = {}
-    for gid, cid, d, c, rr in rows:
-        s = out.setdefault(gid, Scored(gid, "", "", None, 0.0, [], [], [], [], []))
-        s.contributors.append(cid)
-        s.distances.append(d)
-        s.credits.append(c)
-        s.recall_ranks.append(rr)
-    if with_recall:
-        for gid, scores in con.execute(
-                "SELECT generated_id, recall_scores FROM generated_images WHERE set_name = ? "
-                "AND generated_id IN (SELECT unnest(?))", [set_name, generated_ids]).fetchall():
-            out.setdefault(gid, Scored(gid, "", "", None, 0.0, [], [], [], [], [])).recall_scores = unpack_scores(scores)
-    return out
-
-
-def same_scores(a: Scored | None, b: Scored, tol: float = 1e-6) -> bool:
-    """Same top-k, distances and credits up to float32 rounding (distances computed by Qdrant
-    and by numpy from the same stored vectors differ in the 8th digit)."""
-    if a is None:
-        return not b.contributors
-    return (a.contributors == b.contributors
-            and np.allclose(a.distances, b.distances, atol=tol, rtol=0)
-            and np.allclose(a.credits, b.credits, atol=10 * tol * max(1.0, b.quality), rtol=0))
-
-
-def _write_rescored(con, set_name: str, fresh: list[Scored], old: dict[str, Scored]) -> int:
-    """Replace the stored matches of generated images by fresh ones (inside the caller's
-    transaction). Values move by difference, only where the top-k changed; returns how many
-    changed."""
-    if not fresh:
-        return 0
-    gids = [s.generated_id for s in fresh]
-    changed = [s for s in fresh if not same_scores(old.get(s.generated_id), s)]
-    changed_ids = {s.generated_id for s in changed}
-    for s in fresh:
-        if s.generated_id not in changed_ids and s.generated_id in old:
-            # equal up to rounding: keep the stored numbers, so the running sums stay exact
-            s.distances, s.credits = old[s.generated_id].distances, old[s.generated_id].credits
-    add_sums(con, set_name, [old[s.generated_id] for s in changed if s.generated_id in old], sign=-1)
-    add_sums(con, set_name, changed)
-    # credit rows (recall ranks change even when the top-k does not) and recall sets, at once
-    con.execute("DELETE FROM credits WHERE set_name = ? AND generated_id IN (SELECT unnest(?))", [set_name, gids])
-    insert_credits(con, set_name, fresh)
-    con.execute(
-        "UPDATE generated_images g SET recall_floor = u.f, n_recalled = u.n, recall_scores = u.sc "
-        "FROM (SELECT unnest(?) AS gid, unnest(?) AS f, unnest(?) AS n, unnest(?::BLOB[]) AS sc) u "
-        "WHERE g.set_name = ? AND g.generated_id = u.gid",
-        [gids, [s.recall_floor for s in fresh], [s.n_recalled for s in fresh], [pack_scores(s.recall_scores) for s in fresh], set_name])
-    return len(changed)
+        images = [load_source(r.source) for r in group] if isinstance(store.reranker, ImageReranker) else None
+        matches = search(store, vecs, k, recall, [r.quality for r in group], images=images,
+                         load_candidate=candidate_loader(store))
+        out.update((_key(r), m) for r, m in zip(group, matches))
+    return [out[_key(r)] for r in rows]
 
 
 def drain_queue(store: Store, report: RefreshReport, progress: bool = False) -> None:
     con = store.ledger
     bar = Progress("refresh", total=report.queued or None, enabled=progress)
     while True:
-        rows = con.execute(
-            """SELECT q.set_name, q.generated_id, g.point_id, g.sha256, g.source, g.label, g.quality, s.k, s.recall
-               FROM refresh_queue q JOIN generated_images g USING (set_name, generated_id)
-               JOIN generated_sets s USING (set_name) ORDER BY q.set_name, q.generated_id LIMIT ?""", [CHUNK]).fetchall()
+        rows = generated_rows(con, "EXISTS (SELECT 1 FROM refresh_queue q WHERE q.set_name = g.set_name "
+                                   "AND q.generated_id = g.generated_id)", limit=CHUNK)
         if not rows:
             con.execute("DELETE FROM refresh_queue")  # entries of generated images removed meanwhile
             break
         fresh = rescore(store, rows)
-        by_set = defaultdict(list)
-        for r, s in zip(rows, fresh):
-            by_set[r[0]].append((s, r))
+        by_set: dict[str, dict[str, Match]] = defaultdict(dict)
+        for r, m in zip(rows, fresh):
+            by_set[r.set_name][r.generated_id] = m
         with transaction(con):
-            for set_name, items in by_set.items():
-                gids = [s.generated_id for s, _ in items]
-                report.changed += _write_rescored(con, set_name, [s for s, _ in items], stored_scored(con, set_name, gids))
+            for set_name, matches in by_set.items():
+                gids = list(matches)
+                report.changed += replace_matches(con, set_name, matches, read_matches(con, set_name, gids))
                 con.execute("DELETE FROM refresh_queue WHERE set_name = ? AND generated_id IN (SELECT unnest(?))",
                             [set_name, gids])
+                report.touched.update((set_name, g) for g in gids)
         report.rescored += len(rows)
         bar.update(len(rows))
         store.maybe_snapshot()
@@ -333,17 +275,16 @@ def refresh(store: Store, progress: bool = False) -> RefreshReport:
     t0 = time.perf_counter()
     con = store.ledger
     report = RefreshReport()
-    pending = con.execute("SELECT point_id FROM pending_refresh ORDER BY contributor_id").fetchall()
+    pending = [r[0] for r in con.execute("SELECT point_id FROM pending_refresh ORDER BY contributor_id").fetchall()]
     if pending:
-        t = time.perf_counter()
-        pids = [r[0] for r in pending]
         with transaction(con):
-            for chunk in iter_chunks(pids, 2048):
-                merged, changed, _ = queue_for_new_training(store, list(chunk))
-                report.merged += merged
-                report.merged_changed += changed
+            n_train = con.execute("SELECT count(*) FROM training_images").fetchone()[0]
+            if len(pending) > FULL_RESCORE_SHARE * n_train:
+                # so many new images that searching among them costs about a full search
+                _enqueue(store, generated_rows(con), "ingest")
+            else:
+                merge_new_training(store, pending, report)
             con.execute("DELETE FROM pending_refresh")
-        report.timings["find"] = time.perf_counter() - t
     report.queued = con.execute("SELECT count(*) FROM refresh_queue").fetchone()[0]
     t = time.perf_counter()
     drain_queue(store, report, progress=progress)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import duckdb
 
 from gmv_store.errors import ReadOnlyViolation
-from gmv_store.store import open_ledger_readonly
+from gmv_store.ledger import open_ledger_readonly
 
 SAFE_CONFIG = {
     "enable_external_access": False,

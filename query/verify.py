@@ -1,15 +1,18 @@
 """`gmv verify`: recompute and compare. Checks that Qdrant and the ledger hold the same ids,
 that running value sums equal the sums of stored credits, and that re-matching generated
-images from their stored vectors (a from-scratch valuation) gives the stored scores."""
+images from their stored vectors (a from-scratch valuation) gives the stored matches."""
 from __future__ import annotations
 
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from gmv_store.store import GENERATED, TRAINING, Store
+from gmv_store.store import GENERATED, TABLES, Store
 
-from .refresh import refresh_due, rescore, same_scores, stored_scored
+from .matches import generated_rows, read_matches
+from .refresh import refresh_due, rescore
+
+SHOWN = 10  # differences of one kind printed before a count
 
 
 @dataclass
@@ -22,16 +25,20 @@ class VerifyReport:
         return not self.differences
 
 
-def _ids_agree(store: Store, report: VerifyReport) -> None:
-    for collection, table in ((TRAINING, "training_images"), (GENERATED, "generated_images")):
+def _ids_agree(store: Store, report: VerifyReport) -> set[int]:
+    """Returns the generated point ids Qdrant holds."""
+    held = {}
+    for collection, table in TABLES.items():
         ledger = {r[0] for r in store.ledger.execute(f"SELECT point_id FROM {table}").fetchall()}
         qdrant = store.vectors.ids(collection)
-        for pid in sorted(qdrant - ledger)[:10]:
+        held[collection] = qdrant
+        for pid in sorted(qdrant - ledger)[:SHOWN]:
             report.differences.append(f"{collection}: point {pid} is in Qdrant but not in the ledger")
-        for pid in sorted(ledger - qdrant)[:10]:
+        for pid in sorted(ledger - qdrant)[:SHOWN]:
             report.differences.append(f"{collection}: ledger row {pid} has no Qdrant point")
         if qdrant != ledger:
             report.differences.append(f"{collection}: Qdrant holds {len(qdrant):,} points, the ledger {len(ledger):,} rows")
+    return held[GENERATED]
 
 
 def _sums_agree(store: Store, report: VerifyReport, stale: bool = False) -> None:
@@ -42,7 +49,7 @@ def _sums_agree(store: Store, report: VerifyReport, stale: bool = False) -> None
                 (SELECT set_name, contributor_id, sum(credit) AS total, count(*) AS n FROM credits GROUP BY ALL) c
            USING (set_name, contributor_id)
            WHERE v.value_sum IS NULL OR c.total IS NULL OR abs(v.value_sum - c.total) > 1e-9 OR v.n_credits != c.n
-           LIMIT 10""").fetchall()
+           LIMIT ?""", [SHOWN]).fetchall()
     for set_name, cid, vs, total, n1, n2 in rows:
         report.differences.append(f"set {set_name}: contributor {cid} running sum {vs} ({n1} credits) "
                                   f"but its credits add to {total} ({n2})")
@@ -60,29 +67,31 @@ def verify(store: Store, sample: int | None = 200, seed: int = 0) -> VerifyRepor
     if pending or queued:
         report.differences.append(f"refresh due: {pending:,} new training images not yet matched, {queued:,} generated "
                                   "images queued; fix: run `gmv refresh`")
-    _ids_agree(store, report)
+    in_qdrant = _ids_agree(store, report)
     _sums_agree(store, report, stale=bool(pending or queued))
     if pending or queued:
         return report  # scores are stale by design until the refresh runs
-    rows = store.ledger.execute(
-        """SELECT g.set_name, g.generated_id, g.point_id, g.sha256, g.source, g.label, g.quality, s.k, s.recall
-           FROM generated_images g JOIN generated_sets s USING (set_name) ORDER BY 1, 2""").fetchall()
+    rows = generated_rows(store.ledger)
     if sample is not None and len(rows) > sample:
         rows = random.Random(seed).sample(rows, sample)
-    qdrant_gen = store.vectors.ids(GENERATED)
-    rows = [r for r in rows if r[2] in qdrant_gen]  # missing points were reported above
+    rows = [r for r in rows if r.point_id in in_qdrant]  # missing points were reported above
     fresh = rescore(store, rows) if rows else []
     by_set = defaultdict(list)
-    for r, s in zip(rows, fresh):
-        by_set[r[0]].append(s)
+    for r, m in zip(rows, fresh):
+        by_set[r.set_name].append((r.generated_id, m))
+    n_diff = 0
     for set_name, items in by_set.items():
-        old = stored_scored(store.ledger, set_name, [s.generated_id for s in items])
-        for s in items:
-            o = old.get(s.generated_id)
-            if not same_scores(o, s):
-                got = o.contributors[:3] if o else []
-                report.differences.append(
-                    f"set {set_name}: generated {s.generated_id} stored top-k {got}... differs from recompute "
-                    f"{s.contributors[:3]}...")
+        stored = read_matches(store.ledger, set_name, [g for g, _ in items])
+        for gid, m in items:
+            old = stored.get(gid)
+            if old is None and not m.contributors:
+                continue
+            if old is None or not old.same_scores(m):
+                n_diff += 1
+                if n_diff <= SHOWN:
+                    where = old.first_difference(m) if old is not None else "no stored match"
+                    report.differences.append(f"set {set_name}: generated {gid} differs from a recompute at {where}")
+    if n_diff > SHOWN:
+        report.differences.append(f"... {n_diff:,} generated images differ from a recompute in all")
     report.checked_generated = len(rows)
     return report

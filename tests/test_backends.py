@@ -467,7 +467,7 @@ def _e2e(tmp_path, embedder, rerank, quality, *, k=3, recall=20, check_top1=True
     from gmv_store.store import Store
     from ingest.pipeline import ingest
     from query.lookup import top
-    from query.pipeline import value
+    from query.value import value
 
     train, gen = _e2e_data(tmp_path, list(picks))
     with Store.init(tmp_path / "store", embedder=embedder, rerank=rerank, quality=quality) as s:

@@ -14,7 +14,7 @@ import pytest
 
 from gmv_store.store import Store
 from ingest.pipeline import ingest
-from query.pipeline import value
+from query.value import value
 from query.verify import verify
 
 BACKENDS = dict(embedder=("pixels", {"size": 8}), rerank=("l2", {"size": 14}))

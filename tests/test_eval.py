@@ -101,7 +101,7 @@ def tiny_store(tmp_path_factory, mnist_small):
     MNIST (owner heldout); 20 MNIST test digits valued at k = 5."""
     from gmv_store.store import Store
     from ingest.pipeline import ingest
-    from query.pipeline import value
+    from query.value import value
 
     x, y, xt, yt = mnist_small
     tmp = tmp_path_factory.mktemp("tiny")
@@ -113,9 +113,9 @@ def tiny_store(tmp_path_factory, mnist_small):
     np.savez(tmp / "gen.npz", images=xt[:20], labels=yt[:20])
     s = Store.init(tmp / "store", embedder=("pixels", {"size": 16}), rerank=("l2", {"size": 28}))
     try:
-        ingest(s, [str(tmp / "mnist.npz")], owner="mnist", refresh=False)
-        ingest(s, [str(tmp / "held.npz")], owner="heldout", refresh=False)
-        ingest(s, [str(tmp / "noise.npz")], owner="foreign", refresh=False)
+        ingest(s, [str(tmp / "mnist.npz")], owner="mnist")
+        ingest(s, [str(tmp / "held.npz")], owner="heldout")
+        ingest(s, [str(tmp / "noise.npz")], owner="foreign")
         value(s, [str(tmp / "gen.npz")], "g", k=5, recall=50)
     finally:
         s.close()
@@ -123,7 +123,7 @@ def tiny_store(tmp_path_factory, mnist_small):
 
 
 def _values(store):
-    from gmv_store.store import open_ledger_readonly
+    from gmv_store.ledger import open_ledger_readonly
 
     con = open_ledger_readonly(store)
     try:
@@ -166,7 +166,7 @@ def test_membership_matches_scipy(tiny_store):
 
 def test_class_test_and_sensitivity(tiny_store):
     from gmv_store.eval.sensitivity import rho_vs_k, rho_vs_m
-    from gmv_store.store import open_ledger_readonly
+    from gmv_store.ledger import open_ledger_readonly
 
     rows = json.loads(run("eval", "class-test", "--store", tiny_store, "--set", "g", "--json"))
     assert [r["k"] for r in rows] == [5]  # default ks capped at the set's k
@@ -198,7 +198,7 @@ def test_recall_quality_full_recall_is_exact(tiny_store):
 
 
 def test_every_eval_command_has_help_with_an_example():
-    from gmv_store.eval.cli import eval_group
+    from gmv_store.cli.eval import eval_group
 
     for name in eval_group.commands:
         out = run("eval", name, "--help")

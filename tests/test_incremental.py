@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from gmv_store.store import Store
 from ingest.pipeline import ingest
 from query.forget import forget_generated, forget_set, forget_training
-from query.pipeline import value
+from query.value import value
 from query.refresh import refresh
 from query.verify import verify
 
@@ -79,17 +79,23 @@ def test_invariant_under_random_operations(tmp_path_factory, pools, ops):
         for kind, a, b in ops:
             con = store.ledger
             if kind == "ingest":
-                ingest(store, [str(train[a])], owner="abc"[a % 3], refresh=b)
+                ingest(store, [str(train[a])], owner="abc"[a % 3])
+                if b:
+                    refresh(store)
             elif kind == "value":
                 if con.execute("SELECT count(*) FROM training_images").fetchone()[0]:
                     value(store, [str(gen[a])], b, k=K, recall=RECALL)
             elif kind == "forget_ids":
                 ids = [r[0] for r in con.execute("SELECT contributor_id FROM training_images ORDER BY 1").fetchall()]
                 if len(ids) > 3:
-                    forget_training(store, [ids[a % len(ids)], ids[(a * 7 + 1) % len(ids)]], refresh=b)
+                    forget_training(store, [ids[a % len(ids)], ids[(a * 7 + 1) % len(ids)]])
+                    if b:
+                        refresh(store)
             elif kind == "forget_owner":
                 if con.execute("SELECT count(*) FROM training_images WHERE owner = ?", [a]).fetchone()[0]:
-                    forget_training(store, owner=a, refresh=b)
+                    forget_training(store, owner=a)
+                    if b:
+                        refresh(store)
             elif kind == "forget_generated":
                 ids = [r[0] for r in con.execute("SELECT generated_id FROM generated_images WHERE set_name = ? ORDER BY 1",
                                                  [b]).fetchall()]
@@ -117,11 +123,12 @@ def test_refresh_touches_only_affected(tmp_path, pools):
         ingest(store, [str(t) for t in train[:5]], owner="a")
         value(store, [str(g) for g in gen], "s1", k=K, recall=RECALL)
         before = {r[0]: r[1] for r in store.ledger.execute("SELECT generated_id, valued_at FROM generated_images").fetchall()}
-        r = ingest(store, [str(train[5])], owner="b", refresh=False)
+        r = ingest(store, [str(train[5])], owner="b")
         assert r.refresh is None
         assert verify(store, sample=None).differences[0].startswith("refresh due")
         rep = refresh(store)
-        assert 0 < rep.rescored <= len(before) and rep.changed <= rep.rescored
+        touched = len(rep.touched)
+        assert 0 < touched <= len(before) and rep.changed <= touched and rep.merged + rep.rescored >= touched
         assert verify(store, sample=None).ok
     finally:
         store.close()

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from gmv_store.errors import StoreMismatch
-from gmv_store.vectors import ClientVectorStore, EdgeVectorStore, Query, VectorSpec, point_id
+from gmv_store.vectors import Query, VectorSpec, point_id
+from gmv_store.vectors.client import ClientVectorStore
+from gmv_store.vectors.edge import EdgeVectorStore
 
 SPEC = {"recall": VectorSpec(16, "cosine"), "rerank": VectorSpec(32, "euclid")}
 
@@ -34,16 +36,14 @@ def test_engines_agree(tmp_path):
         ids, vecs = fill(vs)
         qs = [Query({"recall": vecs["recall"][i] + 0.01}, using="recall", limit=7) for i in range(5)]
         two = [Query({"rerank": vecs["rerank"][i]}, using="rerank", limit=3, only_ids=tuple(ids[:50])) for i in range(5)]
-        pre = [Query({"recall": vecs["recall"][i], "rerank": vecs["rerank"][i]}, using="rerank", limit=4,
-                     prefetch_using="recall", prefetch_limit=40) for i in range(5)]
         excl = [Query({"recall": vecs["recall"][0]}, using="recall", limit=3, exclude_ids=(ids[0],))]
         thr = [Query({"rerank": vecs["rerank"][0]}, using="rerank", limit=300, score_threshold=1.2)]
         vs.delete("training", ids[-10:])
         results.append({
-            "q": vs.query("training", qs), "two": vs.query("training", two), "pre": vs.query("training", pre),
+            "q": vs.query("training", qs), "two": vs.query("training", two), 
             "excl": vs.query("training", excl), "thr": vs.query("training", thr),
             "count": vs.count("training"), "ids": vs.ids("training"),
-            "vec": vs.vectors("training", ids[:3], "rerank"), "payload": vs.payloads("training", ids[:2]),
+            "vec": vs.vectors("training", ids[:3], "rerank"),
         })
         vs.close()
     first = results[0]
@@ -51,12 +51,12 @@ def test_engines_agree(tmp_path):
     # only_ids restricts the search: every hit is among the first 50 ids
     assert all(p in set(ids[:50]) for h in first["two"] for p, _ in h)
     for other in results[1:]:
-        for key in ("q", "two", "pre", "excl", "thr"):
+        for key in ("q", "two", "excl", "thr"):
             assert [[p for p, _ in h] for h in first[key]] == [[p for p, _ in h] for h in other[key]], key
             for a, b in zip(first[key], other[key]):
                 assert np.allclose([s for _, s in a], [s for _, s in b], atol=1e-4), key
         assert first["count"] == other["count"] == 290 and first["ids"] == other["ids"]
-        assert np.allclose(first["vec"], other["vec"]) and first["payload"] == other["payload"]
+        assert np.allclose(first["vec"], other["vec"])
 
 
 def test_threshold_and_exclusion_semantics(tmp_path):

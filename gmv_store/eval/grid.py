@@ -33,7 +33,7 @@ def contributor_grid(con, set_name: str, path, *, rows: int = 6, top: int = 8, g
                      title: str | None = None) -> Path:
     """A PNG: one row per generated image: the image, then its `top` contributors with their
     label and credit (label in green when it matches the generated image's label, else red)."""
-    from ingest.discover import load_source
+    from gmv_store.sources import load_source
 
     from .plots import _plt, _save
 

@@ -6,14 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gmv_store.errors import BadInput
+from gmv_store.errors import BadInput, NotFound
 
 
 def set_info(con, set_name: str) -> dict:
     row = con.execute("SELECT k, recall, m FROM sets WHERE set_name = ?", [set_name]).fetchone()
     if row is None:
         names = [r[0] for r in con.execute("SELECT set_name FROM sets ORDER BY 1").fetchall()]
-        raise BadInput(f"set '{set_name}' does not exist; fix: pass one of: {', '.join(names) or 'none (value a set first)'}")
+        raise NotFound(f"set '{set_name}' does not exist; fix: pass one of: {', '.join(names) or 'none (value a set first)'}")
     return {"k": int(row[0]), "recall": int(row[1]), "m": int(row[2])}
 
 

@@ -27,15 +27,14 @@ from gmv_store.store import GENERATED, TRAINING, Store
 from .ledger_read import set_info
 
 
-def _generated_points(con, set_name: str, limit: int | None) -> list[str]:
-    from query.write import generated_point_id
-
-    rows = con.execute("SELECT sha256 FROM generated WHERE set_name = ? ORDER BY generated_id", [set_name]).fetchall()
+def _generated_points(con, set_name: str, limit: int | None) -> list[int]:
+    rows = con.execute("SELECT point_id FROM generated_images WHERE set_name = ? ORDER BY generated_id",
+                       [set_name]).fetchall()
     if limit:
         rows = rows[:limit]
     if not rows:
         raise BadInput(f"set '{set_name}' has no generated images")
-    return [generated_point_id(set_name, r[0]) for r in rows]
+    return [r[0] for r in rows]
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -75,7 +74,7 @@ def _training_vectors(store: Store, using: str, chunk: int = 5000) -> tuple[list
 def two_stage_recall(store: Store, set_name: str, recalls=None, k: int | None = None,
                      limit: int | None = None) -> list[dict]:
     """recall@k of recall-N-then-re-rank against the exact re-rank top-k, per N."""
-    from query.recall import match
+    from query.search import search
 
     info = set_info(store.ledger, set_name)
     k = k or info["k"]
@@ -100,9 +99,9 @@ def two_stage_recall(store: Store, set_name: str, recalls=None, k: int | None = 
     rows = []
     for N in sorted({min(max(int(r), k), n) for r in recalls}):
         t = time.perf_counter()
-        ms = match(store, vecs, k, N)
+        ms = search(store, vecs, k, N, [1.0] * len(pids))
         dt = time.perf_counter() - t
-        hits = np.array([len(set(m.ids) & e) / k for m, e in zip(ms, exact_sets)])
+        hits = np.array([len({int(c, 16) for c in m.contributors} & e) / k for m, e in zip(ms, exact_sets)])
         rows.append({"set_name": set_name, "k": k, "recall_N": N, "reference": f"exact top-k by {using} vector",
                      "recall_at_k": float(hits.mean()), "min_recall_at_k": float(hits.min()),
                      "ms_per_query": 1000 * dt / len(ms), "exact_ms_per_query": 1000 * exact_s / len(ms),
@@ -117,7 +116,7 @@ def hnsw_recall(store_path, set_name: str, k: int | None = None, efs=None, *, us
     Qdrant never searches with an ef below the limit k, so the default list is None, 2k, 4k)."""
     import qdrant_edge as qe
 
-    from gmv_store.vectors import shard_config_vectors
+    from gmv_store.vectors.edge import read_shard_spec
 
     s = Store.open(store_path)
     try:
@@ -140,7 +139,7 @@ def hnsw_recall(store_path, set_name: str, k: int | None = None, efs=None, *, us
         dst = Path(tmp) / TRAINING
         shutil.copytree(src, dst)
         vectors = {name: qe.EdgeVectorParams(size=v["size"], distance=dist[v["distance"]])
-                   for name, v in shard_config_vectors(dst).items()}
+                   for name, v in read_shard_spec(dst).items()}
         # indexing_threshold 1 KB: index every segment, however small (tests use a few hundred points)
         cfg = qe.EdgeConfig(vectors=vectors,
                             hnsw_config=qe.HnswIndexConfig(m=m, ef_construct=ef_construct, full_scan_threshold=1),

@@ -32,17 +32,6 @@ from gmv_store.errors import BadInput, GmvError
 
 MARKER = ".gmv-eval-recipe"
 
-# Paper numbers to print beside ours (method.md): Table 7 (MNIST, CLIP recall), k = 30/50/100.
-PAPER_TABLE7 = {
-    ("gan", "none"): (96.27, 96.26, 95.86), ("gan", "l2"): (97.73, 97.58, 96.03),
-    ("gan", "lpips"): (97.77, 97.72, 97.38), ("gan", "dreamsim"): (97.43, 97.44, 97.40),
-    ("diffusion", "none"): (92.40, 91.82, 91.26), ("diffusion", "l2"): (92.90, 92.66, 91.88),
-    ("diffusion", "dreamsim"): (93.90, 93.44, 92.55),
-}
-# Table 9: beta-VAE on MNIST with CLIP recall, one number per re-rank (k not stated in method.md).
-PAPER_TABLE9_VAE = {"none": 86.41, "l2": 87.76, "lpips": 88.78, "dreamsim": 88.78}
-# Our learned-embedding re-rank is compared with the paper's learned perceptual distance.
-PAPER_RERANK_FOR = {"none": "none", "l2": "l2", "embedding": "dreamsim"}
 
 
 @dataclass(frozen=True)
@@ -287,7 +276,7 @@ def step_c1(r: _Run) -> None:
     """Identical-class test for each pool x combo x generator, plus rho vs k, sensitivity in m,
     two-stage recall@k and the runtime split, all from the same stores."""
     from ingest.pipeline import ingest
-    from query.pipeline import value
+    from query.value import value
 
     from .class_test import class_ratio
     from .recall_quality import two_stage_recall
@@ -305,7 +294,7 @@ def step_c1(r: _Run) -> None:
                f"{cfg.m} generated images per generator (k={k}, N={N}) ...")
         s = _new_store(r, name, backend_specs(cfg, emb, rr))
         try:
-            ing = ingest(s, [str(r.work / "data" / f"{pool}.npz")], owner="mnist", refresh=False)
+            ing = ingest(s, [str(r.work / "data" / f"{pool}.npz")], owner="mnist")
             splits = []
             for g in r.results["generators"]:
                 set_name = f"c1-{g}"
@@ -358,7 +347,7 @@ def step_hnsw(r: _Run) -> None:
 
 def step_membership(r: _Run) -> None:
     from ingest.pipeline import ingest
-    from query.pipeline import value
+    from query.value import value
 
     from .membership import membership_test
 
@@ -367,8 +356,8 @@ def step_membership(r: _Run) -> None:
     s = _new_store(r, "member-pixels-l2", backend_specs(cfg, "pixels", "l2"))
     rows = []
     try:
-        ingest(s, [str(r.work / "data" / "trained.npz")], owner="trained", refresh=False)
-        ingest(s, [str(r.work / "data" / "heldout.npz")], owner="heldout", refresh=False)
+        ingest(s, [str(r.work / "data" / "trained.npz")], owner="trained")
+        ingest(s, [str(r.work / "data" / "heldout.npz")], owner="heldout")
         for g in r.results["generators"]:
             r.echo(f"  trained vs held-out, {g}: training on {len(xt):,} images, valuing {cfg.member_m} samples ...")
             gen = train(r, g, xt, yt, "trained vs held-out (one half)")
@@ -387,7 +376,7 @@ def step_membership(r: _Run) -> None:
 
 def step_ood(r: _Run) -> None:
     from ingest.pipeline import ingest
-    from query.pipeline import value
+    from query.value import value
 
     from .foreign import foreign_images, n_foreign_for
     from .ood import ood_detection
@@ -412,8 +401,8 @@ def step_ood(r: _Run) -> None:
         for quality in ("none", *[q for q in cfg.ood_qualities if q != "none"]):
             s = _new_store(r, f"ood-{src}-q-{quality}", backend_specs(cfg, "pixels", "l2", quality))
             try:
-                ingest(s, [str(r.work / "data" / "ood_clean.npz")], owner="mnist", refresh=False)
-                ingest(s, [str(fpath)], owner="foreign", refresh=False)
+                ingest(s, [str(r.work / "data" / "ood_clean.npz")], owner="mnist")
+                ingest(s, [str(fpath)], owner="foreign")
                 for g in r.results["generators"]:
                     rep = value(s, [str(gen_paths[g])], f"ood-{g}", k=cfg.ood_k)
                     res = ood_detection(s.ledger, f"ood-{g}", foreign_owner="foreign", curve=True)
@@ -427,7 +416,7 @@ def step_ood(r: _Run) -> None:
 
 
 def step_grids(r: _Run) -> None:
-    from gmv_store.store import open_ledger_readonly
+    from gmv_store.ledger import open_ledger_readonly
 
     from .grid import contributor_grid
 

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .metrics import fmt_p
+from .paper import PAPER_KS, PAPER_RERANK_FOR, PAPER_TABLE7, PAPER_TABLE9_VAE
 
 
 def md_table(headers: list[str], rows: list[list]) -> str:
@@ -22,11 +23,9 @@ def pct(x) -> str:
 
 
 def paper_c1(generator: str, rerank: str, ks) -> str:
-    from .recipe import PAPER_RERANK_FOR, PAPER_TABLE7, PAPER_TABLE9_VAE
-
     pr = PAPER_RERANK_FOR.get(rerank)
     if (generator, pr) in PAPER_TABLE7:
-        vals = dict(zip((30, 50, 100), PAPER_TABLE7[(generator, pr)]))
+        vals = dict(zip(PAPER_KS, PAPER_TABLE7[(generator, pr)]))
         return " / ".join(f"{vals[k]:.2f}" if k in vals else "–" for k in ks) + f" (T7 {generator}, {pr})"
     if generator == "vae" and pr in PAPER_TABLE9_VAE:
         return f"{PAPER_TABLE9_VAE[pr]:.2f} (T9 β-VAE, {pr}, k not stated)"
@@ -46,11 +45,9 @@ def c1_table(res: dict) -> str:
 
 
 def _paper_at(generator: str, rerank: str, k: int) -> str:
-    from .recipe import PAPER_RERANK_FOR, PAPER_TABLE7, PAPER_TABLE9_VAE
-
     pr = PAPER_RERANK_FOR.get(rerank)
-    if (generator, pr) in PAPER_TABLE7 and k in (30, 50, 100):
-        return f"{PAPER_TABLE7[(generator, pr)][(30, 50, 100).index(k)]:.2f}"
+    if (generator, pr) in PAPER_TABLE7 and k in PAPER_KS:
+        return f"{PAPER_TABLE7[(generator, pr)][PAPER_KS.index(k)]:.2f}"
     if generator == "vae" and pr in PAPER_TABLE9_VAE:
         return f"{PAPER_TABLE9_VAE[pr]:.2f}*"
     return "–"

@@ -34,7 +34,7 @@ def scoring_seconds(con, set_name: str, generated_ids=None, repeats: int = 3) ->
 
 
 def value_split(report, scoring_s: float) -> dict:
-    """Seconds per stage of one `query.pipeline.value` call, and per generated image (ms)."""
+    """Seconds per stage of one `query.value.value` call, and per generated image (ms)."""
     t = report.timings
     n = max(report.valued, 1)
     forwards = t["embed"] + t["quality"]

@@ -1,21 +1,23 @@
-"""Generated images in: discover -> decode -> embed -> recall -> re-rank -> quality ->
-credits -> values."""
+"""Generated images in: discover -> decode -> embed -> quality -> search (recall, re-rank) ->
+credits -> ledger rows and values (journaled with their vectors)."""
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import numpy as np
 
 from gmv_store.errors import BadInput, GmvError
 from gmv_store.progress import Progress
-from gmv_store.store import TRAINING, Store
-from gmv_store.valuation import credits
-from ingest.decode import batched, decode_items, unique_new
-from ingest.discover import Discovery, Problem, discover, load_source
+from gmv_store.sources import Decoded, Discovery, InputOptions, Problem, batched, decode_items, discover, load_source, unique_new
+from gmv_store.store import GENERATED, TRAINING, Store
+from gmv_store.vectors import point_id
 
-from .recall import Match, contributor_of, match
-from .write import Scored, write_generated
+from .matches import Match, NewGenerated, insert_generated
+from .search import contributor_of, search
 
 DEFAULT_K = 50
 
@@ -36,9 +38,22 @@ class ValueReport:
         return len(self.problems)
 
 
+def check_name(name: str, what: str = "--set") -> str:
+    """Set names are shown in tables, paths of the web UI and SQL: printable, one line."""
+    if not name or not name.strip():
+        raise BadInput(f"{what}: a name is required, e.g. {what} gan-2026-11")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name) or len(name) > 200:
+        raise BadInput(f"{what} {name!r}: names must be one printable line of at most 200 characters")
+    return name
+
+
+def generated_point_id(set_name: str, sha256: str) -> int:
+    """One point per (set, content): the same image valued in two sets is two points."""
+    return point_id(hashlib.sha256(f"{set_name}\0{sha256}".encode()).hexdigest())
+
+
 def ensure_set(store: Store, set_name: str, k: int, recall: int) -> None:
-    if not set_name or not set_name.strip():
-        raise BadInput("--set: a set name is required, e.g. --set gan-2026-11")
+    check_name(set_name)
     if k < 1:
         raise BadInput(f"--k {k}: must be at least 1")
     if recall < k:
@@ -53,16 +68,11 @@ def ensure_set(store: Store, set_name: str, k: int, recall: int) -> None:
         )
 
 
-def set_params(store: Store, set_name: str) -> tuple[int, int] | None:
-    row = store.ledger.execute("SELECT k, recall FROM generated_sets WHERE set_name = ?", [set_name]).fetchone()
-    return (row[0], row[1]) if row else None
-
-
 def candidate_loader(store: Store):
-    def load(pid: str) -> np.ndarray:
+    """Pixels of a training point from its recorded source (for image re-rankers)."""
+    def load(pid: int) -> np.ndarray:
         row = store.ledger.execute(
-            "SELECT source FROM training_images WHERE contributor_id = ?", [contributor_of(pid)]
-        ).fetchone()
+            "SELECT source FROM training_images WHERE contributor_id = ?", [contributor_of(pid)]).fetchone()
         if row is None:
             raise GmvError(f"training point {pid} has no ledger row; fix: run `gmv verify`")
         return load_source(row[0])
@@ -77,8 +87,9 @@ def check_quality(q: np.ndarray, n: int, name: str) -> np.ndarray:
     return q
 
 
-def score_batch(store: Store, batch, k: int, recall: int, timings: dict) -> tuple[list[Scored], dict]:
-    """Embed, match and credit a batch of decoded generated images (no writes)."""
+def score_batch(store: Store, batch: list[Decoded], k: int, recall: int, timings: dict) -> tuple[list[Match], np.ndarray, dict]:
+    """Embed, score quality and match a batch of decoded generated images (no writes).
+    Returns (matches, qualities, vectors)."""
     pixels = [d.pixels for d in batch]
     t = time.perf_counter()
     vectors = store.embed(pixels)
@@ -87,20 +98,26 @@ def score_batch(store: Store, batch, k: int, recall: int, timings: dict) -> tupl
     q = check_quality(store.quality.score(pixels), len(batch), store.quality.name)
     timings["quality"] += time.perf_counter() - t
     t = time.perf_counter()
-    matches = match(store, vectors, k, recall, images=pixels, load_candidate=candidate_loader(store))
+    matches = search(store, vectors, k, recall, q, images=pixels, load_candidate=candidate_loader(store))
     timings["search"] += time.perf_counter() - t
-    scored = [to_scored(d.short_id, d.sha256, d.source, d.label, float(qj), m) for d, qj, m in zip(batch, q, matches)]
-    return scored, vectors
+    return matches, q, vectors
 
 
-def to_scored(generated_id, sha256, source, label, quality: float, m: Match) -> Scored:
-    return Scored(generated_id, sha256, source, label, quality, [contributor_of(p) for p in m.ids], m.distances,
-                  credits(m.distances, quality).tolist(), [r for _, _, r in m.top], m.recall_scores)
+def write_generated(store: Store, set_name: str, batch: list[Decoded], matches: list[Match], quality: np.ndarray,
+                    vectors: dict, meta: dict) -> None:
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    items = [NewGenerated(d.short_id, generated_point_id(set_name, d.sha256), d.sha256, d.source, d.label,
+                          float(qj), m) for d, qj, m in zip(batch, quality, matches)]
+    payloads = [{"set_name": set_name, "generated_id": g.generated_id, "sha256": g.sha256, "source": g.source,
+                 "label": g.label, "quality": g.quality} for g in items]
+    ids = [g.point_id for g in items]
+    with store.adding("value", GENERATED, ids, vectors, payloads, {"set_name": set_name}) as con:
+        insert_generated(con, set_name, items, json.dumps(meta), now)
 
 
 def value(store: Store, paths: list[str], set_name: str, *, k: int = DEFAULT_K, recall: int | None = None,
-          label_from: str | None = None, label: str | None = None, meta: dict | None = None,
-          batch_size: int = 64, progress: bool = False) -> ValueReport:
+          options: InputOptions | None = None, meta: dict | None = None, batch_size: int = 64,
+          progress: bool = False) -> ValueReport:
     """Value generated images into `set_name`. An image already in the set is not counted twice."""
     t0 = time.perf_counter()
     recall = recall if recall is not None else 10 * k
@@ -110,19 +127,19 @@ def value(store: Store, paths: list[str], set_name: str, *, k: int = DEFAULT_K, 
     ensure_set(store, set_name, k, recall)
     found = Discovery()
     bar = Progress(f"value {set_name}", enabled=progress)
-    for batch in batched(decode_items(discover(paths, label_from=label_from, label=label, found=found), report.problems), batch_size):
+    for batch in batched(decode_items(discover(paths, options, found), report.problems), batch_size):
         known = {r[0] for r in store.ledger.execute(
             "SELECT sha256 FROM generated_images WHERE set_name = ? AND sha256 IN (SELECT unnest(?))",
             [set_name, [d.sha256 for d in batch]]).fetchall()}
         new = unique_new(batch, known)
         report.already_valued += len(batch) - len(new)
         if new:
-            scored, vectors = score_batch(store, new, k, recall, report.timings)
+            matches, q, vectors = score_batch(store, new, k, recall, report.timings)
             t = time.perf_counter()
-            write_generated(store, set_name, scored, vectors, meta or {})
+            write_generated(store, set_name, new, matches, q, vectors, meta or {})
             report.timings["write"] += time.perf_counter() - t
             report.valued += len(new)
-            report.generated_ids.extend(s.generated_id for s in scored)
+            report.generated_ids.extend(d.short_id for d in new)
         bar.update(len(batch))
         store.maybe_snapshot()
     bar.close()

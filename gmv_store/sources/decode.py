@@ -1,27 +1,12 @@
-"""Step 2: load each item's pixels and content hash; bad images become problems."""
+"""Items -> canonical pixels with their content hash; bad images become problems."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-import numpy as np
 
-from gmv_store.errors import BadInput
-from gmv_store.images import content_sha256
-
-from .discover import Item, Problem
-
-
-@dataclass
-class Decoded:
-    source: str
-    label: str | None
-    pixels: np.ndarray  # canonical (H, W, C) uint8
-    sha256: str
-
-    @property
-    def short_id(self) -> str:
-        return self.sha256[:16]
+from ..errors import BadInput
+from ..images import content_sha256
+from .items import Decoded, Item, Problem
 
 
 def decode_items(items: Iterable[Item], problems: list[Problem]) -> Iterator[Decoded]:
@@ -29,7 +14,8 @@ def decode_items(items: Iterable[Item], problems: list[Problem]) -> Iterator[Dec
         try:
             pixels = item.load()
         except BadInput as e:
-            problems.append(Problem(item.source, str(e).split(": ", 1)[-1] if str(e).startswith(item.source) else str(e)))
+            msg = str(e)
+            problems.append(Problem(item.source, msg.split(": ", 1)[-1] if msg.startswith(item.source) else msg))
             continue
         yield Decoded(item.source, item.label, pixels, content_sha256(pixels))
 

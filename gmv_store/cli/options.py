@@ -1,0 +1,132 @@
+"""What every command shares: options written once, output rendering and the edge where
+named library errors become one line `Error: ...` (exit 1)."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+
+import click
+
+from ..errors import GmvError
+
+EXIT_ERROR, EXIT_SKIPPED, EXIT_INTERRUPTED = 1, 3, 130
+DEBUG_ENV = "GMV_DEBUG"
+
+
+def store_option(f):
+    return click.option("--store", "store", envvar="GMV_STORE", default=None, metavar="DIR",
+                        help="Store folder [env GMV_STORE; default ./gmv-store-data].")(f)
+
+
+def wait_option(f):
+    return click.option("--wait", type=float, default=0.0, metavar="SECONDS",
+                        help="Wait this long for another writer to finish instead of failing.")(f)
+
+
+def output_options(f):
+    """--json / --csv / --table, written once for every command that prints rows."""
+    f = click.option("--csv", "fmt", flag_value="csv", help="Output CSV.")(f)
+    f = click.option("--json", "fmt", flag_value="json", help="Output one JSON array of objects.")(f)
+    f = click.option("--table", "fmt", flag_value="table", default=True, help="Output a readable table (default).")(f)
+    return f
+
+
+def input_options(f):
+    """How images are read and where models run: `ingest` and `value`."""
+    f = click.option("--meta", multiple=True, metavar="KEY=VALUE", help="Metadata stored with each image (repeatable).")(f)
+    f = click.option("--label", default=None, help="One label for every image (class or prompt).")(f)
+    f = click.option("--label-from", type=click.Choice(["parent"]), default=None,
+                     help="Take each file's label from its parent folder name.")(f)
+    f = click.option("--batch-size", type=click.IntRange(1, 100_000), default=None, help="Images per batch.")(f)
+    f = wait_option(f)
+    f = click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default=None,
+                     help="Where model backends run [default: auto = cuda, else mps, else cpu].")(f)
+    return f
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text[:400]
+
+
+def errors_to_lines(f):
+    """Named errors and anticipated OS failures become one line; anything else too, with the
+    way to see its traceback (GMV_DEBUG=1 lets every exception through)."""
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        try:
+            return f(*args, **kwargs)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except GmvError as e:
+            if os.environ.get(DEBUG_ENV) == "1":
+                raise
+            click.echo(f"Error: {_one_line(e)}", err=True)
+            sys.exit(EXIT_ERROR)
+        except KeyboardInterrupt:
+            click.echo("Interrupted: finished batches are kept; run the same command again to complete it.", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except OSError as e:
+            if os.environ.get(DEBUG_ENV) == "1":
+                raise
+            where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+            click.echo(f"Error: {where}{e.strerror or _one_line(e)}; fix: check the path, its permissions and free space",
+                       err=True)
+            sys.exit(EXIT_ERROR)
+        except Exception as e:  # noqa: BLE001 - the edge: no traceback reaches the user
+            if os.environ.get(DEBUG_ENV) == "1":
+                raise
+            click.echo(f"Error: unexpected {type(e).__name__}: {_one_line(e)}; run again with {DEBUG_ENV}=1 for the "
+                       "traceback and report it", err=True)
+            sys.exit(EXIT_ERROR)
+
+    return wrapper
+
+
+def progress() -> bool:
+    return sys.stderr.isatty()
+
+
+def note(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def report_problems(report) -> int:
+    for p in report.problems:
+        click.echo(f"skipped: {p.where}: {p.reason}", err=True)
+    return EXIT_SKIPPED if report.problems else 0
+
+
+def print_rows(rows, fmt):
+    from ..output import render
+
+    click.echo(render(rows, fmt))
+
+
+def parse_params(pairs) -> dict[str, dict]:
+    """-p STAGE.NAME=VALUE pairs -> {stage: {name: value}}; values parse as JSON when they can."""
+    out: dict[str, dict] = {"embedder": {}, "rerank": {}, "quality": {}}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        stage, dot, name = key.partition(".")
+        if not sep or not dot or stage not in out:
+            raise click.BadParameter(f"{pair!r}: expected STAGE.NAME=VALUE with STAGE one of embedder, rerank, quality",
+                                     param_hint="--param")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        out[stage][name] = value
+    return out
+
+
+def parse_meta(pairs) -> dict[str, str]:
+    meta = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r}: expected KEY=VALUE", param_hint="--meta")
+        meta[key] = value
+    return meta

@@ -1,0 +1,127 @@
+"""Commands that make and describe a store: init, migrate, status, backends, demo."""
+from __future__ import annotations
+
+import click
+
+from .. import api
+from .options import (errors_to_lines, note, output_options, parse_params, print_rows, store_option)
+
+
+@click.command()
+@store_option
+@click.option("--profile", default=None, help="Backend set: see `gmv backends` (e.g. basic, offline, paper).")
+@click.option("--embedder", default=None, help="Recall embedder name (overrides the profile).")
+@click.option("--rerank", default=None, help="Re-rank distance name (overrides the profile).")
+@click.option("--quality", default=None, help="Quality backend name (overrides the profile).")
+@click.option("-p", "--param", "params", multiple=True, metavar="STAGE.NAME=VALUE",
+              help="Backend parameter, e.g. -p embedder.size=16 -p rerank.color=rgb (repeatable).")
+@click.option("--engine", type=click.Choice(["edge", "local"]), default="edge",
+              help="Embedded Qdrant engine: edge (Qdrant's engine in-process, default) or local (qdrant-client local mode).")
+@click.option("--qdrant-url", envvar="GMV_QDRANT_URL", default=None,
+              help="Use a Qdrant server/cluster instead [env GMV_QDRANT_URL; API key from env GMV_QDRANT_API_KEY only].")
+@click.option("--collection-prefix", default="gmv", show_default=True, help="Collection name prefix on a server.")
+@errors_to_lines
+def init(store, profile, embedder, rerank, quality, params, engine, qdrant_url, collection_prefix):
+    """Create a store: a DuckDB ledger plus embedded Qdrant (or a Qdrant server).
+
+    \b
+    Examples:
+      gmv init --store my-store                              # basic profile: pixels + l2 + no quality
+      gmv init --store my-store --profile offline            # EfficientNet-Lite0 recall, runs offline
+      gmv init --store s -p embedder.size=16 -p rerank.size=28
+      GMV_QDRANT_API_KEY=... gmv init --store s --qdrant-url http://localhost:6333
+    """
+    info = api.init_store(store, profile, embedder=embedder, rerank=rerank, quality=quality,
+                          params=parse_params(params), engine=engine, qdrant_url=qdrant_url,
+                          collection_prefix=collection_prefix)
+    click.echo(f"store ready at {info['store']}")
+    click.echo(f"  embedder {info['embedder']} | rerank {info['rerank']} | quality {info['quality']} | "
+               f"qdrant {info['qdrant'].split(' ', 1)[0]}{' ' + qdrant_url if qdrant_url else ''}")
+
+
+@click.command()
+@store_option
+@click.option("--list", "list_", is_flag=True, help="Show applied and pending migrations; changes nothing.")
+@output_options
+@errors_to_lines
+def migrate(store, list_, fmt):
+    """Apply pending ledger migrations (numbered .sql files shipped in `migrations/`).
+
+    \b
+    Examples:
+      gmv migrate --store my-store
+      gmv migrate --list --store my-store
+    """
+    if list_:
+        print_rows(api.migrations(store), fmt)
+        return
+    rows = api.migrate(store)
+    click.echo(f"schema at version {max(r['version'] for r in rows)}; all {len(rows)} migrations applied")
+
+
+@click.command()
+@store_option
+@output_options
+@errors_to_lines
+def status(store, fmt):
+    """Counts, backends, locations and pending work of a store.
+
+    \b
+    Example:
+      gmv status --store my-store
+    """
+    info = api.status(store, note=note)
+    for w in info["warnings"]:
+        click.echo(f"warning: {w}", err=True)
+    if fmt in ("json", "csv"):
+        print_rows([info], fmt)
+        return
+    for key, val in info.items():
+        if key == "refresh_due":
+            click.echo("refresh due: " + (f"yes ({info['pending_refresh']:,} new training images not yet matched, "
+                                          f"{info['refresh_queue']:,} generated images queued); run `gmv refresh`"
+                                          if val else "no"))
+        elif key in ("pending_refresh", "refresh_queue", "warnings"):
+            continue
+        elif key == "sets":
+            click.echo("sets:" + ("" if val else " none yet"))
+            for s in val:
+                click.echo(f"  {s['set_name']}: {s['generated']:,} generated, k={s['k']}, recall={s['recall']}")
+        else:
+            click.echo(f"{key}: {val:,}" if isinstance(val, int) else f"{key}: {val}")
+
+
+@click.command()
+@output_options
+@errors_to_lines
+def backends(fmt):
+    """List the backends (embedder, rerank, quality) with their parameters, and the profiles.
+
+    \b
+    Example:
+      gmv backends
+    """
+    print_rows(api.backends(), fmt)
+
+
+@click.command()
+@click.option("--store", "store", default="gmv-demo", show_default=True, metavar="DIR", help="Store folder to create.")
+@click.option("--m", "m", type=click.IntRange(10, 10_000), default=100, show_default=True, help="Generated images.")
+@click.option("--profile", default=None,
+              help="default (pixels + l2 + PIQE quality; needs torch), basic (pixels + l2, no torch), "
+                   "offline (EfficientNet-Lite0 recall + l2 + PIQE; slow: ~15-60 min on 2 CPU cores), "
+                   "or any `gmv backends` profile [default: default, or basic without torch].")
+@click.option("--quick", is_flag=True, help="Use 5,000 training images (seconds, for a smoke test).")
+@errors_to_lines
+def demo(store, m, profile, quick):
+    """Run the main job end to end on MNIST, offline: ingest 60,000 training images, train a
+    class-conditional generator, generate m images, value them, print the results.
+
+    \b
+    Examples:
+      gmv demo
+      gmv demo --store /tmp/gmv-demo --quick
+    """
+    from ..demo import run_demo
+
+    run_demo(store, m=m, profile=profile, quick=quick, echo=click.echo)

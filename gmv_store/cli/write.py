@@ -1,0 +1,176 @@
+"""Commands that change a store: ingest, value, refresh, forget, forget-set,
+forget-generated, verify (which recomputes, and so runs as the writer)."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .. import api
+from .options import (EXIT_ERROR, errors_to_lines, input_options, parse_meta, progress, report_problems,
+                      store_option, wait_option)
+
+
+def _batch(batch_size):
+    return {"batch_size": batch_size} if batch_size else {}
+
+
+@click.command()
+@store_option
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--owner", default=None, help="Data owner recorded with each image (for per-owner values).")
+@click.option("--no-refresh", is_flag=True, help="Do not re-score earlier generated images now; `gmv refresh` later.")
+@input_options
+@errors_to_lines
+def ingest(store, paths, owner, no_refresh, meta, label, label_from, batch_size, wait, device):
+    """Add training images: files, folders (recursive), .npz/.npy arrays, mnist:train, mnist:test.
+
+    Re-ingesting the same content adds nothing. Bad inputs are reported one per line and
+    skipped; the exit status is then 3.
+
+    \b
+    Examples:
+      gmv ingest mnist:train --store my-store
+      gmv ingest photos/ --label-from parent --owner alice --meta licence=cc-by
+      gmv ingest batch.npz        # keys: images (N×H×W[×C], uint8 or float 0..1), labels (optional)
+      gmv ingest new-batch/ --owner bob --no-refresh && gmv refresh
+
+    Generated images valued earlier whose top-k the new images change are re-scored at the
+    end (values updated by difference); --no-refresh defers that to `gmv refresh`.
+    """
+    r = api.ingest(store, paths, owner=owner, label_from=label_from, label=label, meta=parse_meta(meta),
+                   refresh=not no_refresh, wait=wait, device=device, progress=progress(), **_batch(batch_size))
+    click.echo(f"ingested {r.added:,} new training images ({r.duplicates:,} already stored, {r.skipped:,} skipped"
+               f"{f', {r.ignored_files:,} non-image files ignored' if r.ignored_files else ''}) in {r.seconds:.1f}s")
+    if r.refresh is not None and r.refresh.total_generated:
+        click.echo(r.refresh.summary())
+    elif no_refresh:
+        click.echo("refresh deferred: run `gmv refresh` to re-score earlier generated images")
+    sys.exit(report_problems(r))
+
+
+@click.command()
+@store_option
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--set", "set_name", required=True, help="Name of the generated set (e.g. the model or run).")
+@click.option("--k", type=click.IntRange(1, 10_000), default=50, show_default=True, help="Contributors credited per generated image.")
+@click.option("--recall", type=click.IntRange(1, 100_000), default=None, help="Candidates recalled before re-ranking [default: 10·k].")
+@input_options
+@errors_to_lines
+def value(store, paths, set_name, k, recall, meta, label, label_from, batch_size, wait, device):
+    """Value generated images: recall, re-rank, quality, credit (Eq. 6), update the set's values.
+
+    Accepts the same inputs as `ingest`. A generated image's label is the class or prompt it
+    was generated for. An image already valued in the set is not counted twice.
+
+    \b
+    Examples:
+      gmv value samples/ --set gan-v1 --label-from parent
+      gmv value samples.npz --set gan-v1 --k 30 --recall 500
+    """
+    r = api.value(store, paths, set_name, k=k, recall=recall, label_from=label_from, label=label, meta=parse_meta(meta),
+                  wait=wait, device=device, progress=progress(), **_batch(batch_size))
+    per = f", {1000 * r.seconds / r.valued:.1f} ms/image" if r.valued else ""
+    click.echo(f"valued {r.valued:,} generated images into set '{set_name}' ({r.already_valued:,} already in it, "
+               f"{r.skipped:,} skipped) in {r.seconds:.1f}s{per}")
+    sys.exit(report_problems(r))
+
+
+@click.command()
+@store_option
+@wait_option
+@errors_to_lines
+def refresh(store, wait):
+    """Re-score generated images that training-set changes may have altered (after
+    `ingest --no-refresh`, or to finish an interrupted refresh).
+
+    \b
+    Example:
+      gmv refresh --store my-store
+    """
+    r = api.refresh(store, wait=wait, progress=progress())
+    click.echo(f"{r.summary()} in {r.seconds:.1f}s")
+
+
+@click.command()
+@store_option
+@click.argument("ids", nargs=-1)
+@click.option("--owner", default=None, help="Forget every training image of this owner.")
+@click.option("--source", default=None, metavar="PATTERN", help="Forget training images whose source matches this glob.")
+@click.option("--no-refresh", is_flag=True, help="Do not re-score affected generated images now; `gmv refresh` later.")
+@wait_option
+@errors_to_lines
+def forget(store, ids, owner, source, no_refresh, wait):
+    """Remove training images from Qdrant and the ledger; their credit flows to the next
+    contributors. An audit row (ids, count, values they had; no image content) is kept in
+    the `forgotten` view.
+
+    \b
+    Examples:
+      gmv forget 8117a1e5015b8a3a 60937a318b4f9146
+      gmv forget --owner alice
+      gmv forget --source '/data/scraped/*'
+    """
+    r = api.forget(store, ids, owner=owner, source=source, refresh=not no_refresh, wait=wait, progress=progress())
+    vals = ", ".join(f"{k}: {v:.6g}" for k, v in r.values_before.items()) or "none"
+    click.echo(f"forgot {r.removed:,} training images (value they held per set: {vals})")
+    click.echo(r.refresh.summary() if r.refresh else "refresh deferred: run `gmv refresh`")
+
+
+@click.command("forget-set")
+@store_option
+@click.argument("set_name")
+@wait_option
+@errors_to_lines
+def forget_set(store, set_name, wait):
+    """Remove a generated set: its generated images, scores and values (audited).
+
+    \b
+    Example:
+      gmv forget-set gan-v1
+    """
+    r = api.forget_set(store, set_name, wait=wait)
+    click.echo(f"forgot set '{set_name}' ({r.removed:,} generated images)")
+
+
+@click.command("forget-generated")
+@store_option
+@click.argument("ids", nargs=-1, required=True)
+@click.option("--set", "set_name", required=True, help="The set the generated images belong to.")
+@wait_option
+@errors_to_lines
+def forget_generated(store, ids, set_name, wait):
+    """Remove single generated images from a set; the set's values are updated (m shrinks).
+
+    \b
+    Example:
+      gmv forget-generated 1cd0b151467cf018 --set gan-v1
+    """
+    r = api.forget_generated(store, set_name, ids, wait=wait)
+    click.echo(f"forgot {r.removed:,} generated images from set '{set_name}'")
+
+
+@click.command()
+@store_option
+@click.option("--full", is_flag=True, help="Recompute every generated image (default: a sample).")
+@click.option("--sample", type=click.IntRange(1), default=200, show_default=True, help="Generated images to recompute.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample.")
+@wait_option
+@errors_to_lines
+def verify(store, full, sample, seed, wait):
+    """Recompute and compare: Qdrant and ledger ids, running sums, and scores of generated
+    images re-matched from their stored vectors. Exits 1 and prints each difference.
+
+    \b
+    Examples:
+      gmv verify
+      gmv verify --full
+    """
+    r = api.verify(store, full=full, sample=sample, seed=seed, wait=wait)
+    for d in r.differences:
+        click.echo(f"difference: {d}")
+    if not r.ok:
+        click.echo(f"Error: {len(r.differences)} difference(s) found ({r.checked_generated:,} generated images recomputed)",
+                   err=True)
+        sys.exit(EXIT_ERROR)
+    click.echo(f"ok: ids agree, sums agree, {r.checked_generated:,} generated images recompute to their stored scores")

@@ -1,0 +1,19 @@
+"""The input stage both pipelines share: PATH arguments -> items -> decoded, deduplicated
+images, and any recorded source read back by its source string.
+
+    from gmv_store.sources import InputOptions, discover, decode_items, batched, load_source
+    found = Discovery()
+    for batch in batched(decode_items(discover(["train/", "extra.npz"], InputOptions(), found), problems), 512):
+        ...
+    pixels = load_source("extra.npz#17")
+
+Each kind of input is a `Reader` (readers.py) chosen by the argument's form: image files,
+.npz/.npy arrays, and datasets such as `mnist:train`.
+"""
+from .decode import batched, decode_items, unique_new
+from .discover import discover
+from .items import Decoded, Discovery, InputOptions, Item, Problem
+from .load import load_source
+
+__all__ = ["Decoded", "Discovery", "InputOptions", "Item", "Problem", "batched", "decode_items", "discover",
+           "load_source", "unique_new"]

@@ -1,0 +1,90 @@
+"""PATH arguments -> image items, lazily, reporting bad arguments without stopping.
+
+Forms: image files; folders (recursive, sorted; hidden entries skipped; files no reader
+claims are ignored and counted); array files (.npz/.npy); datasets (`mnist:train`); and
+single recorded sources (`batch.npz#17`, `mnist:train#5`). Sources are recorded with
+absolute paths, so they can be read back from any working directory.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import BadInput
+from .datasets import KNOWN, dataset_item, dataset_items, is_dataset
+from .items import Discovery, InputOptions, Item, Problem
+from .readers import ImageFileReader, reader_for
+
+LABEL_FROM = ("parent",)
+_IMAGE = ImageFileReader()
+
+
+def _reason(e: BadInput) -> str:
+    """The message without its leading location (the Problem names the input)."""
+    where, sep, rest = str(e).partition(": ")
+    return rest if sep and " " not in where else str(e)
+
+
+def split_source(arg: str) -> tuple[str, str | None]:
+    """`base#key` when base is a dataset or a keyed file, else (arg, None)."""
+    base, sep, key = arg.rpartition("#")
+    if sep and (is_dataset(base) or ((r := reader_for(Path(base))) is not None and r.keyed)):
+        return base, key
+    return arg, None
+
+
+def _looks_like_dataset(arg: str) -> bool:
+    head = arg.split(":", 1)[0]
+    return ":" in arg and not Path(arg).exists() and not arg.startswith(("/", ".")) and "/" not in head
+
+
+def discover(paths: list[str], opts: InputOptions | None = None, found: Discovery | None = None) -> Iterator[Item]:
+    """Yield items in a stable order; bad arguments go to `found.problems`."""
+    opts = opts or InputOptions()
+    found = found if found is not None else Discovery()
+    if opts.label_from is not None and opts.label_from not in LABEL_FROM:
+        raise BadInput(f"--label-from {opts.label_from!r}: choose one of {', '.join(LABEL_FROM)}")
+    for arg in paths:
+        arg = str(arg)
+        base, key = split_source(arg)
+        try:
+            if key is not None:
+                yield _single(base, key, opts)
+            elif is_dataset(arg):
+                yield from dataset_items(arg)
+            elif _looks_like_dataset(arg):
+                found.problems.append(Problem(arg, f"unknown dataset name; fix: known datasets are {', '.join(KNOWN)}"))
+            elif not Path(arg).exists():
+                found.problems.append(Problem(arg, "no such file or folder"))
+            else:
+                yield from _path_items(Path(arg).absolute(), opts, found)
+        except BadInput as e:
+            found.problems.append(Problem(arg, _reason(e)))
+
+
+def _single(base: str, key: str, opts: InputOptions) -> Item:
+    if is_dataset(base):
+        return dataset_item(base, key)
+    path = Path(base)
+    if not path.exists():
+        raise BadInput("no such file")
+    return reader_for(path).item(path.absolute(), key, opts)
+
+
+def _path_items(path: Path, opts: InputOptions, found: Discovery) -> Iterator[Item]:
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*")
+                       if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    else:
+        files = [path]
+    for f in files:
+        reader = reader_for(f)
+        if reader is None:
+            if f != path:
+                found.ignored += 1
+                continue
+            reader = _IMAGE  # a file named explicitly is tried as an image whatever its suffix
+        try:
+            yield from reader.items(f, opts)
+        except BadInput as e:
+            found.problems.append(Problem(str(f), _reason(e)))

@@ -1,0 +1,53 @@
+"""The records of the input stage: what was found, what went wrong, what was decoded."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass
+class Item:
+    """One image not yet decoded. `source` is the string `load_source` reads it back from
+    (`path`, `path.npz#17`, `mnist:train#5`)."""
+
+    source: str
+    load: Callable[[], np.ndarray]  # -> canonical pixels; raises BadInput
+    label: str | None = None
+
+
+@dataclass
+class Problem:
+    """A skipped input: where it is and why (one line for the user)."""
+
+    where: str
+    reason: str
+
+
+@dataclass
+class Discovery:
+    """What discovery found besides items: skipped inputs and ignored files."""
+
+    problems: list[Problem] = field(default_factory=list)
+    ignored: int = 0
+
+
+@dataclass(frozen=True)
+class InputOptions:
+    """How to read labels (and later, columns) from the inputs."""
+
+    label_from: str | None = None  # "parent": a file's parent folder name
+    label: str | None = None       # one label for every image without its own
+
+
+@dataclass
+class Decoded:
+    source: str
+    label: str | None
+    pixels: np.ndarray  # canonical (H, W, C) uint8
+    sha256: str
+
+    @property
+    def short_id(self) -> str:
+        return self.sha256[:16]

@@ -1,0 +1,19 @@
+"""Read back the canonical pixels of a recorded source (thumbnails, grids, image re-ranking)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import is_dataset, load_dataset_image
+from .discover import split_source
+from .readers import ImageFileReader, reader_for
+
+
+def load_source(source: str) -> np.ndarray:
+    """`path`, `path.npz#17`, `mnist:train#5` -> (H, W, C) uint8; raises BadInput."""
+    base, key = split_source(source)
+    if is_dataset(base):
+        return load_dataset_image(base, key or "")
+    path = Path(base)
+    return (reader_for(path) or ImageFileReader()).load(path, key)

@@ -1,0 +1,81 @@
+"""What the pipelines need from Qdrant, whichever engine holds the vectors.
+
+Named vectors ("recall", "rerank"), unsigned 64-bit integer ids, payload dicts, and batched
+nearest-neighbour queries that may be restricted to or exclude given ids. Every write
+returns once it is durable.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..errors import StoreMismatch
+
+
+@dataclass(frozen=True)
+class VectorSpec:
+    dim: int
+    metric: str  # "cosine" | "euclid"
+
+
+@dataclass(frozen=True)
+class Query:
+    """The `limit` nearest points to `vectors[using]`, optionally only among `only_ids`, never
+    `exclude_ids`, and no worse than `score_threshold`."""
+
+    vectors: dict[str, np.ndarray]
+    using: str
+    limit: int
+    exclude_ids: tuple[int, ...] = ()
+    only_ids: tuple[int, ...] | None = None
+    score_threshold: float | None = None  # cosine: minimum similarity; euclid: maximum distance
+
+
+Hit = tuple[int, float]  # (point id, Qdrant score: cosine similarity or euclidean distance)
+
+
+def point_id(key: str) -> int:
+    """A Qdrant point id (unsigned 64-bit) from the first 16 hex digits of a digest.
+
+    Integer ids, not UUIDs: the contributor id is the same 16 hex digits, and ints cross
+    from Qdrant to Python without per-hit string conversions."""
+    try:
+        return int(key[:16], 16)
+    except ValueError:
+        return int(hashlib.sha256(key.encode()).hexdigest()[:16], 16)
+
+
+class VectorStore:
+    """The facade every engine implements."""
+
+    engine: str
+
+    def ensure_collection(self, name: str, spec: dict[str, VectorSpec]) -> None: ...
+    def has_collection(self, name: str) -> bool: ...
+    def upsert(self, name: str, ids: Sequence[int], vectors: dict[str, np.ndarray], payloads: Sequence[dict]) -> None: ...
+    def delete(self, name: str, ids: Sequence[int]) -> None: ...
+    def ids(self, name: str) -> set[int]: ...
+    def count(self, name: str) -> int: ...
+    def query(self, name: str, queries: Sequence[Query]) -> list[list[Hit]]: ...
+    def vectors(self, name: str, ids: Sequence[int], using: str) -> np.ndarray: ...
+    def close(self) -> None: ...
+
+
+def check_spec(name: str, want: dict[str, VectorSpec], have: dict[str, VectorSpec]) -> None:
+    if want != have:
+        raise StoreMismatch(
+            f"collection '{name}' holds vectors {_fmt(have)} but this store's backends make {_fmt(want)}; "
+            "fix: use a new store (or another --collection-prefix) for other backends"
+        )
+
+
+def _fmt(spec: dict[str, VectorSpec]) -> str:
+    return "{" + ", ".join(f"{k}: {v.dim}-d {v.metric}" for k, v in sorted(spec.items())) + "}"
+
+
+def iter_chunks(items: Sequence, size: int) -> Iterable[Sequence]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,173 @@
+"""qdrant-client engines: a Qdrant server or cluster at a URL, or qdrant-client's local mode
+(numpy brute force, same client API; kept so tests run the server's code path).
+
+Server errors become one line naming the URL, what failed and the fix. Transient ones
+(refused or reset connections, timeouts, 502/503/504) are retried with backoff first, so a
+server restarting mid-command costs a pause, not the command. The API key is read from
+GMV_QDRANT_API_KEY here and handed to the client only: never stored, never printed.
+"""
+from __future__ import annotations
+
+import os
+import ssl
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MissingDependency, StoreLocked, VectorStoreUnavailable
+from .base import Query, VectorSpec, VectorStore, check_spec
+
+API_KEY_ENV = "GMV_QDRANT_API_KEY"
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)  # seconds between attempts for transient failures
+TRANSIENT_STATUS = (502, 503, 504)
+
+
+def describe_failure(url: str, e: BaseException) -> tuple[str, bool]:
+    """(one-line reason with its fix, transient?) for an exception from qdrant-client."""
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    if isinstance(e, UnexpectedResponse):
+        code = e.status_code
+        if code in (401, 403):
+            return (f"Qdrant server {url} refused the request (HTTP {code} {e.reason_phrase}); "
+                    f"fix: check {API_KEY_ENV}"), False
+        text = (e.content or b"")[:160].decode("utf-8", "replace").replace("\n", " ")
+        return (f"Qdrant server {url} answered HTTP {code} {e.reason_phrase} ({text}); "
+                "fix: check the server's log and version (docker-compose.yml pins the tested one)"), code in TRANSIENT_STATUS
+    src = e.source if isinstance(e, ResponseHandlingException) else e
+    name = type(src).__name__
+    text = str(src) or name
+    chain = [src, getattr(src, "__cause__", None), getattr(src, "__context__", None)]
+    if any(isinstance(x, ssl.SSLError) for x in chain) or "SSL" in text or "TLS" in text:
+        return (f"Qdrant server {url}: TLS handshake failed ({text[:120]}); "
+                "fix: check http:// versus https:// in the URL and the server's certificate"), False
+    if "Timeout" in name or "timed out" in text.lower():
+        return (f"Qdrant server {url}: no answer in time ({name}); "
+                "fix: check the server is up and reachable, or raise its resources"), True
+    if "refused" in text.lower():
+        return (f"Qdrant server {url}: connection refused; "
+                "fix: start the server (docker compose up -d) or correct --qdrant-url / GMV_QDRANT_URL"), True
+    if "Connect" in name or "Network" in name or "Remote" in name or "reset" in text.lower():
+        return (f"Qdrant server {url}: cannot connect ({text[:120]}); "
+                "fix: check the host name, port and network, or correct --qdrant-url / GMV_QDRANT_URL"), True
+    return f"Qdrant server {url}: request failed ({name}: {text[:120]}); fix: check the server", False
+
+
+class ClientVectorStore(VectorStore):
+    """qdrant-client: local mode (path) or a server (url)."""
+
+    def __init__(self, *, path: Path | None = None, url: str | None = None, prefix: str = "gmv", timeout: int = 30,
+                 retry_delays: tuple[float, ...] = RETRY_DELAYS):
+        try:
+            from qdrant_client import QdrantClient, models
+        except ImportError:  # pragma: no cover - a core dependency
+            raise MissingDependency("qdrant-client is not installed; fix: pip install qdrant-client") from None
+        self.models = models
+        self.prefix = prefix
+        self.url = url
+        self.retry_delays = retry_delays
+        if url:
+            self.engine = "server"
+            self.client = QdrantClient(url=url, api_key=os.environ.get(API_KEY_ENV) or None, timeout=timeout,
+                                       check_compatibility=False)
+        else:
+            self.engine = "local"
+            warnings.filterwarnings("ignore", message="Local mode is not recommended")
+            try:
+                self.client = QdrantClient(path=str(path))
+            except RuntimeError as e:
+                raise StoreLocked(f"{path}: {e}") from None
+
+    def _call(self, fn, *args, **kwargs):
+        """Run one client call; retry transient server failures, then one line."""
+        if self.engine != "server":
+            return fn(*args, **kwargs)
+        from qdrant_client.http.exceptions import ApiException
+
+        for attempt in range(len(self.retry_delays) + 1):
+            try:
+                return fn(*args, **kwargs)
+            except (ApiException, OSError) as e:
+                reason, transient = describe_failure(self.url, e)
+                if not transient or attempt == len(self.retry_delays):
+                    if transient and attempt:
+                        reason += f" (gave up after {attempt + 1} attempts)"
+                    raise VectorStoreUnavailable(reason) from None
+                time.sleep(self.retry_delays[attempt])
+
+    def _c(self, name: str) -> str:
+        return f"{self.prefix}_{name}"
+
+    def _metric(self, metric):
+        return {"cosine": self.models.Distance.COSINE, "euclid": self.models.Distance.EUCLID}[metric]
+
+    def has_collection(self, name):
+        return self._call(self.client.collection_exists, self._c(name))
+
+    def ensure_collection(self, name, spec):
+        m = self.models
+        c = self._c(name)
+        if self.has_collection(name):
+            info = self._call(self.client.get_collection, c)
+            vecs = info.config.params.vectors or {}
+            inv = {m.Distance.COSINE: "cosine", m.Distance.EUCLID: "euclid"}
+            have = {k: VectorSpec(v.size, inv.get(v.distance, str(v.distance))) for k, v in vecs.items()}
+            check_spec(c, spec, have)
+            return
+        self._call(self.client.create_collection, c,
+                   vectors_config={k: m.VectorParams(size=v.dim, distance=self._metric(v.metric)) for k, v in spec.items()})
+
+    def upsert(self, name, ids, vectors, payloads):
+        lists = {k: np.asarray(v, dtype=np.float32).tolist() for k, v in vectors.items()}
+        batch = self.models.Batch(ids=list(ids), vectors=lists, payloads=list(payloads))
+        self._call(self.client.upsert, self._c(name), points=batch, wait=True)
+
+    def delete(self, name, ids):
+        if len(ids):
+            self._call(self.client.delete, self._c(name), points_selector=self.models.PointIdsList(points=list(ids)),
+                       wait=True)
+
+    def ids(self, name):
+        out: set[int] = set()
+        offset = None
+        while True:
+            pts, offset = self._call(self.client.scroll, self._c(name), limit=10_000, offset=offset,
+                                     with_payload=False, with_vectors=False)
+            out.update(int(p.id) for p in pts)
+            if offset is None:
+                return out
+
+    def count(self, name):
+        return self._call(self.client.count, self._c(name), exact=True).count
+
+    def _filter(self, q: Query):
+        m = self.models
+        must = [m.HasIdCondition(has_id=list(q.only_ids))] if q.only_ids is not None else None
+        must_not = [m.HasIdCondition(has_id=list(q.exclude_ids))] if q.exclude_ids else None
+        return m.Filter(must=must, must_not=must_not) if (must or must_not) else None
+
+    def query(self, name, queries):
+        m = self.models
+        filters: dict[tuple, object] = {}  # queries of a batch often share one id list: build its filter once
+        reqs = []
+        for q in queries:
+            fkey = (id(q.only_ids), id(q.exclude_ids))
+            if fkey not in filters:
+                filters[fkey] = self._filter(q)
+            reqs.append(m.QueryRequest(query=np.asarray(q.vectors[q.using], np.float32).tolist(), using=q.using,
+                                       limit=q.limit, filter=filters[fkey], score_threshold=q.score_threshold,
+                                       with_payload=False, with_vector=False))
+        if not reqs:
+            return []
+        res = self._call(self.client.query_batch_points, self._c(name), requests=reqs)
+        return [[(int(p.id), float(p.score)) for p in r.points] for r in res]
+
+    def vectors(self, name, ids, using):
+        recs = self._call(self.client.retrieve, self._c(name), ids=list(ids), with_payload=False, with_vectors=[using])
+        by_id = {int(r.id): r.vector[using] for r in recs}
+        return np.asarray([by_id[i] for i in ids], dtype=np.float32)
+
+    def close(self):
+        self.client.close()

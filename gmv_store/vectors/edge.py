@@ -1,0 +1,123 @@
+"""The embedded engine: Qdrant's own engine in-process (qdrant-edge-py), one shard folder
+per collection inside the store. WAL, payload, exact or HNSW search; one writer per shard."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import GmvError, MissingDependency
+from .base import Query, VectorSpec, VectorStore, check_spec
+
+SPEC_FILE = "gmv-vectors.json"  # the vector sizes/metrics a shard was created with
+
+
+class EdgeVectorStore(VectorStore):
+    engine = "edge"
+
+    def __init__(self, root: Path):
+        try:
+            import qdrant_edge as qe
+        except ImportError:  # pragma: no cover - a core dependency
+            raise MissingDependency("qdrant-edge-py is not installed; fix: pip install qdrant-edge-py") from None
+        self._qe = qe
+        self.root = Path(root)
+        self._shards: dict[str, object] = {}
+
+    def _metric(self, metric: str):
+        return {"cosine": self._qe.Distance.Cosine, "euclid": self._qe.Distance.Euclid}[metric]
+
+    def _shard(self, name: str):
+        if name not in self._shards:
+            path = self.root / name
+            if not self.has_collection(name):
+                raise GmvError(f"vector collection '{name}' missing under {self.root}; "
+                               "fix: restore the store folder from a backup, or run `gmv repair`")
+            self._shards[name] = self._qe.EdgeShard.load(str(path))
+        return self._shards[name]
+
+    def has_collection(self, name):
+        path = self.root / name
+        return path.is_dir() and any(path.iterdir())
+
+    def ensure_collection(self, name, spec):
+        qe = self._qe
+        path = self.root / name
+        if self.has_collection(name):
+            self._shard(name)
+            have = {k: VectorSpec(v["size"], v["distance"]) for k, v in read_shard_spec(path).items()}
+            if have:
+                check_spec(name, spec, have)
+            return
+        cfg = qe.EdgeConfig(vectors={k: qe.EdgeVectorParams(size=v.dim, distance=self._metric(v.metric)) for k, v in spec.items()})
+        self._shards[name] = qe.EdgeShard.create(str(path), cfg)
+        (path / SPEC_FILE).write_text(json.dumps({k: {"size": v.dim, "distance": v.metric} for k, v in spec.items()}))
+
+    def upsert(self, name, ids, vectors, payloads):
+        qe = self._qe
+        lists = {k: np.asarray(v, dtype=np.float32).tolist() for k, v in vectors.items()}
+        points = [
+            qe.Point(id=pid, vector={k: lists[k][i] for k in lists}, payload=payloads[i])
+            for i, pid in enumerate(ids)
+        ]
+        # Durable once update() returns: the shard's WAL is on (flushing per batch costs
+        # a segment write that grows with the collection).
+        self._shard(name).update(qe.UpdateOperation.upsert_points(points))
+
+    def delete(self, name, ids):
+        if len(ids):
+            self._shard(name).update(self._qe.UpdateOperation.delete_points(list(ids)))
+
+    def ids(self, name):
+        qe = self._qe
+        out: set[int] = set()
+        offset = None
+        while True:
+            pts, offset = self._shard(name).scroll(
+                qe.ScrollRequest(offset=offset, limit=10_000, with_payload=False, with_vector=False)
+            )
+            out.update(int(p.id) for p in pts)
+            if offset is None:
+                return out
+
+    def count(self, name):
+        return self._shard(name).count(self._qe.CountRequest(exact=True))
+
+    def _filter(self, q: Query):
+        qe = self._qe
+        must = [qe.HasIdCondition(set(q.only_ids))] if q.only_ids is not None else None
+        must_not = [qe.HasIdCondition(set(q.exclude_ids))] if q.exclude_ids else None
+        return qe.Filter(must=must, must_not=must_not) if (must or must_not) else None
+
+    def query(self, name, queries):
+        qe = self._qe
+        filters: dict[tuple, object] = {}  # queries of a batch often share one id list: build its filter once
+        reqs = []
+        for q in queries:
+            fkey = (id(q.only_ids), id(q.exclude_ids))
+            if fkey not in filters:
+                filters[fkey] = self._filter(q)
+            vec = np.asarray(q.vectors[q.using], np.float32).tolist()
+            reqs.append(qe.QueryRequest(limit=q.limit, query=qe.Query.Nearest(vec, using=q.using), filter=filters[fkey],
+                                        score_threshold=q.score_threshold, with_payload=False, with_vector=False))
+        if not reqs:
+            return []
+        res = self._shard(name).query_batch(qe.QueryBatchRequest(reqs))
+        return [[(int(p.id), float(p.score)) for p in hits] for hits in res]
+
+    def vectors(self, name, ids, using):
+        recs = self._shard(name).retrieve(list(ids), with_payload=False, with_vector=[using])
+        by_id = {int(r.id): r.vector[using] for r in recs}
+        return np.asarray([by_id[i] for i in ids], dtype=np.float32)
+
+    def close(self):
+        for shard in self._shards.values():
+            shard.flush()
+            shard.close()
+        self._shards.clear()
+
+
+def read_shard_spec(path: Path) -> dict:
+    f = path / SPEC_FILE
+    return json.loads(f.read_text()) if f.exists() else {}
