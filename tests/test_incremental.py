@@ -16,9 +16,27 @@ BACKENDS = dict(embedder=("pixels", {"size": 8}), rerank=("l2", {"size": 14}))
 K, RECALL = 4, 12
 
 
+def tie_variants(images: np.ndarray, seed: int, n_pixel: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """Training images that tie with each other at the distances that matter: for each image,
+    an exact copy and an RGB copy (identical gray pixels, another id: both at distance 0) and
+    copies with one pixel moved by 1 (mathematically equal distances, float rounding apart).
+    Returns (gray images, RGB copies)."""
+    rng = np.random.default_rng(seed)
+    gray = []
+    for g in images:
+        gray.append(g)
+        for p in rng.choice(g.size, n_pixel, replace=False):
+            v = g.reshape(-1).copy()
+            v[p] = v[p] + 1 if v[p] < 255 else v[p] - 1
+            gray.append(v.reshape(g.shape))
+    return np.stack(gray), np.repeat(images[..., None], 3, axis=3)
+
+
 @pytest.fixture(scope="module")
 def pools(tmp_path_factory, mnist_small):
-    """6 training batches of 25 images (owners a/b/c) and 3 generated batches of 8, as .npz files."""
+    """Training batches 0-5: 25 images each (owners a/b/c); 6-11: ties with the generated
+    batches (6+2b: exact and one-pixel copies of batch b, 7+2b: its RGB copies). Generated:
+    3 batches of 8. All as .npz files."""
     x, y, xt, yt = mnist_small
     d = tmp_path_factory.mktemp("pools")
     rng = np.random.default_rng(0)
@@ -34,6 +52,12 @@ def pools(tmp_path_factory, mnist_small):
         f = d / f"g{b}.npz"
         np.savez(f, images=xt[b * 8:(b + 1) * 8], labels=yt[b * 8:(b + 1) * 8])
         gen.append(f)
+    for b in range(3):
+        gray, rgb = tie_variants(xt[b * 8:(b + 1) * 8], seed=b)
+        for kind, images in (("gray", gray), ("rgb", rgb)):
+            f = d / f"ties{b}-{kind}.npz"
+            np.savez(f, images=images)
+            train.append(f)
     return train, gen
 
 
@@ -59,7 +83,7 @@ def from_scratch(tmp, con):
 
 
 op = st.one_of(
-    st.tuples(st.just("ingest"), st.integers(0, 5), st.booleans()),
+    st.tuples(st.just("ingest"), st.integers(0, 11), st.booleans()),  # 6-11: duplicates and ties
     st.tuples(st.just("value"), st.integers(0, 2), st.sampled_from(["s1", "s2"])),
     st.tuples(st.just("forget_ids"), st.integers(0, 10_000), st.booleans()),
     st.tuples(st.just("forget_owner"), st.sampled_from(["a", "b", "c"]), st.booleans()),
@@ -129,6 +153,64 @@ def test_refresh_touches_only_affected(tmp_path, pools):
         rep = refresh(store)
         touched = len(rep.touched)
         assert 0 < touched <= len(before) and rep.changed <= touched and rep.merged + rep.rescored >= touched
+        assert verify(store, sample=None).ok
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("backends", [
+    BACKENDS,
+    dict(embedder=("pixels", {"size": 28}), rerank=("l2", {"size": 28})),
+    dict(embedder=("pixels", {"size": 8}), rerank=("none", {})),
+], ids=["l2-14", "l2-28", "none"])
+def test_refresh_exact_with_duplicates_and_ties(tmp_path, mnist_small, backends):
+    """Generated images valued, then their exact copies, RGB copies (other ids, distance 0)
+    and one-pixel variants (equal distances up to float rounding) ingested: every path that
+    ranks (search, exact merge, re-score, verify) must order the ties the same way."""
+    x, y, xt, yt = mnist_small
+    np.savez(tmp_path / "train.npz", images=x, labels=y)
+    np.savez(tmp_path / "gen.npz", images=xt[:20], labels=yt[:20])
+    gray, rgb = tie_variants(xt[:20], seed=0, n_pixel=12)
+    np.savez(tmp_path / "gray.npz", images=gray)
+    np.savez(tmp_path / "rgb.npz", images=rgb)
+    store = Store.init(tmp_path / "s", **backends)
+    try:
+        ingest(store, [str(tmp_path / "train.npz")])
+        value(store, [str(tmp_path / "gen.npz")], "s1", k=5, recall=20)
+        for batch in ("gray", "rgb"):
+            ingest(store, [str(tmp_path / f"{batch}.npz")])
+            rep = refresh(store)
+            assert len(rep.touched) <= rep.total_generated == 20
+            report = verify(store, sample=None)
+            assert report.ok, (batch, report.differences)
+        # each generated image's two distance-0 copies come first, in id order
+        for gid, cids in store.ledger.execute(
+                "SELECT generated_id, list(contributor_id ORDER BY rank) FROM credits GROUP BY 1").fetchall():
+            d0 = store.ledger.execute("SELECT list(contributor_id ORDER BY rank) FROM credits WHERE generated_id = ? "
+                                      "AND distance <= 1e-6", [gid]).fetchone()[0]
+            assert len(d0) >= 2 and d0 == sorted(d0) and cids[:len(d0)] == d0
+    finally:
+        store.close()
+
+
+def test_refresh_summary_counts_distinct_images(tmp_path, mnist_small):
+    """More new images than one refresh chunk: each generated image is counted once."""
+    from gmv_store.datasets import load_mnist
+
+    x, y = load_mnist("train")
+    xt, yt = mnist_small[2], mnist_small[3]
+    np.savez(tmp_path / "train.npz", images=x[:300], labels=y[:300])
+    np.savez(tmp_path / "more.npz", images=x[300:5300], labels=y[300:5300])
+    np.savez(tmp_path / "gen.npz", images=xt, labels=yt)
+    store = Store.init(tmp_path / "s", **BACKENDS)
+    try:
+        ingest(store, [str(tmp_path / "train.npz")])
+        value(store, [str(tmp_path / "gen.npz")], "s1", k=K, recall=RECALL)
+        ingest(store, [str(tmp_path / "more.npz")])
+        rep = refresh(store)
+        n = len(rep.touched)
+        assert 0 < n <= rep.total_generated == len(xt)
+        assert rep.summary().startswith(f"re-scored {n:,} of {len(xt):,} generated images")
         assert verify(store, sample=None).ok
     finally:
         store.close()
