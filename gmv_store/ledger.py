@@ -8,6 +8,7 @@ missing or unreadable, rather than carrying on over an empty new one.
 from __future__ import annotations
 
 import datetime as _dt
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Sequence
@@ -19,6 +20,7 @@ from .errors import GmvError, StoreDamaged, StoreLocked
 from .lock import current_holder
 
 SNAPSHOT_FILE = "ledger.snapshot.duckdb"
+READER_WAIT_S = 10.0  # how long opening the ledger waits for a reader's file lock
 
 
 def _damaged(path: Path, what: str) -> StoreDamaged:
@@ -28,44 +30,55 @@ def _damaged(path: Path, what: str) -> StoreDamaged:
     )
 
 
-def connect_ledger(path: Path, read_only: bool = False, config: dict | None = None, create: bool = False):
-    """Open a ledger file. `create` only for `gmv init`: elsewhere a missing file is damage."""
+def connect_ledger(path: Path, read_only: bool = False, config: dict | None = None, create: bool = False,
+                   wait: float = READER_WAIT_S):
+    """Open a ledger file. `create` only for `gmv init`: elsewhere a missing file is damage.
+    A file lock held by a reader (lookups are short) is waited out for up to `wait` seconds."""
     if not create and not path.is_file():
         raise _damaged(path, "is missing")
-    try:
-        return duckdb.connect(str(path), read_only=read_only, config=config or {})
-    except duckdb.IOException as e:
-        msg = str(e)
-        if "lock" in msg.lower():
-            holder = current_holder(path.parent) or "another process"
-            raise StoreLocked(
-                f"ledger {path} is being written by {holder} and has no read snapshot yet; "
-                "fix: retry when it finishes (writers publish a snapshot at least every minute)"
-            ) from None
-        if "space" in msg.lower():
-            raise GmvError(f"cannot open ledger {path}: {msg.splitlines()[0]}; fix: free disk space") from None
-        raise _damaged(path, f"cannot be read ({msg.splitlines()[0][:160]})") from None
-    except duckdb.Error as e:  # truncated or not a DuckDB file
-        raise _damaged(path, f"is damaged ({str(e).splitlines()[0][:160]})") from None
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only, config=config or {})
+        except duckdb.IOException as e:
+            if "lock" in str(e).lower() and time.monotonic() < deadline:
+                time.sleep(0.1)
+                continue
+            raise _open_error(path, e) from None
+        except duckdb.Error as e:  # truncated or not a DuckDB file
+            raise _damaged(path, f"is damaged ({str(e).splitlines()[0][:160]})") from None
+
+
+def _open_error(path: Path, e: Exception) -> GmvError:
+    msg = str(e)
+    if "lock" in msg.lower():
+        holder = current_holder(path.parent) or "another process"
+        return StoreLocked(f"ledger {path} is held by {holder}; fix: retry when it finishes")
+    if "space" in msg.lower():
+        return GmvError(f"cannot open ledger {path}: {msg.splitlines()[0]}; fix: free disk space")
+    return _damaged(path, f"cannot be read ({msg.splitlines()[0][:160]})")
 
 
 def open_ledger_readonly(store: str | Path | None, config: dict | None = None,
                          on_snapshot: Callable[[str], None] | None = None):
-    """A read-only ledger connection. While a writer holds the ledger, fall back to the
-    snapshot the writer publishes, and tell `on_snapshot(message)` how old it is."""
+    """A read-only ledger connection. While a writer holds the store, read the snapshot it
+    publishes instead, and tell `on_snapshot(message)` how old it is.
+
+    The store's own writer lock decides, not DuckDB's: after a checkpoint DuckDB's file lock
+    no longer covers the database file, and reading it under a writer is not safe."""
     root = default_store_path(store)
     read_config(root)  # clear error if there is no store
-    try:
+    holder = current_holder(root)
+    if holder is None:
         return connect_ledger(root / LEDGER_FILE, read_only=True, config=config)
-    except StoreLocked:
-        snap = root / SNAPSHOT_FILE
-        if not snap.exists():
-            raise
-        if on_snapshot is not None:
-            age = _dt.datetime.now().timestamp() - snap.stat().st_mtime
-            on_snapshot(f"note: store is being written by {current_holder(root) or 'another process'}; "
-                        f"reading its snapshot from {age:.0f}s ago")
-        return connect_ledger(snap, read_only=True, config=config)
+    snap = root / SNAPSHOT_FILE
+    if not snap.exists():
+        raise StoreLocked(f"store {root} is being written by {holder} and has no read snapshot yet; "
+                          "fix: retry when it finishes (writers publish a snapshot at least every minute)")
+    if on_snapshot is not None:
+        age = _dt.datetime.now().timestamp() - snap.stat().st_mtime
+        on_snapshot(f"note: store is being written by {holder}; reading its snapshot from {age:.0f}s ago")
+    return connect_ledger(snap, read_only=True, config=config)
 
 
 def insert_columns(con, table: str, columns: dict[str, Sequence], conflict: str = "") -> None:

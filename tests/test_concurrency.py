@@ -28,6 +28,9 @@ def held_store(store_path, data_files):
         import sys, time
         from gmv_store.store import Store
         s = Store.open({str(store_path)!r})
+        # a checkpoint, as a long writer makes every minute: DuckDB's own file lock then no
+        # longer guards the database file, so readers must check the store's writer lock
+        s.snapshot()
         print("ready", flush=True)
         time.sleep(60)
     """)

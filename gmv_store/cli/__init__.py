@@ -8,6 +8,8 @@ One module per command group: setup (init, migrate, status, backends, demo), wri
 """
 from __future__ import annotations
 
+import warnings
+
 import click
 
 from . import eval as eval_commands
@@ -36,5 +38,11 @@ for module in (setup, write, read):
 cli.add_command(eval_commands.eval_group, "eval")
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None):
+    # libraries' warnings (e.g. an API key sent over plain http) as one line, not two with a path
+    click.echo(f"warning: {message}", err=True)
+
+
 def main():
+    warnings.showwarning = _warning_line
     cli()

@@ -22,6 +22,7 @@ from .base import Query, VectorSpec, VectorStore, check_spec
 API_KEY_ENV = "GMV_QDRANT_API_KEY"
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)  # seconds between attempts for transient failures
 TRANSIENT_STATUS = (502, 503, 504)
+RETRIES_ENV = "GMV_QDRANT_RETRIES"  # how many of the retries above to make (default: all)
 
 
 def describe_failure(url: str, e: BaseException) -> tuple[str, bool]:
@@ -67,7 +68,9 @@ class ClientVectorStore(VectorStore):
         self.models = models
         self.prefix = prefix
         self.url = url
-        self.retry_delays = retry_delays
+        retries = os.environ.get(RETRIES_ENV)
+        self.retry_delays = retry_delays[: int(retries)] if retries and retries.isdigit() else retry_delays
+        self._answered = False
         if url:
             self.engine = "server"
             self.client = QdrantClient(url=url, api_key=os.environ.get(API_KEY_ENV) or None, timeout=timeout,
@@ -81,21 +84,26 @@ class ClientVectorStore(VectorStore):
                 raise StoreLocked(f"{path}: {e}") from None
 
     def _call(self, fn, *args, **kwargs):
-        """Run one client call; retry transient server failures, then one line."""
+        """Run one client call. Once the server has answered, transient failures (it restarts,
+        a connection drops) are retried with backoff; a server that never answered fails at
+        once. Either way the end is one line naming the URL and the fix."""
         if self.engine != "server":
             return fn(*args, **kwargs)
         from qdrant_client.http.exceptions import ApiException
 
-        for attempt in range(len(self.retry_delays) + 1):
+        delays = self.retry_delays if self._answered else ()
+        for attempt in range(len(delays) + 1):
             try:
-                return fn(*args, **kwargs)
+                out = fn(*args, **kwargs)
+                self._answered = True
+                return out
             except (ApiException, OSError) as e:
                 reason, transient = describe_failure(self.url, e)
-                if not transient or attempt == len(self.retry_delays):
+                if not transient or attempt == len(delays):
                     if transient and attempt:
                         reason += f" (gave up after {attempt + 1} attempts)"
                     raise VectorStoreUnavailable(reason) from None
-                time.sleep(self.retry_delays[attempt])
+                time.sleep(delays[attempt])
 
     def _c(self, name: str) -> str:
         return f"{self.prefix}_{name}"
