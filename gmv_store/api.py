@@ -163,6 +163,14 @@ def verify(path, *, full: bool = False, sample: int = 200, seed: int = 0, wait: 
         return run(s, sample=None if full else sample, seed=seed)
 
 
+def repair(path, *, k: int | None = None, recall: int | None = None, drop_unreadable: bool = False,
+           wait: float = 0.0):
+    """Rebuild a missing or damaged ledger or vector collection (see `gmv_store.repair`)."""
+    from .repair import repair as run
+
+    return run(path, k=k, recall=recall, drop_unreadable=drop_unreadable, wait=wait)
+
+
 def migrate(path) -> list[dict]:
     """Apply pending ledger migrations (opening as the writer does it); returns the status."""
     from .migrate import migration_status
@@ -318,6 +326,9 @@ class GmvStore:
 
     def verify(self, **kw):
         return verify(self.path, wait=self.wait, **kw)
+
+    def repair(self, **kw):
+        return repair(self.path, wait=self.wait, **kw)
 
     # readers
     def top(self, generated, set_name: str | None = None, limit: int | None = None):

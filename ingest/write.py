@@ -1,5 +1,5 @@
 """Write a batch of training images: vectors to Qdrant, rows to the ledger, journaled by
-`Store.adding` so the two never disagree."""
+`Store.adding` so the two never disagree. Payloads repeat the ledger row."""
 from __future__ import annotations
 
 import json
@@ -11,16 +11,22 @@ from gmv_store.store import TRAINING, Store
 from gmv_store.vectors import point_id
 
 
+def training_payload(contributor_id: str, sha256: str, source: str, owner: str | None, label: str | None,
+                     meta: dict, ingested_at: datetime, shape: tuple[int, int, int]) -> dict:
+    """What a training point carries in Qdrant: its ledger row, so filters work on a server
+    and `gmv repair` can rebuild a lost ledger from the collection."""
+    return {"contributor_id": contributor_id, "sha256": sha256, "source": source, "owner": owner, "label": label,
+            "meta": meta, "ingested_at": ingested_at.isoformat(timespec="seconds"),
+            "height": int(shape[0]), "width": int(shape[1]), "channels": int(shape[2])}
+
+
 def write_training(store: Store, batch: list[Decoded], vectors: dict, owner: str | None, meta: dict) -> None:
     if not batch:
         return
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     ids = [point_id(d.sha256) for d in batch]
-    payloads = [
-        {"contributor_id": d.short_id, "sha256": d.sha256, "source": d.source, "owner": owner,
-         "label": d.label, "meta": meta, "ingested_at": now.isoformat(timespec="seconds")}
-        for d in batch
-    ]
+    payloads = [training_payload(d.short_id, d.sha256, d.source, owner, d.label, meta, now, d.pixels.shape)
+                for d in batch]
     cols = {
         "contributor_id": [d.short_id for d in batch], "point_id": ids, "sha256": [d.sha256 for d in batch],
         "source": [d.source for d in batch], "owner": [owner] * len(batch), "label": [d.label for d in batch],

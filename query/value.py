@@ -103,13 +103,23 @@ def score_batch(store: Store, batch: list[Decoded], k: int, recall: int, timings
     return matches, q, vectors
 
 
+def generated_payload(set_name: str, generated_id: str, sha256: str, source: str, label: str | None, quality: float,
+                      meta: dict, valued_at: datetime, k: int, recall: int) -> dict:
+    """What a generated point carries in Qdrant: its ledger row and its set's k and N, so
+    `gmv repair` can rebuild a lost ledger from the collection."""
+    return {"set_name": set_name, "generated_id": generated_id, "sha256": sha256, "source": source, "label": label,
+            "quality": quality, "meta": meta, "valued_at": valued_at.isoformat(timespec="seconds"), "k": k,
+            "recall": recall}
+
+
 def write_generated(store: Store, set_name: str, batch: list[Decoded], matches: list[Match], quality: np.ndarray,
                     vectors: dict, meta: dict) -> None:
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     items = [NewGenerated(d.short_id, generated_point_id(set_name, d.sha256), d.sha256, d.source, d.label,
                           float(qj), m) for d, qj, m in zip(batch, quality, matches)]
-    payloads = [{"set_name": set_name, "generated_id": g.generated_id, "sha256": g.sha256, "source": g.source,
-                 "label": g.label, "quality": g.quality} for g in items]
+    k, recall = store.ledger.execute("SELECT k, recall FROM generated_sets WHERE set_name = ?", [set_name]).fetchone()
+    payloads = [generated_payload(set_name, g.generated_id, g.sha256, g.source, g.label, g.quality, meta, now, k, recall)
+                for g in items]
     ids = [g.point_id for g in items]
     with store.adding("value", GENERATED, ids, vectors, payloads, {"set_name": set_name}) as con:
         insert_generated(con, set_name, items, json.dumps(meta), now)

@@ -1,10 +1,12 @@
 """Commands that make and describe a store: init, migrate, status, backends, demo."""
 from __future__ import annotations
 
+import sys
+
 import click
 
 from .. import api
-from .options import (errors_to_lines, note, output_options, parse_params, print_rows, store_option)
+from .options import (EXIT_ERROR, errors_to_lines, note, output_options, parse_params, print_rows, store_option, wait_option)
 
 
 @click.command()
@@ -125,3 +127,38 @@ def demo(store, m, profile, quick):
     from ..demo import run_demo
 
     run_demo(store, m=m, profile=profile, quick=quick, echo=click.echo)
+
+
+@click.command()
+@store_option
+@click.option("--k", type=click.IntRange(1), default=None,
+              help="k of sets whose points do not record it (stores made before payloads carried it).")
+@click.option("--recall", type=click.IntRange(1), default=None, help="N of such sets, likewise.")
+@click.option("--drop-unreadable", is_flag=True,
+              help="Forget images whose recorded source cannot be read instead of stopping at them.")
+@wait_option
+@errors_to_lines
+def repair(store, k, recall, drop_unreadable, wait):
+    """Rebuild a missing or damaged part of a store: the ledger from the vector collections
+    (its read snapshot when that matches them, else the points' payloads, then every
+    generated image re-matched), or a vector collection from the recorded sources. The
+    damaged ledger is kept aside, never deleted. Run `gmv verify --full` afterwards.
+
+    \b
+    Examples:
+      gmv repair --store my-store
+      gmv repair --store my-store --drop-unreadable
+    """
+    r = api.repair(store, k=k, recall=recall, drop_unreadable=drop_unreadable, wait=wait)
+    if not r.repaired:
+        click.echo("nothing to repair: the ledger and both vector collections are there")
+        return
+    for a in r.actions:
+        click.echo(a)
+    for what in r.lost:
+        click.echo(f"warning: not recoverable: {what}", err=True)
+    if r.unreadable:
+        click.echo(f"Error: {len(r.unreadable):,} recorded sources cannot be read (first: {r.unreadable[0]}); fix: "
+                   "restore them and run `gmv repair` again, or pass --drop-unreadable to forget them", err=True)
+        sys.exit(EXIT_ERROR)
+    click.echo(f"repaired in {r.seconds:.1f}s; check with `gmv verify --full`")

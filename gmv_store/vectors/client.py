@@ -147,6 +147,16 @@ class ClientVectorStore(VectorStore):
             if offset is None:
                 return out
 
+    def scroll(self, name, batch=10_000):
+        offset = None
+        while True:
+            pts, offset = self._call(self.client.scroll, self._c(name), limit=batch, offset=offset,
+                                     with_payload=True, with_vectors=False)
+            if pts:
+                yield [(int(p.id), dict(p.payload or {})) for p in pts]
+            if offset is None:
+                return
+
     def count(self, name):
         return self._call(self.client.count, self._c(name), exact=True).count
 

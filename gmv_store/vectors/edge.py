@@ -81,6 +81,17 @@ class EdgeVectorStore(VectorStore):
             if offset is None:
                 return out
 
+    def scroll(self, name, batch=10_000):
+        qe = self._qe
+        offset = None
+        while True:
+            pts, offset = self._shard(name).scroll(
+                qe.ScrollRequest(offset=offset, limit=batch, with_payload=True, with_vector=False))
+            if pts:
+                yield [(int(p.id), dict(p.payload or {})) for p in pts]
+            if offset is None:
+                return
+
     def count(self, name):
         return self._shard(name).count(self._qe.CountRequest(exact=True))
 
