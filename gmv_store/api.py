@@ -193,7 +193,9 @@ def migrations(path) -> list[dict]:
         con.close()
 
 
-def _read(path, fn, *args, note: Note | None = None, **kwargs):
+def read(path, fn, *args, note: Note | None = None, **kwargs):
+    """fn(con, *args, **kwargs) on a read-only ledger connection (the writer's snapshot while
+    one runs; `note` hears about that); for library functions that take a connection."""
     con = _reader(path, note)
     try:
         return fn(con, *args, **kwargs)
@@ -207,19 +209,19 @@ def top(path, refs: Sequence[str], *, set_name: str | None = None, limit: int | 
     image and set, with its `contributors` list."""
     from query.lookup import top as run
 
-    return _read(path, run, [str(r) for r in refs], set_name=set_name, limit=limit, note=note)
+    return read(path, run, [str(r) for r in refs], set_name=set_name, limit=limit, note=note)
 
 
 def contributor(path, contributor_id: str, *, limit: int = 10, note: Note | None = None) -> dict:
     from query.lookup import contributor as run
 
-    return _read(path, run, contributor_id, limit=limit, note=note)
+    return read(path, run, contributor_id, limit=limit, note=note)
 
 
 def values(path, set_name: str, *, by: str | None = None, limit: int | None = 20, note: Note | None = None) -> list[dict]:
     from query.lookup import values as run
 
-    return _read(path, run, set_name, by=by, limit=limit, note=note)
+    return read(path, run, set_name, by=by, limit=limit, note=note)
 
 
 def sql(path, query: str, params: Sequence | None = None, *, note: Note | None = None,
@@ -239,7 +241,7 @@ def status(path, note: Note | None = None) -> dict:
 
     info = describe(path)
     root = default_store_path(path)
-    info.update(_read(path, run, note=note))
+    info.update(read(path, run, note=note))
     info["writer"] = current_holder(root) or "none"
     info["refresh_due"] = bool(info["pending_refresh"] or info["refresh_queue"])
     info["warnings"] = _missing_parts(root)

@@ -6,29 +6,23 @@ Ingest only adds: generated images valued earlier are brought up to date by
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from gmv_store.progress import Progress
-from gmv_store.sources import Discovery, InputOptions, Problem, batched, decode_items, discover, unique_new
+from gmv_store.sources import InputOptions, InputReport, read_batches, unique_new
 from gmv_store.store import Store
 
 from .write import write_training
 
 
 @dataclass
-class IngestReport:
+class IngestReport(InputReport):
     added: int = 0
     duplicates: int = 0
-    ignored_files: int = 0
-    problems: list[Problem] = field(default_factory=list)
     seconds: float = 0.0
     embed_seconds: float = 0.0
     write_seconds: float = 0.0
     refresh: object = None  # the RefreshReport, when the caller ran one after ingesting
-
-    @property
-    def skipped(self) -> int:
-        return len(self.problems)
 
 
 def known_hashes(store: Store, batch) -> set[str]:
@@ -43,9 +37,8 @@ def ingest(store: Store, paths: list[str], *, owner: str | None = None, options:
     """Add training images to the store. Re-ingesting known content adds nothing."""
     t0 = time.perf_counter()
     report = IngestReport()
-    found = Discovery()
     bar = Progress("ingest", enabled=progress)
-    for batch in batched(decode_items(discover(paths, options, found), report.problems), batch_size):
+    for batch in read_batches(paths, options, batch_size, report):
         new = unique_new(batch, known_hashes(store, batch))
         report.duplicates += len(batch) - len(new)
         if new:
@@ -59,7 +52,5 @@ def ingest(store: Store, paths: list[str], *, owner: str | None = None, options:
         bar.update(len(batch))
         store.maybe_snapshot()
     bar.close()
-    report.problems[:0] = found.problems
-    report.ignored_files = found.ignored
     report.seconds = time.perf_counter() - t0
     return report

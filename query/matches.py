@@ -159,32 +159,22 @@ def insert_credits(con, set_name: str, matches: dict[str, Match]) -> None:
     insert_columns(con, "credits", cols)
 
 
-@dataclass(frozen=True)
-class NewGenerated:
-    """A generated image about to be recorded with its first match."""
-
-    generated_id: str
-    point_id: int
-    sha256: str
-    source: str
-    label: str | None
-    quality: float
-    match: Match
-
-
-def insert_generated(con, set_name: str, items: Sequence[NewGenerated], meta_json: str, now: datetime) -> None:
-    """Rows, credits and running sums of newly valued generated images (caller's transaction)."""
+def insert_generated(con, rows: Sequence[GeneratedRow], matches: Sequence[Match], meta_json: str,
+                     now: datetime) -> None:
+    """Rows, credits and running sums of newly valued generated images of one set, with their
+    first matches (caller's transaction)."""
+    set_name = rows[0].set_name
     insert_columns(con, "generated_images", {
-        "set_name": [set_name] * len(items), "generated_id": [g.generated_id for g in items],
-        "point_id": [g.point_id for g in items], "sha256": [g.sha256 for g in items],
-        "source": [g.source for g in items], "label": [g.label for g in items], "meta": [meta_json] * len(items),
-        "quality": [g.quality for g in items], "valued_at": [now] * len(items),
-        "recall_floor": [g.match.recall_floor for g in items], "n_recalled": [g.match.n_recalled for g in items],
-        "recall_scores": [pack_scores(g.match.recall_scores) for g in items],
+        "set_name": [set_name] * len(rows), "generated_id": [g.generated_id for g in rows],
+        "point_id": [g.point_id for g in rows], "sha256": [g.sha256 for g in rows],
+        "source": [g.source for g in rows], "label": [g.label for g in rows], "meta": [meta_json] * len(rows),
+        "quality": [g.quality for g in rows], "valued_at": [now] * len(rows),
+        "recall_floor": [m.recall_floor for m in matches], "n_recalled": [m.n_recalled for m in matches],
+        "recall_scores": [pack_scores(m.recall_scores) for m in matches],
     })
-    matches = {g.generated_id: g.match for g in items}
-    insert_credits(con, set_name, matches)
-    add_sums(con, set_name, matches.values())
+    by_id = {g.generated_id: m for g, m in zip(rows, matches)}
+    insert_credits(con, set_name, by_id)
+    add_sums(con, set_name, by_id.values())
 
 
 def replace_matches(con, set_name: str, fresh: dict[str, Match], old: dict[str, Match]) -> int:

@@ -12,30 +12,24 @@ import numpy as np
 
 from gmv_store.errors import BadInput, GmvError
 from gmv_store.progress import Progress
-from gmv_store.sources import Decoded, Discovery, InputOptions, Problem, batched, decode_items, discover, load_source, unique_new
+from gmv_store.sources import Decoded, InputOptions, InputReport, load_source, read_batches, unique_new
 from gmv_store.store import GENERATED, TRAINING, Store
 from gmv_store.vectors import point_id
 
-from .matches import Match, NewGenerated, insert_generated
+from .matches import GeneratedRow, Match, insert_generated
 from .search import contributor_of, search
 
 DEFAULT_K = 50
 
 
-@dataclass
-class ValueReport:
+@dataclass(kw_only=True)
+class ValueReport(InputReport):
     set_name: str
     valued: int = 0
     already_valued: int = 0
-    ignored_files: int = 0
-    problems: list[Problem] = field(default_factory=list)
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=lambda: {"embed": 0.0, "quality": 0.0, "search": 0.0, "write": 0.0})
     generated_ids: list[str] = field(default_factory=list)
-
-    @property
-    def skipped(self) -> int:
-        return len(self.problems)
 
 
 def check_name(name: str, what: str = "--set") -> str:
@@ -115,14 +109,13 @@ def generated_payload(set_name: str, generated_id: str, sha256: str, source: str
 def write_generated(store: Store, set_name: str, batch: list[Decoded], matches: list[Match], quality: np.ndarray,
                     vectors: dict, meta: dict) -> None:
     now = datetime.now(timezone.utc).replace(tzinfo=None)
-    items = [NewGenerated(d.short_id, generated_point_id(set_name, d.sha256), d.sha256, d.source, d.label,
-                          float(qj), m) for d, qj, m in zip(batch, quality, matches)]
     k, recall = store.ledger.execute("SELECT k, recall FROM generated_sets WHERE set_name = ?", [set_name]).fetchone()
-    payloads = [generated_payload(set_name, g.generated_id, g.sha256, g.source, g.label, g.quality, meta, now, k, recall)
-                for g in items]
-    ids = [g.point_id for g in items]
-    with store.adding("value", GENERATED, ids, vectors, payloads, {"set_name": set_name}) as con:
-        insert_generated(con, set_name, items, json.dumps(meta), now)
+    rows = [GeneratedRow(set_name, d.short_id, generated_point_id(set_name, d.sha256), d.sha256, d.source, d.label,
+                         float(qj), k, recall) for d, qj in zip(batch, quality)]
+    payloads = [generated_payload(r.set_name, r.generated_id, r.sha256, r.source, r.label, r.quality, meta, now, k, recall)
+                for r in rows]
+    with store.adding("value", GENERATED, [r.point_id for r in rows], vectors, payloads, {"set_name": set_name}) as con:
+        insert_generated(con, rows, matches, json.dumps(meta), now)
 
 
 def value(store: Store, paths: list[str], set_name: str, *, k: int = DEFAULT_K, recall: int | None = None,
@@ -131,13 +124,12 @@ def value(store: Store, paths: list[str], set_name: str, *, k: int = DEFAULT_K, 
     """Value generated images into `set_name`. An image already in the set is not counted twice."""
     t0 = time.perf_counter()
     recall = recall if recall is not None else 10 * k
-    report = ValueReport(set_name)
+    report = ValueReport(set_name=set_name)
     if store.vectors.count(TRAINING) == 0:
         raise GmvError("the store has no training images; fix: run `gmv ingest PATH...` first")
     ensure_set(store, set_name, k, recall)
-    found = Discovery()
     bar = Progress(f"value {set_name}", enabled=progress)
-    for batch in batched(decode_items(discover(paths, options, found), report.problems), batch_size):
+    for batch in read_batches(paths, options, batch_size, report):
         known = {r[0] for r in store.ledger.execute(
             "SELECT sha256 FROM generated_images WHERE set_name = ? AND sha256 IN (SELECT unnest(?))",
             [set_name, [d.sha256 for d in batch]]).fetchall()}
@@ -153,7 +145,5 @@ def value(store: Store, paths: list[str], set_name: str, *, k: int = DEFAULT_K, 
         bar.update(len(batch))
         store.maybe_snapshot()
     bar.close()
-    report.problems[:0] = found.problems
-    report.ignored_files = found.ignored
     report.seconds = time.perf_counter() - t0
     return report

@@ -11,12 +11,17 @@ def test_shipped_migrations_numbered_without_gaps():
     assert len({m.name for m in migs}) == len(migs)
 
 
-def test_applied_in_order_once(tmp_path):
+def folder_and_db(tmp_path, second: tuple[str, str]):
+    """A migrations folder holding 0001_a.sql and the given second file, and a fresh database."""
     d = tmp_path / "m"
     d.mkdir()
     (d / "0001_a.sql").write_text("CREATE TABLE a (x INTEGER);")
-    (d / "0002_b.sql").write_text("INSERT INTO a VALUES (1); CREATE TABLE b AS SELECT * FROM a;")
-    con = duckdb.connect(str(tmp_path / "db.duckdb"))
+    (d / second[0]).write_text(second[1])
+    return d, duckdb.connect(str(tmp_path / "db.duckdb"))
+
+
+def test_applied_in_order_once(tmp_path):
+    d, con = folder_and_db(tmp_path, ("0002_b.sql", "INSERT INTO a VALUES (1); CREATE TABLE b AS SELECT * FROM a;"))
     assert [m.version for m in migrate(con, d)] == [1, 2]
     assert migrate(con, d) == []  # idempotent
     assert con.execute("SELECT count(*) FROM b").fetchone()[0] == 1
@@ -24,11 +29,7 @@ def test_applied_in_order_once(tmp_path):
 
 
 def test_failure_rolls_back_file_and_ledger_row(tmp_path):
-    d = tmp_path / "m"
-    d.mkdir()
-    (d / "0001_a.sql").write_text("CREATE TABLE a (x INTEGER);")
-    (d / "0002_bad.sql").write_text("CREATE TABLE half (y INTEGER); INSERT INTO nowhere VALUES (1);")
-    con = duckdb.connect(str(tmp_path / "db.duckdb"))
+    d, con = folder_and_db(tmp_path, ("0002_bad.sql", "CREATE TABLE half (y INTEGER); INSERT INTO nowhere VALUES (1);"))
     with pytest.raises(MigrationError, match="0002_bad.sql"):
         migrate(con, d)
     tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}

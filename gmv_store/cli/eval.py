@@ -7,10 +7,11 @@ import click
 from .options import errors_to_lines, note, output_options, print_rows, store_option, wait_option
 
 
-def _reader(store):
-    from ..ledger import open_ledger_readonly
+def _read(store, fn, *args, **kwargs):
+    """fn(con, *args, **kwargs) on a read-only ledger connection (its snapshot under a writer)."""
+    from .. import api
 
-    return open_ledger_readonly(store, on_snapshot=note)
+    return api.read(store, fn, *args, note=note, **kwargs)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -47,17 +48,8 @@ def class_test_cmd(store, set_name, ks, fmt):
       gmv eval class-test --set gan-v1 --k 10 --k 30 --json
     """
     from ..eval.class_test import class_ratio
-    from ..eval.ledger_read import set_info
 
-    con = _reader(store)
-    try:
-        if not ks:
-            k_set = set_info(con, set_name)["k"]
-            ks = [k for k in (30, 50, 100) if k <= k_set] or [k_set]
-        rows = class_ratio(con, set_name, list(ks))
-    finally:
-        con.close()
-    print_rows(rows, fmt)
+    print_rows(_read(store, class_ratio, set_name, list(ks)), fmt)
 
 
 @eval_group.command("ood")
@@ -79,13 +71,8 @@ def ood_cmd(store, set_name, foreign_owner, foreign_source, foreign_label, fmt):
     """
     from ..eval.ood import ood_detection
 
-    con = _reader(store)
-    try:
-        row = ood_detection(con, set_name, foreign_owner=foreign_owner, foreign_source=foreign_source,
-                            foreign_label=foreign_label)
-    finally:
-        con.close()
-    print_rows([row], fmt)
+    print_rows([_read(store, ood_detection, set_name, foreign_owner=foreign_owner, foreign_source=foreign_source,
+                      foreign_label=foreign_label)], fmt)
 
 
 @eval_group.command("membership")
@@ -105,12 +92,7 @@ def membership_cmd(store, set_name, trained_owner, heldout_owner, fmt):
     """
     from ..eval.membership import membership_test
 
-    con = _reader(store)
-    try:
-        row = membership_test(con, set_name, trained_owner=trained_owner, heldout_owner=heldout_owner)
-    finally:
-        con.close()
-    print_rows([row], fmt)
+    print_rows([_read(store, membership_test, set_name, trained_owner=trained_owner, heldout_owner=heldout_owner)], fmt)
 
 
 @eval_group.command("sensitivity")
@@ -134,22 +116,10 @@ def sensitivity_cmd(store, set_name, ks, ms, m_k, repeats, seed, fmt):
       gmv eval sensitivity --set gan-v1
       gmv eval sensitivity --set gan-v1 --m 1 --m 10 --repeats 20 --json
     """
-    from ..eval.ledger_read import set_info
-    from ..eval.sensitivity import DEFAULT_KS, DEFAULT_MS, rho_vs_k, rho_vs_m
+    from ..eval.sensitivity import sensitivity
 
-    con = _reader(store)
-    try:
-        info = set_info(con, set_name)
-        by_k = rho_vs_k(con, set_name, ks or DEFAULT_KS)
-        ms = ms or tuple(m for m in DEFAULT_MS if m <= info["m"])
-        by_m = rho_vs_m(con, set_name, m_k or info["k"], ms, repeats=repeats, seed=seed)
-    finally:
-        con.close()
-    rows = [{"vary": "k", "k": r["k"], "m": r["generated"], "rho": r["rho"], "std": r["std_over_images"],
-             "repeats": None} for r in by_k]
-    rows += [{"vary": "m", "k": r["k"], "m": r["m"], "rho": r["rho_mean"], "std": r["rho_std"], "repeats": r["repeats"]}
-             for r in by_m]
-    print_rows(rows, fmt)
+    print_rows(_read(store, sensitivity, set_name, ks=ks or None, ms=ms or None, m_k=m_k, repeats=repeats, seed=seed),
+               fmt)
 
 
 @eval_group.command("recall-quality")
@@ -213,12 +183,7 @@ def grid_cmd(store, set_name, out, rows, top, ids):
     """
     from ..eval.grid import contributor_grid
 
-    con = _reader(store)
-    try:
-        path = contributor_grid(con, set_name, out, rows=rows, top=top, generated_ids=list(ids) or None)
-    finally:
-        con.close()
-    click.echo(f"wrote {path}")
+    click.echo(f"wrote {_read(store, contributor_grid, set_name, out, rows=rows, top=top, generated_ids=list(ids) or None)}")
 
 
 @eval_group.command("recipe")

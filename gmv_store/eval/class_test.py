@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ledger_read import per_generated_rho
+from .ledger_read import per_generated_rho, set_info
 
 
-def class_ratio(con, set_name: str, ks: list[int]) -> list[dict]:
-    """rho for each k <= the set's k (the top-k for a smaller k is a prefix of the stored one)."""
+DEFAULT_KS = (30, 50, 100)
+
+
+def class_ratio(con, set_name: str, ks: list[int] | None = None) -> list[dict]:
+    """rho for each k <= the set's k (the top-k for a smaller k is a prefix of the stored one).
+    Default: 30, 50 and 100 where the set's k allows, else the set's k."""
+    if not ks:
+        k_set = set_info(con, set_name)["k"]
+        ks = [k for k in DEFAULT_KS if k <= k_set] or [k_set]
     out = []
     for k in ks:
         rho = per_generated_rho(con, set_name, k)

@@ -27,6 +27,18 @@ def _save(fig, path: Path, tight: bool = True) -> Path:
     return path
 
 
+def _finish(fig, ax, path, title: str, xlabel: str, ylabel: str, log_x: bool = False) -> Path:
+    """The common tail of a one-panel line plot: log axis, labels, grid, legend, saved PNG."""
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def rho_vs_k(panels: dict[str, dict[str, list[dict]]], path, title: str = "Identical-class ratio against k") -> Path:
     """panels: panel title (e.g. generator) -> line label -> rows with 'k' and 'rho' (0..1).
     One panel per key; a line label keeps its colour across panels; labels starting with
@@ -64,15 +76,9 @@ def rho_vs_m(series: dict[str, list[dict]], path, title: str = "rho against m (m
         xs = [r["m"] * (1 + 0.04 * i) for r in rows]  # small offsets so error bars do not overlap
         ax.errorbar(xs, [100 * r["rho_mean"] for r in rows], yerr=[100 * r["rho_std"] for r in rows], marker="o",
                     ms=4, capsize=3, label=label)
-    ax.set_xscale("log")
     lo = min((100 * (r["rho_mean"] - r["rho_std"]) for rows in series.values() for r in rows), default=0.0)
     ax.set_ylim(max(0.0, lo - 2), 101)  # rho cannot exceed 100 %; the bars are symmetric
-    ax.set_xlabel("m (generated images)")
-    ax.set_ylabel("rho (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return _save(fig, path)
+    return _finish(fig, ax, path, title, "m (generated images)", "rho (%)", log_x=True)
 
 
 def ood_ranks(rows: list[dict], path, title: str = "Value ranks of the foreign training images") -> Path:
@@ -116,10 +122,5 @@ def recall_vs_n(series: dict[str, list[dict]], path, title: str = "Two-stage rec
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     for label, rows in series.items():
         ax.plot([r["recall_N"] for r in rows], [r["recall_at_k"] for r in rows], marker="o", ms=3, label=label)
-    ax.set_xscale("log")
-    ax.set_xlabel("N (candidates recalled before re-ranking)")
-    ax.set_ylabel("recall@k against the exact re-rank top-k")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    return _save(fig, path)
+    return _finish(fig, ax, path, title, "N (candidates recalled before re-ranking)",
+                   "recall@k against the exact re-rank top-k", log_x=True)

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .metrics import fmt_p
-from .paper import PAPER_KS, PAPER_RERANK_FOR, PAPER_TABLE7, PAPER_TABLE9_VAE
+from .paper import paper_rho
 
 
 def md_table(headers: list[str], rows: list[list]) -> str:
@@ -23,13 +23,13 @@ def pct(x) -> str:
 
 
 def paper_c1(generator: str, rerank: str, ks) -> str:
-    pr = PAPER_RERANK_FOR.get(rerank)
-    if (generator, pr) in PAPER_TABLE7:
-        vals = dict(zip(PAPER_KS, PAPER_TABLE7[(generator, pr)]))
-        return " / ".join(f"{vals[k]:.2f}" if k in vals else "–" for k in ks) + f" (T7 {generator}, {pr})"
-    if generator == "vae" and pr in PAPER_TABLE9_VAE:
-        return f"{PAPER_TABLE9_VAE[pr]:.2f} (T9 β-VAE, {pr}, k not stated)"
-    return "–"
+    found = [paper_rho(generator, rerank, k) for k in ks]
+    sources = {f[1] for f in found if f}
+    if not sources:
+        return "–"
+    if len({f[0] for f in found if f}) == 1 and "k not stated" in next(iter(sources)):
+        return f"{found[0][0]:.2f} ({next(iter(sources))})"
+    return " / ".join(f"{f[0]:.2f}" if f else "–" for f in found) + f" ({next(iter(sources))})"
 
 
 def c1_table(res: dict) -> str:
@@ -45,12 +45,10 @@ def c1_table(res: dict) -> str:
 
 
 def _paper_at(generator: str, rerank: str, k: int) -> str:
-    pr = PAPER_RERANK_FOR.get(rerank)
-    if (generator, pr) in PAPER_TABLE7 and k in PAPER_KS:
-        return f"{PAPER_TABLE7[(generator, pr)][PAPER_KS.index(k)]:.2f}"
-    if generator == "vae" and pr in PAPER_TABLE9_VAE:
-        return f"{PAPER_TABLE9_VAE[pr]:.2f}*"
-    return "–"
+    found = paper_rho(generator, rerank, k)
+    if found is None:
+        return "–"
+    return f"{found[0]:.2f}" + ("*" if "k not stated" in found[1] else "")
 
 
 def headline_tables(res: dict) -> str:

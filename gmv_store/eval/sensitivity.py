@@ -46,3 +46,18 @@ def rho_vs_m(con, set_name: str, k: int, ms=DEFAULT_MS, repeats: int = 10, seed:
         rows.append({"set_name": set_name, "k": k, "m": m, "repeats": repeats, "rho_mean": mu, "rho_std": sd,
                      "pool": len(ids)})
     return rows
+
+
+def sensitivity(con, set_name: str, ks=None, ms=None, m_k: int | None = None, repeats: int = 10,
+                seed: int = 0) -> list[dict]:
+    """`gmv eval sensitivity`: one row per k (rho against k) and per m (rho against m at m_k,
+    default the set's k; default m values up to the set's m)."""
+    info = set_info(con, set_name)
+    by_k = rho_vs_k(con, set_name, ks or DEFAULT_KS)
+    ms = ms or tuple(m for m in DEFAULT_MS if m <= info["m"])
+    by_m = rho_vs_m(con, set_name, m_k or info["k"], ms, repeats=repeats, seed=seed)
+    rows = [{"vary": "k", "k": r["k"], "m": r["generated"], "rho": r["rho"], "std": r["std_over_images"],
+             "repeats": None} for r in by_k]
+    rows += [{"vary": "m", "k": r["k"], "m": r["m"], "rho": r["rho_mean"], "std": r["rho_std"], "repeats": r["repeats"]}
+             for r in by_m]
+    return rows

@@ -10,10 +10,10 @@ images, and any recorded source read back by its source string.
 Each kind of input is a `Reader` (readers.py) chosen by the argument's form: image files,
 .npz/.npy arrays, and datasets such as `mnist:train`.
 """
-from .decode import batched, decode_items, unique_new
+from .decode import batched, decode_items, read_batches, unique_new
 from .discover import discover
-from .items import Decoded, Discovery, InputOptions, Item, Problem
+from .items import Decoded, Discovery, InputOptions, InputReport, Item, Problem
 from .load import load_source
 
-__all__ = ["Decoded", "Discovery", "InputOptions", "Item", "Problem", "batched", "decode_items", "discover",
-           "load_source", "unique_new"]
+__all__ = ["Decoded", "Discovery", "InputOptions", "InputReport", "Item", "Problem", "batched", "decode_items",
+           "discover", "load_source", "read_batches", "unique_new"]

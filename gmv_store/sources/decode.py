@@ -6,7 +6,8 @@ from typing import Iterable, Iterator
 
 from ..errors import BadInput
 from ..images import content_sha256
-from .items import Decoded, Item, Problem
+from .discover import discover
+from .items import Decoded, Discovery, InputOptions, InputReport, Item, Problem
 
 
 def decode_items(items: Iterable[Item], problems: list[Problem]) -> Iterator[Decoded]:
@@ -18,6 +19,18 @@ def decode_items(items: Iterable[Item], problems: list[Problem]) -> Iterator[Dec
             problems.append(Problem(item.source, msg.split(": ", 1)[-1] if msg.startswith(item.source) else msg))
             continue
         yield Decoded(item.source, item.label, pixels, content_sha256(pixels))
+
+
+def read_batches(paths, options: InputOptions | None, batch_size: int, report: InputReport) -> Iterator[list[Decoded]]:
+    """Decoded images of the inputs in batches; bad inputs go to `report.problems` (bad
+    arguments first) and files no reader claims to `report.ignored_files`."""
+    found = Discovery()
+    n_before = len(report.problems)
+    try:
+        yield from batched(decode_items(discover(paths, options, found), report.problems), batch_size)
+    finally:
+        report.problems[n_before:n_before] = found.problems
+        report.ignored_files += found.ignored
 
 
 def batched(it: Iterable, size: int) -> Iterator[list]:

@@ -33,6 +33,18 @@ class Discovery:
     ignored: int = 0
 
 
+@dataclass
+class InputReport:
+    """What a pipeline reading inputs reports about them: skipped inputs, ignored files."""
+
+    problems: list[Problem] = field(default_factory=list)
+    ignored_files: int = 0
+
+    @property
+    def skipped(self) -> int:
+        return len(self.problems)
+
+
 @dataclass(frozen=True)
 class InputOptions:
     """How to read labels (and later, columns) from the inputs."""

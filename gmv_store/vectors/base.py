@@ -67,6 +67,19 @@ class VectorStore:
     def close(self) -> None: ...
 
 
+def shared_filters(queries: Sequence[Query], build) -> list:
+    """build(q) for each query, built once per distinct (only_ids, exclude_ids) objects: the
+    queries of a batch often share one long id list, and building its filter is not free."""
+    built: dict[tuple, object] = {}
+    out = []
+    for q in queries:
+        key = (id(q.only_ids), id(q.exclude_ids))
+        if key not in built:
+            built[key] = build(q)
+        out.append(built[key])
+    return out
+
+
 def check_spec(name: str, want: dict[str, VectorSpec], have: dict[str, VectorSpec]) -> None:
     if want != have:
         raise StoreMismatch(

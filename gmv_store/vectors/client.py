@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MissingDependency, StoreLocked, VectorStoreUnavailable
-from .base import Query, VectorSpec, VectorStore, check_spec
+from .base import Query, VectorSpec, VectorStore, check_spec, shared_filters
 
 API_KEY_ENV = "GMV_QDRANT_API_KEY"
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)  # seconds between attempts for transient failures
@@ -168,15 +168,9 @@ class ClientVectorStore(VectorStore):
 
     def query(self, name, queries):
         m = self.models
-        filters: dict[tuple, object] = {}  # queries of a batch often share one id list: build its filter once
-        reqs = []
-        for q in queries:
-            fkey = (id(q.only_ids), id(q.exclude_ids))
-            if fkey not in filters:
-                filters[fkey] = self._filter(q)
-            reqs.append(m.QueryRequest(query=np.asarray(q.vectors[q.using], np.float32).tolist(), using=q.using,
-                                       limit=q.limit, filter=filters[fkey], score_threshold=q.score_threshold,
-                                       with_payload=False, with_vector=False))
+        reqs = [m.QueryRequest(query=np.asarray(q.vectors[q.using], np.float32).tolist(), using=q.using, limit=q.limit,
+                               filter=f, score_threshold=q.score_threshold, with_payload=False, with_vector=False)
+                for q, f in zip(queries, shared_filters(queries, self._filter))]
         if not reqs:
             return []
         res = self._call(self.client.query_batch_points, self._c(name), requests=reqs)

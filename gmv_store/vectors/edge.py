@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import GmvError, MissingDependency
-from .base import Query, VectorSpec, VectorStore, check_spec
+from .base import Query, VectorSpec, VectorStore, check_spec, shared_filters
 
 SPEC_FILE = "gmv-vectors.json"  # the vector sizes/metrics a shard was created with
 
@@ -103,15 +103,10 @@ class EdgeVectorStore(VectorStore):
 
     def query(self, name, queries):
         qe = self._qe
-        filters: dict[tuple, object] = {}  # queries of a batch often share one id list: build its filter once
-        reqs = []
-        for q in queries:
-            fkey = (id(q.only_ids), id(q.exclude_ids))
-            if fkey not in filters:
-                filters[fkey] = self._filter(q)
-            vec = np.asarray(q.vectors[q.using], np.float32).tolist()
-            reqs.append(qe.QueryRequest(limit=q.limit, query=qe.Query.Nearest(vec, using=q.using), filter=filters[fkey],
-                                        score_threshold=q.score_threshold, with_payload=False, with_vector=False))
+        reqs = [qe.QueryRequest(limit=q.limit, query=qe.Query.Nearest(np.asarray(q.vectors[q.using], np.float32).tolist(),
+                                                                       using=q.using),
+                                filter=f, score_threshold=q.score_threshold, with_payload=False, with_vector=False)
+                for q, f in zip(queries, shared_filters(queries, self._filter))]
         if not reqs:
             return []
         res = self._shard(name).query_batch(qe.QueryBatchRequest(reqs))
