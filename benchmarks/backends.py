@@ -160,7 +160,7 @@ def bench_backends(args, tmp: Path) -> list[tuple[str, str, str]]:
 
 
 def bench_pipeline(args, tmp: Path) -> list[tuple[str, str, str]]:
-    from gmv_store.backends.profiles import get_profile
+    from gmv_store.backends.profiles import get_profile, stages
     from gmv_store.store import Store
     from ingest.pipeline import ingest
     from query.pipeline import value
@@ -178,12 +178,11 @@ def bench_pipeline(args, tmp: Path) -> list[tuple[str, str, str]]:
         if rerank and rerank[0] == "dreamsim" and not (tmp / "dreamsim").exists():
             (tmp / "dreamsim").mkdir()
             random_dreamsim_cache(tmp / "dreamsim")
-        prof = get_profile(label.split(" ")[0])
-        stages = {k: (prof[k]["name"], prof[k]["params"]) for k in ("embedder", "rerank", "quality")}
+        chosen = stages(get_profile(label.split(" ")[0]))
         if rerank:
-            stages["rerank"] = rerank
+            chosen["rerank"] = rerank
         folder = Path(tempfile.mkdtemp(dir=tmp))
-        with Store.init(folder / "s", **stages) as s:
+        with Store.init(folder / "s", **chosen) as s:
             s.embed(train[:2])  # load models outside the timing
             s.quality.score(gen[:1])
             t = time.perf_counter()

@@ -153,14 +153,15 @@ def test_registry_imports_without_torch_and_lists_every_backend():
                      "quality": ["brisque", "maniqa", "niqe", "none", "piqe"]}
     assert out[1] == "[]"
     for kind in registry.KINDS:
-        for cls in registry.available(kind).values():
+        for name, cls in registry.available(kind).items():
+            assert (cls.kind, cls.name) == (kind, name)  # the registry and the class agree
             assert cls.description
             json.dumps(cls.defaults)  # params are plain JSON values
 
 
 def test_profiles_name_registered_backends_with_valid_params():
     assert {"basic", "offline", "paper"} <= set(PROFILES)
-    for prof in PROFILES.values():
+    for _, prof in PROFILES.items():
         assert prof["description"]
         for kind in registry.KINDS:
             cls = registry.backend_class(kind, prof[kind]["name"])
@@ -168,7 +169,7 @@ def test_profiles_name_registered_backends_with_valid_params():
     p = get_profile("paper")
     assert (p["embedder"]["name"], p["rerank"]["name"], p["quality"]["name"]) == ("clip", "dreamsim", "maniqa")
     p["embedder"]["params"]["arch"] = "changed"
-    assert PROFILES["paper"]["embedder"]["params"]["arch"] == "ViT-B-32"  # a copy
+    assert PROFILES.get("paper")["embedder"]["params"]["arch"] == "ViT-B-32"  # a copy
     with pytest.raises(UnknownBackend, match="basic, paper, offline"):
         get_profile("nope")
     # the offline profile really needs no download: build all three and fingerprint them

@@ -17,7 +17,6 @@ import numpy as np
 
 from ..errors import BadInput
 from .base import Embedder
-from .registry import register
 from .torchutil import (TorchBackendMixin, WeightsSpec, cached_model, hf_cached, quiet, require,
                         resolve_weights, run_batched, sha256_file)
 
@@ -42,7 +41,6 @@ def _checkpoint_in(p: Path) -> Path | None:
     return None
 
 
-@register
 class ClipEmbedder(TorchBackendMixin, Embedder):
     name = "clip"
     description = (

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from .base import Embedder, Reranker
-from .registry import register
 from .torchutil import (TorchBackendMixin, WeightsSpec, cached_model, check_choice, gmv_cache_dir, quiet,
                         require, resolve_weights, run_batched, sha256_files, to_float_batch)
 
@@ -87,7 +86,6 @@ class _DreamSimParams(TorchBackendMixin):
         self._folder: Path | None = None
 
 
-@register
 class DreamSimEmbedder(_DreamSimParams, Embedder):
     name = "dreamsim"
     description = (
@@ -162,7 +160,6 @@ class DreamSimEmbedder(_DreamSimParams, Embedder):
         return out.reshape(len(images), self.dim).astype(np.float32)
 
 
-@register
 class DreamSimReranker(_DreamSimParams, Reranker):
     name = "dreamsim"
     description = (

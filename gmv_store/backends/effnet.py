@@ -14,7 +14,6 @@ import numpy as np
 
 from ..errors import BadInput, MissingWeights
 from .base import Embedder
-from .registry import register
 from .torchutil import (TorchBackendMixin, WeightsSpec, cached_model, resolve_weights, run_batched,
                         sha256_file, to_float_batch, require)
 
@@ -53,7 +52,6 @@ def load_lite0_state(model, path: Path) -> None:
     model.load_state_dict({k: v for k, (_, v) in zip(want, src)})
 
 
-@register
 class EffNetLite0Embedder(TorchBackendMixin, Embedder):
     name = "effnet-lite0"
     description = (

