@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from gmv_store.backends import registry  # noqa: E402
-from gmv_store.backends import torchutil as tu  # noqa: E402
+from gmv_store.backends.runtime import pick_device, quiet  # noqa: E402
 from gmv_store.errors import GmvError, MissingWeights  # noqa: E402
 
 
@@ -60,7 +60,7 @@ def random_dreamsim_cache(folder: Path) -> Path:
     sd = {k: v.half() for k, v in vit.state_dict().items()}
     sd["proj"] = torch.randn(768, 512) * 0.03
     torch.save({"state_dict": sd}, folder / "open_clip_vitb32_pretrain.pth.tar")
-    with tu.quiet(stderr=True):
+    with quiet(stderr=True):
         pm = PerceptualModel(**dreamsim_args["model_config"]["open_clip_vitb32"], device="cpu",
                              load_dir=str(folder), normalize_embeds=True)
     pm = get_peft_model(pm, LoraConfig(r=16, lora_alpha=0.5, lora_dropout=0.0, bias="none", target_modules=["qkv"]))
@@ -71,10 +71,10 @@ def random_dreamsim_cache(folder: Path) -> Path:
 def random_maniqa(folder: Path, dataset: str = "koniq") -> Path:
     import torch
 
-    from gmv_store.backends.iqa import build_maniqa
+    from gmv_store.backends.maniqa import build_maniqa
 
     torch.manual_seed(0)
-    with tu.quiet():
+    with quiet():
         net = build_maniqa(dataset, 1)
     path = folder / "maniqa_random.pth"
     torch.save({"params": net.state_dict()}, path)
@@ -208,7 +208,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    device = tu.pick_device("auto")
+    device = pick_device("auto")
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{args.n} images of {args.side}px", file=sys.stderr)
     with tempfile.TemporaryDirectory() as d:

@@ -26,8 +26,9 @@ from scipy import ndimage  # noqa: E402
 from skimage import data as skdata  # noqa: E402
 
 from gmv_store.backends import registry  # noqa: E402
-from gmv_store.backends import torchutil as tu  # noqa: E402
 from gmv_store.backends.profiles import PROFILES, get_profile  # noqa: E402
+from gmv_store.backends.runtime import pick_device, quiet, to_float_batch  # noqa: E402
+from gmv_store.backends.weights import sha256_file  # noqa: E402
 from gmv_store.errors import BadInput, MissingWeights, UnknownBackend  # noqa: E402
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field",
@@ -119,7 +120,7 @@ def dreamsim_dir(tmp_path_factory):
     sd = {k: v.half() for k, v in vit.state_dict().items()}  # half: a smaller file, same loading path
     sd["proj"] = torch.randn(768, 512) * 0.03
     torch.save({"state_dict": sd}, d / "open_clip_vitb32_pretrain.pth.tar")
-    with tu.quiet(stderr=True):
+    with quiet(stderr=True):
         pm = PerceptualModel(**dreamsim_args["model_config"]["open_clip_vitb32"], device="cpu",
                              load_dir=str(d), normalize_embeds=True)
     pm = get_peft_model(pm, LoraConfig(r=4, lora_alpha=0.5, lora_dropout=0.0, bias="none", target_modules=["qkv"]))
@@ -130,10 +131,10 @@ def dreamsim_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def maniqa_ckpt(tmp_path_factory):
     """A MANIQA checkpoint in pyiqa's `pretrained_model_path` layout: {'params': state_dict}."""
-    from gmv_store.backends.iqa import build_maniqa
+    from gmv_store.backends.maniqa import build_maniqa
 
     torch.manual_seed(0)
-    with tu.quiet():
+    with quiet():
         net = build_maniqa("koniq", 1)
     path = tmp_path_factory.mktemp("maniqa") / "maniqa_koniq.pth"
     torch.save({"params": {k: v.half() for k, v in net.state_dict().items()}}, path)
@@ -194,8 +195,8 @@ def test_unknown_params_and_device_are_refused():
         registry.create("embedder", "clip", {"arch": "ViT-Z"})
     with pytest.raises(BadInput, match="laion2b_s34b_b79k"):
         registry.create("embedder", "clip", {"tag": "nope"})
-    assert tu.pick_device("auto") in ("cuda", "mps", "cpu")
-    assert tu.pick_device("cpu") == "cpu"
+    assert pick_device("auto") in ("cuda", "mps", "cpu")
+    assert pick_device("cpu") == "cpu"
 
 
 # ---------------------------------------------------------------------- weights resolution
@@ -235,12 +236,12 @@ def test_weights_order_explicit_then_weights_dir_then_cache(monkeypatch, tmp_pat
     wd = tmp_path / "weights"
     wd.mkdir()
     monkeypatch.setenv("GMV_WEIGHTS_DIR", str(wd))
-    assert LPIPSReranker().trunk_path() == cache / alex_trunk.name  # 3. library cache
+    assert LPIPSReranker().weights_path() == cache / alex_trunk.name  # 3. library cache
     (wd / alex_trunk.name).write_bytes(alex_trunk.read_bytes())
-    assert LPIPSReranker().trunk_path() == wd / alex_trunk.name  # 2. GMV_WEIGHTS_DIR first
+    assert LPIPSReranker().weights_path() == wd / alex_trunk.name  # 2. GMV_WEIGHTS_DIR first
     other = tmp_path / "mine.pth"
     other.write_bytes((cache / alex_trunk.name).read_bytes())
-    assert LPIPSReranker(trunk=str(other)).trunk_path() == other  # 1. the explicit option
+    assert LPIPSReranker(trunk=str(other)).weights_path() == other  # 1. the explicit option
     assert LPIPSReranker(trunk=str(other)).weights_sha256() != LPIPSReranker().weights_sha256()
 
 
@@ -249,7 +250,7 @@ def test_effnet_real_weights_rank_a_near_duplicate_first(photos):
     from gmv_store.backends.effnet import packaged_checkpoint
 
     e = registry.create("embedder", "effnet-lite0", {"batch_size": 4})
-    assert e.fingerprint()["weights_sha256"] == tu.sha256_file(packaged_checkpoint())
+    assert e.fingerprint()["weights_sha256"] == sha256_file(packaged_checkpoint())
     names = list(photos)
     base = e.embed([photos[n] for n in names])
     queries = ["astronaut", "chelsea", "coffee", "rocket", "camera"]
@@ -284,7 +285,7 @@ def test_clip_from_a_local_file_matches_open_clip(clip_file, small_rgb):
     import open_clip
 
     e = registry.create("embedder", "clip", {"arch": TINY_CLIP, "tag": "", "weights": str(clip_file)})
-    assert e.dim == 32 and e.fingerprint()["weights_sha256"] == tu.sha256_file(clip_file)
+    assert e.dim == 32 and e.fingerprint()["weights_sha256"] == sha256_file(clip_file)
     got = e.embed(small_rgb)
     model, _, pre = open_clip.create_model_and_transforms(TINY_CLIP, pretrained=str(clip_file))
     model.eval()
@@ -304,7 +305,7 @@ def test_embedding_reranker_wraps_any_embedder(clip_file, small_rgb):
     v = r.vector_embedder()
     assert v.metric == "cosine" and v.dim == 32
     fp = r.fingerprint()
-    assert fp["weights_sha256"] == tu.sha256_file(clip_file) and "device" not in fp["params"]["params"]
+    assert fp["weights_sha256"] == sha256_file(clip_file) and "device" not in fp["params"]["params"]
     again = registry.create("rerank", "embedding", fp["params"])
     assert again.fingerprint() == fp
     x = v.embed(small_rgb)
@@ -319,10 +320,10 @@ def test_lpips_vector_and_pairwise_equal_lpips(alex_trunk, small_rgb):
 
     from gmv_store.backends.lpips_backend import _load_trunk
 
-    with tu.quiet():
+    with quiet():
         ref = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
     _load_trunk(ref, "alex", alex_trunk)
-    x = tu.to_float_batch(small_rgb, 64, mode="squash", resample="bilinear")
+    x = to_float_batch(small_rgb, 64, mode="squash", resample="bilinear")
     with torch.no_grad():
         want = ref(x[:1].expand(3, -1, -1, -1), x[1:], normalize=True).flatten().numpy()
 
@@ -394,10 +395,10 @@ def test_brisque_matches_the_brisque_package(photos):
 
 def test_maniqa_from_pretrained_model_path(maniqa_ckpt):
     """Loading and checksum here; scoring runs in test_e2e_maniqa_quality (seconds per crop)."""
-    from gmv_store.backends.iqa import load_maniqa_checkpoint
+    from gmv_store.backends.maniqa import load_maniqa_checkpoint
 
     q = registry.create("quality", "maniqa", {"weights": str(maniqa_ckpt), "crops": 1})
-    assert q.fingerprint()["weights_sha256"] == tu.sha256_file(maniqa_ckpt)
+    assert q.fingerprint()["weights_sha256"] == sha256_file(maniqa_ckpt)
     net = q._net()
     want = torch.load(maniqa_ckpt, weights_only=True)["params"]
     got = net.state_dict()

@@ -28,11 +28,11 @@ RERANKERS.declare("embedding", "gmv_store.backends.embedding_rerank:EmbeddingRer
 RERANKERS.declare("l2", "gmv_store.backends.pixels:L2Reranker")
 RERANKERS.declare("lpips", "gmv_store.backends.lpips_backend:LPIPSReranker")
 RERANKERS.declare("none", "gmv_store.backends.pixels:NoRerank")
-QUALITY.declare("brisque", "gmv_store.backends.iqa:BrisqueQuality")
-QUALITY.declare("maniqa", "gmv_store.backends.iqa:ManiqaQuality")
-QUALITY.declare("niqe", "gmv_store.backends.iqa:NiqeQuality")
+QUALITY.declare("brisque", "gmv_store.backends.brisque:BrisqueQuality")
+QUALITY.declare("maniqa", "gmv_store.backends.maniqa:ManiqaQuality")
+QUALITY.declare("niqe", "gmv_store.backends.niqe:NiqeQuality")
 QUALITY.declare("none", "gmv_store.backends.pixels:NoQuality")
-QUALITY.declare("piqe", "gmv_store.backends.iqa:PiqeQuality")
+QUALITY.declare("piqe", "gmv_store.backends.piqe:PiqeQuality")
 
 
 def available(kind: str) -> dict[str, type[Backend]]:
