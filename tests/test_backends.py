@@ -25,6 +25,7 @@ from PIL import Image  # noqa: E402
 from scipy import ndimage  # noqa: E402
 from skimage import data as skdata  # noqa: E402
 
+from fake_weights import write_dreamsim_cache, write_maniqa_checkpoint  # noqa: E402
 from gmv_store.backends import registry  # noqa: E402
 from gmv_store.backends.profiles import PROFILES, get_profile  # noqa: E402
 from gmv_store.backends.runtime import pick_device, quiet, to_float_batch  # noqa: E402
@@ -106,39 +107,14 @@ def alex_trunk(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dreamsim_dir(tmp_path_factory):
-    """DreamSim's cache folder for type open_clip_vitb32, as its release zip unpacks: the
-    ViT checkpoint (`{'state_dict': ..., 'proj'}`) and a LoRA adapter folder saved by peft."""
-    from dreamsim.config import dreamsim_args
-    from dreamsim.feature_extraction.vision_transformer import vit_base
-    from dreamsim.model import PerceptualModel
-    from peft import LoraConfig, get_peft_model
-
-    d = tmp_path_factory.mktemp("dreamsim")
-    torch.manual_seed(0)
-    vit = vit_base(patch_size=32)
-    vit.pos_drop = torch.nn.LayerNorm(768)
-    sd = {k: v.half() for k, v in vit.state_dict().items()}  # half: a smaller file, same loading path
-    sd["proj"] = torch.randn(768, 512) * 0.03
-    torch.save({"state_dict": sd}, d / "open_clip_vitb32_pretrain.pth.tar")
-    with quiet(stderr=True):
-        pm = PerceptualModel(**dreamsim_args["model_config"]["open_clip_vitb32"], device="cpu",
-                             load_dir=str(d), normalize_embeds=True)
-    pm = get_peft_model(pm, LoraConfig(r=4, lora_alpha=0.5, lora_dropout=0.0, bias="none", target_modules=["qkv"]))
-    pm.save_pretrained(str(d / "open_clip_vitb32_single_lora"))
-    return d
+    """DreamSim's cache folder for type open_clip_vitb32 (tests/fake_weights.py)."""
+    return write_dreamsim_cache(tmp_path_factory.mktemp("dreamsim"), lora_rank=4)
 
 
 @pytest.fixture(scope="module")
 def maniqa_ckpt(tmp_path_factory):
     """A MANIQA checkpoint in pyiqa's `pretrained_model_path` layout: {'params': state_dict}."""
-    from gmv_store.backends.maniqa import build_maniqa
-
-    torch.manual_seed(0)
-    with quiet():
-        net = build_maniqa("koniq", 1)
-    path = tmp_path_factory.mktemp("maniqa") / "maniqa_koniq.pth"
-    torch.save({"params": {k: v.half() for k, v in net.state_dict().items()}}, path)
-    return path
+    return write_maniqa_checkpoint(tmp_path_factory.mktemp("maniqa") / "maniqa_koniq.pth")
 
 
 # ---------------------------------------------------------------------- registry and profiles
@@ -180,21 +156,24 @@ def test_profiles_name_registered_backends_with_valid_params():
         b.fingerprint()
 
 
-def test_unknown_params_and_device_are_refused():
-    with pytest.raises(BadInput, match="unknown parameter"):
-        registry.create("embedder", "effnet-lite0", {"colour": "x"})
-    with pytest.raises(BadInput, match="device='tpu'"):
-        registry.create("embedder", "effnet-lite0", {"device": "tpu"})
-    with pytest.raises(BadInput, match="type='huge'"):
-        registry.create("rerank", "dreamsim", {"type": "huge"})
-    with pytest.raises(BadInput, match="net='resnet'"):
-        registry.create("rerank", "lpips", {"net": "resnet"})
-    with pytest.raises(BadInput, match="dataset='spaq'"):
-        registry.create("quality", "maniqa", {"dataset": "spaq"})
-    with pytest.raises(BadInput, match="arch='ViT-Z'"):
-        registry.create("embedder", "clip", {"arch": "ViT-Z"})
-    with pytest.raises(BadInput, match="laion2b_s34b_b79k"):
-        registry.create("embedder", "clip", {"tag": "nope"})
+REFUSED = [
+    ("embedder", "effnet-lite0", {"colour": "x"}, "unknown parameter"),
+    ("embedder", "effnet-lite0", {"device": "tpu"}, "device='tpu'"),
+    ("rerank", "dreamsim", {"type": "huge"}, "type='huge'"),
+    ("rerank", "lpips", {"net": "resnet"}, "net='resnet'"),
+    ("quality", "maniqa", {"dataset": "spaq"}, "dataset='spaq'"),
+    ("embedder", "clip", {"arch": "ViT-Z"}, "arch='ViT-Z'"),
+    ("embedder", "clip", {"tag": "nope"}, "laion2b_s34b_b79k"),
+]
+
+
+@pytest.mark.parametrize("kind,name,params,match", REFUSED, ids=[m for *_, m in REFUSED])
+def test_unknown_params_and_device_are_refused(kind, name, params, match):
+    with pytest.raises(BadInput, match=match):
+        registry.create(kind, name, params)
+
+
+def test_pick_device():
     assert pick_device("auto") in ("cuda", "mps", "cpu")
     assert pick_device("cpu") == "cpu"
 
