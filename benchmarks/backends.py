@@ -21,11 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # tests/ for the random-weights writers
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from fake_weights import write_dreamsim_cache, write_maniqa_checkpoint  # noqa: E402
 from gmv_store.backends import registry  # noqa: E402
-from gmv_store.backends import torchutil as tu  # noqa: E402
+from gmv_store.backends.profiles import get_profile, stages  # noqa: E402
+from gmv_store.backends.runtime import pick_device  # noqa: E402
 from gmv_store.errors import GmvError, MissingWeights  # noqa: E402
 
 
@@ -44,41 +47,6 @@ def photos(n: int, side: int) -> list[np.ndarray]:
         y, x = rng.integers(0, h - s + 1), rng.integers(0, w - s + 1)
         out.append(np.asarray(Image.fromarray(a[y:y + s, x:x + s]).resize((side, side), Image.BICUBIC)))
     return out
-
-
-def random_dreamsim_cache(folder: Path) -> Path:
-    """DreamSim's open_clip_vitb32 cache layout with seeded random weights (same cost)."""
-    import torch
-    from dreamsim.config import dreamsim_args
-    from dreamsim.feature_extraction.vision_transformer import vit_base
-    from dreamsim.model import PerceptualModel
-    from peft import LoraConfig, get_peft_model
-
-    torch.manual_seed(0)
-    vit = vit_base(patch_size=32)
-    vit.pos_drop = torch.nn.LayerNorm(768)
-    sd = {k: v.half() for k, v in vit.state_dict().items()}
-    sd["proj"] = torch.randn(768, 512) * 0.03
-    torch.save({"state_dict": sd}, folder / "open_clip_vitb32_pretrain.pth.tar")
-    with tu.quiet(stderr=True):
-        pm = PerceptualModel(**dreamsim_args["model_config"]["open_clip_vitb32"], device="cpu",
-                             load_dir=str(folder), normalize_embeds=True)
-    pm = get_peft_model(pm, LoraConfig(r=16, lora_alpha=0.5, lora_dropout=0.0, bias="none", target_modules=["qkv"]))
-    pm.save_pretrained(str(folder / "open_clip_vitb32_single_lora"))
-    return folder
-
-
-def random_maniqa(folder: Path, dataset: str = "koniq") -> Path:
-    import torch
-
-    from gmv_store.backends.iqa import build_maniqa
-
-    torch.manual_seed(0)
-    with tu.quiet():
-        net = build_maniqa(dataset, 1)
-    path = folder / "maniqa_random.pth"
-    torch.save({"params": net.state_dict()}, path)
-    return path
 
 
 def candidates(tmp: Path) -> list[tuple[str, str, str, dict, dict]]:
@@ -108,12 +76,12 @@ def build(kind, name, params, tmp: Path):
         d = tmp / "dreamsim"
         if not d.exists():
             d.mkdir()
-            random_dreamsim_cache(d)
+            write_dreamsim_cache(d)
         p["cache_dir"] = str(d)
     if p.get("weights") == "@maniqa":
         p["weights"] = str(tmp / "maniqa_random.pth")
         if not Path(p["weights"]).exists():
-            random_maniqa(tmp)
+            write_maniqa_checkpoint(Path(p["weights"]))
     b = registry.create(kind, name, p)
     b.fingerprint()  # resolves weights now: MissingWeights before timing
     return b
@@ -160,7 +128,6 @@ def bench_backends(args, tmp: Path) -> list[tuple[str, str, str]]:
 
 
 def bench_pipeline(args, tmp: Path) -> list[tuple[str, str, str]]:
-    from gmv_store.backends.profiles import get_profile
     from gmv_store.store import Store
     from ingest.pipeline import ingest
     from query.value import value
@@ -177,13 +144,12 @@ def bench_pipeline(args, tmp: Path) -> list[tuple[str, str, str]]:
     for label, rerank in setups:
         if rerank and rerank[0] == "dreamsim" and not (tmp / "dreamsim").exists():
             (tmp / "dreamsim").mkdir()
-            random_dreamsim_cache(tmp / "dreamsim")
-        prof = get_profile(label.split(" ")[0])
-        stages = {k: (prof[k]["name"], prof[k]["params"]) for k in ("embedder", "rerank", "quality")}
+            write_dreamsim_cache(tmp / "dreamsim")
+        chosen = stages(get_profile(label.split(" ")[0]))
         if rerank:
-            stages["rerank"] = rerank
+            chosen["rerank"] = rerank
         folder = Path(tempfile.mkdtemp(dir=tmp))
-        with Store.init(folder / "s", **stages) as s:
+        with Store.init(folder / "s", **chosen) as s:
             s.embed(train[:2])  # load models outside the timing
             s.quality.score(gen[:1])
             t = time.perf_counter()
@@ -209,7 +175,7 @@ def main() -> None:
     args = ap.parse_args()
     import torch
 
-    device = tu.pick_device("auto")
+    device = pick_device("auto")
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{args.n} images of {args.side}px", file=sys.stderr)
     with tempfile.TemporaryDirectory() as d:

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .backends import profiles
 from .config import describe_backend
 from .datasets import load_mnist
 from .images import save_png
 from .output import to_table
+from .registry import Registry
 
 DEMO_SET = "demo-gmm"
 KS = (30, 50, 100)
@@ -26,26 +28,25 @@ KS = (30, 50, 100)
 # 12-66 ms per image here, 12-60 minutes for the training set), so the default recalls by
 # pixels and re-ranks by pixel l2, and calibrates with PIQE, a real no-reference quality
 # metric that needs no weights. `--profile offline` runs EfficientNet-Lite0 recall as well.
-DEMO_PROFILES = {
-    "default": {"embedder": ("pixels", {"size": 16, "color": "gray"}), "rerank": ("l2", {"size": 28, "color": "gray"}),
-                "quality": ("piqe", {})},
-    "basic": {"embedder": ("pixels", {"size": 16, "color": "gray"}), "rerank": ("l2", {"size": 28, "color": "gray"}),
-              "quality": ("none", {})},
-    "offline": {"embedder": ("effnet-lite0", {"size": 64}), "rerank": ("l2", {"size": 28, "color": "gray"}),
-                "quality": ("piqe", {})},
-}
+DEMO_PROFILES: Registry[dict] = Registry("demo profile")
+_PIXELS = ("pixels", {"size": 16, "color": "gray"})
+_L2 = ("l2", {"size": 28, "color": "gray"})
+DEMO_PROFILES.add("default", profiles.profile("MNIST: pixel recall, pixel l2 re-rank, PIQE quality",
+                                              embedder=_PIXELS, rerank=_L2, quality=("piqe", {})))
+DEMO_PROFILES.add("basic", profiles.profile("MNIST, no torch: pixel recall, pixel l2 re-rank, no quality",
+                                            embedder=_PIXELS, rerank=_L2, quality=("none", {})))
+DEMO_PROFILES.add("offline", profiles.profile("MNIST: EfficientNet-Lite0 recall, pixel l2 re-rank, PIQE quality",
+                                              embedder=("effnet-lite0", {"size": 64}), rerank=_L2,
+                                              quality=("piqe", {})))
 
 
-def _backends(profile: str | None) -> tuple[str, dict]:
-    if profile is None:
+def _backends(name: str | None) -> tuple[str, dict]:
+    """The demo's own profile of that name, else any `gmv backends` profile."""
+    if name is None:
         has_torch = importlib.util.find_spec("torch") is not None and importlib.util.find_spec("pyiqa") is not None
-        profile = "default" if has_torch else "basic"
-    if profile in DEMO_PROFILES:
-        return profile, DEMO_PROFILES[profile]
-    from .backends.profiles import get_profile
-
-    p = get_profile(profile)
-    return profile, {k: (p[k]["name"], dict(p[k].get("params", {}))) for k in ("embedder", "rerank", "quality")}
+        name = "default" if has_torch else "basic"
+    prof = DEMO_PROFILES.get(name) if name in DEMO_PROFILES else profiles.get_profile(name)
+    return name, profiles.stages(prof)
 
 
 def run_demo(store: str | Path, m: int = 100, profile: str | None = None, quick: bool = False, echo=print) -> dict:

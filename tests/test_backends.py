@@ -25,9 +25,11 @@ from PIL import Image  # noqa: E402
 from scipy import ndimage  # noqa: E402
 from skimage import data as skdata  # noqa: E402
 
+from fake_weights import write_dreamsim_cache, write_maniqa_checkpoint  # noqa: E402
 from gmv_store.backends import registry  # noqa: E402
-from gmv_store.backends import torchutil as tu  # noqa: E402
 from gmv_store.backends.profiles import PROFILES, get_profile  # noqa: E402
+from gmv_store.backends.runtime import pick_device, quiet, to_float_batch  # noqa: E402
+from gmv_store.backends.weights import sha256_file  # noqa: E402
 from gmv_store.errors import BadInput, MissingWeights, UnknownBackend  # noqa: E402
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field",
@@ -105,39 +107,14 @@ def alex_trunk(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dreamsim_dir(tmp_path_factory):
-    """DreamSim's cache folder for type open_clip_vitb32, as its release zip unpacks: the
-    ViT checkpoint (`{'state_dict': ..., 'proj'}`) and a LoRA adapter folder saved by peft."""
-    from dreamsim.config import dreamsim_args
-    from dreamsim.feature_extraction.vision_transformer import vit_base
-    from dreamsim.model import PerceptualModel
-    from peft import LoraConfig, get_peft_model
-
-    d = tmp_path_factory.mktemp("dreamsim")
-    torch.manual_seed(0)
-    vit = vit_base(patch_size=32)
-    vit.pos_drop = torch.nn.LayerNorm(768)
-    sd = {k: v.half() for k, v in vit.state_dict().items()}  # half: a smaller file, same loading path
-    sd["proj"] = torch.randn(768, 512) * 0.03
-    torch.save({"state_dict": sd}, d / "open_clip_vitb32_pretrain.pth.tar")
-    with tu.quiet(stderr=True):
-        pm = PerceptualModel(**dreamsim_args["model_config"]["open_clip_vitb32"], device="cpu",
-                             load_dir=str(d), normalize_embeds=True)
-    pm = get_peft_model(pm, LoraConfig(r=4, lora_alpha=0.5, lora_dropout=0.0, bias="none", target_modules=["qkv"]))
-    pm.save_pretrained(str(d / "open_clip_vitb32_single_lora"))
-    return d
+    """DreamSim's cache folder for type open_clip_vitb32 (tests/fake_weights.py)."""
+    return write_dreamsim_cache(tmp_path_factory.mktemp("dreamsim"), lora_rank=4)
 
 
 @pytest.fixture(scope="module")
 def maniqa_ckpt(tmp_path_factory):
     """A MANIQA checkpoint in pyiqa's `pretrained_model_path` layout: {'params': state_dict}."""
-    from gmv_store.backends.iqa import build_maniqa
-
-    torch.manual_seed(0)
-    with tu.quiet():
-        net = build_maniqa("koniq", 1)
-    path = tmp_path_factory.mktemp("maniqa") / "maniqa_koniq.pth"
-    torch.save({"params": {k: v.half() for k, v in net.state_dict().items()}}, path)
-    return path
+    return write_maniqa_checkpoint(tmp_path_factory.mktemp("maniqa") / "maniqa_koniq.pth")
 
 
 # ---------------------------------------------------------------------- registry and profiles
@@ -153,14 +130,15 @@ def test_registry_imports_without_torch_and_lists_every_backend():
                      "quality": ["brisque", "maniqa", "niqe", "none", "piqe"]}
     assert out[1] == "[]"
     for kind in registry.KINDS:
-        for cls in registry.available(kind).values():
+        for name, cls in registry.available(kind).items():
+            assert (cls.kind, cls.name) == (kind, name)  # the registry and the class agree
             assert cls.description
             json.dumps(cls.defaults)  # params are plain JSON values
 
 
 def test_profiles_name_registered_backends_with_valid_params():
     assert {"basic", "offline", "paper"} <= set(PROFILES)
-    for prof in PROFILES.values():
+    for _, prof in PROFILES.items():
         assert prof["description"]
         for kind in registry.KINDS:
             cls = registry.backend_class(kind, prof[kind]["name"])
@@ -168,7 +146,7 @@ def test_profiles_name_registered_backends_with_valid_params():
     p = get_profile("paper")
     assert (p["embedder"]["name"], p["rerank"]["name"], p["quality"]["name"]) == ("clip", "dreamsim", "maniqa")
     p["embedder"]["params"]["arch"] = "changed"
-    assert PROFILES["paper"]["embedder"]["params"]["arch"] == "ViT-B-32"  # a copy
+    assert PROFILES.get("paper")["embedder"]["params"]["arch"] == "ViT-B-32"  # a copy
     with pytest.raises(UnknownBackend, match="basic, paper, offline"):
         get_profile("nope")
     # the offline profile really needs no download: build all three and fingerprint them
@@ -178,23 +156,26 @@ def test_profiles_name_registered_backends_with_valid_params():
         b.fingerprint()
 
 
-def test_unknown_params_and_device_are_refused():
-    with pytest.raises(BadInput, match="unknown parameter"):
-        registry.create("embedder", "effnet-lite0", {"colour": "x"})
-    with pytest.raises(BadInput, match="device='tpu'"):
-        registry.create("embedder", "effnet-lite0", {"device": "tpu"})
-    with pytest.raises(BadInput, match="type='huge'"):
-        registry.create("rerank", "dreamsim", {"type": "huge"})
-    with pytest.raises(BadInput, match="net='resnet'"):
-        registry.create("rerank", "lpips", {"net": "resnet"})
-    with pytest.raises(BadInput, match="dataset='spaq'"):
-        registry.create("quality", "maniqa", {"dataset": "spaq"})
-    with pytest.raises(BadInput, match="arch='ViT-Z'"):
-        registry.create("embedder", "clip", {"arch": "ViT-Z"})
-    with pytest.raises(BadInput, match="laion2b_s34b_b79k"):
-        registry.create("embedder", "clip", {"tag": "nope"})
-    assert tu.pick_device("auto") in ("cuda", "mps", "cpu")
-    assert tu.pick_device("cpu") == "cpu"
+REFUSED = [
+    ("embedder", "effnet-lite0", {"colour": "x"}, "unknown parameter"),
+    ("embedder", "effnet-lite0", {"device": "tpu"}, "device='tpu'"),
+    ("rerank", "dreamsim", {"type": "huge"}, "type='huge'"),
+    ("rerank", "lpips", {"net": "resnet"}, "net='resnet'"),
+    ("quality", "maniqa", {"dataset": "spaq"}, "dataset='spaq'"),
+    ("embedder", "clip", {"arch": "ViT-Z"}, "arch='ViT-Z'"),
+    ("embedder", "clip", {"tag": "nope"}, "laion2b_s34b_b79k"),
+]
+
+
+@pytest.mark.parametrize("kind,name,params,match", REFUSED, ids=[m for *_, m in REFUSED])
+def test_unknown_params_and_device_are_refused(kind, name, params, match):
+    with pytest.raises(BadInput, match=match):
+        registry.create(kind, name, params)
+
+
+def test_pick_device():
+    assert pick_device("auto") in ("cuda", "mps", "cpu")
+    assert pick_device("cpu") == "cpu"
 
 
 # ---------------------------------------------------------------------- weights resolution
@@ -234,12 +215,12 @@ def test_weights_order_explicit_then_weights_dir_then_cache(monkeypatch, tmp_pat
     wd = tmp_path / "weights"
     wd.mkdir()
     monkeypatch.setenv("GMV_WEIGHTS_DIR", str(wd))
-    assert LPIPSReranker().trunk_path() == cache / alex_trunk.name  # 3. library cache
+    assert LPIPSReranker().weights_path() == cache / alex_trunk.name  # 3. library cache
     (wd / alex_trunk.name).write_bytes(alex_trunk.read_bytes())
-    assert LPIPSReranker().trunk_path() == wd / alex_trunk.name  # 2. GMV_WEIGHTS_DIR first
+    assert LPIPSReranker().weights_path() == wd / alex_trunk.name  # 2. GMV_WEIGHTS_DIR first
     other = tmp_path / "mine.pth"
     other.write_bytes((cache / alex_trunk.name).read_bytes())
-    assert LPIPSReranker(trunk=str(other)).trunk_path() == other  # 1. the explicit option
+    assert LPIPSReranker(trunk=str(other)).weights_path() == other  # 1. the explicit option
     assert LPIPSReranker(trunk=str(other)).weights_sha256() != LPIPSReranker().weights_sha256()
 
 
@@ -248,7 +229,7 @@ def test_effnet_real_weights_rank_a_near_duplicate_first(photos):
     from gmv_store.backends.effnet import packaged_checkpoint
 
     e = registry.create("embedder", "effnet-lite0", {"batch_size": 4})
-    assert e.fingerprint()["weights_sha256"] == tu.sha256_file(packaged_checkpoint())
+    assert e.fingerprint()["weights_sha256"] == sha256_file(packaged_checkpoint())
     names = list(photos)
     base = e.embed([photos[n] for n in names])
     queries = ["astronaut", "chelsea", "coffee", "rocket", "camera"]
@@ -283,7 +264,7 @@ def test_clip_from_a_local_file_matches_open_clip(clip_file, small_rgb):
     import open_clip
 
     e = registry.create("embedder", "clip", {"arch": TINY_CLIP, "tag": "", "weights": str(clip_file)})
-    assert e.dim == 32 and e.fingerprint()["weights_sha256"] == tu.sha256_file(clip_file)
+    assert e.dim == 32 and e.fingerprint()["weights_sha256"] == sha256_file(clip_file)
     got = e.embed(small_rgb)
     model, _, pre = open_clip.create_model_and_transforms(TINY_CLIP, pretrained=str(clip_file))
     model.eval()
@@ -303,7 +284,7 @@ def test_embedding_reranker_wraps_any_embedder(clip_file, small_rgb):
     v = r.vector_embedder()
     assert v.metric == "cosine" and v.dim == 32
     fp = r.fingerprint()
-    assert fp["weights_sha256"] == tu.sha256_file(clip_file) and "device" not in fp["params"]["params"]
+    assert fp["weights_sha256"] == sha256_file(clip_file) and "device" not in fp["params"]["params"]
     again = registry.create("rerank", "embedding", fp["params"])
     assert again.fingerprint() == fp
     x = v.embed(small_rgb)
@@ -318,10 +299,10 @@ def test_lpips_vector_and_pairwise_equal_lpips(alex_trunk, small_rgb):
 
     from gmv_store.backends.lpips_backend import _load_trunk
 
-    with tu.quiet():
+    with quiet():
         ref = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)
     _load_trunk(ref, "alex", alex_trunk)
-    x = tu.to_float_batch(small_rgb, 64, mode="squash", resample="bilinear")
+    x = to_float_batch(small_rgb, 64, mode="squash", resample="bilinear")
     with torch.no_grad():
         want = ref(x[:1].expand(3, -1, -1, -1), x[1:], normalize=True).flatten().numpy()
 
@@ -393,10 +374,10 @@ def test_brisque_matches_the_brisque_package(photos):
 
 def test_maniqa_from_pretrained_model_path(maniqa_ckpt):
     """Loading and checksum here; scoring runs in test_e2e_maniqa_quality (seconds per crop)."""
-    from gmv_store.backends.iqa import load_maniqa_checkpoint
+    from gmv_store.backends.maniqa import load_maniqa_checkpoint
 
     q = registry.create("quality", "maniqa", {"weights": str(maniqa_ckpt), "crops": 1})
-    assert q.fingerprint()["weights_sha256"] == tu.sha256_file(maniqa_ckpt)
+    assert q.fingerprint()["weights_sha256"] == sha256_file(maniqa_ckpt)
     net = q._net()
     want = torch.load(maniqa_ckpt, weights_only=True)["params"]
     got = net.state_dict()

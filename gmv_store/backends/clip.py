@@ -13,13 +13,10 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
-import numpy as np
-
 from ..errors import BadInput
 from .base import Embedder
-from .registry import register
-from .torchutil import (TorchBackendMixin, WeightsSpec, cached_model, hf_cached, quiet, require,
-                        resolve_weights, run_batched, sha256_file)
+from .runtime import TorchBackendMixin, cached_model, quiet, require
+from .weights import ResolvedWeights, WeightsSpec, hf_cached
 
 DEFAULT_ARCH = "ViT-B-32"
 DEFAULT_TAG = "laion2b_s34b_b79k"
@@ -42,8 +39,7 @@ def _checkpoint_in(p: Path) -> Path | None:
     return None
 
 
-@register
-class ClipEmbedder(TorchBackendMixin, Embedder):
+class ClipEmbedder(TorchBackendMixin, ResolvedWeights, Embedder):
     name = "clip"
     description = (
         "open_clip image embedding (any architecture / pretrained tag; default "
@@ -51,6 +47,7 @@ class ClipEmbedder(TorchBackendMixin, Embedder):
     )
     defaults = {"arch": DEFAULT_ARCH, "tag": DEFAULT_TAG, "weights": "", "device": "auto", "batch_size": 64}
     metric = "cosine"
+    random_weights = True
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -66,61 +63,51 @@ class ClipEmbedder(TorchBackendMixin, Embedder):
             raise BadInput(f"{owner}: tag={tag!r} has no weights for {arch}; choose one of: "
                            f"{', '.join(tags) or '(none: pass weights=FILE)'}")
         self._pcfg = dict(oc.get_pretrained_cfg(arch, tag)) if tag else {}
-        self._path: Path | None = None
 
     @property
     def dim(self) -> int:
         return int(_open_clip().get_model_config(self.params["arch"])["embed_dim"])
 
     # ------------------------------------------------------------------ weights
-    def weights_path(self) -> Path | None:
-        if self.params["weights"] == "random":
-            return None
-        if self._path is None:
-            arch, tag, cfg = self.params["arch"], self.params["tag"], self._pcfg
-            cache, host = [], None
-            hub = cfg.get("hf_hub", "")
-            if hub:
-                repo, fname = os.path.split(hub)  # 'org/repo/' -> default file names
-                names = [fname] if fname else list(CHECKPOINT_NAMES[:2])
-                if fname.endswith((".bin", ".pth")):
-                    names.insert(0, fname[:-4] + ".safetensors")
-                cache += [p for p in (hf_cached(repo, n) for n in names) if p is not None]
-                host = "huggingface.co"
-            url = cfg.get("url", "")
-            if url:
-                cache.append(Path.home() / ".cache" / "clip" / os.path.basename(url))
-                host = host or urlparse(url).hostname
+    def weights_spec(self) -> WeightsSpec:
+        arch, tag, cfg = self.params["arch"], self.params["tag"], self._pcfg
+        cache, host = [], None
+        hub = cfg.get("hf_hub", "")
+        if hub:
+            repo, fname = os.path.split(hub)  # 'org/repo/' -> default file names
+            names = [fname] if fname else list(CHECKPOINT_NAMES[:2])
+            if fname.endswith((".bin", ".pth")):
+                names.insert(0, fname[:-4] + ".safetensors")
+            cache += [p for p in (hf_cached(repo, n) for n in names) if p is not None]
+            host = "huggingface.co"
+        url = cfg.get("url", "")
+        if url:
+            cache.append(Path.home() / ".cache" / "clip" / os.path.basename(url))
+            host = host or urlparse(url).hostname
+        source = f"hf.co/{hub.split('/')[0]}/{hub.split('/')[1]}" if hub else url
 
-            source = f"hf.co/{hub.split('/')[0]}/{hub.split('/')[1]}" if hub else url
-            expected = f"{CHECKPOINT_NAMES[0]} (or {CHECKPOINT_NAMES[1]}) from {source}"
+        def download():
+            return _open_clip().download_pretrained(cfg)
 
-            def download():
-                return _open_clip().download_pretrained(cfg)
+        return WeightsSpec(
+            owner=f"embedder 'clip' ({arch}, {tag})",
+            filename=f"open_clip/{arch}/{tag}",
+            expected=f"{CHECKPOINT_NAMES[0]} (or {CHECKPOINT_NAMES[1]}) from {source}",
+            cache=cache,
+            download=download if cfg else None,
+            host=host,
+            alternative="--profile offline (embedder effnet-lite0)",
+            present=lambda p: _checkpoint_in(p) is not None,
+        )
 
-            found = resolve_weights(WeightsSpec(
-                owner=f"embedder 'clip' ({arch}, {tag})",
-                filename=f"open_clip/{arch}/{tag}",
-                expected=expected,
-                explicit=self.params["weights"] or None,
-                cache=cache,
-                download=download if cfg else None,
-                host=host,
-                alternative="--profile offline (embedder effnet-lite0)",
-                present=lambda p: _checkpoint_in(p) is not None,
-            ))
-            self._path = _checkpoint_in(found)
-        return self._path
-
-    def weights_sha256(self):
-        path = self.weights_path()
-        return sha256_file(path) if path else None
+    def _to_load(self, found: Path) -> Path:
+        return _checkpoint_in(found)  # type: ignore[return-value] - `present` checked it
 
     # ------------------------------------------------------------------ model
     def _model(self):
         path, device = self.weights_path(), self.device
         arch, cfg = self.params["arch"], self._pcfg
-        key = ("clip", arch, self.params["tag"], str(path), self.weights_sha256(), device)
+        key = ("clip", arch, self.params["tag"], *self.weights_key(), device)
 
         def build():
             oc = _open_clip()
@@ -157,5 +144,4 @@ class ClipEmbedder(TorchBackendMixin, Embedder):
             f = model.encode_image(x).float()
             return t.nn.functional.normalize(f, dim=1).cpu().numpy()
 
-        out = run_batched(forward, images, self.params["batch_size"], "clip")
-        return out.reshape(len(images), self.dim).astype(np.float32)
+        return self._embed_batched(forward, images)

@@ -15,12 +15,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from .base import Embedder, Reranker
-from .registry import register
-from .torchutil import (TorchBackendMixin, WeightsSpec, cached_model, check_choice, gmv_cache_dir, quiet,
-                        require, resolve_weights, run_batched, sha256_files, to_float_batch)
+from .runtime import TorchBackendMixin, cached_model, check_choice, quiet, require, to_float_batch
+from .weights import ResolvedWeights, WeightsSpec, gmv_cache_dir, sha256_files
 
 # Files each DreamSim type loads from its cache folder (dreamsim.model.download_weights),
 # plus what torch.hub.load fetches into the same folder for the DINO backbones.
@@ -84,11 +81,9 @@ class _DreamSimParams(TorchBackendMixin):
         self._owner = owner
         self._check_runtime(owner)
         check_choice(owner, "type", self.params["type"], TYPES)
-        self._folder: Path | None = None
 
 
-@register
-class DreamSimEmbedder(_DreamSimParams, Embedder):
+class DreamSimEmbedder(_DreamSimParams, ResolvedWeights, Embedder):
     name = "dreamsim"
     description = (
         "DreamSim image embedding (types: " + ", ".join(TYPES) + "); 1 - cosine is the DreamSim "
@@ -96,6 +91,7 @@ class DreamSimEmbedder(_DreamSimParams, Embedder):
     )
     defaults = _DreamSimParams.defaults
     metric = "cosine"
+    weights_param = "cache_dir"  # a folder: DreamSim's checkpoint layout
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -106,32 +102,28 @@ class DreamSimEmbedder(_DreamSimParams, Embedder):
     def dim(self) -> int:
         return DIMS[self.params["type"]]
 
-    def weights_folder(self) -> Path:
-        if self._folder is None:
-            kind = self.params["type"]
-            own = gmv_cache_dir() / "dreamsim"
-            first = REQUIRED[kind][0]
-            self._folder = resolve_weights(WeightsSpec(
-                owner=f"{self._owner} (type {kind})",
-                filename="dreamsim",
-                param="cache_dir",
-                explicit=self.params["cache_dir"] or None,
-                cache=[own, Path("models")],
-                download=lambda: _download(own, kind),
-                host="github.com",
-                expected=f"the unzipped DreamSim '{kind}' release ({first}, ...)",
-                alternative=self._alternative,
-                present=lambda p: p.is_dir() and _missing(p, kind) is None,
-                missing_part=lambda p: _missing(p, kind) or str(p),
-            ))
-        return self._folder
+    def weights_spec(self) -> WeightsSpec:
+        kind = self.params["type"]
+        own = gmv_cache_dir() / "dreamsim"
+        return WeightsSpec(
+            owner=f"{self._owner} (type {kind})",
+            filename="dreamsim",
+            cache=[own, Path("models")],
+            download=lambda: _download(own, kind),
+            host="github.com",
+            expected=f"the unzipped DreamSim '{kind}' release ({REQUIRED[kind][0]}, ...)",
+            alternative=self._alternative,
+            present=lambda p: p.is_dir() and _missing(p, kind) is None,
+            missing_part=lambda p: _missing(p, kind) or str(p),
+        )
 
     def weights_sha256(self):
-        return sha256_files(self.weights_folder(), REQUIRED[self.params["type"]]
-                            + [f for f in HUB_FILES.get(self.params["type"], []) if f.startswith("checkpoints/")])
+        kind = self.params["type"]
+        hub_checkpoints = [f for f in HUB_FILES.get(kind, []) if f.startswith("checkpoints/")]
+        return sha256_files(self.weights_path(), REQUIRED[kind] + hub_checkpoints)
 
     def _model(self):
-        folder, device, kind = self.weights_folder(), self.device, self.params["type"]
+        folder, device, kind = self.weights_path(), self.device, self.params["type"]
         key = ("dreamsim", kind, str(folder.resolve()), self.weights_sha256(), device)
 
         def build():
@@ -158,11 +150,9 @@ class DreamSimEmbedder(_DreamSimParams, Embedder):
             e = model.embed(x).float().reshape(len(batch), -1)
             return t.nn.functional.normalize(e, dim=1).cpu().numpy()
 
-        out = run_batched(forward, images, self.params["batch_size"], "dreamsim")
-        return out.reshape(len(images), self.dim).astype(np.float32)
+        return self._embed_batched(forward, images)
 
 
-@register
 class DreamSimReranker(_DreamSimParams, Reranker):
     name = "dreamsim"
     description = (

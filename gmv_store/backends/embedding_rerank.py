@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import BadInput
 from .base import Embedder, Reranker
-from .registry import backend_class, register
+from .registry import backend_class
 
 
 class CosineView(Embedder):
@@ -45,7 +45,6 @@ class CosineView(Embedder):
                 "weights_sha256": self.inner.weights_sha256()}
 
 
-@register
 class EmbeddingReranker(Reranker):
     name = "embedding"
     description = (

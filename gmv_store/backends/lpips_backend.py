@@ -24,9 +24,8 @@ import numpy as np
 
 from ..errors import BadInput
 from .base import Embedder, ImageReranker, Reranker
-from .registry import register
-from .torchutil import (TorchBackendMixin, WeightsSpec, cached_model, check_choice, quiet, require,
-                        resolve_weights, run_batched, sha256_file, to_float_batch, torch_hub_dir)
+from .runtime import TorchBackendMixin, cached_model, check_choice, quiet, require, run_batched, to_float_batch
+from .weights import ResolvedWeights, WeightsSpec, sha256_file, torch_hub_dir, torch_hub_file
 
 NETS = ("alex", "vgg", "squeeze")
 TRUNK_FILES = {
@@ -69,9 +68,11 @@ def _load_trunk(model, net: str, path: Path) -> None:
                        f"fix: use torchvision's {TRUNK_FILES[net]}")
 
 
-class _LPIPSParams(TorchBackendMixin):
+class _LPIPSParams(TorchBackendMixin, ResolvedWeights):
     defaults = {"net": "alex", "size": 64, "mode": "auto", "max_dim": DEFAULT_MAX_DIM, "trunk": "",
                 "device": "auto", "batch_size": 64}
+    weights_param = "trunk"  # the linear heads ship in the lpips wheel: only the trunk is looked up
+    random_weights = True
 
     def _setup(self, owner: str) -> None:
         self._owner = owner
@@ -83,34 +84,20 @@ class _LPIPSParams(TorchBackendMixin):
             raise BadInput(f"{owner}: size={size!r} must be an integer in 32..1024 (images are resized to it)")
         if not isinstance(self.params["max_dim"], int) or self.params["max_dim"] < 1:
             raise BadInput(f"{owner}: max_dim={self.params['max_dim']!r} must be a positive integer")
-        self._path: Path | None = None
 
-    def trunk_path(self) -> Path | None:
-        if self.params["trunk"] == "random":
-            return None
-        if self._path is None:
-            net = self.params["net"]
-            fname = TRUNK_FILES[net]
+    def weights_spec(self) -> WeightsSpec:
+        net = self.params["net"]
+        fname = TRUNK_FILES[net]
 
-            def download():
-                t = require("torch")
-                t.hub.load_state_dict_from_url(TRUNK_URL + fname, progress=False, check_hash=True)
-                return torch_hub_dir() / "checkpoints" / fname
+        def download():
+            require("torch").hub.load_state_dict_from_url(TRUNK_URL + fname, progress=False, check_hash=True)
+            return torch_hub_dir() / "checkpoints" / fname
 
-            self._path = resolve_weights(WeightsSpec(
-                owner=f"{self._owner} (net {net})",
-                filename=fname,
-                param="trunk",
-                explicit=self.params["trunk"] or None,
-                cache=[torch_hub_dir() / "checkpoints" / fname],
-                download=download,
-                host="download.pytorch.org",
-                alternative="--rerank l2, or embedding with embedder effnet-lite0",
-            ))
-        return self._path
+        return torch_hub_file(f"{self._owner} (net {net})", "checkpoints", fname, download, "download.pytorch.org",
+                              "--rerank l2, or embedding with embedder effnet-lite0")
 
     def weights_sha256(self):
-        path = self.trunk_path()
+        path = self.weights_path()
         if path is None:
             return None
         # the trunk file and the linear heads shipped in the lpips wheel, as one checksum
@@ -119,8 +106,8 @@ class _LPIPSParams(TorchBackendMixin):
         return hashlib.sha256(both.encode()).hexdigest()
 
     def _model(self):
-        path, device, net = self.trunk_path(), self.device, self.params["net"]
-        key = ("lpips", net, str(path), self.weights_sha256(), device)
+        path, device, net = self.weights_path(), self.device, self.params["net"]
+        key = ("lpips", net, *self.weights_key(), device)
 
         def build():
             lpips = require("lpips")
@@ -190,11 +177,9 @@ class LPIPSVector(_LPIPSParams, Embedder):
             x = to_float_batch(batch, size, mode="squash", resample="bilinear").to(device)
             return t.cat([f.flatten(1) for f in self.features(x)], dim=1).float().cpu().numpy()
 
-        out = run_batched(forward, images, self.params["batch_size"], "lpips")
-        return out.reshape(len(images), self.dim).astype(np.float32)
+        return self._embed_batched(forward, images, "lpips")
 
 
-@register
 class LPIPSReranker(_LPIPSParams, Reranker):
     """`create` returns the vector form or the pairwise form, by `mode` (auto: by size)."""
 

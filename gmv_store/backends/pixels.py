@@ -8,7 +8,6 @@ import numpy as np
 from ..errors import BadInput
 from ..images import resize_batch
 from .base import Embedder, Quality, Reranker
-from .registry import register
 
 _COLORS = ("gray", "rgb")
 
@@ -26,7 +25,6 @@ def pixel_matrix(images: Sequence[np.ndarray], size: int, color: str) -> np.ndar
     return resize_batch(images, size, color).reshape(len(images), -1)
 
 
-@register
 class PixelsEmbedder(Embedder):
     """Resized pixels, mean-centred and unit-normalised (cosine = pixel correlation)."""
 
@@ -68,7 +66,6 @@ class PixelL2Vector(Embedder):
         return x / np.float32(np.sqrt(x.shape[1]))
 
 
-@register
 class L2Reranker(Reranker):
     name = "l2"
     description = "root-mean-square pixel difference after resizing; computed inside Qdrant"
@@ -83,7 +80,6 @@ class L2Reranker(Reranker):
         return self._vector
 
 
-@register
 class NoRerank(Reranker):
     name = "none"
     description = "keep the recall order; d = the recall distance (1 - cosine, or euclidean)"
@@ -93,7 +89,6 @@ class NoRerank(Reranker):
         return None
 
 
-@register
 class NoQuality(Quality):
     name = "none"
     description = "q = 1 for every generated image (no quality calibration)"

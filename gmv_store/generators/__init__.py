@@ -16,23 +16,22 @@ No diffusion model: a small class-conditional DDPM (U-Net, 116k parameters, CFG)
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import BadInput, MissingDependency
+from ..errors import BadInput
+from ..registry import Registry
 from .base import Generator, check_images_labels, data_sha256
 
-# name -> (module, class). Modules are imported on demand (torch stays optional).
-_REGISTRY: dict[str, tuple[str, str]] = {
-    "gmm": ("gmm", "GMMGenerator"),
-    "vae": ("vae", "VAEGenerator"),
-    "gan": ("gan", "GANGenerator"),
-}
-GENERATORS: tuple[str, ...] = tuple(_REGISTRY)
+# Each module is imported on first use, so torch stays optional for `gmm`.
+_GENERATORS: Registry[type[Generator]] = Registry("generator", error=BadInput)
+_GENERATORS.declare("gmm", "gmv_store.generators.gmm:GMMGenerator")
+_GENERATORS.declare("vae", "gmv_store.generators.vae:VAEGenerator")
+_GENERATORS.declare("gan", "gmv_store.generators.gan:GANGenerator")
+GENERATORS: tuple[str, ...] = tuple(_GENERATORS.names())
 CACHE_VERSION = 1
 
 
@@ -41,14 +40,8 @@ def default_cache_dir() -> Path:
 
 
 def generator_class(name: str) -> type[Generator]:
-    if name not in _REGISTRY:
-        raise BadInput(f"generator '{name}': unknown; fix: use one of {', '.join(GENERATORS)}")
-    module, cls = _REGISTRY[name]
-    try:
-        mod = importlib.import_module(f".{module}", __name__)
-    except ModuleNotFoundError as e:  # e.g. torch missing
-        raise MissingDependency(f"generator '{name}' needs the '{e.name}' package; fix: pip install {e.name}") from e
-    return getattr(mod, cls)
+    """BadInput for an unknown name; MissingDependency when its package (torch) is missing."""
+    return _GENERATORS.get(name)
 
 
 def cache_key(name: str, images: np.ndarray, labels: np.ndarray, seed: int = 0, quick: bool = False) -> str:
