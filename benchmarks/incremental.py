@@ -73,7 +73,7 @@ def main() -> None:
         from query.forget import forget_set
         forget_set(s, "g-full")
         t = time.perf_counter()
-        r = ingest(s, [files["new"]])
+        ingest(s, [files["new"]])
         t_ingest = time.perf_counter() - t
         t = time.perf_counter()
         rep = refresh(s)

@@ -107,7 +107,7 @@ def test_deleted_collection_refused_then_reembedded(base, tmp_path, collection):
         out = run(*args, code=1)
         assert out.count("\n") == 1 and f"vector collection '{collection}' is missing" in out and "gmv repair" in out
     out = run("repair", "--store", store)
-    assert f"re-embedded" in out and "re-matched" in out
+    assert "re-embedded" in out and "re-matched" in out
     assert run("verify", "--full", "--store", store).startswith("ok: ")
     after = values(store)
     assert after.keys() == before.keys() and all(after[k] == pytest.approx(before[k], abs=1e-9) for k in before)

@@ -91,9 +91,14 @@ class Quality(Backend):
 
 
 def score_to_distance(score: float, metric: str) -> float:
-    """Qdrant returns cosine *similarity* and euclidean *distance* as the score."""
+    """Qdrant returns cosine *similarity* and euclidean *distance* as the score.
+
+    1 - cosine is not clamped at 0: for near-identical vectors float rounding can put the
+    similarity a hair above 1, and clamping would tie candidates whose scores differ, so the
+    order by distance would no longer be the order by score (every ranking path relies on
+    the two being one order)."""
     if metric == "cosine":
-        return max(0.0, 1.0 - float(score))
+        return 1.0 - float(score)
     if metric == "euclid":
         return float(score)
     raise ValueError(f"unknown metric {metric!r}")
