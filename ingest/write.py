@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
+from gmv_store.diskspace import check_write
 from gmv_store.ledger import insert_columns, transaction
 from gmv_store.store import TRAINING, Store
 from gmv_store.vectors import point_id
@@ -26,6 +27,7 @@ def write_training(store: Store, batch: list[Decoded], vectors: dict, owner: str
          "label": d.label, "meta": meta, "ingested_at": now.isoformat(timespec="seconds")}
         for d in batch
     ]
+    check_write(store, f"writing {len(batch):,} training images", vectors=vectors, payloads=payloads, rows=2 * len(batch))
     op = store.journal_begin("ingest", TRAINING, ids)
     store.vectors.upsert(TRAINING, ids, vectors, payloads)
     cols = {

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from gmv_store.diskspace import check_write
 from gmv_store.ledger import insert_columns, transaction
 from gmv_store.store import GENERATED, Store
 from gmv_store.vectors import point_id
@@ -102,6 +103,9 @@ def write_generated(store: Store, set_name: str, scored: list[Scored], vectors: 
          "label": s.label, "quality": s.quality}
         for s in scored
     ]
+    check_write(store, f"writing {len(scored):,} generated images", vectors=vectors, payloads=payloads,
+                rows=len(scored) + 2 * sum(len(s.contributors) for s in scored),
+                blob_bytes=8 * sum(len(s.recall_scores) for s in scored))
     op = store.journal_begin("value", GENERATED, ids, {"set_name": set_name})
     store.vectors.upsert(GENERATED, ids, vectors, payloads)
     with transaction(store.ledger) as con:
