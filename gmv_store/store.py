@@ -14,6 +14,7 @@ from typing import Any
 
 import duckdb
 
+from . import diskspace
 from . import migrate as migrations
 from .backends import registry
 from .backends.base import Embedder, Quality, Reranker
@@ -108,6 +109,7 @@ class Store:
                     "fix: choose another --store for other backends"
                 )
             return cls.open(root)
+        diskspace.require_free(root, diskspace.INIT_NEED, "a new store")
         root.mkdir(parents=True, exist_ok=True)
         created_files = not any(root.iterdir())
         try:
@@ -121,9 +123,10 @@ class Store:
             for name in (TRAINING, GENERATED):
                 store.vectors.ensure_collection(name, store.vector_spec())
             write_config(root, config)  # last: a store exists once store.json does
-        except BaseException:
+        except BaseException as e:
             if created_files:
                 shutil.rmtree(root, ignore_errors=True)
+            diskspace.raise_if_full(e, root)
             raise
         return store
 
@@ -140,21 +143,32 @@ class Store:
             store = cls(root, config, ledger, lock)
             store.device = device
             store.recover()
-        except BaseException:
+        except BaseException as e:
             lock.release()
+            diskspace.raise_if_full(e, root)
             raise
         return store
 
-    def snapshot(self) -> None:
-        """Publish a consistent copy of the ledger for readers (between transactions only)."""
+    def snapshot(self) -> bool:
+        """Publish a consistent copy of the ledger for readers (between transactions only).
+        Skipped (False) when the disk has no room for the copy: readers keep the older one."""
         import os
         import time
 
-        self.ledger.execute("CHECKPOINT")
-        tmp = self.root / (SNAPSHOT_FILE + ".tmp")
-        shutil.copyfile(self.root / LEDGER_FILE, tmp)
-        os.replace(tmp, self.root / SNAPSHOT_FILE)
         self._last_snapshot = time.monotonic()
+        tmp = self.root / (SNAPSHOT_FILE + ".tmp")
+        try:
+            self.ledger.execute("CHECKPOINT")
+            if (diskspace.free_bytes(self.root) or 0) < (self.root / LEDGER_FILE).stat().st_size + diskspace.SLACK:
+                return False
+            shutil.copyfile(self.root / LEDGER_FILE, tmp)
+            os.replace(tmp, self.root / SNAPSHOT_FILE)
+        except Exception as e:
+            tmp.unlink(missing_ok=True)
+            if diskspace.is_disk_full(e):
+                return False
+            raise
+        return True
 
     def maybe_snapshot(self) -> None:
         import time
@@ -163,24 +177,35 @@ class Store:
             self.snapshot()
 
     def close(self) -> None:
-        if self.ledger is not None:
-            try:
-                self.snapshot()
-            except Exception:  # a failed copy must not hide the command's own outcome
-                pass
-        if self._vectors is not None:
-            self._vectors.close()
-            self._vectors = None
-        if self.ledger is not None:
-            self.ledger.close()
-            self.ledger = None
-        self._lock.release()
+        try:
+            if self.ledger is not None:
+                try:
+                    self.snapshot()
+                except Exception:  # a failed copy must not hide the command's own outcome
+                    pass
+            if self._vectors is not None:
+                vectors, self._vectors = self._vectors, None
+                vectors.close()
+        finally:
+            if self.ledger is not None:
+                self.ledger.close()
+                self.ledger = None
+            self._lock.release()
 
     def __enter__(self) -> "Store":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """Close; an engine's disk-full error (from the command or from closing) becomes DiskFull."""
+        try:
+            self.close()
+        except BaseException as close_error:
+            if exc is None:
+                diskspace.raise_if_full(close_error, self.root)
+                raise
+            # else: report the command's own error, not a follow-up one
+        if exc is not None:
+            diskspace.raise_if_full(exc, self.root)
 
     # ------------------------------------------------------------------ parts
     @property
