@@ -54,3 +54,23 @@ class StoreDamaged(GmvError):
 
 class VectorStoreUnavailable(GmvError):
     """The Qdrant server cannot be reached or refuses the request."""
+
+
+class SqlError(GmvError):
+    """An ad-hoc SQL statement failed: a syntax error, an unknown column, a bad parameter."""
+
+
+class QueryTimeout(SqlError):
+    """An ad-hoc SQL statement ran past its time limit and was stopped."""
+
+
+class QueryInterrupted(SqlError):
+    """An ad-hoc SQL statement was stopped by Ctrl-C (SIGINT)."""
+
+
+class QueryMemoryLimit(SqlError):
+    """An ad-hoc SQL statement needed more memory than its cap."""
+
+
+class DiskFull(GmvError):
+    """The store's filesystem has no room for a write; raised before the write where possible."""

@@ -19,6 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from . import diskspace
 from . import migrate as migrations
 from .backends import registry
 from .backends.base import Embedder, Quality, Reranker
@@ -78,6 +79,7 @@ class Store:
                     "fix: choose another --store for other backends"
                 )
             return cls.open(root)
+        diskspace.require_free(root, diskspace.INIT_NEED, "a new store")
         root.mkdir(parents=True, exist_ok=True)
         created_files = not any(root.iterdir())
         try:
@@ -91,9 +93,10 @@ class Store:
             for name in (TRAINING, GENERATED):
                 store.vectors.ensure_collection(name, store.vector_spec())
             write_config(root, config)  # last: a store exists once store.json does
-        except BaseException:
+        except BaseException as e:
             if created_files:
                 shutil.rmtree(root, ignore_errors=True)
+            diskspace.raise_if_full(e, root)
             raise
         return store
 
@@ -111,10 +114,13 @@ class Store:
             store.device = device
             store.check_collections()
             store.recover()
-        except BaseException:
+        except BaseException as e:
+            if "store" in locals() and store._vectors is not None:
+                store._vectors.close()
             if "ledger" in locals():
                 ledger.close()
             lock.release()
+            diskspace.raise_if_full(e, root)
             raise
         return store
 
@@ -136,37 +142,58 @@ class Store:
         c = self.config
         return c.qdrant_url if c.engine == "server" else str(self.root / f"qdrant-{c.engine}")
 
-    def snapshot(self) -> None:
-        """Publish a consistent copy of the ledger for readers (between transactions only)."""
-        self.ledger.execute("CHECKPOINT")
-        tmp = self.root / (SNAPSHOT_FILE + ".tmp")
-        shutil.copyfile(self.root / LEDGER_FILE, tmp)
-        os.replace(tmp, self.root / SNAPSHOT_FILE)
+    def snapshot(self) -> bool:
+        """Publish a consistent copy of the ledger for readers (between transactions only).
+        Skipped (False) when the disk has no room for the copy: readers keep the older one."""
         self._last_snapshot = time.monotonic()
+        tmp = self.root / (SNAPSHOT_FILE + ".tmp")
+        try:
+            self.ledger.execute("CHECKPOINT")
+            if (diskspace.free_bytes(self.root) or 0) < (self.root / LEDGER_FILE).stat().st_size + diskspace.SLACK:
+                return False
+            shutil.copyfile(self.root / LEDGER_FILE, tmp)
+            os.replace(tmp, self.root / SNAPSHOT_FILE)
+        except Exception as e:
+            tmp.unlink(missing_ok=True)
+            if diskspace.is_disk_full(e):
+                return False
+            raise
+        return True
 
     def maybe_snapshot(self) -> None:
         if time.monotonic() - self._last_snapshot > SNAPSHOT_EVERY_S:
             self.snapshot()
 
     def close(self) -> None:
-        if self.ledger is not None:
-            try:
-                self.snapshot()
-            except Exception:  # a failed copy must not hide the command's own outcome
-                pass
-        if self._vectors is not None:
-            self._vectors.close()
-            self._vectors = None
-        if self.ledger is not None:
-            self.ledger.close()
-            self.ledger = None
-        self._lock.release()
+        try:
+            if self.ledger is not None:
+                try:
+                    self.snapshot()
+                except Exception:  # a failed copy must not hide the command's own outcome
+                    pass
+            if self._vectors is not None:
+                vectors, self._vectors = self._vectors, None
+                vectors.close()
+        finally:
+            if self.ledger is not None:
+                self.ledger.close()
+                self.ledger = None
+            self._lock.release()
 
     def __enter__(self) -> "Store":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        """Close; an engine's disk-full error (from the command or from closing) becomes DiskFull."""
+        try:
+            self.close()
+        except BaseException as close_error:
+            if exc is None:
+                diskspace.raise_if_full(close_error, self.root)
+                raise
+            # else: report the command's own error, not a follow-up one
+        if exc is not None:
+            diskspace.raise_if_full(exc, self.root)
 
     # ------------------------------------------------------------------ parts
     @property
@@ -227,11 +254,16 @@ class Store:
 
     @contextmanager
     def adding(self, kind: str, collection: str, point_ids: Sequence[int], vectors: dict, payloads: Sequence[dict],
-               detail: dict | None = None) -> Iterator[Any]:
-        """Add points and their ledger rows. Order: journal row (committed) -> Qdrant upsert
-        (durable) -> the block's ledger writes and the journal row's removal in one
-        transaction. A crash before that commit leaves journaled points without rows, which
-        `recover` deletes. Yields the ledger connection inside the transaction."""
+               detail: dict | None = None, ledger_rows: int | None = None, blob_bytes: int = 0) -> Iterator[Any]:
+        """Add points and their ledger rows. Order: room checked for all of it (a full disk
+        must stop the write before it starts, see diskspace.py) -> journal row (committed) ->
+        Qdrant upsert (durable) -> the block's ledger writes (about `ledger_rows` rows, default
+        2 per point) and the journal row's removal in one transaction. A crash before that
+        commit leaves journaled points without rows, which `recover` deletes. Yields the
+        ledger connection inside the transaction."""
+        diskspace.check_write(self, f"writing {len(point_ids):,} {collection} images", vectors=vectors,
+                              payloads=payloads, rows=2 * len(point_ids) if ledger_rows is None else ledger_rows,
+                              blob_bytes=blob_bytes)
         op = self._journal(kind, collection, point_ids, detail)
         self.vectors.upsert(collection, point_ids, vectors, payloads)
         with transaction(self.ledger) as con:

@@ -114,7 +114,9 @@ def write_generated(store: Store, set_name: str, batch: list[Decoded], matches: 
                          float(qj), k, recall) for d, qj in zip(batch, quality)]
     payloads = [generated_payload(r.set_name, r.generated_id, r.sha256, r.source, r.label, r.quality, meta, now, k, recall)
                 for r in rows]
-    with store.adding("value", GENERATED, [r.point_id for r in rows], vectors, payloads, {"set_name": set_name}) as con:
+    with store.adding("value", GENERATED, [r.point_id for r in rows], vectors, payloads, {"set_name": set_name},
+                      ledger_rows=len(rows) + 2 * sum(len(m.contributors) for m in matches),
+                      blob_bytes=8 * sum(m.n_recalled for m in matches)) as con:
         insert_generated(con, rows, matches, json.dumps(meta), now)
 
 

@@ -90,21 +90,28 @@ def values(store, set_name, by, limit, fmt):
 @store_option
 @click.argument("sql", required=False)
 @click.option("-p", "--param", "params", multiple=True, help="Positional parameter for ? placeholders (repeatable).")
+@click.option("--timeout", type=click.FloatRange(min=0), default=60, show_default=True, metavar="SECONDS",
+              help="Stop the query after this long (0 = no limit).")
+@click.option("--memory-limit", default=None, metavar="SIZE",
+              help="Memory the query may use: a DuckDB size (2GB, 512MB) or a share of RAM (10%) [default: 25%].")
 @output_options
 @errors_to_lines
-def sql(store, sql, params, fmt):
+def sql(store, sql, params, timeout, memory_limit, fmt):
     """Read-only SQL over the documented views (SQL as argument or on stdin).
 
-    Views: contributors, generated, scores, sets, contributor_values, owner_values.
-    Writes, ATTACH, INSTALL/LOAD and any file access are refused.
+    Views: contributors, generated, scores, sets, contributor_values, owner_values, forgotten.
+    One SELECT statement at a time; writes (also inside WITH), ATTACH, INSTALL/LOAD and any
+    file access are refused. A query stops at --timeout (default 60 s), at --memory-limit
+    (default 25% of RAM) or on Ctrl-C, with one `Error:` line and exit status 1.
 
     \b
     Examples:
       gmv sql "SELECT owner, sum(value) FROM contributor_values JOIN contributors USING (contributor_id) GROUP BY 1"
       echo "SELECT * FROM sets" | gmv sql --json
       gmv sql "SELECT * FROM scores WHERE generated_id = ?" -p 1cd0b151467cf018
+      gmv sql --timeout 300 --memory-limit 8GB "SELECT label, count(*) FROM scores JOIN contributors USING (contributor_id) GROUP BY 1"
     """
     if sql is None:
         sql = sys.stdin.read()
-    cols, rows = api.sql(store, sql, list(params), note=note)
+    cols, rows = api.sql(store, sql, list(params), note=note, timeout=timeout, memory_limit=memory_limit)
     print_rows([dict(zip(cols, r)) for r in rows], fmt)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import diskspace
 from ..errors import GmvError, MissingDependency
 from .base import Query, VectorSpec, VectorStore, check_spec, shared_filters
 
@@ -34,6 +35,9 @@ class EdgeVectorStore(VectorStore):
             if not self.has_collection(name):
                 raise GmvError(f"vector collection '{name}' missing under {self.root}; "
                                "fix: restore the store folder from a backup, or run `gmv repair`")
+            # Opening maps the shard's files; on tmpfs that allocates its vector chunks in full
+            # (see gmv_store/diskspace.py): without room, a page fault kills the process (SIGBUS).
+            diskspace.require_room_to_open(path, name)
             self._shards[name] = self._qe.EdgeShard.load(str(path))
         return self._shards[name]
 
@@ -62,11 +66,15 @@ class EdgeVectorStore(VectorStore):
             for i, pid in enumerate(ids)
         ]
         # Durable once update() returns: the shard's WAL is on (flushing per batch costs
-        # a segment write that grows with the collection).
+        # a segment write that grows with the collection). Its files grow through memory
+        # maps, where a full disk is SIGBUS, not an error: check the room first.
+        diskspace.require_free(self.root, diskspace.vectors_need(vectors, payloads),
+                               f"writing {len(points):,} points to '{name}'")
         self._shard(name).update(qe.UpdateOperation.upsert_points(points))
 
     def delete(self, name, ids):
         if len(ids):
+            diskspace.require_free(self.root, diskspace.SLACK, f"deleting {len(ids):,} points from '{name}'")
             self._shard(name).update(self._qe.UpdateOperation.delete_points(list(ids)))
 
     def ids(self, name):
