@@ -21,7 +21,8 @@ from gmv_store.datasets import load_mnist
 from gmv_store.errors import DiskFull
 from gmv_store.store import Store
 from ingest.pipeline import ingest
-from query.pipeline import value
+from query.refresh import refresh
+from query.value import value
 
 BATCH = "100"
 
@@ -121,6 +122,7 @@ def test_disk_full_ingest_stops_cleanly_then_resumes(tmpfs, data, tmp_path):
     s = Store.open(ref)
     try:
         ingest(s, [str(data / "extra.npz")], owner="bob", batch_size=int(BATCH))
+        refresh(s)  # as `gmv ingest` does after ingesting
     finally:
         s.close()
     expected = values(ref)
