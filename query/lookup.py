@@ -96,7 +96,7 @@ def status(con) -> dict:
     return {
         "training_images": one("SELECT count(*) FROM contributors"),
         "owners": one("SELECT count(DISTINCT owner) FROM contributors"),
-        "sets": _rows(con, "SELECT set_name, m AS generated, k, recall FROM sets ORDER BY set_name"),
+        "sets": _rows(con, "SELECT set_name, m AS generated, k, recall, exact FROM sets ORDER BY set_name"),
         "pending_journal": one("SELECT count(*) FROM journal"),
         "pending_refresh": one("SELECT count(*) FROM pending_refresh"),
         "refresh_queue": one("SELECT count(*) FROM refresh_queue"),

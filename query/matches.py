@@ -86,10 +86,11 @@ class GeneratedRow:
     quality: float
     k: int
     recall: int
+    exact: bool = False  # the set searches exactly (valued with --exact), not through the index
 
 
 _GENERATED_SELECT = """
-    SELECT g.set_name, g.generated_id, g.point_id, g.sha256, g.source, g.label, g.quality, s.k, s.recall
+    SELECT g.set_name, g.generated_id, g.point_id, g.sha256, g.source, g.label, g.quality, s.k, s.recall, s.exact
     FROM generated_images g JOIN generated_sets s USING (set_name)"""
 
 
