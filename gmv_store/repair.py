@@ -158,7 +158,7 @@ def _ledger_from_payloads(store: Store, report: RepairReport, k, recall) -> None
         n_gen = 0
         for chunk in store.vectors.scroll(GENERATED):
             cols = {c: [] for c in ("set_name", "generated_id", "point_id", "sha256", "source", "label", "meta",
-                                    "quality", "valued_at", "recall_floor", "n_recalled", "recall_scores")}
+                                    "quality", "valued_at")}
             for pid, p in chunk:
                 if p["set_name"] not in sets:
                     kk, nn = p.get("k", k), p.get("recall", recall)
@@ -170,7 +170,6 @@ def _ledger_from_payloads(store: Store, report: RepairReport, k, recall) -> None
                     cols[c].append(pid if c == "point_id" else p.get(c))
                 cols["meta"][-1] = json.dumps(p.get("meta") or {})
                 cols["valued_at"][-1] = _time(p.get("valued_at"), now)
-                cols["n_recalled"][-1], cols["recall_scores"][-1] = 0, b""
             insert_columns(con, "generated_images", cols)
             n_gen += len(chunk)
         for name, (kk, nn, exact) in sets.items():

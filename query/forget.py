@@ -1,21 +1,22 @@
 """Removing training images (an owner withdraws consent), generated images or whole sets.
 
 Each removal is one `Store.removing` write: the ledger transaction removes the rows, writes
-the audit row, queues affected generated images for re-scoring and journals the Qdrant
+the audit row, records removed training points in `pending_removal` and journals the Qdrant
 deletion; then the points are deleted (an interrupted deletion is finished by
-`Store.recover` on the next open). The caller then drains the queue (`refresh`), so credit
-flows to the next contributors.
+`Store.recover` on the next open). The caller then runs `refresh`, which drops the points
+from the recall lists holding them, so credit flows to the next contributors.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 
 from gmv_store.errors import BadInput, NotFound
+from gmv_store.ledger import insert_columns
 from gmv_store.store import GENERATED, TRAINING, Store
 
 from .matches import remove_generated
-from .refresh import queue_for_removed_training
 
 
 @dataclass
@@ -60,7 +61,10 @@ def forget_training(store: Store, ids: list[str] = (), owner: str | None = None,
         "SELECT set_name, sum(value) FROM contributor_values WHERE contributor_id IN (SELECT unnest(?)) GROUP BY 1",
         [cids]).fetchall())
     with store.removing("forget", TRAINING, pids) as con:
-        queue_for_removed_training(store, pids, cids)
+        if con.execute("SELECT count(*) FROM generated_images").fetchone()[0]:
+            # generated images valued before may hold them in their recall lists: a refresh is due
+            insert_columns(con, "pending_removal", {"point_id": pids, "queued_at": [datetime.now()] * len(pids)},
+                           conflict="ON CONFLICT DO NOTHING")
         con.execute("DELETE FROM training_images WHERE contributor_id IN (SELECT unnest(?))", [cids])
         con.execute("DELETE FROM pending_refresh WHERE contributor_id IN (SELECT unnest(?))", [cids])
         _log(con, "training", selector, cids, values_before)
@@ -91,7 +95,7 @@ def forget_set(store: Store, set_name: str) -> ForgetReport:
     gids, pids = [r[0] for r in rows], [r[1] for r in rows]
     total = con.execute("SELECT coalesce(sum(value_sum), 0) FROM value_sums WHERE set_name = ?", [set_name]).fetchone()[0]
     with store.removing("forget", GENERATED, pids) as con:
-        for table in ("credits", "value_sums", "refresh_queue", "generated_images", "generated_sets"):
+        for table in ("credits", "value_sums", "recall_lists", "refresh_queue", "generated_images", "generated_sets"):
             con.execute(f"DELETE FROM {table} WHERE set_name = ?", [set_name])
         _log(con, "set", set_name, gids, {set_name: total})
     return ForgetReport("set", len(gids), {set_name: total})

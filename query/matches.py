@@ -1,58 +1,47 @@
 """The record of one generated image's match in its set, and its ledger rows.
 
 A `Match` is what valuation computes and what refresh, forget and verify read back and
-compare: the top-k contributors with distances, credits (Eq. 6) and their ranks in the recall
-stage, plus the recall scores of every recalled candidate (refresh decides from them whether
-a training-set change can alter the match). A `GeneratedRow` is a generated image as the
-ledger records it. Every read and write of matches goes through this module.
+compare: the top-k contributors with distances and credits (Eq. 6), plus the recall list it
+was chosen from (ids and recall scores of the N recalled candidates and a reserve beyond
+them, see `recall_lists`). A `GeneratedRow` is a generated image as the ledger records it.
+Every read and write of matches goes through this module; writes are whole batches (Arrow
+tables registered in DuckDB, one statement each), values moving by difference.
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
+import pyarrow as pa
 
 from gmv_store.ledger import insert_columns
 from gmv_store.valuation import credits as eq6_credits
 
+from .recall_lists import Lists, read_lists, write_lists
+
 TOLERANCE = 1e-6  # distances recomputed from the same float32 vectors agree far closer than this
-
-
-def pack_scores(scores) -> bytes:
-    return np.asarray(scores, dtype="<f8").tobytes()
-
-
-def unpack_scores(blob: bytes) -> np.ndarray:
-    return np.frombuffer(blob, dtype="<f8")
 
 
 @dataclass
 class Match:
-    """One generated image's top-k, closest first, and its recall state."""
+    """One generated image's top-k, closest first, and its recall list."""
 
     contributors: list[str]
     distances: list[float]
     credits: list[float]
-    recall_ranks: list[int]        # each contributor's 1-based rank in the recall stage
-    recall_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))  # all recalled, best first
+    recall_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))  # best first
+    recall_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    complete: bool = False  # the recall list holds every training image
 
     @classmethod
-    def scored(cls, top: Sequence[tuple[str, float, int]], recall_scores, quality: float) -> "Match":
-        """From (contributor, distance, recall rank) triples, closest first: credits by Eq. 6."""
-        dist = [float(d) for _, d, _ in top]
-        return cls([c for c, _, _ in top], dist, eq6_credits(dist, quality).tolist(), [r for _, _, r in top],
-                   np.asarray(recall_scores, dtype=np.float64))
-
-    @property
-    def recall_floor(self) -> float | None:
-        return float(self.recall_scores[-1]) if len(self.recall_scores) else None
-
-    @property
-    def n_recalled(self) -> int:
-        return len(self.recall_scores)
+    def scored(cls, top: Sequence[tuple[str, float]], recall_ids, recall_scores, complete: bool,
+               quality: float) -> "Match":
+        """From (contributor, distance) pairs, closest first: credits by Eq. 6."""
+        dist = [float(d) for _, d in top]
+        return cls([c for c, _ in top], dist, eq6_credits(dist, quality).tolist(),
+                   np.asarray(recall_ids, dtype=np.uint64), np.asarray(recall_scores, dtype=np.float64), bool(complete))
 
     def same_scores(self, other: "Match") -> bool:
         """Same top-k in the same order, distances and credits equal up to float rounding."""
@@ -71,6 +60,21 @@ class Match:
             if abs(a - b) > TOLERANCE:
                 return f"rank {rank}: distance stored {a:.9g}, recomputed {b:.9g}"
         return "credits differ"
+
+    def list_difference(self, recomputed: "Match") -> str | None:
+        """Where this stored recall list parts from a recomputed one (which may be longer: a
+        stored list may have lent candidates of its reserve to removals), or None."""
+        n = len(self.recall_ids)
+        for pos in range(min(n, len(recomputed.recall_ids))):
+            if self.recall_ids[pos] != recomputed.recall_ids[pos] or self.recall_scores[pos] != recomputed.recall_scores[pos]:
+                return (f"recall list position {pos + 1}: stored {int(self.recall_ids[pos]):016x} "
+                        f"({self.recall_scores[pos]:.9g}), recomputed {int(recomputed.recall_ids[pos]):016x} "
+                        f"({recomputed.recall_scores[pos]:.9g})")
+        if n > len(recomputed.recall_ids):
+            return f"recall list holds {n} candidates, a recompute {len(recomputed.recall_ids)}"
+        if self.complete and not recomputed.complete:
+            return "recall list says it holds every training image, a recompute finds more"
+        return None
 
 
 @dataclass(frozen=True)
@@ -105,110 +109,141 @@ def generated_rows(con, where: str = "", params: Sequence = (), limit: int | Non
 def read_matches(con, set_name: str, generated_ids: Sequence[str], with_recall: bool = False) -> dict[str, Match]:
     """The stored matches of generated images of one set (absent ids: no entry)."""
     out: dict[str, Match] = {}
-    for gid, cid, d, c, rr in con.execute(
-            "SELECT generated_id, contributor_id, distance, credit, recall_rank FROM credits "
+    for gid, cid, d, c in con.execute(
+            "SELECT generated_id, contributor_id, distance, credit FROM credits "
             "WHERE set_name = ? AND generated_id IN (SELECT unnest(?)) ORDER BY generated_id, rank",
             [set_name, list(generated_ids)]).fetchall():
-        m = out.setdefault(gid, Match([], [], [], []))
+        m = out.setdefault(gid, Match([], [], []))
         m.contributors.append(cid)
         m.distances.append(d)
         m.credits.append(c)
-        m.recall_ranks.append(rr)
     if with_recall:
-        for gid, blob in con.execute(
-                "SELECT generated_id, recall_scores FROM generated_images WHERE set_name = ? "
-                "AND generated_id IN (SELECT unnest(?))", [set_name, list(generated_ids)]).fetchall():
-            out.setdefault(gid, Match([], [], [], [])).recall_scores = unpack_scores(blob)
+        lists = read_lists(con, set_name, generated_ids)
+        for i, gid in enumerate(lists.gids):
+            m = out.setdefault(gid, Match([], [], []))
+            m.recall_ids, m.recall_scores = (a.copy() for a in lists.row(i))
+            m.complete = bool(lists.complete[i])
     return out
 
 
-def add_sums(con, set_name: str, matches: Iterable[Match], sign: int = 1) -> None:
-    """value_sums += sign * credits, aggregated per contributor first (DuckDB collapses
-    duplicate keys inside one upsert)."""
-    agg_sum: dict[str, float] = defaultdict(float)
-    agg_n: dict[str, int] = defaultdict(int)
-    for m in matches:
-        for cid, c in zip(m.contributors, m.credits):
-            agg_sum[cid] += sign * c
-            agg_n[cid] += sign
-    if not agg_sum:
+@dataclass
+class TopK:
+    """The stored top-k of m generated images of one set, as padded (m, k) arrays."""
+
+    ids: np.ndarray       # uint64 training point ids, 0 past `count`
+    distances: np.ndarray  # inf past `count`
+    credits: np.ndarray   # 0 past `count`
+    count: np.ndarray     # (m,)
+
+
+def read_topk(con, set_name: str, gids: Sequence[str], k: int) -> TopK:
+    """The stored top-k of these generated images, in the order given (one query)."""
+    m = len(gids)
+    con.register("_gmv_want", pa.table({"i": np.arange(m), "generated_id": pa.array(list(gids), pa.string())}))
+    try:
+        t = con.sql("SELECT w.i, c.rank, ('0x' || c.contributor_id)::UBIGINT AS pid, c.distance, c.credit "
+                    "FROM _gmv_want w JOIN credits c ON c.set_name = $1 AND c.generated_id = w.generated_id",
+                    params=[set_name]).to_arrow_table()
+    finally:
+        con.unregister("_gmv_want")
+    row, col = t.column("i").to_numpy(), t.column("rank").to_numpy().astype(np.int64) - 1
+    out = TopK(np.zeros((m, k), np.uint64), np.full((m, k), np.inf), np.zeros((m, k)), np.bincount(row, minlength=m))
+    out.ids[row, col] = t.column("pid").to_numpy()
+    out.distances[row, col] = t.column("distance").to_numpy()
+    out.credits[row, col] = t.column("credit").to_numpy()
+    return out
+
+
+def credit_table(gids: Sequence[str], matches: Sequence[Match]) -> pa.Table:
+    """Credit rows of these matches (contributor ids as stored)."""
+    n = np.array([len(m.contributors) for m in matches], dtype=np.int64)
+    starts = np.repeat(np.cumsum(n) - n, n)
+    return pa.table({
+        "generated_id": pa.array(np.repeat(np.asarray(list(gids), dtype=object), n), pa.string()),
+        "contributor_id": pa.array([c for m in matches for c in m.contributors], pa.string()),
+        "rank": np.arange(int(n.sum()), dtype=np.int32) - starts.astype(np.int32) + 1,
+        "distance": np.array([d for m in matches for d in m.distances], dtype=np.float64),
+        "credit": np.array([c for m in matches for c in m.credits], dtype=np.float64)})
+
+
+def replace_credits(con, set_name: str, changed: Sequence[str], rows: pa.Table) -> None:
+    """Give the generated images `changed` the credit rows `rows` (columns generated_id,
+    contributor_id — or point_id —, rank, distance, credit), moving the running value sums
+    by the difference (caller's transaction; one statement per step)."""
+    if not len(changed):
         return
-    ids = list(agg_sum)
-    insert_columns(
-        con, "value_sums",
-        {"set_name": [set_name] * len(ids), "contributor_id": ids,
-         "value_sum": [agg_sum[i] for i in ids], "n_credits": [agg_n[i] for i in ids]},
-        conflict="ON CONFLICT (set_name, contributor_id) DO UPDATE SET "
-                 "value_sum = value_sums.value_sum + excluded.value_sum, "
-                 "n_credits = value_sums.n_credits + excluded.n_credits",
-    )
-    con.execute("DELETE FROM value_sums WHERE set_name = ? AND n_credits <= 0", [set_name])
+    cid = "contributor_id" if "contributor_id" in rows.column_names else "printf('%016x', point_id)"
+    con.register("_gmv_changed", pa.table({"generated_id": pa.array(list(changed), pa.string())}))
+    con.register("_gmv_credits", rows)
+    try:
+        con.execute(f"""
+            INSERT INTO value_sums (set_name, contributor_id, value_sum, n_credits)
+            SELECT $1, contributor_id, sum(c), sum(n)::INTEGER FROM (
+                SELECT contributor_id, -credit AS c, -1 AS n FROM credits
+                WHERE set_name = $1 AND generated_id IN (SELECT generated_id FROM _gmv_changed)
+                UNION ALL SELECT {cid} AS contributor_id, credit AS c, 1 AS n FROM _gmv_credits) d
+            GROUP BY contributor_id
+            ON CONFLICT (set_name, contributor_id) DO UPDATE SET
+                value_sum = value_sums.value_sum + excluded.value_sum,
+                n_credits = value_sums.n_credits + excluded.n_credits""", [set_name])
+        con.execute("DELETE FROM value_sums WHERE set_name = ? AND n_credits <= 0", [set_name])
+        con.execute("DELETE FROM credits WHERE set_name = ? AND generated_id IN (SELECT generated_id FROM _gmv_changed)",
+                    [set_name])
+        con.execute(f"INSERT INTO credits (set_name, generated_id, contributor_id, rank, distance, credit) "
+                    f"SELECT $1, generated_id, {cid}, rank, distance, credit FROM _gmv_credits", [set_name])
+    finally:
+        con.unregister("_gmv_changed")
+        con.unregister("_gmv_credits")
 
 
-def insert_credits(con, set_name: str, matches: dict[str, Match]) -> None:
-    cols: dict[str, list] = {"set_name": [], "generated_id": [], "contributor_id": [], "rank": [], "distance": [],
-                             "credit": [], "recall_rank": []}
-    for gid, m in matches.items():
-        n = len(m.contributors)
-        cols["set_name"] += [set_name] * n
-        cols["generated_id"] += [gid] * n
-        cols["contributor_id"] += m.contributors
-        cols["rank"] += list(range(1, n + 1))
-        cols["distance"] += m.distances
-        cols["credit"] += m.credits
-        cols["recall_rank"] += m.recall_ranks
-    insert_columns(con, "credits", cols)
+def lists_of(gids: Sequence[str], matches: Sequence[Match]) -> Lists:
+    return Lists.from_rows(gids, [m.recall_ids for m in matches], [m.recall_scores for m in matches],
+                           [m.complete for m in matches])
 
 
 def insert_generated(con, rows: Sequence[GeneratedRow], matches: Sequence[Match], meta_json: str,
                      now: datetime) -> None:
-    """Rows, credits and running sums of newly valued generated images of one set, with their
-    first matches (caller's transaction)."""
+    """Rows, recall lists, credits and running sums of newly valued generated images of one
+    set, with their first matches (caller's transaction)."""
     set_name = rows[0].set_name
     insert_columns(con, "generated_images", {
         "set_name": [set_name] * len(rows), "generated_id": [g.generated_id for g in rows],
         "point_id": [g.point_id for g in rows], "sha256": [g.sha256 for g in rows],
         "source": [g.source for g in rows], "label": [g.label for g in rows], "meta": [meta_json] * len(rows),
         "quality": [g.quality for g in rows], "valued_at": [now] * len(rows),
-        "recall_floor": [m.recall_floor for m in matches], "n_recalled": [m.n_recalled for m in matches],
-        "recall_scores": [pack_scores(m.recall_scores) for m in matches],
     })
-    by_id = {g.generated_id: m for g, m in zip(rows, matches)}
-    insert_credits(con, set_name, by_id)
-    add_sums(con, set_name, by_id.values())
+    gids = [g.generated_id for g in rows]
+    write_lists(con, set_name, lists_of(gids, matches), new=True)
+    replace_credits(con, set_name, gids, credit_table(gids, matches))
+    if con.execute("SELECT count(*) FROM pending_refresh").fetchone()[0]:
+        # valued against training images a refresh has yet to merge: their lists hold them
+        # already, and a merge would count them twice; a re-score by that refresh is exact
+        con.execute("INSERT INTO refresh_queue SELECT ?, unnest(?), 'valued before a refresh', current_timestamp "
+                    "ON CONFLICT DO NOTHING", [set_name, gids])
 
 
 def replace_matches(con, set_name: str, fresh: dict[str, Match], old: dict[str, Match]) -> int:
-    """Store fresh matches of already recorded generated images (caller's transaction).
-    Values move by difference, only where the top-k changed; returns how many changed."""
+    """Store fresh matches (with their recall lists) of already recorded generated images
+    (caller's transaction). Values move by difference, only where the top-k changed; returns
+    how many changed."""
     if not fresh:
         return 0
-    changed = {gid for gid, m in fresh.items() if gid not in old or not old[gid].same_scores(m)}
+    changed = [gid for gid, m in fresh.items() if gid not in old or not old[gid].same_scores(m)]
     for gid, m in fresh.items():
-        if gid not in changed:
+        if gid in old and gid not in changed:
             # equal up to rounding: keep the stored numbers, so the running sums stay exact
             m.distances, m.credits = old[gid].distances, old[gid].credits
-    add_sums(con, set_name, [old[g] for g in changed if g in old], sign=-1)
-    add_sums(con, set_name, [fresh[g] for g in changed])
-    gids = list(fresh)
-    # credit rows (recall ranks change even when the top-k does not) and recall sets, at once
-    con.execute("DELETE FROM credits WHERE set_name = ? AND generated_id IN (SELECT unnest(?))", [set_name, gids])
-    insert_credits(con, set_name, fresh)
-    con.execute(
-        "UPDATE generated_images g SET recall_floor = u.f, n_recalled = u.n, recall_scores = u.sc "
-        "FROM (SELECT unnest(?) AS gid, unnest(?) AS f, unnest(?) AS n, unnest(?::BLOB[]) AS sc) u "
-        "WHERE g.set_name = ? AND g.generated_id = u.gid",
-        [gids, [fresh[g].recall_floor for g in gids], [fresh[g].n_recalled for g in gids],
-         [pack_scores(fresh[g].recall_scores) for g in gids], set_name])
+    replace_credits(con, set_name, changed, credit_table(changed, [fresh[g] for g in changed]))
+    write_lists(con, set_name, lists_of(list(fresh), list(fresh.values())))
     return len(changed)
 
 
 def remove_generated(con, set_name: str, generated_ids: Sequence[str]) -> dict[str, Match]:
-    """Delete generated images with their credits and queue entries; values by difference.
-    Returns the matches they had."""
+    """Delete generated images with their credits, recall lists and queue entries; values by
+    difference. Returns the matches they had."""
     old = read_matches(con, set_name, generated_ids)
-    add_sums(con, set_name, old.values(), sign=-1)
-    for table in ("credits", "refresh_queue", "generated_images"):
+    replace_credits(con, set_name, list(generated_ids), credit_table([], []))
+    for table in ("recall_lists", "refresh_queue", "generated_images"):
         con.execute(f"DELETE FROM {table} WHERE set_name = ? AND generated_id IN (SELECT unnest(?))",
                     [set_name, list(generated_ids)])
     return old

@@ -1,247 +1,215 @@
 """Keep stored matches equal to a from-scratch valuation when the training set changes.
 
-A generated image j's match comes from two stages: the N best candidates by the recall
-vector, then the k closest of those by the re-rank distance. New training images can only
-alter it by entering j's recall set. Which ones enter is asked of Qdrant per generated image:
-j's stored recall vector searched among the new points only, no worse than j's recall floor
-— the same scores a from-scratch search computes. Then, from j's stored recall scores:
+Each generated image keeps its recall list (`recall_lists`): the exact best candidates of
+its recall stage, N of them and a reserve beyond. A training-set change alters a match only
+through that list, so refresh brings lists up to date first and the top-k from them:
 
-  * if none of j's top-k can leave the recall set, the new top-k is the old one merged with
-    the entering images (their re-rank distances again from Qdrant): applied at once;
-  * otherwise (or when a tie at the cut cannot be ordered without the ids of candidates the
-    ledger does not keep) j goes to `refresh_queue` and is re-scored from scratch.
+  * removed training points (`gmv forget`) are dropped from every list holding them; the
+    reserve moves up, and no search is needed while a list keeps N candidates;
+  * added training points enter a list when they score at least as well as its last
+    candidate. Which ones do is asked of Qdrant per generated image — its stored recall
+    vector searched among the new points only, no worse than its list's last score — the
+    same scores a from-scratch search computes; they are merged in the one ranking order,
+    ids deciding ties (`merge.add`).
 
-Removed training images queue every j whose recall set held one. The queue drains in
-chunks, one ledger transaction each, values moving by difference, so an interrupted refresh
-resumes where it stopped and nothing is counted twice.
+Then `settle` turns each changed list into the new top-k (unchanged; k best of the old top-k
+and the newcomers; or a re-rank among the new recall set), re-scoring from scratch only the
+images whose list fell below N. Lists, credits and value sums are written a batch at a time,
+values moving by difference. All of it is one ledger transaction with the removal of the
+pending entries; the re-scores that remain drain from `refresh_queue` in chunks, one
+transaction each, so an interrupted refresh resumes and nothing is counted twice.
+
+Every search refresh makes is among given ids and exact, so under an approximate (HNSW)
+recall index it adds no approximation of its own: a list stays what the index returned at
+valuation, updated exactly.
 """
 from __future__ import annotations
 
+import math
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from gmv_store.backends.base import ImageReranker, score_to_distance
+from gmv_store.backends.base import ImageReranker
 from gmv_store.ledger import insert_columns, transaction
 from gmv_store.progress import Progress
 from gmv_store.sources import load_source
 from gmv_store.store import GENERATED, TRAINING, Store
-from gmv_store.vectors import Hit, Query
+from gmv_store.vectors import Query
 
 from .matches import GeneratedRow, Match, generated_rows, read_matches, replace_matches
-from .search import contributor_of, hit_order, ranked, recall_size, search
+from .merge import Moved, add, drop
+from .recall_lists import Lists, capacity, read_lists
+from .search import ranked, recall_size, search
+from .settle import Batch, settle
 from .value import candidate_loader
 
 CHUNK = 256                # generated images re-scored per ledger transaction
+BATCH = 4096               # generated images brought up to date per numpy batch
 FULL_RESCORE_SHARE = 0.25  # more new images than this share of the training set: re-score all
 
 
 @dataclass
 class RefreshReport:
-    merged: int = 0            # brought up to date without a search (exact merge)
+    merged: int = 0            # brought up to date from their recall lists (no recall search)
+    reranked: int = 0          # of those, by a re-rank among their new recall set
     queued: int = 0            # queued for a full re-score
     rescored: int = 0          # re-scored from scratch
     changed: int = 0           # whose top-k or distances actually changed
     total_generated: int = 0
     sets: int = 0
     seconds: float = 0.0
-    timings: dict = field(default_factory=lambda: {"find": 0.0, "merge": 0.0, "rescore": 0.0})
+    timings: dict = field(default_factory=lambda: {"find": 0.0, "merge": 0.0, "rerank": 0.0, "write": 0.0,
+                                                   "rescore": 0.0})
     touched: set = field(default_factory=set)  # (set, generated id) brought up to date
 
     def summary(self) -> str:
         return (f"re-scored {len(self.touched):,} of {self.total_generated:,} generated images in "
                 f"{self.sets} set{'s' if self.sets != 1 else ''} ({self.changed:,} changed; "
-                f"{self.merged:,} by merging the new images, {self.rescored:,} by a new search)")
+                f"{self.merged - self.reranked:,} from their recall lists, {self.reranked:,} re-ranked among them, "
+                f"{self.rescored:,} by a new search)")
 
 
-def better(a: float, b: float, metric: str) -> bool:
-    """Is recall score a strictly better than b (cosine: higher; euclid: lower)?"""
-    return a > b if metric == "cosine" else a < b
+def _threshold(last: float, metric: str) -> float:
+    # a hair looser than the list's last score: a tie with it may still enter (ids decide)
+    eps = 1e-6 * max(1.0, abs(last))
+    return last - eps if metric == "cosine" else last + eps
 
 
-def _threshold(floor: float | None, metric: str) -> float | None:
-    # a hair looser than the floor: a tie with it may still enter (decided by id below)
-    if floor is None:
-        return None
-    return floor - 1e-6 if metric == "cosine" else floor + 1e-6
-
-
-def entering(store: Store, rows: list[GeneratedRow], state: dict[str, Match], point_ids: list[int]) -> dict[str, list[Hit]]:
-    """Per generated image (by "set\\0id"), the given training points that reach its recall
-    set: Qdrant's recall scores of j's vector against only those points, best first."""
+def entering(store: Store, rows: list[GeneratedRow], lists: Lists, point_ids: list[int], cap: int,
+             n_train: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per generated image, the given training points that get into its list: Qdrant's recall
+    scores of its stored vector against those points only, at least as good as the list's
+    last score (any, for a list of every training image), at most `cap` in the one order.
+    Returns padded (m, E) ids and scores, and counts."""
     metric = store.embedder.metric
     vecs = store.vectors.vectors(GENERATED, [r.point_id for r in rows], "recall")
     only = tuple(point_ids)
-    out: dict[str, list[Hit]] = {}
-    by_n: dict[int, list[int]] = defaultdict(list)
-    for i, r in enumerate(rows):
-        by_n[recall_size(store, r.k, r.recall)].append(i)
-    for n, idx in by_n.items():
-        queries = []
-        for i in idx:
-            m = state[_key(rows[i])]
-            floor = m.recall_floor if m.n_recalled >= n else None  # a recall set not yet full takes anything
-            queries.append(Query({"recall": vecs[i]}, using="recall", limit=n, only_ids=only,
-                                 score_threshold=_threshold(floor, metric), exact=True))
-        for i, hits in zip(idx, ranked(store.vectors, TRAINING, queries, n, metric)):
-            if hits:
-                out[_key(rows[i])] = hits
-    return out
+    last = lists.scores[np.arange(len(lists)), np.maximum(lists.length - 1, 0)]
+    thresholds = [None if lists.complete[i] or not lists.length[i] else _threshold(float(last[i]), metric)
+                  for i in range(len(lists))]
+    # few enter a list (about cap * new / training): ask for a few more than that, and ask
+    # again, cut in the one order, where a search came back full
+    first = min(cap, len(point_ids), 2 * math.ceil(cap * len(point_ids) / max(n_train, 1)) + 16)
+    queries = [Query({"recall": vecs[i]}, using="recall", limit=first, only_ids=only, score_threshold=thresholds[i],
+                     exact=True) for i in range(len(rows))]
+    hits = store.vectors.query(TRAINING, queries)
+    full = [i for i, h in enumerate(hits) if len(h) >= first]
+    for i, h in zip(full, ranked(store.vectors, TRAINING, [queries[i] for i in full], cap, metric)):
+        hits[i] = h
+    count = np.array([len(h) for h in hits], dtype=np.int64)
+    width = int(count.max()) if len(count) else 0
+    e_ids = np.zeros((len(rows), width), dtype=np.uint64)
+    e_scores = np.full((len(rows), width), np.nan)
+    for i, h in enumerate(hits):
+        if h:
+            e_ids[i, :len(h)] = [p for p, _ in h]
+            e_scores[i, :len(h)] = [s for _, s in h]
+    return e_ids, e_scores, count
 
 
-def _key(r: GeneratedRow) -> str:
-    return f"{r.set_name}\0{r.generated_id}"
+def _sets(con) -> list[tuple[str, int, int]]:
+    return con.execute("SELECT set_name, k, recall FROM generated_sets ORDER BY set_name").fetchall()
 
 
-def _state(store: Store, rows: list[GeneratedRow]) -> dict[str, Match]:
-    by_set: dict[str, list[str]] = defaultdict(list)
-    for r in rows:
-        by_set[r.set_name].append(r.generated_id)
-    out = {}
-    for set_name, gids in by_set.items():
-        for gid, m in read_matches(store.ledger, set_name, gids, with_recall=True).items():
-            out[f"{set_name}\0{gid}"] = m
-    return out
+def apply_changes(store: Store, removed: list[int], added: list[int], report: RefreshReport) -> None:
+    """Bring every generated image with a stored list (and not queued for a re-score) up to
+    date with removed and added training points (inside the caller's transaction)."""
+    con = store.ledger
+    n_train = con.execute("SELECT count(*) FROM training_images").fetchone()[0]
+    removed_ids = np.unique(np.asarray(removed, dtype=np.uint64))
+    for set_name, k, recall in _sets(con):
+        gids = [r[0] for r in con.execute(
+            "SELECT generated_id FROM recall_lists r WHERE set_name = ? AND NOT EXISTS (SELECT 1 FROM refresh_queue q "
+            "WHERE q.set_name = r.set_name AND q.generated_id = r.generated_id) ORDER BY generated_id",
+            [set_name]).fetchall()]
+        n = recall_size(store, k, recall)
+        for s in range(0, len(gids), BATCH):
+            part = gids[s:s + BATCH]
+            t = time.perf_counter()
+            by_id = {r.generated_id: r for r in generated_rows(
+                con, "g.set_name = ? AND g.generated_id IN (SELECT unnest(?))", [set_name, part])}
+            lists = read_lists(con, set_name, part)
+            rows = [by_id[g] for g in lists.gids]
+            report.timings["merge"] += time.perf_counter() - t
+            if len(removed_ids):
+                t = time.perf_counter()
+                moved = drop(lists, removed_ids)
+                report.timings["merge"] += time.perf_counter() - t
+                lists, rows = _apply(store, report, set_name, k, n, rows, lists, moved,
+                                     np.flatnonzero(moved.lists.length < lists.length))
+            if added and len(lists):
+                t = time.perf_counter()
+                e_ids, e_scores, e_len = entering(store, rows, lists, added, capacity(n), n_train)
+                report.timings["find"] += time.perf_counter() - t
+                t = time.perf_counter()
+                e_all = np.where(lists.complete, len(added), e_len)
+                moved = add(lists, e_ids, e_scores, e_len, capacity(n), store.embedder.metric, e_all=e_all)
+                report.timings["merge"] += time.perf_counter() - t
+                _apply(store, report, set_name, k, n, rows, lists, moved, np.flatnonzero((moved.new_pos >= 0).any(axis=1)))
 
 
-def competition_ranks(scores: np.ndarray, values, metric: str) -> list[int]:
-    """1 + how many recall scores are strictly better than each value (ties share a rank)."""
-    s = np.asarray(scores, dtype=np.float64)
-    v = np.asarray(values, dtype=np.float64)
-    pos = np.searchsorted(-s, -v, "left") if metric == "cosine" else np.searchsorted(s, v, "left")
-    return (pos + 1).tolist()
+def _apply(store: Store, report: RefreshReport, set_name: str, k: int, n: int, rows: list[GeneratedRow],
+           lists: Lists, moved: Moved, hit: np.ndarray) -> tuple[Lists, list[GeneratedRow]]:
+    """Settle the rows `hit` that one change affected; returns the lists and rows that
+    remain (queued ones left out) for the next change."""
+    if len(hit):
+        sub = Moved(moved.lists.take(hit), moved.old_pos[hit], moved.new_pos[hit])
+        out = settle(store, Batch(set_name, k, n, [rows[i] for i in hit], lists.take(hit), sub), report.timings)
+        enqueue(store, set_name, out.queued, "refresh")
+        report.merged += out.from_lists + out.reranked
+        report.reranked += out.reranked
+        report.changed += len(out.changed)
+        queued = set(out.queued)
+        report.touched.update((set_name, lists.gids[i]) for i in hit if lists.gids[i] not in queued)
+    else:
+        queued = set()
+    keep = np.array([g not in queued for g in moved.lists.gids], dtype=bool)
+    return moved.lists.take(np.flatnonzero(keep)), [r for r, kp in zip(rows, keep) if kp]
 
 
-def _merge_one(store: Store, row: GeneratedRow, old: Match, hits: list[Hit], n: int,
-               rerank_of: dict[int, float]) -> Match | None:
-    """The new match of j when `hits` (new points, canonical order) meet its recall set, or
-    None when only a full re-score can tell."""
-    metric = store.embedder.metric
-    old_scores = np.asarray(old.recall_scores, dtype=np.float64)
-    new_scores = np.array([s for _, s in hits], dtype=np.float64)
-    merged = np.concatenate([old_scores, new_scores])
-    merged = np.sort(merged)[::-1] if metric == "cosine" else np.sort(merged)
-    merged = merged[:n]
-    cut = merged[-1] if len(merged) >= n else None
-    members = old_scores[np.asarray(old.recall_ranks, dtype=int) - 1] if old.contributors else np.zeros(0)
-    if store.reranker.vector_embedder() is None:
-        # no re-rank: the recall set is the top-k and all its ids are known, so the merge is
-        # the first k of old + new in the one ranking order
-        key = hit_order(metric)
-        cand = sorted([(int(c, 16), s) for c, s in zip(old.contributors, members)] + list(hits), key=key)[: row.k]
-        scores = np.array([s for _, s in cand], dtype=np.float64)
-        ranks = competition_ranks(scores, scores, metric)
-        return Match.scored([(contributor_of(p), score_to_distance(s, metric), r) for (p, s), r in zip(cand, ranks)],
-                            scores, row.quality)
-    if cut is not None:
-        if any(not better(m, cut, metric) for m in members):
-            return None  # a top-k member may leave the recall set
-        if (new_scores == cut).any() and (old_scores == cut).any():
-            return None  # old and new candidates tie at the cut: their ids decide, and old ids are not kept
-    # a new point is in when its place among old + new (old ones strictly better, earlier new ones) is < n
-    inside = []
-    for i, (pid, s) in enumerate(hits):
-        n_better_old = int((old_scores > s).sum()) if metric == "cosine" else int((old_scores < s).sum())
-        if n_better_old + i < n:
-            inside.append((pid, s))
-    cand = list(zip(old.contributors, old.distances, members))
-    cand += [(contributor_of(p), rerank_of[p], s) for p, s in inside]
-    top = sorted(cand, key=lambda c: (c[1], c[0]))[: row.k]
-    ranks = competition_ranks(merged, [c[2] for c in top], metric)
-    return Match.scored([(c, d, r) for (c, d, _), r in zip(top, ranks)], merged, row.quality)
-
-
-def merge_new_training(store: Store, point_ids: list[int], report: RefreshReport) -> None:
-    """Bring every generated image up to date with a batch of new training points (inside the
-    caller's transaction): exact merges are written, the rest queued for a re-score."""
-    rows = generated_rows(store.ledger)
-    if not rows or not point_ids:
-        return
-    t = time.perf_counter()
-    state = _state(store, rows)
-    hits = entering(store, rows, state, point_ids)
-    report.timings["find"] += time.perf_counter() - t
-    t = time.perf_counter()
-    affected = [r for r in rows if _key(r) in hits]
-    if isinstance(store.reranker, ImageReranker):
-        _enqueue(store, affected, "ingest")  # distances come from the images: re-score
-        report.timings["merge"] += time.perf_counter() - t
-        return
-    rerank = _rerank_distances(store, affected, hits)
-    queued: list[GeneratedRow] = []
-    fresh: dict[str, dict[str, Match]] = defaultdict(dict)
-    for r in affected:
-        key = _key(r)
-        m = _merge_one(store, r, state[key], hits[key], recall_size(store, r.k, r.recall), rerank.get(key, {}))
-        if m is None:
-            queued.append(r)
-        else:
-            fresh[r.set_name][r.generated_id] = m
-    for set_name, matches in fresh.items():
-        old = {gid: state[f"{set_name}\0{gid}"] for gid in matches}
-        report.changed += replace_matches(store.ledger, set_name, matches, old)
-        report.merged += len(matches)
-        report.touched.update((set_name, gid) for gid in matches)
-    _enqueue(store, queued, "ingest")
-    report.timings["merge"] += time.perf_counter() - t
-
-
-def _rerank_distances(store: Store, rows: list[GeneratedRow], hits: dict[str, list[Hit]]) -> dict[str, dict[int, float]]:
-    """Re-rank distances from Qdrant between each j and its entering points."""
-    rv = store.reranker.vector_embedder()
-    if rv is None or not rows:
-        return {}
-    vecs = store.vectors.vectors(GENERATED, [r.point_id for r in rows], "rerank")
-    queries = [Query({"rerank": vecs[i]}, using="rerank", limit=len(hits[_key(r)]),
-                     only_ids=tuple(p for p, _ in hits[_key(r)]), exact=True) for i, r in enumerate(rows)]
-    res = store.vectors.query(TRAINING, queries)
-    return {_key(r): {p: store.reranker.distance_from_score(s, rv.metric) for p, s in h} for r, h in zip(rows, res)}
-
-
-def queue_for_removed_training(store: Store, point_ids: list[int], contributor_ids: list[str]) -> int:
-    """Queue the generated images whose recall set holds any of the images about to be
-    removed (inside the caller's transaction, before the rows go)."""
-    rows = generated_rows(store.ledger)
-    if not rows or not point_ids:
-        return 0
-    hits = entering(store, rows, _state(store, rows), point_ids)
-    affected = [r for r in rows if _key(r) in hits]
-    _enqueue(store, affected, "forget")
-    return len(affected)
-
-
-def _enqueue(store: Store, rows: list[GeneratedRow], reason: str) -> None:
-    if rows:
+def enqueue(store: Store, set_name: str, gids: list[str], reason: str) -> None:
+    if gids:
         insert_columns(store.ledger, "refresh_queue", {
-            "set_name": [r.set_name for r in rows], "generated_id": [r.generated_id for r in rows],
-            "reason": [reason] * len(rows), "queued_at": [np.datetime64("now").astype(object)] * len(rows),
+            "set_name": [set_name] * len(gids), "generated_id": list(gids), "reason": [reason] * len(gids),
+            "queued_at": [np.datetime64("now").astype(object)] * len(gids),
         }, conflict="ON CONFLICT DO NOTHING")
+
+
+def _enqueue_rows(store: Store, rows: list[GeneratedRow], reason: str) -> None:
+    by_set: dict[str, list[str]] = {}
+    for r in rows:
+        by_set.setdefault(r.set_name, []).append(r.generated_id)
+    for set_name, gids in by_set.items():
+        enqueue(store, set_name, gids, reason)
 
 
 def queue_all(store: Store, reason: str) -> int:
     """Queue every generated image for a full re-score (after an index build: the approximate
-    search may now return other candidates). Pending new training images are covered by it."""
+    search may now return other candidates). Pending training-set changes are covered by it."""
     rows = generated_rows(store.ledger)
     with transaction(store.ledger):
-        _enqueue(store, rows, reason)
+        _enqueue_rows(store, rows, reason)
         store.ledger.execute("DELETE FROM pending_refresh")
+        store.ledger.execute("DELETE FROM pending_removal")
     return len(rows)
 
 
 def refresh_due(con) -> tuple[int, int]:
-    """(training images not yet matched, generated images queued for re-scoring)."""
-    return (con.execute("SELECT count(*) FROM pending_refresh").fetchone()[0],
+    """(training images added or removed and not yet matched, generated images queued for
+    re-scoring)."""
+    return (con.execute("SELECT (SELECT count(*) FROM pending_refresh) + (SELECT count(*) FROM pending_removal)")
+            .fetchone()[0],
             con.execute("SELECT count(*) FROM refresh_queue").fetchone()[0])
 
 
 def rescore(store: Store, rows: list[GeneratedRow]) -> list[Match]:
     """Match stored generated images again from their stored vectors (no re-embedding)."""
-    out: dict[str, Match] = {}
-    groups: dict[tuple[int, int, bool], list[GeneratedRow]] = defaultdict(list)
+    out: dict[tuple[str, str], Match] = {}
+    groups: dict[tuple[int, int, bool], list[GeneratedRow]] = {}
     for r in rows:
-        groups[(r.k, r.recall, r.exact)].append(r)
+        groups.setdefault((r.k, r.recall, r.exact), []).append(r)
     for (k, recall, exact), group in groups.items():
         pids = [r.point_id for r in group]
         vecs = {"recall": store.vectors.vectors(GENERATED, pids, "recall")}
@@ -250,8 +218,8 @@ def rescore(store: Store, rows: list[GeneratedRow]) -> list[Match]:
         images = [load_source(r.source) for r in group] if isinstance(store.reranker, ImageReranker) else None
         matches = search(store, vecs, k, recall, [r.quality for r in group], images=images,
                          load_candidate=candidate_loader(store), exact=exact)
-        out.update((_key(r), m) for r, m in zip(group, matches))
-    return [out[_key(r)] for r in rows]
+        out.update(((r.set_name, r.generated_id), m) for r, m in zip(group, matches))
+    return [out[(r.set_name, r.generated_id)] for r in rows]
 
 
 def drain_queue(store: Store, report: RefreshReport, progress: bool = False) -> None:
@@ -264,9 +232,9 @@ def drain_queue(store: Store, report: RefreshReport, progress: bool = False) -> 
             con.execute("DELETE FROM refresh_queue")  # entries of generated images removed meanwhile
             break
         fresh = rescore(store, rows)
-        by_set: dict[str, dict[str, Match]] = defaultdict(dict)
+        by_set: dict[str, dict[str, Match]] = {}
         for r, m in zip(rows, fresh):
-            by_set[r.set_name][r.generated_id] = m
+            by_set.setdefault(r.set_name, {})[r.generated_id] = m
         with transaction(con):
             for set_name, matches in by_set.items():
                 gids = list(matches)
@@ -281,20 +249,22 @@ def drain_queue(store: Store, report: RefreshReport, progress: bool = False) -> 
 
 
 def refresh(store: Store, progress: bool = False) -> RefreshReport:
-    """Match pending training images against generated images, then drain the queue."""
+    """Apply pending removals and additions of training images, then drain the queue."""
     t0 = time.perf_counter()
     con = store.ledger
     report = RefreshReport()
-    pending = [r[0] for r in con.execute("SELECT point_id FROM pending_refresh ORDER BY contributor_id").fetchall()]
-    if pending:
+    added = [r[0] for r in con.execute("SELECT point_id FROM pending_refresh ORDER BY point_id").fetchall()]
+    removed = [r[0] for r in con.execute("SELECT point_id FROM pending_removal ORDER BY point_id").fetchall()]
+    if added or removed:
         with transaction(con):
             n_train = con.execute("SELECT count(*) FROM training_images").fetchone()[0]
-            if len(pending) > FULL_RESCORE_SHARE * n_train:
+            if len(added) > FULL_RESCORE_SHARE * n_train:
                 # so many new images that searching among them costs about a full search
-                _enqueue(store, generated_rows(con), "ingest")
+                _enqueue_rows(store, generated_rows(con), "ingest")
             else:
-                merge_new_training(store, pending, report)
+                apply_changes(store, removed, added, report)
             con.execute("DELETE FROM pending_refresh")
+            con.execute("DELETE FROM pending_removal")
     report.queued = con.execute("SELECT count(*) FROM refresh_queue").fetchone()[0]
     t = time.perf_counter()
     drain_queue(store, report, progress=progress)

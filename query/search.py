@@ -20,6 +20,7 @@ from gmv_store.store import TRAINING, Store
 from gmv_store.vectors import Hit, Query, VectorStore
 
 from .matches import Match
+from .recall_lists import capacity
 
 TIE_MARGIN = 8  # extra hits asked for, so that a tie at the cut is usually seen whole
 
@@ -60,47 +61,42 @@ def ranked(vectors: VectorStore, collection: str, queries: Sequence[Query], n: i
     return out
 
 
-def recall_ranks(hits: Sequence[Hit]) -> dict[int, int]:
-    """Each hit's recall rank: 1 + how many hits have a strictly better score (ties share a
-    rank, so the rank does not depend on how a tie was ordered)."""
-    out, rank, prev = {}, 0, None
-    for i, (pid, s) in enumerate(hits, start=1):
-        if s != prev:
-            rank, prev = i, s
-        out[pid] = rank
-    return out
-
-
 def search(store: Store, vectors: dict[str, np.ndarray], k: int, recall: int, quality: Sequence[float], *,
            images: Sequence[np.ndarray] | None = None, collection: str = TRAINING,
            load_candidate: Callable[[int], np.ndarray] | None = None, exact: bool = False) -> list[Match]:
     """Top-k matches (with credits for the given qualities) for each row of the batch
-    `vectors` (named vectors "recall", "rerank"). `exact`: no index, whatever the store has."""
+    `vectors` (named vectors "recall", "rerank"). `exact`: no index, whatever the store has.
+
+    The recall stage keeps a list longer than N — the N recalled candidates and a reserve
+    (`recall_lists.capacity`) — so that refresh and forget can later bring the match up to
+    date from the stored list; the top-k is chosen among the first N."""
     n = len(vectors["recall"])
     reranker = store.reranker
     metric = store.embedder.metric
     n_recall = recall_size(store, k, recall)
-    opts = {"exact": True} if exact or collection != TRAINING else store.search_options(n_recall + TIE_MARGIN)
-    first = ranked(store.vectors, collection,
-                   [Query({"recall": vectors["recall"][i]}, using="recall", limit=n_recall, **opts) for i in range(n)],
-                   n_recall, metric)
-    rank_of = [recall_ranks(h) for h in first]
+    cap = capacity(n_recall)
+    opts = {"exact": True} if exact or collection != TRAINING else store.search_options(cap + TIE_MARGIN)
+    lists = ranked(store.vectors, collection,
+                   [Query({"recall": vectors["recall"][i]}, using="recall", limit=cap, **opts) for i in range(n)],
+                   cap, metric)
+    total = store.vectors.count(collection)  # a list of every point takes any new point later
+    first = [h[:n_recall] for h in lists]
     rv = reranker.vector_embedder()
     if rv is not None:
-        asked = [i for i in range(n) if rank_of[i]]
+        asked = [i for i in range(n) if first[i]]
         second = ranked(store.vectors, collection,
-                        [Query({"rerank": vectors["rerank"][i]}, using="rerank", limit=k, only_ids=tuple(rank_of[i]),
-                               exact=True) for i in asked], k, rv.metric)
+                        [Query({"rerank": vectors["rerank"][i]}, using="rerank", limit=k,
+                               only_ids=tuple(p for p, _ in first[i]), exact=True) for i in asked], k, rv.metric)
         by_i = dict(zip(asked, second))
-        tops = [[(p, reranker.distance_from_score(s, rv.metric), rank_of[i][p]) for p, s in by_i.get(i, [])]
-                for i in range(n)]
+        tops = [[(p, reranker.distance_from_score(s, rv.metric)) for p, s in by_i.get(i, [])] for i in range(n)]
     elif isinstance(reranker, ImageReranker):
         tops = []
         for i, h in enumerate(first):
             ids = [p for p, _ in h]
             d = reranker.pairwise(images[i], [load_candidate(p) for p in ids]) if ids else []
-            tops.append(sorted(((p, float(x), rank_of[i][p]) for p, x in zip(ids, d)), key=lambda t: (t[1], t[0]))[:k])
+            tops.append(sorted(((p, float(x)) for p, x in zip(ids, d)), key=lambda t: (t[1], t[0]))[:k])
     else:
-        tops = [[(p, score_to_distance(s, metric), rank_of[i][p]) for p, s in h] for i, h in enumerate(first)]
-    return [Match.scored([(contributor_of(p), d, r) for p, d, r in t], [s for _, s in h], q)
-            for t, h, q in zip(tops, first, quality)]
+        tops = [[(p, score_to_distance(s, metric)) for p, s in h] for h in first]
+    return [Match.scored([(contributor_of(p), d) for p, d in t], [p for p, _ in h], [s for _, s in h],
+                         len(h) >= total, q)
+            for t, h, q in zip(tops, lists, quality)]

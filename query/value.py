@@ -17,6 +17,7 @@ from gmv_store.store import GENERATED, TRAINING, Store
 from gmv_store.vectors import point_id
 
 from .matches import GeneratedRow, Match, insert_generated
+from .recall_lists import list_bytes
 from .search import contributor_of, search
 
 DEFAULT_K = 50
@@ -120,7 +121,7 @@ def write_generated(store: Store, set_name: str, batch: list[Decoded], matches: 
                                   recall, exact) for r in rows]
     with store.adding("value", GENERATED, [r.point_id for r in rows], vectors, payloads, {"set_name": set_name},
                       ledger_rows=len(rows) + 2 * sum(len(m.contributors) for m in matches),
-                      blob_bytes=8 * sum(m.n_recalled for m in matches)) as con:
+                      blob_bytes=sum(list_bytes(len(m.recall_ids)) for m in matches)) as con:
         insert_generated(con, rows, matches, json.dumps(meta), now)
 
 
