@@ -6,8 +6,8 @@
     store.value(["samples/"], "gan-v1", label_from="parent")
     store.values("gan-v1", limit=10)                          # pandas DataFrame
 
-The API lives in `gmv_store.api`; it is loaded on first use, so importing a submodule
-(`gmv_store.errors`, ...) stays cheap.
+The object form lives in `gmv_store.handle`, the functions it calls (which the CLI calls too)
+in `gmv_store.api`; both load on first use, so importing a submodule stays cheap.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ __all__ = ["GmvStore", "init", "open"]
 
 def __getattr__(name: str):
     if name in __all__:
-        from . import api
+        from . import handle
 
-        return getattr(api, name)
+        return getattr(handle, name)
     raise AttributeError(f"module 'gmv_store' has no attribute {name!r}")

@@ -8,14 +8,12 @@
     store.sql("SELECT owner, sum(value) AS v FROM owner_values GROUP BY 1")
 
 Module-level functions take the store folder and return plain records (lists of dicts,
-reports); `GmvStore` wraps them and returns pandas DataFrames for tables. Writers open the
+reports); `GmvStore` (gmv_store/handle.py) wraps them and returns pandas DataFrames for tables. Writers open the
 store as its single writer for the length of the call, so other processes can use it between
 calls; readers open the ledger read-only (its snapshot while a writer runs).
 """
 from __future__ import annotations
 
-import logging
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .errors import BadInput
@@ -24,7 +22,6 @@ from .errors import BadInput
 # importing the API (and the CLI over it) stays fast.
 
 Note = Callable[[str], None]
-_log = logging.getLogger("gmv_store")
 PARAM_STAGES = ("embedder", "rerank", "quality")
 
 
@@ -279,68 +276,16 @@ def status(path, note: Note | None = None) -> dict:
 
     from .config import default_store_path
     from .lock import current_holder
+    from .status import collections, missing_parts
 
     info = describe(path)
     root = default_store_path(path)
     info.update(read(path, run, note=note))
     info["writer"] = current_holder(root) or "none"
     info["refresh_due"] = bool(info["pending_refresh"] or info["refresh_queue"])
-    info["collections"] = _collections(root, info)
-    info["warnings"] = _missing_parts(root)
+    info["collections"] = collections(root, info)
+    info["warnings"] = missing_parts(root)
     return info
-
-
-def _collections(root: Path, info: dict) -> dict:
-    """Per collection: points, indexed points, index and quantization. The embedded engine's
-    counts are those its last writer recorded (a reader cannot open a shard a writer holds);
-    a server is asked."""
-    from .config import read_config
-    from .vectors import ENGINE_DIRS
-
-    cfg = read_config(root)
-    ledger_points = {"training": info["training_images"], "generated": sum(s["generated"] for s in info["sets"])}
-    out = {}
-    for name in ("training", "generated"):
-        mode = cfg.index.mode if name == "training" else "exact"
-        state = None
-        if cfg.engine == "edge":
-            from .vectors.edge import read_index_state
-
-            state = read_index_state(root / ENGINE_DIRS["edge"] / name)
-        elif cfg.engine == "server":
-            from .vectors import open_vector_store
-
-            vs = open_vector_store("server", root, url=cfg.qdrant_url, prefix=cfg.collection_prefix)
-            try:
-                state = vs.index_state(name)
-            finally:
-                vs.close()
-        points = state["points"] if state else ledger_points[name]
-        indexed = None if state is None else (state["indexed_points"] if mode != "exact" else 0)
-        out[name] = {"points": points, "indexed_points": indexed,
-                     "index": {"exact": "none", "hnsw": "hnsw", "auto": f"hnsw (auto, segments of {cfg.index.auto_points:,}+ points)"}[mode],
-                     "quantization": cfg.index.quantization if name == "training" and mode != "exact" else "none"}
-    return out
-
-
-def _missing_parts(root: Path) -> list[str]:
-    from .config import read_config
-    from .vectors import ENGINE_DIRS
-
-    cfg = read_config(root)
-    if cfg.engine == "server":
-        return []  # checked by every writer when it opens the collections
-    base = root / ENGINE_DIRS[cfg.engine]
-    out = []
-    if cfg.engine == "edge":
-        for name in ("training", "generated"):
-            d = base / name
-            if not (d.is_dir() and any(d.iterdir())):
-                out.append(f"vector collection '{name}' is missing ({d}); writers will refuse the store until it is "
-                           f"restored from a backup or rebuilt with `gmv repair --store {root}`")
-    elif not base.is_dir():
-        out.append(f"vector store folder {base} is missing; restore it from a backup or run `gmv repair --store {root}`")
-    return out
 
 
 def backends() -> list[dict]:
@@ -356,96 +301,3 @@ def backends() -> list[dict]:
         desc = " + ".join(f"{prof[k]['name']}" for k in PARAM_STAGES)
         rows.append({"kind": "profile", "name": name, "params": {}, "description": f"{desc}: {prof.get('description', '')}"})
     return rows
-
-
-# ----------------------------------------------------------------------------- the object form
-
-
-class GmvStore:
-    """A store folder as an object. Tables come back as pandas DataFrames.
-
-        store = gmv_store.open("my-store")
-        store.ingest(["new-batch/"], owner="bob")
-        store.top("1cd0b151467cf018", set_name="gan-v1")
-    """
-
-    def __init__(self, path, *, wait: float = 0.0, device: str | None = None, note: Note | None = None):
-        from .config import default_store_path, read_config
-
-        self.path = default_store_path(path)
-        read_config(self.path)  # a clear error now if there is no store
-        self.wait, self.device = wait, device
-        self.note = note or _log.info
-
-    def __repr__(self) -> str:
-        return f"GmvStore({str(self.path)!r})"
-
-    # writers
-    def ingest(self, paths, **kw):
-        """Add training images (see `gmv ingest`); returns the IngestReport."""
-        return ingest(self.path, _as_list(paths), wait=self.wait, device=self.device, **kw)
-
-    def value(self, paths, set_name: str, **kw):
-        """Value generated images into a set (see `gmv value`); returns the ValueReport."""
-        return value(self.path, _as_list(paths), set_name, wait=self.wait, device=self.device, **kw)
-
-    def refresh(self, **kw):
-        return refresh(self.path, wait=self.wait, **kw)
-
-    def forget(self, ids: Sequence[str] = (), **kw):
-        return forget(self.path, _as_list(ids), wait=self.wait, **kw)
-
-    def forget_set(self, set_name: str):
-        return forget_set(self.path, set_name, wait=self.wait)
-
-    def forget_generated(self, set_name: str, ids: Sequence[str]):
-        return forget_generated(self.path, set_name, _as_list(ids), wait=self.wait)
-
-    def verify(self, **kw):
-        return verify(self.path, wait=self.wait, **kw)
-
-    def repair(self, **kw):
-        return repair(self.path, wait=self.wait, **kw)
-
-    # readers
-    def top(self, generated, set_name: str | None = None, limit: int | None = None):
-        """One row per (generated image, contributor), best first."""
-        gens = top(self.path, _as_list(generated), set_name=set_name, limit=limit, note=self.note)
-        return _frame([{"set_name": g["set_name"], "generated_id": g["generated_id"], "generated_label": g["label"],
-                        **c} for g in gens for c in g["contributors"]])
-
-    def values(self, set_name: str, by: str | None = None, limit: int | None = None):
-        return _frame(values(self.path, set_name, by=by, limit=limit, note=self.note))
-
-    def contributor(self, contributor_id: str, limit: int = 10) -> dict:
-        return contributor(self.path, contributor_id, limit=limit, note=self.note)
-
-    def sql(self, query: str, params: Sequence | None = None, **limits):
-        cols, rows = sql(self.path, query, params, note=self.note, **limits)
-        import pandas as pd
-
-        return pd.DataFrame.from_records(rows, columns=cols)
-
-    def status(self) -> dict:
-        return status(self.path, note=self.note)
-
-
-def _as_list(x) -> list[str]:
-    return [str(x)] if isinstance(x, (str, Path)) else [str(v) for v in x]
-
-
-def _frame(rows: list[dict]):
-    import pandas as pd
-
-    return pd.DataFrame.from_records(rows)
-
-
-def open(path, *, wait: float = 0.0, device: str | None = None) -> GmvStore:  # noqa: A001 - mirrors builtins.open
-    """An existing store."""
-    return GmvStore(path, wait=wait, device=device)
-
-
-def init(path, profile: str | None = None, **kw) -> GmvStore:
-    """Create a store (or open an identical existing one); see `init_store` for the options."""
-    init_store(path, profile, **kw)
-    return GmvStore(path)
