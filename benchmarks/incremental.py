@@ -1,16 +1,25 @@
 """Incremental upkeep against the full recompute it replaces, side by side in one run.
 
 Default (MNIST-sized): 58,000 training images, a set of 10,000 generated images (the MNIST
-test set), then
-  A. value 1,000 extra generated images into the set      vs  valuing the whole 11,000 again
-  B. ingest 1,000 new training images + refresh           vs  ingest + re-valuing all 10,000
-and the fraction of generated images actually re-scored. Prints a table; run:
+test set), k=50, N=500, then
+  A. value 1,000 extra generated images into the set         vs  valuing all 11,000 again
+  B. ingest 1,000 new training images, refresh (ingest excluded) vs re-valuing all 11,000
+  C. forget 1 % of the training images, refresh               vs  re-valuing all 11,000
+with the split of each refresh (find entering images / merge / re-rank / write / re-score)
+and the share of generated images brought up to date. Ingest builds the index as `gmv
+ingest` does (default index mode: the store's default, `auto`). Prints a table; run:
 
-    .venv/bin/python benchmarks/incremental.py [--train 58000] [--generated 10000] [--profile basic]
+    PYTHONPATH=. .venv/bin/python benchmarks/incremental.py [--train 58000] [--generated 10000]
+        [--new 1000] [--extra 1000] [--k 50] [--recall 500] [--forget 0.01] [--index auto|hnsw|exact]
+    ... --quick                        # a CI-sized smoke run (seconds)
+    ... --train-input SHARDS... --new-input ... --generated-input ... --extra-input ...
+                                       # any inputs `gmv ingest` / `gmv value` take, instead of MNIST slices
+    ... --store PATH                   # a store already holding the training set (changed in place: pass a copy)
 """
 from __future__ import annotations
 
 import argparse
+import random
 import shutil
 import tempfile
 import time
@@ -18,13 +27,59 @@ from pathlib import Path
 
 import numpy as np
 
-from gmv_store.datasets import load_mnist
+from gmv_store.config import IndexConfig
 from gmv_store.store import Store
+from ingest.index import build_index
 from ingest.pipeline import ingest
+from query.forget import forget_set, forget_training
+from query.refresh import queue_all, refresh
 from query.value import value
-from query.refresh import refresh
 
 BASIC = dict(embedder=("pixels", {"size": 16}), rerank=("l2", {"size": 28}), quality=("none", {}))
+QUICK = dict(train=3_000, generated=300, new=100, extra=100, k=10, recall=100)
+
+
+def mnist_inputs(a, work: Path) -> dict[str, list[str]]:
+    """npz slices of MNIST for whatever inputs were not given."""
+    from gmv_store.datasets import load_mnist
+
+    x, y = load_mnist("train")
+    xt, yt = load_mnist("test")
+    n0, n1 = a.train, a.train + a.new
+    slices = {"train": (x[:n0], y[:n0]), "new": (x[n0:n1], y[n0:n1]), "extra": (x[n1:n1 + a.extra], y[n1:n1 + a.extra]),
+              "gen": (xt[:a.generated], yt[:a.generated])}
+    out = {}
+    for name, (imgs, labs) in slices.items():
+        given = getattr(a, f"{'generated' if name == 'gen' else name}_input")
+        if given:
+            out[name] = given
+            continue
+        f = work / f"{name}.npz"
+        np.savez(f, images=imgs, labels=labs)
+        out[name] = [str(f)]
+    return out
+
+
+def add_training(s: Store, paths: list[str], owner: str | None = None) -> None:
+    """As `gmv ingest` does, without the refresh: ingest, then bring the index up to date (a
+    build that changed the index queues every stored match, as the store's rule says)."""
+    ingest(s, paths, owner=owner)
+    if build_index(s).changed:
+        queue_all(s, "index")
+
+
+def full_recompute(s: Store, paths: list[str], a, name: str) -> float:
+    t = time.perf_counter()
+    value(s, paths, name, k=a.k, recall=a.recall, exact=a.exact)
+    seconds = time.perf_counter() - t
+    forget_set(s, name)
+    return seconds
+
+
+def split(rep) -> str:
+    t = rep.timings
+    return (f"find {t['find']:.2f}s, merge {t['merge']:.2f}s, re-rank {t['rerank']:.2f}s, write {t['write']:.2f}s, "
+            f"re-score {t['rescore']:.2f}s")
 
 
 def main() -> None:
@@ -34,66 +89,77 @@ def main() -> None:
     ap.add_argument("--new", type=int, default=1_000)
     ap.add_argument("--extra", type=int, default=1_000)
     ap.add_argument("--k", type=int, default=50)
+    ap.add_argument("--recall", type=int, default=None, help="N (default 10 k)")
+    ap.add_argument("--forget", type=float, default=0.01, help="share of the training set forgotten in C")
+    ap.add_argument("--index", choices=("auto", "hnsw", "exact"), default="auto")
+    ap.add_argument("--exact", action="store_true", help="value the sets with exact search (value --exact)")
+    ap.add_argument("--quick", action="store_true", help="CI-sized: " + ", ".join(f"{k} {v}" for k, v in QUICK.items()))
+    for name in ("train", "new", "generated", "extra"):
+        ap.add_argument(f"--{name}-input", nargs="+", default=None, metavar="PATH")
+    ap.add_argument("--store", default=None, help="existing store holding the training set (changed in place)")
     ap.add_argument("--dir", default=None, help="work folder (default: a temporary one)")
+    ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
+    if a.quick:
+        for k, v in QUICK.items():
+            setattr(a, k, v)
+    a.recall = a.recall or 10 * a.k
 
-    x, y = load_mnist("train")
-    xt, yt = load_mnist("test")
     work = Path(a.dir or tempfile.mkdtemp(prefix="gmv-bench-"))
-    shutil.rmtree(work / "store", ignore_errors=True)
-    files = {}
-    n0, n1 = a.train, a.train + a.new
-    for name, imgs, labs in (("train", x[:n0], y[:n0]), ("new", x[n0:n1], y[n0:n1]),
-                             ("extra", x[n1:n1 + a.extra], y[n1:n1 + a.extra]),
-                             ("gen", xt[:a.generated], yt[:a.generated])):
-        files[name] = str(work / f"{name}.npz")
-        np.savez(files[name], images=imgs, labels=labs)
-
-    s = Store.init(work / "store", **BASIC)
+    work.mkdir(parents=True, exist_ok=True)
+    inputs = mnist_inputs(a, work)
+    if a.store:
+        s = Store.open(a.store)
+    else:
+        shutil.rmtree(work / "store", ignore_errors=True)
+        s = Store.init(work / "store", **BASIC, index=IndexConfig(mode=a.index))
     rows = []
     try:
+        if not a.store:
+            t = time.perf_counter()
+            add_training(s, inputs["train"])
+            print(f"setup: ingested {s.vectors.count('training'):,} training images (index {a.index}) in "
+                  f"{time.perf_counter() - t:.1f}s", flush=True)
         t = time.perf_counter()
-        ingest(s, [files["train"]])
-        print(f"setup: ingested {a.train:,} training images in {time.perf_counter() - t:.1f}s", flush=True)
-        t = time.perf_counter()
-        value(s, [files["gen"]], "g", k=a.k)
-        t_set = time.perf_counter() - t
-        print(f"setup: valued {a.generated:,} generated images in {t_set:.1f}s", flush=True)
+        value(s, inputs["gen"], "g", k=a.k, recall=a.recall, exact=a.exact)
+        print(f"setup: valued {a.generated:,} generated images in {time.perf_counter() - t:.1f}s", flush=True)
+        everything = inputs["gen"] + inputs["extra"]
 
         # A. extra generated images into the existing set, vs valuing all of them from scratch
         t = time.perf_counter()
-        value(s, [files["extra"]], "g", k=a.k)
+        value(s, inputs["extra"], "g", k=a.k, recall=a.recall, exact=a.exact)
         t_extra = time.perf_counter() - t
-        t = time.perf_counter()
-        value(s, [files["gen"], files["extra"]], "g-full", k=a.k)
-        t_full_a = time.perf_counter() - t
-        rows.append(("A. value +%d generated into a set of %d" % (a.extra, a.generated), t_extra, t_full_a, None))
+        rows.append((f"A. value +{a.extra:,} generated into a set of {a.generated:,}", t_extra,
+                     full_recompute(s, everything, a, "full-a"), None))
 
-        # B. new training images + refresh, vs ingest + re-valuing every generated image
-        from query.forget import forget_set
-        forget_set(s, "g-full")
-        t = time.perf_counter()
-        ingest(s, [files["new"]])
-        t_ingest = time.perf_counter() - t
+        # B. new training images + refresh, vs re-valuing every generated image
+        add_training(s, inputs["new"], owner="new")
         t = time.perf_counter()
         rep = refresh(s)
         t_refresh = time.perf_counter() - t
+        rows.append((f"B. refresh after +{a.new:,} training (ingest excluded)", t_refresh,
+                     full_recompute(s, everything, a, "full-b"), rep))
+        print(f"B: {rep.summary()}; {split(rep)}", flush=True)
+
+        # C. forget a share of the training set + refresh, vs re-valuing every generated image
+        ids = [r[0] for r in s.ledger.execute("SELECT contributor_id FROM training_images ORDER BY 1").fetchall()]
+        gone = random.Random(a.seed).sample(ids, max(1, round(a.forget * len(ids))))
         t = time.perf_counter()
-        value(s, [files["gen"], files["extra"]], "g-recompute", k=a.k)
-        t_revalue = time.perf_counter() - t
-        frac = (rep.rescored + rep.merged) / max(rep.total_generated, 1)
-        searched = rep.rescored / max(rep.total_generated, 1)
-        rows.append(("B. refresh after +%d training (ingest excluded)" % a.new, t_refresh, t_revalue, frac))
-        rows.append(("B'. ingest + refresh vs ingest + full re-value", t_ingest + t_refresh, t_ingest + t_revalue, frac))
-        print(f"refresh: {rep.summary()}; find+merge {rep.timings['find']:.1f}s, re-score {rep.timings['rescore']:.1f}s; "
-              f"{100 * searched:.1f}% of generated images needed a new search", flush=True)
+        forget_training(s, gone)
+        rep = refresh(s)
+        t_forget = time.perf_counter() - t
+        rows.append((f"C. forget {len(gone):,} training images ({100 * a.forget:g} %) + refresh", t_forget,
+                     full_recompute(s, everything, a, "full-c"), rep))
+        print(f"C: {rep.summary()}; {split(rep)}", flush=True)
     finally:
         s.close()
 
-    print("\n| operation | incremental (s) | full recompute (s) | ratio | generated images updated |")
+    print("\n| operation | incremental (s) | full recompute (s) | ratio | "
+          "updated from lists / re-ranked / re-scored |")
     print("|---|---|---|---|---|")
-    for name, inc, full, frac in rows:
-        f = f"{100 * frac:.1f}%" if frac is not None else "-"
+    for name, inc, full, rep in rows:
+        f = "-" if rep is None else (f"{rep.merged - rep.reranked:,} / {rep.reranked:,} / {rep.rescored:,} "
+                                     f"of {rep.total_generated:,}")
         print(f"| {name} | {inc:.2f} | {full:.2f} | {100 * inc / full:.1f}% | {f} |")
     if not a.dir:
         shutil.rmtree(work, ignore_errors=True)

@@ -62,16 +62,17 @@ class Match:
         return "credits differ"
 
     def list_difference(self, recomputed: "Match") -> str | None:
-        """Where this stored recall list parts from a recomputed one (which may be longer: a
-        stored list may have lent candidates of its reserve to removals), or None."""
+        """Where this stored recall list parts from a recomputed one, or None. Only their
+        common length is compared: a stored list may have lent its reserve to removals, and
+        one kept under another capacity may be longer."""
         n = len(self.recall_ids)
         for pos in range(min(n, len(recomputed.recall_ids))):
             if self.recall_ids[pos] != recomputed.recall_ids[pos] or self.recall_scores[pos] != recomputed.recall_scores[pos]:
                 return (f"recall list position {pos + 1}: stored {int(self.recall_ids[pos]):016x} "
                         f"({self.recall_scores[pos]:.9g}), recomputed {int(recomputed.recall_ids[pos]):016x} "
                         f"({recomputed.recall_scores[pos]:.9g})")
-        if n > len(recomputed.recall_ids):
-            return f"recall list holds {n} candidates, a recompute {len(recomputed.recall_ids)}"
+        if n > len(recomputed.recall_ids) and recomputed.complete:
+            return f"recall list holds {n} candidates, the training set {len(recomputed.recall_ids)}"
         if self.complete and not recomputed.complete:
             return "recall list says it holds every training image, a recompute finds more"
         return None

@@ -67,16 +67,16 @@ def values_of(con):
 
 
 def from_scratch(tmp, con):
-    """A new store built from the current training set and generated sets."""
+    """A new store built from the current training set and generated sets (each with its k and N)."""
     fresh = Store.init(tmp, **BACKENDS)
     try:
         train = con.execute("SELECT source, owner FROM training_images ORDER BY source").fetchall()
         for owner in sorted({o for _, o in train}, key=str):
             ingest(fresh, [s for s, o in train if o == owner], owner=owner)
-        for (set_name,) in con.execute("SELECT set_name FROM generated_sets ORDER BY 1").fetchall():
+        for set_name, k, recall in con.execute("SELECT set_name, k, recall FROM generated_sets ORDER BY 1").fetchall():
             srcs = [r[0] for r in con.execute("SELECT source FROM generated_images WHERE set_name = ?", [set_name]).fetchall()]
             if srcs and train:
-                value(fresh, srcs, set_name, k=K, recall=RECALL)
+                value(fresh, srcs, set_name, k=k, recall=recall)
         return values_of(fresh.ledger)
     finally:
         fresh.close()
@@ -212,5 +212,105 @@ def test_refresh_summary_counts_distinct_images(tmp_path, mnist_small):
         assert 0 < n <= rep.total_generated == len(xt)
         assert rep.summary().startswith(f"re-scored {n:,} of {len(xt):,} generated images")
         assert verify(store, sample=None).ok
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def valued(tmp_path, mnist_small):
+    """600 training images (owners a and b), 40 generated images valued with k=5, N=40."""
+    x, y, xt, yt = mnist_small
+    np.savez(tmp_path / "a.npz", images=x[:500], labels=y[:500])
+    np.savez(tmp_path / "b.npz", images=x[500:], labels=y[500:])
+    np.savez(tmp_path / "gen.npz", images=xt, labels=yt)
+    store = Store.init(tmp_path / "s", **BACKENDS)
+    ingest(store, [str(tmp_path / "a.npz")], owner="a")
+    value(store, [str(tmp_path / "gen.npz")], "s1", k=5, recall=40)
+    yield store, tmp_path
+    store.close()
+
+
+def test_changes_merged_from_the_lists_without_a_search(valued):
+    """Added images are merged into the stored lists and removed ones dropped, the reserve
+    moving up: no generated image needs a new recall search, and the result is exact."""
+    store, d = valued
+    ingest(store, [str(d / "b.npz")], owner="b")
+    rep = refresh(store)
+    assert rep.rescored == 0 and rep.merged == len(rep.touched) > 0 and rep.changed > 0
+    assert verify(store, sample=None).ok
+    ids = [r[0] for r in store.ledger.execute("SELECT contributor_id FROM training_images ORDER BY 1").fetchall()]
+    forget_training(store, ids[::100])  # 1 %
+    rep = refresh(store)
+    assert rep.rescored == 0 and rep.merged > 0
+    assert verify(store, sample=None).ok
+
+
+def test_list_below_n_is_rescored(valued, monkeypatch):
+    """Without a reserve, forgetting a recalled image leaves a list shorter than N: that
+    image is re-scored from scratch."""
+    import query.recall_lists as rl
+
+    store, d = valued
+    monkeypatch.setattr(rl, "RESERVE_SHARE", 0.0)
+    monkeypatch.setattr(rl, "RESERVE_MIN", 0)
+    ingest(store, [str(d / "b.npz")], owner="b")
+    refresh(store)  # lists cut at N exactly now
+    top = store.ledger.execute("SELECT contributor_id FROM credits WHERE rank = 1 LIMIT 3").fetchall()
+    forget_training(store, [r[0] for r in top])
+    rep = refresh(store)
+    assert rep.rescored > 0
+    assert verify(store, sample=None).ok
+
+
+@pytest.mark.parametrize("change", ["ingest", "forget"])
+def test_valued_between_a_change_and_its_refresh(valued, change):
+    """Images valued while a training change waits for its refresh already reflect it: the
+    refresh must not count added images twice nor miss removed ones."""
+    store, d = valued
+    if change == "ingest":
+        ingest(store, [str(d / "b.npz")], owner="b")  # no refresh yet
+    else:
+        ids = [r[0] for r in store.ledger.execute("SELECT contributor_id FROM training_images ORDER BY 1").fetchall()]
+        forget_training(store, ids[::50])
+    value(store, [str(d / "gen.npz")], "s2", k=5, recall=40)
+    refresh(store)
+    assert verify(store, sample=None).ok
+    expected = from_scratch(d / "scratch", store.ledger)
+    got = values_of(store.ledger)
+    assert got.keys() == expected.keys() and all(got[k] == pytest.approx(expected[k], abs=1e-6) for k in got)
+
+
+def test_verify_finds_a_wrong_recall_list(valued):
+    """A stored list that a recompute does not start with is a difference, even when the
+    top-k still agrees (refresh would build on it)."""
+    store, _ = valued
+    gid, ids = store.ledger.execute("SELECT generated_id, ids FROM recall_lists ORDER BY 1 LIMIT 1").fetchone()
+    a = np.frombuffer(ids, dtype="<u8").copy()
+    a[-2], a[-1] = a[-1], a[-2]  # two candidates past the top-k swapped
+    store.ledger.execute("UPDATE recall_lists SET ids = ? WHERE generated_id = ?", [a.tobytes(), gid])
+    report = verify(store, sample=None)
+    assert not report.ok and "recall list position" in report.differences[0]
+
+
+def test_ledger_without_lists_is_rescored_once(valued):
+    """A ledger from before migration 0003 (no candidate ids kept): opening it queues every
+    generated image, and the next refresh re-scores them exactly."""
+    store, d = valued
+    before = values_of(store.ledger)
+    con = store.ledger
+    con.execute("DROP TABLE recall_lists")
+    con.execute("DROP TABLE pending_removal")
+    con.execute("ALTER TABLE generated_images ADD COLUMN recall_floor DOUBLE")
+    con.execute("ALTER TABLE generated_images ADD COLUMN n_recalled INTEGER NOT NULL DEFAULT 0")
+    con.execute("ALTER TABLE generated_images ADD COLUMN recall_scores BLOB NOT NULL DEFAULT ''::BLOB")
+    con.execute("ALTER TABLE credits ADD COLUMN recall_rank INTEGER NOT NULL DEFAULT 1")
+    con.execute("DELETE FROM schema_migrations WHERE version = 3")
+    store.close()
+    store = Store.open(d / "s")
+    try:
+        assert verify(store, sample=None).differences[0].startswith("refresh due")
+        rep = refresh(store)
+        assert rep.rescored == 40 and verify(store, sample=None).ok
+        assert values_of(store.ledger) == pytest.approx(before)
     finally:
         store.close()

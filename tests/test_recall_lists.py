@@ -1,0 +1,124 @@
+"""Recall lists: the batched merges against a brute-force ranking (ties and equal scores
+included), their round trip through the ledger, and what the merges spare (no search while
+a list keeps N candidates)."""
+import duckdb
+import numpy as np
+import pytest
+
+from gmv_store.migrate import migrate
+from query.merge import add, best_k, drop, isin_rows
+from query.recall_lists import Lists, capacity, read_lists, write_lists
+
+
+def brute(ids: np.ndarray, scores: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Every point in the one ranking order: better score, then smaller id."""
+    key = -scores if metric == "cosine" else scores
+    order = np.lexsort((ids, key))
+    return ids[order], scores[order]
+
+
+def world(rng, n_points: int, ties: bool):
+    """Distinct ids; scores drawn from few values when `ties` (many exact ties)."""
+    ids = rng.choice(np.arange(1, 10 * n_points + 10, dtype=np.uint64), n_points, replace=False)
+    scores = rng.integers(0, 6, n_points).astype(np.float64) / 5 if ties else rng.random(n_points)
+    return ids, scores
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclid"])
+@pytest.mark.parametrize("ties", [False, True])
+def test_add_and_drop_equal_a_ranking_from_scratch(metric, ties):
+    rng = np.random.default_rng(1 if ties else 0)
+    n, cap = 6, 9
+    for trial in range(40):
+        m = 12
+        worlds, rows_ids, rows_scores, complete = [], [], [], []
+        for i in range(m):
+            t_ids, t_scores = world(rng, int(rng.integers(1, 30)), ties)
+            b_ids, b_scores = brute(t_ids, t_scores, metric)
+            length = len(b_ids) if len(b_ids) <= cap else int(rng.integers(n, cap + 1))
+            worlds.append((t_ids, t_scores))
+            rows_ids.append(b_ids[:length])
+            rows_scores.append(b_scores[:length])
+            complete.append(len(b_ids) <= length)
+        lists = Lists.from_rows([str(i) for i in range(m)], rows_ids, rows_scores, complete)
+
+        # additions: the points at least as good as the last candidate (all, for a complete list)
+        news = []
+        e_ids = np.zeros((m, cap), np.uint64)
+        e_scores = np.full((m, cap), np.nan)
+        e_len = np.zeros(m, np.int64)
+        e_all = np.zeros(m, np.int64)
+        for i, (t_ids, _) in enumerate(worlds):
+            p_ids = np.arange(10_000 + 100 * i, 10_000 + 100 * i + int(rng.integers(0, 8)), dtype=np.uint64)
+            p_scores = (rng.integers(0, 6, len(p_ids)) / 5 if ties else rng.random(len(p_ids))).astype(np.float64)
+            news.append((p_ids, p_scores))
+            last = rows_scores[i][-1] if len(rows_scores[i]) else None
+            ok = np.ones(len(p_ids), bool) if complete[i] or last is None else (
+                p_scores >= last if metric == "cosine" else p_scores <= last)
+            q_ids, q_scores = brute(p_ids[ok], p_scores[ok], metric)
+            e_all[i] = len(q_ids)
+            q_ids, q_scores = q_ids[:cap], q_scores[:cap]
+            e_len[i] = len(q_ids)
+            e_ids[i, :len(q_ids)], e_scores[i, :len(q_ids)] = q_ids, q_scores
+        moved = add(lists, e_ids, e_scores, e_len, cap, metric, e_all=e_all)
+        for i, ((t_ids, t_scores), (p_ids, p_scores)) in enumerate(zip(worlds, news)):
+            want_ids, want_scores = brute(np.concatenate([t_ids, p_ids]), np.concatenate([t_scores, p_scores]), metric)
+            got_ids, got_scores = moved.lists.row(i)
+            assert len(got_ids) >= min(len(rows_ids[i]), cap)  # never shorter, at most the capacity
+            assert np.array_equal(got_ids, want_ids[:len(got_ids)]), (trial, i)
+            assert np.array_equal(got_scores, want_scores[:len(got_ids)])
+            assert moved.lists.complete[i] == (len(got_ids) == len(want_ids))
+            # each old candidate's new place
+            for c, pid in enumerate(rows_ids[i]):
+                pos = moved.old_pos[i, c]
+                assert (pos < 0 and pid not in got_ids) or got_ids[pos] == pid
+
+        # removals: drop some of each world's points, inside or outside the list
+        removed = np.concatenate([w[0][rng.random(len(w[0])) < 0.3] for w in worlds])
+        moved = drop(lists, removed)
+        for i, (t_ids, t_scores) in enumerate(worlds):
+            keep = ~np.isin(t_ids, removed)
+            want_ids, _ = brute(t_ids[keep], t_scores[keep], metric)
+            got_ids, _ = moved.lists.row(i)
+            assert len(got_ids) == len(rows_ids[i]) - np.isin(rows_ids[i], removed).sum()
+            assert np.array_equal(got_ids, want_ids[:len(got_ids)])
+
+
+def test_best_k_orders_by_distance_then_id():
+    ids = np.array([[5, 3, 9, 1, 7]], dtype=np.uint64)
+    dist = np.array([[0.5, 0.5, 0.1, 0.5, 2.0]])
+    valid = np.array([[True, True, True, True, False]])
+    top, d, count = best_k(ids, dist, valid, 3)
+    assert top.tolist() == [[9, 1, 3]] and d.tolist() == [[0.1, 0.5, 0.5]] and count.tolist() == [3]
+
+
+def test_isin_rows_is_per_row():
+    a = np.array([[1, 2], [1, 2]], dtype=np.uint64)
+    b = np.array([[2, 0], [3, 1]], dtype=np.uint64)
+    assert isin_rows(a, b, np.array([[True, False], [True, True]])).tolist() == [[False, True], [True, False]]
+
+
+def test_lists_round_trip_through_the_ledger(tmp_path):
+    con = duckdb.connect(str(tmp_path / "l.duckdb"))
+    migrate(con)
+    rng = np.random.default_rng(0)
+    gids = ["b", "a", "c", "d"]
+    rows = [rng.integers(0, 2**64 - 1, n, dtype=np.uint64) for n in (3, 0, 5, 1)]
+    scores = [rng.random(len(r)) for r in rows]
+    lists = Lists.from_rows(gids, rows, scores, [False, True, False, True])
+    write_lists(con, "s", lists, new=True)
+    back = read_lists(con, "s", ["d", "zz", "a", "b", "c"])  # in the order asked, unknown ids left out
+    assert back.gids == ["d", "a", "b", "c"]
+    for g in back.gids:
+        i, j = back.gids.index(g), gids.index(g)
+        assert np.array_equal(back.row(i)[0], rows[j]) and np.array_equal(back.row(i)[1], scores[j])
+        assert back.complete[i] == lists.complete[j]
+    changed = Lists.from_rows(["c", "e"], [rows[0], rows[3]], [scores[0], scores[3]], [True, False])
+    write_lists(con, "s", changed)  # replaces c, inserts e
+    back = read_lists(con, "s")
+    assert back.gids == ["a", "b", "c", "d", "e"]
+    assert np.array_equal(back.row(2)[0], rows[0]) and back.complete[2]
+
+
+def test_capacity_keeps_a_reserve():
+    assert capacity(500) == 550 and capacity(12) == 16 and capacity(1) == 5
