@@ -1,13 +1,22 @@
 -- gmv-store ledger, version 3: each generated image keeps its recall list — the ids and
 -- recall scores of its N recalled candidates and of a reserve beyond them — so that refresh
--- and forget bring a match up to date from the stored list (merge or drop, no search).
+-- brings a match up to date from the stored list when training images are added or removed
+-- (merge or drop, no search).
 
 CREATE TABLE recall_lists (
     set_name     VARCHAR NOT NULL,
     generated_id VARCHAR NOT NULL,
-    ids          BLOB NOT NULL,             -- training point ids (uint64 little-endian), best first in the
-                                            -- one ranking order (better recall score, then smaller id)
-    scores       BLOB NOT NULL,             -- their Qdrant recall scores (float64 little-endian)
+    -- the list as last written whole: training point ids (uint64 little-endian), best first in
+    -- the one ranking order (better recall score, then smaller id), and their Qdrant recall
+    -- scores (float64 little-endian)
+    ids          BLOB NOT NULL,
+    scores       BLOB NOT NULL,
+    -- what changed since (a refresh writes these few bytes, not the whole list): candidates
+    -- added, base ids dropped; the list is the first `length` of base - dropped + added
+    added_ids    BLOB NOT NULL,
+    added_scores BLOB NOT NULL,
+    dropped_ids  BLOB NOT NULL,
+    length       INTEGER NOT NULL,
     complete     BOOLEAN NOT NULL,          -- the list holds every training image (a small training set)
     PRIMARY KEY (set_name, generated_id)
 );
@@ -29,4 +38,18 @@ ON CONFLICT DO NOTHING;
 ALTER TABLE generated_images DROP COLUMN recall_floor;
 ALTER TABLE generated_images DROP COLUMN n_recalled;
 ALTER TABLE generated_images DROP COLUMN recall_scores;
-ALTER TABLE credits DROP COLUMN recall_rank;
+
+-- credits without recall_rank, and without an index: a refresh replaces the credit rows of
+-- thousands of generated images at once, which is about ten times faster without one (a
+-- lookup scans the column instead). The code keeps (set, generated image, rank) unique.
+CREATE TABLE credits_v3 (
+    set_name       VARCHAR NOT NULL,
+    generated_id   VARCHAR NOT NULL,
+    contributor_id VARCHAR NOT NULL,
+    rank           INTEGER NOT NULL,        -- 1 = closest
+    distance       DOUBLE NOT NULL,
+    credit         DOUBLE NOT NULL
+);
+INSERT INTO credits_v3 SELECT set_name, generated_id, contributor_id, rank, distance, credit FROM credits;
+DROP TABLE credits;
+ALTER TABLE credits_v3 RENAME TO credits;

@@ -107,8 +107,9 @@ def generated_rows(con, where: str = "", params: Sequence = (), limit: int | Non
     return [GeneratedRow(*r) for r in con.execute(sql, list(params)).fetchall()]
 
 
-def read_matches(con, set_name: str, generated_ids: Sequence[str], with_recall: bool = False) -> dict[str, Match]:
-    """The stored matches of generated images of one set (absent ids: no entry)."""
+def read_matches(con, set_name: str, generated_ids: Sequence[str], recall_metric: str | None = None) -> dict[str, Match]:
+    """The stored matches of generated images of one set (absent ids: no entry), with their
+    recall lists when the recall metric is given."""
     out: dict[str, Match] = {}
     for gid, cid, d, c in con.execute(
             "SELECT generated_id, contributor_id, distance, credit FROM credits "
@@ -118,8 +119,8 @@ def read_matches(con, set_name: str, generated_ids: Sequence[str], with_recall: 
         m.contributors.append(cid)
         m.distances.append(d)
         m.credits.append(c)
-    if with_recall:
-        lists = read_lists(con, set_name, generated_ids)
+    if recall_metric is not None:
+        lists = read_lists(con, set_name, generated_ids, metric=recall_metric)
         for i, gid in enumerate(lists.gids):
             m = out.setdefault(gid, Match([], [], []))
             m.recall_ids, m.recall_scores = (a.copy() for a in lists.row(i))

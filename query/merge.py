@@ -1,17 +1,13 @@
-"""Exact changes of recall lists and top-k, for whole batches at once (pure numpy).
+"""Ranking arithmetic for whole batches of lists at once (pure numpy, no ledger, no Qdrant).
 
 Every ranking here is the one order of `query.search`: better score first, then smaller id
 (`order_key` turns scores into "smaller is better"). All scores come from Qdrant, so a merge
-orders candidates exactly as a from-scratch search orders the same candidates; stored ids
-decide ties, at the recall cut and at the k-th place alike.
+orders candidates exactly as a from-scratch search orders the same candidates; ids decide
+ties, at the recall cut and at the k-th place alike.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-
-from .recall_lists import Lists
 
 
 def order_key(scores: np.ndarray, metric: str) -> np.ndarray:
@@ -21,74 +17,58 @@ def order_key(scores: np.ndarray, metric: str) -> np.ndarray:
     return key
 
 
-def rank_rows(key: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Per row, the column order of the one ranking order: key, then id."""
-    return np.lexsort((ids, key), axis=1)
+def sort_rows(key: np.ndarray, ids: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """Per row, the column order of the one ranking order (cells past `length` last)."""
+    valid = np.arange(key.shape[1]) < length[:, None]
+    return np.lexsort((ids, np.where(valid, key, np.inf)), axis=1)
 
 
-def positions(order: np.ndarray) -> np.ndarray:
-    """Inverse of a per-row permutation: where each column went."""
-    inv = np.empty_like(order)
-    np.put_along_axis(inv, order, np.broadcast_to(np.arange(order.shape[1]), order.shape), axis=1)
-    return inv
+def merge_positions(a_key: np.ndarray, a_ids: np.ndarray, a_len: np.ndarray, b_key: np.ndarray, b_ids: np.ndarray,
+                    b_len: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the cells of two lists go when merged, per row: (a_pos, b_pos). Both lists are
+    sorted in the one order; b is short (the points that changed), so each row's b cells
+    are placed by binary search in a — O(b log a), where sorting a + b again would cost
+    O((a + b) log(a + b)) per row."""
+    m, wa = a_key.shape
+    wb = b_key.shape[1]
+    before = np.zeros((m, wb), dtype=np.int64)  # a cells ahead of each b cell
+    for r in np.flatnonzero(b_len):
+        n, e = int(a_len[r]), int(b_len[r])
+        ka, kb = a_key[r, :n], b_key[r, :e]
+        lo = np.searchsorted(ka, kb, "left")
+        hi = np.searchsorted(ka, kb, "right")
+        for j in np.flatnonzero(hi > lo):  # equal scores: the smaller id first
+            lo[j] += int((a_ids[r, lo[j]:hi[j]] < b_ids[r, j]).sum())
+        before[r, :e] = lo
+    b_valid = np.arange(wb) < b_len[:, None]
+    b_pos = before + np.arange(wb)
+    # an a cell moves down by the number of b cells placed ahead of it
+    flat = (np.arange(m)[:, None] * (wa + 1) + before)[b_valid]
+    ahead = np.cumsum(np.bincount(flat, minlength=m * (wa + 1)).reshape(m, wa + 1), axis=1)[:, :wa]
+    return np.arange(wa) + ahead, np.where(b_valid, b_pos, -1)
 
 
-@dataclass
-class Moved:
-    """A batch of lists after a change: the new lists and where the old candidates went."""
-
-    lists: Lists
-    old_pos: np.ndarray   # (m, W_old): new position of each old candidate, -1 if it left the list
-    new_pos: np.ndarray   # (m, E): new position of each added candidate, -1 if it did not get in
-
-
-def add(lists: Lists, e_ids: np.ndarray, e_scores: np.ndarray, e_len: np.ndarray, cap: int, metric: str,
-        e_all: np.ndarray | None = None) -> Moved:
-    """Merge added training points into each list.
-
-    Row i's added points are every new point that scores at least as well as the list's
-    last candidate (all new points when the list is complete), at most `cap` of them in the
-    one order; `e_all` counts how many there were before that cut (default: e_len). Only the
-    merged prefix up to the old last candidate is known to be exact (a point outside the list
-    may sit just below it), so the new list ends there — or at `cap`.
-    """
-    e_all = e_len if e_all is None else e_all
-    m, w = lists.ids.shape
-    e = e_ids.shape[1]
-    valid_e = np.arange(e) < e_len[:, None]
-    key = np.concatenate([np.where(lists.valid, order_key(lists.scores, metric), np.inf),
-                          np.where(valid_e, order_key(e_scores, metric), np.inf)], axis=1)
-    ids = np.concatenate([lists.ids, e_ids], axis=1)
-    order = rank_rows(key, ids)
-    inv = positions(order)
-    merged_ids = np.take_along_axis(ids, order, axis=1)
-    merged_scores = np.take_along_axis(np.concatenate([lists.scores, e_scores], axis=1), order, axis=1)
-    rows = np.arange(m)
-    last = inv[rows, np.maximum(lists.length - 1, 0)]
-    exact_len = np.where(lists.length > 0, last + 1, 0)
-    length = np.minimum(cap, np.where(lists.complete, lists.length + e_len, exact_len))
-    complete = lists.complete & (lists.length + e_all <= cap)
-    width = int(length.max()) if m else 0
-    keep = np.arange(width) < length[:, None]
-    out = Lists(lists.gids, np.where(keep, merged_ids[:, :width], 0).astype(np.uint64),
-                np.where(keep, merged_scores[:, :width], np.nan), length, complete)
-    old_pos = np.where(lists.valid & (inv[:, :w] < length[:, None]), inv[:, :w], -1)
-    new_pos = np.where(valid_e & (inv[:, w:] < length[:, None]), inv[:, w:], -1)
-    return Moved(out, old_pos, new_pos)
+def scatter(shape: tuple[int, int], fill, *parts: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+    """An (m, W) array holding, for each (values, positions, valid) part, values[valid] at
+    their positions in their row."""
+    first = parts[0][0]
+    out = np.full(shape, fill, dtype=first.dtype)
+    for values, pos, valid in parts:
+        r, c = np.nonzero(valid & (pos >= 0) & (pos < shape[1]))
+        out[r, pos[r, c]] = values[r, c]
+    return out
 
 
-def drop(lists: Lists, removed: np.ndarray) -> Moved:
-    """Remove training points from each list: the rest keep their order, and what remains
-    is still the exact best of the remaining training set."""
-    keep = lists.valid & ~np.isin(lists.ids, removed)
-    new_pos = np.cumsum(keep, axis=1) - 1
-    length = keep.sum(axis=1)
-    out = Lists.from_flat(lists.gids, lists.ids[keep], lists.scores[keep], length, lists.complete)
-    return Moved(out, np.where(keep, new_pos, -1), np.zeros((len(lists), 0), dtype=np.int64))
+def isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """np.isin for a sorted set: a binary search per value instead of a sort of both."""
+    if not len(sorted_set):
+        return np.zeros(values.shape, dtype=bool)
+    i = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[i] == values
 
 
 def isin_rows(a: np.ndarray, b: np.ndarray, b_valid: np.ndarray, chunk_cells: int = 1 << 24) -> np.ndarray:
-    """(m, A) bool: a[i, j] is among row i's valid b[i, :]."""
+    """(m, A) bool: a[i, j] is among row i's valid b[i, :] (b short)."""
     m, na = a.shape
     nb = b.shape[1]
     out = np.zeros((m, na), dtype=bool)

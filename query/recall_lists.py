@@ -1,28 +1,35 @@
-"""The recall list of each generated image, as the ledger keeps it (`recall_lists`) and as
-refresh and forget work on it: whole batches of lists as padded numpy arrays.
+"""The recall list of each generated image: batches of lists as padded numpy arrays, the two
+exact changes refresh makes to them (`add`, `drop`), and their ledger form.
 
 A list holds the best candidates of a generated image's recall stage, best first in the one
 ranking order (better recall score, then smaller id): the N recalled ones, from which the
 top-k is chosen, and a reserve of up to R more, so that removing training images seldom
 needs a new search. What refresh relies on: a stored list is the exact best-L of the current
-training set for some L >= N — or, when `complete`, the whole training set. Adding points
-(merge those that beat the last one) and removing points (drop them) keep that true without
+training set for some L >= N — or, when `complete`, the whole training set. `add` (merge the
+new points that beat the last candidate) and `drop` (remove points) keep that true without
 a search; a list that falls below N is re-scored from scratch.
 
-Ids (uint64) and scores (float64, as Qdrant returned them) are two little-endian BLOBs per
-image, read and written through Arrow a batch at a time: no Python object per value.
+In the ledger (`recall_lists`) a list is a base — ids (uint64) and Qdrant scores (float64),
+little-endian BLOBs — plus what changed since: candidates added, base ids dropped, and the
+current length. A refresh that adds ten candidates to each of 10,000 lists then writes a few
+hundred bytes per list instead of rewriting ~9 KB; a list whose changes pass a quarter of its
+length is written whole again. Everything moves through Arrow a batch at a time.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
 
+from .merge import columns, isin_sorted, merge_positions, order_key, scatter, sort_rows
+
 RESERVE_SHARE = 0.1  # candidates kept beyond N, as a share of N: forgetting 1 % stays far inside it
 RESERVE_MIN = 4
+REWRITE_SHARE = 0.25  # a list is written whole again once its changes pass this share of it
+REWRITE_MIN = 16
 
 
 def capacity(n: int) -> int:
@@ -35,10 +42,14 @@ class Lists:
     """Recall lists of m generated images of one set, padded to a common width W."""
 
     gids: list[str]
-    ids: np.ndarray       # (m, W) uint64, 0 past each list's end
-    scores: np.ndarray    # (m, W) float64, nan past each list's end
-    length: np.ndarray    # (m,) int64
-    complete: np.ndarray  # (m,) bool: the list holds every training image
+    ids: np.ndarray        # (m, W) uint64, 0 past each list's end
+    scores: np.ndarray     # (m, W) float64, nan past each list's end
+    length: np.ndarray     # (m,) int64
+    complete: np.ndarray   # (m,) bool: the list holds every training image
+    based: np.ndarray      # (m, W) bool: the candidate is in the stored base
+    dropped: np.ndarray    # (m, D) uint64: base ids removed since the base was written
+    n_dropped: np.ndarray  # (m,)
+    stored: np.ndarray     # (m,) bool: read from the ledger (else new: written whole)
 
     def __len__(self) -> int:
         return len(self.gids)
@@ -54,22 +65,26 @@ class Lists:
 
     def take(self, rows: np.ndarray) -> "Lists":
         rows = np.asarray(rows, dtype=np.int64)
-        width = int(self.length[rows].max()) if len(rows) else 0
-        return Lists([self.gids[i] for i in rows], self.ids[rows, :width], self.scores[rows, :width],
-                     self.length[rows], self.complete[rows])
+        w = int(self.length[rows].max()) if len(rows) else 0
+        d = int(self.n_dropped[rows].max()) if len(rows) else 0
+        return Lists([self.gids[i] for i in rows], self.ids[rows, :w], self.scores[rows, :w], self.length[rows],
+                     self.complete[rows], self.based[rows, :w], self.dropped[rows, :d], self.n_dropped[rows],
+                     self.stored[rows])
 
     @classmethod
     def from_flat(cls, gids: Sequence[str], ids: np.ndarray, scores: np.ndarray, length: np.ndarray,
                   complete: np.ndarray) -> "Lists":
-        """From the lists laid end to end (row-major order) and their lengths."""
+        """New lists from the lists laid end to end (row-major order) and their lengths."""
         length = np.asarray(length, dtype=np.int64)
-        width = int(length.max()) if len(length) else 0
-        mask = np.arange(width) < length[:, None]
-        out_ids = np.zeros((len(length), width), dtype=np.uint64)
-        out_scores = np.full((len(length), width), np.nan)
+        m = len(length)
+        w = int(length.max()) if m else 0
+        mask = np.arange(w) < length[:, None]
+        out_ids = np.zeros((m, w), dtype=np.uint64)
+        out_scores = np.full((m, w), np.nan)
         out_ids[mask] = ids
         out_scores[mask] = scores
-        return cls(list(gids), out_ids, out_scores, length, np.asarray(complete, dtype=bool))
+        return cls(list(gids), out_ids, out_scores, length, np.asarray(complete, dtype=bool), np.zeros((m, w), bool),
+                   np.zeros((m, 0), np.uint64), np.zeros(m, np.int64), np.zeros(m, bool))
 
     @classmethod
     def from_rows(cls, gids: Sequence[str], ids: Sequence[np.ndarray], scores: Sequence[np.ndarray],
@@ -80,11 +95,75 @@ class Lists:
         return cls.from_flat(gids, flat_ids, flat_scores, length, complete)
 
 
+@dataclass
+class Moved:
+    """A batch of lists after a change: the new lists and where the old candidates went."""
+
+    lists: Lists
+    old_pos: np.ndarray   # (m, W_old): new position of each old candidate, -1 if it left the list
+    new_pos: np.ndarray   # (m, E): new position of each added candidate, -1 if it did not get in
+
+
+def add(lists: Lists, e_ids: np.ndarray, e_scores: np.ndarray, e_len: np.ndarray, cap: int, metric: str,
+        e_all: np.ndarray | None = None) -> Moved:
+    """Merge added training points into each list.
+
+    Row i's added points are every new point that scores at least as well as the list's
+    last candidate (all new points when the list is complete), at most `cap` of them;
+    `e_all` counts how many there were before that cut (default: e_len). Only the merged
+    prefix up to the old last candidate is known to be exact (a point outside the list may
+    sit just below it), so the new list ends there — or at `cap`.
+    """
+    e_all = e_len if e_all is None else e_all
+    m, w = lists.ids.shape
+    e_key = order_key(e_scores, metric)
+    o = sort_rows(e_key, e_ids, e_len)  # Qdrant orders ties its own way
+    e_ids, e_scores, e_key = (np.take_along_axis(a, o, axis=1) for a in (e_ids, e_scores, e_key))
+    a_pos, b_pos = merge_positions(order_key(lists.scores, metric), lists.ids, lists.length, e_key, e_ids, e_len)
+    last = a_pos[np.arange(m), np.maximum(lists.length - 1, 0)]
+    exact_len = np.where(lists.length > 0, last + 1, 0)
+    length = np.minimum(cap, np.where(lists.complete, lists.length + e_len, exact_len))
+    width = int(length.max()) if m else 0
+    va = lists.valid & (a_pos < length[:, None])
+    vb = (np.arange(e_ids.shape[1]) < e_len[:, None]) & (b_pos < length[:, None])
+    shape = (m, width)
+    out = replace(lists, ids=scatter(shape, np.uint64(0), (lists.ids, a_pos, va), (e_ids, b_pos, vb)),
+                  scores=scatter(shape, np.nan, (lists.scores, a_pos, va), (e_scores, b_pos, vb)),
+                  based=scatter(shape, False, (lists.based, a_pos, va), (np.zeros(e_ids.shape, bool), b_pos, vb)),
+                  length=length, complete=lists.complete & (lists.length + e_all <= cap))
+    return Moved(out, np.where(va, a_pos, -1), np.where(vb, b_pos, -1))
+
+
+def drop(lists: Lists, removed: np.ndarray) -> Moved:
+    """Remove training points (`removed`: sorted ids) from each list: the rest keep their
+    order, and what remains is still the exact best of the remaining training set."""
+    gone = lists.valid & isin_sorted(lists.ids, removed)
+    keep = lists.valid & ~gone
+    pos = np.cumsum(keep, axis=1) - 1
+    length = keep.sum(axis=1)
+    shape = (len(lists), int(length.max()) if len(lists) else 0)
+    n_new, new_ids = columns(gone & lists.based, lists.ids)  # base candidates gone: recorded as dropped
+    slot = lists.n_dropped[:, None] + np.arange(new_ids.shape[1])
+    n_dropped = lists.n_dropped + n_new
+    dropped = scatter((len(lists), int(n_dropped.max()) if len(lists) else 0), np.uint64(0),
+                      (lists.dropped, np.broadcast_to(np.arange(lists.dropped.shape[1]), lists.dropped.shape),
+                       np.arange(lists.dropped.shape[1]) < lists.n_dropped[:, None]),
+                      (new_ids, slot, np.arange(new_ids.shape[1]) < n_new[:, None]))
+    out = replace(lists, ids=scatter(shape, np.uint64(0), (lists.ids, pos, keep)),
+                  scores=scatter(shape, np.nan, (lists.scores, pos, keep)),
+                  based=scatter(shape, False, (lists.based, pos, keep)), length=length,
+                  dropped=dropped, n_dropped=n_dropped)
+    return Moved(out, np.where(keep, pos, -1), np.zeros((len(lists), 0), dtype=np.int64))
+
+
+# ----------------------------------------------------------------------------- ledger form
+
+
 def _blobs(flat: np.ndarray, length: np.ndarray) -> pa.Array:
-    """One BLOB per list from the lists laid end to end (a view of the bytes, no copies per row)."""
+    """One BLOB per list from the lists laid end to end (one buffer, no object per row)."""
     data = np.ascontiguousarray(flat).astype(flat.dtype.newbyteorder("<"), copy=False)
     offsets = np.zeros(len(length) + 1, dtype=np.int64)
-    np.cumsum(length * data.itemsize, out=offsets[1:])
+    np.cumsum(np.asarray(length, dtype=np.int64) * data.itemsize, out=offsets[1:])
     return pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(length),
                                             [None, pa.py_buffer(offsets), pa.py_buffer(data.tobytes())])
 
@@ -98,52 +177,99 @@ def _unblob(column: pa.ChunkedArray, dtype: str) -> tuple[np.ndarray, np.ndarray
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset: arr.offset + n + 1]
     data = arr.buffers()[2]
     raw = np.frombuffer(data, dtype=np.uint8)[offsets[0]: offsets[-1]] if data is not None else np.zeros(0, np.uint8)
-    itemsize = np.dtype(dtype).itemsize
-    return raw.view(dtype).astype(np.dtype(dtype).newbyteorder("="), copy=False), np.diff(offsets) // itemsize
+    return raw.view(dtype).astype(np.dtype(dtype).newbyteorder("="), copy=False), np.diff(offsets) // np.dtype(dtype).itemsize
 
 
-def read_lists(con, set_name: str, gids: Sequence[str] | None = None) -> Lists:
+def _padded(flat: np.ndarray, length: np.ndarray, fill) -> np.ndarray:
+    out = np.full((len(length), int(length.max()) if len(length) else 0), fill, dtype=flat.dtype)
+    out[np.arange(out.shape[1]) < length[:, None]] = flat
+    return out
+
+
+_COLUMNS = "r.generated_id, r.ids, r.scores, r.added_ids, r.added_scores, r.dropped_ids, r.length, r.complete"
+
+
+def read_lists(con, set_name: str, gids: Sequence[str] | None = None, *, metric: str) -> Lists:
     """The stored lists of the given generated images of one set, in the order given (or of
-    the whole set, by id). Images without a list (queued to be re-scored) are left out."""
+    the whole set, by id; `metric`: the recall metric, which orders them). Images without a
+    list (queued to be re-scored) are left out."""
     if gids is None:
-        tbl = con.sql("SELECT generated_id, ids, scores, complete FROM recall_lists WHERE set_name = $1 "
-                      "ORDER BY generated_id", params=[set_name]).to_arrow_table()
+        tbl = con.sql(f"SELECT {_COLUMNS} FROM recall_lists r WHERE set_name = $1 ORDER BY generated_id",
+                      params=[set_name]).to_arrow_table()
     else:
         con.register("_gmv_want", pa.table({"i": np.arange(len(gids)), "generated_id": pa.array(list(gids), pa.string())}))
         try:
-            tbl = con.sql("SELECT r.generated_id, r.ids, r.scores, r.complete FROM _gmv_want w JOIN recall_lists r "
-                          "ON r.set_name = $1 AND r.generated_id = w.generated_id ORDER BY w.i",
-                          params=[set_name]).to_arrow_table()
+            tbl = con.sql(f"SELECT {_COLUMNS} FROM _gmv_want w JOIN recall_lists r ON r.set_name = $1 "
+                          "AND r.generated_id = w.generated_id ORDER BY w.i", params=[set_name]).to_arrow_table()
         finally:
             con.unregister("_gmv_want")
-    ids, length = _unblob(tbl.column("ids"), "<u8")
-    scores, _ = _unblob(tbl.column("scores"), "<f8")
-    return Lists.from_flat(tbl.column("generated_id").to_pylist(), ids, scores, length,
-                           tbl.column("complete").to_numpy(zero_copy_only=False))
+    base_ids, base_len = _unblob(tbl.column("ids"), "<u8")
+    base_scores, _ = _unblob(tbl.column("scores"), "<f8")
+    add_ids, add_len = _unblob(tbl.column("added_ids"), "<u8")
+    add_scores, _ = _unblob(tbl.column("added_scores"), "<f8")
+    drop_ids, n_dropped = _unblob(tbl.column("dropped_ids"), "<u8")
+    dropped = _padded(drop_ids, n_dropped, np.uint64(0))
+    ids, scores = _padded(base_ids, base_len, np.uint64(0)), _padded(base_scores, base_len, np.nan)
+    keep = np.arange(ids.shape[1]) < base_len[:, None]
+    for r in np.flatnonzero(n_dropped):  # few lists carry drops, each a few ids
+        keep[r] &= ~np.isin(ids[r], dropped[r, :n_dropped[r]])
+    n_keep, ids, scores = columns(keep, ids, scores)
+    scores[np.arange(scores.shape[1]) >= n_keep[:, None]] = np.nan
+    a_ids, a_scores = _padded(add_ids, add_len, np.uint64(0)), _padded(add_scores, add_len, np.nan)
+    a_pos, b_pos = merge_positions(order_key(scores, metric), ids, n_keep, order_key(a_scores, metric), a_ids, add_len)
+    length = tbl.column("length").to_numpy().astype(np.int64)
+    shape = (len(length), int(length.max()) if len(length) else 0)
+    va, vb = np.arange(ids.shape[1]) < n_keep[:, None], np.arange(a_ids.shape[1]) < add_len[:, None]
+    cut = np.arange(shape[1]) < length[:, None]
+    return Lists(tbl.column("generated_id").to_pylist(),
+                 np.where(cut, scatter(shape, np.uint64(0), (ids, a_pos, va), (a_ids, b_pos, vb)), np.uint64(0)),
+                 np.where(cut, scatter(shape, np.nan, (scores, a_pos, va), (a_scores, b_pos, vb)), np.nan),
+                 length, tbl.column("complete").to_numpy(zero_copy_only=False).astype(bool),
+                 cut & scatter(shape, False, (np.ones(ids.shape, bool), a_pos, va)), dropped, n_dropped,
+                 np.ones(len(length), bool))
 
 
 def write_lists(con, set_name: str, lists: Lists, new: bool = False) -> None:
-    """Store the lists of these generated images (one statement): `new` ones are inserted,
-    others replace what is stored (or are inserted where nothing is)."""
+    """Store these lists (one statement per form): a list read from the ledger whose changes
+    are still small is stored as those changes; others are written whole (`new` ones are
+    inserted, others replace what is stored or are inserted where nothing is)."""
     if not len(lists):
         return
     valid = lists.valid
-    tbl = pa.table({"generated_id": pa.array(lists.gids, pa.string()),
-                    "ids": _blobs(lists.ids[valid], lists.length),
-                    "scores": _blobs(lists.scores[valid], lists.length),
-                    "complete": pa.array(lists.complete, pa.bool_())})
+    n_added = (valid & ~lists.based).sum(axis=1)
+    small = lists.stored & (n_added + lists.n_dropped <= np.maximum(REWRITE_MIN, REWRITE_SHARE * lists.length))
+    for part, whole in ((np.flatnonzero(~small), True), (np.flatnonzero(small), False)):
+        if not len(part):
+            continue
+        sub = lists.take(part)
+        v = sub.valid
+        cells = v if whole else v & ~sub.based
+        n = cells.sum(axis=1)
+        empty = _blobs(np.zeros(0, np.uint64), np.zeros(len(part), np.int64))
+        tbl = pa.table({"generated_id": pa.array(sub.gids, pa.string()),
+                        "ids": _blobs(sub.ids[cells], n) if whole else empty,
+                        "scores": _blobs(sub.scores[cells], n) if whole else empty,
+                        "added_ids": empty if whole else _blobs(sub.ids[cells], n),
+                        "added_scores": empty if whole else _blobs(sub.scores[cells], n),
+                        "dropped_ids": empty if whole else _blobs(sub.dropped[np.arange(sub.dropped.shape[1])
+                                                                              < sub.n_dropped[:, None]], sub.n_dropped),
+                        "length": sub.length, "complete": pa.array(sub.complete, pa.bool_())})
+        _store(con, set_name, tbl, whole, insert_only=new)
+
+
+def _store(con, set_name: str, tbl: pa.Table, whole: bool, insert_only: bool) -> None:
     con.register("_gmv_lists", tbl)
     try:
-        if new:
-            con.execute("INSERT INTO recall_lists SELECT $1, generated_id, ids, scores, complete FROM _gmv_lists",
-                        [set_name])
-            return
-        # an UPDATE of the rows that exist is about twice as fast as an upsert of all of them
-        con.execute("UPDATE recall_lists r SET ids = u.ids, scores = u.scores, complete = u.complete "
-                    "FROM _gmv_lists u WHERE r.set_name = $1 AND r.generated_id = u.generated_id", [set_name])
-        con.execute("INSERT INTO recall_lists SELECT $1, generated_id, ids, scores, complete FROM _gmv_lists u "
-                    "WHERE NOT EXISTS (SELECT 1 FROM recall_lists r WHERE r.set_name = $1 "
-                    "AND r.generated_id = u.generated_id)", [set_name])
+        if not insert_only:
+            sets = "added_ids = u.added_ids, added_scores = u.added_scores, dropped_ids = u.dropped_ids, " \
+                   "length = u.length, complete = u.complete" + (", ids = u.ids, scores = u.scores" if whole else "")
+            con.execute(f"UPDATE recall_lists r SET {sets} FROM _gmv_lists u "
+                        "WHERE r.set_name = $1 AND r.generated_id = u.generated_id", [set_name])
+        if whole:
+            con.execute("INSERT INTO recall_lists SELECT $1, generated_id, ids, scores, added_ids, added_scores, "
+                        "dropped_ids, length, complete FROM _gmv_lists u" + ("" if insert_only else
+                        " WHERE NOT EXISTS (SELECT 1 FROM recall_lists r WHERE r.set_name = $1 "
+                        "AND r.generated_id = u.generated_id)"), [set_name])
     finally:
         con.unregister("_gmv_lists")
 

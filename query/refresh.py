@@ -39,8 +39,7 @@ from gmv_store.store import GENERATED, TRAINING, Store
 from gmv_store.vectors import Query
 
 from .matches import GeneratedRow, Match, generated_rows, read_matches, replace_matches
-from .merge import Moved, add, drop
-from .recall_lists import Lists, capacity, read_lists
+from .recall_lists import Lists, Moved, add, capacity, drop, read_lists
 from .search import ranked, recall_size, search
 from .settle import Batch, settle
 from .value import candidate_loader
@@ -130,7 +129,7 @@ def apply_changes(store: Store, removed: list[int], added: list[int], report: Re
             t = time.perf_counter()
             by_id = {r.generated_id: r for r in generated_rows(
                 con, "g.set_name = ? AND g.generated_id IN (SELECT unnest(?))", [set_name, part])}
-            lists = read_lists(con, set_name, part)
+            lists = read_lists(con, set_name, part, metric=store.embedder.metric)
             rows = [by_id[g] for g in lists.gids]
             report.timings["merge"] += time.perf_counter() - t
             if len(removed_ids):

@@ -30,8 +30,8 @@ from gmv_store.valuation import credits as eq6_credits
 from gmv_store.vectors import Query
 
 from .matches import GeneratedRow, read_topk, replace_credits
-from .merge import Moved, best_k, columns, isin_rows, score_distances
-from .recall_lists import Lists, write_lists
+from .merge import best_k, columns, isin_rows, score_distances
+from .recall_lists import Lists, Moved, write_lists
 from .search import ranked
 
 

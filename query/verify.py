@@ -83,7 +83,7 @@ def verify(store: Store, sample: int | None = 200, seed: int = 0) -> VerifyRepor
     n_diff = 0
     indexed = store.config.index.mode != "exact" and store.vectors.index_state(TRAINING)["indexed_points"] > 0
     for set_name, items in by_set.items():
-        stored = read_matches(store.ledger, set_name, [g for g, _ in items], with_recall=True)
+        stored = read_matches(store.ledger, set_name, [g for g, _ in items], recall_metric=store.embedder.metric)
         for (gid, m), r in zip(items, rows_of[set_name]):
             old = stored.get(gid)
             if old is None and not m.contributors:

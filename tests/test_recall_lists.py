@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from gmv_store.migrate import migrate
-from query.merge import add, best_k, drop, isin_rows
-from query.recall_lists import Lists, capacity, read_lists, write_lists
+from query.merge import best_k, isin_rows
+from query.recall_lists import Lists, add, capacity, drop, read_lists, write_lists
 
 
 def brute(ids: np.ndarray, scores: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -74,7 +74,7 @@ def test_add_and_drop_equal_a_ranking_from_scratch(metric, ties):
                 assert (pos < 0 and pid not in got_ids) or got_ids[pos] == pid
 
         # removals: drop some of each world's points, inside or outside the list
-        removed = np.concatenate([w[0][rng.random(len(w[0])) < 0.3] for w in worlds])
+        removed = np.unique(np.concatenate([w[0][rng.random(len(w[0])) < 0.3] for w in worlds]))
         moved = drop(lists, removed)
         for i, (t_ids, t_scores) in enumerate(worlds):
             keep = ~np.isin(t_ids, removed)
@@ -107,7 +107,7 @@ def test_lists_round_trip_through_the_ledger(tmp_path):
     scores = [rng.random(len(r)) for r in rows]
     lists = Lists.from_rows(gids, rows, scores, [False, True, False, True])
     write_lists(con, "s", lists, new=True)
-    back = read_lists(con, "s", ["d", "zz", "a", "b", "c"])  # in the order asked, unknown ids left out
+    back = read_lists(con, "s", ["d", "zz", "a", "b", "c"], metric="cosine")  # in the order asked, unknown ids left out
     assert back.gids == ["d", "a", "b", "c"]
     for g in back.gids:
         i, j = back.gids.index(g), gids.index(g)
@@ -115,10 +115,60 @@ def test_lists_round_trip_through_the_ledger(tmp_path):
         assert back.complete[i] == lists.complete[j]
     changed = Lists.from_rows(["c", "e"], [rows[0], rows[3]], [scores[0], scores[3]], [True, False])
     write_lists(con, "s", changed)  # replaces c, inserts e
-    back = read_lists(con, "s")
+    back = read_lists(con, "s", metric="cosine")
     assert back.gids == ["a", "b", "c", "d", "e"]
     assert np.array_equal(back.row(2)[0], rows[0]) and back.complete[2]
 
 
 def test_capacity_keeps_a_reserve():
     assert capacity(500) == 550 and capacity(12) == 16 and capacity(1) == 5
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclid"])
+def test_changes_stored_as_deltas_read_back_exactly(tmp_path, metric):
+    """Lists changed again and again, each time stored (as their changes, or whole once those
+    grow) and read back: always the exact best of the training set as it is then."""
+    con = duckdb.connect(str(tmp_path / "l.duckdb"))
+    migrate(con)
+    rng = np.random.default_rng(7)
+    cap, m = 26, 8
+    worlds = [world(rng, int(rng.integers(5, 60)), ties=True) for _ in range(m)]
+    rows_ids, rows_scores, complete = [], [], []
+    for t_ids, t_scores in worlds:
+        b_ids, b_scores = brute(t_ids, t_scores, metric)
+        rows_ids.append(b_ids[:cap])
+        rows_scores.append(b_scores[:cap])
+        complete.append(len(b_ids) <= cap)
+    gids = [f"g{i}" for i in range(m)]
+    write_lists(con, "s", Lists.from_rows(gids, rows_ids, rows_scores, complete), new=True)
+    next_id = 1_000_000
+    for step in range(12):
+        lists = read_lists(con, "s", gids, metric=metric)
+        for i, (t_ids, t_scores) in enumerate(worlds):
+            want, _ = brute(t_ids, t_scores, metric)
+            got, _ = lists.row(i)
+            assert np.array_equal(got, want[:len(got)]) and (lists.complete[i] == (len(got) == len(want))), (step, i)
+        if step % 3 == 2:
+            removed = np.unique(np.concatenate([w[0][rng.random(len(w[0])) < 0.1] for w in worlds]))
+            moved = drop(lists, removed)
+            worlds = [(w[0][~np.isin(w[0], removed)], w[1][~np.isin(w[0], removed)]) for w in worlds]
+        else:
+            e = int(rng.integers(1, 6))
+            e_ids = np.zeros((m, e), np.uint64)
+            e_scores = np.full((m, e), np.nan)
+            e_len = np.zeros(m, np.int64)
+            for i in range(m):
+                p_ids = np.arange(next_id, next_id + e, dtype=np.uint64)
+                next_id += e
+                p_scores = rng.integers(0, 6, e) / 5
+                last = lists.row(i)[1][-1] if lists.length[i] else None
+                ok = np.ones(e, bool) if lists.complete[i] or last is None else (
+                    p_scores >= last if metric == "cosine" else p_scores <= last)
+                e_len[i] = ok.sum()
+                e_ids[i, :ok.sum()], e_scores[i, :ok.sum()] = p_ids[ok], p_scores[ok]
+                worlds[i] = (np.concatenate([worlds[i][0], p_ids]), np.concatenate([worlds[i][1], p_scores]))
+            moved = add(lists, e_ids, e_scores, e_len, cap, metric)
+        write_lists(con, "s", moved.lists)
+    added, dropped = con.execute("SELECT count(*) FILTER (WHERE octet_length(added_ids) > 0), "
+                                 "count(*) FILTER (WHERE octet_length(dropped_ids) > 0) FROM recall_lists").fetchone()
+    assert added and dropped  # lists stored as their changes, not only rewritten whole
