@@ -48,14 +48,18 @@ def merge_positions(a_key: np.ndarray, a_ids: np.ndarray, a_len: np.ndarray, b_k
     return np.arange(wa) + ahead, np.where(b_valid, b_pos, -1)
 
 
-def scatter(shape: tuple[int, int], fill, *parts: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
-    """An (m, W) array holding, for each (values, positions, valid) part, values[valid] at
-    their positions in their row."""
-    first = parts[0][0]
-    out = np.full(shape, fill, dtype=first.dtype)
-    for values, pos, valid in parts:
-        r, c = np.nonzero(valid & (pos >= 0) & (pos < shape[1]))
-        out[r, pos[r, c]] = values[r, c]
+def place(pos: np.ndarray, valid: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where the valid cells go in a row-major (m, width) array: (flat indices, which cells)."""
+    ok = valid & (pos >= 0) & (pos < width)
+    return (np.arange(pos.shape[0])[:, None] * width + pos)[ok], ok
+
+
+def scatter(shape: tuple[int, int], fill, *parts: tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """An (m, W) array holding each part's values at their `place`s, `fill` elsewhere."""
+    out = np.full(shape, fill, dtype=parts[0][0].dtype)
+    flat = out.reshape(-1)
+    for values, (idx, ok) in parts:
+        flat[idx] = values[ok]
     return out
 
 

@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 
-from .merge import columns, isin_sorted, merge_positions, order_key, scatter, sort_rows
+from .merge import columns, isin_sorted, merge_positions, order_key, place, scatter, sort_rows
 
 RESERVE_SHARE = 0.1  # candidates kept beyond N, as a share of N: forgetting 1 % stays far inside it
 RESERVE_MIN = 4
@@ -127,9 +127,10 @@ def add(lists: Lists, e_ids: np.ndarray, e_scores: np.ndarray, e_len: np.ndarray
     va = lists.valid & (a_pos < length[:, None])
     vb = (np.arange(e_ids.shape[1]) < e_len[:, None]) & (b_pos < length[:, None])
     shape = (m, width)
-    out = replace(lists, ids=scatter(shape, np.uint64(0), (lists.ids, a_pos, va), (e_ids, b_pos, vb)),
-                  scores=scatter(shape, np.nan, (lists.scores, a_pos, va), (e_scores, b_pos, vb)),
-                  based=scatter(shape, False, (lists.based, a_pos, va), (np.zeros(e_ids.shape, bool), b_pos, vb)),
+    pa_, pb = place(a_pos, va, width), place(b_pos, vb, width)
+    out = replace(lists, ids=scatter(shape, np.uint64(0), (lists.ids, pa_), (e_ids, pb)),
+                  scores=scatter(shape, np.nan, (lists.scores, pa_), (e_scores, pb)),
+                  based=scatter(shape, False, (lists.based, pa_), (np.zeros(e_ids.shape, bool), pb)),
                   length=length, complete=lists.complete & (lists.length + e_all <= cap))
     return Moved(out, np.where(va, a_pos, -1), np.where(vb, b_pos, -1))
 
@@ -143,16 +144,17 @@ def drop(lists: Lists, removed: np.ndarray) -> Moved:
     length = keep.sum(axis=1)
     shape = (len(lists), int(length.max()) if len(lists) else 0)
     n_new, new_ids = columns(gone & lists.based, lists.ids)  # base candidates gone: recorded as dropped
-    slot = lists.n_dropped[:, None] + np.arange(new_ids.shape[1])
     n_dropped = lists.n_dropped + n_new
-    dropped = scatter((len(lists), int(n_dropped.max()) if len(lists) else 0), np.uint64(0),
-                      (lists.dropped, np.broadcast_to(np.arange(lists.dropped.shape[1]), lists.dropped.shape),
-                       np.arange(lists.dropped.shape[1]) < lists.n_dropped[:, None]),
-                      (new_ids, slot, np.arange(new_ids.shape[1]) < n_new[:, None]))
-    out = replace(lists, ids=scatter(shape, np.uint64(0), (lists.ids, pos, keep)),
-                  scores=scatter(shape, np.nan, (lists.scores, pos, keep)),
-                  based=scatter(shape, False, (lists.based, pos, keep)), length=length,
-                  dropped=dropped, n_dropped=n_dropped)
+    d_width = int(n_dropped.max()) if len(lists) else 0
+    old_d = lists.dropped.shape[1]
+    dropped = scatter((len(lists), d_width), np.uint64(0),
+                      (lists.dropped, place(np.broadcast_to(np.arange(old_d), lists.dropped.shape),
+                                            np.arange(old_d) < lists.n_dropped[:, None], d_width)),
+                      (new_ids, place(lists.n_dropped[:, None] + np.arange(new_ids.shape[1]),
+                                      np.arange(new_ids.shape[1]) < n_new[:, None], d_width)))
+    pk = place(pos, keep, shape[1])
+    out = replace(lists, ids=scatter(shape, np.uint64(0), (lists.ids, pk)), scores=scatter(shape, np.nan, (lists.scores, pk)),
+                  based=scatter(shape, False, (lists.based, pk)), length=length, dropped=dropped, n_dropped=n_dropped)
     return Moved(out, np.where(keep, pos, -1), np.zeros((len(lists), 0), dtype=np.int64))
 
 
@@ -220,13 +222,12 @@ def read_lists(con, set_name: str, gids: Sequence[str] | None = None, *, metric:
     length = tbl.column("length").to_numpy().astype(np.int64)
     shape = (len(length), int(length.max()) if len(length) else 0)
     va, vb = np.arange(ids.shape[1]) < n_keep[:, None], np.arange(a_ids.shape[1]) < add_len[:, None]
-    cut = np.arange(shape[1]) < length[:, None]
+    pa_, pb = place(a_pos, va & (a_pos < length[:, None]), shape[1]), place(b_pos, vb & (b_pos < length[:, None]), shape[1])
     return Lists(tbl.column("generated_id").to_pylist(),
-                 np.where(cut, scatter(shape, np.uint64(0), (ids, a_pos, va), (a_ids, b_pos, vb)), np.uint64(0)),
-                 np.where(cut, scatter(shape, np.nan, (scores, a_pos, va), (a_scores, b_pos, vb)), np.nan),
+                 scatter(shape, np.uint64(0), (ids, pa_), (a_ids, pb)), scatter(shape, np.nan, (scores, pa_), (a_scores, pb)),
                  length, tbl.column("complete").to_numpy(zero_copy_only=False).astype(bool),
-                 cut & scatter(shape, False, (np.ones(ids.shape, bool), a_pos, va)), dropped, n_dropped,
-                 np.ones(len(length), bool))
+                 scatter(shape, False, (np.ones(ids.shape, bool), pa_), (np.zeros(a_ids.shape, bool), pb)),
+                 dropped, n_dropped, np.ones(len(length), bool))
 
 
 def write_lists(con, set_name: str, lists: Lists, new: bool = False) -> None:

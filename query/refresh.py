@@ -83,7 +83,7 @@ def entering(store: Store, rows: list[GeneratedRow], lists: Lists, point_ids: li
     last score (any, for a list of every training image), at most `cap` in the one order.
     Returns padded (m, E) ids and scores, and counts."""
     metric = store.embedder.metric
-    vecs = store.vectors.vectors(GENERATED, [r.point_id for r in rows], "recall")
+    vecs = store.vectors.vector_lists(GENERATED, [r.point_id for r in rows], "recall")
     only = tuple(point_ids)
     last = lists.scores[np.arange(len(lists)), np.maximum(lists.length - 1, 0)]
     thresholds = [None if lists.complete[i] or not lists.length[i] else _threshold(float(last[i]), metric)

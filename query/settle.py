@@ -74,8 +74,8 @@ def _recall_sets(b: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return left, fresh, n_new
 
 
-def _rerank_vectors(store: Store, rows: list[GeneratedRow], idx: np.ndarray) -> np.ndarray:
-    return store.vectors.vectors(GENERATED, [rows[i].point_id for i in idx], "rerank") if len(idx) else np.zeros((0, 0))
+def _rerank_vectors(store: Store, rows: list[GeneratedRow], idx: np.ndarray) -> list:
+    return store.vectors.vector_lists(GENERATED, [rows[i].point_id for i in idx], "rerank") if len(idx) else []
 
 
 def settle(store: Store, b: Batch, timings: dict) -> Outcome:

@@ -29,7 +29,7 @@ class Query:
     """The `limit` nearest points to `vectors[using]`, optionally only among `only_ids`, never
     `exclude_ids`, and no worse than `score_threshold`."""
 
-    vectors: dict[str, np.ndarray]
+    vectors: dict[str, np.ndarray | list[float]]
     using: str
     limit: int
     exclude_ids: tuple[int, ...] = ()
@@ -72,6 +72,10 @@ class VectorStore:
         ...
     def query(self, name: str, queries: Sequence[Query]) -> list[list[Hit]]: ...
     def vectors(self, name: str, ids: Sequence[int], using: str) -> np.ndarray: ...
+    def vector_lists(self, name: str, ids: Sequence[int], using: str) -> list[list[float]]:
+        """The stored vectors as the engine hands them over, for use as query vectors (a
+        Query takes them as they are): no round trip through numpy."""
+        ...
     def build_index(self, name: str) -> bool:
         """Bring the collection's index up to date now; True if any segment changed."""
         ...
@@ -98,6 +102,12 @@ def threshold_kb_for(points: int, spec: dict[str, VectorSpec]) -> int:
     """Qdrant's indexing threshold (KB) for a segment of `points` points: it measures a
     segment by all its float32 vectors, every named vector counted."""
     return max(1, points * sum(v.dim for v in spec.values()) * 4 // 1024)
+
+
+def as_list(vector) -> list[float]:
+    """A query vector as the engines take it: float32 values in a list (lists from
+    `vector_lists` pass as they are)."""
+    return vector if isinstance(vector, list) else np.asarray(vector, np.float32).tolist()
 
 
 def check_spec(name: str, want: dict[str, VectorSpec], have: dict[str, VectorSpec]) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MissingDependency, StoreLocked, VectorStoreUnavailable
-from .base import Query, VectorSpec, VectorStore, check_spec, shared_filters, threshold_kb_for
+from .base import Query, VectorSpec, VectorStore, as_list, check_spec, shared_filters, threshold_kb_for
 
 API_KEY_ENV = "GMV_QDRANT_API_KEY"
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)  # seconds between attempts for transient failures
@@ -204,7 +204,7 @@ class ClientVectorStore(VectorStore):
 
     def query(self, name, queries):
         m = self.models
-        reqs = [m.QueryRequest(query=np.asarray(q.vectors[q.using], np.float32).tolist(), using=q.using, limit=q.limit,
+        reqs = [m.QueryRequest(query=as_list(q.vectors[q.using]), using=q.using, limit=q.limit,
                                filter=f, score_threshold=q.score_threshold, params=self._params(q),
                                with_payload=False, with_vector=False)
                 for q, f in zip(queries, shared_filters(queries, self._filter))]
@@ -220,9 +220,12 @@ class ClientVectorStore(VectorStore):
         return m.SearchParams(hnsw_ef=q.ef, quantization=m.QuantizationSearchParams(rescore=True, oversampling=3.0))
 
     def vectors(self, name, ids, using):
+        return np.asarray(self.vector_lists(name, ids, using), dtype=np.float32)
+
+    def vector_lists(self, name, ids, using):
         recs = self._call(self.client.retrieve, self._c(name), ids=list(ids), with_payload=False, with_vectors=[using])
         by_id = {int(r.id): r.vector[using] for r in recs}
-        return np.asarray([by_id[i] for i in ids], dtype=np.float32)
+        return [by_id[i] for i in ids]
 
     def close(self):
         self.client.close()

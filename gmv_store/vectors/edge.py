@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import diskspace
 from ..errors import GmvError, MissingDependency
-from .base import Query, VectorSpec, VectorStore, check_spec, shared_filters, threshold_kb_for
+from .base import Query, VectorSpec, VectorStore, as_list, check_spec, shared_filters, threshold_kb_for
 
 SPEC_FILE = "gmv-vectors.json"    # the vector sizes/metrics a shard was created with
 STATE_FILE = "gmv-index-state.json"  # points / indexed vectors / segments at the last close, for readers
@@ -158,9 +158,10 @@ class EdgeVectorStore(VectorStore):
 
     def query(self, name, queries):
         qe = self._qe
-        reqs = [qe.QueryRequest(limit=q.limit, query=qe.Query.Nearest(np.asarray(q.vectors[q.using], np.float32).tolist(),
-                                                                       using=q.using),
-                                filter=f, score_threshold=q.score_threshold, params=self._params(q),
+        params: dict = {}  # one SearchParams per kind in a batch, not one per query
+        reqs = [qe.QueryRequest(limit=q.limit, query=qe.Query.Nearest(as_list(q.vectors[q.using]), using=q.using),
+                                filter=f, score_threshold=q.score_threshold,
+                                params=params.get((q.exact, q.ef)) or params.setdefault((q.exact, q.ef), self._params(q)),
                                 with_payload=False, with_vector=False)
                 for q, f in zip(queries, shared_filters(queries, self._filter))]
         if not reqs:
@@ -177,9 +178,12 @@ class EdgeVectorStore(VectorStore):
         return qe.SearchParams(hnsw_ef=q.ef, quantization=qe.QuantizationSearchParams(rescore=True, oversampling=OVERSAMPLING))
 
     def vectors(self, name, ids, using):
+        return np.asarray(self.vector_lists(name, ids, using), dtype=np.float32)
+
+    def vector_lists(self, name, ids, using):
         recs = self._shard(name).retrieve(list(ids), with_payload=False, with_vector=[using])
         by_id = {int(r.id): r.vector[using] for r in recs}
-        return np.asarray([by_id[i] for i in ids], dtype=np.float32)
+        return [by_id[i] for i in ids]
 
     def close(self):
         for name, shard in self._shards.items():
