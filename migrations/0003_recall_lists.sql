@@ -18,6 +18,11 @@ CREATE TABLE recall_lists (
     dropped_ids  BLOB NOT NULL,
     length       INTEGER NOT NULL,
     complete     BOOLEAN NOT NULL,          -- the list holds every training image (a small training set)
+    -- re-ranking: the candidates next in line after the top-k (ids, distances), closest first,
+    -- so that a top-k member leaving the recall set seldom needs a new re-rank
+    runner_ids       BLOB NOT NULL,
+    runner_distances BLOB NOT NULL,
+    runners_all      BOOLEAN NOT NULL,      -- the top-k and these hold the whole recall set
     PRIMARY KEY (set_name, generated_id)
 );
 

@@ -34,14 +34,20 @@ class Match:
     recall_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))  # best first
     recall_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     complete: bool = False  # the recall list holds every training image
+    runner_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))  # next closest after the k
+    runner_distances: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    runners_all: bool = False  # the top-k and runners-up hold the whole recall set
 
     @classmethod
-    def scored(cls, top: Sequence[tuple[str, float]], recall_ids, recall_scores, complete: bool,
-               quality: float) -> "Match":
-        """From (contributor, distance) pairs, closest first: credits by Eq. 6."""
+    def scored(cls, top: Sequence[tuple[str, float]], recall_ids, recall_scores, complete: bool, quality: float,
+               runners: Sequence[tuple[int, float]] = (), runners_all: bool = False) -> "Match":
+        """From (contributor, distance) pairs, closest first: credits by Eq. 6; `runners`:
+        the (point id, distance) pairs next in line."""
         dist = [float(d) for _, d in top]
         return cls([c for c, _ in top], dist, eq6_credits(dist, quality).tolist(),
-                   np.asarray(recall_ids, dtype=np.uint64), np.asarray(recall_scores, dtype=np.float64), bool(complete))
+                   np.asarray(recall_ids, dtype=np.uint64), np.asarray(recall_scores, dtype=np.float64), bool(complete),
+                   np.asarray([p for p, _ in runners], dtype=np.uint64), np.asarray([d for _, d in runners], np.float64),
+                   bool(runners_all))
 
     def same_scores(self, other: "Match") -> bool:
         """Same top-k in the same order, distances and credits equal up to float rounding."""
@@ -75,6 +81,10 @@ class Match:
             return f"recall list holds {n} candidates, the training set {len(recomputed.recall_ids)}"
         if self.complete and not recomputed.complete:
             return "recall list says it holds every training image, a recompute finds more"
+        for pos in range(min(len(self.runner_ids), len(recomputed.runner_ids))):
+            if self.runner_ids[pos] != recomputed.runner_ids[pos]:
+                return (f"runner-up {pos + 1}: stored {int(self.runner_ids[pos]):016x}, "
+                        f"recomputed {int(recomputed.runner_ids[pos]):016x}")
         return None
 
 
@@ -125,6 +135,9 @@ def read_matches(con, set_name: str, generated_ids: Sequence[str], recall_metric
             m = out.setdefault(gid, Match([], [], []))
             m.recall_ids, m.recall_scores = (a.copy() for a in lists.row(i))
             m.complete = bool(lists.complete[i])
+            n = int(lists.n_runners[i])
+            m.runner_ids, m.runner_distances = lists.runner_ids[i, :n].copy(), lists.runner_dist[i, :n].copy()
+            m.runners_all = bool(lists.runners_all[i])
     return out
 
 
@@ -204,7 +217,8 @@ def replace_credits(con, set_name: str, changed: Sequence[str], rows: pa.Table) 
 
 def lists_of(gids: Sequence[str], matches: Sequence[Match]) -> Lists:
     return Lists.from_rows(gids, [m.recall_ids for m in matches], [m.recall_scores for m in matches],
-                           [m.complete for m in matches])
+                           [m.complete for m in matches], [m.runner_ids for m in matches],
+                           [m.runner_distances for m in matches], [m.runners_all for m in matches])
 
 
 def insert_generated(con, rows: Sequence[GeneratedRow], matches: Sequence[Match], meta_json: str,

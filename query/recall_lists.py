@@ -30,11 +30,18 @@ RESERVE_SHARE = 0.1  # candidates kept beyond N, as a share of N: forgetting 1 %
 RESERVE_MIN = 4
 REWRITE_SHARE = 0.25  # a list is written whole again once its changes pass this share of it
 REWRITE_MIN = 16
+RUNNERS_SHARE = 0.25  # re-ranked candidates kept behind the top-k, as a share of k
+RUNNERS_MIN = 8
 
 
 def capacity(n: int) -> int:
     """How many candidates a list of a recall stage of n keeps: n plus the reserve."""
     return n + max(RESERVE_MIN, math.ceil(RESERVE_SHARE * n))
+
+
+def runners_up(k: int) -> int:
+    """How many re-ranked candidates are kept in line behind the top-k."""
+    return max(RUNNERS_MIN, math.ceil(RUNNERS_SHARE * k))
 
 
 @dataclass
@@ -50,6 +57,18 @@ class Lists:
     dropped: np.ndarray    # (m, D) uint64: base ids removed since the base was written
     n_dropped: np.ndarray  # (m,)
     stored: np.ndarray     # (m,) bool: read from the ledger (else new: written whole)
+    # re-ranking: the candidates next in line after the top-k (the top-k itself is in
+    # `credits`), so that a top-k member leaving the recall set seldom needs a new re-rank
+    runner_ids: np.ndarray = None     # (m, r) uint64
+    runner_dist: np.ndarray = None    # (m, r) float64, inf past `n_runners`
+    n_runners: np.ndarray = None      # (m,)
+    runners_all: np.ndarray = None    # (m,) bool: top-k and runners-up hold the whole recall set
+
+    def __post_init__(self):
+        m = len(self.gids)
+        if self.runner_ids is None:
+            self.runner_ids, self.runner_dist = np.zeros((m, 0), np.uint64), np.zeros((m, 0))
+            self.n_runners, self.runners_all = np.zeros(m, np.int64), np.zeros(m, bool)
 
     def __len__(self) -> int:
         return len(self.gids)
@@ -67,9 +86,14 @@ class Lists:
         rows = np.asarray(rows, dtype=np.int64)
         w = int(self.length[rows].max()) if len(rows) else 0
         d = int(self.n_dropped[rows].max()) if len(rows) else 0
+        r = int(self.n_runners[rows].max()) if len(rows) else 0
         return Lists([self.gids[i] for i in rows], self.ids[rows, :w], self.scores[rows, :w], self.length[rows],
                      self.complete[rows], self.based[rows, :w], self.dropped[rows, :d], self.n_dropped[rows],
-                     self.stored[rows])
+                     self.stored[rows], self.runner_ids[rows, :r], self.runner_dist[rows, :r], self.n_runners[rows],
+                     self.runners_all[rows])
+
+    def with_runners(self, ids: np.ndarray, dist: np.ndarray, count: np.ndarray, every: np.ndarray) -> "Lists":
+        return replace(self, runner_ids=ids, runner_dist=dist, n_runners=count, runners_all=every)
 
     @classmethod
     def from_flat(cls, gids: Sequence[str], ids: np.ndarray, scores: np.ndarray, length: np.ndarray,
@@ -88,11 +112,20 @@ class Lists:
 
     @classmethod
     def from_rows(cls, gids: Sequence[str], ids: Sequence[np.ndarray], scores: Sequence[np.ndarray],
-                  complete: Sequence[bool]) -> "Lists":
+                  complete: Sequence[bool], runner_ids: Sequence[np.ndarray] | None = None,
+                  runner_dist: Sequence[np.ndarray] | None = None, runners_all: Sequence[bool] | None = None) -> "Lists":
         length = np.array([len(a) for a in ids], dtype=np.int64)
-        flat_ids = np.concatenate(ids).astype(np.uint64) if len(ids) else np.zeros(0, np.uint64)
-        flat_scores = np.concatenate(scores).astype(np.float64) if len(scores) else np.zeros(0)
-        return cls.from_flat(gids, flat_ids, flat_scores, length, complete)
+        out = cls.from_flat(gids, _cat(ids, np.uint64), _cat(scores, np.float64), length, complete)
+        if runner_ids is not None:
+            n = np.array([len(a) for a in runner_ids], dtype=np.int64)
+            out = out.with_runners(_padded(_cat(runner_ids, np.uint64), n, np.uint64(0)),
+                                   _padded(_cat(runner_dist, np.float64), n, np.inf), n,
+                                   np.asarray(runners_all, dtype=bool))
+        return out
+
+
+def _cat(arrays: Sequence[np.ndarray], dtype) -> np.ndarray:
+    return np.concatenate([np.asarray(a, dtype=dtype) for a in arrays]) if len(arrays) else np.zeros(0, dtype)
 
 
 @dataclass
@@ -188,7 +221,8 @@ def _padded(flat: np.ndarray, length: np.ndarray, fill) -> np.ndarray:
     return out
 
 
-_COLUMNS = "r.generated_id, r.ids, r.scores, r.added_ids, r.added_scores, r.dropped_ids, r.length, r.complete"
+_COLUMNS = ("r.generated_id, r.ids, r.scores, r.added_ids, r.added_scores, r.dropped_ids, r.length, r.complete, "
+            "r.runner_ids, r.runner_distances, r.runners_all")
 
 
 def read_lists(con, set_name: str, gids: Sequence[str] | None = None, *, metric: str) -> Lists:
@@ -223,11 +257,14 @@ def read_lists(con, set_name: str, gids: Sequence[str] | None = None, *, metric:
     shape = (len(length), int(length.max()) if len(length) else 0)
     va, vb = np.arange(ids.shape[1]) < n_keep[:, None], np.arange(a_ids.shape[1]) < add_len[:, None]
     pa_, pb = place(a_pos, va & (a_pos < length[:, None]), shape[1]), place(b_pos, vb & (b_pos < length[:, None]), shape[1])
+    run_ids, n_run = _unblob(tbl.column("runner_ids"), "<u8")
+    run_dist, _ = _unblob(tbl.column("runner_distances"), "<f8")
     return Lists(tbl.column("generated_id").to_pylist(),
                  scatter(shape, np.uint64(0), (ids, pa_), (a_ids, pb)), scatter(shape, np.nan, (scores, pa_), (a_scores, pb)),
                  length, tbl.column("complete").to_numpy(zero_copy_only=False).astype(bool),
                  scatter(shape, False, (np.ones(ids.shape, bool), pa_), (np.zeros(a_ids.shape, bool), pb)),
-                 dropped, n_dropped, np.ones(len(length), bool))
+                 dropped, n_dropped, np.ones(len(length), bool), _padded(run_ids, n_run, np.uint64(0)),
+                 _padded(run_dist, n_run, np.inf), n_run, tbl.column("runners_all").to_numpy(zero_copy_only=False).astype(bool))
 
 
 def write_lists(con, set_name: str, lists: Lists, new: bool = False) -> None:
@@ -252,9 +289,12 @@ def write_lists(con, set_name: str, lists: Lists, new: bool = False) -> None:
                         "scores": _blobs(sub.scores[cells], n) if whole else empty,
                         "added_ids": empty if whole else _blobs(sub.ids[cells], n),
                         "added_scores": empty if whole else _blobs(sub.scores[cells], n),
-                        "dropped_ids": empty if whole else _blobs(sub.dropped[np.arange(sub.dropped.shape[1])
-                                                                              < sub.n_dropped[:, None]], sub.n_dropped),
-                        "length": sub.length, "complete": pa.array(sub.complete, pa.bool_())})
+                        "dropped_ids": empty if whole else _blobs(sub.dropped[_upto(sub.n_dropped, sub.dropped)],
+                                                                  sub.n_dropped),
+                        "length": sub.length, "complete": pa.array(sub.complete, pa.bool_()),
+                        "runner_ids": _blobs(sub.runner_ids[_upto(sub.n_runners, sub.runner_ids)], sub.n_runners),
+                        "runner_distances": _blobs(sub.runner_dist[_upto(sub.n_runners, sub.runner_dist)], sub.n_runners),
+                        "runners_all": pa.array(sub.runners_all, pa.bool_())})
         _store(con, set_name, tbl, whole, insert_only=new)
 
 
@@ -263,16 +303,22 @@ def _store(con, set_name: str, tbl: pa.Table, whole: bool, insert_only: bool) ->
     try:
         if not insert_only:
             sets = "added_ids = u.added_ids, added_scores = u.added_scores, dropped_ids = u.dropped_ids, " \
-                   "length = u.length, complete = u.complete" + (", ids = u.ids, scores = u.scores" if whole else "")
+                   "length = u.length, complete = u.complete, runner_ids = u.runner_ids, " \
+                   "runner_distances = u.runner_distances, runners_all = u.runners_all" + \
+                   (", ids = u.ids, scores = u.scores" if whole else "")
             con.execute(f"UPDATE recall_lists r SET {sets} FROM _gmv_lists u "
                         "WHERE r.set_name = $1 AND r.generated_id = u.generated_id", [set_name])
         if whole:
             con.execute("INSERT INTO recall_lists SELECT $1, generated_id, ids, scores, added_ids, added_scores, "
-                        "dropped_ids, length, complete FROM _gmv_lists u" + ("" if insert_only else
+                        "dropped_ids, length, complete, runner_ids, runner_distances, runners_all FROM _gmv_lists u" + ("" if insert_only else
                         " WHERE NOT EXISTS (SELECT 1 FROM recall_lists r WHERE r.set_name = $1 "
                         "AND r.generated_id = u.generated_id)"), [set_name])
     finally:
         con.unregister("_gmv_lists")
+
+
+def _upto(count: np.ndarray, a: np.ndarray) -> np.ndarray:
+    return np.arange(a.shape[1]) < count[:, None]
 
 
 def list_bytes(n_candidates: int) -> int:

@@ -20,7 +20,7 @@ from gmv_store.store import TRAINING, Store
 from gmv_store.vectors import Hit, Query, VectorStore
 
 from .matches import Match
-from .recall_lists import capacity
+from .recall_lists import capacity, runners_up
 
 TIE_MARGIN = 8  # extra hits asked for, so that a tie at the cut is usually seen whole
 
@@ -82,13 +82,20 @@ def search(store: Store, vectors: dict[str, np.ndarray], k: int, recall: int, qu
     total = store.vectors.count(collection)  # a list of every point takes any new point later
     first = [h[:n_recall] for h in lists]
     rv = reranker.vector_embedder()
+    runners: list[list[tuple[int, float]]] = [[] for _ in range(n)]
+    every = [False] * n
     if rv is not None:
+        # the k closest and the runners-up behind them, which refresh moves up when one of
+        # the k leaves the recall set
+        kr = k + runners_up(k)
         asked = [i for i in range(n) if first[i]]
         second = ranked(store.vectors, collection,
-                        [Query({"rerank": vectors["rerank"][i]}, using="rerank", limit=k,
-                               only_ids=tuple(p for p, _ in first[i]), exact=True) for i in asked], k, rv.metric)
+                        [Query({"rerank": vectors["rerank"][i]}, using="rerank", limit=kr,
+                               only_ids=tuple(p for p, _ in first[i]), exact=True) for i in asked], kr, rv.metric)
         by_i = dict(zip(asked, second))
-        tops = [[(p, reranker.distance_from_score(s, rv.metric)) for p, s in by_i.get(i, [])] for i in range(n)]
+        both = [[(p, reranker.distance_from_score(s, rv.metric)) for p, s in by_i.get(i, [])] for i in range(n)]
+        tops, runners = [b[:k] for b in both], [b[k:] for b in both]
+        every = [len(b) < kr for b in both]
     elif isinstance(reranker, ImageReranker):
         tops = []
         for i, h in enumerate(first):
@@ -98,5 +105,5 @@ def search(store: Store, vectors: dict[str, np.ndarray], k: int, recall: int, qu
     else:
         tops = [[(p, score_to_distance(s, metric)) for p, s in h] for h in first]
     return [Match.scored([(contributor_of(p), d) for p, d in t], [p for p, _ in h], [s for _, s in h],
-                         len(h) >= total, q)
-            for t, h, q in zip(tops, lists, quality)]
+                         len(h) >= total, q, runners=r, runners_all=a)
+            for t, h, q, r, a in zip(tops, lists, quality, runners, every)]

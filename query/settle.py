@@ -1,15 +1,17 @@
 """From changed recall lists to new matches, for a batch of generated images of one set.
 
-Training points were added to or removed from the lists exactly (`merge.add`, `merge.drop`);
-each image's new recall set S' is the first N of its new list. Its old top-k was the k best
-of the old recall set S by (distance, id), so:
+Training points were added to or removed from the lists exactly (`add`, `drop`); each
+image's new recall set S' is the first N of its new list. Besides its top-k, each image
+keeps its re-rank line: the top-k and a few runners-up behind them, the exact closest of the
+recall set S by (distance, id). So:
 
-  * nothing left S and nothing entered it: the top-k stands;
-  * no top-k member left S: the new top-k is the k best of the old top-k and the newcomers
-    to S' (every other member of S' was already behind the k-th) — only the newcomers'
-    re-rank distances are asked of Qdrant, by a search among their ids;
-  * a top-k member left S: the k best of S' by a re-rank search among the ids of S' (no
-    recall search);
+  * nothing left S and nothing entered it: the line stands;
+  * otherwise the line loses the candidates that left S and takes in the newcomers to S',
+    whose re-rank distances are asked of Qdrant (a search among their ids only): every
+    other member of S' is behind the line's last remaining member, so the merged line is
+    exact up to there; its first k are the new top-k;
+  * a line left shorter than k (more of it left S than runners-up stood behind): the k
+    closest of S' by a re-rank search among the ids of S' (no recall search);
   * a list left shorter than N that does not hold every training image: a full re-score.
 
 Without re-ranking (`none`) the top-k is the first k of the list. Distances computed from
@@ -30,8 +32,8 @@ from gmv_store.valuation import credits as eq6_credits
 from gmv_store.vectors import Query
 
 from .matches import GeneratedRow, read_topk, replace_credits
-from .merge import best_k, columns, isin_rows, score_distances
-from .recall_lists import Lists, Moved, write_lists
+from .merge import columns, isin_rows, score_distances
+from .recall_lists import Lists, Moved, runners_up, write_lists
 from .search import ranked
 
 
@@ -55,6 +57,19 @@ class Outcome:
     changed: list[str] = None  # generated ids whose top-k changed
 
 
+@dataclass
+class Line:
+    """The re-rank line of m images: top-k then runners-up, closest first, padded."""
+
+    ids: np.ndarray     # (m, L) uint64
+    dist: np.ndarray    # (m, L) float64, inf past `count`
+    count: np.ndarray   # (m,)
+    every: np.ndarray   # (m,) bool: the line holds the whole recall set
+
+    def valid(self) -> np.ndarray:
+        return np.arange(self.ids.shape[1]) < self.count[:, None]
+
+
 def _recall_sets(b: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(left, fresh, n_new): old candidates that left the recall set (m, W_old); cells of
     the new lists that joined it (m, W_new); new recall set sizes."""
@@ -74,6 +89,21 @@ def _recall_sets(b: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return left, fresh, n_new
 
 
+def _old_line(b: Batch, top) -> Line:
+    """The stored top-k followed by the stored runners-up."""
+    o = b.old
+    width = b.k + o.runner_ids.shape[1]
+    ids = np.zeros((len(o), width), np.uint64)
+    dist = np.full((len(o), width), np.inf)
+    ids[:, :b.k], dist[:, :b.k] = top.ids, top.distances
+    ids[:, b.k:], dist[:, b.k:] = o.runner_ids, o.runner_dist
+    valid = np.concatenate([np.arange(b.k) < top.count[:, None], np.arange(o.runner_ids.shape[1]) < o.n_runners[:, None]],
+                           axis=1)
+    n, ids, dist = columns(valid, ids, dist, fill=0)  # a short top-k (tiny training set) has no runners
+    dist[np.arange(dist.shape[1]) >= n[:, None]] = np.inf
+    return Line(ids, dist, n, o.runners_all.copy())
+
+
 def _rerank_vectors(store: Store, rows: list[GeneratedRow], idx: np.ndarray) -> list:
     return store.vectors.vector_lists(GENERATED, [rows[i].point_id for i in idx], "rerank") if len(idx) else []
 
@@ -83,95 +113,136 @@ def settle(store: Store, b: Batch, timings: dict) -> Outcome:
     transaction). Returns which images must be re-scored instead."""
     t = time.perf_counter()
     new = b.moved.lists
-    m = len(b.rows)
     left, fresh, n_new = _recall_sets(b)
     moved_set = left.any(axis=1) | fresh.any(axis=1)
-    short = (new.length < b.n) & ~new.complete
+    queue = (new.length < b.n) & ~new.complete
     top = read_topk(store.ledger, b.set_name, b.old.gids, b.k)
-    ids, dist, count = top.ids.copy(), top.distances.copy(), top.count.copy()
+    line = _old_line(b, top)
     reranker = store.reranker
     rv = reranker.vector_embedder()
-    queue = short.copy()
     out = Outcome([])
     if rv is None and not isinstance(reranker, ImageReranker):
         # the recall set is the top-k: its first k, distances from the recall scores
         kk = min(b.k, new.ids.shape[1])
-        keep = np.arange(b.k) < np.minimum(n_new, b.k)[:, None]
-        ids[:] = 0
-        ids[:, :kk] = new.ids[:, :kk]
-        dist[:] = np.inf
-        dist[:, :kk] = score_distances(new.scores[:, :kk], store.embedder.metric)
-        ids, dist, count = np.where(keep, ids, 0).astype(np.uint64), np.where(keep, dist, np.inf), np.minimum(n_new, b.k)
+        n = np.minimum(n_new, b.k)
+        keep = np.arange(kk) < n[:, None]
+        line = Line(np.where(keep, new.ids[:, :kk], 0).astype(np.uint64),
+                    np.where(keep, score_distances(new.scores[:, :kk], store.embedder.metric), np.inf), n,
+                    np.zeros(len(n), bool))
         out.from_lists = int((~queue).sum())
     elif rv is None:
         queue |= moved_set  # pairwise distances come from the images
     else:
-        n_left, left_ids = columns(left, b.old.ids)
-        lost = (isin_rows(ids, left_ids, np.arange(left_ids.shape[1]) < n_left[:, None])
-                & (np.arange(b.k) < count[:, None])).any(axis=1)
-        partial = np.flatnonzero(moved_set & lost & ~queue)
-        grow = np.flatnonzero(fresh.any(axis=1) & ~lost & ~queue)
+        todo = np.flatnonzero(moved_set & ~queue)
         timings["merge"] += time.perf_counter() - t
         t = time.perf_counter()
-        _grow(store, b, rv, grow, fresh, ids, dist, count)
-        _rerank_among(store, b, rv, partial, n_new, ids, dist, count)
+        f_ids, f_dist, n_fresh = _fresh_distances(store, b, rv, todo, fresh)
         timings["rerank"] += time.perf_counter() - t
         t = time.perf_counter()
-        out.reranked = len(partial)
-        out.from_lists = int((~queue).sum()) - len(partial)
+        short = _merge_line(b, line, todo, left, f_ids, f_dist, n_fresh)
+        timings["merge"] += time.perf_counter() - t
+        t = time.perf_counter()
+        _rerank_among(store, b, rv, short, n_new, line)
+        timings["rerank"] += time.perf_counter() - t
+        t = time.perf_counter()
+        out.reranked = len(short)
+        out.from_lists = int((~queue).sum()) - len(short)
+    ids, dist, count = line.ids[:, :b.k], line.dist[:, :b.k], np.minimum(line.count, b.k)
+    if ids.shape[1] < b.k:
+        ids = np.pad(ids, ((0, 0), (0, b.k - ids.shape[1])))
+        dist = np.pad(dist, ((0, 0), (0, b.k - dist.shape[1])), constant_values=np.inf)
     valid_old = np.arange(b.k) < top.count[:, None]
     same = ((count == top.count) & ((ids == top.ids) | ~valid_old).all(axis=1)
             & ((dist == top.distances) | ~valid_old).all(axis=1))
     changed = np.flatnonzero(~same & ~queue)
     out.queued = [b.old.gids[i] for i in np.flatnonzero(queue)]
     out.changed = [b.old.gids[i] for i in changed]
+    n_run = np.maximum(line.count - b.k, 0)
+    runners = line.ids[:, b.k:], line.dist[:, b.k:]
+    new = new.with_runners(*runners, n_run, line.every) if runners[0].shape[1] else \
+        new.with_runners(np.zeros((len(new), 0), np.uint64), np.zeros((len(new), 0)), n_run, line.every)
     timings["merge"] += time.perf_counter() - t
     t = time.perf_counter()
-    keep = np.flatnonzero(~queue)
-    write_lists(store.ledger, b.set_name, new.take(keep))
-    replace_credits(store.ledger, b.set_name, out.changed,
-                    _credit_rows(b, changed, ids, dist, count))
+    write_lists(store.ledger, b.set_name, new.take(np.flatnonzero(~queue)))
+    replace_credits(store.ledger, b.set_name, out.changed, _credit_rows(b, changed, ids, dist, count))
     timings["write"] += time.perf_counter() - t
     return out
 
 
-def _grow(store: Store, b: Batch, rv, grow: np.ndarray, fresh: np.ndarray, ids: np.ndarray, dist: np.ndarray,
-          count: np.ndarray) -> None:
-    """Rows whose top-k stays inside the recall set: the k best of it and the newcomers."""
-    if not len(grow):
-        return
+def _fresh_distances(store: Store, b: Batch, rv, todo: np.ndarray, fresh: np.ndarray):
+    """Re-rank distances of the newcomers to each recall set (rows `todo`), from Qdrant:
+    padded (m, F) ids and distances, and counts (rows not in `todo`: none)."""
     new = b.moved.lists
-    n_fresh, fresh_ids = columns(fresh[grow], new.ids[grow])
-    vecs = _rerank_vectors(store, b.rows, grow)
+    mask = fresh & np.isin(np.arange(len(fresh)), todo)[:, None]
+    n_fresh, f_ids = columns(mask, new.ids)
+    f_dist = np.full(f_ids.shape, np.inf)
+    asked = np.flatnonzero(n_fresh)
+    vecs = _rerank_vectors(store, b.rows, asked)
     hits = store.vectors.query(TRAINING, [
-        Query({"rerank": vecs[j]}, using="rerank", limit=int(n_fresh[j]), only_ids=tuple(fresh_ids[j, :n_fresh[j]].tolist()),
-              exact=True) for j in range(len(grow))])
-    fresh_dist = np.full(fresh_ids.shape, np.inf)
-    for j, h in enumerate(hits):
+        Query({"rerank": vecs[j]}, using="rerank", limit=int(n_fresh[i]), only_ids=tuple(f_ids[i, :n_fresh[i]].tolist()),
+              exact=True) for j, i in enumerate(asked)])
+    for i, h in zip(asked, hits):
         d = {p: rv_distance(store, rv, s) for p, s in h}
-        fresh_dist[j, :n_fresh[j]] = [d[int(p)] for p in fresh_ids[j, :n_fresh[j]]]
-    cand_ids = np.concatenate([ids[grow], fresh_ids], axis=1)
-    cand_dist = np.concatenate([dist[grow], fresh_dist], axis=1)
-    valid = np.concatenate([np.arange(b.k) < count[grow, None], np.arange(fresh_ids.shape[1]) < n_fresh[:, None]], axis=1)
-    ids[grow], dist[grow], count[grow] = best_k(cand_ids, cand_dist, valid, b.k)
+        f_dist[i, :n_fresh[i]] = [d[int(p)] for p in f_ids[i, :n_fresh[i]]]
+    return f_ids, f_dist, n_fresh
 
 
-def _rerank_among(store: Store, b: Batch, rv, partial: np.ndarray, n_new: np.ndarray, ids: np.ndarray,
-                  dist: np.ndarray, count: np.ndarray) -> None:
-    """Rows that lost a top-k member: the k best of the new recall set, by a search among it."""
-    if not len(partial):
+def _merge_line(b: Batch, line: Line, todo: np.ndarray, left: np.ndarray, f_ids: np.ndarray, f_dist: np.ndarray,
+                n_fresh: np.ndarray) -> np.ndarray:
+    """Bring the lines of rows `todo` up to date in place; returns the rows whose line fell
+    short of k (they need a re-rank among their recall set)."""
+    if not len(todo):
+        return todo
+    cap = b.k + runners_up(b.k)
+    n_left, left_ids = columns(left[todo], b.old.ids[todo])
+    keep = line.valid()[todo] & ~isin_rows(line.ids[todo], left_ids, np.arange(left_ids.shape[1]) < n_left[:, None])
+    f_valid = np.arange(f_ids.shape[1]) < n_fresh[todo, None]
+    ids = np.concatenate([line.ids[todo], f_ids[todo]], axis=1)
+    dist = np.concatenate([np.where(keep, line.dist[todo], np.inf), np.where(f_valid, f_dist[todo], np.inf)], axis=1)
+    valid = np.concatenate([keep, f_valid], axis=1)
+    from_line = np.concatenate([keep, np.zeros(f_valid.shape, bool)], axis=1)
+    order = np.lexsort((ids, dist), axis=1)
+    ids, dist = np.take_along_axis(ids, order, axis=1), np.take_along_axis(dist, order, axis=1)
+    from_line = np.take_along_axis(from_line, order, axis=1)
+    total = valid.sum(axis=1)
+    # exact up to the last member that was already in the line (a newcomer behind it may
+    # trail a recall-set member the line never held) — all of it when the line held all
+    last = np.where(from_line, np.arange(ids.shape[1]), -1).max(axis=1, initial=-1)
+    every = line.every[todo]
+    count = np.minimum(cap, np.where(every, total, last + 1))
+    width = max(line.ids.shape[1], cap)
+    grown = Line(np.zeros((len(line.count), width), np.uint64), np.full((len(line.count), width), np.inf),
+                 line.count.copy(), line.every.copy())
+    grown.ids[:, :line.ids.shape[1]], grown.dist[:, :line.ids.shape[1]] = line.ids, line.dist
+    w = min(width, ids.shape[1])
+    cut = np.arange(w) < count[:, None]
+    grown.ids[todo] = 0
+    grown.dist[todo] = np.inf
+    grown.ids[todo, :w] = np.where(cut, ids[:, :w], 0)
+    grown.dist[todo, :w] = np.where(cut, dist[:, :w], np.inf)
+    grown.count[todo] = count
+    grown.every[todo] = every & (total <= cap)
+    line.ids, line.dist, line.count, line.every = grown.ids, grown.dist, grown.count, grown.every
+    return todo[(count < b.k) & ~line.every[todo]]
+
+
+def _rerank_among(store: Store, b: Batch, rv, rows: np.ndarray, n_new: np.ndarray, line: Line) -> None:
+    """Rows whose line fell short: the closest of the new recall set, by a search among it."""
+    if not len(rows):
         return
     new = b.moved.lists
-    vecs = _rerank_vectors(store, b.rows, partial)
+    cap = b.k + runners_up(b.k)
+    vecs = _rerank_vectors(store, b.rows, rows)
     hits = ranked(store.vectors, TRAINING, [
-        Query({"rerank": vecs[j]}, using="rerank", limit=b.k, only_ids=tuple(new.ids[i, :n_new[i]].tolist()), exact=True)
-        for j, i in enumerate(partial)], b.k, rv.metric)
-    for i, h in zip(partial, hits):
-        ids[i] = 0
-        dist[i] = np.inf
-        ids[i, :len(h)] = [p for p, _ in h]
-        dist[i, :len(h)] = [rv_distance(store, rv, s) for _, s in h]
-        count[i] = len(h)
+        Query({"rerank": vecs[j]}, using="rerank", limit=cap, only_ids=tuple(new.ids[i, :n_new[i]].tolist()), exact=True)
+        for j, i in enumerate(rows)], cap, rv.metric)
+    for i, h in zip(rows, hits):
+        line.ids[i] = 0
+        line.dist[i] = np.inf
+        line.ids[i, :len(h)] = [p for p, _ in h]
+        line.dist[i, :len(h)] = [rv_distance(store, rv, s) for _, s in h]
+        line.count[i] = len(h)
+        line.every[i] = len(h) < cap
 
 
 def rv_distance(store: Store, rv, score: float) -> float:

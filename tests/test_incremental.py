@@ -262,6 +262,23 @@ def test_list_below_n_is_rescored(valued, monkeypatch):
     assert verify(store, sample=None).ok
 
 
+def test_line_short_of_k_is_reranked(valued, monkeypatch):
+    """Without runners-up, a top-k member leaving the recall set leaves the re-rank line
+    short: the k closest are found again by a re-rank among the new recall set only."""
+    import query.recall_lists as rl
+
+    store, d = valued
+    monkeypatch.setattr(rl, "RUNNERS_SHARE", 0.0)
+    monkeypatch.setattr(rl, "RUNNERS_MIN", 0)
+    value(store, [str(d / "gen.npz")], "s2", k=5, recall=40)  # valued without runners-up
+    top = store.ledger.execute("SELECT DISTINCT contributor_id FROM credits WHERE set_name = 's2' AND rank = 1 "
+                               "ORDER BY 1 LIMIT 3").fetchall()
+    forget_training(store, [r[0] for r in top])
+    rep = refresh(store)
+    assert rep.reranked > 0
+    assert verify(store, sample=None).ok
+
+
 @pytest.mark.parametrize("change", ["ingest", "forget"])
 def test_valued_between_a_change_and_its_refresh(valued, change):
     """Images valued while a training change waits for its refresh already reflect it: the
