@@ -181,10 +181,11 @@ def credit_table(gids: Sequence[str], matches: Sequence[Match]) -> pa.Table:
         "credit": np.array([c for m in matches for c in m.credits], dtype=np.float64)})
 
 
-def replace_credits(con, set_name: str, changed: Sequence[str], rows: pa.Table) -> None:
+def replace_credits(con, set_name: str, changed: Sequence[str], rows: pa.Table, new: bool = False) -> None:
     """Give the generated images `changed` the credit rows `rows` (columns generated_id,
     contributor_id — or point_id —, rank, distance, credit), moving the running value sums
-    by the difference (caller's transaction; one statement per step)."""
+    by the difference (caller's transaction; one statement per step). `new`: the images
+    have no credit rows yet (nothing to look up: credits has no index to look it up with)."""
     if not len(changed):
         return
     cid = "contributor_id" if "contributor_id" in rows.column_names else "printf('%016x', point_id)"
@@ -193,21 +194,23 @@ def replace_credits(con, set_name: str, changed: Sequence[str], rows: pa.Table) 
     try:
         # the change of each contributor's running sum, then one UPDATE and one INSERT: an
         # upsert (ON CONFLICT) of tens of thousands of keys is several times slower
-        delta = con.sql(f"""
-            SELECT contributor_id, sum(c) AS v, sum(n)::INTEGER AS n FROM (
+        old = "" if new else """
                 SELECT contributor_id, -credit AS c, -1 AS n FROM credits
-                WHERE set_name = $1 AND generated_id IN (SELECT generated_id FROM _gmv_changed)
-                UNION ALL SELECT {cid} AS contributor_id, credit AS c, 1 AS n FROM _gmv_credits) d
-            GROUP BY contributor_id HAVING sum(n) != 0 OR sum(c) != 0""", params=[set_name]).to_arrow_table()
+                WHERE set_name = $1 AND generated_id IN (SELECT generated_id FROM _gmv_changed) UNION ALL"""
+        delta = con.sql(f"""
+            SELECT contributor_id, sum(c) AS v, sum(n)::INTEGER AS n FROM ({old}
+                SELECT {cid} AS contributor_id, credit AS c, 1 AS n FROM _gmv_credits) d
+            GROUP BY contributor_id HAVING sum(n) != 0 OR sum(c) != 0""", params=[] if new else [set_name]).to_arrow_table()
         con.register("_gmv_delta", delta)
         con.execute("UPDATE value_sums SET value_sum = value_sum + d.v, n_credits = n_credits + d.n FROM _gmv_delta d "
                     "WHERE value_sums.set_name = $1 AND value_sums.contributor_id = d.contributor_id", [set_name])
         con.execute("INSERT INTO value_sums SELECT $1, contributor_id, v, n FROM _gmv_delta d WHERE NOT EXISTS "
                     "(SELECT 1 FROM value_sums s WHERE s.set_name = $1 AND s.contributor_id = d.contributor_id)",
                     [set_name])
-        con.execute("DELETE FROM value_sums WHERE set_name = ? AND n_credits <= 0", [set_name])
-        con.execute("DELETE FROM credits WHERE set_name = ? AND generated_id IN (SELECT generated_id FROM _gmv_changed)",
-                    [set_name])
+        if not new:
+            con.execute("DELETE FROM value_sums WHERE set_name = ? AND n_credits <= 0", [set_name])
+            con.execute("DELETE FROM credits WHERE set_name = ? AND generated_id IN "
+                        "(SELECT generated_id FROM _gmv_changed)", [set_name])
         con.execute(f"INSERT INTO credits (set_name, generated_id, contributor_id, rank, distance, credit) "
                     f"SELECT $1, generated_id, {cid}, rank, distance, credit FROM _gmv_credits", [set_name])
     finally:
@@ -234,7 +237,7 @@ def insert_generated(con, rows: Sequence[GeneratedRow], matches: Sequence[Match]
     })
     gids = [g.generated_id for g in rows]
     write_lists(con, set_name, lists_of(gids, matches), new=True)
-    replace_credits(con, set_name, gids, credit_table(gids, matches))
+    replace_credits(con, set_name, gids, credit_table(gids, matches), new=True)
     if con.execute("SELECT count(*) FROM pending_refresh").fetchone()[0]:
         # valued against training images a refresh has yet to merge: their lists hold them
         # already, and a merge would count them twice; a re-score by that refresh is exact
