@@ -204,8 +204,8 @@ def _rematch_all(store: Store) -> None:
         with transaction(store.ledger) as con:
             for set_name, matches in by_set.items():
                 replace_matches(con, set_name, matches, read_matches(con, set_name, list(matches)))
-    store.ledger.execute("DELETE FROM refresh_queue")
-    store.ledger.execute("DELETE FROM pending_refresh")
+    for table in ("refresh_queue", "pending_refresh", "pending_removal"):
+        store.ledger.execute(f"DELETE FROM {table}")
 
 
 # ----------------------------------------------------------------------------- Qdrant from sources
