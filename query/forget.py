@@ -95,7 +95,7 @@ def forget_set(store: Store, set_name: str) -> ForgetReport:
     gids, pids = [r[0] for r in rows], [r[1] for r in rows]
     total = con.execute("SELECT coalesce(sum(value_sum), 0) FROM value_sums WHERE set_name = ?", [set_name]).fetchone()[0]
     with store.removing("forget", GENERATED, pids) as con:
-        for table in ("credits", "value_sums", "recall_lists", "refresh_queue", "generated_images", "generated_sets"):
+        for table in ("credits", "value_sums", "recall_lists", "recall_changes", "refresh_queue", "generated_images", "generated_sets"):
             con.execute(f"DELETE FROM {table} WHERE set_name = ?", [set_name])
         _log(con, "set", set_name, gids, {set_name: total})
     return ForgetReport("set", len(gids), {set_name: total})

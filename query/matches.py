@@ -266,7 +266,7 @@ def remove_generated(con, set_name: str, generated_ids: Sequence[str]) -> dict[s
     difference. Returns the matches they had."""
     old = read_matches(con, set_name, generated_ids)
     replace_credits(con, set_name, list(generated_ids), credit_table([], []))
-    for table in ("recall_lists", "refresh_queue", "generated_images"):
+    for table in ("recall_lists", "recall_changes", "refresh_queue", "generated_images"):
         con.execute(f"DELETE FROM {table} WHERE set_name = ? AND generated_id IN (SELECT unnest(?))",
                     [set_name, list(generated_ids)])
     return old

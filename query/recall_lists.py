@@ -9,9 +9,9 @@ training set for some L >= N — or, when `complete`, the whole training set. `a
 new points that beat the last candidate) and `drop` (remove points) keep that true without
 a search; a list that falls below N is re-scored from scratch.
 
-In the ledger (`recall_lists`) a list is a base — ids (uint64) and Qdrant scores (float64),
-little-endian BLOBs — plus what changed since: candidates added, base ids dropped, and the
-current length. A refresh that adds ten candidates to each of 10,000 lists then writes a few
+In the ledger a list is a base (`recall_lists`: ids (uint64) and Qdrant scores (float64),
+little-endian BLOBs) plus what changed since (`recall_changes`: candidates added, base ids
+dropped, the current length, and the re-rank runners-up). A refresh that adds ten candidates to each of 10,000 lists then writes a few
 hundred bytes per list instead of rewriting ~9 KB; a list whose changes pass a quarter of its
 length is written whole again. Everything moves through Arrow a batch at a time.
 """
@@ -221,8 +221,10 @@ def _padded(flat: np.ndarray, length: np.ndarray, fill) -> np.ndarray:
     return out
 
 
-_COLUMNS = ("r.generated_id, r.ids, r.scores, r.added_ids, r.added_scores, r.dropped_ids, r.length, r.complete, "
-            "r.runner_ids, r.runner_distances, r.runners_all")
+_COLUMNS = ("r.generated_id, r.ids, r.scores, c.added_ids, c.added_scores, c.dropped_ids, c.length, c.complete, "
+            "c.runner_ids, c.runner_distances, c.runners_all")
+_FROM = ("recall_lists r JOIN recall_changes c ON c.set_name = r.set_name AND c.generated_id = r.generated_id")
+LIST_TABLES = ("recall_lists", "recall_changes")
 
 
 def read_lists(con, set_name: str, gids: Sequence[str] | None = None, *, metric: str) -> Lists:
@@ -230,12 +232,12 @@ def read_lists(con, set_name: str, gids: Sequence[str] | None = None, *, metric:
     the whole set, by id; `metric`: the recall metric, which orders them). Images without a
     list (queued to be re-scored) are left out."""
     if gids is None:
-        tbl = con.sql(f"SELECT {_COLUMNS} FROM recall_lists r WHERE set_name = $1 ORDER BY generated_id",
+        tbl = con.sql(f"SELECT {_COLUMNS} FROM {_FROM} WHERE r.set_name = $1 ORDER BY r.generated_id",
                       params=[set_name]).to_arrow_table()
     else:
         con.register("_gmv_want", pa.table({"i": np.arange(len(gids)), "generated_id": pa.array(list(gids), pa.string())}))
         try:
-            tbl = con.sql(f"SELECT {_COLUMNS} FROM _gmv_want w JOIN recall_lists r ON r.set_name = $1 "
+            tbl = con.sql(f"SELECT {_COLUMNS} FROM _gmv_want w JOIN {_FROM} ON r.set_name = $1 "
                           "AND r.generated_id = w.generated_id ORDER BY w.i", params=[set_name]).to_arrow_table()
         finally:
             con.unregister("_gmv_want")
@@ -298,30 +300,19 @@ def write_lists(con, set_name: str, lists: Lists, new: bool = False) -> None:
         _store(con, set_name, tbl, whole, insert_only=new)
 
 
-_DELTA = "added_ids = u.added_ids, added_scores = u.added_scores, dropped_ids = u.dropped_ids"
-_META = ("length = u.length, complete = u.complete, runner_ids = u.runner_ids, runner_distances = u.runner_distances, "
-         "runners_all = u.runners_all")
-
-
 def _store(con, set_name: str, tbl: pa.Table, whole: bool, insert_only: bool) -> None:
+    """Replace the rows of these images: their changes always, their base when `whole`."""
     con.register("_gmv_lists", tbl)
     try:
-        if not insert_only:
-            # DuckDB 2.0 takes ~20 s for 4,000 rows when one UPDATE sets every non-key column
-            # of this table (a delete and re-insert, it seems); two statements take 0.1 s
-            update = ("UPDATE recall_lists r SET {} FROM _gmv_lists u "
-                      "WHERE r.set_name = $1 AND r.generated_id = u.generated_id")
-            if whole:
-                con.execute(update.format("ids = u.ids, scores = u.scores, " + _META), [set_name])
-                con.execute(update.format(_DELTA), [set_name])
-            else:
-                con.execute(update.format(_DELTA + ", " + _META), [set_name])
-        if whole:
-            con.execute("INSERT INTO recall_lists SELECT $1, generated_id, ids, scores, added_ids, added_scores, "
-                        "dropped_ids, length, complete, runner_ids, runner_distances, runners_all FROM _gmv_lists u"
-                        + ("" if insert_only else " WHERE NOT EXISTS (SELECT 1 FROM recall_lists r "
-                                                  "WHERE r.set_name = $1 AND r.generated_id = u.generated_id)"),
-                        [set_name])
+        for table, cols, write in (("recall_lists", "ids, scores", whole),
+                                   ("recall_changes", "added_ids, added_scores, dropped_ids, length, complete, "
+                                    "runner_ids, runner_distances, runners_all", True)):
+            if not write:
+                continue
+            if not insert_only:
+                con.execute(f"DELETE FROM {table} WHERE set_name = $1 AND generated_id IN "
+                            "(SELECT generated_id FROM _gmv_lists)", [set_name])
+            con.execute(f"INSERT INTO {table} SELECT $1, generated_id, {cols} FROM _gmv_lists", [set_name])
     finally:
         con.unregister("_gmv_lists")
 

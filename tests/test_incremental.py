@@ -316,6 +316,7 @@ def test_ledger_without_lists_is_rescored_once(valued):
     before = values_of(store.ledger)
     con = store.ledger
     con.execute("DROP TABLE recall_lists")
+    con.execute("DROP TABLE recall_changes")
     con.execute("DROP TABLE pending_removal")
     con.execute("ALTER TABLE generated_images ADD COLUMN recall_floor DOUBLE")
     con.execute("ALTER TABLE generated_images ADD COLUMN n_recalled INTEGER NOT NULL DEFAULT 0")

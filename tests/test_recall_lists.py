@@ -170,5 +170,5 @@ def test_changes_stored_as_deltas_read_back_exactly(tmp_path, metric):
             moved = add(lists, e_ids, e_scores, e_len, cap, metric)
         write_lists(con, "s", moved.lists)
     added, dropped = con.execute("SELECT count(*) FILTER (WHERE octet_length(added_ids) > 0), "
-                                 "count(*) FILTER (WHERE octet_length(dropped_ids) > 0) FROM recall_lists").fetchone()
+                                 "count(*) FILTER (WHERE octet_length(dropped_ids) > 0) FROM recall_changes").fetchone()
     assert added and dropped  # lists stored as their changes, not only rewritten whole
