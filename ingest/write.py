@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timezone
 
 from gmv_store.ledger import insert_columns
 from gmv_store.sources import Decoded
 from gmv_store.store import TRAINING, Store
 from gmv_store.vectors import point_id
+
+# payload field: when a training point was written (µs). Refresh finds the points waiting to
+# be matched by a range on it (one small indexed condition) rather than by their ids.
+SEQ = "ingest_seq"
 
 
 def training_payload(contributor_id: str, sha256: str, source: str, owner: str | None, label: str | None,
@@ -24,8 +29,9 @@ def write_training(store: Store, batch: list[Decoded], vectors: dict, owner: str
     if not batch:
         return
     now = datetime.now(timezone.utc).replace(tzinfo=None)
+    seq = time.time_ns() // 1000  # microseconds: exact as a float, which Qdrant's range filter takes
     ids = [point_id(d.sha256) for d in batch]
-    payloads = [training_payload(d.short_id, d.sha256, d.source, owner, d.label, meta, now, d.pixels.shape)
+    payloads = [training_payload(d.short_id, d.sha256, d.source, owner, d.label, meta, now, d.pixels.shape) | {SEQ: seq}
                 for d in batch]
     cols = {
         "contributor_id": [d.short_id for d in batch], "point_id": ids, "sha256": [d.sha256 for d in batch],
@@ -39,4 +45,4 @@ def write_training(store: Store, batch: list[Decoded], vectors: dict, owner: str
         # Generated images valued before may now have closer contributors: a refresh is due.
         if con.execute("SELECT count(*) FROM generated_images").fetchone()[0]:
             insert_columns(con, "pending_refresh", {"contributor_id": cols["contributor_id"], "point_id": ids,
-                                                    "queued_at": [now] * len(ids)})
+                                                    "queued_at": [now] * len(ids), "seq": [seq] * len(ids)})

@@ -40,6 +40,10 @@ CREATE TABLE pending_removal (
     queued_at TIMESTAMP NOT NULL
 );
 
+-- When the pending training points were written (µs; their points carry it as payload
+-- `ingest_seq`): refresh selects them in Qdrant by a range on it. NULL for earlier rows.
+ALTER TABLE pending_refresh ADD COLUMN seq BIGINT;
+
 -- Earlier ledgers kept the recall scores but not the candidates' ids: their generated
 -- images are re-scored once, by the next `gmv refresh`, which writes their lists.
 INSERT INTO refresh_queue (set_name, generated_id, reason, queued_at)

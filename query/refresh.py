@@ -37,6 +37,7 @@ from gmv_store.progress import Progress
 from gmv_store.sources import load_source
 from gmv_store.store import GENERATED, TRAINING, Store
 from gmv_store.vectors import Query
+from ingest.write import SEQ
 
 from .matches import GeneratedRow, Match, generated_rows, read_matches, replace_matches
 from .recall_lists import Lists, Moved, add, capacity, drop, read_lists
@@ -76,23 +77,37 @@ def _threshold(last: float, metric: str) -> float:
     return last - eps if metric == "cosine" else last + eps
 
 
+def pending_filter(store: Store, point_ids: list[int]) -> dict:
+    """How a query picks the pending training points: by the range of their write times
+    (`ingest_seq` payload; a filter on 1,000 ids is copied into every query and costs about
+    twice the search), when exactly those points are in it — else by their ids."""
+    con = store.ledger
+    lo, with_seq, n = con.execute("SELECT min(seq), count(seq), count(*) FROM pending_refresh").fetchone()
+    if n == len(point_ids) and with_seq == n and n:
+        store.vectors.ensure_payload_index(TRAINING, SEQ)
+        if store.vectors.count(TRAINING, payload_from=(SEQ, lo)) == n:
+            return {"payload_from": (SEQ, lo)}
+    return {"only_ids": tuple(point_ids)}
+
+
 def entering(store: Store, rows: list[GeneratedRow], lists: Lists, point_ids: list[int], cap: int,
-             n_train: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+             n_train: int, among: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per generated image, the given training points that get into its list: Qdrant's recall
-    scores of its stored vector against those points only, at least as good as the list's
-    last score (any, for a list of every training image), at most `cap` in the one order.
-    Returns padded (m, E) ids and scores, and counts."""
+    scores of its stored vector against those points only (`among`: how a query picks them,
+    see `pending_filter`), at least as good as the list's last score (any, for a list of
+    every training image), at most `cap` in the one order. Returns padded (m, E) ids and
+    scores, and counts."""
     metric = store.embedder.metric
     vecs = store.vectors.vector_lists(GENERATED, [r.point_id for r in rows], "recall")
-    only = tuple(point_ids)
+    among = among or {"only_ids": tuple(point_ids)}
     last = lists.scores[np.arange(len(lists)), np.maximum(lists.length - 1, 0)]
     thresholds = [None if lists.complete[i] or not lists.length[i] else _threshold(float(last[i]), metric)
                   for i in range(len(lists))]
     # few enter a list (about cap * new / training): ask for a few more than that, and ask
     # again, cut in the one order, where a search came back full
     first = min(cap, len(point_ids), 2 * math.ceil(cap * len(point_ids) / max(n_train, 1)) + 16)
-    queries = [Query({"recall": vecs[i]}, using="recall", limit=first, only_ids=only, score_threshold=thresholds[i],
-                     exact=True) for i in range(len(rows))]
+    queries = [Query({"recall": vecs[i]}, using="recall", limit=first, score_threshold=thresholds[i], exact=True,
+                     **among) for i in range(len(rows))]
     hits = store.vectors.query(TRAINING, queries)
     full = [i for i, h in enumerate(hits) if len(h) >= first]
     for i, h in zip(full, ranked(store.vectors, TRAINING, [queries[i] for i in full], cap, metric)):
@@ -118,6 +133,7 @@ def apply_changes(store: Store, removed: list[int], added: list[int], report: Re
     con = store.ledger
     n_train = con.execute("SELECT count(*) FROM training_images").fetchone()[0]
     removed_ids = np.unique(np.asarray(removed, dtype=np.uint64))
+    among = pending_filter(store, added) if added else None
     for set_name, k, recall in _sets(con):
         gids = [r[0] for r in con.execute(
             "SELECT generated_id FROM recall_lists r WHERE set_name = ? AND NOT EXISTS (SELECT 1 FROM refresh_queue q "
@@ -140,7 +156,7 @@ def apply_changes(store: Store, removed: list[int], added: list[int], report: Re
                                      np.flatnonzero(moved.lists.length < lists.length))
             if added and len(lists):
                 t = time.perf_counter()
-                e_ids, e_scores, e_len = entering(store, rows, lists, added, capacity(n), n_train)
+                e_ids, e_scores, e_len = entering(store, rows, lists, added, capacity(n), n_train, among)
                 report.timings["find"] += time.perf_counter() - t
                 t = time.perf_counter()
                 e_all = np.where(lists.complete, len(added), e_len)

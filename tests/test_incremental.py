@@ -245,6 +245,21 @@ def test_changes_merged_from_the_lists_without_a_search(valued):
     assert verify(store, sample=None).ok
 
 
+def test_pending_points_picked_by_payload_or_ids(valued):
+    """Refresh asks Qdrant for the pending training points by their write time, and by their
+    ids when the ledger cannot vouch that the range holds exactly them."""
+    from query.refresh import pending_filter
+
+    store, d = valued
+    ingest(store, [str(d / "b.npz")], owner="b")
+    pending = [r[0] for r in store.ledger.execute("SELECT point_id FROM pending_refresh").fetchall()]
+    assert "payload_from" in pending_filter(store, pending)
+    store.ledger.execute("UPDATE pending_refresh SET seq = NULL WHERE point_id = ?", [pending[0]])  # an older row
+    assert pending_filter(store, pending) == {"only_ids": tuple(pending)}
+    rep = refresh(store)
+    assert rep.merged and verify(store, sample=None).ok
+
+
 def test_list_below_n_is_rescored(valued, monkeypatch):
     """Without a reserve, forgetting a recalled image leaves a list shorter than N: that
     image is re-scored from scratch."""
@@ -322,6 +337,7 @@ def test_ledger_without_lists_is_rescored_once(valued):
     con.execute("ALTER TABLE generated_images ADD COLUMN n_recalled INTEGER NOT NULL DEFAULT 0")
     con.execute("ALTER TABLE generated_images ADD COLUMN recall_scores BLOB NOT NULL DEFAULT ''::BLOB")
     con.execute("ALTER TABLE credits ADD COLUMN recall_rank INTEGER NOT NULL DEFAULT 1")
+    con.execute("ALTER TABLE pending_refresh DROP COLUMN seq")
     con.execute("DELETE FROM schema_migrations WHERE version = 3")
     store.close()
     store = Store.open(d / "s")

@@ -37,6 +37,9 @@ class Query:
     score_threshold: float | None = None  # cosine: minimum similarity; euclid: maximum distance
     exact: bool = False                   # force exact search where an index exists
     ef: int | None = None                 # HNSW search breadth (None: the engine's default)
+    # only points whose integer payload field is at least this (field, value): a few points
+    # picked by a small indexed condition, where a filter on their ids is copied per query
+    payload_from: tuple[str, int] | None = None
 
 
 Hit = tuple[int, float]  # (point id, Qdrant score: cosine similarity or euclidean distance)
@@ -66,7 +69,13 @@ class VectorStore:
     def upsert(self, name: str, ids: Sequence[int], vectors: dict[str, np.ndarray], payloads: Sequence[dict]) -> None: ...
     def delete(self, name: str, ids: Sequence[int]) -> None: ...
     def ids(self, name: str) -> set[int]: ...
-    def count(self, name: str) -> int: ...
+    def count(self, name: str, payload_from: tuple[str, int] | None = None) -> int:
+        """Points in the collection (with `payload_from`: only those, as in `Query`)."""
+        ...
+    def ensure_payload_index(self, name: str, field: str) -> None:
+        """An index on an integer payload field, for range conditions only (no HNSW links
+        of its own: it must not slow down building the recall graph)."""
+        ...
     def scroll(self, name: str, batch: int = 10_000) -> Iterator[list[tuple[int, dict]]]:
         """Every point's (id, payload), a batch at a time."""
         ...
@@ -86,12 +95,12 @@ class VectorStore:
 
 
 def shared_filters(queries: Sequence[Query], build) -> list:
-    """build(q) for each query, built once per distinct (only_ids, exclude_ids) objects: the
+    """build(q) for each query, built once per distinct (only_ids, exclude_ids, payload_from): the
     queries of a batch often share one long id list, and building its filter is not free."""
     built: dict[tuple, object] = {}
     out = []
     for q in queries:
-        key = (id(q.only_ids), id(q.exclude_ids))
+        key = (id(q.only_ids), id(q.exclude_ids), q.payload_from)
         if key not in built:
             built[key] = build(q)
         out.append(built[key])

@@ -193,14 +193,25 @@ class ClientVectorStore(VectorStore):
             if offset is None:
                 return
 
-    def count(self, name):
-        return self._call(self.client.count, self._c(name), exact=True).count
+    def count(self, name, payload_from=None):
+        f = self._filter(Query({}, "", 0, payload_from=payload_from)) if payload_from else None
+        return self._call(self.client.count, self._c(name), count_filter=f, exact=True).count
+
+    def ensure_payload_index(self, name, field):
+        m = self.models
+        info = self._call(self.client.get_collection, self._c(name))
+        if field not in (info.payload_schema or {}):
+            self._call(self.client.create_payload_index, self._c(name), field_name=field,
+                       field_schema=m.IntegerIndexParams(type=m.IntegerIndexType.INTEGER, lookup=False, range=True,
+                                                         enable_hnsw=False), wait=True)
 
     def _filter(self, q: Query):
         m = self.models
-        must = [m.HasIdCondition(has_id=list(q.only_ids))] if q.only_ids is not None else None
+        must = [m.HasIdCondition(has_id=list(q.only_ids))] if q.only_ids is not None else []
+        if q.payload_from is not None:
+            must.append(m.FieldCondition(key=q.payload_from[0], range=m.Range(gte=q.payload_from[1])))
         must_not = [m.HasIdCondition(has_id=list(q.exclude_ids))] if q.exclude_ids else None
-        return m.Filter(must=must, must_not=must_not) if (must or must_not) else None
+        return m.Filter(must=must or None, must_not=must_not) if (must or must_not) else None
 
     def query(self, name, queries):
         m = self.models
@@ -220,12 +231,13 @@ class ClientVectorStore(VectorStore):
         return m.SearchParams(hnsw_ef=q.ef, quantization=m.QuantizationSearchParams(rescore=True, oversampling=3.0))
 
     def vectors(self, name, ids, using):
-        return np.asarray(self.vector_lists(name, ids, using), dtype=np.float32)
-
-    def vector_lists(self, name, ids, using):
         recs = self._call(self.client.retrieve, self._c(name), ids=list(ids), with_payload=False, with_vectors=[using])
         by_id = {int(r.id): r.vector[using] for r in recs}
-        return [by_id[i] for i in ids]
+        return np.asarray([by_id[i] for i in ids], dtype=np.float32)
+
+    def vector_lists(self, name, ids, using):
+        # the same float32 values `vectors` gives (local mode and JSON hand over float64)
+        return self.vectors(name, ids, using).tolist()
 
     def close(self):
         self.client.close()

@@ -147,14 +147,24 @@ class EdgeVectorStore(VectorStore):
             if offset is None:
                 return
 
-    def count(self, name):
-        return self._shard(name).count(self._qe.CountRequest(exact=True))
+    def count(self, name, payload_from=None):
+        f = self._filter(Query({}, "", 0, payload_from=payload_from)) if payload_from else None
+        return self._shard(name).count(self._qe.CountRequest(exact=True, filter=f))
+
+    def ensure_payload_index(self, name, field):
+        qe = self._qe
+        shard = self._shard(name)
+        if field not in (shard.info().payload_schema or {}):
+            shard.update(qe.UpdateOperation.create_field_index(
+                field, qe.IntegerIndexParams(lookup=False, range=True, enable_hnsw=False)))
 
     def _filter(self, q: Query):
         qe = self._qe
-        must = [qe.HasIdCondition(set(q.only_ids))] if q.only_ids is not None else None
+        must = [qe.HasIdCondition(set(q.only_ids))] if q.only_ids is not None else []
+        if q.payload_from is not None:
+            must.append(qe.FieldCondition(key=q.payload_from[0], range=qe.RangeFloat(gte=float(q.payload_from[1]))))
         must_not = [qe.HasIdCondition(set(q.exclude_ids))] if q.exclude_ids else None
-        return qe.Filter(must=must, must_not=must_not) if (must or must_not) else None
+        return qe.Filter(must=must or None, must_not=must_not) if (must or must_not) else None
 
     def query(self, name, queries):
         qe = self._qe
