@@ -3,7 +3,9 @@ Qdrant doing every search. Plans, timed side by side on the same store and check
 the same pairs:
 
   a. per generated image: its stored recall vector searched among the new points only
-     (a filter on their ids), no worse than its own list's last score — what refresh does;
+     (a filter on their ids), no worse than its own list's last score;
+  a'. as a, the new points picked by a range on their write time (an indexed integer
+     payload) instead of their ids — what refresh does;
   b. per new image: its vector searched over the generated collection, no worse than the
      loosest last score of any list; then each pair kept only if it beats that image's own
      last score, and the kept pairs' scores asked again in the direction a from-scratch
@@ -28,7 +30,7 @@ from gmv_store.store import GENERATED, TRAINING, Store
 from gmv_store.vectors import Query
 from query.matches import generated_rows
 from query.recall_lists import capacity, read_lists
-from query.refresh import _threshold, entering
+from query.refresh import _threshold, entering, pending_filter
 from query.search import recall_size
 
 
@@ -114,6 +116,13 @@ def main() -> None:
             ta = time.perf_counter() - t
             want = {(i, int(p)): sc for i in range(len(rows)) for p, sc in zip(e_ids[i, :e_len[i]], e_scores[i, :e_len[i]])}
             print(f"a. per generated image among the new ids: {ta:.2f}s, {len(want):,} entering pairs")
+            t = time.perf_counter()
+            among = pending_filter(s, new_ids)
+            e_ids, e_scores, e_len = entering(s, rows, lists, new_ids, cap, n_train, among)
+            dt = time.perf_counter() - t
+            got = {(i, int(p)): sc for i in range(len(rows)) for p, sc in zip(e_ids[i, :e_len[i]], e_scores[i, :e_len[i]])}
+            print(f"a'. per generated image, new points by write time ({next(iter(among))}): {dt:.2f}s "
+                  f"({dt / ta:.2f}x a), same pairs and scores: {got == want}")
             for label, bands in (("b. per new image, loosest last score", 1), (f"c. per new image, {a.bands} bands", a.bands)):
                 t = time.perf_counter()
                 got, n_pairs = reverse(s, rows, lists, new_ids, bands)
