@@ -1,16 +1,17 @@
 """The Python API: every command of the CLI as a call (the CLI is a thin layer over these).
 
-    import gmv_store
-    store = gmv_store.init("my-store", profile="basic")
-    store.ingest(["mnist:train"], owner="mnist")
-    store.value(["samples/"], "gan-v1", label_from="parent", k=50)
-    store.values("gan-v1", limit=10)          # a pandas DataFrame
-    store.sql("SELECT owner, sum(value) AS v FROM owner_values GROUP BY 1")
+    from gmv_store import api
+    api.init_store("my-store", "basic")
+    api.ingest("my-store", ["train/"], owner="alice", label_from="parent")
+    api.value("my-store", ["samples/"], "gan-v1", label_from="parent", k=50)
+    api.values("my-store", "gan-v1", limit=10)        # [{"rank": 1, "contributor_id": ..., "value": ...}, ...]
+    api.match("my-store", ["new.png"], k=10).results  # attribution without storing anything
 
 Module-level functions take the store folder and return plain records (lists of dicts,
-reports); `GmvStore` wraps them and returns pandas DataFrames for tables. Writers open the
-store as its single writer for the length of the call, so other processes can use it between
-calls; readers open the ledger read-only (its snapshot while a writer runs).
+reports); `gmv_store.GmvStore` (handle.py) wraps them and returns pandas DataFrames for
+tables. Writers open the store as its single writer for the length of the call, so other
+processes can use it between calls; readers open the ledger read-only (its snapshot while a
+writer runs).
 """
 from __future__ import annotations
 
@@ -120,6 +121,24 @@ def value(path, paths: Sequence[str], set_name: str, *, k: int = 50, recall: int
                    progress=progress, **({"batch_size": batch_size} if batch_size else {}))
 
 
+def match(path, paths: Sequence[str], *, k: int = 50, recall: int | None = None, exact: bool = False,
+          label_from: str | None = None, label: str | None = None, batch_size: int | None = None,
+          wait: float = 0.0, device: str | None = None):
+    """Top-k contributors and credits of images in no set; nothing is written. Returns a
+    MatchReport whose `.results` hold one dict per image (what `gmv match --json` prints).
+    The embedded engines let one process open the vectors: this takes the writer lock for
+    the call (`wait` seconds for a running writer), see `Store.open_reader`."""
+    from query.attribute import match as run
+
+    from .sources import InputOptions
+    from .store import Store
+
+    with Store.open_reader(path, wait=wait, device=device) as s:
+        return run(s, [str(p) for p in paths], k=k, recall=recall, exact=exact,
+                   options=InputOptions(label_from=label_from, label=label),
+                   **({"batch_size": batch_size} if batch_size else {}))
+
+
 def refresh(path, *, wait: float = 0.0, progress: bool = False):
     """Re-score what pending training-set changes may alter. Returns a RefreshReport."""
     from query.refresh import refresh as run
@@ -193,10 +212,11 @@ def migrations(path) -> list[dict]:
         con.close()
 
 
-def read(path, fn, *args, note: Note | None = None, **kwargs):
+def read(path, fn, *args, note: Note | None = None, config: dict | None = None, **kwargs):
     """fn(con, *args, **kwargs) on a read-only ledger connection (the writer's snapshot while
-    one runs; `note` hears about that); for library functions that take a connection."""
-    con = _reader(path, note)
+    one runs; `note` hears about that); for library functions that take a connection.
+    `config`: DuckDB settings of the connection (a process must open a file with one)."""
+    con = _reader(path, note, config)
     try:
         return fn(con, *args, **kwargs)
     finally:
@@ -232,8 +252,8 @@ def sql(path, query: str, params: Sequence | None = None, *, note: Note | None =
     return run_sql(path, query, list(params or []), on_snapshot=note, **limits)
 
 
-def status(path, note: Note | None = None) -> dict:
-    """Counts, backends, locations, pending work and warnings of a store."""
+def status(path, note: Note | None = None, config: dict | None = None) -> dict:
+    """Counts, backends, locations, pending work and warnings of a store (`config`: as `read`)."""
     from query.lookup import status as run
 
     from .config import default_store_path
@@ -241,7 +261,7 @@ def status(path, note: Note | None = None) -> dict:
 
     info = describe(path)
     root = default_store_path(path)
-    info.update(read(path, run, note=note))
+    info.update(read(path, run, note=note, config=config))
     info["writer"] = current_holder(root) or "none"
     info["refresh_due"] = bool(info["pending_refresh"] or info["refresh_queue"])
     info["warnings"] = _missing_parts(root)
@@ -281,96 +301,3 @@ def backends() -> list[dict]:
         desc = " + ".join(f"{prof[k]['name']}" for k in PARAM_STAGES)
         rows.append({"kind": "profile", "name": name, "params": {}, "description": f"{desc}: {prof.get('description', '')}"})
     return rows
-
-
-# ----------------------------------------------------------------------------- the object form
-
-
-class GmvStore:
-    """A store folder as an object. Tables come back as pandas DataFrames.
-
-        store = gmv_store.open("my-store")
-        store.ingest(["new-batch/"], owner="bob")
-        store.top("1cd0b151467cf018", set_name="gan-v1")
-    """
-
-    def __init__(self, path, *, wait: float = 0.0, device: str | None = None, note: Note | None = None):
-        from .config import default_store_path, read_config
-
-        self.path = default_store_path(path)
-        read_config(self.path)  # a clear error now if there is no store
-        self.wait, self.device = wait, device
-        self.note = note or _log.info
-
-    def __repr__(self) -> str:
-        return f"GmvStore({str(self.path)!r})"
-
-    # writers
-    def ingest(self, paths, **kw):
-        """Add training images (see `gmv ingest`); returns the IngestReport."""
-        return ingest(self.path, _as_list(paths), wait=self.wait, device=self.device, **kw)
-
-    def value(self, paths, set_name: str, **kw):
-        """Value generated images into a set (see `gmv value`); returns the ValueReport."""
-        return value(self.path, _as_list(paths), set_name, wait=self.wait, device=self.device, **kw)
-
-    def refresh(self, **kw):
-        return refresh(self.path, wait=self.wait, **kw)
-
-    def forget(self, ids: Sequence[str] = (), **kw):
-        return forget(self.path, _as_list(ids), wait=self.wait, **kw)
-
-    def forget_set(self, set_name: str):
-        return forget_set(self.path, set_name, wait=self.wait)
-
-    def forget_generated(self, set_name: str, ids: Sequence[str]):
-        return forget_generated(self.path, set_name, _as_list(ids), wait=self.wait)
-
-    def verify(self, **kw):
-        return verify(self.path, wait=self.wait, **kw)
-
-    def repair(self, **kw):
-        return repair(self.path, wait=self.wait, **kw)
-
-    # readers
-    def top(self, generated, set_name: str | None = None, limit: int | None = None):
-        """One row per (generated image, contributor), best first."""
-        gens = top(self.path, _as_list(generated), set_name=set_name, limit=limit, note=self.note)
-        return _frame([{"set_name": g["set_name"], "generated_id": g["generated_id"], "generated_label": g["label"],
-                        **c} for g in gens for c in g["contributors"]])
-
-    def values(self, set_name: str, by: str | None = None, limit: int | None = None):
-        return _frame(values(self.path, set_name, by=by, limit=limit, note=self.note))
-
-    def contributor(self, contributor_id: str, limit: int = 10) -> dict:
-        return contributor(self.path, contributor_id, limit=limit, note=self.note)
-
-    def sql(self, query: str, params: Sequence | None = None, **limits):
-        cols, rows = sql(self.path, query, params, note=self.note, **limits)
-        import pandas as pd
-
-        return pd.DataFrame.from_records(rows, columns=cols)
-
-    def status(self) -> dict:
-        return status(self.path, note=self.note)
-
-
-def _as_list(x) -> list[str]:
-    return [str(x)] if isinstance(x, (str, Path)) else [str(v) for v in x]
-
-
-def _frame(rows: list[dict]):
-    import pandas as pd
-
-    return pd.DataFrame.from_records(rows)
-
-
-def open(path, *, wait: float = 0.0, device: str | None = None) -> GmvStore:  # noqa: A001 - mirrors builtins.open
-    """An existing store."""
-    return GmvStore(path, wait=wait, device=device)
-
-
-def init(path, profile: str | None = None, **kw) -> GmvStore:
-    """Create a store (or open an identical existing one); see `init_store` for the options."""
-    init_store(path, profile, **kw)
-    return GmvStore(path)

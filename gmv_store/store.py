@@ -25,7 +25,7 @@ from .backends import registry
 from .backends.base import Embedder, Quality, Reranker
 from .config import LEDGER_FILE, BackendSpec, StoreConfig, default_store_path, describe_backend, read_config, write_config
 from .errors import GmvError, StoreDamaged, StoreMismatch
-from .ledger import SNAPSHOT_FILE, connect_ledger, transaction
+from .ledger import SNAPSHOT_FILE, connect_ledger, open_ledger_readonly, transaction
 from .lock import WriterLock
 from .vectors import VectorSpec, VectorStore, open_vector_store
 
@@ -44,6 +44,7 @@ class Store:
         self._vectors: VectorStore | None = None
         self._last_snapshot = 0.0
         self.device: str | None = None
+        self.read_only = False  # open_reader: nothing may be written, not even the snapshot
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -124,6 +125,39 @@ class Store:
             raise
         return store
 
+    @classmethod
+    def open_reader(cls, path: str | Path | None, wait: float = 0.0, device: str | None = None,
+                    backends: dict[str, Any] | None = None, ledger_config: dict | None = None) -> "Store":
+        """Open for searching only (`gmv match`, the web UI's attribution): the ledger
+        read-only, the vector collections for queries; no migration, recovery or snapshot,
+        so nothing in the store changes. The embedded engines let one process open a
+        collection, so this takes the writer lock like a writer (`wait` seconds; StoreLocked
+        names the holder); a Qdrant server takes concurrent clients, so there it reads the
+        ledger's snapshot while a writer runs. `backends` ({"embedder", "rerank", "quality"})
+        reuses instances already made for this store (a server keeps them across requests);
+        `ledger_config`: DuckDB settings (a process must open one file with one set of them)."""
+        root = default_store_path(path)
+        config = read_config(root)
+        lock = WriterLock(root, wait=wait) if config.engine != "server" else None
+        try:
+            ledger = (open_ledger_readonly(root, config=ledger_config) if lock is None
+                      else connect_ledger(root / LEDGER_FILE, read_only=True, config=ledger_config))
+            store = cls(root, config, ledger, lock)
+            store.read_only, store.device = True, device
+            if ledger.execute("SELECT count(*) FROM journal").fetchone()[0]:
+                raise GmvError(f"store {root} holds unfinished writes of an interrupted command; fix: run "
+                               f"`gmv refresh --store {root}` (any writer completes them), then try again")
+            for kind, attr in (("embedder", "embedder"), ("rerank", "reranker"), ("quality", "quality")):
+                if backends and kind in backends:
+                    store.__dict__[attr] = backends[kind]
+        except BaseException:
+            if "ledger" in locals():
+                ledger.close()
+            if lock is not None:
+                lock.release()
+            raise
+        return store
+
     def check_collections(self) -> None:
         """Both vector collections exist, or the ledger holds no rows for the missing one."""
         for collection, table in TABLES.items():
@@ -166,7 +200,7 @@ class Store:
 
     def close(self) -> None:
         try:
-            if self.ledger is not None:
+            if self.ledger is not None and not self.read_only:
                 try:
                     self.snapshot()
                 except Exception:  # a failed copy must not hide the command's own outcome
@@ -178,7 +212,8 @@ class Store:
             if self.ledger is not None:
                 self.ledger.close()
                 self.ledger = None
-            self._lock.release()
+            if self._lock is not None:
+                self._lock.release()
 
     def __enter__(self) -> "Store":
         return self

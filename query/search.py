@@ -73,22 +73,23 @@ def recall_ranks(hits: Sequence[Hit]) -> dict[int, int]:
 
 def search(store: Store, vectors: dict[str, np.ndarray], k: int, recall: int, quality: Sequence[float], *,
            images: Sequence[np.ndarray] | None = None, collection: str = TRAINING,
-           load_candidate: Callable[[int], np.ndarray] | None = None) -> list[Match]:
+           load_candidate: Callable[[int], np.ndarray] | None = None, exact: bool = False) -> list[Match]:
     """Top-k matches (with credits for the given qualities) for each row of the batch
-    `vectors` (named vectors "recall", "rerank")."""
+    `vectors` (named vectors "recall", "rerank"). `exact`: full scans, no approximate index."""
     n = len(vectors["recall"])
     reranker = store.reranker
     metric = store.embedder.metric
     n_recall = recall_size(store, k, recall)
     first = ranked(store.vectors, collection,
-                   [Query({"recall": vectors["recall"][i]}, using="recall", limit=n_recall) for i in range(n)],
+                   [Query({"recall": vectors["recall"][i]}, using="recall", limit=n_recall, exact=exact) for i in range(n)],
                    n_recall, metric)
     rank_of = [recall_ranks(h) for h in first]
     rv = reranker.vector_embedder()
     if rv is not None:
         asked = [i for i in range(n) if rank_of[i]]
         second = ranked(store.vectors, collection,
-                        [Query({"rerank": vectors["rerank"][i]}, using="rerank", limit=k, only_ids=tuple(rank_of[i]))
+                        [Query({"rerank": vectors["rerank"][i]}, using="rerank", limit=k, only_ids=tuple(rank_of[i]),
+                               exact=exact)
                          for i in asked], k, rv.metric)
         by_i = dict(zip(asked, second))
         tops = [[(p, reranker.distance_from_score(s, rv.metric), rank_of[i][p]) for p, s in by_i.get(i, [])]

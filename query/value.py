@@ -81,9 +81,10 @@ def check_quality(q: np.ndarray, n: int, name: str) -> np.ndarray:
     return q
 
 
-def score_batch(store: Store, batch: list[Decoded], k: int, recall: int, timings: dict) -> tuple[list[Match], np.ndarray, dict]:
+def score_batch(store: Store, batch: list[Decoded], k: int, recall: int, timings: dict,
+                exact: bool = False) -> tuple[list[Match], np.ndarray, dict]:
     """Embed, score quality and match a batch of decoded generated images (no writes).
-    Returns (matches, qualities, vectors)."""
+    Returns (matches, qualities, vectors). `exact`: full scans, no approximate index."""
     pixels = [d.pixels for d in batch]
     t = time.perf_counter()
     vectors = store.embed(pixels)
@@ -92,7 +93,7 @@ def score_batch(store: Store, batch: list[Decoded], k: int, recall: int, timings
     q = check_quality(store.quality.score(pixels), len(batch), store.quality.name)
     timings["quality"] += time.perf_counter() - t
     t = time.perf_counter()
-    matches = search(store, vectors, k, recall, q, images=pixels, load_candidate=candidate_loader(store))
+    matches = search(store, vectors, k, recall, q, images=pixels, load_candidate=candidate_loader(store), exact=exact)
     timings["search"] += time.perf_counter() - t
     return matches, q, vectors
 

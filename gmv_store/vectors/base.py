@@ -24,7 +24,8 @@ class VectorSpec:
 @dataclass(frozen=True)
 class Query:
     """The `limit` nearest points to `vectors[using]`, optionally only among `only_ids`, never
-    `exclude_ids`, and no worse than `score_threshold`."""
+    `exclude_ids`, and no worse than `score_threshold`; `exact` forces a full scan where the
+    engine would use an approximate (HNSW) index."""
 
     vectors: dict[str, np.ndarray]
     using: str
@@ -32,6 +33,7 @@ class Query:
     exclude_ids: tuple[int, ...] = ()
     only_ids: tuple[int, ...] | None = None
     score_threshold: float | None = None  # cosine: minimum similarity; euclid: maximum distance
+    exact: bool = False
 
 
 Hit = tuple[int, float]  # (point id, Qdrant score: cosine similarity or euclidean distance)

@@ -113,7 +113,8 @@ class EdgeVectorStore(VectorStore):
         qe = self._qe
         reqs = [qe.QueryRequest(limit=q.limit, query=qe.Query.Nearest(np.asarray(q.vectors[q.using], np.float32).tolist(),
                                                                        using=q.using),
-                                filter=f, score_threshold=q.score_threshold, with_payload=False, with_vector=False)
+                                filter=f, score_threshold=q.score_threshold, with_payload=False, with_vector=False,
+                                params=qe.SearchParams(exact=True) if q.exact else None)
                 for q, f in zip(queries, shared_filters(queries, self._filter))]
         if not reqs:
             return []

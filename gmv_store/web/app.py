@@ -1,0 +1,111 @@
+"""The application: settings, routes, the guard (auth.py) and the error handlers.
+
+Every route reads; none writes. Named library errors become one readable line with the
+status it deserves (404 unknown id or set, 400 bad request or refused SQL, 503 store busy
+or damaged); anything unexpected is a 500 page naming only its type, with the traceback in
+the server's log.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ..errors import BadInput, GmvError, NotFound, ReadOnlyViolation, SqlError, StoreDamaged, StoreLocked
+from . import auth, images, jsonapi, pages
+from .attribution import Matcher
+from .images import ThumbCache
+from .reading import Reader
+from .render import error
+
+_log = logging.getLogger("gmv_store.web")
+STATIC = Path(__file__).parent / "static"
+
+
+@dataclass(frozen=True)
+class Settings:
+    store: Path
+    token: str | None = None          # None: no token asked (loopback only)
+    loopback_only: bool = False       # answer only Host: localhost / 127.0.0.1 / ::1 (+ extra_hosts)
+    extra_hosts: tuple[str, ...] = field(default=())
+    max_upload_bytes: int = 10_000_000
+    sql_timeout: float = 60.0
+    sql_memory_limit: str | None = None
+    match_wait: float = 5.0           # seconds an upload waits for a writer to finish
+    default_k: int = 50
+    device: str | None = None
+
+
+ROUTES = [
+    Route("/", pages.overview),
+    Route("/sets/{set_name:path}", pages.set_page),
+    Route("/generated/{set_name:path}/{generated_id}", pages.generated_page),
+    Route("/contributors/{contributor_id}", pages.contributor_page),
+    Route("/owners/{owner:path}", pages.owner_page),
+    Route("/attribute", pages.attribute_page, methods=["GET", "POST"]),
+    Route("/sql", pages.sql_page),
+    Route("/sql.csv", pages.sql_csv),
+    Route("/img/training/{contributor_id}.png", images.training_image),
+    Route("/img/generated/{set_name:path}/{generated_id}.png", images.generated_image),
+    Route("/api/status", jsonapi.status),
+    Route("/api/values", jsonapi.values),
+    Route("/api/top/{set_name:path}/{generated_id}", jsonapi.top),
+    Route("/api/contributors/{contributor_id}", jsonapi.contributor),
+    Route("/api/match", jsonapi.match, methods=["POST"]),
+    Route("/login", auth.login, methods=["GET", "POST"]),
+    Route("/logout", auth.logout),
+    Mount("/static", StaticFiles(directory=STATIC), name="static"),
+]
+
+STATUS_OF = [(NotFound, 404, "Not found"), (StoreLocked, 503, "Store busy"), (StoreDamaged, 503, "Store damaged"),
+             (ReadOnlyViolation, 400, "Refused"), (SqlError, 400, "SQL error"), (BadInput, 400, "Bad request"),
+             (GmvError, 500, "Error")]
+
+
+async def on_gmv_error(request: Request, exc: GmvError):
+    status, title = next((s, t) for cls, s, t in STATUS_OF if isinstance(exc, cls))
+    headers = {"Retry-After": "10"} if status == 503 else None
+    return error(request, status, title, " ".join(str(exc).split()), headers=headers)
+
+
+async def on_http_error(request: Request, exc: HTTPException):
+    titles = {404: "Not found", 405: "Method not allowed", 411: "Length required", 413: "Upload too large"}
+    message = "no page at this address" if exc.status_code == 404 else exc.detail
+    return error(request, exc.status_code, titles.get(exc.status_code, "Bad request"), message,
+                 headers=getattr(exc, "headers", None))
+
+
+async def on_unexpected(request: Request, exc: Exception):
+    _log.exception("unexpected error on %s", request.url.path)
+    return error(request, 500, "Unexpected error", f"unexpected {type(exc).__name__}; the traceback is in the "
+                                                   "server's log (run with GMV_DEBUG=1 to see it on the terminal)")
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The ASGI app for one store (checked now: StoreNotFound if there is none)."""
+    from ..config import read_config
+
+    read_config(settings.store)
+    reader = Reader(settings.store, settings.sql_memory_limit)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        reader.close()  # no ledger connection outlives the server
+
+    app = Starlette(routes=ROUTES, middleware=[Middleware(auth.Guard)], lifespan=lifespan,
+                    exception_handlers={GmvError: on_gmv_error, HTTPException: on_http_error, Exception: on_unexpected})
+    app.state.cfg = settings
+    app.state.reader = reader
+    app.state.thumbs = ThumbCache()
+    app.state.matcher = Matcher(settings.store, wait=settings.match_wait, device=settings.device,
+                                ledger_config=reader.config)
+    return app
