@@ -7,7 +7,6 @@ the server's log.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 from ..errors import BadInput, GmvError, NotFound, ReadOnlyViolation, SqlError, StoreDamaged, StoreLocked
 from . import auth, images, jsonapi, pages
 from .attribution import Matcher
-from .images import ThumbCache
+from .images import SourceMap, ThumbCache
 from .reading import Reader
 from .render import error
 
@@ -95,17 +94,12 @@ def create_app(settings: Settings) -> Starlette:
 
     read_config(settings.store)
     reader = Reader(settings.store, settings.sql_memory_limit)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        yield
-        reader.close()  # no ledger connection outlives the server
-
-    app = Starlette(routes=ROUTES, middleware=[Middleware(auth.Guard)], lifespan=lifespan,
+    app = Starlette(routes=ROUTES, middleware=[Middleware(auth.Guard)],
                     exception_handlers={GmvError: on_gmv_error, HTTPException: on_http_error, Exception: on_unexpected})
     app.state.cfg = settings
     app.state.reader = reader
     app.state.thumbs = ThumbCache()
+    app.state.sources = SourceMap()
     app.state.matcher = Matcher(settings.store, wait=settings.match_wait, device=settings.device,
                                 ledger_config=reader.config)
     return app

@@ -11,7 +11,7 @@ from .. import api
 from ..errors import BadInput, NotFound
 from .attribution import MAX_K, MAX_RECALL, attribute
 from .charts import histogram_svg
-from .images import data_uri
+from .images import data_uri, remember
 from .render import page
 
 BOARD_ROWS = 50
@@ -22,8 +22,11 @@ STATUS_SHOWN = {"store", "qdrant", "ledger", "embedder", "rerank", "quality", "t
 
 
 def read(request: Request, fn, *args, **kwargs):
-    """fn(con, ...) on a read-only ledger connection; a note about a snapshot goes on the page."""
-    return request.app.state.reader.read(fn, *args, note=request.state.notes.append, **kwargs)
+    """fn(con, ...) on a read-only ledger connection; a note about a snapshot goes on the page.
+    The ledger generation read in is kept in `request.state.generation` (see `remember`)."""
+    reader = request.app.state.reader
+    request.state.generation = reader.generation()
+    return reader.read(fn, *args, note=request.state.notes.append, **kwargs)
 
 
 def page_number(request: Request) -> int:
@@ -68,6 +71,8 @@ def set_page(request: Request) -> Response:
                 "gens": generated_images(con, name, limit=TILES)}
 
     d = read(request, gather)
+    remember(request, request.state.generation, training=d["board"],
+             generated=[{**g, "set_name": name} for g in d["gens"]])
     svg = histogram_svg(d["hist"], f"values of the credited contributors in {name}")
     return page(request, "set.html", page=pg, histogram=svg, **d)
 
@@ -85,14 +90,18 @@ def generated_page(request: Request) -> Response:
                                             "ORDER BY 1", [gid, name]).fetchall()]
         return {"g": g, "share": label_share(con, name, gid), "others": others}
 
-    return page(request, "generated.html", **read(request, gather))
+    d = read(request, gather)
+    remember(request, request.state.generation, training=d["g"]["contributors"], generated=[d["g"]])
+    return page(request, "generated.html", **d)
 
 
 def contributor_page(request: Request) -> Response:
     from query.lookup import contributor
 
     cid = require_id(request.path_params["contributor_id"], "contributor")
-    return page(request, "contributor.html", c=read(request, contributor, cid, limit=TILES))
+    c = read(request, contributor, cid, limit=TILES)
+    remember(request, request.state.generation, training=[c], generated=c["top_generated"])
+    return page(request, "contributor.html", c=c)
 
 
 def owner_page(request: Request) -> Response:
@@ -108,7 +117,9 @@ def owner_page(request: Request) -> Response:
         images = owner_images(con, name, chosen, limit=TILES + 1, offset=(pg - 1) * TILES)
         return {"o": o, "chosen": chosen, "images": images[:TILES], "has_next": len(images) > TILES}
 
-    return page(request, "owner.html", page=pg, **read(request, gather))
+    d = read(request, gather)
+    remember(request, request.state.generation, training=d["images"])
+    return page(request, "owner.html", page=pg, **d)
 
 
 def _attribute_page(request: Request, status: int = 200, **ctx) -> Response:
@@ -120,7 +131,9 @@ def _attribute_page(request: Request, status: int = 200, **ctx) -> Response:
 async def attribute_page(request: Request) -> Response:
     if request.method == "GET":
         return _attribute_page(request)
+    generation = request.app.state.reader.generation()
     decoded, result = await attribute(request)  # refusals end on the error page (app.py)
+    remember(request, generation, training=result["contributors"])
     return _attribute_page(request, result=result, preview=data_uri(decoded.pixels),
                            filename=result["source"].removeprefix("upload:"))
 
