@@ -38,15 +38,15 @@ def build(root: Path, mnist_small) -> dict:
 
 
 def fingerprint(store: Path) -> dict[str, str]:
-    """Every file of the store by content, except the writer lock's pid note and the engine's
-    own config, which Qdrant's edge engine rewrites on every load with the same content in
-    another key order: that one is compared parsed."""
+    """Every file of the store by content, except the writer lock's pid note. The JSON files
+    of the Qdrant engine (edge_config.json, segment.json) are compared parsed: the engine
+    rewrites them when it loads a collection, with the same content in another key order."""
     out = {}
     for f in sorted(store.rglob("*")):
         if not f.is_file() or f.name == "writer.lock":
             continue
         rel = str(f.relative_to(store))
-        if f.name == "edge_config.json":
+        if f.suffix == ".json" and "qdrant" in rel:
             out[rel] = json.dumps(json.loads(f.read_text()), sort_keys=True)
         else:
             out[rel] = hashlib.sha256(f.read_bytes()).hexdigest()

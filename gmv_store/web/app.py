@@ -7,7 +7,6 @@ the server's log.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from .images import SourceMap, ThumbCache
 from .reading import Reader
 from .render import error
 
-_log = logging.getLogger("gmv_store.web")
 STATIC = Path(__file__).parent / "static"
 
 
@@ -83,9 +81,9 @@ async def on_http_error(request: Request, exc: HTTPException):
 
 
 async def on_unexpected(request: Request, exc: Exception):
-    _log.exception("unexpected error on %s", request.url.path)
+    # Starlette raises the exception again after this page is sent: the ASGI server logs it
     return error(request, 500, "Unexpected error", f"unexpected {type(exc).__name__}; the traceback is in the "
-                                                   "server's log (run with GMV_DEBUG=1 to see it on the terminal)")
+                                                   "server's log")
 
 
 def create_app(settings: Settings) -> Starlette:
