@@ -170,7 +170,8 @@ class ClientVectorStore(VectorStore):
         m = self.models
         reqs = [m.QueryRequest(query=np.asarray(q.vectors[q.using], np.float32).tolist(), using=q.using, limit=q.limit,
                                filter=f, score_threshold=q.score_threshold, with_payload=False, with_vector=False,
-                               params=m.SearchParams(exact=True) if q.exact else None)
+                               # local mode is brute force already (and warns about search params)
+                               params=m.SearchParams(exact=True) if q.exact and self.engine == "server" else None)
                 for q, f in zip(queries, shared_filters(queries, self._filter))]
         if not reqs:
             return []
