@@ -17,12 +17,12 @@ from starlette.requests import Request
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..errors import BadInput, GmvError, NotFound, ReadOnlyViolation, SqlError, StoreDamaged, StoreLocked
+from ..errors import GmvError
 from . import auth, images, jsonapi, pages
 from .attribution import Matcher
 from .images import SourceMap, ThumbCache
 from .reading import Reader
-from .render import error
+from .render import error, one_line, status_of
 
 STATIC = Path(__file__).parent / "static"
 
@@ -62,15 +62,10 @@ ROUTES = [
     Mount("/static", StaticFiles(directory=STATIC), name="static"),
 ]
 
-STATUS_OF = [(NotFound, 404, "Not found"), (StoreLocked, 503, "Store busy"), (StoreDamaged, 503, "Store damaged"),
-             (ReadOnlyViolation, 400, "Refused"), (SqlError, 400, "SQL error"), (BadInput, 400, "Bad request"),
-             (GmvError, 500, "Error")]
-
-
 async def on_gmv_error(request: Request, exc: GmvError):
-    status, title = next((s, t) for cls, s, t in STATUS_OF if isinstance(exc, cls))
+    status, title = status_of(exc)
     headers = {"Retry-After": "10"} if status == 503 else None
-    return error(request, status, title, " ".join(str(exc).split()), headers=headers)
+    return error(request, status, title, one_line(exc), headers=headers)
 
 
 async def on_http_error(request: Request, exc: HTTPException):

@@ -4,15 +4,16 @@ the CLI makes — `query.lookup` for leaderboards, top-k lists and contributors 
 and `gmv top/values/contributor` show the same numbers."""
 from __future__ import annotations
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import api
-from ..errors import BadInput, NotFound
+from ..errors import BadInput, GmvError, NotFound
 from .attribution import MAX_K, MAX_RECALL, attribute
 from .charts import histogram_svg
 from .images import data_uri, remember
-from .render import page
+from .render import one_line, page, status_of
 
 BOARD_ROWS = 50
 TILES = 48
@@ -132,7 +133,12 @@ async def attribute_page(request: Request) -> Response:
     if request.method == "GET":
         return _attribute_page(request)
     generation = request.app.state.reader.generation()
-    decoded, result = await attribute(request)  # refusals end on the error page (app.py)
+    try:
+        decoded, result = await attribute(request)
+    except HTTPException as e:  # refused upload: the form again, with the reason above it
+        return _attribute_page(request, status=e.status_code, message=e.detail)
+    except GmvError as e:  # not an image, store busy...
+        return _attribute_page(request, status=status_of(e)[0], message=one_line(e))
     remember(request, generation, training=result["contributors"])
     return _attribute_page(request, result=result, preview=data_uri(decoded.pixels),
                            filename=result["source"].removeprefix("upload:"))
@@ -154,8 +160,6 @@ def run_query(request: Request, q: str) -> tuple[list[str], list[tuple]]:
 
 
 def sql_page(request: Request) -> Response:
-    from ..errors import GmvError
-
     cfg = request.app.state.cfg
     q = request.query_params.get("q", "").strip()
     ctx = {"q": q, "timeout": f"{cfg.sql_timeout:g}" if cfg.sql_timeout else "no limit",
@@ -165,7 +169,7 @@ def sql_page(request: Request) -> Response:
             cols, rows = run_query(request, q)
             ctx.update(cols=cols, rows=rows[:SQL_SHOWN], total=len(rows))
         except GmvError as e:  # refusals, errors, limits: shown with the query kept for editing
-            return page(request, "sql.html", status=400, message=" ".join(str(e).split()), **ctx)
+            return page(request, "sql.html", status=status_of(e)[0], message=one_line(e), **ctx)
     return page(request, "sql.html", **ctx)
 
 

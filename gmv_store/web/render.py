@@ -65,6 +65,22 @@ class JSON(Response):
         return json.dumps(content, default=_default, allow_nan=False).encode()
 
 
+def status_of(exc: Exception) -> tuple[int, str]:
+    """HTTP status and page title of a named library error."""
+    from ..errors import BadInput, NotFound, ReadOnlyViolation, SqlError, StoreDamaged, StoreLocked
+
+    for cls, status, title in ((NotFound, 404, "Not found"), (StoreLocked, 503, "Store busy"),
+                               (StoreDamaged, 503, "Store damaged"), (ReadOnlyViolation, 400, "Refused"),
+                               (SqlError, 400, "SQL error"), (BadInput, 400, "Bad request")):
+        if isinstance(exc, cls):
+            return status, title
+    return 500, "Error"
+
+
+def one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
 def wants_json(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
