@@ -252,8 +252,9 @@ def sql(path, query: str, params: Sequence | None = None, *, note: Note | None =
     return run_sql(path, query, list(params or []), on_snapshot=note, **limits)
 
 
-def status(path, note: Note | None = None, config: dict | None = None) -> dict:
-    """Counts, backends, locations, pending work and warnings of a store (`config`: as `read`)."""
+def status(path, note: Note | None = None, config: dict | None = None, also: Callable | None = None) -> dict:
+    """Counts, backends, locations, pending work and warnings of a store (`config`: as `read`).
+    `also(con)`: more to read on the same connection, returned under "also"."""
     from query.lookup import status as run
 
     from .config import default_store_path
@@ -261,7 +262,8 @@ def status(path, note: Note | None = None, config: dict | None = None) -> dict:
 
     info = describe(path)
     root = default_store_path(path)
-    info.update(read(path, run, note=note, config=config))
+    info.update(read(path, lambda con: {**run(con), **({"also": also(con)} if also else {})}, note=note,
+                     config=config))
     info["writer"] = current_holder(root) or "none"
     info["refresh_due"] = bool(info["pending_refresh"] or info["refresh_queue"])
     info["warnings"] = _missing_parts(root)

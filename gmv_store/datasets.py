@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import pickle
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 from .errors import BadInput
 
 MNIST_SPLITS = ("train", "test")
+_LOADING = threading.Lock()
 
 
 def mnist_file() -> Path:
@@ -43,7 +45,8 @@ def load_mnist(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """
     if split not in MNIST_SPLITS:
         raise BadInput(f"mnist:{split}: unknown split; fix: use one of mnist:train, mnist:test")
-    return _mnist_split(split)
+    with _LOADING:  # threads asking at once (a server's thumbnails) wait for one load, not make six
+        return _mnist_split(split)
 
 
 @lru_cache(maxsize=2)

@@ -294,3 +294,32 @@ def test_serve_on_loopback_without_token(small):
     busy = subprocess.run([sys.executable, "-m", "gmv_store", "serve", "--store", str(small["store"] / "nope")],
                           capture_output=True, text=True, timeout=60)
     assert busy.returncode == 1 and busy.stderr.startswith("Error:") and "no gmv store" in busy.stderr
+
+
+# ----------------------------------------------------------------------------- reading while writers run
+
+
+def test_a_held_ledger_connection_only_delays_a_writer(small):
+    """`gmv serve` keeps a ledger connection open for `hold_s` after a read; a writer that
+    starts meanwhile waits for it (up to 10 s) instead of failing."""
+    with TestClient(create_app(Settings(store=small["store"], hold_s=4.0))) as c:
+        assert c.get("/sets/s1").status_code == 200  # opens the held connection
+        t0 = time.monotonic()
+        r = subprocess.run([sys.executable, "-m", "gmv_store", "refresh", "--store", str(small["store"])],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert time.monotonic() - t0 < 30
+        assert c.get("/api/status").json()["training_images"] == 600
+
+
+def test_thumbnails_follow_the_ledger_after_a_write(tmp_path, mnist_small):
+    """A page's remembered sources last one ledger generation: once an image is forgotten,
+    its thumbnail is a 404, not a copy kept in memory."""
+    store = build(tmp_path, mnist_small)["store"]
+    with TestClient(create_app(Settings(store=store))) as c:
+        best = api.values(store, "s1", limit=1)[0]["contributor_id"]
+        assert c.get("/sets/s1").status_code == 200
+        assert c.get(f"/img/training/{best}.png").status_code == 200
+        api.forget(store, [best])
+        assert c.get(f"/img/training/{best}.png").status_code == 404
+        assert c.get(f"/contributors/{best}").status_code == 404

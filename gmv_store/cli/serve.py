@@ -11,6 +11,7 @@ from ..errors import GmvError, MissingDependency
 from .options import errors_to_lines, store_option
 
 TOKEN_ENV = "GMV_SERVE_TOKEN"
+HOLD_S = 2.0  # a ledger connection kept open after a read, for the rest of a page's requests (web/reading.py)
 
 
 def is_loopback(host: str) -> bool:
@@ -93,7 +94,7 @@ def serve(store, host, port, token, max_upload_mb, sql_timeout, sql_memory_limit
     app = create_app(Settings(store=root, token=token, loopback_only=token is None,
                               extra_hosts=(host,) if loopback else (), max_upload_bytes=int(max_upload_mb * 1e6),
                               sql_timeout=sql_timeout, sql_memory_limit=sql_memory_limit, match_wait=match_wait,
-                              device=device))
+                              device=device, hold_s=HOLD_S))
     sock = bind(host, port)
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"gmv serve: store {root.absolute()} read-only at http://{shown}:{sock.getsockname()[1]}/ "

@@ -7,6 +7,8 @@ the server's log.
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +41,7 @@ class Settings:
     match_wait: float = 5.0           # seconds an upload waits for a writer to finish
     default_k: int = 50
     device: str | None = None
+    hold_s: float = 0.0               # keep a ledger connection open this long after a read (reading.py)
 
 
 ROUTES = [
@@ -81,13 +84,34 @@ async def on_unexpected(request: Request, exc: Exception):
                                                    "server's log")
 
 
+def _warm_up(reader: Reader) -> None:
+    """Read one training image in the background as the server starts: a dataset source
+    (`mnist:train#i`) loads its whole array once (~2 s), better before the first page than
+    during it."""
+    from ..sources import load_source
+
+    try:
+        row = reader.read(lambda con: con.execute("SELECT source FROM contributors LIMIT 1").fetchone())
+        if row:
+            load_source(row[0])
+    except Exception:  # nothing to warm, or a source that is gone: the pages will say so
+        pass
+
+
 def create_app(settings: Settings) -> Starlette:
     """The ASGI app for one store (checked now: StoreNotFound if there is none)."""
     from ..config import read_config
 
     read_config(settings.store)
-    reader = Reader(settings.store, settings.sql_memory_limit)
-    app = Starlette(routes=ROUTES, middleware=[Middleware(auth.Guard)],
+    reader = Reader(settings.store, settings.sql_memory_limit, hold=settings.hold_s)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        threading.Thread(target=_warm_up, args=(reader,), daemon=True, name="gmv-warm-up").start()
+        yield
+        reader.close()  # no ledger connection outlives the server
+
+    app = Starlette(routes=ROUTES, middleware=[Middleware(auth.Guard)], lifespan=lifespan,
                     exception_handlers={GmvError: on_gmv_error, HTTPException: on_http_error, Exception: on_unexpected})
     app.state.cfg = settings
     app.state.reader = reader

@@ -46,8 +46,9 @@ def require_id(text: str, what: str) -> str:
 def overview(request: Request) -> Response:
     from query.browse import counts, sets
 
-    info = request.app.state.reader.status(note=request.state.notes.append)
-    data = read(request, lambda con: {"counts": counts(con), "sets": sets(con)})
+    info = request.app.state.reader.status(note=request.state.notes.append,
+                                           also=lambda con: {"counts": counts(con), "sets": sets(con)})
+    data = info.pop("also")
     extra = [(k, v) for k, v in info.items() if k not in STATUS_SHOWN]  # e.g. an index's state, when status has it
     return page(request, "overview.html", info=info, extra=extra, **data)
 
@@ -125,8 +126,9 @@ def owner_page(request: Request) -> Response:
 
 def _attribute_page(request: Request, status: int = 200, **ctx) -> Response:
     cfg = request.app.state.cfg
+    ctx.setdefault("k", cfg.default_k)
     return page(request, "attribute.html", status=status, limit_mb=f"{cfg.max_upload_bytes / 1e6:g}", max_k=MAX_K,
-                max_recall=MAX_RECALL, k=cfg.default_k, **ctx)
+                max_recall=MAX_RECALL, **ctx)
 
 
 async def attribute_page(request: Request) -> Response:
@@ -140,7 +142,7 @@ async def attribute_page(request: Request) -> Response:
     except GmvError as e:  # not an image, store busy...
         return _attribute_page(request, status=status_of(e)[0], message=one_line(e))
     remember(request, generation, training=result["contributors"])
-    return _attribute_page(request, result=result, preview=data_uri(decoded.pixels),
+    return _attribute_page(request, result=result, preview=data_uri(decoded.pixels), k=result["k"],
                            filename=result["source"].removeprefix("upload:"))
 
 

@@ -1,10 +1,17 @@
 """How the server reads the ledger.
 
 Every read opens its own read-only connection (the writer's snapshot while one runs) and
-closes it, so a writer is never kept waiting by the server. All of them use one DuckDB
-configuration, that of `gmv sql` with its fences and memory cap: DuckDB refuses a second
-configuration for a file that a process already has open, which a page and an SQL query
-running side by side would otherwise hit.
+closes it. All of them use one DuckDB configuration, that of `gmv sql` with its fences and
+memory cap: DuckDB refuses a second configuration for a file that a process already has
+open, which a page and an SQL query running side by side would otherwise hit.
+
+Opening a ledger costs DuckDB's start-up (~40 ms on the 60k demo store, more on a busy
+machine) unless the process already holds a connection to that file. With `hold` > 0
+(`gmv serve` uses 2 s) one connection stays open for that long after a read, so the rest of
+a burst — a page and its thumbnails — opens in well under a millisecond. A timer closes it:
+a writer that starts meanwhile waits for it (writers wait out readers for up to 10 s), and
+reads from then on go to the writer's snapshot. A process that also reads the ledger with
+other settings (a notebook calling `gmv_store.api` beside an app) should keep hold at 0.
 
 `generation()` says, from a few stat calls, which ledger state a read would see now (the
 ledger file and its WAL, or the snapshot while a writer holds the store): two reads in the
@@ -13,11 +20,13 @@ page has just listed.
 """
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 from .. import api
 from ..config import LEDGER_FILE
-from ..ledger import SNAPSHOT_FILE
+from ..ledger import SNAPSHOT_FILE, open_ledger_readonly
 from ..lock import current_holder
 
 
@@ -30,18 +39,46 @@ def _state(path: Path):
 
 
 class Reader:
-    def __init__(self, store: Path, sql_memory_limit: str | None):
+    def __init__(self, store: Path, sql_memory_limit: str | None, hold: float = 0.0):
         from query.sql import SAFE_CONFIG, memory_limit_setting
 
-        self.store = Path(store)
+        self.store, self.hold = Path(store), hold
         self.config = {**SAFE_CONFIG, "memory_limit": memory_limit_setting(sql_memory_limit)}
+        self._lock = threading.Lock()
+        self._warm = None
+        self._timer: threading.Timer | None = None
+
+    def _keep_warm(self) -> None:
+        if self.hold <= 0:
+            return
+        with self._lock:
+            if self._warm is not None:
+                return  # its timer closes it `hold` seconds after it was opened
+            try:
+                self._warm = open_ledger_readonly(self.store, config=self.config)
+            except Exception:  # the read itself reports what is wrong
+                return
+            self._timer = threading.Timer(self.hold, self.close)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if self._warm is not None:
+                self._warm.close()
+                self._warm = None
 
     def read(self, fn, *args, note=None, **kwargs):
         """fn(con, *args, **kwargs) on a read-only connection, as `api.read`."""
+        self._keep_warm()
         return api.read(self.store, fn, *args, note=note, config=self.config, **kwargs)
 
-    def status(self, note=None) -> dict:
-        return api.status(self.store, note=note, config=self.config)
+    def status(self, note=None, also=None) -> dict:
+        self._keep_warm()
+        return api.status(self.store, note=note, config=self.config, also=also)
 
     def generation(self) -> tuple:
         if current_holder(self.store):
