@@ -239,17 +239,7 @@ class Store:
         return self._vectors
 
     def _backend(self, kind: str, spec: BackendSpec):
-        params = dict(spec.params)
-        if self.device and "device" in registry.backend_class(kind, spec.name).defaults:
-            params["device"] = self.device
-        backend = registry.create(kind, spec.name, params)
-        have = BackendSpec(**backend.fingerprint())
-        if have != spec:
-            raise StoreMismatch(
-                f"{kind} '{spec.name}' now loads weights {have.weights_sha256} but the store's vectors were made "
-                f"with {spec.weights_sha256}; fix: restore those weights or use a new store"
-            )
-        return backend
+        return make_backend(kind, spec, self.device)
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -327,6 +317,22 @@ class Store:
             self.vectors.delete(collection, [p for p in point_ids if p not in kept])
             self.ledger.execute("DELETE FROM journal WHERE op_id = ?", [op_id])
         return len(entries)
+
+
+def make_backend(kind: str, spec: BackendSpec, device: str | None = None):
+    """The backend a store records, checked to load the same weights its vectors were made
+    with (StoreMismatch otherwise); `device` where the backend takes one."""
+    params = dict(spec.params)
+    if device and "device" in registry.backend_class(kind, spec.name).defaults:
+        params["device"] = device
+    backend = registry.create(kind, spec.name, params)
+    have = BackendSpec(**backend.fingerprint())
+    if have != spec:
+        raise StoreMismatch(
+            f"{kind} '{spec.name}' now loads weights {have.weights_sha256} but the store's vectors were made "
+            f"with {spec.weights_sha256}; fix: restore those weights or use a new store"
+        )
+    return backend
 
 
 def _backend_summary(config: StoreConfig) -> str:

@@ -94,7 +94,7 @@ def serve(store, host, port, token, max_upload_mb, sql_timeout, sql_memory_limit
     app = create_app(Settings(store=root, token=token, loopback_only=token is None,
                               extra_hosts=(host,) if loopback else (), max_upload_bytes=int(max_upload_mb * 1e6),
                               sql_timeout=sql_timeout, sql_memory_limit=sql_memory_limit, match_wait=match_wait,
-                              device=device, hold_s=HOLD_S))
+                              device=device, hold_s=HOLD_S, warm_up=True))
     sock = bind(host, port)
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"gmv serve: store {root.absolute()} read-only at http://{shown}:{sock.getsockname()[1]}/ "

@@ -22,8 +22,8 @@ from starlette.staticfiles import StaticFiles
 from ..errors import GmvError
 from . import auth, images, jsonapi, pages
 from .attribution import Matcher
-from .images import SourceMap, ThumbCache
-from .reading import Reader
+from .images import ThumbCache
+from .reading import Memo, Reader
 from .render import error, one_line, status_of
 
 STATIC = Path(__file__).parent / "static"
@@ -42,6 +42,7 @@ class Settings:
     default_k: int = 50
     device: str | None = None
     hold_s: float = 0.0               # keep a ledger connection open this long after a read (reading.py)
+    warm_up: bool = False             # at start, in the background: MNIST's array, the upload's backends
 
 
 ROUTES = [
@@ -84,10 +85,10 @@ async def on_unexpected(request: Request, exc: Exception):
                                                    "server's log")
 
 
-def _warm_up(reader: Reader) -> None:
-    """Read one training image in the background as the server starts: a dataset source
-    (`mnist:train#i`) loads its whole array once (~2 s), better before the first page than
-    during it."""
+def _warm_up(reader: Reader, matcher: Matcher) -> None:
+    """In the background as the server starts, what would otherwise slow the first requests:
+    one training image read (a dataset source such as `mnist:train#i` loads its whole array
+    once, ~2 s) and the backends an upload needs (a quality metric may import torch)."""
     from ..sources import load_source
 
     try:
@@ -95,6 +96,10 @@ def _warm_up(reader: Reader) -> None:
         if row:
             load_source(row[0])
     except Exception:  # nothing to warm, or a source that is gone: the pages will say so
+        pass
+    try:
+        matcher.prepare()
+    except Exception:  # e.g. missing weights: the upload reports it
         pass
 
 
@@ -107,7 +112,9 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        threading.Thread(target=_warm_up, args=(reader,), daemon=True, name="gmv-warm-up").start()
+        if settings.warm_up:
+            threading.Thread(target=_warm_up, args=(reader, app.state.matcher), daemon=True,
+                             name="gmv-warm-up").start()
         yield
         reader.close()  # no ledger connection outlives the server
 
@@ -116,7 +123,7 @@ def create_app(settings: Settings) -> Starlette:
     app.state.cfg = settings
     app.state.reader = reader
     app.state.thumbs = ThumbCache()
-    app.state.sources = SourceMap()
+    app.state.memo = Memo()
     app.state.matcher = Matcher(settings.store, wait=settings.match_wait, device=settings.device,
                                 ledger_config=reader.config)
     return app

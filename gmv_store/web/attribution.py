@@ -25,6 +25,18 @@ class Matcher:
         self._lock = threading.Lock()  # one match at a time: they share the vectors and backends
         self._backends: dict | None = None
 
+    def prepare(self) -> None:
+        """Make the store's backends ahead of the first upload (a quality metric may import
+        torch: seconds), without the writer lock, which only a match needs."""
+        from ..config import read_config
+        from ..store import make_backend
+
+        cfg = read_config(self.store)
+        made = {kind: make_backend(kind, spec, self.device)
+                for kind, spec in (("embedder", cfg.embedder), ("rerank", cfg.rerank), ("quality", cfg.quality))}
+        with self._lock:
+            self._backends = self._backends or made
+
     def match(self, decoded, k: int, recall: int | None, exact: bool) -> dict:
         from query.attribute import check_sizes, match_decoded, require_training
 

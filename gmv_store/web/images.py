@@ -5,10 +5,10 @@ are read from the source recorded there (files, array rows, datasets, shards: wh
 kept in a byte-bounded cache, and sent with an ETag made from the id, which is the content
 hash: a browser that has the image gets 304 without the source being read.
 
-A page remembers the sources of the images it lists (`SourceMap`), valid while the ledger
-stays in the same generation (reading.py), so its thumbnails skip opening the ledger
-(~40 ms each on the 60k demo store); any write ends the generation and the next request
-reads the ledger again, so a forgotten image is not served from memory."""
+A page remembers the sources of the images it lists (reading.Memo), valid while the ledger
+stays in the same generation, so its thumbnails skip the ledger; any write ends the
+generation and the next request reads the ledger again, so a forgotten image is not served
+from memory."""
 from __future__ import annotations
 
 import base64
@@ -27,35 +27,12 @@ DEFAULT_SIZE = 192
 CACHE_BYTES = 64 * 1024 * 1024
 
 
-class SourceMap:
-    """Recorded sources by image key — ("t", contributor_id) or ("g", set, generated_id) —
-    for one ledger generation; a new generation starts empty."""
-
-    LIMIT = 200_000
-
-    def __init__(self):
-        self._gen = None
-        self._items: dict[tuple, str] = {}
-        self._lock = threading.Lock()
-
-    def remember(self, generation, items) -> None:
-        with self._lock:
-            if generation != self._gen:
-                self._gen, self._items = generation, {}
-            if len(self._items) < self.LIMIT:
-                self._items.update(items)
-
-    def get(self, generation, key) -> str | None:
-        with self._lock:
-            return self._items.get(key) if generation == self._gen else None
-
-
 def remember(request: Request, generation, training=(), generated=()) -> None:
     """Pages call this with the generation they read in (taken before reading) and the
     rows they list: dicts with contributor_id / (set_name, generated_id) and source."""
-    items = {("t", r["contributor_id"]): r["source"] for r in training if r.get("source")}
-    items.update({("g", r["set_name"], r["generated_id"]): r["source"] for r in generated if r.get("source")})
-    request.app.state.sources.remember(generation, items)
+    items = {("src", "t", r["contributor_id"]): r["source"] for r in training if r.get("source")}
+    items.update({("src", "g", r["set_name"], r["generated_id"]): r["source"] for r in generated if r.get("source")})
+    request.app.state.memo.put(generation, items)
 
 
 class ThumbCache:
@@ -128,10 +105,10 @@ def _send(request: Request, key: tuple, lookup, *args) -> Response:
     size = _size(request)
     state = request.app.state
     gen = state.reader.generation()
-    source = state.sources.get(gen, key)
+    source = state.memo.get(gen, ("src", *key))
     if source is None:
         source = state.reader.read(lookup, *args)[0]  # NotFound -> 404 page
-        state.sources.remember(gen, {key: source})
+        state.memo.put(gen, {("src", *key): source})
     etag = f'"{key[0]}-{key[-1]}-{size}"'  # the id is the content's hash
     headers = {"ETag": etag, "Cache-Control": "private, max-age=86400"}
     if etag in request.headers.get("if-none-match", ""):

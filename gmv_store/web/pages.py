@@ -60,21 +60,27 @@ def set_page(request: Request) -> Response:
     from ..eval.class_test import class_ratio
 
     name, pg = request.path_params["set_name"], page_number(request)
+    memo, generation = request.app.state.memo, request.app.state.reader.generation()
+    known = memo.get(generation, ("set", name))  # only a write changes them
 
-    def gather(con):
+    def aggregates(con) -> dict:
         s = one_set(con, name)
-        board = values(con, name, limit=BOARD_ROWS + 1, offset=(pg - 1) * BOARD_ROWS)
         try:
             rho = class_ratio(con, name, [s["k"]])[0] if s["labelled"] else None
         except BadInput:  # no labelled contributors
             rho = None
-        return {"s": s, "board": board[:BOARD_ROWS], "has_next": len(board) > BOARD_ROWS, "rho": rho,
-                "owners": values(con, name, by="owner", limit=20), "hist": value_histogram(con, name),
+        return {"s": s, "rho": rho, "owners": values(con, name, by="owner", limit=20),
+                "hist": value_histogram(con, name)}
+
+    def gather(con):
+        board = values(con, name, limit=BOARD_ROWS + 1, offset=(pg - 1) * BOARD_ROWS)
+        return {**(known or aggregates(con)), "board": board[:BOARD_ROWS], "has_next": len(board) > BOARD_ROWS,
                 "gens": generated_images(con, name, limit=TILES)}
 
     d = read(request, gather)
-    remember(request, request.state.generation, training=d["board"],
-             generated=[{**g, "set_name": name} for g in d["gens"]])
+    if known is None:
+        memo.put(generation, {("set", name): {k: d[k] for k in ("s", "rho", "owners", "hist")}})
+    remember(request, generation, training=d["board"], generated=[{**g, "set_name": name} for g in d["gens"]])
     svg = histogram_svg(d["hist"], f"values of the credited contributors in {name}")
     return page(request, "set.html", page=pg, histogram=svg, **d)
 

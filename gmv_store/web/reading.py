@@ -15,8 +15,9 @@ other settings (a notebook calling `gmv_store.api` beside an app) should keep ho
 
 `generation()` says, from a few stat calls, which ledger state a read would see now (the
 ledger file and its WAL, or the snapshot while a writer holds the store): two reads in the
-same generation read the same rows. The thumbnails use it to skip the ledger for images a
-page has just listed.
+same generation read the same rows. `Memo` keeps results for one generation: the sources of
+the images a page has just listed (their thumbnails then skip the ledger) and a set's
+aggregates (histogram, owners, ρ), which only a write changes.
 """
 from __future__ import annotations
 
@@ -36,6 +37,28 @@ def _state(path: Path):
     except FileNotFoundError:
         return None
     return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+class Memo:
+    """Values by key for one ledger generation; a new generation starts empty."""
+
+    LIMIT = 200_000
+
+    def __init__(self):
+        self._gen = None
+        self._items: dict = {}
+        self._lock = threading.Lock()
+
+    def put(self, generation, items: dict) -> None:
+        with self._lock:
+            if generation != self._gen:
+                self._gen, self._items = generation, {}
+            if len(self._items) < self.LIMIT:
+                self._items.update(items)
+
+    def get(self, generation, key):
+        with self._lock:
+            return self._items.get(key) if generation == self._gen else None
 
 
 class Reader:
