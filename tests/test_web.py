@@ -226,3 +226,15 @@ def test_unreadable_source_gives_a_grey_placeholder(client, small, monkeypatch):
     r = client.get(f"/img/training/{cid}.png?s=96")
     assert r.status_code == 404 and r.headers["content-type"] == "image/png"
     assert "cannot read" in r.headers["x-gmv-error"] and Image.open(io.BytesIO(r.content)).size == (96, 96)
+
+
+def test_set_page_pages_through_generated_images(client, monkeypatch):
+    import gmv_store.web.pages as pages
+
+    monkeypatch.setattr(pages, "TILES", 16)
+    seen = []
+    for gp in (1, 2, 3):
+        html = client.get(f"/sets/s1?gpage={gp}").text
+        seen.append(re.findall(r'<a class="tile" href="/generated/s1/([0-9a-f]{16})"', html))
+        assert ("gpage=%d" % (gp + 1) in html) == (gp < 3)
+    assert [len(s) for s in seen] == [16, 16, 8] and len(set(sum(seen, []))) == 40

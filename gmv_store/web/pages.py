@@ -30,8 +30,8 @@ def read(request: Request, fn, *args, **kwargs):
     return reader.read(fn, *args, note=request.state.notes.append, **kwargs)
 
 
-def page_number(request: Request) -> int:
-    raw = request.query_params.get("page", "1")
+def page_number(request: Request, param: str = "page") -> int:
+    raw = request.query_params.get(param, "1")
     return min(int(raw), 100_000) if raw.isdigit() and int(raw) >= 1 else 1
 
 
@@ -59,7 +59,7 @@ def set_page(request: Request) -> Response:
 
     from ..eval.class_test import class_ratio
 
-    name, pg = request.path_params["set_name"], page_number(request)
+    name, pg, gpg = request.path_params["set_name"], page_number(request), page_number(request, "gpage")
     memo, generation = request.app.state.memo, request.app.state.reader.generation()
     known = memo.get(generation, ("set", name))  # only a write changes them
 
@@ -74,15 +74,16 @@ def set_page(request: Request) -> Response:
 
     def gather(con):
         board = values(con, name, limit=BOARD_ROWS + 1, offset=(pg - 1) * BOARD_ROWS)
+        gens = generated_images(con, name, limit=TILES + 1, offset=(gpg - 1) * TILES)
         return {**(known or aggregates(con)), "board": board[:BOARD_ROWS], "has_next": len(board) > BOARD_ROWS,
-                "gens": generated_images(con, name, limit=TILES)}
+                "gens": gens[:TILES], "gens_next": len(gens) > TILES}
 
     d = read(request, gather)
     if known is None:
         memo.put(generation, {("set", name): {k: d[k] for k in ("s", "rho", "owners", "hist")}})
     remember(request, generation, training=d["board"], generated=[{**g, "set_name": name} for g in d["gens"]])
     svg = histogram_svg(d["hist"], f"values of the credited contributors in {name}")
-    return page(request, "set.html", page=pg, histogram=svg, **d)
+    return page(request, "set.html", page=pg, gpage=gpg, histogram=svg, **d)
 
 
 def generated_page(request: Request) -> Response:
