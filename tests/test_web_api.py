@@ -323,3 +323,16 @@ def test_thumbnails_follow_the_ledger_after_a_write(tmp_path, mnist_small):
         api.forget(store, [best])
         assert c.get(f"/img/training/{best}.png").status_code == 404
         assert c.get(f"/contributors/{best}").status_code == 404
+
+
+def test_an_empty_store_has_readable_pages(tmp_path):
+    store = tmp_path / "empty"
+    api.init_store(store, "basic")
+    with TestClient(create_app(Settings(store=store))) as c:
+        home = c.get("/")
+        assert home.status_code == 200 and "No set valued yet" in home.text
+        assert c.get("/sql", params={"q": "SELECT count(*) AS n FROM contributors"}).status_code == 200
+        r = c.post("/attribute", files={"image": ("a.png", png(np.full((28, 28), 128)), "image/png")})
+        assert r.status_code == 409 and "no training images" in r.text and 'name="image"' in r.text
+        assert c.post("/api/match", files={"image": ("a.png", png(np.full((28, 28), 128)))}).json()["error"].startswith(
+            "the store has no training images")

@@ -2,8 +2,8 @@
 
 Every route reads; none writes. Named library errors become one readable line with the
 status it deserves (404 unknown id or set, 400 bad request or refused SQL, 503 store busy
-or damaged); anything unexpected is a 500 page naming only its type, with the traceback in
-the server's log.
+or damaged, 409 a store that cannot do it yet); anything unexpected is a 500 page naming
+only its type, with the traceback in the server's log.
 """
 from __future__ import annotations
 

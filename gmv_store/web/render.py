@@ -66,15 +66,19 @@ class JSON(Response):
 
 
 def status_of(exc: Exception) -> tuple[int, str]:
-    """HTTP status and page title of a named library error."""
-    from ..errors import BadInput, NotFound, ReadOnlyViolation, SqlError, StoreDamaged, StoreLocked
+    """HTTP status and page title of a named library error. What is left — a store that
+    cannot do it yet (no training images, unfinished writes) — is a 409."""
+    from ..errors import (BadInput, DiskFull, MissingDependency, MissingWeights, NotFound, ReadOnlyViolation,
+                          SqlError, StoreDamaged, StoreLocked, StoreMismatch, VectorStoreUnavailable)
 
     for cls, status, title in ((NotFound, 404, "Not found"), (StoreLocked, 503, "Store busy"),
-                               (StoreDamaged, 503, "Store damaged"), (ReadOnlyViolation, 400, "Refused"),
-                               (SqlError, 400, "SQL error"), (BadInput, 400, "Bad request")):
+                               (StoreDamaged, 503, "Store damaged"), (VectorStoreUnavailable, 503, "Qdrant unavailable"),
+                               (DiskFull, 507, "Disk full"), (ReadOnlyViolation, 400, "Refused"),
+                               (SqlError, 400, "SQL error"), (BadInput, 400, "Bad request"),
+                               ((StoreMismatch, MissingWeights, MissingDependency), 500, "Server setup")):
         if isinstance(exc, cls):
             return status, title
-    return 500, "Error"
+    return 409, "Not possible now"
 
 
 def one_line(exc: Exception) -> str:
