@@ -56,13 +56,17 @@ def ranked(vectors: VectorStore, collection: str, queries: Sequence[Query], n: i
         while len(hits) >= lim and len(hits) > n and hits[n - 1][1] == hits[-1][1]:
             lim *= 2  # the tie at the cut may reach past what came back
             hits = vectors.query(collection, [replace(q, limit=lim)])[0]
-        out.append(sorted(hits, key=order)[:n])
+        if len({s for _, s in hits}) < len(hits):
+            hits = sorted(hits, key=order)  # Qdrant's order is the one order unless scores tie
+        out.append(hits[:n])
     return out
 
 
 def recall_ranks(hits: Sequence[Hit]) -> dict[int, int]:
     """Each hit's recall rank: 1 + how many hits have a strictly better score (ties share a
     rank, so the rank does not depend on how a tie was ordered)."""
+    if len({s for _, s in hits}) == len(hits):  # no ties: the rank is the place
+        return {pid: i for i, (pid, _) in enumerate(hits, start=1)}
     out, rank, prev = {}, 0, None
     for i, (pid, s) in enumerate(hits, start=1):
         if s != prev:

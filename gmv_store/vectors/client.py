@@ -22,6 +22,7 @@ from .base import Query, VectorSpec, VectorStore, check_spec, shared_filters, th
 API_KEY_ENV = "GMV_QDRANT_API_KEY"
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)  # seconds between attempts for transient failures
 TRANSIENT_STATUS = (502, 503, 504)
+UPLOAD_PART, UPLOAD_PARALLEL = 128, 4  # points per request, requests in flight (server mode)
 RETRIES_ENV = "GMV_QDRANT_RETRIES"  # how many of the retries above to make (default: all)
 
 
@@ -164,9 +165,26 @@ class ClientVectorStore(VectorStore):
                 "segments": info.segments_count or 0}
 
     def upsert(self, name, ids, vectors, payloads):
-        lists = {k: np.asarray(v, dtype=np.float32).tolist() for k, v in vectors.items()}
-        batch = self.models.Batch(ids=list(ids), vectors=lists, payloads=list(payloads))
-        self._call(self.client.upsert, self._c(name), points=batch, wait=True)
+        """A server takes the batch in parallel parts (each retried on its own, as every call);
+        the call returns once all are durable, so the journal order holds."""
+        arrays = {k: np.asarray(v, dtype=np.float32) for k, v in vectors.items()}
+        ids, payloads = list(ids), list(payloads)
+
+        def part(lo: int, hi: int) -> None:
+            batch = self.models.Batch(ids=ids[lo:hi], vectors={k: a[lo:hi].tolist() for k, a in arrays.items()},
+                                      payloads=payloads[lo:hi])
+            self._call(self.client.upsert, self._c(name), points=batch, wait=True)
+
+        bounds = [(lo, min(lo + UPLOAD_PART, len(ids))) for lo in range(0, len(ids), UPLOAD_PART)]
+        if self.engine != "server" or len(bounds) < 2:
+            for lo, hi in bounds:
+                part(lo, hi)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=UPLOAD_PARALLEL) as pool:
+            for f in [pool.submit(part, lo, hi) for lo, hi in bounds]:
+                f.result()  # the first failure (after its retries) is the command's error
 
     def delete(self, name, ids):
         if len(ids):

@@ -166,7 +166,7 @@ class EdgeVectorStore(VectorStore):
         if not reqs:
             return []
         res = self._shard(name).query_batch(qe.QueryBatchRequest(reqs))
-        return [[(int(p.id), float(p.score)) for p in hits] for hits in res]
+        return [[(p.id, p.score) for p in hits] for hits in res]  # already int and float
 
     def _params(self, q: Query):
         qe = self._qe
