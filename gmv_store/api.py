@@ -134,10 +134,19 @@ def _refresh(store, progress: bool):
     return run_refresh(store, progress=progress)
 
 
-def index(path, *, refresh: bool = True, wait: float = 0.0, progress: bool = False):
-    """Build the training collection's HNSW index now (gmv index). Returns the IndexReport,
-    with `.refresh` the re-check of stored matches when the build changed anything."""
+def index(path, *, settings: dict | None = None, refresh: bool = True, wait: float = 0.0, progress: bool = False):
+    """Build the training collection's HNSW index now (gmv index), after applying new index
+    `settings` (IndexConfig fields: mode, hnsw_m, hnsw_ef_construct, quantization) if given.
+    Returns the IndexReport, with `.refresh` the re-check of stored matches when the build
+    changed anything."""
+    from pydantic import ValidationError
+
     with _writer(path, wait) as s:
+        if settings:
+            try:
+                s.reconfigure_index(**settings)
+            except ValidationError as e:
+                raise BadInput(f"index settings: {e.errors()[0]['loc'][0]}: {e.errors()[0]['msg']}") from None
         report = _index_and_recheck(s, progress)
         report.refresh = _refresh(s, progress) if refresh and report.changed else None
     return report

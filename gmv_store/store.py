@@ -146,6 +146,16 @@ class Store:
         index = self.config.index
         return index if collection == TRAINING else index.model_copy(update={"mode": "exact"})
 
+    def reconfigure_index(self, **changes) -> IndexConfig:
+        """New index settings (IndexConfig fields) for the training collection, recorded in
+        store.json; the next `build_index` rebuilds what they change."""
+        index = IndexConfig(**{**self.config.index.model_dump(), **changes})
+        if index != self.config.index:
+            self.vectors.reconfigure(TRAINING, self.vector_spec(), index)
+            self.config = self.config.model_copy(update={"index": index})
+            write_config(self.root, self.config)
+        return index
+
     def search_options(self, limit: int) -> dict:
         """Query options for a recall search keeping `limit` hits: exact when the store has no
         index, else HNSW with ef derived from the limit."""

@@ -154,6 +154,16 @@ class ClientVectorStore(VectorStore):
             out["on_disk_payload"] = index.on_disk_payload
         return out
 
+    def reconfigure(self, name, spec, index):
+        if self.engine != "server":
+            return  # local mode searches by brute force whatever the settings
+        layout = self._layout(spec, index)
+        m = self.models
+        vectors = {k: m.VectorParamsDiff(hnsw_config=v.hnsw_config, quantization_config=v.quantization_config,
+                                         on_disk=v.on_disk) for k, v in layout["vectors_config"].items()}
+        self._call(self.client.update_collection, self._c(name), vectors_config=vectors,
+                   hnsw_config=layout.get("hnsw_config"), optimizers_config=layout.get("optimizers_config"))
+
     def build_index(self, name):
         # a server indexes in the background by itself; nothing to start from here
         return False

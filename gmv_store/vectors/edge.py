@@ -86,6 +86,15 @@ class EdgeVectorStore(VectorStore):
                                                             full_scan_threshold=threshold_kb),
                              optimizers=qe.EdgeOptimizersConfig(indexing_threshold=threshold_kb))
 
+    def reconfigure(self, name, spec, index):
+        # loading with a config checks it against the shard and persists it; the optimizer
+        # then rebuilds every segment whose index or quantization no longer matches
+        if name in self._shards:
+            self._shards.pop(name).close()
+        path = self.root / name
+        diskspace.require_room_to_open(path, name)
+        self._shards[name] = self._qe.EdgeShard.load(str(path), self._config(spec, index))
+
     def build_index(self, name):
         changed = self._shard(name).optimize()
         self._write_state(name)
