@@ -8,15 +8,12 @@
     api.match("my-store", ["new.png"], k=10).results  # attribution without storing anything
 
 Module-level functions take the store folder and return plain records (lists of dicts,
-reports); `gmv_store.GmvStore` (handle.py) wraps them and returns pandas DataFrames for
-tables. Writers open the store as its single writer for the length of the call, so other
-processes can use it between calls; readers open the ledger read-only (its snapshot while a
-writer runs).
+reports); `GmvStore` (gmv_store/handle.py) wraps them and returns pandas DataFrames for tables. Writers open the
+store as its single writer for the length of the call, so other processes can use it between
+calls; readers open the ledger read-only (its snapshot while a writer runs).
 """
 from __future__ import annotations
 
-import logging
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .errors import BadInput
@@ -25,7 +22,6 @@ from .errors import BadInput
 # importing the API (and the CLI over it) stays fast.
 
 Note = Callable[[str], None]
-_log = logging.getLogger("gmv_store")
 PARAM_STAGES = ("embedder", "rerank", "quality")
 
 
@@ -34,12 +30,20 @@ PARAM_STAGES = ("embedder", "rerank", "quality")
 
 def init_store(path, profile: str | None = None, embedder: str | None = None, rerank: str | None = None,
                quality: str | None = None, params: dict[str, dict] | None = None, engine: str = "edge",
-               qdrant_url: str | None = None, collection_prefix: str = "gmv") -> dict:
-    """Create a store from a profile (default `basic`) with optional per-stage overrides;
+               qdrant_url: str | None = None, collection_prefix: str = "gmv", index: dict | None = None) -> dict:
+    """Create a store from a profile (default `basic`) with optional per-stage overrides and
+    index settings (`IndexConfig` fields, e.g. {"mode": "hnsw", "quantization": "int8"});
     returns its description (as `status`)."""
+    from pydantic import ValidationError
+
     from .backends.profiles import get_profile
+    from .config import IndexConfig
     from .store import Store
 
+    try:
+        index_config = IndexConfig(**(index or {}))
+    except ValidationError as e:
+        raise BadInput(f"index settings: {e.errors()[0]['loc'][0]}: {e.errors()[0]['msg']}") from None
     prof = get_profile(profile or "basic")
     extra = params or {}
     unknown = sorted(set(extra) - set(PARAM_STAGES))
@@ -53,7 +57,8 @@ def init_store(path, profile: str | None = None, embedder: str | None = None, re
         p.update(extra.get(stage, {}))
         chosen[stage] = (name, p)
     s = Store.init(path, embedder=chosen["embedder"], rerank=chosen["rerank"], quality=chosen["quality"],
-                   engine=engine, qdrant_url=qdrant_url, collection_prefix=collection_prefix)
+                   engine=engine, qdrant_url=qdrant_url, collection_prefix=collection_prefix,
+                   index=index_config if index else None)
     s.close()
     return describe(path)
 
@@ -71,6 +76,8 @@ def describe(path) -> dict:
         "ledger": str((root / "ledger.duckdb").absolute()),
         "embedder": describe_backend(cfg.embedder), "rerank": describe_backend(cfg.rerank),
         "quality": describe_backend(cfg.quality),
+        "index": cfg.index.mode + (f" (m {cfg.index.hnsw_m}, ef_construct {cfg.index.hnsw_ef_construct}, "
+                                   f"quantization {cfg.index.quantization})" if cfg.index.mode != "exact" else ""),
     }
 
 
@@ -91,11 +98,12 @@ def _reader(path, note: Note | None = None, config: dict | None = None):
 
 def ingest(path, paths: Sequence[str], *, owner: str | None = None, label_from: str | None = None,
            label: str | None = None, meta: dict | None = None, batch_size: int | None = None,
-           refresh: bool = True, wait: float = 0.0, device: str | None = None, progress: bool = False):
-    """Add training images, then (unless refresh=False) bring earlier generated images up to
-    date. Returns an IngestReport whose `.refresh` holds the RefreshReport (or None)."""
+           refresh: bool = True, index: bool = True, wait: float = 0.0, device: str | None = None,
+           progress: bool = False):
+    """Add training images, bring the index up to date (unless index=False), then (unless
+    refresh=False) bring earlier generated images up to date. Returns an IngestReport whose
+    `.index` holds the IndexReport and `.refresh` the RefreshReport (or None)."""
     from ingest.pipeline import ingest as run
-    from query.refresh import refresh as run_refresh
 
     from .sources import InputOptions
 
@@ -103,21 +111,59 @@ def ingest(path, paths: Sequence[str], *, owner: str | None = None, label_from: 
     with _writer(path, wait, device) as s:
         report = run(s, [str(p) for p in paths], owner=owner, options=opts, meta=meta, progress=progress,
                      **({"batch_size": batch_size} if batch_size else {}))
-        report.refresh = run_refresh(s, progress=progress) if refresh else None
+        report.index = _index_and_recheck(s, progress) if index else None
+        report.refresh = _refresh(s, progress) if refresh else None
+    return report
+
+
+def _index_and_recheck(store, progress: bool):
+    """Build the index; a build changes what an approximate search returns, so every stored
+    match is queued to be matched again (the pending merge is covered by that)."""
+    from ingest.index import build_index
+    from query.refresh import queue_all
+
+    report = build_index(store, progress=progress)
+    if report.changed:
+        report.rechecked = queue_all(store, "index")
+    return report
+
+
+def _refresh(store, progress: bool):
+    from query.refresh import refresh as run_refresh
+
+    return run_refresh(store, progress=progress)
+
+
+def index(path, *, settings: dict | None = None, refresh: bool = True, wait: float = 0.0, progress: bool = False):
+    """Build the training collection's HNSW index now (gmv index), after applying new index
+    `settings` (IndexConfig fields: mode, hnsw_m, hnsw_ef_construct, quantization) if given.
+    Returns the IndexReport, with `.refresh` the re-check of stored matches when the build
+    changed anything."""
+    from pydantic import ValidationError
+
+    with _writer(path, wait) as s:
+        if settings:
+            try:
+                s.reconfigure_index(**settings)
+            except ValidationError as e:
+                raise BadInput(f"index settings: {e.errors()[0]['loc'][0]}: {e.errors()[0]['msg']}") from None
+        report = _index_and_recheck(s, progress)
+        report.refresh = _refresh(s, progress) if refresh and report.changed else None
     return report
 
 
 def value(path, paths: Sequence[str], set_name: str, *, k: int = 50, recall: int | None = None,
           label_from: str | None = None, label: str | None = None, meta: dict | None = None,
-          batch_size: int | None = None, wait: float = 0.0, device: str | None = None, progress: bool = False):
-    """Value generated images into a set. Returns a ValueReport."""
+          batch_size: int | None = None, exact: bool = False, wait: float = 0.0, device: str | None = None,
+          progress: bool = False):
+    """Value generated images into a set (exact=True: bypass the index). Returns a ValueReport."""
     from query.value import value as run
 
     from .sources import InputOptions
 
     opts = InputOptions(label_from=label_from, label=label)
     with _writer(path, wait, device) as s:
-        return run(s, [str(p) for p in paths], set_name, k=k, recall=recall, options=opts, meta=meta,
+        return run(s, [str(p) for p in paths], set_name, k=k, recall=recall, options=opts, meta=meta, exact=exact,
                    progress=progress, **({"batch_size": batch_size} if batch_size else {}))
 
 
@@ -259,6 +305,7 @@ def status(path, note: Note | None = None, config: dict | None = None, also: Cal
 
     from .config import default_store_path
     from .lock import current_holder
+    from .status import collections, missing_parts
 
     info = describe(path)
     root = default_store_path(path)
@@ -266,28 +313,9 @@ def status(path, note: Note | None = None, config: dict | None = None, also: Cal
                      config=config))
     info["writer"] = current_holder(root) or "none"
     info["refresh_due"] = bool(info["pending_refresh"] or info["refresh_queue"])
-    info["warnings"] = _missing_parts(root)
+    info["collections"] = collections(root, info)
+    info["warnings"] = missing_parts(root)
     return info
-
-
-def _missing_parts(root: Path) -> list[str]:
-    from .config import read_config
-    from .vectors import ENGINE_DIRS
-
-    cfg = read_config(root)
-    if cfg.engine == "server":
-        return []  # checked by every writer when it opens the collections
-    base = root / ENGINE_DIRS[cfg.engine]
-    out = []
-    if cfg.engine == "edge":
-        for name in ("training", "generated"):
-            d = base / name
-            if not (d.is_dir() and any(d.iterdir())):
-                out.append(f"vector collection '{name}' is missing ({d}); writers will refuse the store until it is "
-                           f"restored from a backup or rebuilt with `gmv repair --store {root}`")
-    elif not base.is_dir():
-        out.append(f"vector store folder {base} is missing; restore it from a backup or run `gmv repair --store {root}`")
-    return out
 
 
 def backends() -> list[dict]:

@@ -23,7 +23,7 @@ from . import diskspace
 from . import migrate as migrations
 from .backends import registry
 from .backends.base import Embedder, Quality, Reranker
-from .config import LEDGER_FILE, BackendSpec, StoreConfig, default_store_path, describe_backend, read_config, write_config
+from .config import LEDGER_FILE, BackendSpec, IndexConfig, StoreConfig, default_store_path, describe_backend, read_config, write_config
 from .errors import GmvError, StoreDamaged, StoreMismatch
 from .ledger import SNAPSHOT_FILE, connect_ledger, open_ledger_readonly, transaction
 from .lock import WriterLock
@@ -57,6 +57,7 @@ class Store:
         engine: str = "edge",
         qdrant_url: str | None = None,
         collection_prefix: str = "gmv",
+        index: IndexConfig | None = None,
     ) -> "Store":
         """Create a store (or open an identical existing one). Instantiates the backends
         once to record their dimensions and weight checksums."""
@@ -71,13 +72,14 @@ class Store:
             "quality": registry.create("quality", *quality),
         }
         specs = {k: BackendSpec(**b.fingerprint()) for k, b in backends.items()}
-        config = StoreConfig(**specs, engine=engine, qdrant_url=qdrant_url, collection_prefix=collection_prefix)
+        config = StoreConfig(**specs, engine=engine, qdrant_url=qdrant_url, collection_prefix=collection_prefix,
+                             index=index or IndexConfig())
         if (root / "store.json").exists():
             have = read_config(root)
-            if not have.backends_equal(config) or have.engine != config.engine:
+            if not have.backends_equal(config) or have.engine != config.engine or (index and have.index != index):
                 raise StoreMismatch(
-                    f"{root} already holds a store with {_backend_summary(have)} on engine {have.engine}; "
-                    "fix: choose another --store for other backends"
+                    f"{root} already holds a store with {_backend_summary(have)} on engine {have.engine} "
+                    f"(index {have.index.mode}); fix: choose another --store for other backends or index settings"
                 )
             return cls.open(root)
         diskspace.require_free(root, diskspace.INIT_NEED, "a new store")
@@ -92,7 +94,7 @@ class Store:
             store.__dict__["reranker"] = backends["rerank"]
             store.__dict__["quality"] = backends["quality"]
             for name in (TRAINING, GENERATED):
-                store.vectors.ensure_collection(name, store.vector_spec())
+                store.vectors.ensure_collection(name, store.vector_spec(), store.collection_index(name))
             write_config(root, config)  # last: a store exists once store.json does
         except BaseException as e:
             if created_files:
@@ -170,7 +172,30 @@ class Store:
                     f"{n:,} {table.replace('_', ' ')}; fix: restore the store folder from a backup, or re-embed "
                     f"them from their recorded sources with `gmv repair --store {self.root}`"
                 )
-            self.vectors.ensure_collection(collection, self.vector_spec())
+            self.vectors.ensure_collection(collection, self.vector_spec(), self.collection_index(collection))
+
+    def collection_index(self, collection: str) -> IndexConfig:
+        """Only the training collection's recall vector gets a graph: generated images are
+        few and searched only among given ids. Both share the server layout."""
+        index = self.config.index
+        return index if collection == TRAINING else index.model_copy(update={"mode": "exact"})
+
+    def reconfigure_index(self, **changes) -> IndexConfig:
+        """New index settings (IndexConfig fields) for the training collection, recorded in
+        store.json; the next `build_index` rebuilds what they change."""
+        index = IndexConfig(**{**self.config.index.model_dump(), **changes})
+        if index != self.config.index:
+            self.vectors.reconfigure(TRAINING, self.vector_spec(), index)
+            self.config = self.config.model_copy(update={"index": index})
+            write_config(self.root, self.config)
+        return index
+
+    def search_options(self, limit: int) -> dict:
+        """Query options for a recall search keeping `limit` hits: exact when the store has no
+        index, else HNSW with ef derived from the limit."""
+        if self.config.index.mode == "exact":
+            return {"exact": True}
+        return {"ef": self.config.index.search_ef(limit)}
 
     def vectors_location(self) -> str:
         c = self.config

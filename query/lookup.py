@@ -52,10 +52,12 @@ def contributor(con, cid: str, limit: int = 10) -> dict:
     info = rows[0]
     info["sets"] = _rows(
         con,
-        "SELECT set_name, value, value_sum, n_credits, rank, n_valued FROM ("
-        " SELECT *, rank() OVER (PARTITION BY set_name ORDER BY value DESC) AS rank,"
-        " count(*) OVER (PARTITION BY set_name) AS n_valued FROM contributor_values)"
-        " WHERE contributor_id = ? ORDER BY set_name",
+        # rank = 1 + how many are worth more (as rank() OVER ...), counted per set without
+        # ranking every contributor of every set
+        "SELECT v.set_name, v.value, v.value_sum, v.n_credits,"
+        " (SELECT count(*) + 1 FROM value_sums w WHERE w.set_name = v.set_name AND w.value_sum > v.value_sum) AS rank,"
+        " (SELECT count(*) FROM value_sums w WHERE w.set_name = v.set_name AND w.n_credits > 0) AS n_valued"
+        " FROM contributor_values v WHERE v.contributor_id = ? ORDER BY v.set_name",
         [cid],
     )
     info["top_generated"] = _rows(
@@ -99,7 +101,7 @@ def status(con) -> dict:
     return {
         "training_images": one("SELECT count(*) FROM contributors"),
         "owners": one("SELECT count(DISTINCT owner) FROM contributors"),
-        "sets": _rows(con, "SELECT set_name, m AS generated, k, recall FROM sets ORDER BY set_name"),
+        "sets": _rows(con, "SELECT set_name, m AS generated, k, recall, exact FROM sets ORDER BY set_name"),
         "pending_journal": one("SELECT count(*) FROM journal"),
         "pending_refresh": one("SELECT count(*) FROM pending_refresh"),
         "refresh_queue": one("SELECT count(*) FROM refresh_queue"),

@@ -78,22 +78,26 @@ def test_match_labels_and_arrays(small):
 
 
 def test_exact_reaches_every_query(small, monkeypatch):
+    """--exact makes every search exhaustive; without it the recall search goes through the
+    store's index (mode auto: HNSW with an ef) and only the re-rank among given ids is exact."""
     from gmv_store.vectors.edge import EdgeVectorStore
 
     seen = []
     real = EdgeVectorStore.query
 
     def spy(self, name, queries):
-        seen.extend(q.exact for q in queries)
+        seen.extend((q.using, q.exact, q.ef) for q in queries)
         return real(self, name, queries)
 
     monkeypatch.setattr(EdgeVectorStore, "query", spy)
     exact = api.match(small["store"], small["gen_files"][:2], k=5, exact=True).results
-    assert seen and all(seen)
+    assert seen and all(e for _, e, _ in seen)
     seen.clear()
     plain = api.match(small["store"], small["gen_files"][:2], k=5).results
-    assert seen and not any(seen)
-    assert [r["contributors"] for r in exact] == [r["contributors"] for r in plain]  # a small store has no index
+    recall = [(e, ef) for using, e, ef in seen if using == "recall"]
+    assert recall and all(not e and ef for e, ef in recall)
+    assert all(e for using, e, _ in seen if using == "rerank")
+    assert [r["contributors"] for r in exact] == [r["contributors"] for r in plain]  # 600 points: no graph yet
 
 
 def test_exact_on_the_client_engine(tmp_path, mnist_small):

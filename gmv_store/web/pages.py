@@ -19,7 +19,7 @@ BOARD_ROWS = 50
 TILES = 48
 STATUS_SHOWN = {"store", "qdrant", "ledger", "embedder", "rerank", "quality", "training_images", "owners", "sets",
                 "pending_journal", "pending_refresh", "refresh_queue", "schema_version", "writer", "refresh_due",
-                "warnings"}
+                "warnings", "collections"}
 
 
 def read(request: Request, fn, *args, **kwargs):
@@ -49,7 +49,7 @@ def overview(request: Request) -> Response:
     info = request.app.state.reader.status(note=request.state.notes.append,
                                            also=lambda con: {"counts": counts(con), "sets": sets(con)})
     data = info.pop("also")
-    extra = [(k, v) for k, v in info.items() if k not in STATUS_SHOWN]  # e.g. an index's state, when status has it
+    extra = [(k, v) for k, v in info.items() if k not in STATUS_SHOWN]  # whatever status reports beyond these
     return page(request, "overview.html", info=info, extra=extra, **data)
 
 
