@@ -132,10 +132,11 @@ class Store:
                     backends: dict[str, Any] | None = None, ledger_config: dict | None = None) -> "Store":
         """Open for searching only (`gmv match`, the web UI's attribution): the ledger
         read-only, the vector collections for queries; no migration, recovery or snapshot,
-        so nothing in the store changes. The embedded engines let one process open a
-        collection, so this takes the writer lock like a writer (`wait` seconds; StoreLocked
-        names the holder); a Qdrant server takes concurrent clients, so there it reads the
-        ledger's snapshot while a writer runs. `backends` ({"embedder", "rerank", "quality"})
+        so no row, point or value changes (the embedded engine rewrites its own JSON settings
+        and index-state files, with the same content, when it opens and closes a collection).
+        The embedded engines let one process open a collection, so this takes the writer lock
+        like a writer (`wait` seconds; StoreLocked names the holder); a Qdrant server takes
+        concurrent clients, so there it reads the ledger's snapshot while a writer runs. `backends` ({"embedder", "rerank", "quality"})
         reuses instances already made for this store (a server keeps them across requests);
         `ledger_config`: DuckDB settings (a process must open one file with one set of them)."""
         root = default_store_path(path)
