@@ -243,6 +243,8 @@ class ClientVectorStore(VectorStore):
 
     def _params(self, q: Query):
         m = self.models
+        if self.engine != "server":
+            return None  # local mode is brute force whatever is asked, and says so on every search
         if q.exact:
             return m.SearchParams(exact=True)
         return m.SearchParams(hnsw_ef=q.ef, quantization=m.QuantizationSearchParams(rescore=True, oversampling=3.0))
