@@ -90,17 +90,21 @@ def _reader(path, note: Note | None = None, config: dict | None = None):
 
 def ingest(path, paths: Sequence[str], *, owner: str | None = None, label_from: str | None = None,
            label: str | None = None, meta: dict | None = None, batch_size: int | None = None,
-           refresh: bool = True, wait: float = 0.0, device: str | None = None, progress: bool = False):
+           refresh: bool = True, wait: float = 0.0, device: str | None = None, progress: bool = False,
+           image_column: str | None = None, label_column: str | None = None, workers: int | None = None):
     """Add training images, then (unless refresh=False) bring earlier generated images up to
-    date. Returns an IngestReport whose `.refresh` holds the RefreshReport (or None)."""
+    date. `image_column`/`label_column` pick Parquet columns (WebDataset: the image extension
+    and the .json label key); `workers` decoding processes (default: the core count; 0 or 1:
+    in-process). Returns an IngestReport whose `.refresh` holds the RefreshReport (or None)."""
     from ingest.pipeline import ingest as run
     from query.refresh import refresh as run_refresh
 
-    from .sources import InputOptions
+    from .sources import InputOptions, default_workers
 
-    opts = InputOptions(label_from=label_from, label=label)
+    opts = InputOptions(label_from=label_from, label=label, image_column=image_column, label_column=label_column)
     with _writer(path, wait, device) as s:
         report = run(s, [str(p) for p in paths], owner=owner, options=opts, meta=meta, progress=progress,
+                     workers=default_workers() if workers is None else workers,
                      **({"batch_size": batch_size} if batch_size else {}))
         report.refresh = run_refresh(s, progress=progress) if refresh else None
     return report
@@ -108,13 +112,14 @@ def ingest(path, paths: Sequence[str], *, owner: str | None = None, label_from: 
 
 def value(path, paths: Sequence[str], set_name: str, *, k: int = 50, recall: int | None = None,
           label_from: str | None = None, label: str | None = None, meta: dict | None = None,
-          batch_size: int | None = None, wait: float = 0.0, device: str | None = None, progress: bool = False):
+          batch_size: int | None = None, wait: float = 0.0, device: str | None = None, progress: bool = False,
+          image_column: str | None = None, label_column: str | None = None):
     """Value generated images into a set. Returns a ValueReport."""
     from query.value import value as run
 
     from .sources import InputOptions
 
-    opts = InputOptions(label_from=label_from, label=label)
+    opts = InputOptions(label_from=label_from, label=label, image_column=image_column, label_column=label_column)
     with _writer(path, wait, device) as s:
         return run(s, [str(p) for p in paths], set_name, k=k, recall=recall, options=opts, meta=meta,
                    progress=progress, **({"batch_size": batch_size} if batch_size else {}))
