@@ -17,10 +17,13 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
+import types
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from concurrent.futures.process import BrokenProcessPool
 from itertools import islice
 from typing import Iterable, Iterator
@@ -39,6 +42,21 @@ def default_workers() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+@contextmanager
+def _main_hidden():
+    """Start workers without the caller's main script. A fresh interpreter otherwise imports
+    it again: a script without an `if __name__ == "__main__":` guard (or one read from stdin)
+    would run again in every worker, ingest included. The workers need only gmv_store's own
+    modules, which the pickled tasks name."""
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if saved is not None:
+            sys.modules["__main__"] = saved
 
 
 def _context():
@@ -83,7 +101,8 @@ def decode_parallel(items: Iterable[Item], problems: list[Problem], workers: int
     limit = max(2 * workers, -(-ahead // CHUNK))
     try:
         for chunk in batched(it, CHUNK):
-            pending.append(pool.submit(_decode_chunk, chunk))
+            with _main_hidden():  # the executor starts its processes inside submit()
+                pending.append(pool.submit(_decode_chunk, chunk))
             if len(pending) >= limit:
                 yield from _results(pending.popleft(), problems)
         while pending:

@@ -71,6 +71,8 @@ def _sample(path: Path, key: str, parts: dict[str, bytes], opts: InputOptions) -
                                  "store a string or integer there, or name another key with --label-column")
         meta = {k: json_value(v) for k, v in doc.items()}
     if "cls" in parts:
+        if label is not None:  # the .cls is the label; the .json's own is kept as metadata
+            meta[opts.label_column or "label"] = json_value(label)
         label = parts["cls"].decode("utf-8", "replace").strip()
     if "txt" in parts:
         text = parts["txt"].decode("utf-8", "replace").strip()
