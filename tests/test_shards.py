@@ -255,3 +255,40 @@ def test_label_column_for_webdataset_json(tmp_path, store, mnist_small):
     api.init_store(store, params={"embedder": {"size": 8}, "rerank": {"size": 14}})
     r = api.ingest(store, [f], workers=0)  # the default key holds a list: one line per sample
     assert r.added == 0 and r.problems[0].reason.startswith(".json label 'label' is a list; fix:")
+
+
+def test_recorded_sources_as_arguments(tmp_path, store, mnist_small):
+    x, y, _, _ = mnist_small
+    pq_file = write_parquet(tmp_path / "t.parquet", x[:10], y[:10], row_group_size=4)
+    tar_file = write_tar(tmp_path / "t.tar", x[10:20], y[10:20], key_start=10)
+    r = api.ingest(store, [f"{pq_file}#6", f"{tar_file}#000013"], workers=0)
+    assert r.added == 2 and r.skipped == 0
+    got = rows(store)
+    assert [(g["source"], g["label"]) for g in got] == [(f"{pq_file}#6", str(y[6])), (f"{tar_file}#000013", str(y[13]))]
+    out = run("ingest", f"{pq_file}#10", f"{tar_file}#000099", "--store", store, code=3)
+    assert skipped(out) == [f"skipped: {pq_file}#10: row out of range (the file holds 10 rows)",
+                            f"skipped: {tar_file}#000099: no sample with this key in the shard"]
+
+
+def test_webdataset_image_extension_option(tmp_path, store, mnist_small):
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    x, _, _, _ = mnist_small
+    f = tmp_path / "two.tar"
+    with tarfile.open(f, "w") as tar:
+        for i in range(4):
+            buf = io.BytesIO()
+            Image.fromarray(x[i + 100]).save(buf, format="JPEG", quality=90)
+            for ext, data in (("png", png(x[i])), ("jpg", buf.getvalue())):
+                info = tarfile.TarInfo(f"s@{i}.{ext}")  # an @ inside a key is part of the key
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    api.ingest(store, [f], image_column="jpg", workers=0)
+    got = rows(store)
+    assert [g["source"] for g in got] == [f"{f}#s@{i}@jpg" for i in range(4)]
+    for g in got:
+        assert content_sha256(load_source(g["source"])) == g["sha256"]
+    assert content_sha256(load_source(f"{f}#s@2")) == content_sha256(x[2][:, :, None])  # the default: png

@@ -180,8 +180,9 @@ class ParquetReader(Reader):
 
     def item(self, path, key, opts):
         pf, row, rg, start, column = self._locate(path, key)
-        lay = layout(pf.schema_arrow, path, InputOptions(opts.label_from, opts.label, column or opts.image_column,
-                                                         opts.label_column))
+        lay = layout(pf.schema_arrow, path, InputOptions(label_from=opts.label_from, label=opts.label,
+                                                         image_column=column or opts.image_column,
+                                                         label_column=opts.label_column))
         table = pf.read_row_group(rg, columns=lay.columns, use_threads=False).slice(row - start, 1)
         return next(_items(path, table.to_batches()[0], row, lay, opts))
 

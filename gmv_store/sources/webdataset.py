@@ -84,6 +84,13 @@ def _sample(path: Path, key: str, parts: dict[str, bytes], opts: InputOptions) -
     return Item(src, partial(decode_bytes, parts[ext], src), lab, meta or None)
 
 
+def split_key(key: str) -> tuple[str, str | None]:
+    """`000123@jpg` -> (`000123`, `jpg`); a key whose `@` is not followed by an image
+    extension is a plain key."""
+    base, sep, ext = key.rpartition("@")
+    return (base, ext) if sep and ext.lower() in IMAGE_EXTS else (key, None)
+
+
 def _tail_is_clean(f, offset: int) -> bool:
     """After the last member: the zero blocks that end every archive (and record padding).
     Nothing there means the file was cut between members."""
@@ -136,7 +143,7 @@ class WebDatasetReader(Reader):
                 yield _sample(path, key, parts, opts)
 
     def item(self, path, key, opts):
-        base, _, ext = key.rpartition("@") if "@" in key else (key, "", "")
+        base, ext = split_key(key)
         entry = _index(*file_stamp(path)).get(base)
         if entry is None:
             raise BadInput(f"{path}#{key}: no sample with this key in the shard")
@@ -151,9 +158,9 @@ class WebDatasetReader(Reader):
         if not path.exists():
             raise BadInput(f"{path}: no such file")
         key = key or ""
-        base, _, ext = key.rpartition("@") if "@" in key else (key, "", "")
+        base, ext = split_key(key)
         entry = _index(*file_stamp(path)).get(base)
-        chosen = image_ext(entry or {}, ext or None)
+        chosen = image_ext(entry or {}, ext)
         if chosen is None:
             raise BadInput(f"{path}#{key}: no image member with this key in the shard")
         with open(path, "rb") as f:
