@@ -196,7 +196,7 @@ class ParquetReader(Reader):
         return decode_bytes(blob, f"{path}#{key}")
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=16)  # Hugging Face writes image tables in row groups of 100 rows: small
 def _image_column(path: str, mtime_ns: int, size: int, rg: int, column: str | None):
     """The image bytes of one row group (read once for neighbouring rows)."""
     pf, _, _ = _open(path, mtime_ns, size)
