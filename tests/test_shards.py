@@ -324,3 +324,24 @@ def test_shard_index_scan_agrees_with_tarfile(tmp_path, fmt):
     raw[scanned[1][1] - 512 + 5] ^= 0x55  # the second file's own header (pax/GNU name records come before it)
     f.write_bytes(bytes(raw))
     assert webdataset._scan(str(f)) == scanned[:1]  # tarfile stops there too (after a pax record: an error)
+
+
+def test_make_shards_builds_distinct_readable_images(tmp_path, store):
+    """benchmarks/make_shards.py: both formats hold the same n distinct images, and a rerun
+    keeps the shards it finds."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from make_shards import make_augmented_mnist
+
+    a = make_augmented_mnist(300, tmp_path / "pq", "parquet", shard_size=128, workers=1)
+    b = make_augmented_mnist(300, tmp_path / "wds", "webdataset", shard_size=128, workers=1)
+    assert a["files"] == b["files"] == 3 and a["bytes_per_image"] < b["bytes_per_image"]
+    assert make_augmented_mnist(300, tmp_path / "pq", "parquet", shard_size=128)["built"] == 0
+    r = api.ingest(store, [tmp_path / "pq"], workers=0)
+    assert r.added == 300 and r.duplicates == 0
+    r = api.ingest(store, [tmp_path / "wds"], workers=0)
+    assert r.added == 0 and r.duplicates == 300  # the same images in the other format
+    with pytest.raises(ValueError, match="other settings"):
+        make_augmented_mnist(300, tmp_path / "pq", "parquet", shard_size=100)
