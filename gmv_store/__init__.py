@@ -2,12 +2,14 @@
 
     import gmv_store
     store = gmv_store.init("my-store", profile="basic")      # or gmv_store.open("my-store")
-    store.ingest(["mnist:train"], owner="mnist")
-    store.value(["samples/"], "gan-v1", label_from="parent")
+    store.ingest(["train/"], owner="mnist", label_from="parent")
+    store.value(["samples/"], "gan-v1", label_from="parent", k=10)
     store.values("gan-v1", limit=10)                          # pandas DataFrame
+    store.match(["new.png"], k=5)                             # attribution, nothing stored
 
-The API lives in `gmv_store.api`; it is loaded on first use, so importing a submodule
-(`gmv_store.errors`, ...) stays cheap.
+`GmvStore` (gmv_store.handle) returns DataFrames; `gmv_store.api` has the same calls as
+module-level functions returning plain records (what the CLI prints). Both load on first
+use, so importing a submodule (`gmv_store.errors`, ...) stays cheap.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ __all__ = ["GmvStore", "init", "open"]
 
 def __getattr__(name: str):
     if name in __all__:
-        from . import api
+        from . import handle
 
-        return getattr(api, name)
+        return getattr(handle, name)
     raise AttributeError(f"module 'gmv_store' has no attribute {name!r}")

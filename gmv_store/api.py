@@ -1,21 +1,19 @@
 """The Python API: every command of the CLI as a call (the CLI is a thin layer over these).
 
-    import gmv_store
-    store = gmv_store.init("my-store", profile="basic")
-    store.ingest(["mnist:train"], owner="mnist")
-    store.value(["samples/"], "gan-v1", label_from="parent", k=50)
-    store.values("gan-v1", limit=10)          # a pandas DataFrame
-    store.sql("SELECT owner, sum(value) AS v FROM owner_values GROUP BY 1")
+    from gmv_store import api
+    api.init_store("my-store", "basic")
+    api.ingest("my-store", ["train/"], owner="alice", label_from="parent")
+    api.value("my-store", ["samples/"], "gan-v1", label_from="parent", k=50)
+    api.values("my-store", "gan-v1", limit=10)        # [{"rank": 1, "contributor_id": ..., "value": ...}, ...]
+    api.match("my-store", ["new.png"], k=10).results  # attribution without storing anything
 
 Module-level functions take the store folder and return plain records (lists of dicts,
-reports); `GmvStore` wraps them and returns pandas DataFrames for tables. Writers open the
+reports); `GmvStore` (gmv_store/handle.py) wraps them and returns pandas DataFrames for tables. Writers open the
 store as its single writer for the length of the call, so other processes can use it between
 calls; readers open the ledger read-only (its snapshot while a writer runs).
 """
 from __future__ import annotations
 
-import logging
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .errors import BadInput
@@ -24,7 +22,6 @@ from .errors import BadInput
 # importing the API (and the CLI over it) stays fast.
 
 Note = Callable[[str], None]
-_log = logging.getLogger("gmv_store")
 PARAM_STAGES = ("embedder", "rerank", "quality")
 
 
@@ -33,12 +30,20 @@ PARAM_STAGES = ("embedder", "rerank", "quality")
 
 def init_store(path, profile: str | None = None, embedder: str | None = None, rerank: str | None = None,
                quality: str | None = None, params: dict[str, dict] | None = None, engine: str = "edge",
-               qdrant_url: str | None = None, collection_prefix: str = "gmv") -> dict:
-    """Create a store from a profile (default `basic`) with optional per-stage overrides;
+               qdrant_url: str | None = None, collection_prefix: str = "gmv", index: dict | None = None) -> dict:
+    """Create a store from a profile (default `basic`) with optional per-stage overrides and
+    index settings (`IndexConfig` fields, e.g. {"mode": "hnsw", "quantization": "int8"});
     returns its description (as `status`)."""
+    from pydantic import ValidationError
+
     from .backends.profiles import get_profile
+    from .config import IndexConfig
     from .store import Store
 
+    try:
+        index_config = IndexConfig(**(index or {}))
+    except ValidationError as e:
+        raise BadInput(f"index settings: {e.errors()[0]['loc'][0]}: {e.errors()[0]['msg']}") from None
     prof = get_profile(profile or "basic")
     extra = params or {}
     unknown = sorted(set(extra) - set(PARAM_STAGES))
@@ -52,7 +57,8 @@ def init_store(path, profile: str | None = None, embedder: str | None = None, re
         p.update(extra.get(stage, {}))
         chosen[stage] = (name, p)
     s = Store.init(path, embedder=chosen["embedder"], rerank=chosen["rerank"], quality=chosen["quality"],
-                   engine=engine, qdrant_url=qdrant_url, collection_prefix=collection_prefix)
+                   engine=engine, qdrant_url=qdrant_url, collection_prefix=collection_prefix,
+                   index=index_config if index else None)
     s.close()
     return describe(path)
 
@@ -70,6 +76,8 @@ def describe(path) -> dict:
         "ledger": str((root / "ledger.duckdb").absolute()),
         "embedder": describe_backend(cfg.embedder), "rerank": describe_backend(cfg.rerank),
         "quality": describe_backend(cfg.quality),
+        "index": cfg.index.mode + (f" (m {cfg.index.hnsw_m}, ef_construct {cfg.index.hnsw_ef_construct}, "
+                                   f"quantization {cfg.index.quantization})" if cfg.index.mode != "exact" else ""),
     }
 
 
@@ -90,14 +98,15 @@ def _reader(path, note: Note | None = None, config: dict | None = None):
 
 def ingest(path, paths: Sequence[str], *, owner: str | None = None, label_from: str | None = None,
            label: str | None = None, meta: dict | None = None, batch_size: int | None = None,
-           refresh: bool = True, wait: float = 0.0, device: str | None = None, progress: bool = False,
-           image_column: str | None = None, label_column: str | None = None, workers: int | None = None):
-    """Add training images, then (unless refresh=False) bring earlier generated images up to
-    date. `image_column`/`label_column` pick Parquet columns (WebDataset: the image extension
-    and the .json label key); `workers` decoding processes (default: the core count; 0 or 1:
-    in-process). Returns an IngestReport whose `.refresh` holds the RefreshReport (or None)."""
+           refresh: bool = True, index: bool = True, wait: float = 0.0, device: str | None = None,
+           progress: bool = False, image_column: str | None = None, label_column: str | None = None,
+           workers: int | None = None):
+    """Add training images, bring the index up to date (unless index=False), then (unless
+    refresh=False) bring earlier generated images up to date. `image_column`/`label_column`
+    pick Parquet columns (WebDataset: the image extension and the .json label key); `workers`
+    decoding processes (default: the core count; 0 or 1: in-process). Returns an
+    IngestReport whose `.index` holds the IndexReport and `.refresh` the RefreshReport (or None)."""
     from ingest.pipeline import ingest as run
-    from query.refresh import refresh as run_refresh
 
     from .sources import InputOptions, default_workers
 
@@ -106,23 +115,78 @@ def ingest(path, paths: Sequence[str], *, owner: str | None = None, label_from: 
         report = run(s, [str(p) for p in paths], owner=owner, options=opts, meta=meta, progress=progress,
                      workers=default_workers() if workers is None else workers,
                      **({"batch_size": batch_size} if batch_size else {}))
-        report.refresh = run_refresh(s, progress=progress) if refresh else None
+        report.index = _index_and_recheck(s, progress) if index else None
+        report.refresh = _refresh(s, progress) if refresh else None
+    return report
+
+
+def _index_and_recheck(store, progress: bool):
+    """Build the index; a build changes what an approximate search returns, so every stored
+    match is queued to be matched again (the pending merge is covered by that)."""
+    from ingest.index import build_index
+    from query.refresh import queue_all
+
+    report = build_index(store, progress=progress)
+    if report.changed:
+        report.rechecked = queue_all(store, "index")
+    return report
+
+
+def _refresh(store, progress: bool):
+    from query.refresh import refresh as run_refresh
+
+    return run_refresh(store, progress=progress)
+
+
+def index(path, *, settings: dict | None = None, refresh: bool = True, wait: float = 0.0, progress: bool = False):
+    """Build the training collection's HNSW index now (gmv index), after applying new index
+    `settings` (IndexConfig fields: mode, hnsw_m, hnsw_ef_construct, quantization) if given.
+    Returns the IndexReport, with `.refresh` the re-check of stored matches when the build
+    changed anything."""
+    from pydantic import ValidationError
+
+    with _writer(path, wait) as s:
+        if settings:
+            try:
+                s.reconfigure_index(**settings)
+            except ValidationError as e:
+                raise BadInput(f"index settings: {e.errors()[0]['loc'][0]}: {e.errors()[0]['msg']}") from None
+        report = _index_and_recheck(s, progress)
+        report.refresh = _refresh(s, progress) if refresh and report.changed else None
     return report
 
 
 def value(path, paths: Sequence[str], set_name: str, *, k: int = 50, recall: int | None = None,
           label_from: str | None = None, label: str | None = None, meta: dict | None = None,
-          batch_size: int | None = None, wait: float = 0.0, device: str | None = None, progress: bool = False,
-          image_column: str | None = None, label_column: str | None = None):
-    """Value generated images into a set. Returns a ValueReport."""
+          batch_size: int | None = None, exact: bool = False, wait: float = 0.0, device: str | None = None,
+          progress: bool = False, image_column: str | None = None, label_column: str | None = None):
+    """Value generated images into a set (exact=True: bypass the index). Returns a ValueReport."""
     from query.value import value as run
 
     from .sources import InputOptions
 
     opts = InputOptions(label_from=label_from, label=label, image_column=image_column, label_column=label_column)
     with _writer(path, wait, device) as s:
-        return run(s, [str(p) for p in paths], set_name, k=k, recall=recall, options=opts, meta=meta,
+        return run(s, [str(p) for p in paths], set_name, k=k, recall=recall, options=opts, meta=meta, exact=exact,
                    progress=progress, **({"batch_size": batch_size} if batch_size else {}))
+
+
+def match(path, paths: Sequence[str], *, k: int = 50, recall: int | None = None, exact: bool = False,
+          label_from: str | None = None, label: str | None = None, batch_size: int | None = None,
+          wait: float = 0.0, device: str | None = None):
+    """Top-k contributors and credits of images in no set; nothing is written. Returns a
+    MatchReport whose `.results` hold one dict per image (what `gmv match --json` prints).
+    The embedded engines let one process open the vectors: this takes the writer lock for
+    the call (`wait` seconds for a running writer), see `Store.open_reader`."""
+    from query.attribute import match as run
+
+    from .sources import InputOptions
+    from .store import Store
+
+    with Store.open_reader(path, wait=wait, device=device) as s:
+        return run(s, [str(p) for p in paths], k=k, recall=recall, exact=exact,
+                   options=InputOptions(label_from=label_from, label=label),
+                   **({"batch_size": batch_size} if batch_size else {}))
 
 
 def refresh(path, *, wait: float = 0.0, progress: bool = False):
@@ -198,10 +262,11 @@ def migrations(path) -> list[dict]:
         con.close()
 
 
-def read(path, fn, *args, note: Note | None = None, **kwargs):
+def read(path, fn, *args, note: Note | None = None, config: dict | None = None, **kwargs):
     """fn(con, *args, **kwargs) on a read-only ledger connection (the writer's snapshot while
-    one runs; `note` hears about that); for library functions that take a connection."""
-    con = _reader(path, note)
+    one runs; `note` hears about that); for library functions that take a connection.
+    `config`: DuckDB settings of the connection (a process must open a file with one)."""
+    con = _reader(path, note, config)
     try:
         return fn(con, *args, **kwargs)
     finally:
@@ -237,40 +302,24 @@ def sql(path, query: str, params: Sequence | None = None, *, note: Note | None =
     return run_sql(path, query, list(params or []), on_snapshot=note, **limits)
 
 
-def status(path, note: Note | None = None) -> dict:
-    """Counts, backends, locations, pending work and warnings of a store."""
+def status(path, note: Note | None = None, config: dict | None = None, also: Callable | None = None) -> dict:
+    """Counts, backends, locations, pending work and warnings of a store (`config`: as `read`).
+    `also(con)`: more to read on the same connection, returned under "also"."""
     from query.lookup import status as run
 
     from .config import default_store_path
     from .lock import current_holder
+    from .status import collections, missing_parts
 
     info = describe(path)
     root = default_store_path(path)
-    info.update(read(path, run, note=note))
+    info.update(read(path, lambda con: {**run(con), **({"also": also(con)} if also else {})}, note=note,
+                     config=config))
     info["writer"] = current_holder(root) or "none"
     info["refresh_due"] = bool(info["pending_refresh"] or info["refresh_queue"])
-    info["warnings"] = _missing_parts(root)
+    info["collections"] = collections(root, info)
+    info["warnings"] = missing_parts(root)
     return info
-
-
-def _missing_parts(root: Path) -> list[str]:
-    from .config import read_config
-    from .vectors import ENGINE_DIRS
-
-    cfg = read_config(root)
-    if cfg.engine == "server":
-        return []  # checked by every writer when it opens the collections
-    base = root / ENGINE_DIRS[cfg.engine]
-    out = []
-    if cfg.engine == "edge":
-        for name in ("training", "generated"):
-            d = base / name
-            if not (d.is_dir() and any(d.iterdir())):
-                out.append(f"vector collection '{name}' is missing ({d}); writers will refuse the store until it is "
-                           f"restored from a backup or rebuilt with `gmv repair --store {root}`")
-    elif not base.is_dir():
-        out.append(f"vector store folder {base} is missing; restore it from a backup or run `gmv repair --store {root}`")
-    return out
 
 
 def backends() -> list[dict]:
@@ -286,96 +335,3 @@ def backends() -> list[dict]:
         desc = " + ".join(f"{prof[k]['name']}" for k in PARAM_STAGES)
         rows.append({"kind": "profile", "name": name, "params": {}, "description": f"{desc}: {prof.get('description', '')}"})
     return rows
-
-
-# ----------------------------------------------------------------------------- the object form
-
-
-class GmvStore:
-    """A store folder as an object. Tables come back as pandas DataFrames.
-
-        store = gmv_store.open("my-store")
-        store.ingest(["new-batch/"], owner="bob")
-        store.top("1cd0b151467cf018", set_name="gan-v1")
-    """
-
-    def __init__(self, path, *, wait: float = 0.0, device: str | None = None, note: Note | None = None):
-        from .config import default_store_path, read_config
-
-        self.path = default_store_path(path)
-        read_config(self.path)  # a clear error now if there is no store
-        self.wait, self.device = wait, device
-        self.note = note or _log.info
-
-    def __repr__(self) -> str:
-        return f"GmvStore({str(self.path)!r})"
-
-    # writers
-    def ingest(self, paths, **kw):
-        """Add training images (see `gmv ingest`); returns the IngestReport."""
-        return ingest(self.path, _as_list(paths), wait=self.wait, device=self.device, **kw)
-
-    def value(self, paths, set_name: str, **kw):
-        """Value generated images into a set (see `gmv value`); returns the ValueReport."""
-        return value(self.path, _as_list(paths), set_name, wait=self.wait, device=self.device, **kw)
-
-    def refresh(self, **kw):
-        return refresh(self.path, wait=self.wait, **kw)
-
-    def forget(self, ids: Sequence[str] = (), **kw):
-        return forget(self.path, _as_list(ids), wait=self.wait, **kw)
-
-    def forget_set(self, set_name: str):
-        return forget_set(self.path, set_name, wait=self.wait)
-
-    def forget_generated(self, set_name: str, ids: Sequence[str]):
-        return forget_generated(self.path, set_name, _as_list(ids), wait=self.wait)
-
-    def verify(self, **kw):
-        return verify(self.path, wait=self.wait, **kw)
-
-    def repair(self, **kw):
-        return repair(self.path, wait=self.wait, **kw)
-
-    # readers
-    def top(self, generated, set_name: str | None = None, limit: int | None = None):
-        """One row per (generated image, contributor), best first."""
-        gens = top(self.path, _as_list(generated), set_name=set_name, limit=limit, note=self.note)
-        return _frame([{"set_name": g["set_name"], "generated_id": g["generated_id"], "generated_label": g["label"],
-                        **c} for g in gens for c in g["contributors"]])
-
-    def values(self, set_name: str, by: str | None = None, limit: int | None = None):
-        return _frame(values(self.path, set_name, by=by, limit=limit, note=self.note))
-
-    def contributor(self, contributor_id: str, limit: int = 10) -> dict:
-        return contributor(self.path, contributor_id, limit=limit, note=self.note)
-
-    def sql(self, query: str, params: Sequence | None = None, **limits):
-        cols, rows = sql(self.path, query, params, note=self.note, **limits)
-        import pandas as pd
-
-        return pd.DataFrame.from_records(rows, columns=cols)
-
-    def status(self) -> dict:
-        return status(self.path, note=self.note)
-
-
-def _as_list(x) -> list[str]:
-    return [str(x)] if isinstance(x, (str, Path)) else [str(v) for v in x]
-
-
-def _frame(rows: list[dict]):
-    import pandas as pd
-
-    return pd.DataFrame.from_records(rows)
-
-
-def open(path, *, wait: float = 0.0, device: str | None = None) -> GmvStore:  # noqa: A001 - mirrors builtins.open
-    """An existing store."""
-    return GmvStore(path, wait=wait, device=device)
-
-
-def init(path, profile: str | None = None, **kw) -> GmvStore:
-    """Create a store (or open an identical existing one); see `init_store` for the options."""
-    init_store(path, profile, **kw)
-    return GmvStore(path)

@@ -25,6 +25,31 @@ class BackendSpec(BaseModel):
     weights_sha256: Optional[str] = None
 
 
+class IndexConfig(BaseModel):
+    """How the training collection's recall vector is searched, and how collections are laid
+    out on a server. Only the recall vector gets a graph: the re-rank vector is searched among
+    the recalled ids, where a graph would never be used."""
+
+    mode: Literal["auto", "hnsw", "exact"] = "auto"  # auto: HNSW once a segment holds auto_points
+    auto_points: int = 20_000                       # Qdrant's own default indexing threshold, in points
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 100
+    quantization: Literal["none", "int8"] = "none"  # int8 scalar, searched with rescoring and oversampling
+    ef_factor: float = 2.0                          # search ef = max(ef_min, ef_factor * limit)
+    ef_min: int = 256
+    # server / cluster layout (docker-compose.cluster.yml); ignored by the embedded engines
+    shard_number: Optional[int] = None
+    replication_factor: Optional[int] = None
+    write_consistency_factor: Optional[int] = None
+    on_disk_vectors: bool = False
+    on_disk_payload: bool = True
+
+    def search_ef(self, limit: int) -> int:
+        """HNSW ef for a search keeping `limit` hits: never below the limit (Qdrant would raise
+        it anyway), and enough above it for ~0.99 recall (docs/scale-facts: ef 1000 for 500)."""
+        return max(self.ef_min, int(self.ef_factor * limit), limit)
+
+
 class StoreConfig(BaseModel):
     format: int = 1
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -34,6 +59,7 @@ class StoreConfig(BaseModel):
     engine: Literal["edge", "local", "server"] = "edge"
     qdrant_url: Optional[str] = None
     collection_prefix: str = "gmv"
+    index: IndexConfig = Field(default_factory=IndexConfig)
 
     def backends_equal(self, other: "StoreConfig") -> bool:
         return (self.embedder, self.rerank, self.quality) == (other.embedder, other.rerank, other.quality)

@@ -124,4 +124,5 @@ def run_demo(store: str | Path, m: int = 100, profile: str | None = None, quick:
          f"({per_image:.1f} ms/image), total {timings['total']:.1f}s")
     echo(f"\nexplore it:  gmv status --store {root}   |   gmv values --set {main_set} --store {root}\n"
          f"             gmv top {firsts[0]} --store {root}   |   gmv sql \"SELECT * FROM sets\" --store {root}")
+    echo(f"\nlook at it in a browser:\n  gmv serve --store {root}      # then open http://127.0.0.1:8377/")
     return {"timings": timings, "rho": rho, "per_image_ms": per_image}

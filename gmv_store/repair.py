@@ -154,7 +154,7 @@ def _ledger_from_payloads(store: Store, report: RepairReport, k, recall) -> None
                 cols["ingested_at"][-1] = _time(p.get("ingested_at"), now)
             insert_columns(con, "training_images", cols)
             n_train += len(chunk)
-        sets: dict[str, tuple[int, int]] = {}
+        sets: dict[str, tuple[int, int, bool]] = {}
         n_gen = 0
         for chunk in store.vectors.scroll(GENERATED):
             cols = {c: [] for c in ("set_name", "generated_id", "point_id", "sha256", "source", "label", "meta",
@@ -165,7 +165,7 @@ def _ledger_from_payloads(store: Store, report: RepairReport, k, recall) -> None
                     if kk is None or nn is None:
                         raise BadInput(f"generated points of set '{p['set_name']}' do not record their k and N; "
                                        "fix: pass --k K --recall N as that set was valued")
-                    sets[p["set_name"]] = (int(kk), int(nn))
+                    sets[p["set_name"]] = (int(kk), int(nn), bool(p.get("exact", False)))
                 for c in cols:
                     cols[c].append(pid if c == "point_id" else p.get(c))
                 cols["meta"][-1] = json.dumps(p.get("meta") or {})
@@ -173,8 +173,9 @@ def _ledger_from_payloads(store: Store, report: RepairReport, k, recall) -> None
                 cols["n_recalled"][-1], cols["recall_scores"][-1] = 0, b""
             insert_columns(con, "generated_images", cols)
             n_gen += len(chunk)
-        for name, (kk, nn) in sets.items():
-            con.execute("INSERT INTO generated_sets VALUES (?, ?, ?, current_timestamp)", [name, kk, nn])
+        for name, (kk, nn, exact) in sets.items():
+            con.execute("INSERT INTO generated_sets (set_name, k, recall, exact, created_at) "
+                        "VALUES (?, ?, ?, ?, current_timestamp)", [name, kk, nn, exact])
     report.actions.append(f"rebuilt the ledger from the vector payloads: {n_train:,} training images, {n_gen:,} "
                           f"generated images in {len(sets)} set(s)")
     _rematch_all(store)
@@ -219,7 +220,7 @@ def _rebuild_collections(store: Store, report: RepairReport, drop_unreadable: bo
     if not missing:
         return
     for collection in missing:
-        store.vectors.ensure_collection(collection, store.vector_spec())
+        store.vectors.ensure_collection(collection, store.vector_spec(), store.collection_index(collection))
     if TRAINING in missing:
         rows = store.ledger.execute(
             "SELECT point_id, contributor_id, sha256, source, owner, label, meta, ingested_at FROM training_images "
@@ -231,9 +232,9 @@ def _rebuild_collections(store: Store, report: RepairReport, drop_unreadable: bo
     if GENERATED in missing:
         rows = store.ledger.execute(
             "SELECT g.point_id, g.set_name, g.generated_id, g.sha256, g.source, g.label, g.quality, g.meta, g.valued_at, "
-            "s.k, s.recall FROM generated_images g JOIN generated_sets s USING (set_name) ORDER BY 2, 3").fetchall()
+            "s.k, s.recall, s.exact FROM generated_images g JOIN generated_sets s USING (set_name) ORDER BY 2, 3").fetchall()
         bad = _reembed(store, GENERATED, rows, lambda r, px: generated_payload(
-            r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7] or "{}"), r[8], r[9], r[10]))
+            r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7] or "{}"), r[8], r[9], r[10], r[11]))
         report.actions.append(f"re-embedded {len(rows) - len(bad):,} generated images from their sources")
         _unreadable(store, report, GENERATED, bad, drop_unreadable)
     if not report.unreadable:

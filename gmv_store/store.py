@@ -23,9 +23,9 @@ from . import diskspace
 from . import migrate as migrations
 from .backends import registry
 from .backends.base import Embedder, Quality, Reranker
-from .config import LEDGER_FILE, BackendSpec, StoreConfig, default_store_path, describe_backend, read_config, write_config
+from .config import LEDGER_FILE, BackendSpec, IndexConfig, StoreConfig, default_store_path, describe_backend, read_config, write_config
 from .errors import GmvError, StoreDamaged, StoreMismatch
-from .ledger import SNAPSHOT_FILE, connect_ledger, transaction
+from .ledger import SNAPSHOT_FILE, connect_ledger, open_ledger_readonly, transaction
 from .lock import WriterLock
 from .vectors import VectorSpec, VectorStore, open_vector_store
 
@@ -44,6 +44,7 @@ class Store:
         self._vectors: VectorStore | None = None
         self._last_snapshot = 0.0
         self.device: str | None = None
+        self.read_only = False  # open_reader: nothing may be written, not even the snapshot
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -56,6 +57,7 @@ class Store:
         engine: str = "edge",
         qdrant_url: str | None = None,
         collection_prefix: str = "gmv",
+        index: IndexConfig | None = None,
     ) -> "Store":
         """Create a store (or open an identical existing one). Instantiates the backends
         once to record their dimensions and weight checksums."""
@@ -70,13 +72,14 @@ class Store:
             "quality": registry.create("quality", *quality),
         }
         specs = {k: BackendSpec(**b.fingerprint()) for k, b in backends.items()}
-        config = StoreConfig(**specs, engine=engine, qdrant_url=qdrant_url, collection_prefix=collection_prefix)
+        config = StoreConfig(**specs, engine=engine, qdrant_url=qdrant_url, collection_prefix=collection_prefix,
+                             index=index or IndexConfig())
         if (root / "store.json").exists():
             have = read_config(root)
-            if not have.backends_equal(config) or have.engine != config.engine:
+            if not have.backends_equal(config) or have.engine != config.engine or (index and have.index != index):
                 raise StoreMismatch(
-                    f"{root} already holds a store with {_backend_summary(have)} on engine {have.engine}; "
-                    "fix: choose another --store for other backends"
+                    f"{root} already holds a store with {_backend_summary(have)} on engine {have.engine} "
+                    f"(index {have.index.mode}); fix: choose another --store for other backends or index settings"
                 )
             return cls.open(root)
         diskspace.require_free(root, diskspace.INIT_NEED, "a new store")
@@ -91,7 +94,7 @@ class Store:
             store.__dict__["reranker"] = backends["rerank"]
             store.__dict__["quality"] = backends["quality"]
             for name in (TRAINING, GENERATED):
-                store.vectors.ensure_collection(name, store.vector_spec())
+                store.vectors.ensure_collection(name, store.vector_spec(), store.collection_index(name))
             write_config(root, config)  # last: a store exists once store.json does
         except BaseException as e:
             if created_files:
@@ -124,6 +127,40 @@ class Store:
             raise
         return store
 
+    @classmethod
+    def open_reader(cls, path: str | Path | None, wait: float = 0.0, device: str | None = None,
+                    backends: dict[str, Any] | None = None, ledger_config: dict | None = None) -> "Store":
+        """Open for searching only (`gmv match`, the web UI's attribution): the ledger
+        read-only, the vector collections for queries; no migration, recovery or snapshot,
+        so no row, point or value changes (the embedded engine rewrites its own JSON settings
+        and index-state files, with the same content, when it opens and closes a collection).
+        The embedded engines let one process open a collection, so this takes the writer lock
+        like a writer (`wait` seconds; StoreLocked names the holder); a Qdrant server takes
+        concurrent clients, so there it reads the ledger's snapshot while a writer runs. `backends` ({"embedder", "rerank", "quality"})
+        reuses instances already made for this store (a server keeps them across requests);
+        `ledger_config`: DuckDB settings (a process must open one file with one set of them)."""
+        root = default_store_path(path)
+        config = read_config(root)
+        lock = WriterLock(root, wait=wait) if config.engine != "server" else None
+        try:
+            ledger = (open_ledger_readonly(root, config=ledger_config) if lock is None
+                      else connect_ledger(root / LEDGER_FILE, read_only=True, config=ledger_config))
+            store = cls(root, config, ledger, lock)
+            store.read_only, store.device = True, device
+            if ledger.execute("SELECT count(*) FROM journal").fetchone()[0]:
+                raise GmvError(f"store {root} holds unfinished writes of an interrupted command; fix: run "
+                               f"`gmv refresh --store {root}` (any writer completes them), then try again")
+            for kind, attr in (("embedder", "embedder"), ("rerank", "reranker"), ("quality", "quality")):
+                if backends and kind in backends:
+                    store.__dict__[attr] = backends[kind]
+        except BaseException:
+            if "ledger" in locals():
+                ledger.close()
+            if lock is not None:
+                lock.release()
+            raise
+        return store
+
     def check_collections(self) -> None:
         """Both vector collections exist, or the ledger holds no rows for the missing one."""
         for collection, table in TABLES.items():
@@ -136,7 +173,30 @@ class Store:
                     f"{n:,} {table.replace('_', ' ')}; fix: restore the store folder from a backup, or re-embed "
                     f"them from their recorded sources with `gmv repair --store {self.root}`"
                 )
-            self.vectors.ensure_collection(collection, self.vector_spec())
+            self.vectors.ensure_collection(collection, self.vector_spec(), self.collection_index(collection))
+
+    def collection_index(self, collection: str) -> IndexConfig:
+        """Only the training collection's recall vector gets a graph: generated images are
+        few and searched only among given ids. Both share the server layout."""
+        index = self.config.index
+        return index if collection == TRAINING else index.model_copy(update={"mode": "exact"})
+
+    def reconfigure_index(self, **changes) -> IndexConfig:
+        """New index settings (IndexConfig fields) for the training collection, recorded in
+        store.json; the next `build_index` rebuilds what they change."""
+        index = IndexConfig(**{**self.config.index.model_dump(), **changes})
+        if index != self.config.index:
+            self.vectors.reconfigure(TRAINING, self.vector_spec(), index)
+            self.config = self.config.model_copy(update={"index": index})
+            write_config(self.root, self.config)
+        return index
+
+    def search_options(self, limit: int) -> dict:
+        """Query options for a recall search keeping `limit` hits: exact when the store has no
+        index, else HNSW with ef derived from the limit."""
+        if self.config.index.mode == "exact":
+            return {"exact": True}
+        return {"ef": self.config.index.search_ef(limit)}
 
     def vectors_location(self) -> str:
         c = self.config
@@ -166,7 +226,7 @@ class Store:
 
     def close(self) -> None:
         try:
-            if self.ledger is not None:
+            if self.ledger is not None and not self.read_only:
                 try:
                     self.snapshot()
                 except Exception:  # a failed copy must not hide the command's own outcome
@@ -178,7 +238,8 @@ class Store:
             if self.ledger is not None:
                 self.ledger.close()
                 self.ledger = None
-            self._lock.release()
+            if self._lock is not None:
+                self._lock.release()
 
     def __enter__(self) -> "Store":
         return self
@@ -204,17 +265,7 @@ class Store:
         return self._vectors
 
     def _backend(self, kind: str, spec: BackendSpec):
-        params = dict(spec.params)
-        if self.device and "device" in registry.backend_class(kind, spec.name).defaults:
-            params["device"] = self.device
-        backend = registry.create(kind, spec.name, params)
-        have = BackendSpec(**backend.fingerprint())
-        if have != spec:
-            raise StoreMismatch(
-                f"{kind} '{spec.name}' now loads weights {have.weights_sha256} but the store's vectors were made "
-                f"with {spec.weights_sha256}; fix: restore those weights or use a new store"
-            )
-        return backend
+        return make_backend(kind, spec, self.device)
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -292,6 +343,22 @@ class Store:
             self.vectors.delete(collection, [p for p in point_ids if p not in kept])
             self.ledger.execute("DELETE FROM journal WHERE op_id = ?", [op_id])
         return len(entries)
+
+
+def make_backend(kind: str, spec: BackendSpec, device: str | None = None):
+    """The backend a store records, checked to load the same weights its vectors were made
+    with (StoreMismatch otherwise); `device` where the backend takes one."""
+    params = dict(spec.params)
+    if device and "device" in registry.backend_class(kind, spec.name).defaults:
+        params["device"] = device
+    backend = registry.create(kind, spec.name, params)
+    have = BackendSpec(**backend.fingerprint())
+    if have != spec:
+        raise StoreMismatch(
+            f"{kind} '{spec.name}' now loads weights {have.weights_sha256} but the store's vectors were made "
+            f"with {spec.weights_sha256}; fix: restore those weights or use a new store"
+        )
+    return backend
 
 
 def _backend_summary(config: StoreConfig) -> str:

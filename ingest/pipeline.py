@@ -22,6 +22,7 @@ class IngestReport(InputReport):
     seconds: float = 0.0
     embed_seconds: float = 0.0
     write_seconds: float = 0.0
+    index: object = None    # the IndexReport, when the caller brought the index up to date
     refresh: object = None  # the RefreshReport, when the caller ran one after ingesting
 
 

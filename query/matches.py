@@ -86,10 +86,11 @@ class GeneratedRow:
     quality: float
     k: int
     recall: int
+    exact: bool = False  # the set searches exactly (valued with --exact), not through the index
 
 
 _GENERATED_SELECT = """
-    SELECT g.set_name, g.generated_id, g.point_id, g.sha256, g.source, g.label, g.quality, s.k, s.recall
+    SELECT g.set_name, g.generated_id, g.point_id, g.sha256, g.source, g.label, g.quality, s.k, s.recall, s.exact
     FROM generated_images g JOIN generated_sets s USING (set_name)"""
 
 
@@ -174,7 +175,13 @@ def insert_generated(con, rows: Sequence[GeneratedRow], matches: Sequence[Match]
     })
     by_id = {g.generated_id: m for g, m in zip(rows, matches)}
     insert_credits(con, set_name, by_id)
-    add_sums(con, set_name, by_id.values())
+    # the running sums from the rows just written, aggregated inside DuckDB (one key per
+    # contributor: DuckDB collapses duplicate keys inside one upsert)
+    con.execute(
+        "INSERT INTO value_sums SELECT set_name, contributor_id, sum(credit), count(*) FROM credits "
+        "WHERE set_name = ? AND generated_id IN (SELECT unnest(?)) GROUP BY set_name, contributor_id "
+        "ON CONFLICT (set_name, contributor_id) DO UPDATE SET value_sum = value_sums.value_sum + excluded.value_sum, "
+        "n_credits = value_sums.n_credits + excluded.n_credits", [set_name, list(by_id)])
 
 
 def replace_matches(con, set_name: str, fresh: dict[str, Match], old: dict[str, Match]) -> int:

@@ -84,7 +84,7 @@ def entering(store: Store, rows: list[GeneratedRow], state: dict[str, Match], po
             m = state[_key(rows[i])]
             floor = m.recall_floor if m.n_recalled >= n else None  # a recall set not yet full takes anything
             queries.append(Query({"recall": vecs[i]}, using="recall", limit=n, only_ids=only,
-                                 score_threshold=_threshold(floor, metric)))
+                                 score_threshold=_threshold(floor, metric), exact=True))
         for i, hits in zip(idx, ranked(store.vectors, TRAINING, queries, n, metric)):
             if hits:
                 out[_key(rows[i])] = hits
@@ -195,7 +195,7 @@ def _rerank_distances(store: Store, rows: list[GeneratedRow], hits: dict[str, li
         return {}
     vecs = store.vectors.vectors(GENERATED, [r.point_id for r in rows], "rerank")
     queries = [Query({"rerank": vecs[i]}, using="rerank", limit=len(hits[_key(r)]),
-                     only_ids=tuple(p for p, _ in hits[_key(r)])) for i, r in enumerate(rows)]
+                     only_ids=tuple(p for p, _ in hits[_key(r)]), exact=True) for i, r in enumerate(rows)]
     res = store.vectors.query(TRAINING, queries)
     return {_key(r): {p: store.reranker.distance_from_score(s, rv.metric) for p, s in h} for r, h in zip(rows, res)}
 
@@ -220,6 +220,16 @@ def _enqueue(store: Store, rows: list[GeneratedRow], reason: str) -> None:
         }, conflict="ON CONFLICT DO NOTHING")
 
 
+def queue_all(store: Store, reason: str) -> int:
+    """Queue every generated image for a full re-score (after an index build: the approximate
+    search may now return other candidates). Pending new training images are covered by it."""
+    rows = generated_rows(store.ledger)
+    with transaction(store.ledger):
+        _enqueue(store, rows, reason)
+        store.ledger.execute("DELETE FROM pending_refresh")
+    return len(rows)
+
+
 def refresh_due(con) -> tuple[int, int]:
     """(training images not yet matched, generated images queued for re-scoring)."""
     return (con.execute("SELECT count(*) FROM pending_refresh").fetchone()[0],
@@ -229,17 +239,17 @@ def refresh_due(con) -> tuple[int, int]:
 def rescore(store: Store, rows: list[GeneratedRow]) -> list[Match]:
     """Match stored generated images again from their stored vectors (no re-embedding)."""
     out: dict[str, Match] = {}
-    groups: dict[tuple[int, int], list[GeneratedRow]] = defaultdict(list)
+    groups: dict[tuple[int, int, bool], list[GeneratedRow]] = defaultdict(list)
     for r in rows:
-        groups[(r.k, r.recall)].append(r)
-    for (k, recall), group in groups.items():
+        groups[(r.k, r.recall, r.exact)].append(r)
+    for (k, recall, exact), group in groups.items():
         pids = [r.point_id for r in group]
         vecs = {"recall": store.vectors.vectors(GENERATED, pids, "recall")}
         if store.reranker.vector_embedder() is not None:
             vecs["rerank"] = store.vectors.vectors(GENERATED, pids, "rerank")
         images = [load_source(r.source) for r in group] if isinstance(store.reranker, ImageReranker) else None
         matches = search(store, vecs, k, recall, [r.quality for r in group], images=images,
-                         load_candidate=candidate_loader(store))
+                         load_candidate=candidate_loader(store), exact=exact)
         out.update((_key(r), m) for r, m in zip(group, matches))
     return [out[_key(r)] for r in rows]
 

@@ -56,13 +56,17 @@ def ranked(vectors: VectorStore, collection: str, queries: Sequence[Query], n: i
         while len(hits) >= lim and len(hits) > n and hits[n - 1][1] == hits[-1][1]:
             lim *= 2  # the tie at the cut may reach past what came back
             hits = vectors.query(collection, [replace(q, limit=lim)])[0]
-        out.append(sorted(hits, key=order)[:n])
+        if len({s for _, s in hits}) < len(hits):
+            hits = sorted(hits, key=order)  # Qdrant's order is the one order unless scores tie
+        out.append(hits[:n])
     return out
 
 
 def recall_ranks(hits: Sequence[Hit]) -> dict[int, int]:
     """Each hit's recall rank: 1 + how many hits have a strictly better score (ties share a
     rank, so the rank does not depend on how a tie was ordered)."""
+    if len({s for _, s in hits}) == len(hits):  # no ties: the rank is the place
+        return {pid: i for i, (pid, _) in enumerate(hits, start=1)}
     out, rank, prev = {}, 0, None
     for i, (pid, s) in enumerate(hits, start=1):
         if s != prev:
@@ -73,23 +77,24 @@ def recall_ranks(hits: Sequence[Hit]) -> dict[int, int]:
 
 def search(store: Store, vectors: dict[str, np.ndarray], k: int, recall: int, quality: Sequence[float], *,
            images: Sequence[np.ndarray] | None = None, collection: str = TRAINING,
-           load_candidate: Callable[[int], np.ndarray] | None = None) -> list[Match]:
+           load_candidate: Callable[[int], np.ndarray] | None = None, exact: bool = False) -> list[Match]:
     """Top-k matches (with credits for the given qualities) for each row of the batch
-    `vectors` (named vectors "recall", "rerank")."""
+    `vectors` (named vectors "recall", "rerank"). `exact`: no index, whatever the store has."""
     n = len(vectors["recall"])
     reranker = store.reranker
     metric = store.embedder.metric
     n_recall = recall_size(store, k, recall)
+    opts = {"exact": True} if exact or collection != TRAINING else store.search_options(n_recall + TIE_MARGIN)
     first = ranked(store.vectors, collection,
-                   [Query({"recall": vectors["recall"][i]}, using="recall", limit=n_recall) for i in range(n)],
+                   [Query({"recall": vectors["recall"][i]}, using="recall", limit=n_recall, **opts) for i in range(n)],
                    n_recall, metric)
     rank_of = [recall_ranks(h) for h in first]
     rv = reranker.vector_embedder()
     if rv is not None:
         asked = [i for i in range(n) if rank_of[i]]
         second = ranked(store.vectors, collection,
-                        [Query({"rerank": vectors["rerank"][i]}, using="rerank", limit=k, only_ids=tuple(rank_of[i]))
-                         for i in asked], k, rv.metric)
+                        [Query({"rerank": vectors["rerank"][i]}, using="rerank", limit=k, only_ids=tuple(rank_of[i]),
+                               exact=True) for i in asked], k, rv.metric)
         by_i = dict(zip(asked, second))
         tops = [[(p, reranker.distance_from_score(s, rv.metric), rank_of[i][p]) for p, s in by_i.get(i, [])]
                 for i in range(n)]

@@ -46,19 +46,21 @@ def generated_point_id(set_name: str, sha256: str) -> int:
     return point_id(hashlib.sha256(f"{set_name}\0{sha256}".encode()).hexdigest())
 
 
-def ensure_set(store: Store, set_name: str, k: int, recall: int) -> None:
+def ensure_set(store: Store, set_name: str, k: int, recall: int, exact: bool = False) -> None:
     check_name(set_name)
     if k < 1:
         raise BadInput(f"--k {k}: must be at least 1")
     if recall < k:
         raise BadInput(f"--recall {recall}: must be at least --k ({k})")
-    row = store.ledger.execute("SELECT k, recall FROM generated_sets WHERE set_name = ?", [set_name]).fetchone()
+    row = store.ledger.execute("SELECT k, recall, exact FROM generated_sets WHERE set_name = ?", [set_name]).fetchone()
     if row is None:
-        store.ledger.execute("INSERT INTO generated_sets VALUES (?, ?, ?, current_timestamp)", [set_name, k, recall])
-    elif tuple(row) != (k, recall):
+        store.ledger.execute("INSERT INTO generated_sets (set_name, k, recall, exact, created_at) "
+                             "VALUES (?, ?, ?, ?, current_timestamp)", [set_name, k, recall, exact])
+    elif tuple(row) != (k, recall, exact):
+        was = f"--k {row[0]} --recall {row[1]}" + (" --exact" if row[2] else "")
         raise BadInput(
-            f"set '{set_name}' was valued with --k {row[0]} --recall {row[1]}; values within a set must share them; "
-            f"fix: pass --k {row[0]} --recall {row[1]} or choose another --set"
+            f"set '{set_name}' was valued with {was}; values within a set must share them; "
+            f"fix: pass {was} or choose another --set"
         )
 
 
@@ -81,7 +83,8 @@ def check_quality(q: np.ndarray, n: int, name: str) -> np.ndarray:
     return q
 
 
-def score_batch(store: Store, batch: list[Decoded], k: int, recall: int, timings: dict) -> tuple[list[Match], np.ndarray, dict]:
+def score_batch(store: Store, batch: list[Decoded], k: int, recall: int, timings: dict,
+                exact: bool = False) -> tuple[list[Match], np.ndarray, dict]:
     """Embed, score quality and match a batch of decoded generated images (no writes).
     Returns (matches, qualities, vectors)."""
     pixels = [d.pixels for d in batch]
@@ -92,28 +95,29 @@ def score_batch(store: Store, batch: list[Decoded], k: int, recall: int, timings
     q = check_quality(store.quality.score(pixels), len(batch), store.quality.name)
     timings["quality"] += time.perf_counter() - t
     t = time.perf_counter()
-    matches = search(store, vectors, k, recall, q, images=pixels, load_candidate=candidate_loader(store))
+    matches = search(store, vectors, k, recall, q, images=pixels, load_candidate=candidate_loader(store), exact=exact)
     timings["search"] += time.perf_counter() - t
     return matches, q, vectors
 
 
 def generated_payload(set_name: str, generated_id: str, sha256: str, source: str, label: str | None, quality: float,
-                      meta: dict, valued_at: datetime, k: int, recall: int) -> dict:
+                      meta: dict, valued_at: datetime, k: int, recall: int, exact: bool) -> dict:
     """What a generated point carries in Qdrant: its ledger row and its set's k and N, so
     `gmv repair` can rebuild a lost ledger from the collection."""
     return {"set_name": set_name, "generated_id": generated_id, "sha256": sha256, "source": source, "label": label,
             "quality": quality, "meta": meta, "valued_at": valued_at.isoformat(timespec="seconds"), "k": k,
-            "recall": recall}
+            "recall": recall, "exact": exact}
 
 
 def write_generated(store: Store, set_name: str, batch: list[Decoded], matches: list[Match], quality: np.ndarray,
                     vectors: dict, meta: dict) -> None:
     now = datetime.now(timezone.utc).replace(tzinfo=None)
-    k, recall = store.ledger.execute("SELECT k, recall FROM generated_sets WHERE set_name = ?", [set_name]).fetchone()
+    k, recall, exact = store.ledger.execute("SELECT k, recall, exact FROM generated_sets WHERE set_name = ?",
+                                            [set_name]).fetchone()
     rows = [GeneratedRow(set_name, d.short_id, generated_point_id(set_name, d.sha256), d.sha256, d.source, d.label,
-                         float(qj), k, recall) for d, qj in zip(batch, quality)]
-    payloads = [generated_payload(r.set_name, r.generated_id, r.sha256, r.source, r.label, r.quality, meta, now, k, recall)
-                for r in rows]
+                         float(qj), k, recall, exact) for d, qj in zip(batch, quality)]
+    payloads = [generated_payload(r.set_name, r.generated_id, r.sha256, r.source, r.label, r.quality, meta, now, k,
+                                  recall, exact) for r in rows]
     with store.adding("value", GENERATED, [r.point_id for r in rows], vectors, payloads, {"set_name": set_name},
                       ledger_rows=len(rows) + 2 * sum(len(m.contributors) for m in matches),
                       blob_bytes=8 * sum(m.n_recalled for m in matches)) as con:
@@ -121,15 +125,16 @@ def write_generated(store: Store, set_name: str, batch: list[Decoded], matches: 
 
 
 def value(store: Store, paths: list[str], set_name: str, *, k: int = DEFAULT_K, recall: int | None = None,
-          options: InputOptions | None = None, meta: dict | None = None, batch_size: int = 64,
-          progress: bool = False) -> ValueReport:
-    """Value generated images into `set_name`. An image already in the set is not counted twice."""
+          options: InputOptions | None = None, meta: dict | None = None, batch_size: int = 256,
+          exact: bool = False, progress: bool = False) -> ValueReport:
+    """Value generated images into `set_name`. An image already in the set is not counted
+    twice. `exact`: search exactly, not through the index (fixed per set, like k and N)."""
     t0 = time.perf_counter()
     recall = recall if recall is not None else 10 * k
     report = ValueReport(set_name=set_name)
     if store.vectors.count(TRAINING) == 0:
         raise GmvError("the store has no training images; fix: run `gmv ingest PATH...` first")
-    ensure_set(store, set_name, k, recall)
+    ensure_set(store, set_name, k, recall, exact)
     bar = Progress(f"value {set_name}", enabled=progress)
     for batch in read_batches(paths, options, batch_size, report):
         known = {r[0] for r in store.ledger.execute(
@@ -138,7 +143,7 @@ def value(store: Store, paths: list[str], set_name: str, *, k: int = DEFAULT_K, 
         new = unique_new(batch, known)
         report.already_valued += len(batch) - len(new)
         if new:
-            matches, q, vectors = score_batch(store, new, k, recall, report.timings)
+            matches, q, vectors = score_batch(store, new, k, recall, report.timings, exact=exact)
             t = time.perf_counter()
             write_generated(store, set_name, new, matches, q, vectors, meta or {})
             report.timings["write"] += time.perf_counter() - t

@@ -17,8 +17,8 @@ LAYERS = [
               "gmv_store.registry", "gmv_store.diskspace", "gmv_store.sources", "gmv_store.vectors",
               "gmv_store.backends", "gmv_store.generators", "gmv_store.store")),
     ("pipelines", ("ingest", "query")),
-    ("api", ("gmv_store.api", "gmv_store.repair", "gmv_store.demo", "gmv_store.eval", "gmv_store.export",
-             "gmv_store")),
+    ("api", ("gmv_store.api", "gmv_store.handle", "gmv_store.status", "gmv_store.repair", "gmv_store.demo",
+             "gmv_store.eval", "gmv_store.export", "gmv_store")),
     ("edge", ("gmv_store.cli", "gmv_store.web", "gmv_store.__main__")),
 ]
 

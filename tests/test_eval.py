@@ -99,7 +99,9 @@ def test_foreign_sources():
 def tiny_store(tmp_path_factory, mnist_small):
     """60 MNIST images (owner mnist, 6 per class) + 6 noise images (owner foreign) + 6 other
     MNIST (owner heldout); 20 MNIST test digits valued at k = 5."""
+    from gmv_store.config import IndexConfig
     from gmv_store.store import Store
+    from ingest.index import build_index
     from ingest.pipeline import ingest
     from query.value import value
 
@@ -111,11 +113,13 @@ def tiny_store(tmp_path_factory, mnist_small):
     np.savez(tmp / "held.npz", images=x[held], labels=y[held])
     np.savez(tmp / "noise.npz", images=foreign_images("noise", 6)[0], labels=np.arange(6))
     np.savez(tmp / "gen.npz", images=xt[:20], labels=yt[:20])
-    s = Store.init(tmp / "store", embedder=("pixels", {"size": 16}), rerank=("l2", {"size": 28}))
+    s = Store.init(tmp / "store", embedder=("pixels", {"size": 16}), rerank=("l2", {"size": 28}),
+                   index=IndexConfig(mode="hnsw"))
     try:
         ingest(s, [str(tmp / "mnist.npz")], owner="mnist")
         ingest(s, [str(tmp / "held.npz")], owner="heldout")
         ingest(s, [str(tmp / "noise.npz")], owner="foreign")
+        assert build_index(s).changed
         value(s, [str(tmp / "gen.npz")], "g", k=5, recall=50)
     finally:
         s.close()
@@ -194,7 +198,7 @@ def test_recall_quality_full_recall_is_exact(tiny_store):
     assert by_n[72]["recall_at_k"] == 1.0  # every training image recalled: the re-rank is exact
     assert 0 <= by_n[5]["recall_at_k"] <= 1
     h = json.loads(run("eval", "recall-quality", "--store", tiny_store, "--set", "g", "--hnsw", "--ef", "64", "--json"))
-    assert 0.9 <= h[0]["recall_at_k"] <= 1.0 and h[0]["training"] == 72
+    assert 0.9 <= h[0]["recall_at_k"] <= 1.0 and h[0]["training"] == 72 and h[0]["indexed_points"] == 72
 
 
 def test_every_eval_command_has_help_with_an_example():

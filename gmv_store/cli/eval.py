@@ -129,38 +129,30 @@ def sensitivity_cmd(store, set_name, ks, ms, m_k, repeats, seed, fmt):
 @click.option("--recall", "recalls", type=click.IntRange(1), multiple=True,
               help="Candidates N for the two-stage check (repeatable) [default: 1, 2, 5, 10, 20 × k and the set's N].")
 @click.option("--limit", type=click.IntRange(1), default=100, show_default=True, help="Generated images used as queries.")
-@click.option("--hnsw", is_flag=True, help="Instead: build an HNSW index on a copy of the training shard (edge engine) "
-                                           "and compare it with exact search.")
+@click.option("--hnsw", is_flag=True, help="Instead: the store's own HNSW index against exact search of the same vectors.")
 @click.option("--ef", "efs", type=click.IntRange(1), multiple=True,
-              help="HNSW search ef values (repeatable) [default: Qdrant's default, 2k, 4k; an ef below k acts as k].")
-@click.option("--vector", type=click.Choice(["recall", "rerank"]), default="recall", show_default=True,
-              help="Named vector the HNSW check indexes.")
+              help="HNSW search ef values (repeatable) [default: the store's own, 2k, 4k; an ef below k acts as k].")
 @wait_option
 @output_options
 @errors_to_lines
-def recall_quality_cmd(store, set_name, k, recalls, limit, hnsw, efs, vector, wait, fmt):
+def recall_quality_cmd(store, set_name, k, recalls, limit, hnsw, efs, wait, fmt):
     """recall@k of the store's search against exact search. Default: recall-N-then-re-rank
     against the exact top-k by the re-rank distance (numpy brute force), per N. With --hnsw:
-    a Qdrant HNSW index against exact search of the same vectors.
+    the store's HNSW index against exact search of the same vectors, per ef.
 
     \b
     Examples:
       gmv eval recall-quality --set gan-v1 --recall 100 --recall 500 --recall 1000
       gmv eval recall-quality --set gan-v1 --hnsw --ef 200 --ef 400
     """
-    from ..config import default_store_path
+    from ..eval.recall_quality import hnsw_recall, two_stage_recall
     from ..store import Store
 
-    from ..eval.recall_quality import hnsw_recall, two_stage_recall
-
-    if hnsw:
-        rows = hnsw_recall(default_store_path(store), set_name, k=k, efs=efs or None, using=vector, limit=limit)
-    else:
-        s = Store.open(store, wait=wait)
-        try:
+    with Store.open(store, wait=wait) as s:
+        if hnsw:
+            rows = hnsw_recall(s, set_name, k=k, efs=efs or None, limit=limit)
+        else:
             rows = two_stage_recall(s, set_name, recalls=list(recalls) or None, k=k, limit=limit)
-        finally:
-            s.close()
     print_rows(rows, fmt)
 
 

@@ -135,3 +135,18 @@ def parse_meta(pairs) -> dict[str, str]:
             raise click.BadParameter(f"{pair!r}: expected KEY=VALUE", param_hint="--meta")
         meta[key] = value
     return meta
+
+
+def index_lines(r, always: bool = False) -> list[str]:
+    """What an index step did, for ingest and `gmv index`."""
+    if r is None or r.mode == "exact":
+        return ["index: none (this store searches exactly; `gmv init --index hnsw` makes one that indexes)"] if always else []
+    if not r.changed:
+        return [f"index: up to date ({r.indexed_points:,} of {r.points:,} points indexed; segments below the "
+                "threshold are searched exactly)"] if always else []
+    lines = [f"index: built in {r.seconds:.1f}s ({r.indexed_points:,} of {r.points:,} points indexed)"]
+    if r.rechecked:
+        lines.append(f"index: {r.rechecked:,} stored matches queued to be checked against the new index")
+    if r.refresh is not None:
+        lines.append(r.refresh.summary())
+    return lines

@@ -6,7 +6,8 @@ import sys
 import click
 
 from .. import api
-from .options import (EXIT_ERROR, errors_to_lines, note, output_options, parse_params, print_rows, store_option, wait_option)
+from .options import (EXIT_ERROR, errors_to_lines, index_lines, note, output_options, parse_params, print_rows, progress,
+                      store_option, wait_option)
 
 
 @click.command()
@@ -22,8 +23,20 @@ from .options import (EXIT_ERROR, errors_to_lines, note, output_options, parse_p
 @click.option("--qdrant-url", envvar="GMV_QDRANT_URL", default=None,
               help="Use a Qdrant server/cluster instead [env GMV_QDRANT_URL; API key from env GMV_QDRANT_API_KEY only].")
 @click.option("--collection-prefix", default="gmv", show_default=True, help="Collection name prefix on a server.")
+@click.option("--index", "index_mode", type=click.Choice(["auto", "hnsw", "exact"]), default="auto", show_default=True,
+              help="Recall search: auto = Qdrant HNSW once a segment holds 20,000 points, hnsw = always, exact = never.")
+@click.option("--hnsw-m", type=click.IntRange(4, 128), default=16, show_default=True, help="HNSW edges per node.")
+@click.option("--hnsw-ef-construct", type=click.IntRange(16, 4096), default=100, show_default=True,
+              help="HNSW candidates while building.")
+@click.option("--quantization", type=click.Choice(["none", "int8"]), default="none", show_default=True,
+              help="int8 scalar quantization of the recall vector (searched with rescoring, oversampling 3).")
+@click.option("--shards", type=click.IntRange(1), default=None, help="Server: shards per collection.")
+@click.option("--replicas", type=click.IntRange(1), default=None, help="Server: replication factor.")
+@click.option("--write-consistency", type=click.IntRange(1), default=None, help="Server: write consistency factor.")
+@click.option("--on-disk", is_flag=True, help="Server: keep original vectors on disk (memory-mapped), not in RAM.")
 @errors_to_lines
-def init(store, profile, embedder, rerank, quality, params, engine, qdrant_url, collection_prefix):
+def init(store, profile, embedder, rerank, quality, params, engine, qdrant_url, collection_prefix, index_mode, hnsw_m,
+         hnsw_ef_construct, quantization, shards, replicas, write_consistency, on_disk):
     """Create a store: a DuckDB ledger plus embedded Qdrant (or a Qdrant server).
 
     \b
@@ -31,14 +44,18 @@ def init(store, profile, embedder, rerank, quality, params, engine, qdrant_url, 
       gmv init --store my-store                              # basic profile: pixels + l2 + no quality
       gmv init --store my-store --profile offline            # EfficientNet-Lite0 recall, runs offline
       gmv init --store s -p embedder.size=16 -p rerank.size=28
-      GMV_QDRANT_API_KEY=... gmv init --store s --qdrant-url http://localhost:6333
+      gmv init --store big --index hnsw --quantization int8  # millions of images
+      GMV_QDRANT_API_KEY=... gmv init --store s --qdrant-url http://localhost:6333 --shards 6 --replicas 2
     """
+    index = {"mode": index_mode, "hnsw_m": hnsw_m, "hnsw_ef_construct": hnsw_ef_construct, "quantization": quantization,
+             "shard_number": shards, "replication_factor": replicas, "write_consistency_factor": write_consistency,
+             "on_disk_vectors": on_disk}
     info = api.init_store(store, profile, embedder=embedder, rerank=rerank, quality=quality,
                           params=parse_params(params), engine=engine, qdrant_url=qdrant_url,
-                          collection_prefix=collection_prefix)
+                          collection_prefix=collection_prefix, index=index)
     click.echo(f"store ready at {info['store']}")
     click.echo(f"  embedder {info['embedder']} | rerank {info['rerank']} | quality {info['quality']} | "
-               f"qdrant {info['qdrant'].split(' ', 1)[0]}{' ' + qdrant_url if qdrant_url else ''}")
+               f"qdrant {info['qdrant'].split(' ', 1)[0]}{' ' + qdrant_url if qdrant_url else ''} | index {info['index']}")
 
 
 @click.command()
@@ -85,10 +102,16 @@ def status(store, fmt):
                                           if val else "no"))
         elif key in ("pending_refresh", "refresh_queue", "warnings"):
             continue
+        elif key == "collections":
+            for name, c in val.items():
+                idx = "unknown until a writer closes" if c["indexed_points"] is None else f"{c['indexed_points']:,}"
+                click.echo(f"collection {name}: {c['points']:,} points, {idx} indexed, index {c['index']}, "
+                           f"quantization {c['quantization']}")
         elif key == "sets":
             click.echo("sets:" + ("" if val else " none yet"))
             for s in val:
-                click.echo(f"  {s['set_name']}: {s['generated']:,} generated, k={s['k']}, recall={s['recall']}")
+                click.echo(f"  {s['set_name']}: {s['generated']:,} generated, k={s['k']}, recall={s['recall']}"
+                           + (", exact search" if s.get("exact") else ""))
         else:
             click.echo(f"{key}: {val:,}" if isinstance(val, int) else f"{key}: {val}")
 
@@ -162,3 +185,32 @@ def repair(store, k, recall, drop_unreadable, wait):
                    "restore them and run `gmv repair` again, or pass --drop-unreadable to forget them", err=True)
         sys.exit(EXIT_ERROR)
     click.echo(f"repaired in {r.seconds:.1f}s; check with `gmv verify --full`")
+
+
+@click.command("index")
+@store_option
+@click.option("--index", "index_mode", type=click.Choice(["auto", "hnsw", "exact"]), default=None,
+              help="Change the index mode (kept in store.json).")
+@click.option("--hnsw-m", type=click.IntRange(4, 128), default=None, help="Change HNSW edges per node (rebuilds).")
+@click.option("--hnsw-ef-construct", type=click.IntRange(16, 4096), default=None, help="Change build candidates (rebuilds).")
+@click.option("--quantization", type=click.Choice(["none", "int8"]), default=None, help="Change quantization (rebuilds).")
+@click.option("--no-refresh", is_flag=True, help="Do not re-check stored matches after a build; `gmv refresh` later.")
+@wait_option
+@errors_to_lines
+def index_cmd(store, index_mode, hnsw_m, hnsw_ef_construct, quantization, no_refresh, wait):
+    """Build the training collection's HNSW index now (ingest does this at its end unless
+    --no-index). A build changes what an approximate search returns, so every stored match is
+    then checked again (only those that change are rewritten). A killed build leaves a store
+    that answers exactly; the next run finishes it.
+
+    \b
+    Examples:
+      gmv index --store my-store
+      gmv ingest shards/ --no-index --store my-store && gmv index --store my-store
+      gmv index --quantization int8 --store my-store     # new settings: rebuilds the segments they change
+    """
+    settings = {k: v for k, v in {"mode": index_mode, "hnsw_m": hnsw_m, "hnsw_ef_construct": hnsw_ef_construct,
+                                  "quantization": quantization}.items() if v is not None}
+    r = api.index(store, settings=settings, refresh=not no_refresh, wait=wait, progress=progress())
+    for line in index_lines(r, always=True):
+        click.echo(line)

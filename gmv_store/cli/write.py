@@ -7,8 +7,8 @@ import sys
 import click
 
 from .. import api
-from .options import (EXIT_ERROR, errors_to_lines, input_options, parse_meta, progress, report_problems,
-                      store_option, wait_option)
+from .options import (EXIT_ERROR, errors_to_lines, index_lines, input_options, parse_meta, progress,
+                      report_problems, store_option, wait_option)
 
 
 def _batch(batch_size):
@@ -20,12 +20,13 @@ def _batch(batch_size):
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--owner", default=None, help="Data owner recorded with each image (for per-owner values).")
 @click.option("--no-refresh", is_flag=True, help="Do not re-score earlier generated images now; `gmv refresh` later.")
+@click.option("--no-index", is_flag=True, help="Do not bring the HNSW index up to date now; `gmv index` later.")
 @click.option("--workers", type=click.IntRange(0, 512), default=None, metavar="N",
               help="Processes decoding images [default: the core count; 0 or 1: in-process].")
 @input_options
 @errors_to_lines
-def ingest(store, paths, owner, no_refresh, workers, meta, label, label_from, image_column, label_column, batch_size,
-           wait, device):
+def ingest(store, paths, owner, no_refresh, no_index, workers, meta, label, label_from, image_column, label_column,
+           batch_size, wait, device):
     """Add training images: files, folders (recursive), .npz/.npy arrays, Parquet tables,
     WebDataset .tar shards, glob patterns of these, mnist:train, mnist:test.
 
@@ -41,14 +42,17 @@ def ingest(store, paths, owner, no_refresh, workers, meta, label, label_from, im
       gmv ingest shards/ --workers 4     # WebDataset: 000123.png + 000123.cls/.json per sample
       gmv ingest new-batch/ --owner bob --no-refresh && gmv refresh
 
-    Generated images valued earlier whose top-k the new images change are re-scored at the
-    end (values updated by difference); --no-refresh defers that to `gmv refresh`.
+    At the end the HNSW index is brought up to date (--no-index defers that to `gmv index`),
+    and generated images valued earlier whose top-k the new images change are re-scored
+    (values updated by difference); --no-refresh defers that to `gmv refresh`.
     """
     r = api.ingest(store, paths, owner=owner, label_from=label_from, label=label, meta=parse_meta(meta),
-                   refresh=not no_refresh, wait=wait, device=device, progress=progress(), image_column=image_column,
-                   label_column=label_column, workers=workers, **_batch(batch_size))
+                   refresh=not no_refresh, index=not no_index, wait=wait, device=device, progress=progress(),
+                   image_column=image_column, label_column=label_column, workers=workers, **_batch(batch_size))
     click.echo(f"ingested {r.added:,} new training images ({r.duplicates:,} already stored, {r.skipped:,} skipped"
                f"{f', {r.ignored_files:,} non-image files ignored' if r.ignored_files else ''}) in {r.seconds:.1f}s")
+    for line in index_lines(r.index):
+        click.echo(line)
     if r.refresh is not None and r.refresh.total_generated:
         click.echo(r.refresh.summary())
     elif no_refresh:
@@ -62,10 +66,11 @@ def ingest(store, paths, owner, no_refresh, workers, meta, label, label_from, im
 @click.option("--set", "set_name", required=True, help="Name of the generated set (e.g. the model or run).")
 @click.option("--k", type=click.IntRange(1, 10_000), default=50, show_default=True, help="Contributors credited per generated image.")
 @click.option("--recall", type=click.IntRange(1, 100_000), default=None, help="Candidates recalled before re-ranking [default: 10·k].")
+@click.option("--exact", is_flag=True, help="Search exactly, not through the HNSW index (kept for the set, like k and N).")
 @input_options
 @errors_to_lines
-def value(store, paths, set_name, k, recall, meta, label, label_from, image_column, label_column, batch_size, wait,
-          device):
+def value(store, paths, set_name, k, recall, exact, meta, label, label_from, image_column, label_column, batch_size,
+          wait, device):
     """Value generated images: recall, re-rank, quality, credit (Eq. 6), update the set's values.
 
     Accepts the same inputs as `ingest`. A generated image's label is the class or prompt it
@@ -75,11 +80,12 @@ def value(store, paths, set_name, k, recall, meta, label, label_from, image_colu
     Examples:
       gmv value samples/ --set gan-v1 --label-from parent
       gmv value samples.npz --set gan-v1 --k 30 --recall 500
+      gmv value samples/ --set gan-v1-exact --exact      # compare with the index's answer
       gmv value samples.parquet --set sd-v2 --image-column image --label-column prompt
     """
     r = api.value(store, paths, set_name, k=k, recall=recall, label_from=label_from, label=label, meta=parse_meta(meta),
-                  wait=wait, device=device, progress=progress(), image_column=image_column, label_column=label_column,
-                  **_batch(batch_size))
+                  exact=exact, wait=wait, device=device, progress=progress(), image_column=image_column,
+                  label_column=label_column, **_batch(batch_size))
     per = f", {1000 * r.seconds / r.valued:.1f} ms/image" if r.valued else ""
     click.echo(f"valued {r.valued:,} generated images into set '{set_name}' ({r.already_valued:,} already in it, "
                f"{r.skipped:,} skipped) in {r.seconds:.1f}s{per}")

@@ -7,16 +7,12 @@ Two different losses, measured separately:
   the re-rank distance over the whole training set (numpy brute force over the stored
   vectors). recall@k = |two-stage top-k ∩ exact top-k| / k, averaged over the set's
   generated images, for several N. This is what a too-small N costs.
-- `hnsw_recall`: the approximate nearest-neighbour index (Qdrant HNSW, which the embedded edge
-  engine builds only on `optimize()`; the store searches exactly without it) against exact
-  search on the same vectors, built on a temporary copy of the store's training shard.
+- `hnsw_recall`: the store's own approximate nearest-neighbour index (Qdrant HNSW on the
+  training recall vector, `gmv init --index`) against exact search of the same vectors.
 """
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -109,66 +105,39 @@ def two_stage_recall(store: Store, set_name: str, recalls=None, k: int | None = 
     return rows
 
 
-def hnsw_recall(store_path, set_name: str, k: int | None = None, efs=None, *, using: str = "recall",
-                m: int = 16, ef_construct: int = 100, limit: int | None = None, work_dir=None) -> list[dict]:
-    """recall@k of a Qdrant HNSW index (built on a temporary copy of the training shard)
-    against exact search on the same shard, for each search-time ef (None = Qdrant's default;
-    Qdrant never searches with an ef below the limit k, so the default list is None, 2k, 4k)."""
-    import qdrant_edge as qe
+def hnsw_recall(store: Store, set_name: str, k: int | None = None, efs=None, limit: int | None = None) -> list[dict]:
+    """recall@k of the store's own HNSW index (on the training recall vector) against exact
+    search of the same vectors, for each search-time ef (None: the ef the store's searches use;
+    Qdrant never searches with an ef below the limit k)."""
+    from gmv_store.vectors import Query
 
-    from gmv_store.vectors.edge import read_shard_spec
+    if store.config.index.mode == "exact":
+        raise BadInput("this store searches exactly (gmv init --index exact); fix: measure a store made with "
+                       "`gmv init --index hnsw` (or auto, past 20,000 points)")
+    state = store.vectors.index_state(TRAINING)
+    if not state["indexed_points"]:
+        raise BadInput(f"the store's index covers none of its {state['points']:,} points yet; fix: run `gmv index` "
+                       "(auto mode indexes a segment once it holds 20,000 points)")
+    info = set_info(store.ledger, set_name)
+    k = k or info["k"]
+    queries = store.vectors.vectors(GENERATED, _generated_points(store.ledger, set_name, limit), "recall")
 
-    s = Store.open(store_path)
-    try:
-        if s.config.engine != "edge":
-            raise BadInput(f"the HNSW check builds an index on a copy of the embedded edge shard; this store uses "
-                           f"engine '{s.config.engine}'; fix: run it on an edge store")
-        info = set_info(s.ledger, set_name)
-        k = k or info["k"]
-        pids = _generated_points(s.ledger, set_name, limit)
-        spec = s.vector_spec()
-        if using not in spec:
-            raise BadInput(f"the store has no '{using}' vector; fix: use one of {', '.join(spec)}")
-        queries = s.vectors.vectors(GENERATED, pids, using)
-        efs = efs or (None, 2 * k, 4 * k)
-        src = s.root / "qdrant-edge" / TRAINING
-    finally:
-        s.close()  # flushes the shard; the copy below is then consistent
-    dist = {"cosine": qe.Distance.Cosine, "euclid": qe.Distance.Euclid}
-    with tempfile.TemporaryDirectory(prefix="gmv-hnsw-", dir=work_dir) as tmp:
-        dst = Path(tmp) / TRAINING
-        shutil.copytree(src, dst)
-        vectors = {name: qe.EdgeVectorParams(size=v["size"], distance=dist[v["distance"]])
-                   for name, v in read_shard_spec(dst).items()}
-        # indexing_threshold 1 KB: index every segment, however small (tests use a few hundred points)
-        cfg = qe.EdgeConfig(vectors=vectors,
-                            hnsw_config=qe.HnswIndexConfig(m=m, ef_construct=ef_construct, full_scan_threshold=1),
-                            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=1))
-        shard = qe.EdgeShard.load(str(dst), cfg)
-        try:
-            t = time.perf_counter()
-            shard.optimize()
-            build_s = time.perf_counter() - t
-            n = shard.count(qe.CountRequest(exact=True))
-            indexed = shard.info().indexed_vectors_count
+    def run(**opts):
+        qs = [Query({"recall": v}, using="recall", limit=k, **opts) for v in queries]
+        t0 = time.perf_counter()
+        res = store.vectors.query(TRAINING, qs)
+        return [{p for p, _ in hits} for hits in res], time.perf_counter() - t0
 
-            def search(params):
-                reqs = [qe.QueryRequest(limit=k, query=qe.Query.Nearest(np.asarray(v, np.float32).tolist(), using=using),
-                                        params=params, with_payload=False, with_vector=False) for v in queries]
-                t0 = time.perf_counter()
-                res = shard.query_batch(qe.QueryBatchRequest(reqs))
-                return [{str(p.id) for p in hits} for hits in res], time.perf_counter() - t0
-
-            exact, exact_s = search(qe.SearchParams(exact=True))
-            rows = []
-            for ef in efs:
-                approx, dt = search(qe.SearchParams(hnsw_ef=ef) if ef else None)
-                hits = np.array([len(a & e) / max(len(e), 1) for a, e in zip(approx, exact)])
-                rows.append({"set_name": set_name, "vector": using, "k": k, "hnsw_ef": ef or "default", "m": m,
-                             "ef_construct": ef_construct, "recall_at_k": float(hits.mean()),
-                             "min_recall_at_k": float(hits.min()), "ms_per_query": 1000 * dt / len(queries),
-                             "exact_ms_per_query": 1000 * exact_s / len(queries), "build_s": build_s,
-                             "training": n, "indexed_vectors": indexed, "queries": len(queries)})
-        finally:
-            shard.close()
+    exact, exact_s = run(exact=True)
+    rows = []
+    for ef in efs or (None, 2 * k, 4 * k):
+        used = ef or store.config.index.search_ef(k)
+        approx, dt = run(ef=used)
+        hits = np.array([len(a & e) / max(len(e), 1) for a, e in zip(approx, exact)])
+        rows.append({"set_name": set_name, "k": k, "hnsw_ef": used, "as_searched": ef is None,
+                     "m": store.config.index.hnsw_m, "ef_construct": store.config.index.hnsw_ef_construct,
+                     "quantization": store.config.index.quantization, "recall_at_k": float(hits.mean()),
+                     "min_recall_at_k": float(hits.min()), "ms_per_query": 1000 * dt / len(queries),
+                     "exact_ms_per_query": 1000 * exact_s / len(queries), "training": state["points"],
+                     "indexed_points": state["indexed_points"], "queries": len(queries)})
     return rows

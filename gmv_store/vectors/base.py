@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from ..errors import StoreMismatch
+
+if TYPE_CHECKING:
+    from ..config import IndexConfig
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class Query:
     exclude_ids: tuple[int, ...] = ()
     only_ids: tuple[int, ...] | None = None
     score_threshold: float | None = None  # cosine: minimum similarity; euclid: maximum distance
+    exact: bool = False                   # force exact search where an index exists
+    ef: int | None = None                 # HNSW search breadth (None: the engine's default)
 
 
 Hit = tuple[int, float]  # (point id, Qdrant score: cosine similarity or euclidean distance)
@@ -53,7 +58,10 @@ class VectorStore:
 
     engine: str
 
-    def ensure_collection(self, name: str, spec: dict[str, VectorSpec]) -> None: ...
+    def ensure_collection(self, name: str, spec: dict[str, VectorSpec], index: "IndexConfig | None" = None) -> None:
+        """Create the collection (with an HNSW graph on "recall" as `index` says; None: exact
+        search only) or check that the existing one holds vectors of `spec`."""
+        ...
     def has_collection(self, name: str) -> bool: ...
     def upsert(self, name: str, ids: Sequence[int], vectors: dict[str, np.ndarray], payloads: Sequence[dict]) -> None: ...
     def delete(self, name: str, ids: Sequence[int]) -> None: ...
@@ -64,6 +72,16 @@ class VectorStore:
         ...
     def query(self, name: str, queries: Sequence[Query]) -> list[list[Hit]]: ...
     def vectors(self, name: str, ids: Sequence[int], using: str) -> np.ndarray: ...
+    def reconfigure(self, name: str, spec: dict[str, VectorSpec], index: "IndexConfig") -> None:
+        """Apply other index settings to an existing collection; `build_index` then rebuilds
+        the segments they change."""
+        ...
+    def build_index(self, name: str) -> bool:
+        """Bring the collection's index up to date now; True if any segment changed."""
+        ...
+    def index_state(self, name: str) -> dict:
+        """{"points", "indexed_points", "segments"} as the engine reports them."""
+        ...
     def close(self) -> None: ...
 
 
@@ -78,6 +96,12 @@ def shared_filters(queries: Sequence[Query], build) -> list:
             built[key] = build(q)
         out.append(built[key])
     return out
+
+
+def threshold_kb_for(points: int, spec: dict[str, VectorSpec]) -> int:
+    """Qdrant's indexing threshold (KB) for a segment of `points` points: it measures a
+    segment by all its float32 vectors, every named vector counted."""
+    return max(1, points * sum(v.dim for v in spec.values()) * 4 // 1024)
 
 
 def check_spec(name: str, want: dict[str, VectorSpec], have: dict[str, VectorSpec]) -> None:

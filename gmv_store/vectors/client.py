@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MissingDependency, StoreLocked, VectorStoreUnavailable
-from .base import Query, VectorSpec, VectorStore, check_spec, shared_filters
+from .base import Query, VectorSpec, VectorStore, check_spec, shared_filters, threshold_kb_for
 
 API_KEY_ENV = "GMV_QDRANT_API_KEY"
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)  # seconds between attempts for transient failures
 TRANSIENT_STATUS = (502, 503, 504)
+UPLOAD_PART, UPLOAD_PARALLEL = 128, 4  # points per request, requests in flight (server mode)
 RETRIES_ENV = "GMV_QDRANT_RETRIES"  # how many of the retries above to make (default: all)
 
 
@@ -114,7 +115,7 @@ class ClientVectorStore(VectorStore):
     def has_collection(self, name):
         return self._call(self.client.collection_exists, self._c(name))
 
-    def ensure_collection(self, name, spec):
+    def ensure_collection(self, name, spec, index=None):
         m = self.models
         c = self._c(name)
         if self.has_collection(name):
@@ -124,13 +125,76 @@ class ClientVectorStore(VectorStore):
             have = {k: VectorSpec(v.size, inv.get(v.distance, str(v.distance))) for k, v in vecs.items()}
             check_spec(c, spec, have)
             return
-        self._call(self.client.create_collection, c,
-                   vectors_config={k: m.VectorParams(size=v.dim, distance=self._metric(v.metric)) for k, v in spec.items()})
+        self._call(self.client.create_collection, c, **self._layout(spec, index))
+
+    def _layout(self, spec, index) -> dict:
+        """create_collection arguments: the same index and quantization settings as the
+        embedded engine, plus the cluster layout (shards, replicas, on-disk storage)."""
+        m = self.models
+        graphless = m.HnswConfigDiff(m=0)
+        vectors = {}
+        for k, v in spec.items():
+            quant = None
+            if k == "recall" and index is not None and index.quantization == "int8":
+                quant = m.ScalarQuantization(scalar=m.ScalarQuantizationConfig(type=m.ScalarType.INT8, quantile=0.99,
+                                                                                always_ram=True))
+            exact_only = k != "recall" or index is None or index.mode == "exact"
+            vectors[k] = m.VectorParams(size=v.dim, distance=self._metric(v.metric),
+                                        hnsw_config=graphless if exact_only else None, quantization_config=quant,
+                                        on_disk=bool(index and index.on_disk_vectors) or None)
+        out: dict = {"vectors_config": vectors}
+        if index is not None:
+            if index.mode != "exact":
+                kb = threshold_kb_for(index.auto_points if index.mode == "auto" else 1, spec)
+                out["hnsw_config"] = m.HnswConfigDiff(m=index.hnsw_m, ef_construct=index.hnsw_ef_construct,
+                                                      full_scan_threshold=kb)
+                out["optimizers_config"] = m.OptimizersConfigDiff(indexing_threshold=kb)
+            out.update({k: getattr(index, k) for k in ("shard_number", "replication_factor", "write_consistency_factor")
+                        if getattr(index, k) is not None})
+            out["on_disk_payload"] = index.on_disk_payload
+        return out
+
+    def reconfigure(self, name, spec, index):
+        if self.engine != "server":
+            return  # local mode searches by brute force whatever the settings
+        layout = self._layout(spec, index)
+        m = self.models
+        vectors = {k: m.VectorParamsDiff(hnsw_config=v.hnsw_config, quantization_config=v.quantization_config,
+                                         on_disk=v.on_disk) for k, v in layout["vectors_config"].items()}
+        self._call(self.client.update_collection, self._c(name), vectors_config=vectors,
+                   hnsw_config=layout.get("hnsw_config"), optimizers_config=layout.get("optimizers_config"))
+
+    def build_index(self, name):
+        # a server indexes in the background by itself; nothing to start from here
+        return False
+
+    def index_state(self, name):
+        info = self._call(self.client.get_collection, self._c(name))
+        n_names = max(1, len(info.config.params.vectors or {}))
+        return {"points": info.points_count or 0, "indexed_points": (info.indexed_vectors_count or 0) // n_names,
+                "segments": info.segments_count or 0}
 
     def upsert(self, name, ids, vectors, payloads):
-        lists = {k: np.asarray(v, dtype=np.float32).tolist() for k, v in vectors.items()}
-        batch = self.models.Batch(ids=list(ids), vectors=lists, payloads=list(payloads))
-        self._call(self.client.upsert, self._c(name), points=batch, wait=True)
+        """A server takes the batch in parallel parts (each retried on its own, as every call);
+        the call returns once all are durable, so the journal order holds."""
+        arrays = {k: np.asarray(v, dtype=np.float32) for k, v in vectors.items()}
+        ids, payloads = list(ids), list(payloads)
+
+        def part(lo: int, hi: int) -> None:
+            batch = self.models.Batch(ids=ids[lo:hi], vectors={k: a[lo:hi].tolist() for k, a in arrays.items()},
+                                      payloads=payloads[lo:hi])
+            self._call(self.client.upsert, self._c(name), points=batch, wait=True)
+
+        bounds = [(lo, min(lo + UPLOAD_PART, len(ids))) for lo in range(0, len(ids), UPLOAD_PART)]
+        if self.engine != "server" or len(bounds) < 2:
+            for lo, hi in bounds:
+                part(lo, hi)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=UPLOAD_PARALLEL) as pool:
+            for f in [pool.submit(part, lo, hi) for lo, hi in bounds]:
+                f.result()  # the first failure (after its retries) is the command's error
 
     def delete(self, name, ids):
         if len(ids):
@@ -169,12 +233,19 @@ class ClientVectorStore(VectorStore):
     def query(self, name, queries):
         m = self.models
         reqs = [m.QueryRequest(query=np.asarray(q.vectors[q.using], np.float32).tolist(), using=q.using, limit=q.limit,
-                               filter=f, score_threshold=q.score_threshold, with_payload=False, with_vector=False)
+                               filter=f, score_threshold=q.score_threshold, params=self._params(q),
+                               with_payload=False, with_vector=False)
                 for q, f in zip(queries, shared_filters(queries, self._filter))]
         if not reqs:
             return []
         res = self._call(self.client.query_batch_points, self._c(name), requests=reqs)
         return [[(int(p.id), float(p.score)) for p in r.points] for r in res]
+
+    def _params(self, q: Query):
+        m = self.models
+        if q.exact:
+            return m.SearchParams(exact=True)
+        return m.SearchParams(hnsw_ef=q.ef, quantization=m.QuantizationSearchParams(rescore=True, oversampling=3.0))
 
     def vectors(self, name, ids, using):
         recs = self._call(self.client.retrieve, self._c(name), ids=list(ids), with_payload=False, with_vectors=[using])
