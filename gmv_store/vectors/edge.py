@@ -120,8 +120,8 @@ class EdgeVectorStore(VectorStore):
         vector is a memoryview slice of one float32 buffer (the engine reads its floats from
         the buffer; no Python list of floats), and payload keys equal in every point of the
         batch (owner, time, shape, --meta) are set once by a `set_payload` on all ids, as
-        payload conversion costs per key per point. 1,000 basic-profile points: 207 ms,
-        against 332 ms as lists with full payloads (benchmarks/ingest_shards.py). A kill
+        payload conversion costs per key per point. 1,000 basic-profile points: 105 ms,
+        against 167 ms as lists with full payloads (benchmarks/ingest_shards.py). A kill
         between the two operations leaves points that are journaled and have no ledger
         rows: recovery deletes them."""
         qe = self._qe
