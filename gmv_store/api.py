@@ -99,17 +99,21 @@ def _reader(path, note: Note | None = None, config: dict | None = None):
 def ingest(path, paths: Sequence[str], *, owner: str | None = None, label_from: str | None = None,
            label: str | None = None, meta: dict | None = None, batch_size: int | None = None,
            refresh: bool = True, index: bool = True, wait: float = 0.0, device: str | None = None,
-           progress: bool = False):
+           progress: bool = False, image_column: str | None = None, label_column: str | None = None,
+           workers: int | None = None):
     """Add training images, bring the index up to date (unless index=False), then (unless
-    refresh=False) bring earlier generated images up to date. Returns an IngestReport whose
-    `.index` holds the IndexReport and `.refresh` the RefreshReport (or None)."""
+    refresh=False) bring earlier generated images up to date. `image_column`/`label_column`
+    pick Parquet columns (WebDataset: the image extension and the .json label key); `workers`
+    decoding processes (default: the core count; 0 or 1: in-process). Returns an
+    IngestReport whose `.index` holds the IndexReport and `.refresh` the RefreshReport (or None)."""
     from ingest.pipeline import ingest as run
 
-    from .sources import InputOptions
+    from .sources import InputOptions, default_workers
 
-    opts = InputOptions(label_from=label_from, label=label)
+    opts = InputOptions(label_from=label_from, label=label, image_column=image_column, label_column=label_column)
     with _writer(path, wait, device) as s:
         report = run(s, [str(p) for p in paths], owner=owner, options=opts, meta=meta, progress=progress,
+                     workers=default_workers() if workers is None else workers,
                      **({"batch_size": batch_size} if batch_size else {}))
         report.index = _index_and_recheck(s, progress) if index else None
         report.refresh = _refresh(s, progress) if refresh else None
@@ -155,13 +159,13 @@ def index(path, *, settings: dict | None = None, refresh: bool = True, wait: flo
 def value(path, paths: Sequence[str], set_name: str, *, k: int = 50, recall: int | None = None,
           label_from: str | None = None, label: str | None = None, meta: dict | None = None,
           batch_size: int | None = None, exact: bool = False, wait: float = 0.0, device: str | None = None,
-          progress: bool = False):
+          progress: bool = False, image_column: str | None = None, label_column: str | None = None):
     """Value generated images into a set (exact=True: bypass the index). Returns a ValueReport."""
     from query.value import value as run
 
     from .sources import InputOptions
 
-    opts = InputOptions(label_from=label_from, label=label)
+    opts = InputOptions(label_from=label_from, label=label, image_column=image_column, label_column=label_column)
     with _writer(path, wait, device) as s:
         return run(s, [str(p) for p in paths], set_name, k=k, recall=recall, options=opts, meta=meta, exact=exact,
                    progress=progress, **({"batch_size": batch_size} if batch_size else {}))

@@ -115,18 +115,28 @@ class EdgeVectorStore(VectorStore):
         tmp.replace(path)
 
     def upsert(self, name, ids, vectors, payloads):
+        """The engine takes only `Point` objects (qdrant-edge-py 0.9 has no batch or array
+        form), and converting their contents dominates an upsert. Two measured savings: each
+        vector is a memoryview slice of one float32 buffer (the engine reads its floats from
+        the buffer; no Python list of floats), and payload keys equal in every point of the
+        batch (owner, time, shape, --meta) are set once by a `set_payload` on all ids, as
+        payload conversion costs per key per point. 1,000 basic-profile points: 105 ms,
+        against 167 ms as lists with full payloads (benchmarks/ingest_shards.py). A kill
+        between the two operations leaves points that are journaled and have no ledger
+        rows: recovery deletes them."""
         qe = self._qe
-        lists = {k: np.asarray(v, dtype=np.float32).tolist() for k, v in vectors.items()}
-        points = [
-            qe.Point(id=pid, vector={k: lists[k][i] for k in lists}, payload=payloads[i])
-            for i, pid in enumerate(ids)
-        ]
+        rows = {k: _rows(v) for k, v in vectors.items()}
+        shared, own = split_shared(payloads)
+        points = [qe.Point(pid, {k: r[i] for k, r in rows.items()}, own[i]) for i, pid in enumerate(ids)]
         # Durable once update() returns: the shard's WAL is on (flushing per batch costs
         # a segment write that grows with the collection). Its files grow through memory
         # maps, where a full disk is SIGBUS, not an error: check the room first.
         diskspace.require_free(self.root, diskspace.vectors_need(vectors, payloads),
                                f"writing {len(points):,} points to '{name}'")
-        self._shard(name).update(qe.UpdateOperation.upsert_points(points))
+        shard = self._shard(name)
+        shard.update(qe.UpdateOperation.upsert_points(points))
+        if shared and points:
+            shard.update(qe.UpdateOperation.set_payload(list(ids), shared))
 
     def delete(self, name, ids):
         if len(ids):
@@ -199,6 +209,41 @@ class EdgeVectorStore(VectorStore):
                 pass
             shard.close()
         self._shards.clear()
+
+
+def _rows(v) -> list[memoryview]:
+    """One float32 memoryview per row: the engine reads a vector from it item by item,
+    as from a list, without a Python float object per element kept alive."""
+    a = np.ascontiguousarray(v, dtype=np.float32)
+    d = a.shape[1] if a.ndim == 2 else 0
+    flat = memoryview(a.reshape(-1))
+    return [flat[i * d:(i + 1) * d] for i in range(len(a))]
+
+
+def _same(a, b) -> bool:
+    """Equal as JSON values: 1, 1.0 and True are three different payload values."""
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def split_shared(payloads) -> tuple[dict, list[dict]]:
+    """(keys with the same value in every payload, each payload without them). A None stays
+    in each point: `set_payload` drops top-level nulls (measured), a point keeps them."""
+    if len(payloads) < 2:
+        return {}, list(payloads)
+    first = payloads[0]
+    shared = {k: v for k, v in first.items()
+              if v is not None and all(k in p and _same(p[k], v) for p in payloads[1:])}
+    if not shared:
+        return {}, list(payloads)
+    return shared, [{k: v for k, v in p.items() if k not in shared} for p in payloads]
 
 
 def read_index_state(path: Path) -> dict | None:
