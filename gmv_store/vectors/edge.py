@@ -65,8 +65,13 @@ class EdgeVectorStore(VectorStore):
         segment passes the threshold, and every other vector none."""
         qe = self._qe
         graphless = qe.HnswIndexConfig(m=0, ef_construct=100, full_scan_threshold=GRAPHLESS_FULL_SCAN_KB)
+        # on-disk originals: memory-mapped without pre-warming (Qdrant's Cold tier), so memory
+        # holds what searches touch, not the collection; the recall originals only when an
+        # int8 copy in RAM does the searching
+        cold = qe.Memory.Cold if index is not None and index.on_disk_vectors else None
         if index is None or index.mode == "exact":
-            params = {k: qe.EdgeVectorParams(size=v.dim, distance=self._metric(v.metric)) for k, v in spec.items()}
+            params = {k: qe.EdgeVectorParams(size=v.dim, distance=self._metric(v.metric), memory=None if k == "recall" else cold)
+                      for k, v in spec.items()}
             return qe.EdgeConfig(vectors=params)
         params = {}
         for k, v in spec.items():
@@ -74,9 +79,11 @@ class EdgeVectorStore(VectorStore):
                 quant = None
                 if index.quantization == "int8":
                     quant = qe.ScalarQuantizationConfig(type=qe.ScalarType.Int8, quantile=0.99, always_ram=True)
-                params[k] = qe.EdgeVectorParams(size=v.dim, distance=self._metric(v.metric), quantization_config=quant)
+                params[k] = qe.EdgeVectorParams(size=v.dim, distance=self._metric(v.metric), quantization_config=quant,
+                                                memory=cold if quant is not None else None)
             else:
-                params[k] = qe.EdgeVectorParams(size=v.dim, distance=self._metric(v.metric), hnsw_config=graphless)
+                params[k] = qe.EdgeVectorParams(size=v.dim, distance=self._metric(v.metric), hnsw_config=graphless,
+                                                memory=cold)
         points = index.auto_points if index.mode == "auto" else 1
         threshold_kb = threshold_kb_for(points, spec)
         # full_scan_threshold (KB): below it a filtered search scans instead of walking the
