@@ -2,12 +2,14 @@
 
     import gmv_store
     store = gmv_store.init("my-store", profile="basic")      # or gmv_store.open("my-store")
-    store.ingest(["mnist:train"], owner="mnist")
-    store.value(["samples/"], "gan-v1", label_from="parent")
+    store.ingest(["train/"], owner="mnist", label_from="parent")
+    store.value(["samples/"], "gan-v1", label_from="parent", k=10)
     store.values("gan-v1", limit=10)                          # pandas DataFrame
+    store.match(["new.png"], k=5)                             # attribution, nothing stored
 
-The object form lives in `gmv_store.handle`, the functions it calls (which the CLI calls too)
-in `gmv_store.api`; both load on first use, so importing a submodule stays cheap.
+`GmvStore` (gmv_store.handle) returns DataFrames; `gmv_store.api` has the same calls as
+module-level functions returning plain records (what the CLI prints). Both load on first
+use, so importing a submodule (`gmv_store.errors`, ...) stays cheap.
 """
 from __future__ import annotations
 

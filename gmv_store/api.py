@@ -1,11 +1,11 @@
 """The Python API: every command of the CLI as a call (the CLI is a thin layer over these).
 
-    import gmv_store
-    store = gmv_store.init("my-store", profile="basic")
-    store.ingest(["mnist:train"], owner="mnist")
-    store.value(["samples/"], "gan-v1", label_from="parent", k=50)
-    store.values("gan-v1", limit=10)          # a pandas DataFrame
-    store.sql("SELECT owner, sum(value) AS v FROM owner_values GROUP BY 1")
+    from gmv_store import api
+    api.init_store("my-store", "basic")
+    api.ingest("my-store", ["train/"], owner="alice", label_from="parent")
+    api.value("my-store", ["samples/"], "gan-v1", label_from="parent", k=50)
+    api.values("my-store", "gan-v1", limit=10)        # [{"rank": 1, "contributor_id": ..., "value": ...}, ...]
+    api.match("my-store", ["new.png"], k=10).results  # attribution without storing anything
 
 Module-level functions take the store folder and return plain records (lists of dicts,
 reports); `GmvStore` (gmv_store/handle.py) wraps them and returns pandas DataFrames for tables. Writers open the
@@ -99,17 +99,21 @@ def _reader(path, note: Note | None = None, config: dict | None = None):
 def ingest(path, paths: Sequence[str], *, owner: str | None = None, label_from: str | None = None,
            label: str | None = None, meta: dict | None = None, batch_size: int | None = None,
            refresh: bool = True, index: bool = True, wait: float = 0.0, device: str | None = None,
-           progress: bool = False):
+           progress: bool = False, image_column: str | None = None, label_column: str | None = None,
+           workers: int | None = None):
     """Add training images, bring the index up to date (unless index=False), then (unless
-    refresh=False) bring earlier generated images up to date. Returns an IngestReport whose
-    `.index` holds the IndexReport and `.refresh` the RefreshReport (or None)."""
+    refresh=False) bring earlier generated images up to date. `image_column`/`label_column`
+    pick Parquet columns (WebDataset: the image extension and the .json label key); `workers`
+    decoding processes (default: the core count; 0 or 1: in-process). Returns an
+    IngestReport whose `.index` holds the IndexReport and `.refresh` the RefreshReport (or None)."""
     from ingest.pipeline import ingest as run
 
-    from .sources import InputOptions
+    from .sources import InputOptions, default_workers
 
-    opts = InputOptions(label_from=label_from, label=label)
+    opts = InputOptions(label_from=label_from, label=label, image_column=image_column, label_column=label_column)
     with _writer(path, wait, device) as s:
         report = run(s, [str(p) for p in paths], owner=owner, options=opts, meta=meta, progress=progress,
+                     workers=default_workers() if workers is None else workers,
                      **({"batch_size": batch_size} if batch_size else {}))
         report.index = _index_and_recheck(s, progress) if index else None
         report.refresh = _refresh(s, progress) if refresh else None
@@ -134,10 +138,19 @@ def _refresh(store, progress: bool):
     return run_refresh(store, progress=progress)
 
 
-def index(path, *, refresh: bool = True, wait: float = 0.0, progress: bool = False):
-    """Build the training collection's HNSW index now (gmv index). Returns the IndexReport,
-    with `.refresh` the re-check of stored matches when the build changed anything."""
+def index(path, *, settings: dict | None = None, refresh: bool = True, wait: float = 0.0, progress: bool = False):
+    """Build the training collection's HNSW index now (gmv index), after applying new index
+    `settings` (IndexConfig fields: mode, hnsw_m, hnsw_ef_construct, quantization) if given.
+    Returns the IndexReport, with `.refresh` the re-check of stored matches when the build
+    changed anything."""
+    from pydantic import ValidationError
+
     with _writer(path, wait) as s:
+        if settings:
+            try:
+                s.reconfigure_index(**settings)
+            except ValidationError as e:
+                raise BadInput(f"index settings: {e.errors()[0]['loc'][0]}: {e.errors()[0]['msg']}") from None
         report = _index_and_recheck(s, progress)
         report.refresh = _refresh(s, progress) if refresh and report.changed else None
     return report
@@ -146,16 +159,34 @@ def index(path, *, refresh: bool = True, wait: float = 0.0, progress: bool = Fal
 def value(path, paths: Sequence[str], set_name: str, *, k: int = 50, recall: int | None = None,
           label_from: str | None = None, label: str | None = None, meta: dict | None = None,
           batch_size: int | None = None, exact: bool = False, wait: float = 0.0, device: str | None = None,
-          progress: bool = False):
+          progress: bool = False, image_column: str | None = None, label_column: str | None = None):
     """Value generated images into a set (exact=True: bypass the index). Returns a ValueReport."""
     from query.value import value as run
 
     from .sources import InputOptions
 
-    opts = InputOptions(label_from=label_from, label=label)
+    opts = InputOptions(label_from=label_from, label=label, image_column=image_column, label_column=label_column)
     with _writer(path, wait, device) as s:
         return run(s, [str(p) for p in paths], set_name, k=k, recall=recall, options=opts, meta=meta, exact=exact,
                    progress=progress, **({"batch_size": batch_size} if batch_size else {}))
+
+
+def match(path, paths: Sequence[str], *, k: int = 50, recall: int | None = None, exact: bool = False,
+          label_from: str | None = None, label: str | None = None, batch_size: int | None = None,
+          wait: float = 0.0, device: str | None = None):
+    """Top-k contributors and credits of images in no set; nothing is written. Returns a
+    MatchReport whose `.results` hold one dict per image (what `gmv match --json` prints).
+    The embedded engines let one process open the vectors: this takes the writer lock for
+    the call (`wait` seconds for a running writer), see `Store.open_reader`."""
+    from query.attribute import match as run
+
+    from .sources import InputOptions
+    from .store import Store
+
+    with Store.open_reader(path, wait=wait, device=device) as s:
+        return run(s, [str(p) for p in paths], k=k, recall=recall, exact=exact,
+                   options=InputOptions(label_from=label_from, label=label),
+                   **({"batch_size": batch_size} if batch_size else {}))
 
 
 def refresh(path, *, wait: float = 0.0, progress: bool = False):
@@ -231,10 +262,11 @@ def migrations(path) -> list[dict]:
         con.close()
 
 
-def read(path, fn, *args, note: Note | None = None, **kwargs):
+def read(path, fn, *args, note: Note | None = None, config: dict | None = None, **kwargs):
     """fn(con, *args, **kwargs) on a read-only ledger connection (the writer's snapshot while
-    one runs; `note` hears about that); for library functions that take a connection."""
-    con = _reader(path, note)
+    one runs; `note` hears about that); for library functions that take a connection.
+    `config`: DuckDB settings of the connection (a process must open a file with one)."""
+    con = _reader(path, note, config)
     try:
         return fn(con, *args, **kwargs)
     finally:
@@ -270,8 +302,9 @@ def sql(path, query: str, params: Sequence | None = None, *, note: Note | None =
     return run_sql(path, query, list(params or []), on_snapshot=note, **limits)
 
 
-def status(path, note: Note | None = None) -> dict:
-    """Counts, backends, locations, pending work and warnings of a store."""
+def status(path, note: Note | None = None, config: dict | None = None, also: Callable | None = None) -> dict:
+    """Counts, backends, locations, pending work and warnings of a store (`config`: as `read`).
+    `also(con)`: more to read on the same connection, returned under "also"."""
     from query.lookup import status as run
 
     from .config import default_store_path
@@ -280,7 +313,8 @@ def status(path, note: Note | None = None) -> dict:
 
     info = describe(path)
     root = default_store_path(path)
-    info.update(read(path, run, note=note))
+    info.update(read(path, lambda con: {**run(con), **({"also": also(con)} if also else {})}, note=note,
+                     config=config))
     info["writer"] = current_holder(root) or "none"
     info["refresh_due"] = bool(info["pending_refresh"] or info["refresh_queue"])
     info["collections"] = collections(root, info)

@@ -41,7 +41,7 @@ class IndexConfig(BaseModel):
     shard_number: Optional[int] = None
     replication_factor: Optional[int] = None
     write_consistency_factor: Optional[int] = None
-    on_disk_vectors: bool = False
+    on_disk_vectors: bool = False  # originals memory-mapped, read when touched (re-rank; recall with int8)
     on_disk_payload: bool = True
 
     def search_ef(self, limit: int) -> int:

@@ -50,6 +50,7 @@ def _backends(name: str | None) -> tuple[str, dict]:
 
 
 def run_demo(store: str | Path, m: int = 100, profile: str | None = None, quick: bool = False, echo=print) -> dict:
+    from ingest.index import build_index
     from ingest.pipeline import ingest
     from query.lookup import top, values
     from query.value import value
@@ -79,8 +80,10 @@ def run_demo(store: str | Path, m: int = 100, profile: str | None = None, quick:
             np.savez(path, images=images, labels=labels)
             src = [str(path)]
         r = ingest(s, src, owner="mnist", progress=sys.stderr.isatty())
+        built = build_index(s, progress=sys.stderr.isatty())  # as `gmv ingest` ends
         timings["ingest"] = time.perf_counter() - t
-        echo(f"      {r.added:,} added, {r.duplicates:,} already stored, {timings['ingest']:.1f}s")
+        idx = f", HNSW index over {built.indexed_points:,} points ({built.seconds:.1f}s)" if built.changed else ""
+        echo(f"      {r.added:,} added, {r.duplicates:,} already stored{idx}, {timings['ingest']:.1f}s")
 
         echo("[2/4] training a class-conditional generator (per-class Gaussian mixture in PCA space) ...")
         t = time.perf_counter()
@@ -124,4 +127,5 @@ def run_demo(store: str | Path, m: int = 100, profile: str | None = None, quick:
          f"({per_image:.1f} ms/image), total {timings['total']:.1f}s")
     echo(f"\nexplore it:  gmv status --store {root}   |   gmv values --set {main_set} --store {root}\n"
          f"             gmv top {firsts[0]} --store {root}   |   gmv sql \"SELECT * FROM sets\" --store {root}")
+    echo(f"\nlook at it in a browser:\n  gmv serve --store {root}      # then open http://127.0.0.1:8377/")
     return {"timings": timings, "rho": rho, "per_image_ms": per_image}

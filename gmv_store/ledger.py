@@ -45,6 +45,12 @@ def connect_ledger(path: Path, read_only: bool = False, config: dict | None = No
                 time.sleep(0.1)
                 continue
             raise _open_error(path, e) from None
+        except duckdb.ConnectionException as e:
+            if "different configuration" not in str(e):
+                raise _damaged(path, f"is damaged ({str(e).splitlines()[0][:160]})") from None
+            # DuckDB allows one set of settings per file and process (`gmv sql` reads with its fences)
+            raise GmvError(f"ledger {path} is open in this process with other DuckDB settings (another read is "
+                           "running, e.g. a `sql` query); fix: run the reads one after the other") from None
         except duckdb.Error as e:  # truncated or not a DuckDB file
             raise _damaged(path, f"is damaged ({str(e).splitlines()[0][:160]})") from None
 

@@ -25,7 +25,7 @@ from .backends import registry
 from .backends.base import Embedder, Quality, Reranker
 from .config import LEDGER_FILE, BackendSpec, IndexConfig, StoreConfig, default_store_path, describe_backend, read_config, write_config
 from .errors import GmvError, StoreDamaged, StoreMismatch
-from .ledger import SNAPSHOT_FILE, connect_ledger, transaction
+from .ledger import SNAPSHOT_FILE, connect_ledger, open_ledger_readonly, transaction
 from .lock import WriterLock
 from .vectors import VectorSpec, VectorStore, open_vector_store
 
@@ -44,6 +44,7 @@ class Store:
         self._vectors: VectorStore | None = None
         self._last_snapshot = 0.0
         self.device: str | None = None
+        self.read_only = False  # open_reader: nothing may be written, not even the snapshot
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -126,6 +127,40 @@ class Store:
             raise
         return store
 
+    @classmethod
+    def open_reader(cls, path: str | Path | None, wait: float = 0.0, device: str | None = None,
+                    backends: dict[str, Any] | None = None, ledger_config: dict | None = None) -> "Store":
+        """Open for searching only (`gmv match`, the web UI's attribution): the ledger
+        read-only, the vector collections for queries; no migration, recovery or snapshot,
+        so no row, point or value changes (the embedded engine rewrites its own JSON settings
+        and index-state files, with the same content, when it opens and closes a collection).
+        The embedded engines let one process open a collection, so this takes the writer lock
+        like a writer (`wait` seconds; StoreLocked names the holder); a Qdrant server takes
+        concurrent clients, so there it reads the ledger's snapshot while a writer runs. `backends` ({"embedder", "rerank", "quality"})
+        reuses instances already made for this store (a server keeps them across requests);
+        `ledger_config`: DuckDB settings (a process must open one file with one set of them)."""
+        root = default_store_path(path)
+        config = read_config(root)
+        lock = WriterLock(root, wait=wait) if config.engine != "server" else None
+        try:
+            ledger = (open_ledger_readonly(root, config=ledger_config) if lock is None
+                      else connect_ledger(root / LEDGER_FILE, read_only=True, config=ledger_config))
+            store = cls(root, config, ledger, lock)
+            store.read_only, store.device = True, device
+            if ledger.execute("SELECT count(*) FROM journal").fetchone()[0]:
+                raise GmvError(f"store {root} holds unfinished writes of an interrupted command; fix: run "
+                               f"`gmv refresh --store {root}` (any writer completes them), then try again")
+            for kind, attr in (("embedder", "embedder"), ("rerank", "reranker"), ("quality", "quality")):
+                if backends and kind in backends:
+                    store.__dict__[attr] = backends[kind]
+        except BaseException:
+            if "ledger" in locals():
+                ledger.close()
+            if lock is not None:
+                lock.release()
+            raise
+        return store
+
     def check_collections(self) -> None:
         """Both vector collections exist, or the ledger holds no rows for the missing one."""
         for collection, table in TABLES.items():
@@ -145,6 +180,16 @@ class Store:
         few and searched only among given ids. Both share the server layout."""
         index = self.config.index
         return index if collection == TRAINING else index.model_copy(update={"mode": "exact"})
+
+    def reconfigure_index(self, **changes) -> IndexConfig:
+        """New index settings (IndexConfig fields) for the training collection, recorded in
+        store.json; the next `build_index` rebuilds what they change."""
+        index = IndexConfig(**{**self.config.index.model_dump(), **changes})
+        if index != self.config.index:
+            self.vectors.reconfigure(TRAINING, self.vector_spec(), index)
+            self.config = self.config.model_copy(update={"index": index})
+            write_config(self.root, self.config)
+        return index
 
     def search_options(self, limit: int) -> dict:
         """Query options for a recall search keeping `limit` hits: exact when the store has no
@@ -181,7 +226,7 @@ class Store:
 
     def close(self) -> None:
         try:
-            if self.ledger is not None:
+            if self.ledger is not None and not self.read_only:
                 try:
                     self.snapshot()
                 except Exception:  # a failed copy must not hide the command's own outcome
@@ -193,7 +238,8 @@ class Store:
             if self.ledger is not None:
                 self.ledger.close()
                 self.ledger = None
-            self._lock.release()
+            if self._lock is not None:
+                self._lock.release()
 
     def __enter__(self) -> "Store":
         return self
@@ -219,17 +265,7 @@ class Store:
         return self._vectors
 
     def _backend(self, kind: str, spec: BackendSpec):
-        params = dict(spec.params)
-        if self.device and "device" in registry.backend_class(kind, spec.name).defaults:
-            params["device"] = self.device
-        backend = registry.create(kind, spec.name, params)
-        have = BackendSpec(**backend.fingerprint())
-        if have != spec:
-            raise StoreMismatch(
-                f"{kind} '{spec.name}' now loads weights {have.weights_sha256} but the store's vectors were made "
-                f"with {spec.weights_sha256}; fix: restore those weights or use a new store"
-            )
-        return backend
+        return make_backend(kind, spec, self.device)
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -307,6 +343,22 @@ class Store:
             self.vectors.delete(collection, [p for p in point_ids if p not in kept])
             self.ledger.execute("DELETE FROM journal WHERE op_id = ?", [op_id])
         return len(entries)
+
+
+def make_backend(kind: str, spec: BackendSpec, device: str | None = None):
+    """The backend a store records, checked to load the same weights its vectors were made
+    with (StoreMismatch otherwise); `device` where the backend takes one."""
+    params = dict(spec.params)
+    if device and "device" in registry.backend_class(kind, spec.name).defaults:
+        params["device"] = device
+    backend = registry.create(kind, spec.name, params)
+    have = BackendSpec(**backend.fingerprint())
+    if have != spec:
+        raise StoreMismatch(
+            f"{kind} '{spec.name}' now loads weights {have.weights_sha256} but the store's vectors were made "
+            f"with {spec.weights_sha256}; fix: restore those weights or use a new store"
+        )
+    return backend
 
 
 def _backend_summary(config: StoreConfig) -> str:

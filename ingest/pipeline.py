@@ -34,12 +34,13 @@ def known_hashes(store: Store, batch) -> set[str]:
 
 
 def ingest(store: Store, paths: list[str], *, owner: str | None = None, options: InputOptions | None = None,
-           meta: dict | None = None, batch_size: int = 512, progress: bool = False) -> IngestReport:
-    """Add training images to the store. Re-ingesting known content adds nothing."""
+           meta: dict | None = None, batch_size: int = 512, progress: bool = False, workers: int = 0) -> IngestReport:
+    """Add training images to the store. Re-ingesting known content adds nothing.
+    `workers` > 1 decodes in that many processes (same results, in the same order)."""
     t0 = time.perf_counter()
     report = IngestReport()
     bar = Progress("ingest", enabled=progress)
-    for batch in read_batches(paths, options, batch_size, report):
+    for batch in read_batches(paths, options, batch_size, report, workers=workers):
         new = unique_new(batch, known_hashes(store, batch))
         report.duplicates += len(batch) - len(new)
         if new:

@@ -25,18 +25,26 @@ def training_payload(contributor_id: str, sha256: str, source: str, owner: str |
             "height": int(shape[0]), "width": int(shape[1]), "channels": int(shape[2])}
 
 
+def image_meta(d: Decoded, meta: dict) -> dict:
+    """An image's own metadata (its Parquet columns, its .json) with `--meta` on top: what
+    the user states on the command line wins."""
+    return {**d.meta, **meta} if d.meta else meta
+
+
 def write_training(store: Store, batch: list[Decoded], vectors: dict, owner: str | None, meta: dict) -> None:
     if not batch:
         return
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     seq = time.time_ns() // 1000  # microseconds: exact as a float, which Qdrant's range filter takes
     ids = [point_id(d.sha256) for d in batch]
-    payloads = [training_payload(d.short_id, d.sha256, d.source, owner, d.label, meta, now, d.pixels.shape) | {SEQ: seq}
-                for d in batch]
+    metas = [image_meta(d, meta) for d in batch]
+    payloads = [training_payload(d.short_id, d.sha256, d.source, owner, d.label, m, now, d.pixels.shape) | {SEQ: seq}
+                for d, m in zip(batch, metas)]
+    shared = json.dumps(meta)
     cols = {
         "contributor_id": [d.short_id for d in batch], "point_id": ids, "sha256": [d.sha256 for d in batch],
         "source": [d.source for d in batch], "owner": [owner] * len(batch), "label": [d.label for d in batch],
-        "meta": [json.dumps(meta)] * len(batch), "height": [d.pixels.shape[0] for d in batch],
+        "meta": [json.dumps(m) if m is not meta else shared for m in metas], "height": [d.pixels.shape[0] for d in batch],
         "width": [d.pixels.shape[1] for d in batch], "channels": [d.pixels.shape[2] for d in batch],
         "ingested_at": [now] * len(batch),
     }

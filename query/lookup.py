@@ -52,10 +52,12 @@ def contributor(con, cid: str, limit: int = 10) -> dict:
     info = rows[0]
     info["sets"] = _rows(
         con,
-        "SELECT set_name, value, value_sum, n_credits, rank, n_valued FROM ("
-        " SELECT *, rank() OVER (PARTITION BY set_name ORDER BY value DESC) AS rank,"
-        " count(*) OVER (PARTITION BY set_name) AS n_valued FROM contributor_values)"
-        " WHERE contributor_id = ? ORDER BY set_name",
+        # rank = 1 + how many are worth more (as rank() OVER ...), counted per set without
+        # ranking every contributor of every set
+        "SELECT v.set_name, v.value, v.value_sum, v.n_credits,"
+        " (SELECT count(*) + 1 FROM value_sums w WHERE w.set_name = v.set_name AND w.value_sum > v.value_sum) AS rank,"
+        " (SELECT count(*) FROM value_sums w WHERE w.set_name = v.set_name AND w.n_credits > 0) AS n_valued"
+        " FROM contributor_values v WHERE v.contributor_id = ? ORDER BY v.set_name",
         [cid],
     )
     info["top_generated"] = _rows(
@@ -71,17 +73,20 @@ def contributor(con, cid: str, limit: int = 10) -> dict:
 GROUPS = ("owner", "label")
 
 
-def values(con, set_name: str, by: str | None = None, limit: int | None = 20) -> list[dict]:
+def values(con, set_name: str, by: str | None = None, limit: int | None = 20, offset: int = 0) -> list[dict]:
+    """The set's leaderboard (or its roll-up `by` owner or label); `offset` pages through it."""
     if not con.execute("SELECT count(*) FROM sets WHERE set_name = ?", [set_name]).fetchone()[0]:
         names = [r[0] for r in con.execute("SELECT set_name FROM sets ORDER BY 1").fetchall()]
         raise NotFound(f"set '{set_name}' does not exist; valued sets: {', '.join(names) or 'none yet'}")
-    lim = " LIMIT ?" if limit else ""
-    params = [set_name] + ([limit] if limit else [])
+    lim = (" LIMIT ?" if limit else "") + (" OFFSET ?" if offset else "")
+    params = [set_name] + ([limit] if limit else []) + ([offset] if offset else [])
     if by is None:
-        return _rows(con, "SELECT row_number() OVER (ORDER BY v.value DESC, v.contributor_id) AS rank,"
-                          " v.contributor_id, v.value, v.value_sum, v.n_credits, c.label, c.owner, c.source"
-                          " FROM contributor_values v JOIN contributors c USING (contributor_id)"
-                          " WHERE v.set_name = ? ORDER BY v.value DESC, v.contributor_id" + lim, params)
+        # rank and cut first, then join the page's rows only (not every training image)
+        return _rows(con, "WITH v AS (SELECT row_number() OVER (ORDER BY value DESC, contributor_id) AS rank,"
+                          " contributor_id, value, value_sum, n_credits FROM contributor_values WHERE set_name = ?"
+                          " ORDER BY rank" + lim + ")"
+                          " SELECT v.rank, v.contributor_id, v.value, v.value_sum, v.n_credits, c.label, c.owner, c.source"
+                          " FROM v JOIN contributors c USING (contributor_id) ORDER BY v.rank", params)
     if by not in GROUPS:
         raise BadInput(f"--by {by!r}: choose one of {', '.join(GROUPS)}")
     return _rows(con, f"SELECT row_number() OVER (ORDER BY sum(v.value) DESC) AS rank, c.{by},"

@@ -57,7 +57,9 @@ def ranked(vectors: VectorStore, collection: str, queries: Sequence[Query], n: i
         while len(hits) >= lim and len(hits) > n and hits[n - 1][1] == hits[-1][1]:
             lim *= 2  # the tie at the cut may reach past what came back
             hits = vectors.query(collection, [replace(q, limit=lim)])[0]
-        out.append(sorted(hits, key=order)[:n])
+        if len({s for _, s in hits}) < len(hits):
+            hits = sorted(hits, key=order)  # Qdrant's order is the one order unless scores tie
+        out.append(hits[:n])
     return out
 
 

@@ -14,6 +14,7 @@ time limit or on Ctrl-C (SIGINT reaches the main thread as KeyboardInterrupt) â€
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
@@ -80,6 +81,20 @@ def _hidden_writes(con, sql: str) -> set[str]:
     return found
 
 
+_SCRATCH: list = []
+_SCRATCH_LOCK = threading.Lock()
+
+
+def _scratch():
+    """A cursor on one private in-memory database for the parse-tree check: starting a
+    DuckDB database costs tens of ms, a cursor on a running one nothing (the web UI's SQL
+    page runs one query after another)."""
+    with _SCRATCH_LOCK:
+        if not _SCRATCH:
+            _SCRATCH.append(duckdb.connect(":memory:", config=SAFE_CONFIG))
+        return _SCRATCH[0].cursor()
+
+
 def check_read_only(sql: str, con=None) -> None:
     """Refuse anything but one SELECT statement that writes nothing (ReadOnlyViolation)."""
     try:
@@ -94,7 +109,7 @@ def check_read_only(sql: str, con=None) -> None:
     if len(statements) > 1:
         raise ReadOnlyViolation(f"{len(statements)} statements given: `gmv sql` runs one statement at a time; "
                                 "fix: run them one by one")
-    scratch = con or duckdb.connect(":memory:", config=SAFE_CONFIG)
+    scratch = con or _scratch()
     try:
         hidden = _hidden_writes(scratch, statements[0].query)
     finally:
@@ -108,6 +123,13 @@ def check_read_only(sql: str, con=None) -> None:
 def memory_limit_setting(memory_limit: str | None) -> str:
     """A DuckDB memory_limit value ("2GB", "512MiB", "10%"), checked by DuckDB's own parser."""
     value = DEFAULT_MEMORY_LIMIT if memory_limit in (None, "") else str(memory_limit).strip()
+    return _checked_memory_limit(value)
+
+
+@functools.lru_cache(maxsize=64)
+def _checked_memory_limit(value: str) -> str:
+    """Checked once per value (a refused one raises and is not kept): the check starts a
+    DuckDB database, tens of ms."""
     try:
         duckdb.connect(":memory:", config={"memory_limit": value}).close()
     except duckdb.Error as e:

@@ -126,7 +126,7 @@ def write_generated(store: Store, set_name: str, batch: list[Decoded], matches: 
 
 
 def value(store: Store, paths: list[str], set_name: str, *, k: int = DEFAULT_K, recall: int | None = None,
-          options: InputOptions | None = None, meta: dict | None = None, batch_size: int = 64,
+          options: InputOptions | None = None, meta: dict | None = None, batch_size: int = 256,
           exact: bool = False, progress: bool = False) -> ValueReport:
     """Value generated images into `set_name`. An image already in the set is not counted
     twice. `exact`: search exactly, not through the index (fixed per set, like k and N)."""

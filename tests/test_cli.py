@@ -217,3 +217,24 @@ def test_incremental_commands(valued, tmp_path, mnist_small):
     run("forget-set", "s1", "--store", valued)
     assert sql(valued, "SELECT count(*) AS n FROM sets")[0]["n"] == 0
     assert run("verify", "--full", "--store", valued).startswith("ok: ")
+
+
+@pytest.mark.parametrize("name", ["a\nb", "tab\there", "bell\x07", ""])
+def test_set_names_must_be_one_printable_line(valued, data_files, name):
+    out = run("value", data_files[1], "--set", name, "--store", valued, code=1)
+    assert out.startswith("Error: --set") and out.count("\n") == 1
+    assert sql(valued, "SELECT count(*) AS n FROM sets")[0]["n"] == 1  # nothing made
+
+
+def test_verify_names_the_first_differing_rank(valued):
+    """A credit row changed behind gmv's back: verify says where the lists part, with both ids."""
+    import duckdb
+
+    gid, first, second = sql(valued, "SELECT generated_id, list(contributor_id ORDER BY rank)[1] AS a, "
+                                     "list(contributor_id ORDER BY rank)[2] AS b FROM scores GROUP BY 1 LIMIT 1")[0].values()
+    con = duckdb.connect(str(valued / "ledger.duckdb"))
+    con.execute("UPDATE credits SET contributor_id = CASE rank WHEN 1 THEN ? ELSE ? END "
+                "WHERE generated_id = ? AND rank <= 2", [second, first, gid])
+    con.close()
+    out = run("verify", "--full", "--store", valued, code=1)
+    assert f"generated {gid} differs from a recompute at rank 1: stored {second}, recomputed {first}" in out

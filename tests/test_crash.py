@@ -8,14 +8,18 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from gmv_store.datasets import load_mnist
 from gmv_store.store import Store
 from ingest.pipeline import ingest
 from query.value import value
 from query.verify import verify
+from shard_files import write_parquet, write_tar
 
 BACKENDS = dict(embedder=("pixels", {"size": 8}), rerank=("l2", {"size": 14}))
 pytestmark = pytest.mark.slow
@@ -33,6 +37,10 @@ def base(tmp_path_factory, mnist_small):
     np.savez(d / "extra.npz", images=x[300:], labels=y[300:])
     np.savez(d / "gen1.npz", images=xt[:20], labels=yt[:20])
     np.savez(d / "gen2.npz", images=xt[20:], labels=yt[20:])
+    # shards past SERIAL_FIRST (1,024) images, so that decoding worker processes run too
+    xs, ys = load_mnist("train")
+    write_parquet(d / "extra.parquet", xs[30_000:31_500], ys[30_000:31_500], row_group_size=200)
+    write_tar(d / "extra.tar", xs[40_000:41_500], ys[40_000:41_500])
     s = Store.init(d / "base", **BACKENDS)
     try:
         ingest(s, [str(d / "train.npz")], owner="alice")
@@ -47,7 +55,23 @@ SCENARIOS = {
     "value": (lambda d: [], lambda d: ["value", d / "gen2.npz", "--set", "s1", "--k", "5", "--recall", "20", "--batch-size", "2"]),
     "forget": (lambda d: [["ingest", d / "extra.npz", "--owner", "bob"]], lambda d: ["forget", "--owner", "bob"]),
     "refresh": (lambda d: [["ingest", d / "extra.npz", "--owner", "bob", "--no-refresh"]], lambda d: ["refresh"]),
+    "ingest-parquet": (lambda d: [], lambda d: ["ingest", d / "extra.parquet", "--owner", "bob", "--batch-size", "64",
+                                                "--workers", "2"]),
+    "ingest-tar": (lambda d: [], lambda d: ["ingest", d / "extra.tar", "--owner", "bob", "--batch-size", "64",
+                                            "--workers", "2"]),
 }
+
+
+def marked(mark: str) -> list[int]:
+    """Our processes whose environment carries `mark` (a killed command and its workers)."""
+    out = []
+    for p in Path("/proc").iterdir():
+        try:
+            if p.name.isdigit() and mark.encode() in (p / "environ").read_bytes():
+                out.append(int(p.name))
+        except OSError:
+            continue
+    return out
 
 
 def values(store_dir):
@@ -79,12 +103,18 @@ def test_sigkill_then_rerun(base, tmp_path, scenario):
     kills = 0
     for attempt in range(5):
         store = prepared(base, tmp_path, f"run{attempt}", setup)
-        proc = subprocess.Popen(gmv(*command(base), "--store", store), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        mark = f"GMV_CRASH_TEST_{uuid.uuid4().hex}"
+        proc = subprocess.Popen(gmv(*command(base), "--store", store), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env={**os.environ, mark: "1"})
         time.sleep(rng.uniform(0.3, 1.0) * duration)
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
         proc.wait()
+        deadline = time.monotonic() + 5  # decoding workers notice the kill and exit on their own
+        while marked(mark) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not marked(mark), "worker processes outlived the killed command"
         s = Store.open(store)  # recovers the journal
         try:
             diffs = [d for d in verify(s, sample=None).differences if not d.startswith("refresh due")]

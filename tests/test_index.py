@@ -63,6 +63,12 @@ def test_hnsw_store_end_to_end(tmp_path, mnist_small):
     run("forget", "--owner", "b", "--store", s)
     assert run("verify", "--full", "--store", s).startswith("ok: ")
     assert "index: up to date" in run("index", "--store", s)
+    # other settings: recorded, the segments rebuilt, every match re-checked
+    out = run("index", "--quantization", "int8", "--hnsw-m", "8", "--store", s)
+    assert "index: built in" in out and "queued to be checked" in out
+    assert collections(s)["training"]["quantization"] == "int8"
+    assert json.loads((s / "store.json").read_text())["index"]["hnsw_m"] == 8
+    assert run("verify", "--full", "--store", s).startswith("ok: ")
 
 
 def test_auto_indexes_a_segment_past_the_threshold(tmp_path, mnist_small):

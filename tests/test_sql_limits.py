@@ -16,7 +16,7 @@ from gmv_store.store import Store
 from query.sql import run_sql
 
 # ~1e10 rows to count: runs for minutes, keeps only 100,000 rows in memory
-SLOW = "SELECT count(*) FROM range(100000) a, range(100000) b"
+SLOW = "SELECT sum((a.range * b.range) % 7) FROM range(100000) a, range(100000) b"  # 1e10 products: minutes
 # one list of 100 million integers: needs ~800 MB in one piece, cannot spill
 BIG = "SELECT list(range) FROM range(100000000)"
 

@@ -111,3 +111,59 @@ def test_live_server_round_trip(tmp_path):
     ids, vecs = fill(vs, n=20)
     assert vs.count("training") == 20
     vs.client.delete_collection(f"gmvtest{os.getpid()}_training")
+
+
+def test_server_layout_carries_index_and_cluster_settings(tmp_path):
+    """What a server or cluster is asked to create: a graph on "recall" only, int8 there,
+    and the shard/replica/consistency/on-disk layout from store.json."""
+    from gmv_store.config import IndexConfig
+
+    vs = ClientVectorStore(path=tmp_path / "local")
+    try:
+        index = IndexConfig(mode="hnsw", hnsw_m=32, quantization="int8", shard_number=6, replication_factor=2,
+                            write_consistency_factor=1, on_disk_vectors=True)
+        out = vs._layout(SPEC, index)
+        assert (out["shard_number"], out["replication_factor"], out["write_consistency_factor"]) == (6, 2, 1)
+        assert out["hnsw_config"].m == 32 and out["on_disk_payload"] is True
+        recall, rerank = out["vectors_config"]["recall"], out["vectors_config"]["rerank"]
+        assert recall.hnsw_config is None and rerank.hnsw_config.m == 0  # only recall gets a graph
+        assert recall.quantization_config.scalar.type == vs.models.ScalarType.INT8 and rerank.quantization_config is None
+        assert recall.on_disk and rerank.on_disk
+        exact = vs._layout(SPEC, index.model_copy(update={"mode": "exact"}))
+        assert exact["vectors_config"]["recall"].hnsw_config.m == 0 and "hnsw_config" not in exact
+    finally:
+        vs.close()
+
+
+@pytest.mark.server
+@pytest.mark.skipif(not os.environ.get("GMV_TEST_QDRANT_URL"), reason="needs a live Qdrant server: set GMV_TEST_QDRANT_URL (docker compose up)")
+def test_pipeline_on_a_live_server(tmp_path, mnist_small):
+    """The whole pipeline against a server: indexed collections, refresh, forget, verify."""
+    from click.testing import CliRunner
+
+    from gmv_store.cli import cli
+
+    def run(*args):
+        r = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        return r.output
+
+    x, y, xt, yt = mnist_small
+    np.savez(tmp_path / "a.npz", images=x[:300], labels=y[:300])
+    np.savez(tmp_path / "b.npz", images=x[300:], labels=y[300:])
+    np.savez(tmp_path / "g.npz", images=xt, labels=yt)
+    s, prefix = tmp_path / "s", f"gmvtest{os.getpid()}"
+    run("init", "--store", s, "--qdrant-url", os.environ["GMV_TEST_QDRANT_URL"], "--collection-prefix", prefix,
+        "--index", "hnsw", "--shards", "2", "-p", "embedder.size=8", "-p", "rerank.size=14")
+    try:
+        run("ingest", tmp_path / "a.npz", "--owner", "a", "--store", s)
+        run("value", tmp_path / "g.npz", "--set", "s1", "--k", "5", "--recall", "20", "--store", s)
+        run("ingest", tmp_path / "b.npz", "--owner", "b", "--store", s)
+        assert run("verify", "--full", "--store", s).startswith("ok: ")
+        run("forget", "--owner", "a", "--store", s)
+        assert run("verify", "--full", "--store", s).startswith("ok: ")
+    finally:
+        vs = ClientVectorStore(url=os.environ["GMV_TEST_QDRANT_URL"], prefix=prefix)
+        for c in ("training", "generated"):
+            vs.client.delete_collection(f"{prefix}_{c}")
+        vs.close()

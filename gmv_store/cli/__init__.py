@@ -4,7 +4,8 @@ exit status 1. Exit status 3 means the command finished but skipped some inputs 
 reported on stderr).
 
 One module per command group: setup (init, migrate, status, backends, demo), write
-(ingest, value, refresh, forget..., verify), read (top, contributor, values, sql), eval.
+(ingest, value, refresh, forget..., verify), read (top, contributor, values, sql), match,
+export, serve (the browser UI), eval.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import warnings
 import click
 
 from . import eval as eval_commands
-from . import read, setup, write
+from . import export, match, read, serve, setup, write
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -31,7 +32,7 @@ def cli():
     """
 
 
-for module in (setup, write, read):
+for module in (setup, write, read, match, export, serve):
     for command in vars(module).values():
         if isinstance(command, click.Command):
             cli.add_command(command)

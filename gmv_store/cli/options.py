@@ -39,6 +39,11 @@ def input_options(f):
     f = click.option("--label", default=None, help="One label for every image (class or prompt).")(f)
     f = click.option("--label-from", type=click.Choice(["parent"]), default=None,
                      help="Take each file's label from its parent folder name.")(f)
+    f = click.option("--label-column", default=None, metavar="NAME",
+                     help="Parquet: the label column [default: label, when present]; WebDataset: the .json key.")(f)
+    f = click.option("--image-column", default=None, metavar="NAME",
+                     help="Parquet: the image column (bytes or {bytes, path}) [default: the first such column]; "
+                          "WebDataset: the image extension (png, jpg, ...).")(f)
     f = click.option("--batch-size", type=click.IntRange(1, 100_000), default=None, help="Images per batch.")(f)
     f = wait_option(f)
     f = click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default=None,

@@ -33,7 +33,9 @@ from .options import (EXIT_ERROR, errors_to_lines, index_lines, note, output_opt
 @click.option("--shards", type=click.IntRange(1), default=None, help="Server: shards per collection.")
 @click.option("--replicas", type=click.IntRange(1), default=None, help="Server: replication factor.")
 @click.option("--write-consistency", type=click.IntRange(1), default=None, help="Server: write consistency factor.")
-@click.option("--on-disk", is_flag=True, help="Server: keep original vectors on disk (memory-mapped), not in RAM.")
+@click.option("--on-disk", is_flag=True,
+              help="Keep original vectors on disk, memory-mapped and read when a search touches them: the re-rank "
+                   "vector always, the recall vector when an int8 copy searches in RAM (bounded memory at millions).")
 @errors_to_lines
 def init(store, profile, embedder, rerank, quality, params, engine, qdrant_url, collection_prefix, index_mode, hnsw_m,
          hnsw_ef_construct, quantization, shards, replicas, write_consistency, on_disk):
@@ -189,10 +191,16 @@ def repair(store, k, recall, drop_unreadable, wait):
 
 @click.command("index")
 @store_option
+@click.option("--index", "index_mode", type=click.Choice(["auto", "hnsw", "exact"]), default=None,
+              help="Change the index mode (kept in store.json).")
+@click.option("--hnsw-m", type=click.IntRange(4, 128), default=None, help="Change HNSW edges per node (rebuilds).")
+@click.option("--hnsw-ef-construct", type=click.IntRange(16, 4096), default=None, help="Change build candidates (rebuilds).")
+@click.option("--quantization", type=click.Choice(["none", "int8"]), default=None, help="Change quantization (rebuilds).")
+@click.option("--on-disk/--in-ram", "on_disk", default=None, help="Change where original vectors live (rewrites them).")
 @click.option("--no-refresh", is_flag=True, help="Do not re-check stored matches after a build; `gmv refresh` later.")
 @wait_option
 @errors_to_lines
-def index_cmd(store, no_refresh, wait):
+def index_cmd(store, index_mode, hnsw_m, hnsw_ef_construct, quantization, on_disk, no_refresh, wait):
     """Build the training collection's HNSW index now (ingest does this at its end unless
     --no-index). A build changes what an approximate search returns, so every stored match is
     then checked again (only those that change are rewritten). A killed build leaves a store
@@ -202,7 +210,10 @@ def index_cmd(store, no_refresh, wait):
     Examples:
       gmv index --store my-store
       gmv ingest shards/ --no-index --store my-store && gmv index --store my-store
+      gmv index --quantization int8 --store my-store     # new settings: rebuilds the segments they change
     """
-    r = api.index(store, refresh=not no_refresh, wait=wait, progress=progress())
+    settings = {k: v for k, v in {"mode": index_mode, "hnsw_m": hnsw_m, "hnsw_ef_construct": hnsw_ef_construct,
+                                  "quantization": quantization, "on_disk_vectors": on_disk}.items() if v is not None}
+    r = api.index(store, settings=settings, refresh=not no_refresh, wait=wait, progress=progress())
     for line in index_lines(r, always=True):
         click.echo(line)

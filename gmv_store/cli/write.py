@@ -21,19 +21,25 @@ def _batch(batch_size):
 @click.option("--owner", default=None, help="Data owner recorded with each image (for per-owner values).")
 @click.option("--no-refresh", is_flag=True, help="Do not re-score earlier generated images now; `gmv refresh` later.")
 @click.option("--no-index", is_flag=True, help="Do not bring the HNSW index up to date now; `gmv index` later.")
+@click.option("--workers", type=click.IntRange(0, 512), default=None, metavar="N",
+              help="Processes decoding images [default: the core count; 0 or 1: in-process].")
 @input_options
 @errors_to_lines
-def ingest(store, paths, owner, no_refresh, no_index, meta, label, label_from, batch_size, wait, device):
-    """Add training images: files, folders (recursive), .npz/.npy arrays, mnist:train, mnist:test.
+def ingest(store, paths, owner, no_refresh, no_index, workers, meta, label, label_from, image_column, label_column,
+           batch_size, wait, device):
+    """Add training images: files, folders (recursive), .npz/.npy arrays, Parquet tables,
+    WebDataset .tar shards, glob patterns of these, mnist:train, mnist:test.
 
-    Re-ingesting the same content adds nothing. Bad inputs are reported one per line and
-    skipped; the exit status is then 3.
+    Re-ingesting the same content adds nothing. Bad inputs (files, rows, tar members) are
+    reported one per line and skipped; the exit status is then 3.
 
     \b
     Examples:
       gmv ingest mnist:train --store my-store
       gmv ingest photos/ --label-from parent --owner alice --meta licence=cc-by
       gmv ingest batch.npz        # keys: images (N×H×W[×C], uint8 or float 0..1), labels (optional)
+      gmv ingest 'data/train-*.parquet' --image-column image --label-column label
+      gmv ingest shards/ --workers 4     # WebDataset: 000123.png + 000123.cls/.json per sample
       gmv ingest new-batch/ --owner bob --no-refresh && gmv refresh
 
     At the end the HNSW index is brought up to date (--no-index defers that to `gmv index`),
@@ -42,7 +48,7 @@ def ingest(store, paths, owner, no_refresh, no_index, meta, label, label_from, b
     """
     r = api.ingest(store, paths, owner=owner, label_from=label_from, label=label, meta=parse_meta(meta),
                    refresh=not no_refresh, index=not no_index, wait=wait, device=device, progress=progress(),
-                   **_batch(batch_size))
+                   image_column=image_column, label_column=label_column, workers=workers, **_batch(batch_size))
     click.echo(f"ingested {r.added:,} new training images ({r.duplicates:,} already stored, {r.skipped:,} skipped"
                f"{f', {r.ignored_files:,} non-image files ignored' if r.ignored_files else ''}) in {r.seconds:.1f}s")
     for line in index_lines(r.index):
@@ -63,7 +69,8 @@ def ingest(store, paths, owner, no_refresh, no_index, meta, label, label_from, b
 @click.option("--exact", is_flag=True, help="Search exactly, not through the HNSW index (kept for the set, like k and N).")
 @input_options
 @errors_to_lines
-def value(store, paths, set_name, k, recall, exact, meta, label, label_from, batch_size, wait, device):
+def value(store, paths, set_name, k, recall, exact, meta, label, label_from, image_column, label_column, batch_size,
+          wait, device):
     """Value generated images: recall, re-rank, quality, credit (Eq. 6), update the set's values.
 
     Accepts the same inputs as `ingest`. A generated image's label is the class or prompt it
@@ -74,9 +81,11 @@ def value(store, paths, set_name, k, recall, exact, meta, label, label_from, bat
       gmv value samples/ --set gan-v1 --label-from parent
       gmv value samples.npz --set gan-v1 --k 30 --recall 500
       gmv value samples/ --set gan-v1-exact --exact      # compare with the index's answer
+      gmv value samples.parquet --set sd-v2 --image-column image --label-column prompt
     """
     r = api.value(store, paths, set_name, k=k, recall=recall, label_from=label_from, label=label, meta=parse_meta(meta),
-                  exact=exact, wait=wait, device=device, progress=progress(), **_batch(batch_size))
+                  exact=exact, wait=wait, device=device, progress=progress(), image_column=image_column,
+                  label_column=label_column, **_batch(batch_size))
     per = f", {1000 * r.seconds / r.valued:.1f} ms/image" if r.valued else ""
     click.echo(f"valued {r.valued:,} generated images into set '{set_name}' ({r.already_valued:,} already in it, "
                f"{r.skipped:,} skipped) in {r.seconds:.1f}s{per}")

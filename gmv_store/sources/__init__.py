@@ -7,13 +7,17 @@ images, and any recorded source read back by its source string.
         ...
     pixels = load_source("extra.npz#17")
 
-Each kind of input is a `Reader` (readers.py) chosen by the argument's form: image files,
-.npz/.npy arrays, and datasets such as `mnist:train`.
+Each kind of input is a `Reader` (base.py; readers.py lists them) chosen by the argument's
+form: image files, .npz/.npy arrays, Parquet tables (parquet.py), WebDataset shards
+(webdataset.py), and datasets such as `mnist:train`. `read_batches(..., workers=N)` decodes
+in N processes (parallel.py) with the same results.
 """
-from .decode import batched, decode_items, read_batches, unique_new
+from .decode import batched, decode_items, unique_new
 from .discover import discover
 from .items import Decoded, Discovery, InputOptions, InputReport, Item, Problem
 from .load import load_source
+from .parallel import default_workers
+from .read import read_batches
 
 __all__ = ["Decoded", "Discovery", "InputOptions", "InputReport", "Item", "Problem", "batched", "decode_items",
-           "discover", "load_source", "read_batches", "unique_new"]
+           "default_workers", "discover", "load_source", "read_batches", "unique_new"]

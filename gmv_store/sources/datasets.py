@@ -2,6 +2,7 @@
 one image as `mnist:train#5`."""
 from __future__ import annotations
 
+from functools import partial
 from typing import Iterator
 
 import numpy as np
@@ -28,14 +29,18 @@ def dataset_items(name: str) -> Iterator[Item]:
     split = _split(name)
     images, labels = load_mnist(split)
     for i in range(len(images)):
-        yield Item(f"mnist:{split}#{i}", lambda a=images[i]: a[:, :, None], str(int(labels[i])))
+        yield Item(f"mnist:{split}#{i}", partial(_with_channel, images[i]), str(int(labels[i])))
 
 
 def dataset_item(name: str, key: str) -> Item:
     split = _split(name)
     images, labels = load_mnist(split)
     i = _index(name, key, len(images))
-    return Item(f"mnist:{split}#{i}", lambda a=images[i]: a[:, :, None], str(int(labels[i])))
+    return Item(f"mnist:{split}#{i}", partial(_with_channel, images[i]), str(int(labels[i])))
+
+
+def _with_channel(image: np.ndarray) -> np.ndarray:
+    return image[:, :, None]
 
 
 def load_dataset_image(name: str, key: str) -> np.ndarray:

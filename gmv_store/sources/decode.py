@@ -3,34 +3,28 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator
 
-
 from ..errors import BadInput
 from ..images import content_sha256
-from .discover import discover
-from .items import Decoded, Discovery, InputOptions, InputReport, Item, Problem
+from .items import Decoded, Item, Problem
+
+
+def decode_one(item: Item) -> Decoded | Problem:
+    """One item decoded, or the problem that stops it (the same in any process)."""
+    try:
+        pixels = item.load()
+    except BadInput as e:
+        msg = str(e)
+        return Problem(item.source, msg.split(": ", 1)[-1] if msg.startswith(item.source) else msg)
+    return Decoded(item.source, item.label, pixels, content_sha256(pixels), item.meta)
 
 
 def decode_items(items: Iterable[Item], problems: list[Problem]) -> Iterator[Decoded]:
     for item in items:
-        try:
-            pixels = item.load()
-        except BadInput as e:
-            msg = str(e)
-            problems.append(Problem(item.source, msg.split(": ", 1)[-1] if msg.startswith(item.source) else msg))
-            continue
-        yield Decoded(item.source, item.label, pixels, content_sha256(pixels))
-
-
-def read_batches(paths, options: InputOptions | None, batch_size: int, report: InputReport) -> Iterator[list[Decoded]]:
-    """Decoded images of the inputs in batches; bad inputs go to `report.problems` (bad
-    arguments first) and files no reader claims to `report.ignored_files`."""
-    found = Discovery()
-    n_before = len(report.problems)
-    try:
-        yield from batched(decode_items(discover(paths, options, found), report.problems), batch_size)
-    finally:
-        report.problems[n_before:n_before] = found.problems
-        report.ignored_files += found.ignored
+        d = decode_one(item)
+        if isinstance(d, Problem):
+            problems.append(d)
+        else:
+            yield d
 
 
 def batched(it: Iterable, size: int) -> Iterator[list]:

@@ -1,12 +1,16 @@
 """PATH arguments -> image items, lazily, reporting bad arguments without stopping.
 
 Forms: image files; folders (recursive, sorted; hidden entries skipped; files no reader
-claims are ignored and counted); array files (.npz/.npy); datasets (`mnist:train`); and
-single recorded sources (`batch.npz#17`, `mnist:train#5`). Sources are recorded with
-absolute paths, so they can be read back from any working directory.
+claims are ignored and counted); array files (.npz/.npy); Parquet tables; WebDataset
+`.tar` shards; glob patterns of any of these (`shards/train-*.parquet`, expanded here, sorted,
+so a quoted pattern works as well as the shell's); datasets (`mnist:train`); and single
+recorded sources (`batch.npz#17`, `train.parquet#5`, `shard.tar#000005`, `mnist:train#5`).
+Sources are recorded with absolute paths, so they can be read back from any working
+directory.
 """
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 from typing import Iterator
 
@@ -26,11 +30,19 @@ def _reason(e: BadInput) -> str:
 
 
 def split_source(arg: str) -> tuple[str, str | None]:
-    """`base#key` when base is a dataset or a keyed file, else (arg, None)."""
-    base, sep, key = arg.rpartition("#")
-    if sep and (is_dataset(base) or ((r := reader_for(Path(base))) is not None and r.keyed)):
-        return base, key
+    """`base#key` when base is a dataset or a keyed file, else (arg, None). The first `#`
+    after such a base splits: a WebDataset key may itself hold `#`."""
+    start = 0
+    while (i := arg.find("#", start)) >= 0:
+        base, key = arg[:i], arg[i + 1:]
+        if is_dataset(base) or ((r := reader_for(Path(base))) is not None and r.keyed):
+            return base, key
+        start = i + 1
     return arg, None
+
+
+def _is_pattern(arg: str) -> bool:
+    return any(c in arg for c in "*?[") and not Path(arg).exists()
 
 
 def _looks_like_dataset(arg: str) -> bool:
@@ -52,6 +64,12 @@ def discover(paths: list[str], opts: InputOptions | None = None, found: Discover
                 yield _single(base, key, opts)
             elif is_dataset(arg):
                 yield from dataset_items(arg)
+            elif _is_pattern(arg):
+                matches = sorted(glob.glob(arg, recursive=True))
+                if not matches:
+                    found.problems.append(Problem(arg, "no file matches this pattern"))
+                for m in matches:
+                    yield from _path_items(Path(m).absolute(), opts, found)
             elif _looks_like_dataset(arg):
                 found.problems.append(Problem(arg, f"unknown dataset name; fix: known datasets are {', '.join(KNOWN)}"))
             elif not Path(arg).exists():

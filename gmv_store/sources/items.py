@@ -10,11 +10,15 @@ import numpy as np
 @dataclass
 class Item:
     """One image not yet decoded. `source` is the string `load_source` reads it back from
-    (`path`, `path.npz#17`, `mnist:train#5`)."""
+    (`path`, `path.npz#17`, `mnist:train#5`, `train.parquet#42`, `shard-000000.tar#000042`).
+
+    `load` must pickle (a `functools.partial` of a module-level function, never a lambda):
+    with `--workers` the items travel to decoding processes."""
 
     source: str
     load: Callable[[], np.ndarray]  # -> canonical pixels; raises BadInput
     label: str | None = None
+    meta: dict | None = None  # the image's own metadata (Parquet columns, a WebDataset .json)
 
 
 @dataclass
@@ -47,10 +51,12 @@ class InputReport:
 
 @dataclass(frozen=True)
 class InputOptions:
-    """How to read labels (and later, columns) from the inputs."""
+    """How to read labels and columns from the inputs."""
 
-    label_from: str | None = None  # "parent": a file's parent folder name
-    label: str | None = None       # one label for every image without its own
+    label_from: str | None = None    # "parent": a file's parent folder name
+    label: str | None = None         # one label for every image without its own
+    image_column: str | None = None  # Parquet: the image column; WebDataset: the image extension
+    label_column: str | None = None  # Parquet: the label column; WebDataset: the .json key [default: label]
 
 
 @dataclass
@@ -59,6 +65,7 @@ class Decoded:
     label: str | None
     pixels: np.ndarray  # canonical (H, W, C) uint8
     sha256: str
+    meta: dict | None = None
 
     @property
     def short_id(self) -> str:

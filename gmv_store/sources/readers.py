@@ -1,53 +1,22 @@
-"""One `Reader` per kind of input file, chosen by suffix.
-
-A reader lists the images of a file lazily (`items`) and reads one back from the key in
-its source string (`load`): plain image files have no key, `batch.npz#17` the row index.
+"""One `Reader` per kind of input file, chosen by suffix (the interface is in base.py):
+image files, .npz/.npy arrays, Parquet tables (parquet.py), WebDataset shards
+(webdataset.py).
 """
 from __future__ import annotations
 
+from functools import lru_cache, partial
 from pathlib import Path
-from typing import ClassVar, Iterator
 
 import numpy as np
 
 from ..errors import BadInput
 from ..images import IMAGE_SUFFIXES, array_to_canonical, decode_file
-from .items import InputOptions, Item
+from .base import Reader, file_label, file_stamp, label_text
+from .items import Item
+from .parquet import ParquetReader
+from .webdataset import WebDatasetReader
 
-
-def label_text(value) -> str | None:
-    """A label from any array or column value, as the text stored in the ledger."""
-    if value is None:
-        return None
-    if isinstance(value, (np.integer, int)):
-        return str(int(value))
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
-def file_label(path: Path, opts: InputOptions) -> str | None:
-    return path.parent.name if opts.label_from == "parent" else opts.label
-
-
-class Reader:
-    """A kind of input file. `keyed` readers hold many images, addressed as `path#key`."""
-
-    name: ClassVar[str]
-    suffixes: ClassVar[frozenset[str]]
-    keyed: ClassVar[bool] = False
-
-    def items(self, path: Path, opts: InputOptions) -> Iterator[Item]:
-        """Every image of the file, in a stable order; raises BadInput for an unusable file."""
-        raise NotImplementedError
-
-    def item(self, path: Path, key: str, opts: InputOptions) -> Item:
-        """The one image `path#key` (a recorded source given as an argument)."""
-        raise NotImplementedError
-
-    def load(self, path: Path, key: str | None) -> np.ndarray:
-        """Canonical pixels of one recorded source."""
-        raise NotImplementedError
+__all__ = ["READERS", "ArrayReader", "ImageFileReader", "Reader", "reader_for"]
 
 
 class ImageFileReader(Reader):
@@ -55,7 +24,7 @@ class ImageFileReader(Reader):
     suffixes = frozenset(IMAGE_SUFFIXES)
 
     def items(self, path, opts):
-        yield Item(str(path), lambda p=path: decode_file(p), file_label(path, opts))
+        yield Item(str(path), partial(decode_file, path), file_label(path, opts))
 
     def load(self, path, key):
         return decode_file(path)
@@ -63,7 +32,7 @@ class ImageFileReader(Reader):
 
 class ArrayReader(Reader):
     """`.npz` (key `images`, optional `labels`) or `.npy`: N×H×W or N×H×W×C, uint8 or
-    float in [0, 1]."""
+    float in [0, 1]. A `.npy` is memory-mapped, so a multi-GB array streams."""
 
     name = "array"
     suffixes = frozenset({".npz", ".npy"})
@@ -79,7 +48,7 @@ class ArrayReader(Reader):
                     images = data["images"]
                     labels = data["labels"] if "labels" in data.files else None
             else:
-                images, labels = np.load(path, allow_pickle=False), None
+                images, labels = np.load(path, mmap_mode="r", allow_pickle=False), None
         except BadInput:
             raise
         except (OSError, ValueError, EOFError) as e:
@@ -95,7 +64,8 @@ class ArrayReader(Reader):
     def _item(self, path, images, labels, i, opts) -> Item:
         src = f"{path}#{i}"
         lab = label_text(labels[i]) if labels is not None else file_label(path, opts)
-        return Item(src, lambda a=images[i], s=src: array_to_canonical(a, s), lab)
+        # np.asarray: a plain view (of the memory map for .npy), pickled as its own pixels
+        return Item(src, partial(array_to_canonical, np.asarray(images[i]), src), lab)
 
     def items(self, path, opts):
         images, labels = self.read(path)
@@ -112,11 +82,17 @@ class ArrayReader(Reader):
         return self._item(path, images, labels, self._index(path, images, key), opts)
 
     def load(self, path, key):
-        images, _ = self.read(path)
+        images, _ = _cached_read(*file_stamp(path)) if path.exists() else self.read(path)
         return array_to_canonical(images[self._index(path, images, key or "")], f"{path}#{key}")
 
 
-READERS: tuple[Reader, ...] = (ImageFileReader(), ArrayReader())
+@lru_cache(maxsize=2)
+def _cached_read(path: str, mtime_ns: int, size: int):
+    """Thumbnails and image re-ranking read many rows of one array: read (or map) it once."""
+    return ArrayReader().read(Path(path))
+
+
+READERS: tuple[Reader, ...] = (ImageFileReader(), ArrayReader(), ParquetReader(), WebDatasetReader())
 
 
 def reader_for(path: Path) -> Reader | None:

@@ -85,6 +85,10 @@ class VectorStore:
         """The stored vectors as the engine hands them over, for use as query vectors (a
         Query takes them as they are): no round trip through numpy."""
         ...
+    def reconfigure(self, name: str, spec: dict[str, VectorSpec], index: "IndexConfig") -> None:
+        """Apply other index settings to an existing collection; `build_index` then rebuilds
+        the segments they change."""
+        ...
     def build_index(self, name: str) -> bool:
         """Bring the collection's index up to date now; True if any segment changed."""
         ...

@@ -22,6 +22,7 @@ from .base import Query, VectorSpec, VectorStore, as_list, check_spec, shared_fi
 API_KEY_ENV = "GMV_QDRANT_API_KEY"
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)  # seconds between attempts for transient failures
 TRANSIENT_STATUS = (502, 503, 504)
+UPLOAD_PART, UPLOAD_PARALLEL = 128, 4  # points per request, requests in flight (server mode)
 RETRIES_ENV = "GMV_QDRANT_RETRIES"  # how many of the retries above to make (default: all)
 
 
@@ -153,6 +154,16 @@ class ClientVectorStore(VectorStore):
             out["on_disk_payload"] = index.on_disk_payload
         return out
 
+    def reconfigure(self, name, spec, index):
+        if self.engine != "server":
+            return  # local mode searches by brute force whatever the settings
+        layout = self._layout(spec, index)
+        m = self.models
+        vectors = {k: m.VectorParamsDiff(hnsw_config=v.hnsw_config, quantization_config=v.quantization_config,
+                                         on_disk=v.on_disk) for k, v in layout["vectors_config"].items()}
+        self._call(self.client.update_collection, self._c(name), vectors_config=vectors,
+                   hnsw_config=layout.get("hnsw_config"), optimizers_config=layout.get("optimizers_config"))
+
     def build_index(self, name):
         # a server indexes in the background by itself; nothing to start from here
         return False
@@ -164,9 +175,26 @@ class ClientVectorStore(VectorStore):
                 "segments": info.segments_count or 0}
 
     def upsert(self, name, ids, vectors, payloads):
-        lists = {k: np.asarray(v, dtype=np.float32).tolist() for k, v in vectors.items()}
-        batch = self.models.Batch(ids=list(ids), vectors=lists, payloads=list(payloads))
-        self._call(self.client.upsert, self._c(name), points=batch, wait=True)
+        """A server takes the batch in parallel parts (each retried on its own, as every call);
+        the call returns once all are durable, so the journal order holds."""
+        arrays = {k: np.asarray(v, dtype=np.float32) for k, v in vectors.items()}
+        ids, payloads = list(ids), list(payloads)
+
+        def part(lo: int, hi: int) -> None:
+            batch = self.models.Batch(ids=ids[lo:hi], vectors={k: a[lo:hi].tolist() for k, a in arrays.items()},
+                                      payloads=payloads[lo:hi])
+            self._call(self.client.upsert, self._c(name), points=batch, wait=True)
+
+        bounds = [(lo, min(lo + UPLOAD_PART, len(ids))) for lo in range(0, len(ids), UPLOAD_PART)]
+        if self.engine != "server" or len(bounds) < 2:
+            for lo, hi in bounds:
+                part(lo, hi)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=UPLOAD_PARALLEL) as pool:
+            for f in [pool.submit(part, lo, hi) for lo, hi in bounds]:
+                f.result()  # the first failure (after its retries) is the command's error
 
     def delete(self, name, ids):
         if len(ids):
@@ -226,6 +254,8 @@ class ClientVectorStore(VectorStore):
 
     def _params(self, q: Query):
         m = self.models
+        if self.engine != "server":
+            return None  # local mode is brute force whatever is asked, and says so on every search
         if q.exact:
             return m.SearchParams(exact=True)
         return m.SearchParams(hnsw_ef=q.ef, quantization=m.QuantizationSearchParams(rescore=True, oversampling=3.0))

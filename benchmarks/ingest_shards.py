@@ -1,0 +1,249 @@
+"""Ingest of training data as it ships, measured side by side in one run (ratios, not
+absolute times, are what carries over from a shared machine):
+
+  1. building shards (benchmarks/make_shards.py): images/s and bytes per image
+  2. the decode+embed floor (read, decode, embed; nothing written) against `gmv ingest` of
+     the same images, with --workers 0 and 2, alternating rounds
+  3. one upsert of 1,000 points: the previous facade (Python lists, a full payload per
+     Point) against the current one (memoryview rows, shared payload keys set once)
+  4. load_source on a 100,000-row Parquet file and a 100,000-sample tar shard
+  5. peak RSS (main process, and with its workers) ingesting the --big set against the n set
+
+    .venv/bin/python benchmarks/ingest_shards.py [--n 20000] [--big 200000] [--dir DIR] [--skip ...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+from make_shards import make_augmented_mnist  # noqa: E402
+
+from gmv_store import api  # noqa: E402
+from gmv_store.sources import InputReport, load_source, read_batches  # noqa: E402
+from gmv_store.store import Store  # noqa: E402
+
+
+def floor(store_dir: Path, files: list[str], workers: int, batch: int = 512) -> float:
+    """Seconds to read, decode and embed the images as ingest does, writing nothing."""
+    s = Store.open(store_dir)
+    try:
+        t = time.perf_counter()
+        for b in read_batches(files, None, batch, InputReport(), workers=workers):
+            s.embed([d.pixels for d in b])
+        return time.perf_counter() - t
+    finally:
+        s.close()
+
+
+def ingest_rates(files: list[str], n: int, work: Path, rounds: int) -> dict:
+    """Images/s of the floor and of ingest, workers 0 and 2, and the main process's CPU
+    time per image (µs): on free cores the main process, not the wall clock of a shared
+    machine, bounds the rate."""
+    out: dict[str, list[float]] = {}
+    store = work / "floor-store"
+    shutil.rmtree(store, ignore_errors=True)
+    api.init_store(store)
+    for r in range(rounds):
+        for w in (0, 2):
+            c = time.process_time()
+            out.setdefault(f"floor w{w}", []).append(n / floor(store, files, w))
+            out.setdefault(f"floor w{w} main cpu us", []).append((time.process_time() - c) / n * 1e6)
+            path = work / f"ingest-{w}"
+            shutil.rmtree(path, ignore_errors=True)
+            api.init_store(path)
+            c = time.process_time()
+            rep = api.ingest(path, files, workers=w, refresh=False)
+            out.setdefault(f"ingest w{w} main cpu us", []).append((time.process_time() - c) / n * 1e6)
+            assert rep.added == n, rep
+            out.setdefault(f"ingest w{w}", []).append(n / rep.seconds)
+            print(f"  round {r}: workers {w}: floor {out[f'floor w{w}'][-1]:,.0f}/s (main cpu "
+                  f"{out[f'floor w{w} main cpu us'][-1]:.0f} us/image), ingest {out[f'ingest w{w}'][-1]:,.0f}/s "
+                  f"(main cpu {out[f'ingest w{w} main cpu us'][-1]:.0f} us/image; embed {rep.embed_seconds:.1f}s, "
+                  f"write {rep.write_seconds:.1f}s of {rep.seconds:.1f}s)", flush=True)
+    return {k: float(np.median(v)) for k, v in out.items()}
+
+
+def previous_upsert(shard, qe, ids, vectors, payloads):
+    """The facade before this change: lists of floats and a full payload per Point."""
+    lists = {k: np.asarray(v, dtype=np.float32).tolist() for k, v in vectors.items()}
+    points = [qe.Point(id=pid, vector={k: lists[k][i] for k in lists}, payload=payloads[i]) for i, pid in enumerate(ids)]
+    shard.update(qe.UpdateOperation.upsert_points(points))
+
+
+def upsert_costs(work: Path, reps: int = 5, n: int = 1000) -> dict:
+    """ms per 1,000 points, basic-profile vectors (256-d recall, 1024-d re-rank) and ingest's
+    payloads, each form on its own fresh collection, alternating."""
+    from datetime import datetime
+
+    import qdrant_edge as qe
+    from ingest.write import training_payload
+    from gmv_store.vectors import VectorSpec
+    from gmv_store.vectors.edge import EdgeVectorStore
+
+    rng = np.random.default_rng(0)
+    spec = {"recall": VectorSpec(256, "cosine"), "rerank": VectorSpec(1024, "euclid")}
+    now = datetime(2026, 1, 1)
+    out: dict[str, list[float]] = {"previous": [], "current": []}
+    for r in range(reps):
+        ids = [int(i) for i in rng.integers(1, 2**63, n)]
+        vectors = {"recall": rng.standard_normal((n, 256), np.float32), "rerank": rng.random((n, 1024), np.float32)}
+        payloads = [training_payload(f"{i:016x}", f"{i:064x}", f"/data/train-00000.parquet#{i}", "alice", str(i % 10),
+                                     {"licence": "cc-by"}, now, (28, 28, 1)) for i in ids]
+        for form in ("previous", "current"):
+            d = work / f"upsert-{form}-{r}"
+            shutil.rmtree(d, ignore_errors=True)
+            vs = EdgeVectorStore(d)
+            vs.ensure_collection("c", spec)
+            t = time.perf_counter()
+            if form == "previous":
+                previous_upsert(vs._shard("c"), qe, ids, vectors, payloads)
+            else:
+                vs.upsert("c", ids, vectors, payloads)
+            out[form].append((time.perf_counter() - t) * 1000 * 1000 / n)
+            got = vs._shard("c").retrieve([ids[7]], True, True)[0]
+            assert got.payload == payloads[7] and np.allclose(got.vector["rerank"], vectors["rerank"][7])
+            vs.close()
+            shutil.rmtree(d)
+    return {k: float(np.median(v)) for k, v in out.items()}
+
+
+def load_costs(files: dict[str, Path], calls: int = 200) -> dict:
+    """ms per load_source call: the first (opens the file / builds the tar index), then
+    random rows, then rows next to the last one (a cached row group)."""
+    out = {}
+    rng = random.Random(0)
+    for kind, f in files.items():
+        n = 100_000
+        key = (lambda i: str(i)) if kind == "parquet" else (lambda i: f"{i:09d}")
+        t = time.perf_counter()
+        load_source(f"{f}#{key(n // 2)}")
+        first = time.perf_counter() - t
+        rows = [rng.randrange(n) for _ in range(calls)]
+        t = time.perf_counter()
+        for i in rows:
+            load_source(f"{f}#{key(i)}")
+        rand = (time.perf_counter() - t) / calls
+        t = time.perf_counter()
+        for i in range(1000, 1000 + calls):
+            load_source(f"{f}#{key(i)}")
+        near = (time.perf_counter() - t) / calls
+        out[kind] = {"first_ms": first * 1000, "random_ms": rand * 1000, "neighbour_ms": near * 1000}
+    return out
+
+
+def peak_rss(files: list[str], work: Path, workers: int, what: str = "ingest") -> dict:
+    """Ingest (or only read, decode and embed: what="floor") in a child process; poll the
+    RSS of it and its descendants (marked by an environment variable) every 0.2 s.
+    Returns {"main_gb", "total_gb", "seconds"}."""
+    store = work / "rss-store"
+    shutil.rmtree(store, ignore_errors=True)
+    api.init_store(store)
+    mark = f"GMV_RSS_{os.getpid()}_{time.monotonic_ns()}"
+    if what == "floor":
+        code = (f"import sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); from ingest_shards import floor; "
+                f"from pathlib import Path; print(floor(Path({str(store)!r}), {files!r}, {workers}))")
+    else:
+        code = ("import sys; from gmv_store import api; "
+                f"r = api.ingest({str(store)!r}, {files!r}, workers={workers}, refresh=False); print(r.added)")
+    env = {**os.environ, mark: "1", "PYTHONPATH": str(ROOT)}
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE)
+    main_peak = total_peak = anon_peak = 0
+    while proc.poll() is None:
+        main_rss, total, anon = 0, 0, 0
+        for p in Path("/proc").iterdir():
+            if not p.name.isdigit():
+                continue
+            try:
+                if mark.encode() not in (p / "environ").read_bytes():
+                    continue
+                status = dict(line.split(":", 1) for line in (p / "status").read_text().splitlines() if ":" in line)
+                rss = int(status["VmRSS"].split()[0]) * 1024
+                heap = int(status["RssAnon"].split()[0]) * 1024
+            except (OSError, ValueError, KeyError):
+                continue
+            total += rss
+            anon += heap
+            if int(p.name) == proc.pid:
+                main_rss = rss
+        main_peak, total_peak, anon_peak = max(main_peak, main_rss), max(total_peak, total), max(anon_peak, anon)
+        time.sleep(0.2)
+    added = proc.stdout.read().decode().strip()
+    # RssAnon: the process heap; the rest of RSS is file-backed pages (the engine's memory-mapped
+    # vector and payload files), which the kernel can drop and read back
+    return {"images": added, "main_gb": main_peak / 1e9, "total_gb": total_peak / 1e9, "anon_gb": anon_peak / 1e9,
+            "seconds": time.perf_counter() - t}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=20_000, help="images for the rate comparison")
+    ap.add_argument("--big", type=int, default=200_000, help="images for the peak-RSS comparison")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--dir", default=None, help="work folder (default: a temporary one); shards are kept there")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["make", "rate", "upsert", "load", "rss"])
+    a = ap.parse_args()
+    work = Path(a.dir or tempfile.mkdtemp(prefix="gmv-ingest-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    results: dict = {}
+    pq_dir, tar_dir, big_dir = work / f"parquet-{a.n}", work / f"tar-{a.n}", work / f"parquet-{a.big}"
+    if "make" not in a.skip:
+        for fmt in ("parquet", "webdataset"):  # 10 shards of 10k over the cores, as for 1M
+            d = work / f"make-{fmt}-100000"
+            shutil.rmtree(d, ignore_errors=True)
+            results[f"make {fmt} 100k"] = r = make_augmented_mnist(100_000, d, fmt)
+            print(f"make {fmt}: {r['n']:,} images, {r['bytes_per_image']:.0f} bytes/image, {r['files']} files in "
+                  f"{r['seconds']:.1f}s ({r['n'] / max(r['seconds'], 1e-9):,.0f} images/s; 1M: "
+                  f"~{r['seconds'] * 10 / 60:.0f} min)", flush=True)
+    if "load" not in a.skip:  # one 100k file each: the load_source case
+        make_augmented_mnist(100_000, work / "parquet-100000", "parquet", shard_size=100_000)
+        make_augmented_mnist(100_000, work / "tar-100000", "webdataset", shard_size=100_000)
+    make_augmented_mnist(a.n, pq_dir, "parquet")
+    make_augmented_mnist(a.n, tar_dir, "webdataset")
+    if "rate" not in a.skip:
+        for fmt, d in (("parquet", pq_dir), ("webdataset", tar_dir)):
+            print(f"ingest rate, {fmt}, {a.n:,} images:", flush=True)
+            results[f"rate {fmt}"] = r = ingest_rates([str(d)], a.n, work, a.rounds)
+            print(f"  medians: {json.dumps({k: round(v) for k, v in r.items()})}; ingest/floor(w0): "
+                  f"w0 {r['ingest w0'] / r['floor w0']:.2f}, w2 {r['ingest w2'] / r['floor w0']:.2f}; on free cores "
+                  f"(main-process CPU) w2 {r['floor w0 main cpu us'] / r['ingest w2 main cpu us']:.2f}", flush=True)
+    if "upsert" not in a.skip:
+        results["upsert ms per 1k"] = r = upsert_costs(work)
+        print(f"upsert of 1,000 points: previous {r['previous']:.0f} ms, current {r['current']:.0f} ms "
+              f"({r['previous'] / r['current']:.2f}x)", flush=True)
+    if "load" not in a.skip:
+        files = {"parquet": work / "parquet-100000" / "train-00000.parquet",
+                 "webdataset": work / "tar-100000" / "shard-000000.tar"}
+        if all(f.exists() for f in files.values()):
+            results["load_source"] = r = load_costs(files)
+            for k, v in r.items():
+                print(f"load_source {k} (100k in one file): first {v['first_ms']:.0f} ms, random row "
+                      f"{v['random_ms']:.2f} ms, neighbouring rows {v['neighbour_ms']:.2f} ms", flush=True)
+    if "rss" not in a.skip:
+        make_augmented_mnist(a.big, big_dir, "parquet")
+        for what in ("floor", "ingest"):
+            for n, d in ((a.n, pq_dir), (a.big, big_dir)):
+                w = 2
+                results[f"rss {what} {n} w{w}"] = r = peak_rss([str(d)], work, w, what)
+                print(f"peak RSS, {what} of {n:,} (parquet, workers {w}): main {r['main_gb']:.2f} GB, with workers "
+                      f"{r['total_gb']:.2f} GB, of which heap (RssAnon) {r['anon_gb']:.2f} GB ({r['seconds']:.0f}s)",
+                      flush=True)
+    (work / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    print(f"results: {work / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()

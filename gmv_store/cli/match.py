@@ -1,0 +1,58 @@
+"""`gmv match`: attribution of images that are in no set. Nothing is written: no generated
+point, no ledger row, no value."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .. import api
+from .options import errors_to_lines, output_options, print_rows, report_problems, store_option, wait_option
+
+
+@click.command()
+@store_option
+@click.argument("paths", nargs=-1, required=True, metavar="IMAGE...")
+@click.option("--k", type=click.IntRange(1), default=50, show_default=True, help="Contributors per image.")
+@click.option("--recall", type=click.IntRange(1), default=None, help="Candidates recalled before re-ranking [default: 10·k].")
+@click.option("--exact", is_flag=True, help="Search exhaustively instead of through an approximate (HNSW) index.")
+@click.option("--label", default=None, help="A label shown with every image (not stored).")
+@click.option("--label-from", type=click.Choice(["parent"]), default=None, help="Each file's label from its parent folder.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default=None,
+              help="Where model backends run [default: auto].")
+@wait_option
+@output_options
+@errors_to_lines
+def match(store, paths, k, recall, exact, label, label_from, device, wait, fmt):
+    """Top-k contributors and their credits for images that are in no set (files, folders,
+    .npz/.npy arrays, datasets). Same embedding, quality and search as `gmv value`; nothing
+    is stored. `--json` prints one object per image with its `contributors` list, as
+    `gmv top --json` does.
+
+    The embedded Qdrant engine lets one process open the vectors, so `match` takes the
+    store's writer lock while it runs: with a writer running it fails at once, or waits
+    up to --wait SECONDS.
+
+    \b
+    Examples:
+      gmv match new.png --k 10
+      gmv match samples/ --k 50 --recall 1000 --exact --json > matches.json
+      gmv match batch.npz --csv --wait 60
+    """
+    report = api.match(store, paths, k=k, recall=recall, exact=exact, label=label, label_from=label_from,
+                       device=device, wait=wait)
+    results = report.results
+    if fmt == "json":
+        print_rows(results, "json")
+    elif fmt == "csv":
+        print_rows([{"image_source": r["source"], "generated_id": r["generated_id"], "image_label": r["label"],
+                     "quality": r["quality"], **c} for r in results for c in r["contributors"]], "csv")
+    else:
+        for i, r in enumerate(results):
+            if i:
+                click.echo()
+            sets = f"  (valued in {', '.join(r['valued_in'])})" if r["valued_in"] else ""
+            click.echo(f"image {r['source']}  id {r['generated_id']}  label {r['label']}  quality {r['quality']:.4g}  "
+                       f"k={r['k']} recall={r['recall']}{' exact' if r['exact'] else ''}{sets}")
+            print_rows(r["contributors"], "table")
+    sys.exit(report_problems(report))

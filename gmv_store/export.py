@@ -1,0 +1,103 @@
+"""`gmv export`: one set's values, scores and generated rows, and the contributors (training
+images) they refer to, as Parquet or CSV files written by DuckDB's own COPY.
+
+    from gmv_store.export import export
+    export("my-store", "gan-v1", "out/")       # out/values.parquet, scores, generated, contributors, manifest.json
+
+The files come from the documented views (README, SQL reference), on a read-only ledger
+connection (the writer's snapshot while one runs, as every reader). Each file is written
+under a temporary name and renamed when complete, so a file that exists is whole.
+`manifest.json` records the set's k, N and m, the store's backends, row counts and when.
+"""
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from .errors import BadInput, GmvError
+
+FORMATS = {"parquet": "(FORMAT parquet, COMPRESSION zstd)", "csv": "(FORMAT csv, HEADER)"}
+
+# name -> the query of its rows (? = the set); the views are the stable interface
+TABLES = {
+    "values": "SELECT row_number() OVER (ORDER BY value DESC, contributor_id) AS rank, set_name, contributor_id, "
+              "value, value_sum, n_credits FROM contributor_values WHERE set_name = ? ORDER BY rank",
+    "scores": "SELECT set_name, generated_id, contributor_id, rank, distance, credit FROM scores "
+              "WHERE set_name = ? ORDER BY generated_id, rank",
+    "generated": "SELECT generated_id, set_name, source, sha256, label, quality, meta, valued_at FROM generated "
+                 "WHERE set_name = ? ORDER BY generated_id",
+    # every training image: a contributor without a row in `values` has value 0 in the set
+    "contributors": "SELECT contributor_id, source, sha256, owner, label, meta, height, width, ingested_at "
+                    "FROM contributors ORDER BY contributor_id",
+}
+MANIFEST = "manifest.json"
+
+
+def _literal(path: Path) -> str:
+    """A file name as a SQL string literal (COPY takes no parameter for its target)."""
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def export(path, set_name: str, out, fmt: str = "parquet", *, overwrite: bool = False,
+           note: Callable[[str], None] | None = None) -> dict:
+    """Write `values`, `scores`, `generated` and `contributors` of one set into the folder
+    `out` (created if missing), plus manifest.json; returns the manifest.
+
+    Existing files of the same names are refused (BadInput) unless `overwrite`."""
+    import duckdb
+
+    from .api import describe, read
+    from .eval.ledger_read import set_info
+
+    if fmt not in FORMATS:
+        raise BadInput(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    out = Path(out)
+    files = {name: out / f"{name}.{fmt}" for name in TABLES}
+    there = [str(f) for f in [*files.values(), out / MANIFEST] if f.exists()]
+    if there and not overwrite:
+        raise BadInput(f"{there[0]} exists ({len(there)} file(s) of an earlier export); fix: pass --force to "
+                       "replace them or choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise GmvError(f"--out {out}: cannot create the folder ({e.strerror}); fix: check the path and permissions") from None
+    notes: list[str] = []
+
+    def heard(msg: str) -> None:
+        notes.append(msg)
+        if note is not None:
+            note(msg)
+
+    def write_all(con) -> dict:
+        info = set_info(con, set_name)  # NotFound naming the sets there are
+        counts = {}
+        for name, query in TABLES.items():
+            params = [set_name] if "?" in query else []
+            tmp = files[name].with_name(files[name].name + ".tmp")
+            try:
+                con.execute(f"COPY ({query}) TO {_literal(tmp)} {FORMATS[fmt]}", params)
+                os.replace(tmp, files[name])
+            except duckdb.Error as e:
+                raise GmvError(f"writing {files[name]}: {str(e).strip().splitlines()[0]}; fix: check free space and "
+                               "permissions in --out") from None
+            finally:
+                tmp.unlink(missing_ok=True)
+            counts[name] = con.execute(f"SELECT count(*) FROM ({query})", params).fetchone()[0]
+        version = con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
+        return {"set": info, "rows": counts, "schema_version": version}
+
+    got = read(path, write_all, note=heard)
+    desc = describe(path)
+    manifest = {
+        "set_name": set_name, **got["set"], "format": fmt,
+        "files": {name: {"file": files[name].name, "rows": got["rows"][name]} for name in TABLES},
+        "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "store": desc["store"], "backends": {k: desc[k] for k in ("embedder", "rerank", "quality")},
+        "schema_version": got["schema_version"], "read_from_snapshot": bool(notes),
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest["out"] = str(out.absolute())
+    return manifest

@@ -1,0 +1,122 @@
+"""Decoding in worker processes (`--workers N`), overlapped with what the caller does with
+the images (embedding, writing).
+
+The main process reads the inputs (Parquet batches, tar members, file names: cheap) and
+sends items in chunks to the workers, which decode them and hash the pixels (the costly
+part). Results come back in submission order, so images, problems and content ids are
+exactly those of the in-process path. At most `ahead` items are in flight: memory stays
+bounded by the batch size, not by the input.
+
+Workers start from a fresh interpreter (forkserver, else spawn), never by forking the
+caller, whose DuckDB, Qdrant and torch threads may hold locks. They ignore Ctrl-C (the main
+process handles it) and exit on their own when the main process dies (a SIGKILL leaves no
+orphans behind).
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
+import types
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from concurrent.futures.process import BrokenProcessPool
+from itertools import islice
+from typing import Iterable, Iterator
+
+from ..errors import GmvError
+from .decode import batched, decode_items, decode_one
+from .items import Decoded, Item, Problem
+
+SERIAL_FIRST = 1024  # decode this many in-process first: small inputs never pay a process start
+CHUNK = 64           # items per task: large enough to amortise pickling, small enough to balance
+
+
+def default_workers() -> int:
+    """The cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@contextmanager
+def _main_hidden():
+    """Start workers without the caller's main script. A fresh interpreter otherwise imports
+    it again: a script without an `if __name__ == "__main__":` guard (or one read from stdin)
+    would run again in every worker, ingest included. The workers need only gmv_store's own
+    modules, which the pickled tasks name."""
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if saved is not None:
+            sys.modules["__main__"] = saved
+
+
+def _context():
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if ctx.get_start_method() == "forkserver":
+        ctx.set_forkserver_preload(["gmv_store.sources.decode"])  # numpy, PIL: imported once, not per worker
+    return ctx
+
+
+def _watch_parent(parent: int) -> None:
+    """Worker start-up: leave Ctrl-C to the main process, and exit once it is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch():
+        while True:
+            time.sleep(0.5)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(0)
+            except PermissionError:  # the pid was reused by another user's process
+                os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _decode_chunk(items: list[Item]) -> list[Decoded | Problem]:
+    return [decode_one(it) for it in items]
+
+
+def decode_parallel(items: Iterable[Item], problems: list[Problem], workers: int, ahead: int = 1024) -> Iterator[Decoded]:
+    """decode_items(items, problems) with `workers` processes; `ahead`: items in flight."""
+    it = iter(items)
+    head = list(islice(it, SERIAL_FIRST))
+    yield from decode_items(head, problems)
+    if len(head) < SERIAL_FIRST:
+        return
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_watch_parent,
+                               initargs=(os.getpid(),))
+    pending: deque = deque()
+    limit = max(2 * workers, -(-ahead // CHUNK))
+    try:
+        for chunk in batched(it, CHUNK):
+            with _main_hidden():  # the executor starts its processes inside submit()
+                pending.append(pool.submit(_decode_chunk, chunk))
+            if len(pending) >= limit:
+                yield from _results(pending.popleft(), problems)
+        while pending:
+            yield from _results(pending.popleft(), problems)
+    except BrokenProcessPool as e:
+        raise GmvError(f"a decoding worker process died ({e}); fix: run again with --workers 0 to decode in-process "
+                       "and see which input fails") from None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _results(future, problems: list[Problem]) -> Iterator[Decoded]:
+    for r in future.result():
+        if isinstance(r, Problem):
+            problems.append(r)
+        else:
+            yield r

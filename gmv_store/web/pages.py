@@ -1,0 +1,199 @@
+"""The HTML pages. Each reads what it shows in one read-only ledger connection (the
+writer's snapshot while one runs; the page then says so) through the same library calls
+the CLI makes — `query.lookup` for leaderboards, top-k lists and contributors — so the UI
+and `gmv top/values/contributor` show the same numbers."""
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .. import api
+from ..errors import BadInput, GmvError, NotFound
+from .attribution import MAX_K, MAX_RECALL, attribute
+from .charts import histogram_svg
+from .images import data_uri, remember
+from .render import one_line, page, status_of
+
+BOARD_ROWS = 50
+TILES = 48
+STATUS_SHOWN = {"store", "qdrant", "ledger", "embedder", "rerank", "quality", "training_images", "owners", "sets",
+                "pending_journal", "pending_refresh", "refresh_queue", "schema_version", "writer", "refresh_due",
+                "warnings", "collections"}
+
+
+def read(request: Request, fn, *args, **kwargs):
+    """fn(con, ...) on a read-only ledger connection; a note about a snapshot goes on the page.
+    The ledger generation read in is kept in `request.state.generation` (see `remember`)."""
+    reader = request.app.state.reader
+    request.state.generation = reader.generation()
+    return reader.read(fn, *args, note=request.state.notes.append, **kwargs)
+
+
+def page_number(request: Request, param: str = "page") -> int:
+    raw = request.query_params.get(param, "1")
+    return min(int(raw), 100_000) if raw.isdigit() and int(raw) >= 1 else 1
+
+
+def require_id(text: str, what: str) -> str:
+    from query.browse import is_id
+
+    if not is_id(text):
+        raise NotFound(f"{what} {text!r} is not an id (16 hex digits, 0-9 a-f)")
+    return text
+
+
+def overview(request: Request) -> Response:
+    from query.browse import counts, sets
+
+    info = request.app.state.reader.status(note=request.state.notes.append,
+                                           also=lambda con: {"counts": counts(con), "sets": sets(con)})
+    data = info.pop("also")
+    extra = [(k, v) for k, v in info.items() if k not in STATUS_SHOWN]  # whatever status reports beyond these
+    return page(request, "overview.html", info=info, extra=extra, **data)
+
+
+def set_page(request: Request) -> Response:
+    from query.browse import generated_images, one_set, value_histogram
+    from query.lookup import values
+
+    from ..eval.class_test import class_ratio
+
+    name, pg, gpg = request.path_params["set_name"], page_number(request), page_number(request, "gpage")
+    memo, generation = request.app.state.memo, request.app.state.reader.generation()
+    known = memo.get(generation, ("set", name))  # only a write changes them
+
+    def aggregates(con) -> dict:
+        s = one_set(con, name)
+        try:
+            rho = class_ratio(con, name, [s["k"]])[0] if s["labelled"] else None
+        except BadInput:  # no labelled contributors
+            rho = None
+        return {"s": s, "rho": rho, "owners": values(con, name, by="owner", limit=20),
+                "hist": value_histogram(con, name)}
+
+    def gather(con):
+        board = values(con, name, limit=BOARD_ROWS + 1, offset=(pg - 1) * BOARD_ROWS)
+        gens = generated_images(con, name, limit=TILES + 1, offset=(gpg - 1) * TILES)
+        return {**(known or aggregates(con)), "board": board[:BOARD_ROWS], "has_next": len(board) > BOARD_ROWS,
+                "gens": gens[:TILES], "gens_next": len(gens) > TILES}
+
+    d = read(request, gather)
+    if known is None:
+        memo.put(generation, {("set", name): {k: d[k] for k in ("s", "rho", "owners", "hist")}})
+    remember(request, generation, training=d["board"], generated=[{**g, "set_name": name} for g in d["gens"]])
+    svg = histogram_svg(d["hist"], f"values of the credited contributors in {name}")
+    return page(request, "set.html", page=pg, gpage=gpg, histogram=svg, **d)
+
+
+def generated_page(request: Request) -> Response:
+    from query.browse import label_share
+    from query.lookup import top
+
+    name = request.path_params["set_name"]
+    gid = require_id(request.path_params["generated_id"], "generated image")
+
+    def gather(con):
+        g = top(con, [gid], set_name=name)[0]
+        others = [r[0] for r in con.execute("SELECT set_name FROM generated WHERE generated_id = ? AND set_name <> ? "
+                                            "ORDER BY 1", [gid, name]).fetchall()]
+        return {"g": g, "share": label_share(con, name, gid), "others": others}
+
+    d = read(request, gather)
+    remember(request, request.state.generation, training=d["g"]["contributors"], generated=[d["g"]])
+    return page(request, "generated.html", **d)
+
+
+def contributor_page(request: Request) -> Response:
+    from query.lookup import contributor
+
+    cid = require_id(request.path_params["contributor_id"], "contributor")
+    c = read(request, contributor, cid, limit=TILES)
+    remember(request, request.state.generation, training=[c], generated=c["top_generated"])
+    return page(request, "contributor.html", c=c)
+
+
+def owner_page(request: Request) -> Response:
+    from query.browse import owner, owner_images
+
+    name, pg = request.path_params["owner"], page_number(request)
+    wanted = request.query_params.get("set")
+
+    def gather(con):
+        o = owner(con, name)
+        names = [s["set_name"] for s in o["sets"]]
+        chosen = wanted if wanted in names else (names[0] if names else None)
+        images = owner_images(con, name, chosen, limit=TILES + 1, offset=(pg - 1) * TILES)
+        return {"o": o, "chosen": chosen, "images": images[:TILES], "has_next": len(images) > TILES}
+
+    d = read(request, gather)
+    remember(request, request.state.generation, training=d["images"])
+    return page(request, "owner.html", page=pg, **d)
+
+
+def _attribute_page(request: Request, status: int = 200, **ctx) -> Response:
+    cfg = request.app.state.cfg
+    ctx.setdefault("k", cfg.default_k)
+    return page(request, "attribute.html", status=status, limit_mb=f"{cfg.max_upload_bytes / 1e6:g}", max_k=MAX_K,
+                max_recall=MAX_RECALL, **ctx)
+
+
+async def attribute_page(request: Request) -> Response:
+    if request.method == "GET":
+        return _attribute_page(request)
+    generation = request.app.state.reader.generation()
+    try:
+        decoded, result = await attribute(request)
+    except HTTPException as e:  # refused upload: the form again, with the reason above it
+        return _attribute_page(request, status=e.status_code, message=e.detail)
+    except GmvError as e:  # not an image, store busy...
+        return _attribute_page(request, status=status_of(e)[0], message=one_line(e))
+    remember(request, generation, training=result["contributors"])
+    return _attribute_page(request, result=result, preview=data_uri(decoded.pixels), k=result["k"],
+                           filename=result["source"].removeprefix("upload:"))
+
+
+SQL_EXAMPLES = (
+    "SELECT * FROM sets",
+    "SELECT owner, set_name, value, n_contributors FROM owner_values ORDER BY value DESC LIMIT 20",
+    "SELECT c.label, sum(v.value) AS value FROM contributor_values v JOIN contributors c USING (contributor_id) "
+    "GROUP BY 1 ORDER BY 2 DESC",
+)
+SQL_SHOWN = 1000
+
+
+def run_query(request: Request, q: str) -> tuple[list[str], list[tuple]]:
+    cfg = request.app.state.cfg
+    return api.sql(cfg.store, q, [], note=request.state.notes.append, timeout=cfg.sql_timeout,
+                   memory_limit=cfg.sql_memory_limit)
+
+
+def sql_page(request: Request) -> Response:
+    cfg = request.app.state.cfg
+    q = request.query_params.get("q", "").strip()
+    ctx = {"q": q, "timeout": f"{cfg.sql_timeout:g}" if cfg.sql_timeout else "no limit",
+           "memory": cfg.sql_memory_limit or "25 %", "examples": SQL_EXAMPLES, "cols": None, "rows": [], "total": 0}
+    if q:
+        try:
+            cols, rows = run_query(request, q)
+            ctx.update(cols=cols, rows=rows[:SQL_SHOWN], total=len(rows))
+        except GmvError as e:  # refusals, errors, limits: shown with the query kept for editing
+            return page(request, "sql.html", status=status_of(e)[0], message=one_line(e), **ctx)
+    return page(request, "sql.html", **ctx)
+
+
+def sql_csv(request: Request) -> Response:
+    import csv
+    import io
+    import json
+
+    q = request.query_params.get("q", "").strip()
+    if not q:
+        raise BadInput("no query given; fix: /sql.csv?q=SELECT ...")
+    cols, rows = run_query(request, q)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    w.writerows([[json.dumps(v, default=str) if isinstance(v, (list, dict)) else v for v in r] for r in rows])
+    return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="gmv-query.csv"'})

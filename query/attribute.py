@@ -1,0 +1,108 @@
+"""Attribution of images that are in no set (`gmv match`, the web UI's upload form).
+
+The same input stage, embedding, quality score and two-stage search as valuation
+(`query.value.score_batch`), and nothing written: no generated point, no ledger row, no
+value. Each image gets the object `gmv top --json` gives a valued one — its top-k
+contributors with rank, distance, credit (Eq. 6 with its own quality), label, owner and
+source — plus the k and N it was matched with and the sets that already hold it.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from gmv_store.errors import BadInput, GmvError
+from gmv_store.images import content_sha256, decode_bytes
+from gmv_store.ledger import rows as _rows
+from gmv_store.sources import Decoded, InputOptions, InputReport, read_batches
+from gmv_store.store import TRAINING, Store
+
+from .matches import Match
+from .value import DEFAULT_K, score_batch
+
+UPLOAD_NAME_MAX = 120
+
+
+@dataclass(kw_only=True)
+class MatchReport(InputReport):
+    k: int
+    recall: int
+    exact: bool = False
+    results: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=lambda: {"embed": 0.0, "quality": 0.0, "search": 0.0})
+
+
+def check_sizes(k: int, recall: int | None) -> tuple[int, int]:
+    """k and N as valuation checks them; N defaults to 10·k."""
+    recall = 10 * k if recall is None else recall
+    if k < 1:
+        raise BadInput(f"--k {k}: must be at least 1")
+    if recall < k:
+        raise BadInput(f"--recall {recall}: must be at least --k ({k})")
+    return k, recall
+
+
+def match(store: Store, paths: Sequence[str], *, k: int = DEFAULT_K, recall: int | None = None, exact: bool = False,
+          options: InputOptions | None = None, batch_size: int = 64) -> MatchReport:
+    """Top-k contributors of each image found under `paths` (files, folders, arrays,
+    datasets), in input order. Bad inputs go to `report.problems`; nothing is stored."""
+    t0 = time.perf_counter()
+    k, recall = check_sizes(k, recall)
+    report = MatchReport(k=k, recall=recall, exact=exact)
+    require_training(store)
+    for batch in read_batches([str(p) for p in paths], options, batch_size, report):
+        report.results.extend(match_decoded(store, batch, k, recall, exact, report.timings))
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def require_training(store: Store) -> None:
+    if store.vectors.count(TRAINING) == 0:
+        raise GmvError("the store has no training images; fix: run `gmv ingest PATH...` first")
+
+
+def match_decoded(store: Store, batch: list[Decoded], k: int, recall: int, exact: bool = False,
+                  timings: dict | None = None) -> list[dict]:
+    """One result object per decoded image (see the module docstring)."""
+    if not batch:
+        return []
+    timings = timings if timings is not None else {"embed": 0.0, "quality": 0.0, "search": 0.0}
+    matches, quality, _ = score_batch(store, batch, k, recall, timings, exact=exact)
+    return describe(store.ledger, batch, matches, quality, k, recall, exact)
+
+
+def decode_upload(data: bytes, filename: str | None) -> Decoded:
+    """An uploaded file -> a decoded image, through the fences of ingest (empty, corrupt,
+    non-image, smaller than 8×8, decompression bombs: BadInput naming the upload)."""
+    name = "".join(c for c in (filename or "upload") if c.isprintable())[:UPLOAD_NAME_MAX] or "upload"
+    pixels = decode_bytes(data, f"upload {name}")
+    return Decoded(f"upload:{name}", None, pixels, content_sha256(pixels))
+
+
+def describe(con, batch: list[Decoded], matches: list[Match], quality: np.ndarray, k: int, recall: int,
+             exact: bool) -> list[dict]:
+    """Result objects with the contributors' ledger rows (label, owner, source)."""
+    ids = sorted({c for m in matches for c in m.contributors})
+    info = {r["contributor_id"]: r for r in _rows(
+        con, "SELECT contributor_id, label, owner, source FROM contributors WHERE contributor_id IN (SELECT unnest(?))",
+        [ids])}
+    sets: dict[str, list[str]] = {}
+    for gid, set_name in con.execute(
+            "SELECT generated_id, set_name FROM generated WHERE generated_id IN (SELECT unnest(?)) ORDER BY set_name",
+            [[d.short_id for d in batch]]).fetchall():
+        sets.setdefault(gid, []).append(set_name)
+    out = []
+    for d, m, q in zip(batch, matches, quality):
+        contributors = []
+        for rank, (cid, dist, credit) in enumerate(zip(m.contributors, m.distances, m.credits), start=1):
+            row = info.get(cid, {})
+            contributors.append({"rank": rank, "contributor_id": cid, "distance": float(dist), "credit": float(credit),
+                                 "label": row.get("label"), "owner": row.get("owner"), "source": row.get("source")})
+        out.append({"source": d.source, "generated_id": d.short_id, "sha256": d.sha256, "label": d.label,
+                    "quality": float(q), "k": k, "recall": recall, "exact": exact,
+                    "valued_in": sets.get(d.short_id, []), "contributors": contributors})
+    return out
