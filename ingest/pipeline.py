@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 from gmv_store.progress import Progress
 from gmv_store.sources import InputOptions, InputReport, read_batches, unique_new
-from gmv_store.store import Store
+from gmv_store.store import TRAINING, Store
 
-from .write import write_training
+from .write import SEQ, write_training
 
 
 @dataclass
@@ -40,6 +40,9 @@ def ingest(store: Store, paths: list[str], *, owner: str | None = None, options:
     t0 = time.perf_counter()
     report = IngestReport()
     bar = Progress("ingest", enabled=progress)
+    # refresh picks the points waiting for it by a range on their write time: an index kept
+    # from the start costs little per upsert, built later it costs a pass over every point
+    store.vectors.ensure_payload_index(TRAINING, SEQ)
     for batch in read_batches(paths, options, batch_size, report, workers=workers):
         new = unique_new(batch, known_hashes(store, batch))
         report.duplicates += len(batch) - len(new)

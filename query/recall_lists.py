@@ -87,6 +87,12 @@ class Lists:
         w = int(self.length[rows].max()) if len(rows) else 0
         d = int(self.n_dropped[rows].max()) if len(rows) else 0
         r = int(self.n_runners[rows].max()) if len(rows) else 0
+        if len(rows) == len(self) and (rows == np.arange(len(rows))).all():
+            # every row, in order (the usual case in a refresh): views, not copies (Lists
+            # are never changed in place)
+            return Lists(list(self.gids), self.ids[:, :w], self.scores[:, :w], self.length, self.complete,
+                         self.based[:, :w], self.dropped[:, :d], self.n_dropped, self.stored, self.runner_ids[:, :r],
+                         self.runner_dist[:, :r], self.n_runners, self.runners_all)
         return Lists([self.gids[i] for i in rows], self.ids[rows, :w], self.scores[rows, :w], self.length[rows],
                      self.complete[rows], self.based[rows, :w], self.dropped[rows, :d], self.n_dropped[rows],
                      self.stored[rows], self.runner_ids[rows, :r], self.runner_dist[rows, :r], self.n_runners[rows],
@@ -227,10 +233,11 @@ _FROM = ("recall_lists r JOIN recall_changes c ON c.set_name = r.set_name AND c.
 LIST_TABLES = ("recall_lists", "recall_changes")
 
 
-def read_lists(con, set_name: str, gids: Sequence[str] | None = None, *, metric: str) -> Lists:
+def read_lists(con, set_name: str, gids: Sequence[str] | None = None, *, metric: str, ordered: bool = True) -> Lists:
     """The stored lists of the given generated images of one set, in the order given (or of
-    the whole set, by id; `metric`: the recall metric, which orders them). Images without a
-    list (queued to be re-scored) are left out."""
+    the whole set, by id; `metric`: the recall metric, which orders them; `ordered=False`:
+    in any order, `Lists.gids` says which). Images without a list (queued to be re-scored)
+    are left out."""
     if gids is None:
         tbl = con.sql(f"SELECT {_COLUMNS} FROM {_FROM} WHERE r.set_name = $1 ORDER BY r.generated_id",
                       params=[set_name]).to_arrow_table()
@@ -238,7 +245,7 @@ def read_lists(con, set_name: str, gids: Sequence[str] | None = None, *, metric:
         con.register("_gmv_want", pa.table({"i": np.arange(len(gids)), "generated_id": pa.array(list(gids), pa.string())}))
         try:
             tbl = con.sql(f"SELECT {_COLUMNS} FROM _gmv_want w JOIN {_FROM} ON r.set_name = $1 "
-                          "AND r.generated_id = w.generated_id ORDER BY w.i", params=[set_name]).to_arrow_table()
+                          "AND r.generated_id = w.generated_id" + (" ORDER BY w.i" if ordered else ""), params=[set_name]).to_arrow_table()
         finally:
             con.unregister("_gmv_want")
     base_ids, base_len = _unblob(tbl.column("ids"), "<u8")

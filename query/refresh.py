@@ -145,7 +145,7 @@ def apply_changes(store: Store, removed: list[int], added: list[int], report: Re
             t = time.perf_counter()
             by_id = {r.generated_id: r for r in generated_rows(
                 con, "g.set_name = ? AND g.generated_id IN (SELECT unnest(?))", [set_name, part])}
-            lists = read_lists(con, set_name, part, metric=store.embedder.metric)
+            lists = read_lists(con, set_name, part, metric=store.embedder.metric, ordered=False)
             rows = [by_id[g] for g in lists.gids]
             report.timings["merge"] += time.perf_counter() - t
             if len(removed_ids):
