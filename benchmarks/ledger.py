@@ -30,13 +30,15 @@ def build(path: Path, n_train: int, n_gen: int, k: int, sets: int) -> None:
     for s in range(sets):
         con.execute("INSERT INTO generated_sets (set_name, k, recall, exact, created_at) VALUES (?, ?, ?, false, now())",
                     [f"set{s}", k, 10 * k])
-        con.execute(f"""INSERT INTO generated_images SELECT 'set{s}', printf('%016x', {s} * 1000000000 + g), g, '',
-            'gen.npz#' || g, (g % 10)::VARCHAR, '{{}}', 0.5 + (g % 7) / 20.0, now()::TIMESTAMP, 0.5, {10 * k}, ''::BLOB
+        con.execute(f"""INSERT INTO generated_images (set_name, generated_id, point_id, sha256, source, label, meta,
+            quality, valued_at) SELECT 'set{s}', printf('%016x', {s} * 1000000000 + g), g, '',
+            'gen.npz#' || g, (g % 10)::VARCHAR, '{{}}', 0.5 + (g % 7) / 20.0, now()::TIMESTAMP
             FROM range({n_gen // sets}) t(g)""")
         # each generated image credits k training images, spread so that popular ones recur
-        con.execute(f"""INSERT INTO credits SELECT 'set{s}', printf('%016x', {s} * 1000000000 + g),
+        con.execute(f"""INSERT INTO credits (set_name, generated_id, contributor_id, rank, distance, credit)
+            SELECT 'set{s}', printf('%016x', {s} * 1000000000 + g),
             printf('%016x', ((g * 7919 + r * r * 104729) % {n_train}) * 2654435761 % 18446744073709551557),
-            r + 1, r / {k}::DOUBLE, 1.0 / {k}, r + 1 FROM range({n_gen // sets}) t(g), range({k}) u(r)""")
+            r + 1, r / {k}::DOUBLE, 1.0 / {k} FROM range({n_gen // sets}) t(g), range({k}) u(r)""")
         con.execute(f"""INSERT INTO value_sums SELECT set_name, contributor_id, sum(credit), count(*) FROM credits
             WHERE set_name = 'set{s}' GROUP BY ALL""")
     con.execute("CHECKPOINT")

@@ -45,8 +45,9 @@ SLACK = 4 * MiB  # page rounding, id tracker, segment metadata, a journal row
 ROW_BYTES = 512  # ledger bytes per row, WAL included (measured ~180)
 INIT_NEED = 16 * MiB  # a new store: ledger (0.8 MB) + its snapshot + 2 shards (2 MiB of flags each), measured 5.7 MB
 POPULATING_FS = {"tmpfs", "ramfs"}  # read faults on holes of a shared mapping allocate pages
+# the last: Qdrant's own check before an index build (it refuses before writing anything)
 _FULL_TEXT = re.compile(r"No space left on device|os error 28\b|Disk quota exceeded|os error 122\b|"
-                        r"database or disk is full", re.I)
+                        r"database or disk is full|Not enough space available for optimization", re.I)
 
 
 @dataclass(frozen=True)

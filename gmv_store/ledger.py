@@ -80,7 +80,7 @@ def open_ledger_readonly(store: str | Path | None, config: dict | None = None,
     snap = root / SNAPSHOT_FILE
     if not snap.exists():
         raise StoreLocked(f"store {root} is being written by {holder} and has no read snapshot yet; "
-                          "fix: retry when it finishes (writers publish a snapshot at least every minute)")
+                          "fix: retry when it finishes (writers publish a snapshot every minute or so)")
     if on_snapshot is not None:
         age = _dt.datetime.now().timestamp() - snap.stat().st_mtime
         on_snapshot(f"note: store is being written by {holder}; reading its snapshot from {age:.0f}s ago")

@@ -33,6 +33,7 @@ TRAINING = "training"
 GENERATED = "generated"
 TABLES = {TRAINING: "training_images", GENERATED: "generated_images"}  # ledger table of each collection
 SNAPSHOT_EVERY_S = 60.0
+SNAPSHOT_SHARE = 0.05  # at most this share of a long write spent copying the ledger for readers
 
 
 class Store:
@@ -43,6 +44,7 @@ class Store:
         self._lock = lock
         self._vectors: VectorStore | None = None
         self._last_snapshot = 0.0
+        self._snapshot_every = SNAPSHOT_EVERY_S
         self.device: str | None = None
         self.read_only = False  # open_reader: nothing may be written, not even the snapshot
 
@@ -211,8 +213,11 @@ class Store:
             self.ledger.execute("CHECKPOINT")
             if (diskspace.free_bytes(self.root) or 0) < (self.root / LEDGER_FILE).stat().st_size + diskspace.SLACK:
                 return False
+            t = time.monotonic()
             shutil.copyfile(self.root / LEDGER_FILE, tmp)
             os.replace(tmp, self.root / SNAPSHOT_FILE)
+            # a large ledger is copied less often, so that copies stay a small share of the work
+            self._snapshot_every = max(SNAPSHOT_EVERY_S, (time.monotonic() - t) / SNAPSHOT_SHARE)
         except Exception as e:
             tmp.unlink(missing_ok=True)
             if diskspace.is_disk_full(e):
@@ -221,7 +226,7 @@ class Store:
         return True
 
     def maybe_snapshot(self) -> None:
-        if time.monotonic() - self._last_snapshot > SNAPSHOT_EVERY_S:
+        if time.monotonic() - self._last_snapshot > self._snapshot_every:
             self.snapshot()
 
     def close(self) -> None:

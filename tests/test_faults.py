@@ -212,6 +212,9 @@ def test_disk_full_recognised_from_each_engine():
     assert diskspace.is_disk_full(duckdb.TransactionException(
         'TransactionContext Error: Failed to commit: Could not write file "x.wal": No space left on device'))
     assert diskspace.is_disk_full(Exception("Service runtime error: failed to write segment: No space left on device (os error 28)"))
+    # an index build Qdrant refuses up front (seen building a 1M-point index on a 7.8 GB-free disk)
+    assert diskspace.is_disk_full(Exception("Service runtime error: Not enough space available for optimization, "
+                                            "needed: 10.85 GiB, available: 7.75 GiB"))
     assert not diskspace.is_disk_full(Exception("Service runtime error: cannot load edge shard"))
     assert not diskspace.is_disk_full(KeyboardInterrupt())
 

@@ -1,0 +1,48 @@
+"""The benchmarks' --quick modes: each runs end to end on this machine and reports what the
+full runs report (the numbers themselves are the full runs' business, not a test's)."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench(script: str, *args: str, timeout: int = 600) -> str:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True, text=True,
+                       env=env, cwd=ROOT, timeout=timeout)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout
+
+
+def test_scale_quick(tmp_path):
+    out = bench("scale.py", "--quick", "--work", str(tmp_path))
+    res = json.loads((tmp_path / "results-10000.json").read_text())
+    assert res["n"] == 10_000 and "| ingest / floor |" in out
+    for key in ("ingest_rate", "floor_rate", "index_s", "index_int8_s", "value_hnsw_ms", "value_exact_ms",
+                "value_int8_ms", "numpy_floor_ms", "search_exact_ms", "search_hnsw_ms"):
+        assert res[key] > 0, key
+    # the index is searched, and it finds what exact search finds at this size
+    assert res["search_recall_at_N"] >= 0.98 and res["search_topk_overlap"] >= 0.99, res
+    assert res["int8_recall_at_N"] >= 0.98 and res["int8_topk_overlap"] >= 0.99, res
+    assert 0 < res["ingest_rss"] < 4 * 2**30 and res["disk_per_image"] > 0
+
+
+def test_incremental_quick(tmp_path):
+    out = bench("incremental.py", "--quick", "--dir", str(tmp_path))
+    rows = re.findall(r"^\| ([ABC])\. .*? \| ([\d.]+) \| ([\d.]+) \| ([\d.]+)% \|", out, flags=re.M)
+    assert [r[0] for r in rows] == ["A", "B", "C"], out
+    for _, inc, full, ratio in rows:
+        assert float(inc) > 0 and float(full) > 0 and float(ratio) > 0
+    assert re.search(r"B: .*find [\d.]+s, merge [\d.]+s", out)
+
+
+def test_ledger_small():
+    out = bench("ledger.py", "--training", "2000", "--generated", "200", "--k", "10")
+    assert re.search(r"ledger: 2,000 credit rows", out), out
+    assert len(re.findall(r"^\S.* +\d+\.\d$", out, flags=re.M)) == 5, out
