@@ -43,7 +43,9 @@ class Store:
         self.ledger = ledger
         self._lock = lock
         self._vectors: VectorStore | None = None
-        self._last_snapshot = 0.0
+        # the snapshot left by the last writer's close is current: the first copy is due a
+        # period from now (at once when there is none)
+        self._last_snapshot = time.monotonic() if (root / SNAPSHOT_FILE).exists() else 0.0
         self._snapshot_every = SNAPSHOT_EVERY_S
         self.device: str | None = None
         self.read_only = False  # open_reader: nothing may be written, not even the snapshot
