@@ -87,16 +87,14 @@ class Lists:
         w = int(self.length[rows].max()) if len(rows) else 0
         d = int(self.n_dropped[rows].max()) if len(rows) else 0
         r = int(self.n_runners[rows].max()) if len(rows) else 0
-        if len(rows) == len(self) and (rows == np.arange(len(rows))).all():
-            # every row, in order (the usual case in a refresh): views, not copies (Lists
-            # are never changed in place)
-            return Lists(list(self.gids), self.ids[:, :w], self.scores[:, :w], self.length, self.complete,
-                         self.based[:, :w], self.dropped[:, :d], self.n_dropped, self.stored, self.runner_ids[:, :r],
-                         self.runner_dist[:, :r], self.n_runners, self.runners_all)
-        return Lists([self.gids[i] for i in rows], self.ids[rows, :w], self.scores[rows, :w], self.length[rows],
-                     self.complete[rows], self.based[rows, :w], self.dropped[rows, :d], self.n_dropped[rows],
-                     self.stored[rows], self.runner_ids[rows, :r], self.runner_dist[rows, :r], self.n_runners[rows],
-                     self.runners_all[rows])
+        # every row in order (the usual case in a refresh): a slice gives views, not copies
+        # (Lists are never changed in place)
+        every = len(rows) == len(self) and bool((rows == np.arange(len(rows))).all())
+        at = slice(None) if every else rows
+        return Lists(list(self.gids) if every else [self.gids[i] for i in rows], self.ids[at, :w], self.scores[at, :w],
+                     self.length[at], self.complete[at], self.based[at, :w], self.dropped[at, :d], self.n_dropped[at],
+                     self.stored[at], self.runner_ids[at, :r], self.runner_dist[at, :r], self.n_runners[at],
+                     self.runners_all[at])
 
     def with_runners(self, ids: np.ndarray, dist: np.ndarray, count: np.ndarray, every: np.ndarray) -> "Lists":
         return replace(self, runner_ids=ids, runner_dist=dist, n_runners=count, runners_all=every)
@@ -244,8 +242,9 @@ def read_lists(con, set_name: str, gids: Sequence[str] | None = None, *, metric:
     else:
         con.register("_gmv_want", pa.table({"i": np.arange(len(gids)), "generated_id": pa.array(list(gids), pa.string())}))
         try:
+            order = " ORDER BY w.i" if ordered else ""
             tbl = con.sql(f"SELECT {_COLUMNS} FROM _gmv_want w JOIN {_FROM} ON r.set_name = $1 "
-                          "AND r.generated_id = w.generated_id" + (" ORDER BY w.i" if ordered else ""), params=[set_name]).to_arrow_table()
+                          f"AND r.generated_id = w.generated_id{order}", params=[set_name]).to_arrow_table()
         finally:
             con.unregister("_gmv_want")
     base_ids, base_len = _unblob(tbl.column("ids"), "<u8")
