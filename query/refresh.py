@@ -170,8 +170,9 @@ def _apply(store: Store, report: RefreshReport, set_name: str, k: int, n: int, r
     """Settle the rows `hit` that one change affected; returns the lists and rows that
     remain (queued ones left out) for the next change."""
     if len(hit):
-        sub = Moved(moved.lists.take(hit), moved.old_pos[hit], moved.new_pos[hit])
-        out = settle(store, Batch(set_name, k, n, [rows[i] for i in hit], lists.take(hit), sub), report.timings)
+        old = lists.take(hit)  # as wide as its own longest list: old_pos is cut to match
+        sub = Moved(moved.lists.take(hit), moved.old_pos[hit, :old.ids.shape[1]], moved.new_pos[hit])
+        out = settle(store, Batch(set_name, k, n, [rows[i] for i in hit], old, sub), report.timings)
         enqueue(store, set_name, out.queued, "refresh")
         report.merged += out.from_lists + out.reranked
         report.reranked += out.reranked

@@ -2,7 +2,7 @@
 refresh, stored scores and values equal a from-scratch valuation of the current data."""
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import example, HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gmv_store.store import Store
@@ -94,6 +94,9 @@ op = st.one_of(
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(op, min_size=2, max_size=7))
+# found by this test: a forget then an add in one refresh, the second change settling only
+# lists shorter than the batch's widest (their old positions were one column too wide)
+@example(ops=[("ingest", 1, False), ("value", 0, "s1"), ("forget_ids", 0, False), ("ingest", 0, False)])
 def test_invariant_under_random_operations(tmp_path_factory, pools, ops):
     train, gen = pools
     root = tmp_path_factory.mktemp("inv")
