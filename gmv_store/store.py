@@ -23,6 +23,7 @@ from . import diskspace
 from . import migrate as migrations
 from .backends import registry
 from .backends.base import Embedder, Quality, Reranker
+from .backends.named import WorkerEmbedding, embed_named, worker_embedding
 from .config import LEDGER_FILE, BackendSpec, IndexConfig, StoreConfig, default_store_path, describe_backend, read_config, write_config
 from .errors import GmvError, StoreDamaged, StoreMismatch
 from .ledger import SNAPSHOT_FILE, connect_ledger, open_ledger_readonly, transaction
@@ -295,13 +296,11 @@ class Store:
 
     def embed(self, images) -> dict[str, Any]:
         """Every stored named vector for a batch of images: one forward per model."""
-        out = {"recall": self.embedder.embed(images)}
-        rv = self.reranker.vector_embedder()
-        if rv is not None:
-            # the same model for both stages (e.g. dreamsim + dreamsim): one forward, not two
-            same = rv.fingerprint() == self.embedder.fingerprint() and type(rv) is type(self.embedder)
-            out["rerank"] = out["recall"] if same else rv.embed(images)
-        return out
+        return embed_named(self.embedder, self.reranker, images)
+
+    def worker_embedding(self) -> WorkerEmbedding | None:
+        """The same embedding for decoding workers, when the store's models are light."""
+        return worker_embedding(self.embedder, self.reranker)
 
     # ------------------------------------------------------------------ journaled writes
     def _journal(self, kind: str, collection: str, point_ids: Sequence[int], detail: dict | None) -> int:

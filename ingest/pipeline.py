@@ -8,6 +8,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
 from gmv_store.progress import Progress
 from gmv_store.sources import InputOptions, InputReport, read_batches, unique_new
 from gmv_store.store import TRAINING, Store
@@ -33,6 +35,13 @@ def known_hashes(store: Store, batch) -> set[str]:
     return {r[0] for r in rows}
 
 
+def embedded(store: Store, batch) -> dict:
+    """The batch's named vectors: those its decoding workers computed, else computed here."""
+    if all(d.vectors is not None for d in batch):
+        return {name: np.stack([d.vectors[name] for d in batch]) for name in batch[0].vectors}
+    return store.embed([d.pixels for d in batch])
+
+
 def ingest(store: Store, paths: list[str], *, owner: str | None = None, options: InputOptions | None = None,
            meta: dict | None = None, batch_size: int = 512, progress: bool = False, workers: int = 0) -> IngestReport:
     """Add training images to the store. Re-ingesting known content adds nothing.
@@ -43,12 +52,14 @@ def ingest(store: Store, paths: list[str], *, owner: str | None = None, options:
     # refresh picks the points waiting for it by a range on their write time: an index kept
     # from the start costs little per upsert, built later it costs a pass over every point
     store.vectors.ensure_payload_index(TRAINING, SEQ)
-    for batch in read_batches(paths, options, batch_size, report, workers=workers):
+    # light models embed in the decoding workers: this process is left the writes
+    embed = store.worker_embedding() if workers > 1 else None
+    for batch in read_batches(paths, options, batch_size, report, workers=workers, embed=embed):
         new = unique_new(batch, known_hashes(store, batch))
         report.duplicates += len(batch) - len(new)
         if new:
             t = time.perf_counter()
-            vectors = store.embed([d.pixels for d in new])
+            vectors = embedded(store, new)
             report.embed_seconds += time.perf_counter() - t
             t = time.perf_counter()
             write_training(store, new, vectors, owner, meta or {})

@@ -9,10 +9,13 @@ import pytest
 from click.testing import CliRunner
 
 from gmv_store import api
+from gmv_store.backends import registry
+from gmv_store.backends.named import embed_named, worker_embedding
 from gmv_store.cli import cli
 from gmv_store.images import content_sha256
 from gmv_store.sources import InputOptions, InputReport, load_source, parallel, read_batches
 from gmv_store.sources.readers import ArrayReader
+from gmv_store.store import Store
 from shard_files import member_offsets, png, write_parquet, write_tar
 
 
@@ -222,15 +225,25 @@ def test_workers_give_the_ledger_of_the_serial_path(tmp_path, mnist_small, monke
              write_tar(tmp_path / "b.tar", x[200:400], y[200:400], corrupt={"000017", "000150"}),
              write_parquet(tmp_path / "c.parquet", x[400:], y[400:], struct=False)]
     files.append(tmp_path / "missing.parquet")
-    out = {}
+    out, vectors = {}, {}
     for w in (0, 2):
         path = tmp_path / f"store{w}"
         api.init_store(path, params={"embedder": {"size": 8}, "rerank": {"size": 14}})
         r = api.ingest(path, files, workers=w, batch_size=64)
         out[w] = (rows(path, "SELECT contributor_id, source, label, meta FROM training_images ORDER BY rowid"),
                   [(p.where, p.reason) for p in r.problems], r.added)
+        s = Store.open(path)
+        try:
+            ids = sorted(s.vectors.ids("training"))
+            vectors[w] = {name: s.vectors.vectors("training", ids, name) for name in ("recall", "rerank")}
+        finally:
+            s.close()
     assert out[2] == out[0]
     assert out[0][2] == len(x) - 2 and len(out[0][1]) == 3
+    # the pixel models embed in the workers there: the stored vectors are the same bits
+    for name in ("recall", "rerank"):
+        assert vectors[2][name].shape == (len(x) - 2, 64 if name == "recall" else 196)
+        assert vectors[2][name].tobytes() == vectors[0][name].tobytes()
 
 
 def test_read_batches_workers_same_decoded(tmp_path, mnist_small, monkeypatch):
@@ -243,6 +256,23 @@ def test_read_batches_workers_same_decoded(tmp_path, mnist_small, monkeypatch):
         got[w] = [(d.source, d.label, d.sha256) for b in read_batches([f], InputOptions(), 32, report, workers=w)
                   for d in b], [p.where for p in report.problems]
     assert got[0] == got[2] and got[0][1] == [f"{f}#000100"]
+
+
+def test_light_models_embed_in_the_workers(tmp_path, mnist_small, monkeypatch):
+    """Past the first items (decoded here), each decoded image comes back with the vectors
+    this process would compute; a model with weights is never sent to a worker."""
+    monkeypatch.setattr(parallel, "SERIAL_FIRST", 10)
+    x, y, _, _ = mnist_small
+    f = write_tar(tmp_path / "s.tar", x[:150], y[:150], corrupt={"000100"})
+    emb, rr = registry.create("embedder", "pixels", {"size": 8}), registry.create("rerank", "l2", {"size": 12})
+    embed = worker_embedding(emb, rr)
+    decoded = [d for b in read_batches([f], InputOptions(), 32, InputReport(), workers=2, embed=embed) for d in b]
+    assert len(decoded) == 149 and all(d.vectors is None for d in decoded[:10])
+    assert all(d.vectors is not None for d in decoded[10:])
+    here = embed_named(emb, rr, [d.pixels for d in decoded[10:]])
+    for name in ("recall", "rerank"):
+        assert np.stack([d.vectors[name] for d in decoded[10:]]).tobytes() == here[name].tobytes()
+    assert worker_embedding(registry.create("embedder", "effnet-lite0", {}), rr) is None
 
 
 def test_label_column_for_webdataset_json(tmp_path, store, mnist_small):

@@ -24,6 +24,9 @@ class Backend:
     name: ClassVar[str]
     description: ClassVar[str] = ""
     defaults: ClassVar[dict[str, Any]] = {}
+    # No model, no weights, numpy on the CPU: cheap to build again in each decoding worker,
+    # so ingest embeds there, beside the decoding, instead of in the process that writes.
+    light: ClassVar[bool] = False
 
     def __init__(self, **params: Any):
         unknown = sorted(set(params) - set(self.defaults))

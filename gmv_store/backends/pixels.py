@@ -32,6 +32,7 @@ class PixelsEmbedder(Embedder):
     description = "resized pixel vector, mean-centred, unit norm; cosine"
     defaults = {"size": 16, "color": "gray"}
     metric = "cosine"
+    light = True
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -56,6 +57,7 @@ class PixelL2Vector(Embedder):
     name = "l2-pixels"
     defaults = {"size": 32, "color": "gray"}
     metric = "euclid"
+    light = True
 
     @property
     def dim(self) -> int:
@@ -70,6 +72,7 @@ class L2Reranker(Reranker):
     name = "l2"
     description = "root-mean-square pixel difference after resizing; computed inside Qdrant"
     defaults = {"size": 32, "color": "gray"}
+    light = True
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -84,6 +87,7 @@ class NoRerank(Reranker):
     name = "none"
     description = "keep the recall order; d = the recall distance (1 - cosine, or euclidean)"
     defaults = {}
+    light = True
 
     def vector_embedder(self):
         return None

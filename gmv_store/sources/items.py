@@ -66,6 +66,7 @@ class Decoded:
     pixels: np.ndarray  # canonical (H, W, C) uint8
     sha256: str
     meta: dict | None = None
+    vectors: dict[str, np.ndarray] | None = None  # named vectors, when a decoding worker embedded it
 
     @property
     def short_id(self) -> str:

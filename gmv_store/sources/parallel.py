@@ -26,7 +26,7 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from concurrent.futures.process import BrokenProcessPool
 from itertools import islice
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from ..errors import GmvError
 from .decode import batched, decode_items, decode_one
@@ -84,12 +84,21 @@ def _watch_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _decode_chunk(items: list[Item]) -> list[Decoded | Problem]:
-    return [decode_one(it) for it in items]
+def _decode_chunk(items: list[Item], embed: Callable | None = None) -> list[Decoded | Problem]:
+    out = [decode_one(it) for it in items]
+    good = [d for d in out if isinstance(d, Decoded)]
+    if embed is not None and good:
+        vectors = embed([d.pixels for d in good])
+        for i, d in enumerate(good):
+            d.vectors = {name: v[i] for name, v in vectors.items()}
+    return out
 
 
-def decode_parallel(items: Iterable[Item], problems: list[Problem], workers: int, ahead: int = 1024) -> Iterator[Decoded]:
-    """decode_items(items, problems) with `workers` processes; `ahead`: items in flight."""
+def decode_parallel(items: Iterable[Item], problems: list[Problem], workers: int, ahead: int = 1024,
+                    embed: Callable | None = None) -> Iterator[Decoded]:
+    """decode_items(items, problems) with `workers` processes; `ahead`: items in flight.
+    `embed` (picklable: images -> named vectors) also runs in the workers, per chunk, and
+    fills `Decoded.vectors` (not for the first items, decoded in this process)."""
     it = iter(items)
     head = list(islice(it, SERIAL_FIRST))
     yield from decode_items(head, problems)
@@ -102,7 +111,7 @@ def decode_parallel(items: Iterable[Item], problems: list[Problem], workers: int
     try:
         for chunk in batched(it, CHUNK):
             with _main_hidden():  # the executor starts its processes inside submit()
-                pending.append(pool.submit(_decode_chunk, chunk))
+                pending.append(pool.submit(_decode_chunk, chunk, embed))
             if len(pending) >= limit:
                 yield from _results(pending.popleft(), problems)
         while pending:

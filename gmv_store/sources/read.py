@@ -1,7 +1,7 @@
 """The whole input stage in one call, as both pipelines use it."""
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .decode import batched, decode_items
 from .discover import discover
@@ -10,15 +10,16 @@ from .parallel import decode_parallel
 
 
 def read_batches(paths, options: InputOptions | None, batch_size: int, report: InputReport,
-                 workers: int = 0) -> Iterator[list[Decoded]]:
+                 workers: int = 0, embed: Callable | None = None) -> Iterator[list[Decoded]]:
     """Decoded images of the inputs in batches; bad inputs go to `report.problems` (bad
     arguments first) and files no reader claims to `report.ignored_files`. `workers` > 1
-    decodes in that many processes, with the same results in the same order."""
+    decodes in that many processes, with the same results in the same order, and runs
+    `embed` there too (see `decode_parallel`)."""
     found = Discovery()
     n_before = len(report.problems)
     items = discover(paths, options, found)
     try:
-        decoded = (decode_parallel(items, report.problems, workers, ahead=2 * batch_size) if workers > 1
+        decoded = (decode_parallel(items, report.problems, workers, ahead=2 * batch_size, embed=embed) if workers > 1
                    else decode_items(items, report.problems))
         yield from batched(decoded, batch_size)
     finally:

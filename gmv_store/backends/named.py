@@ -1,0 +1,51 @@
+"""The named vectors a store keeps per image — "recall", and "rerank" when the re-ranker has
+a vector — computed here or, for light models, in the decoding workers."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import registry
+from .base import Embedder, Reranker
+
+
+def embed_named(embedder: Embedder, reranker: Reranker, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    """Every stored named vector for a batch of images: one forward per model."""
+    out = {"recall": embedder.embed(images)}
+    rv = reranker.vector_embedder()
+    if rv is not None:
+        # the same model for both stages (e.g. dreamsim + dreamsim): one forward, not two
+        same = rv.fingerprint() == embedder.fingerprint() and type(rv) is type(embedder)
+        out["rerank"] = out["recall"] if same else rv.embed(images)
+    return out
+
+
+_BUILT: dict[str, tuple[Embedder, Reranker]] = {}  # per worker process: backends built once
+
+
+@dataclass(frozen=True)
+class WorkerEmbedding:
+    """`embed_named` in another process: it pickles as names and parameters, and builds the
+    backends there on first use."""
+
+    embedder: tuple[str, dict[str, Any]]
+    rerank: tuple[str, dict[str, Any]]
+
+    def __call__(self, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+        key = json.dumps([self.embedder, self.rerank], sort_keys=True, default=str)
+        if key not in _BUILT:
+            _BUILT[key] = (registry.create("embedder", *self.embedder), registry.create("rerank", *self.rerank))
+        return embed_named(*_BUILT[key], images)
+
+
+def worker_embedding(embedder: Embedder, reranker: Reranker) -> WorkerEmbedding | None:
+    """A picklable embedding for decoding workers when every model involved is light (no
+    weights, numpy on the CPU); None otherwise: a torch model stays in one process, batched
+    (and on the GPU when there is one)."""
+    rv = reranker.vector_embedder()
+    if not (embedder.light and reranker.light and (rv is None or rv.light)):
+        return None
+    return WorkerEmbedding((embedder.name, dict(embedder.params)), (reranker.name, dict(reranker.params)))
