@@ -70,7 +70,15 @@ def add_training(s: Store, paths: list[str], owner: str | None = None) -> int:
     return added
 
 
+def settled(s: Store) -> None:
+    """Before each timed step: the ledger checkpointed and its reader copy fresh, so that no
+    step pays for the write-ahead log or the periodic copy a step before it left behind
+    (a CLI command does both at its own close)."""
+    s.snapshot()
+
+
 def full_recompute(s: Store, paths: list[str], a, name: str) -> float:
+    settled(s)
     t = time.perf_counter()
     value(s, paths, name, k=a.k, recall=a.recall, exact=a.exact)
     seconds = time.perf_counter() - t
@@ -128,6 +136,7 @@ def main() -> None:
         everything = inputs["gen"] + inputs["extra"]
 
         # A. extra generated images into the existing set, vs valuing all of them from scratch
+        settled(s)
         t = time.perf_counter()
         value(s, inputs["extra"], "g", k=a.k, recall=a.recall, exact=a.exact)
         t_extra = time.perf_counter() - t
@@ -136,6 +145,7 @@ def main() -> None:
 
         # B. new training images + refresh, vs re-valuing every generated image
         n_new = add_training(s, inputs["new"], owner="new")
+        settled(s)
         t = time.perf_counter()
         rep = refresh(s)
         t_refresh = time.perf_counter() - t
@@ -146,6 +156,7 @@ def main() -> None:
         # C. forget a share of the training set + refresh, vs re-valuing every generated image
         ids = [r[0] for r in s.ledger.execute("SELECT contributor_id FROM training_images ORDER BY 1").fetchall()]
         gone = random.Random(a.seed).sample(ids, max(1, round(a.forget * len(ids))))
+        settled(s)
         t = time.perf_counter()
         forget_training(s, gone)
         rep = refresh(s)

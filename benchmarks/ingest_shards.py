@@ -34,15 +34,17 @@ from make_shards import make_augmented_mnist  # noqa: E402
 from gmv_store import api  # noqa: E402
 from gmv_store.sources import InputReport, load_source, read_batches  # noqa: E402
 from gmv_store.store import Store  # noqa: E402
+from ingest.pipeline import embedded  # noqa: E402
 
 
 def floor(store_dir: Path, files: list[str], workers: int, batch: int = 512) -> float:
     """Seconds to read, decode and embed the images as ingest does, writing nothing."""
     s = Store.open(store_dir)
     try:
+        embed = s.worker_embedding() if workers > 1 else None  # where ingest embeds, the floor does
         t = time.perf_counter()
-        for b in read_batches(files, None, batch, InputReport(), workers=workers):
-            s.embed([d.pixels for d in b])
+        for b in read_batches(files, None, batch, InputReport(), workers=workers, embed=embed):
+            embedded(s, b)
         return time.perf_counter() - t
     finally:
         s.close()
