@@ -14,14 +14,14 @@ from typing import Sequence
 
 import numpy as np
 
-from gmv_store.errors import BadInput, GmvError
+from gmv_store.errors import BadInput
 from gmv_store.images import content_sha256, decode_bytes
 from gmv_store.ledger import rows as _rows
 from gmv_store.sources import Decoded, InputOptions, InputReport, read_batches
-from gmv_store.store import TRAINING, Store
+from gmv_store.store import Store
 
 from .matches import Match
-from .value import DEFAULT_K, score_batch
+from .value import DEFAULT_K, require_training, score_batch
 
 UPLOAD_NAME_MAX = 120
 
@@ -58,11 +58,6 @@ def match(store: Store, paths: Sequence[str], *, k: int = DEFAULT_K, recall: int
         report.results.extend(match_decoded(store, batch, k, recall, exact, report.timings))
     report.seconds = time.perf_counter() - t0
     return report
-
-
-def require_training(store: Store) -> None:
-    if store.vectors.count(TRAINING) == 0:
-        raise GmvError("the store has no training images; fix: run `gmv ingest PATH...` first")
 
 
 def match_decoded(store: Store, batch: list[Decoded], k: int, recall: int, exact: bool = False,

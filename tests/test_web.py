@@ -3,7 +3,6 @@ route shows the ledger's numbers, images come only by id, uploads pass the decod
 and the size limit and store nothing, SQL keeps its fences, the token and host guards hold,
 and failures are readable pages, never tracebacks."""
 import io
-import json
 import re
 from urllib.parse import quote
 
@@ -13,9 +12,8 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from gmv_store import api
-from gmv_store.lock import WriterLock
 from gmv_store.web import Settings, create_app
-from ui_store import SLASH_SET, build, fingerprint
+from ui_store import SLASH_SET, build
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,8 @@ class Matcher:
             self._backends = self._backends or made
 
     def match(self, decoded, k: int, recall: int | None, exact: bool) -> dict:
-        from query.attribute import check_sizes, match_decoded, require_training
+        from query.attribute import check_sizes, match_decoded
+        from query.value import require_training
 
         from ..store import Store
 

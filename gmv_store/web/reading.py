@@ -22,7 +22,6 @@ aggregates (histogram, owners, ρ), which only a write changes.
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 from .. import api
