@@ -77,7 +77,9 @@ def describe(path) -> dict:
         "embedder": describe_backend(cfg.embedder), "rerank": describe_backend(cfg.rerank),
         "quality": describe_backend(cfg.quality),
         "index": cfg.index.mode + (f" (m {cfg.index.hnsw_m}, ef_construct {cfg.index.hnsw_ef_construct}, "
-                                   f"quantization {cfg.index.quantization})" if cfg.index.mode != "exact" else ""),
+                                   f"quantization {cfg.index.quantization}"
+                                   + (f", search ef {cfg.index.ef_factor:g}x" if cfg.index.ef_factor != 2.0 else "")
+                                   + ")" if cfg.index.mode != "exact" else ""),
     }
 
 

@@ -86,6 +86,17 @@ def test_auto_indexes_a_segment_past_the_threshold(tmp_path, mnist_small):
     assert collections(s)["training"]["indexed_points"] == r.index.indexed_points
 
 
+def test_search_ef_factor_is_chosen_at_init(tmp_path):
+    from gmv_store.store import Store
+
+    out = run("init", "--store", tmp_path / "s", "--hnsw-ef-factor", "1.5")
+    assert "search ef 1.5x" in out
+    assert json.loads((tmp_path / "s" / "store.json").read_text())["index"]["ef_factor"] == 1.5
+    with Store.open(tmp_path / "s") as s:
+        assert s.search_options(559) == {"ef": 838}
+    assert "--hnsw-ef-factor" in run("init", "--store", tmp_path / "t", "--hnsw-ef-factor", "0.5", code=2)
+
+
 def test_exact_store_builds_nothing(tmp_path, mnist_small):
     np.savez(tmp_path / "t.npz", images=mnist_small[0][:50])
     run("init", "--store", tmp_path / "s", "--index", "exact")
