@@ -32,9 +32,9 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 from make_shards import make_augmented_mnist  # noqa: E402
 
 from gmv_store import api  # noqa: E402
+from gmv_store.backends.named import batch_vectors  # noqa: E402
 from gmv_store.sources import InputReport, load_source, read_batches  # noqa: E402
 from gmv_store.store import Store  # noqa: E402
-from ingest.pipeline import embedded  # noqa: E402
 
 
 def floor(store_dir: Path, files: list[str], workers: int, batch: int = 512) -> float:
@@ -44,7 +44,7 @@ def floor(store_dir: Path, files: list[str], workers: int, batch: int = 512) -> 
         embed = s.worker_embedding() if workers > 1 else None  # where ingest embeds, the floor does
         t = time.perf_counter()
         for b in read_batches(files, None, batch, InputReport(), workers=workers, embed=embed):
-            embedded(s, b)
+            batch_vectors(b, s.embed)
         return time.perf_counter() - t
     finally:
         s.close()

@@ -57,19 +57,15 @@ def dir_bytes(path: Path) -> int:
 def floor_decode_embed(shards: Path, sample: int, workers: int) -> dict:
     code = f"""
 import json, time, itertools
-import numpy as np
 from gmv_store.backends import registry
-from gmv_store.backends.named import embed_named, worker_embedding
+from gmv_store.backends.named import batch_vectors, embed_named, worker_embedding
 from gmv_store.sources import InputOptions, InputReport, read_batches
 emb = registry.create("embedder", "pixels", {{}}); rr = registry.create("rerank", "l2", {{}})
 # as ingest does: light models embed in the decoding workers (the serial head here)
 embed = worker_embedding(emb, rr) if {workers} > 1 else None
 rep = InputReport(); n = 0; t = time.perf_counter()
 for batch in read_batches([{str(shards)!r}], InputOptions(), 512, rep, workers={workers}, embed=embed):
-    if all(d.vectors is not None for d in batch):
-        v = {{k: np.stack([d.vectors[k] for d in batch]) for k in batch[0].vectors}}
-    else:
-        v = embed_named(emb, rr, [d.pixels for d in batch])
+    batch_vectors(batch, lambda px: embed_named(emb, rr, px))
     n += len(batch)
     if n >= {sample}: break
 print(json.dumps({{"images": n, "seconds": time.perf_counter() - t}}))

@@ -76,11 +76,15 @@ def describe(path) -> dict:
         "ledger": str((root / "ledger.duckdb").absolute()),
         "embedder": describe_backend(cfg.embedder), "rerank": describe_backend(cfg.rerank),
         "quality": describe_backend(cfg.quality),
-        "index": cfg.index.mode + (f" (m {cfg.index.hnsw_m}, ef_construct {cfg.index.hnsw_ef_construct}, "
-                                   f"quantization {cfg.index.quantization}"
-                                   + (f", search ef {cfg.index.ef_factor:g}x" if cfg.index.ef_factor != 2.0 else "")
-                                   + ")" if cfg.index.mode != "exact" else ""),
+        "index": _describe_index(cfg.index),
     }
+
+
+def _describe_index(index) -> str:
+    if index.mode == "exact":
+        return index.mode
+    ef = f", search ef {index.ef_factor:g}x" if index.ef_factor != 2.0 else ""  # shown only when chosen
+    return f"{index.mode} (m {index.hnsw_m}, ef_construct {index.hnsw_ef_construct}, quantization {index.quantization}{ef})"
 
 
 def _writer(path, wait: float = 0.0, device: str | None = None):

@@ -8,8 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import numpy as np
-
+from gmv_store.backends.named import batch_vectors
 from gmv_store.progress import Progress
 from gmv_store.sources import InputOptions, InputReport, read_batches, unique_new
 from gmv_store.store import TRAINING, Store
@@ -35,13 +34,6 @@ def known_hashes(store: Store, batch) -> set[str]:
     return {r[0] for r in rows}
 
 
-def embedded(store: Store, batch) -> dict:
-    """The batch's named vectors: those its decoding workers computed, else computed here."""
-    if all(d.vectors is not None for d in batch):
-        return {name: np.stack([d.vectors[name] for d in batch]) for name in batch[0].vectors}
-    return store.embed([d.pixels for d in batch])
-
-
 def ingest(store: Store, paths: list[str], *, owner: str | None = None, options: InputOptions | None = None,
            meta: dict | None = None, batch_size: int = 512, progress: bool = False, workers: int = 0) -> IngestReport:
     """Add training images to the store. Re-ingesting known content adds nothing.
@@ -59,7 +51,7 @@ def ingest(store: Store, paths: list[str], *, owner: str | None = None, options:
         report.duplicates += len(batch) - len(new)
         if new:
             t = time.perf_counter()
-            vectors = embedded(store, new)
+            vectors = batch_vectors(new, store.embed)
             report.embed_seconds += time.perf_counter() - t
             t = time.perf_counter()
             write_training(store, new, vectors, owner, meta or {})

@@ -23,6 +23,14 @@ def embed_named(embedder: Embedder, reranker: Reranker, images: Sequence[np.ndar
     return out
 
 
+def batch_vectors(batch: Sequence, embed) -> dict[str, np.ndarray]:
+    """The named vectors of a batch of decoded images: those its decoding workers computed
+    (`Decoded.vectors`), else `embed(pixels)` here (the first items are decoded here)."""
+    if all(d.vectors is not None for d in batch):
+        return {name: np.stack([d.vectors[name] for d in batch]) for name in batch[0].vectors}
+    return embed([d.pixels for d in batch])
+
+
 _BUILT: dict[str, tuple[Embedder, Reranker]] = {}  # per worker process: backends built once
 
 
