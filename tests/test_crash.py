@@ -3,7 +3,6 @@
 same values as an uninterrupted run."""
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from ingest.pipeline import ingest
 from query.value import value
 from query.verify import verify
 from shard_files import write_parquet, write_tar
+from sparse_copy import copy_store
 
 BACKENDS = dict(embedder=("pixels", {"size": 8}), rerank=("l2", {"size": 14}))
 pytestmark = pytest.mark.slow
@@ -85,7 +85,7 @@ def values(store_dir):
 
 def prepared(base, tmp, name, setup):
     store = tmp / name
-    shutil.copytree(base / "base", store)
+    copy_store(base / "base", store)
     for args in setup(base):
         subprocess.run(gmv(*args, "--store", store), check=True, capture_output=True)
     return store

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from gmv_store.cli import cli
+from sparse_copy import copy_store
 
 
 def run(*args, code=0):
@@ -33,8 +34,7 @@ def base(tmp_path_factory, mnist_small):
 
 
 def copy(base, tmp_path):
-    shutil.copytree(base / "base", tmp_path / "s")
-    return tmp_path / "s"
+    return copy_store(base / "base", tmp_path / "s")
 
 
 def values(store):
@@ -116,3 +116,14 @@ def test_deleted_collection_refused_then_reembedded(base, tmp_path, collection):
 def test_repair_of_a_whole_store_changes_nothing(base, tmp_path):
     store = copy(base, tmp_path)
     assert run("repair", "--store", store).startswith("nothing to repair")
+
+
+def test_store_copy_keeps_holes_and_bytes(base, tmp_path):
+    """The helper the tests copy stores with: the same bytes, without writing Qdrant's holes out."""
+    src = base / "base"
+    dst = copy_store(src, tmp_path / "c")
+    files = [p for p in src.rglob("*") if p.is_file()]
+    assert files and all((dst / p.relative_to(src)).read_bytes() == p.read_bytes() for p in files)
+    used = sum(p.stat().st_blocks * 512 for p in dst.rglob("*") if p.is_file())
+    size = sum(p.stat().st_size for p in files)
+    assert used < size / 4, (used, size)
