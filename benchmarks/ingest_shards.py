@@ -4,8 +4,9 @@ absolute times, are what carries over from a shared machine):
   1. building shards (benchmarks/make_shards.py): images/s and bytes per image
   2. the decode+embed floor (read, decode, embed; nothing written) against `gmv ingest` of
      the same images, with --workers 0 and 2, alternating rounds
-  3. one upsert of 1,000 points: the previous facade (Python lists, a full payload per
-     Point) against the current one (memoryview rows, shared payload keys set once)
+  3. one upsert of 1,000 points: the first facade (Python lists, a full payload per Point),
+     the second (memoryview rows, shared payload keys set once) and the current one (float32
+     `array.array` rows, shared payload keys set once)
   4. load_source on a 100,000-row Parquet file and a 100,000-sample tar shard
   5. peak RSS (main process, and with its workers) ingesting the --big set against the n set
 
@@ -85,6 +86,14 @@ def previous_upsert(shard, qe, ids, vectors, payloads):
     shard.update(qe.UpdateOperation.upsert_points(points))
 
 
+def memoryview_rows(v) -> list[memoryview]:
+    """The second facade's vector rows: slices of one float32 memoryview."""
+    a = np.ascontiguousarray(v, dtype=np.float32)
+    d = a.shape[1] if a.ndim == 2 else 0
+    flat = memoryview(a.reshape(-1))
+    return [flat[i * d:(i + 1) * d] for i in range(len(a))]
+
+
 def upsert_costs(work: Path, reps: int = 5, n: int = 1000) -> dict:
     """ms per 1,000 points, basic-profile vectors (256-d recall, 1024-d re-rank) and ingest's
     payloads, each form on its own fresh collection, alternating."""
@@ -92,19 +101,22 @@ def upsert_costs(work: Path, reps: int = 5, n: int = 1000) -> dict:
 
     import qdrant_edge as qe
     from ingest.write import training_payload
+    from unittest import mock
+
     from gmv_store.vectors import VectorSpec
+    from gmv_store.vectors import edge
     from gmv_store.vectors.edge import EdgeVectorStore
 
     rng = np.random.default_rng(0)
     spec = {"recall": VectorSpec(256, "cosine"), "rerank": VectorSpec(1024, "euclid")}
     now = datetime(2026, 1, 1)
-    out: dict[str, list[float]] = {"previous": [], "current": []}
+    out: dict[str, list[float]] = {"previous": [], "memoryview": [], "current": []}
     for r in range(reps):
         ids = [int(i) for i in rng.integers(1, 2**63, n)]
         vectors = {"recall": rng.standard_normal((n, 256), np.float32), "rerank": rng.random((n, 1024), np.float32)}
         payloads = [training_payload(f"{i:016x}", f"{i:064x}", f"/data/train-00000.parquet#{i}", "alice", str(i % 10),
                                      {"licence": "cc-by"}, now, (28, 28, 1)) for i in ids]
-        for form in ("previous", "current"):
+        for form in ("previous", "memoryview", "current"):
             d = work / f"upsert-{form}-{r}"
             shutil.rmtree(d, ignore_errors=True)
             vs = EdgeVectorStore(d)
@@ -112,11 +124,14 @@ def upsert_costs(work: Path, reps: int = 5, n: int = 1000) -> dict:
             t = time.perf_counter()
             if form == "previous":
                 previous_upsert(vs._shard("c"), qe, ids, vectors, payloads)
+            elif form == "memoryview":
+                with mock.patch.object(edge, "_rows", memoryview_rows):
+                    vs.upsert("c", ids, vectors, payloads)
             else:
                 vs.upsert("c", ids, vectors, payloads)
             out[form].append((time.perf_counter() - t) * 1000 * 1000 / n)
             got = vs._shard("c").retrieve([ids[7]], True, True)[0]
-            assert got.payload == payloads[7] and np.allclose(got.vector["rerank"], vectors["rerank"][7])
+            assert got.payload == payloads[7] and np.array_equal(np.asarray(got.vector["rerank"], np.float32), vectors["rerank"][7])
             vs.close()
             shutil.rmtree(d)
     return {k: float(np.median(v)) for k, v in out.items()}
@@ -224,8 +239,9 @@ def main() -> None:
                   f"(main-process CPU) w2 {r['floor w0 main cpu us'] / r['ingest w2 main cpu us']:.2f}", flush=True)
     if "upsert" not in a.skip:
         results["upsert ms per 1k"] = r = upsert_costs(work)
-        print(f"upsert of 1,000 points: previous {r['previous']:.0f} ms, current {r['current']:.0f} ms "
-              f"({r['previous'] / r['current']:.2f}x)", flush=True)
+        print(f"upsert of 1,000 points: lists {r['previous']:.0f} ms, memoryview rows {r['memoryview']:.0f} ms, "
+              f"current (array rows) {r['current']:.0f} ms ({r['previous'] / r['current']:.2f}x, "
+              f"{r['memoryview'] / r['current']:.2f}x)", flush=True)
     if "load" not in a.skip:
         files = {"parquet": work / "parquet-100000" / "train-00000.parquet",
                  "webdataset": work / "tar-100000" / "shard-000000.tar"}

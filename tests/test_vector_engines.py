@@ -167,3 +167,21 @@ def test_pipeline_on_a_live_server(tmp_path, mnist_small):
         for c in ("training", "generated"):
             vs.client.delete_collection(f"{prefix}_{c}")
         vs.close()
+
+
+def test_edge_keeps_vectors_bit_for_bit(tmp_path):
+    """The edge facade hands the engine float32 rows as arrays: what comes back is the same
+    bits (extreme and tiny values included), each row its own, none shifted."""
+    vs = EdgeVectorStore(tmp_path / "edge")
+    ids, vecs = fill(vs, n=50, seed=3)
+    vecs["rerank"][7, :4] = [3.4e38, -1.2e-38, 1e-45, -0.0]
+    vs.upsert("training", ids[7:8], {k: v[7:8] for k, v in vecs.items()}, [{"i": 7}])
+    for name in SPEC:
+        got = vs.vectors("training", ids, name)
+        want = vecs[name]
+        if name == "recall":  # cosine vectors are stored normalised
+            want = want / np.linalg.norm(want, axis=1, keepdims=True)
+            assert np.allclose(got, want, atol=1e-6)
+        else:
+            assert got.dtype == np.float32 and got.tobytes() == want.tobytes()
+    vs.close()

@@ -3,6 +3,7 @@ per collection inside the store. WAL, payload, exact or HNSW search; one writer 
 from __future__ import annotations
 
 import json
+from array import array
 from pathlib import Path
 
 import numpy as np
@@ -124,11 +125,10 @@ class EdgeVectorStore(VectorStore):
     def upsert(self, name, ids, vectors, payloads):
         """The engine takes only `Point` objects (qdrant-edge-py 0.9 has no batch or array
         form), and converting their contents dominates an upsert. Two measured savings: each
-        vector is a memoryview slice of one float32 buffer (the engine reads its floats from
-        the buffer; no Python list of floats), and payload keys equal in every point of the
-        batch (owner, time, shape, --meta) are set once by a `set_payload` on all ids, as
-        payload conversion costs per key per point. 1,000 basic-profile points: 105 ms,
-        against 167 ms as lists with full payloads (benchmarks/ingest_shards.py). A kill
+        vector is a float32 `array.array` (`_rows`; no Python float per element), and payload
+        keys equal in every point of the batch (owner, time, shape, --meta) are set once by a
+        `set_payload` on all ids, as payload conversion costs per key per point
+        (benchmarks/ingest_shards.py times the forms side by side). A kill
         between the two operations leaves points that are journaled and have no ledger
         rows: recovery deletes them."""
         qe = self._qe
@@ -232,13 +232,19 @@ class EdgeVectorStore(VectorStore):
         self._shards.clear()
 
 
-def _rows(v) -> list[memoryview]:
-    """One float32 memoryview per row: the engine reads a vector from it item by item,
-    as from a list, without a Python float object per element kept alive."""
+def _rows(v) -> list[array]:
+    """One float32 `array.array` per row: the engine reads a vector from it without a Python
+    float object per element (per 1,280-d basic-profile point 29-42 us, against 54-60 us from
+    a memoryview slice and 130-190 us from `tolist()`; benchmarks/ingest_shards.py)."""
     a = np.ascontiguousarray(v, dtype=np.float32)
-    d = a.shape[1] if a.ndim == 2 else 0
-    flat = memoryview(a.reshape(-1))
-    return [flat[i * d:(i + 1) * d] for i in range(len(a))]
+    width = 4 * (a.shape[1] if a.ndim == 2 else 0)
+    raw = memoryview(a.reshape(-1)).cast("B")
+    out = []
+    for i in range(len(a)):
+        row = array("f")
+        row.frombytes(raw[i * width:(i + 1) * width])
+        out.append(row)
+    return out
 
 
 def _same(a, b) -> bool:
