@@ -46,3 +46,12 @@ def test_ledger_small():
     out = bench("ledger.py", "--training", "2000", "--generated", "200", "--k", "10")
     assert re.search(r"ledger: 2,000 credit rows", out), out
     assert len(re.findall(r"^\S.* +\d+\.\d$", out, flags=re.M)) == 5, out
+
+
+def test_engine_costs_quick():
+    out = bench("engine_costs.py", "--quick", "--queries", "40", "--rounds", "1")
+    res = json.loads(out.splitlines()[0])
+    assert res["points"] == 3000 and res["queries"] == 40 and res["ef"] >= res["limit"] == 559
+    for call in ("recall_index", "recall_index_lowest_ef", "recall_exact", "rerank", "fetch"):
+        assert res[f"{call}_ms"] > 0 and res[f"{call}_cpu_per_wall"] > 0, call
+    assert "| re-rank among the 500 recalled ids |" in out
