@@ -9,7 +9,8 @@ valuation makes to Qdrant timed alone, with the process's CPU time beside the wa
   fetch           the N recalled ids' re-rank vectors fetched into Python: what re-ranking
                   outside the engine would have to do first
 
-These are floors for the whole valuation: whatever else it does (embedding, Python, the
+For the index, recall@N (the first N ids against exact search's) and the final top-k overlap
+(each list re-ranked) say what its speed costs. These are floors for the whole valuation: whatever else it does (embedding, Python, the
 ledger write) comes on top. CPU / wall near 1.0 means one core (the engine searches a shard's
 segments one after another, and holds the GIL while it does).
 
@@ -63,6 +64,12 @@ def timed(fn, n: int, rounds: int) -> tuple[float, float]:
     return 1000 * best[0] / n, best[1] / best[0]
 
 
+def rerank_tops(s: Store, rr: np.ndarray, ids: list[tuple], k: int) -> list[set]:
+    """The final top-k of each query: its re-rank vector among its recalled ids."""
+    res = s.vectors.query(TRAINING, [Query({"rerank": v}, "rerank", k, only_ids=i, exact=True) for v, i in zip(rr, ids)])
+    return [{p for p, _ in h} for h in res]
+
+
 def measure(path: Path, queries: int, rounds: int, n_recall: int, k: int) -> dict:
     s = Store.open(path)
     try:
@@ -91,6 +98,13 @@ def measure(path: Path, queries: int, rounds: int, n_recall: int, k: int) -> dic
             calls = {"recall_index": lambda: recall(ef=ef), "recall_index_lowest_ef": lambda: recall(ef=limit), **calls}
         for name, fn in calls.items():
             out[f"{name}_ms"], out[f"{name}_cpu_per_wall"] = timed(fn, len(pids), rounds)
+        if ef is not None:  # what the index's speed costs in quality, against exact search
+            top = rerank_tops(s, rr, ids, k)
+            for name, e in (("recall_index", ef), ("recall_index_lowest_ef", limit)):
+                got = [tuple(p for p, _ in h[:n_recall]) for h in recall(ef=e)]
+                out[f"{name}_recall_at_N"] = float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(got, ids)]))
+                out[f"{name}_topk_overlap"] = float(np.mean([len(a & b) / len(b) for a, b in
+                                                             zip(rerank_tops(s, rr, got, k), top)]))
         return out
     finally:
         s.close()
@@ -113,13 +127,15 @@ def main() -> None:
     print(json.dumps(r))
     print(f"\n{r['points']:,} training points, {r['queries']} queries, {r['limit']} hits asked (N {a.recall}), "
           f"ef {r['ef']}\n")
-    print("| engine call | ms per generated image | CPU / wall |\n|---|---|---|")
+    print("| engine call | ms per generated image | CPU / wall | recall@N / top-k overlap vs exact |\n|---|---|---|---|")
     for name, label in (("recall_index", f"recall through the index, ef {r['ef']}"),
                         ("recall_index_lowest_ef", f"recall through the index, ef {r['limit']} (lowest)"),
                         ("recall_exact", "recall, exact"), ("rerank", f"re-rank among the {a.recall} recalled ids"),
                         ("fetch", f"fetch the {a.recall} recalled re-rank vectors")):
         if f"{name}_ms" in r:
-            print(f"| {label} | {r[name + '_ms']:.2f} | {r[name + '_cpu_per_wall']:.2f} |")
+            quality = (f"{r[name + '_recall_at_N']:.4f} / {r[name + '_topk_overlap']:.4f}"
+                       if f"{name}_recall_at_N" in r else "–")
+            print(f"| {label} | {r[name + '_ms']:.2f} | {r[name + '_cpu_per_wall']:.2f} | {quality} |")
 
 
 if __name__ == "__main__":

@@ -54,4 +54,6 @@ def test_engine_costs_quick():
     assert res["points"] == 3000 and res["queries"] == 40 and res["ef"] >= res["limit"] == 559
     for call in ("recall_index", "recall_index_lowest_ef", "recall_exact", "rerank", "fetch"):
         assert res[f"{call}_ms"] > 0 and res[f"{call}_cpu_per_wall"] > 0, call
+    for call in ("recall_index", "recall_index_lowest_ef"):  # 3,000 points: the graph finds what a scan finds
+        assert res[f"{call}_recall_at_N"] >= 0.98 and res[f"{call}_topk_overlap"] >= 0.99, res
     assert "| re-rank among the 500 recalled ids |" in out
