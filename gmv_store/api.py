@@ -158,8 +158,16 @@ def index(path, *, settings: dict | None = None, refresh: bool = True, wait: flo
             except ValidationError as e:
                 raise BadInput(f"index settings: {e.errors()[0]['loc'][0]}: {e.errors()[0]['msg']}") from None
         report = _index_and_recheck(s, progress)
-        report.refresh = _refresh(s, progress) if refresh and report.changed else None
+        # also when this build changed nothing: a run killed after its build queued the
+        # re-check leaves that work for the next `gmv index` to finish
+        report.refresh = _refresh(s, progress) if refresh and (report.changed or _refresh_due(s)) else None
     return report
+
+
+def _refresh_due(store) -> bool:
+    from query.refresh import refresh_due
+
+    return any(refresh_due(store.ledger))
 
 
 def value(path, paths: Sequence[str], set_name: str, *, k: int = 50, recall: int | None = None,

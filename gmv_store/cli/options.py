@@ -142,8 +142,9 @@ def index_lines(r, always: bool = False) -> list[str]:
     if r is None or r.mode == "exact":
         return ["index: none (this store searches exactly; `gmv init --index hnsw` makes one that indexes)"] if always else []
     if not r.changed:
-        return [f"index: up to date ({r.indexed_points:,} of {r.points:,} points indexed; segments below the "
-                "threshold are searched exactly)"] if always else []
+        lines = [f"index: up to date ({r.indexed_points:,} of {r.points:,} points indexed; segments below the "
+                 "threshold are searched exactly)"] if always else []
+        return lines + ([r.refresh.summary()] if r.refresh is not None else [])
     lines = [f"index: built in {r.seconds:.1f}s ({r.indexed_points:,} of {r.points:,} points indexed)"]
     if r.rechecked:
         lines.append(f"index: {r.rechecked:,} stored matches queued to be checked against the new index")

@@ -209,7 +209,7 @@ def index_cmd(store, index_mode, hnsw_m, hnsw_ef_construct, quantization, on_dis
     """Build the training collection's HNSW index now (ingest does this at its end unless
     --no-index). A build changes what an approximate search returns, so every stored match is
     then checked again (only those that change are rewritten). A killed build leaves a store
-    that answers exactly; the next run finishes it.
+    that answers exactly; the next run finishes it, and the re-check a killed run queued.
 
     \b
     Examples:
