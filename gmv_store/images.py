@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import re
+import stat
 import warnings
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import BadInput
 
 MIN_SIDE = 8  # smaller images carry no usable content (1x1, 2x2 are degenerate)
-MAX_PIXELS = 64_000_000  # decompression-bomb guard: refuse before decoding
+MAX_PIXELS = 64_000_000  # decompression-bomb guard: refuse before decoding (64 megapixels)
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+# the size cap of one image file or tar member, checked before reading: 64 MP of 16-bit RGBA
+# stored uncompressed is 512 MB, so no image within the pixel limit needs more
+MAX_FILE_BYTES = 1 << 30
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 
 
@@ -57,6 +63,55 @@ def _flatten_alpha(rgba: np.ndarray) -> np.ndarray:
     return np.clip(rgb * a + 255.0 * (1.0 - a) + 0.5, 0, 255).astype(np.uint8)
 
 
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def regular_file(path) -> os.stat_result:
+    """The file's status, or BadInput unless it is a regular file (through any symlink): a
+    FIFO would block the read forever, a device never ends (`/dev/zero`)."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise BadInput(f"{path}: cannot read ({e.strerror}); fix: check the path and permissions") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise BadInput(_not_regular(path, st.st_mode))
+    return st
+
+
+def _not_regular(path, mode: int) -> str:
+    link = f", through a symlink to {os.path.realpath(path)}" if os.path.islink(path) else ""
+    return (f"{path}: not a regular file ({_kind(mode)}{link}); fix: copy the data into a file and give its "
+            "path")
+
+
+def too_large(size: int) -> str:
+    return f"{size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit of one image file; fix: downscale or re-encode it"
+
+
+def read_regular(path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """A regular file's bytes, refused before reading when it is anything else or larger
+    than `limit`. Opened without blocking, so a FIFO is refused, not waited on."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise BadInput(f"{path}: cannot read ({e.strerror}); fix: check the path and permissions") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise BadInput(_not_regular(path, st.st_mode))
+        if st.st_size > limit:
+            raise BadInput(f"{path}: {too_large(st.st_size)}")
+        try:
+            return f.read(limit + 1)
+        except OSError as e:
+            raise BadInput(f"{path}: cannot read ({e.strerror}); fix: check the path and permissions") from None
+
+
 def check_pixels(pixels: np.ndarray, where: str) -> np.ndarray:
     h, w = pixels.shape[:2]
     if min(h, w) < MIN_SIDE:
@@ -70,19 +125,14 @@ def decode_bytes(data: bytes, where: str) -> np.ndarray:
         raise BadInput(f"{where}: empty file (0 bytes); fix: re-export or remove it")
     try:
         with warnings.catch_warnings():
+            # PIL checks the size as it opens: over MAX_IMAGE_PIXELS it warns (an error here),
+            # over twice that it raises; both end in the one message below
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as img:
-                if img.width * img.height > MAX_PIXELS:
-                    raise BadInput(
-                        f"{where}: {img.width}x{img.height} exceeds the {MAX_PIXELS:,}-pixel limit "
-                        "(decompression-bomb guard); fix: downscale it first"
-                    )
                 img.load()
-                pixels = _to_canonical(img)
-    except BadInput:
-        raise
+                pixels = _to_canonical(upright(img))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise BadInput(f"{where}: refused as a decompression bomb ({e}); fix: downscale it first") from None
+        raise BadInput(bomb_message(where, str(e))) from None
     except UnidentifiedImageError:
         raise BadInput(f"{where}: not an image file PIL can read; fix: remove it or convert it to PNG") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
@@ -90,13 +140,30 @@ def decode_bytes(data: bytes, where: str) -> np.ndarray:
     return check_pixels(pixels, where)
 
 
+def bomb_message(where, pil_message: str) -> str:
+    found = re.search(r"\((\d+) pixels\)", pil_message)  # PIL names the image's pixel count
+    size = f"{int(found.group(1)):,} pixels, " if found else ""
+    return (f"{where}: {size}over the limit of {MAX_PIXELS:,} pixels ({MAX_PIXELS // 10**6} megapixels) that "
+            "guards against decompression bombs; fix: downscale it first")
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """The image as viewers show it: a camera's EXIF orientation tag (2-8) applied, as
+    browsers and photo tools do. Images without the tag are left as they are."""
+    # where PIL's getexif looks for the tag, checked first: parsing EXIF costs ~50 µs an image
+    if not (hasattr(img, "tag_v2") or any(k in img.info for k in _EXIF_KEYS)):
+        return img
+    if img.getexif().get(0x0112, 1) in (2, 3, 4, 5, 6, 7, 8):
+        return ImageOps.exif_transpose(img)
+    return img
+
+
+_EXIF_KEYS = ("exif", "Raw profile type exif", "XML:com.adobe.xmp", "xmp")
+
+
 def decode_file(path) -> np.ndarray:
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise BadInput(f"{path}: cannot read ({e.strerror}); fix: check the path and permissions") from None
-    return decode_bytes(data, str(path))
+    """An image file -> canonical pixels; only a regular file of at most MAX_FILE_BYTES is read."""
+    return decode_bytes(read_regular(path), str(path))
 
 
 def array_to_canonical(arr: np.ndarray, where: str) -> np.ndarray:

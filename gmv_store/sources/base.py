@@ -20,11 +20,21 @@ from ..errors import BadInput
 from .items import InputOptions, Item
 
 
-def label_text(value) -> str | None:
-    """A label from any array or column value, as the text stored in the ledger."""
+HELP_WHOLE = "fix: store whole-number labels (pandas: .astype('Int64')) or text labels"
+
+
+def label_text(value, column: str = "label") -> str | None:
+    """A label from any array or column value, as the text stored in the ledger. A float
+    label is a class number stored as a float (pandas turns an integer column with a missing
+    value into floats): a whole one is stored as the integer ("7", not "7.0"), NaN or a
+    fraction is refused, naming `column`."""
     if value is None:
         return None
     if isinstance(value, (np.integer, int)) and not isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        if not float(value).is_integer():  # NaN and inf are not integers either
+            raise BadInput(f"{column} holds {float(value)!r}, not a whole number; {HELP_WHOLE}")
         return str(int(value))
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")

@@ -49,6 +49,8 @@ def load_dataset_image(name: str, key: str) -> np.ndarray:
 
 
 def _index(name: str, key: str, n: int) -> int:
-    if not key.isdigit() or int(key) >= n:
+    if not key.isdigit():
+        raise BadInput(f"{name}#{key}: '{key}' is not an image number; fix: give one of #0 to #{n - 1}")
+    if int(key) >= n:
         raise BadInput(f"{name}#{key}: index out of range (the dataset holds {n} images)")
     return int(key)

@@ -6,7 +6,8 @@ claims are ignored and counted); array files (.npz/.npy); Parquet tables; WebDat
 so a quoted pattern works as well as the shell's); datasets (`mnist:train`); and single
 recorded sources (`batch.npz#17`, `train.parquet#5`, `shard.tar#000005`, `mnist:train#5`).
 Sources are recorded with absolute paths, so they can be read back from any working
-directory.
+directory. Only regular files are read (through symlinks): a FIFO, a device or a socket is
+one problem, whether named or found in a folder.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import BadInput
+from ..images import regular_file
 from .datasets import KNOWN, dataset_item, dataset_items, is_dataset
 from .items import Discovery, InputOptions, Item, Problem
 from .readers import ImageFileReader, reader_for
@@ -86,13 +88,14 @@ def _single(base: str, key: str, opts: InputOptions) -> Item:
     path = Path(base)
     if not path.exists():
         raise BadInput("no such file")
+    regular_file(path)
     return reader_for(path).item(path.absolute(), key, opts)
 
 
 def _path_items(path: Path, opts: InputOptions, found: Discovery) -> Iterator[Item]:
-    if path.is_dir():
+    if path.is_dir():  # not folders: anything else a reader claims is checked below (a FIFO, a device)
         files = sorted(p for p in path.rglob("*")
-                       if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
+                       if not p.is_dir() and not any(part.startswith(".") for part in p.relative_to(path).parts))
     else:
         files = [path]
     for f in files:
@@ -103,6 +106,7 @@ def _path_items(path: Path, opts: InputOptions, found: Discovery) -> Iterator[It
                 continue
             reader = _IMAGE  # a file named explicitly is tried as an image whatever its suffix
         try:
+            regular_file(f)
             yield from reader.items(f, opts)
         except BadInput as e:
             found.problems.append(Problem(str(f), _reason(e)))

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..images import regular_file
 from .datasets import is_dataset, load_dataset_image
 from .discover import split_source
 from .readers import ImageFileReader, reader_for
@@ -16,4 +17,6 @@ def load_source(source: str) -> np.ndarray:
     if is_dataset(base):
         return load_dataset_image(base, key or "")
     path = Path(base)
+    if path.exists():  # a missing file is each reader's own message
+        regular_file(path)  # a FIFO would block, a device never end
     return (reader_for(path) or ImageFileReader()).load(path, key)

@@ -9,8 +9,11 @@ bounded by the batch size, not by the input.
 
 Workers start from a fresh interpreter (forkserver, else spawn), never by forking the
 caller, whose DuckDB, Qdrant and torch threads may hold locks. They ignore Ctrl-C (the main
-process handles it) and exit on their own when the main process dies (a SIGKILL leaves no
-orphans behind).
+process handles it) and exit on their own when the main process dies: each holds the read
+end of a pipe whose only write end the main process holds, and reads end-of-file the moment
+it dies. (A check of its pid does not do: a killed process stays a zombie until its own
+parent collects it, and the workers, holding the command's stdout and stderr, would keep a
+caller reading them waiting forever.)
 """
 from __future__ import annotations
 
@@ -19,7 +22,6 @@ import os
 import signal
 import sys
 import threading
-import time
 import types
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
@@ -67,19 +69,17 @@ def _context():
     return ctx
 
 
-def _watch_parent(parent: int) -> None:
-    """Worker start-up: leave Ctrl-C to the main process, and exit once it is gone."""
+def _watch_parent(alive) -> None:
+    """Worker start-up: leave Ctrl-C to the main process, and exit once it is gone (`alive`:
+    the read end of the main process's pipe)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch():
-        while True:
-            time.sleep(0.5)
-            try:
-                os.kill(parent, 0)
-            except ProcessLookupError:
-                os._exit(0)
-            except PermissionError:  # the pid was reused by another user's process
-                os._exit(0)
+        try:
+            alive.recv_bytes()  # nothing is ever sent: this returns at end-of-file
+        except (EOFError, OSError):
+            pass
+        os._exit(0)
 
     threading.Thread(target=watch, daemon=True).start()
 
@@ -104,8 +104,9 @@ def decode_parallel(items: Iterable[Item], problems: list[Problem], workers: int
     yield from decode_items(head, problems)
     if len(head) < SERIAL_FIRST:
         return
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(), initializer=_watch_parent,
-                               initargs=(os.getpid(),))
+    ctx = _context()
+    alive, keep = ctx.Pipe(duplex=False)  # `keep` stays here only: its end-of-file tells the workers to go
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_watch_parent, initargs=(alive,))
     pending: deque = deque()
     limit = max(2 * workers, -(-ahead // CHUNK))
     try:
@@ -121,6 +122,8 @@ def decode_parallel(items: Iterable[Item], problems: list[Problem], workers: int
                        "and see which input fails") from None
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+        keep.close()  # workers still busy with a cancelled chunk exit now
+        alive.close()
 
 
 def _results(future, problems: list[Problem]) -> Iterator[Decoded]:

@@ -21,7 +21,7 @@ from typing import Iterator
 
 from ..errors import BadInput
 from ..images import decode_bytes
-from .base import Reader, bad_item, file_label, file_stamp, json_value, label_text
+from .base import HELP_WHOLE, Reader, bad_item, file_label, file_stamp, json_value, label_text
 from .items import InputOptions, Item
 
 BATCH_ROWS = 1024  # rows per record batch: bounded memory, and few Python calls per row
@@ -62,6 +62,31 @@ def _is_scalar(t, label: bool = False) -> bool:
     ok = (ty.is_integer(t) or ty.is_floating(t) or ty.is_boolean(t) or ty.is_string(t) or ty.is_large_string(t)
           or ty.is_string_view(t))
     return ok or (not label and (ty.is_temporal(t) or ty.is_decimal(t)))
+
+
+def _floats(t) -> bool:
+    pa, _ = _pa()
+    return pa.types.is_floating(t.value_type if pa.types.is_dictionary(t) else t)
+
+
+def _whole_labels(pf, path: Path, label: str) -> None:
+    """A float label column holds class numbers stored as floats (pandas turns an integer
+    column with a missing value into floats; the missing value becomes null, no label):
+    refuse the file, before reading images, if any value is NaN or a fraction. One pass over
+    that column alone."""
+    import pyarrow.compute as pc
+
+    row = 0
+    for batch in pf.iter_batches(1 << 16, columns=[label], use_threads=False):
+        col = batch.column(0)
+        col = col.dictionary_decode() if hasattr(col, "dictionary_decode") else col
+        whole = pc.and_(pc.is_finite(col), pc.equal(col, pc.floor(col)))
+        bad = pc.indices_nonzero(pc.fill_null(pc.invert(whole), False))
+        if len(bad):
+            i = bad[0].as_py()
+            raise BadInput(f"{path}: label column '{label}' holds {col[i].as_py()!r} at row {row + i:,}, not a whole "
+                           f"number; {HELP_WHOLE}, or name another column with --label-column")
+        row += batch.num_rows
 
 
 def _columns(schema) -> str:
@@ -138,7 +163,8 @@ def _items(path: Path, batch, first_row: int, lay: Layout, opts: InputOptions) -
     fallback = file_label(path, opts)
     for i, blob in enumerate(data):
         src = f"{path}#{first_row + i}{lay.suffix}"
-        lab = label_text(labels[i]) if labels is not None and labels[i] is not None else fallback
+        lab = label_text(labels[i], f"label column '{lay.label}'") if labels is not None and labels[i] is not None \
+            else fallback
         meta = {m: json_value(v[i]) for m, v in zip(lay.meta, metas)} or None
         if blob is None:
             yield bad_item(src, f"no image bytes in column '{lay.image}'; fix: export the dataset with the images "
@@ -156,6 +182,8 @@ class ParquetReader(Reader):
         _, pq = _pa()
         pf, starts, total = _open(*file_stamp(path))
         lay = layout(pf.schema_arrow, path, opts)
+        if lay.label and _floats(pf.schema_arrow.field(lay.label).type):
+            _whole_labels(pf, path, lay.label)
         for rg, start in enumerate(starts):
             end = starts[rg + 1] if rg + 1 < len(starts) else total
             row = start
@@ -172,7 +200,10 @@ class ParquetReader(Reader):
     def _locate(self, path: Path, key: str):
         row_text, _, column = key.partition("@")
         pf, starts, total = _open(*file_stamp(path))
-        if not row_text.isdigit() or int(row_text) >= total:
+        if not row_text.isdigit():
+            raise BadInput(f"{path}#{key}: '{row_text}' is not a row number; fix: give one of #0 to #{total - 1} "
+                           f"(the file holds {total:,} rows)")
+        if int(row_text) >= total:
             raise BadInput(f"{path}#{key}: row out of range (the file holds {total:,} rows)")
         row = int(row_text)
         rg = bisect_right(starts, row) - 1

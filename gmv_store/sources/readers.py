@@ -4,6 +4,9 @@ image files, .npz/.npy arrays, Parquet tables (parquet.py), WebDataset shards
 """
 from __future__ import annotations
 
+import os
+import zipfile
+import zlib
 from functools import lru_cache, partial
 from pathlib import Path
 
@@ -11,10 +14,10 @@ import numpy as np
 
 from ..errors import BadInput
 from ..images import IMAGE_SUFFIXES, array_to_canonical, decode_file
-from .base import Reader, file_label, file_stamp, label_text
+from .base import HELP_WHOLE, Reader, file_label, file_stamp, label_text
 from .items import Item
 from .parquet import ParquetReader
-from .webdataset import WebDatasetReader
+from .webdataset import CompressedShardReader, WebDatasetReader, is_compressed_shard
 
 __all__ = ["READERS", "ArrayReader", "ImageFileReader", "Reader", "reader_for"]
 
@@ -45,20 +48,26 @@ class ArrayReader(Reader):
                     if "images" not in data.files:
                         raise BadInput(f"{path}: no 'images' key (found: {', '.join(data.files) or 'none'}); "
                                        "fix: save with np.savez(f, images=..., labels=...)")
+                    _fits_memory(path, data.zip)
                     images = data["images"]
                     labels = data["labels"] if "labels" in data.files else None
             else:
                 images, labels = np.load(path, mmap_mode="r", allow_pickle=False), None
         except BadInput:
             raise
-        except (OSError, ValueError, EOFError) as e:
-            raise BadInput(f"{path}: unreadable array file ({str(e).splitlines()[0]}); fix: re-save it with numpy") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # a cut or damaged file
+            first = (str(e).splitlines() or [type(e).__name__])[0]
+            raise BadInput(f"{path}: unreadable array file ({first}); fix: re-save it with numpy") from None
         if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[3] not in (1, 3, 4)):
             raise BadInput(f"{path}: images have shape {images.shape}; expected N×H×W or N×H×W×C with C in 1,3,4")
         if images.dtype != np.uint8 and images.dtype.kind != "f":
             raise BadInput(f"{path}: images have dtype {images.dtype}; fix: use uint8 0..255 or float in [0, 1]")
         if labels is not None and (labels.ndim != 1 or len(labels) != len(images)):
             raise BadInput(f"{path}: labels have shape {labels.shape}, expected ({len(images)},)")
+        if labels is not None and labels.dtype.kind == "f" and len(bad := np.flatnonzero(labels != np.floor(labels))):
+            # NaN != NaN, and inf - inf: not whole either
+            raise BadInput(f"{path}: {len(bad):,} of {len(labels):,} labels are not whole numbers (labels[{bad[0]}] is "
+                           f"{float(labels[bad[0]])!r}); {HELP_WHOLE}")
         return images, labels
 
     def _item(self, path, images, labels, i, opts) -> Item:
@@ -73,7 +82,10 @@ class ArrayReader(Reader):
             yield self._item(path, images, labels, i, opts)
 
     def _index(self, path, images, key) -> int:
-        if not key.isdigit() or int(key) >= len(images):
+        if not key.isdigit():
+            raise BadInput(f"{path}#{key}: '{key}' is not an image number; fix: give one of #0 to "
+                           f"#{len(images) - 1} (the array holds {len(images):,} images)")
+        if int(key) >= len(images):
             raise BadInput(f"{path}#{key}: index out of range (the array holds {len(images)} images)")
         return int(key)
 
@@ -86,6 +98,23 @@ class ArrayReader(Reader):
         return array_to_canonical(images[self._index(path, images, key or "")], f"{path}#{key}")
 
 
+def _fits_memory(path: Path, archive: zipfile.ZipFile) -> None:
+    """An .npz's images are read whole: refuse them, before reading, when they take more
+    than half the machine's memory, rather than fail in the middle with MemoryError."""
+    size = sum(i.file_size for i in archive.infolist() if i.filename in ("images", "images.npy"))
+    limit = half_memory()
+    if limit is not None and size > limit:
+        raise BadInput(f"{path}: its images take {size / 1e9:.1f} GB in memory, over half of this machine's "
+                       f"{2 * limit / 1e9:.1f} GB; fix: save them as .npy (np.save), which is memory-mapped")
+
+
+def half_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (ValueError, OSError, AttributeError):  # not POSIX: no check
+        return None
+
+
 @lru_cache(maxsize=2)
 def _cached_read(path: str, mtime_ns: int, size: int):
     """Thumbnails and image re-ranking read many rows of one array: read (or map) it once."""
@@ -93,9 +122,12 @@ def _cached_read(path: str, mtime_ns: int, size: int):
 
 
 READERS: tuple[Reader, ...] = (ImageFileReader(), ArrayReader(), ParquetReader(), WebDatasetReader())
+_COMPRESSED = CompressedShardReader()
 
 
 def reader_for(path: Path) -> Reader | None:
+    if is_compressed_shard(path):
+        return _COMPRESSED
     suffix = path.suffix.lower()
     for r in READERS:
         if suffix in r.suffixes:

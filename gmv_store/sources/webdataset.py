@@ -10,8 +10,14 @@ used as the label) goes into the image's metadata. Sources are `shard-000000.tar
 
 Reading streams the members once, holding one sample at a time. A truncated shard (cut
 inside a member or a header) and a corrupt header are reported as one problem naming the
-sample where reading stopped; the samples before it are kept. Reading one sample back
-(`load`) uses an index of member offsets built once per shard and cached in the process.
+sample where reading stopped; the samples before it are kept. A key is one sample: a second
+member of the same kind in a sample, or a later sample repeating an earlier key, is reported
+and not read (the first is kept, and is what `load` reads back). Members larger than
+MAX_FILE_BYTES are refused unread. Reading one sample back (`load`) uses an index of member
+offsets built once per shard and cached in the process.
+
+Compressed shards (`.tar.gz`, `.tgz`, ...) are refused by name: one image is read back by its
+offset in the file, which a compressed stream does not have.
 """
 from __future__ import annotations
 
@@ -24,7 +30,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import BadInput
-from ..images import IMAGE_SUFFIXES, decode_bytes
+from ..images import IMAGE_SUFFIXES, MAX_FILE_BYTES, decode_bytes, too_large
 from .base import Reader, bad_item, file_label, file_stamp, json_value, label_text
 from .items import InputOptions, Item
 
@@ -32,6 +38,8 @@ PREFERRED = ("png", "jpg", "jpeg", "webp")
 IMAGE_EXTS = PREFERRED + tuple(sorted(s[1:] for s in IMAGE_SUFFIXES if s[1:] not in PREFERRED))
 TEXT_EXTS = ("cls", "json", "txt")
 HELP_SHARD = "fix: re-download or re-write the shard"
+HELP_KEYS = "fix: re-write the shard with one key per sample"
+COMPRESSED = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar.zst", ".tzst")
 
 
 def split_name(name: str) -> tuple[str, str] | None:
@@ -54,7 +62,7 @@ def image_ext(exts, wanted: str | None) -> str | None:
 def _sample(path: Path, key: str, parts: dict[str, bytes], opts: InputOptions) -> Item:
     default = image_ext(parts, None)
     ext = image_ext(parts, opts.image_column)
-    src = f"{path}#{key}" + ("" if ext == default else f"@{ext}")
+    src = f"{path}#{key}" + ("" if ext in (default, None) else f"@{ext}")
     if ext is None:
         want = f".{opts.image_column.lstrip('.')}" if opts.image_column else "image"
         return bad_item(src, f"no {want} member (members: {', '.join('.' + e for e in parts) or 'none'}); "
@@ -81,7 +89,11 @@ def _sample(path: Path, key: str, parts: dict[str, bytes], opts: InputOptions) -
             label = text
         else:
             meta["txt"] = text
-    lab = label_text(label) if label is not None else file_label(path, opts)
+    try:
+        lab = label_text(label, f".json label '{opts.label_column or 'label'}'") if label is not None else \
+            file_label(path, opts)
+    except BadInput as e:
+        return bad_item(src, str(e))
     return Item(src, partial(decode_bytes, parts[ext], src), lab, meta or None)
 
 
@@ -104,6 +116,32 @@ def _tail_is_clean(f, offset: int) -> bool:
     return seen >= tarfile.BLOCKSIZE
 
 
+def is_compressed_shard(path: Path) -> bool:
+    return path.name.lower().endswith(COMPRESSED)
+
+
+class CompressedShardReader(Reader):
+    """`.tar.gz` and the like: refused by name, with the fix."""
+
+    name = "compressed-webdataset"
+    suffixes = frozenset()  # matched by the whole name ending (readers.reader_for)
+    keyed = True
+
+    def _refuse(self, path):
+        raise BadInput(f"{path}: a compressed tar shard; gmv reads plain .tar shards (it reads one image back by "
+                       "its offset in the file, which a compressed stream lacks); fix: decompress it first "
+                       "(gunzip -k, unxz -k, zstd -d) and give the .tar")
+
+    def items(self, path, opts):
+        self._refuse(path)
+
+    def item(self, path, key, opts):
+        self._refuse(path)
+
+    def load(self, path, key):
+        self._refuse(path)
+
+
 class WebDatasetReader(Reader):
     name = "webdataset"
     suffixes = frozenset({".tar"})
@@ -116,7 +154,8 @@ class WebDatasetReader(Reader):
                 tar = tarfile.open(fileobj=f, mode="r|")
             except tarfile.TarError as e:
                 raise BadInput(f"{path}: not a readable tar file ({e}); {HELP_SHARD}") from None
-            key, parts, member = None, {}, None
+            # skip: the current key's members are not read (a repeated key, a member too large)
+            key, parts, member, seen, skip = None, {}, None, set(), False
             try:
                 while (member := tar.next()) is not None:
                     tar.members.clear()  # tarfile keeps every header it read: memory would grow
@@ -124,10 +163,22 @@ class WebDatasetReader(Reader):
                     if named is None:
                         continue
                     if named[0] != key:
-                        if key is not None:
+                        if key is not None and not skip:
                             yield _sample(path, key, parts, opts)
-                        key, parts = named[0], {}
-                    if named[1] in wanted:
+                        key, parts, skip = named[0], {}, named[0] in seen
+                        seen.add(key)
+                        if skip:
+                            yield bad_item(f"{path}#{key}", f"a later sample repeats this key (member {member.name}); "
+                                                            f"only the first is read; {HELP_KEYS}")
+                    if skip or named[1] not in wanted:
+                        continue
+                    if named[1] in parts:
+                        yield bad_item(f"{path}#{key}", f"a second .{named[1]} member in this sample (member "
+                                                        f"{member.name}); only the first is read; {HELP_KEYS}")
+                    elif member.size > MAX_FILE_BYTES:  # refused unread (the stream skips its data)
+                        yield bad_item(f"{path}#{key}", f"member {member.name}: {too_large(member.size)}")
+                        skip = True
+                    else:
                         parts[named[1]] = tar.extractfile(member).read()
             except (tarfile.TarError, EOFError, OSError) as e:
                 where = f"{path}#{key}" if key is not None else str(path)
@@ -140,7 +191,7 @@ class WebDatasetReader(Reader):
                 yield bad_item(where, f"shard truncated or corrupt after byte {tar.offset:,} (an incomplete header "
                                       f"follows); {HELP_SHARD}")
                 return
-            if key is not None:
+            if key is not None and not skip:
                 yield _sample(path, key, parts, opts)
 
     def item(self, path, key, opts):
@@ -149,7 +200,7 @@ class WebDatasetReader(Reader):
         if entry is None:
             raise BadInput(f"{path}#{key}: no sample with this key in the shard")
         with open(path, "rb") as f:
-            parts = {e: _pread(f, off, size) for e, (off, size) in entry.items()}
+            parts = {e: _pread(f, off, size, f"{path}#{key}") for e, (off, size) in entry.items()}
         if ext:
             opts = InputOptions(label_from=opts.label_from, label=opts.label, image_column=ext,
                                 label_column=opts.label_column)
@@ -165,10 +216,12 @@ class WebDatasetReader(Reader):
         if chosen is None:
             raise BadInput(f"{path}#{key}: no image member with this key in the shard")
         with open(path, "rb") as f:
-            return decode_bytes(_pread(f, *entry[chosen]), f"{path}#{key}")
+            return decode_bytes(_pread(f, *entry[chosen], f"{path}#{key}"), f"{path}#{key}")
 
 
-def _pread(f, offset: int, size: int) -> bytes:
+def _pread(f, offset: int, size: int, where: str) -> bytes:
+    if size > MAX_FILE_BYTES:
+        raise BadInput(f"{where}: {too_large(size)}")
     f.seek(offset)
     return f.read(size)
 
@@ -187,10 +240,16 @@ def _index(path: str, mtime_ns: int, size: int) -> dict[str, dict[str, tuple[int
         members = list(_scan_tarfile(path))
     except OSError as e:
         raise BadInput(f"{path}: not a readable tar file ({e}); {HELP_SHARD}") from None
+    key, seen, repeated = None, set(), False
     for name, offset, length in members:
         named = split_name(name)
-        if named is not None and named[1] in wanted:
-            out.setdefault(named[0], {})[named[1]] = (offset, length)
+        if named is None:
+            continue
+        if named[0] != key:  # as reading does: the first sample of a key, the first member of a kind
+            key, repeated = named[0], named[0] in seen
+            seen.add(key)
+        if not repeated and named[1] in wanted:
+            out.setdefault(key, {}).setdefault(named[1], (offset, length))
     return out
 
 
