@@ -89,8 +89,8 @@ def _not_regular(path, mode: int) -> str:
             "path")
 
 
-def too_large(size: int) -> str:
-    return f"{size:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit of one image file; fix: downscale or re-encode it"
+def too_large(size: int, limit: int = MAX_FILE_BYTES) -> str:
+    return f"{size:,} bytes, over the {limit:,}-byte limit of one image file; fix: downscale or re-encode it"
 
 
 def read_regular(path, limit: int = MAX_FILE_BYTES) -> bytes:
@@ -105,7 +105,7 @@ def read_regular(path, limit: int = MAX_FILE_BYTES) -> bytes:
         if not stat.S_ISREG(st.st_mode):
             raise BadInput(_not_regular(path, st.st_mode))
         if st.st_size > limit:
-            raise BadInput(f"{path}: {too_large(st.st_size)}")
+            raise BadInput(f"{path}: {too_large(st.st_size, limit)}")
         try:
             return f.read(limit + 1)
         except OSError as e:

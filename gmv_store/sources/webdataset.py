@@ -176,7 +176,8 @@ class WebDatasetReader(Reader):
                         yield bad_item(f"{path}#{key}", f"a second .{named[1]} member in this sample (member "
                                                         f"{member.name}); only the first is read; {HELP_KEYS}")
                     elif member.size > MAX_FILE_BYTES:  # refused unread (the stream skips its data)
-                        yield bad_item(f"{path}#{key}", f"member {member.name}: {too_large(member.size)}")
+                        why = too_large(member.size, MAX_FILE_BYTES)
+                        yield bad_item(f"{path}#{key}", f"member {member.name}: {why}")
                         skip = True
                     else:
                         parts[named[1]] = tar.extractfile(member).read()
@@ -221,7 +222,7 @@ class WebDatasetReader(Reader):
 
 def _pread(f, offset: int, size: int, where: str) -> bytes:
     if size > MAX_FILE_BYTES:
-        raise BadInput(f"{where}: {too_large(size)}")
+        raise BadInput(f"{where}: {too_large(size, MAX_FILE_BYTES)}")
     f.seek(offset)
     return f.read(size)
 
