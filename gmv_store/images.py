@@ -84,7 +84,9 @@ def regular_file(path) -> os.stat_result:
 
 
 def _not_regular(path, mode: int) -> str:
-    link = f", through a symlink to {os.path.realpath(path)}" if os.path.islink(path) else ""
+    target = os.path.realpath(path)
+    link = "" if not os.path.islink(path) else \
+        f", through a symlink to {target}" if os.path.exists(target) else ", through a symlink"  # /dev/stdin: pipe:[N]
     return (f"{path}: not a regular file ({_kind(mode)}{link}); fix: copy the data into a file and give its "
             "path")
 
