@@ -165,7 +165,8 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads process trees from Linux /proc")
+@pytest.mark.skipif(not Path(f"/proc/self/task/{os.getpid()}/children").exists(),
+                    reason="reads process trees from Linux /proc (CONFIG_PROC_CHILDREN)")
 def test_killed_ingest_takes_its_decode_workers_along(tmp_path, store):
     """SIGKILL `gmv ingest --workers 2` from outside while this process holds its stdout and
     stderr pipes and has not collected its exit status (a zombie): the reads return at once,
