@@ -64,8 +64,8 @@ class ArrayReader(Reader):
             raise BadInput(f"{path}: images have dtype {images.dtype}; fix: use uint8 0..255 or float in [0, 1]")
         if labels is not None and (labels.ndim != 1 or len(labels) != len(images)):
             raise BadInput(f"{path}: labels have shape {labels.shape}, expected ({len(images)},)")
-        if labels is not None and labels.dtype.kind == "f" and len(bad := np.flatnonzero(labels != np.floor(labels))):
-            # NaN != NaN, and inf - inf: not whole either
+        if labels is not None and labels.dtype.kind == "f" and \
+                len(bad := np.flatnonzero(~(np.isfinite(labels) & (labels == np.floor(labels))))):
             raise BadInput(f"{path}: {len(bad):,} of {len(labels):,} labels are not whole numbers (labels[{bad[0]}] is "
                            f"{float(labels[bad[0]])!r}); {HELP_WHOLE}")
         return images, labels
