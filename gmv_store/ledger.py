@@ -17,6 +17,7 @@ import duckdb
 
 from .config import LEDGER_FILE, default_store_path, read_config
 from .errors import GmvError, StoreDamaged, StoreLocked
+from .integrity import describe_unfinished, unfinished_repair
 from .lock import current_holder
 
 SNAPSHOT_FILE = "ledger.snapshot.duckdb"
@@ -66,14 +67,18 @@ def _open_error(path: Path, e: Exception) -> GmvError:
 
 
 def open_ledger_readonly(store: str | Path | None, config: dict | None = None,
-                         on_snapshot: Callable[[str], None] | None = None):
+                         on_snapshot: Callable[[str], None] | None = None, unfinished_ok: bool = False):
     """A read-only ledger connection. While a writer holds the store, read the snapshot it
-    publishes instead, and tell `on_snapshot(message)` how old it is.
+    publishes instead, and tell `on_snapshot(message)` how old it is. A store whose repair
+    did not finish is refused (StoreDamaged) unless `unfinished_ok` (`gmv status`).
 
     The store's own writer lock decides, not DuckDB's: after a checkpoint DuckDB's file lock
     no longer covers the database file, and reading it under a writer is not safe."""
     root = default_store_path(store)
     read_config(root)  # clear error if there is no store
+    marker = None if unfinished_ok else unfinished_repair(root)
+    if marker is not None:
+        raise StoreDamaged(describe_unfinished(root, marker))
     holder = current_holder(root)
     if holder is None:
         return connect_ledger(root / LEDGER_FILE, read_only=True, config=config)

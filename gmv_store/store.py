@@ -25,8 +25,9 @@ from .backends import registry
 from .backends.base import Embedder, Quality, Reranker
 from .backends.named import WorkerEmbedding, embed_named, worker_embedding
 from .config import LEDGER_FILE, BackendSpec, IndexConfig, StoreConfig, default_store_path, describe_backend, read_config, write_config
-from .errors import GmvError, StoreDamaged, StoreMismatch
-from .ledger import SNAPSHOT_FILE, connect_ledger, open_ledger_readonly, transaction
+from .errors import GmvError, RepairUnfinished, StoreDamaged, StoreMismatch
+from .integrity import count_problems, describe_unfinished, schema_problems, unfinished_repair
+from .ledger import READER_WAIT_S, SNAPSHOT_FILE, connect_ledger, open_ledger_readonly, transaction
 from .lock import WriterLock
 from .vectors import VectorSpec, VectorStore, open_vector_store
 
@@ -116,12 +117,15 @@ class Store:
         config = read_config(root)
         lock = WriterLock(root, wait=wait)
         try:
-            ledger = connect_ledger(root / LEDGER_FILE)
+            marker = unfinished_repair(root)
+            if marker is not None:  # before the ledger: a killed rebuild may have left none or a part
+                raise RepairUnfinished(describe_unfinished(root, marker))
+            ledger = connect_ledger(root / LEDGER_FILE, wait=max(wait, READER_WAIT_S))
             migrations.migrate(ledger)
             store = cls(root, config, ledger, lock)
             store.device = device
             store.check_collections()
-            store.recover()
+            store.check_whole()
         except BaseException as e:
             if "store" in locals() and store._vectors is not None:
                 store._vectors.close()
@@ -152,13 +156,21 @@ class Store:
                       else connect_ledger(root / LEDGER_FILE, read_only=True, config=ledger_config))
             store = cls(root, config, ledger, lock)
             store.read_only, store.device = True, device
+            marker = unfinished_repair(root)
+            if marker is not None:
+                raise StoreDamaged(describe_unfinished(root, marker))
             if ledger.execute("SELECT count(*) FROM journal").fetchone()[0]:
                 raise GmvError(f"store {root} holds unfinished writes of an interrupted command; fix: run "
                                f"`gmv refresh --store {root}` (any writer completes them), then try again")
+            problems = count_problems(ledger, store.vectors, root, TABLES) if lock is not None else []
+            if problems:
+                raise StoreDamaged(problems[0])
             for kind, attr in (("embedder", "embedder"), ("rerank", "reranker"), ("quality", "quality")):
                 if backends and kind in backends:
                     store.__dict__[attr] = backends[kind]
         except BaseException:
+            if "store" in locals() and store._vectors is not None:
+                store._vectors.close()
             if "ledger" in locals():
                 ledger.close()
             if lock is not None:
@@ -179,6 +191,20 @@ class Store:
                     f"them from their recorded sources with `gmv repair --store {self.root}`"
                 )
             self.vectors.ensure_collection(collection, self.vector_spec(), self.collection_index(collection))
+
+    def check_whole(self) -> None:
+        """Finish the journal's work, then count: the ledger's tables, rows and sums must agree
+        with the collections' real points (writers refuse a store where they do not). An
+        unfinished `gmv repair` is refused before (RepairUnfinished, which the api finishes)."""
+        lacking = schema_problems(self.ledger)
+        if lacking:
+            names = ", ".join(f"{kind} {name}" for kind, name in lacking)
+            raise StoreDamaged(f"ledger {self.root / LEDGER_FILE} lacks {names}; fix: run `gmv repair --store {self.root}`")
+        self.recover()
+        problems = count_problems(self.ledger, self.vectors, self.root, TABLES)
+        if problems:
+            more = f" ({len(problems) - 1} more problem(s): `gmv status` lists them)" if len(problems) > 1 else ""
+            raise StoreDamaged(problems[0] + more)
 
     def collection_index(self, collection: str) -> IndexConfig:
         """Only the training collection's recall vector gets a graph: generated images are

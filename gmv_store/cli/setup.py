@@ -96,7 +96,7 @@ def status(store, fmt):
     Example:
       gmv status --store my-store
     """
-    info = api.status(store, note=note)
+    info = api.status(store, note=note, count=True)
     for w in info["warnings"]:
         click.echo(f"warning: {w}", err=True)
     if fmt in ("json", "csv"):
@@ -104,15 +104,17 @@ def status(store, fmt):
         return
     for key, val in info.items():
         if key == "refresh_due":
-            click.echo("refresh due: " + (f"yes ({info['pending_refresh']:,} new training images not yet matched, "
-                                          f"{info['refresh_queue']:,} generated images queued); run `gmv refresh`"
-                                          if val else "no"))
-        elif key in ("pending_refresh", "refresh_queue", "warnings"):
+            added, removed = info["pending_refresh"] - info["pending_removal"], info["pending_removal"]
+            click.echo("refresh due: " + (f"yes ({added:,} training images added and {removed:,} removed, not yet "
+                                          f"matched; {info['refresh_queue']:,} generated images queued); run "
+                                          "`gmv refresh`" if val else "no"))
+        elif key in ("pending_refresh", "pending_removal", "refresh_queue", "warnings"):
             continue
         elif key == "collections":
             for name, c in val.items():
                 idx = "unknown until a writer closes" if c["indexed_points"] is None else f"{c['indexed_points']:,}"
-                click.echo(f"collection {name}: {c['points']:,} points, {idx} indexed, index {c['index']}, "
+                how = "" if c["counted"] else " (as the last writer recorded them)"
+                click.echo(f"collection {name}: {c['points']:,} points{how}, {idx} indexed, index {c['index']}, "
                            f"quantization {c['quantization']}")
         elif key == "sets":
             click.echo("sets:" + ("" if val else " none yet"))
@@ -181,15 +183,17 @@ def repair(store, k, recall, drop_unreadable, wait):
     """
     r = api.repair(store, k=k, recall=recall, drop_unreadable=drop_unreadable, wait=wait)
     if not r.repaired:
-        click.echo("nothing to repair: the ledger and both vector collections are there")
+        click.echo("nothing to repair: the ledger's tables, rows and sums agree with both vector collections' points")
         return
     for a in r.actions:
         click.echo(a)
     for what in r.lost:
         click.echo(f"warning: not recoverable: {what}", err=True)
-    if r.unreadable:
-        click.echo(f"Error: {len(r.unreadable):,} recorded sources cannot be read (first: {r.unreadable[0]}); fix: "
-                   "restore them and run `gmv repair` again, or pass --drop-unreadable to forget them", err=True)
+    if not r.finished:
+        from ..config import default_store_path
+        from ..repair import unreadable_line
+
+        click.echo(f"Error: {unreadable_line(r, default_store_path(store))}", err=True)
         sys.exit(EXIT_ERROR)
     click.echo(f"repaired in {r.seconds:.1f}s; check with `gmv verify --full`")
 
