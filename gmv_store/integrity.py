@@ -17,19 +17,26 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 
+from .config import LEDGER_FILE
+from .errors import DiskFull, StoreDamaged, StoreMismatch
+
 REPAIR_FILE = "repair.json"
 SUM_TOLERANCE = 1e-6  # running sums are float64 additions of the same credits in another order
 
 
 def count_problems(ledger, vectors, root: Path, tables: dict[str, str]) -> list[str]:
     """One line per disagreement, each with the fix. Call with the journal empty (after
-    `Store.recover`): then rows and points must be equal in number."""
+    `Store.recover`): then rows and points must be equal in number. A collection the disk has
+    no room to open is not counted."""
     out = []
     for collection, table in tables.items():
         rows = ledger.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
         if not vectors.has_collection(collection):
             continue  # Store.check_collections names a missing collection
-        points = vectors.count(collection)
+        try:
+            points = vectors.count(collection)
+        except DiskFull:
+            continue  # no room to open it (tmpfs maps it in full): a command that needs it says so
         if points != rows:
             what = ("points are missing" if points < rows else "points have no ledger rows")
             out.append(f"vector collection '{collection}' holds {points:,} points but the ledger {rows:,} "
@@ -50,19 +57,66 @@ def sum_problems(ledger, root: Path) -> list[str]:
     return []
 
 
-@lru_cache(maxsize=1)
-def expected_schema() -> frozenset[tuple[str, str]]:
-    """(kind, name) of every table and view the migrations make, from an in-memory ledger."""
-    import duckdb
+def check_whole(store, tables: dict[str, str]) -> None:
+    """What a writer checks on opening, after the collections are there: the schema, then the
+    journal's unfinished work finished (`Store.recover`), then the counts. StoreDamaged with
+    the first problem and the fix."""
+    lacking = schema_problems(store.ledger)
+    if lacking:
+        names = ", ".join(f"{kind} {name}" for kind, name in lacking)
+        raise StoreDamaged(f"ledger {store.root / LEDGER_FILE} lacks {names}; fix: run `gmv repair --store {store.root}`")
+    store.recover()
+    problems = count_problems(store.ledger, store.vectors, store.root, tables)
+    if problems:
+        more = f" ({len(problems) - 1} more problem(s): `gmv status` lists them)" if len(problems) > 1 else ""
+        raise StoreDamaged(problems[0] + more)
 
-    from .migrate import migrate
+
+def check_vector_spec(store, tables: dict[str, str]) -> None:
+    """StoreMismatch naming both when store.json's backends make other vectors than the
+    collections hold (e.g. an edited size): no repair can change stored vectors."""
+    from .config import describe_backend
+
+    want = store.vector_spec()
+    for name in tables:
+        if not store.vectors.has_collection(name):
+            continue
+        try:
+            store.vectors.ensure_collection(name, want, store.collection_index(name))
+        except StoreMismatch as e:
+            raise StoreMismatch(
+                f"{store.root / 'store.json'} records backends (embedder {describe_backend(store.config.embedder)}, "
+                f"rerank {describe_backend(store.config.rerank)}) that make other vectors than the collections hold "
+                f"({str(e).split('; fix:')[0]}); gmv repair cannot change stored vectors; fix: restore store.json's "
+                "backend parameters to those the vectors were made with (from a backup of the store folder), or use "
+                "a new store for other backends") from None
+
+
+@lru_cache(maxsize=8)
+def expected_schema(version: int | None = None) -> frozenset[tuple[str, str]]:
+    """(kind, name) of every table and view the migrations up to `version` (None: all) make,
+    from an in-memory ledger."""
+    import duckdb
 
     con = duckdb.connect(":memory:")
     try:
-        migrate(con)
+        _migrate_to(con, version)
         return frozenset(_objects(con))
     finally:
         con.close()
+
+
+def _migrate_to(con, version: int | None) -> None:
+    from .migrate import load_migrations, migrate
+
+    if version is None:
+        migrate(con)
+        return
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+                "applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)")
+    for mig in load_migrations():
+        if mig.version <= version:
+            con.execute(mig.sql)
 
 
 def _objects(con) -> set[tuple[str, str]]:
@@ -73,19 +127,21 @@ def _objects(con) -> set[tuple[str, str]]:
 
 
 def schema_problems(ledger) -> list[tuple[str, str]]:
-    """The migrations' tables and views the ledger lacks, as (kind, name)."""
-    return sorted(expected_schema() - _objects(ledger))
+    """The tables and views the ledger's applied migrations make that it lacks, as (kind, name)."""
+    have = _objects(ledger)
+    if ("table", "schema_migrations") not in have:
+        return [("table", "schema_migrations")]
+    version = ledger.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] or 0
+    return sorted(expected_schema(version) - have)
 
 
 def recreate_views(ledger, names) -> None:
     """Make missing views again with the definitions the migrations give them."""
     import duckdb
 
-    from .migrate import migrate
-
     mem = duckdb.connect(":memory:")
     try:
-        migrate(mem)
+        _migrate_to(mem, None)
         for name in names:
             sql = mem.execute("SELECT sql FROM duckdb_views() WHERE view_name = ?", [name]).fetchone()[0]
             ledger.execute(sql)

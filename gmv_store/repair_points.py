@@ -18,6 +18,10 @@ READ_CHECK = 10_000  # vectors read per call when checking that a collection is 
 def mend_points(store: Store, report, drop_unreadable: bool, k, recall) -> None:
     root = store.root
     resuming = unfinished_repair(root) is not None
+    for collection in TABLES:  # store.json's backends must make the vectors stored; no repair changes them
+        if store.vectors.has_collection(collection) and _opens(store, collection):
+            store.check_vector_spec()
+            break
     views = [name for kind, name in schema_problems(store.ledger) if kind == "view"]
     if views:
         begin_repair(root, "ledger views")

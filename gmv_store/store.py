@@ -26,7 +26,7 @@ from .backends.base import Embedder, Quality, Reranker
 from .backends.named import WorkerEmbedding, embed_named, worker_embedding
 from .config import LEDGER_FILE, BackendSpec, IndexConfig, StoreConfig, default_store_path, describe_backend, read_config, write_config
 from .errors import GmvError, RepairUnfinished, StoreDamaged, StoreMismatch
-from .integrity import count_problems, describe_unfinished, schema_problems, unfinished_repair
+from .integrity import count_problems, describe_unfinished, unfinished_repair
 from .ledger import READER_WAIT_S, SNAPSHOT_FILE, connect_ledger, open_ledger_readonly, transaction
 from .lock import WriterLock
 from .vectors import VectorSpec, VectorStore, open_vector_store
@@ -117,8 +117,7 @@ class Store:
         config = read_config(root)
         lock = WriterLock(root, wait=wait)
         try:
-            marker = unfinished_repair(root)
-            if marker is not None:  # before the ledger: a killed rebuild may have left none or a part
+            if (marker := unfinished_repair(root)) is not None:  # first: a killed rebuild may leave a part ledger
                 raise RepairUnfinished(describe_unfinished(root, marker))
             ledger = connect_ledger(root / LEDGER_FILE, wait=max(wait, READER_WAIT_S))
             migrations.migrate(ledger)
@@ -156,14 +155,12 @@ class Store:
                       else connect_ledger(root / LEDGER_FILE, read_only=True, config=ledger_config))
             store = cls(root, config, ledger, lock)
             store.read_only, store.device = True, device
-            marker = unfinished_repair(root)
-            if marker is not None:
+            if (marker := unfinished_repair(root)) is not None:
                 raise StoreDamaged(describe_unfinished(root, marker))
             if ledger.execute("SELECT count(*) FROM journal").fetchone()[0]:
                 raise GmvError(f"store {root} holds unfinished writes of an interrupted command; fix: run "
                                f"`gmv refresh --store {root}` (any writer completes them), then try again")
-            problems = count_problems(ledger, store.vectors, root, TABLES) if lock is not None else []
-            if problems:
+            if lock is not None and (problems := count_problems(ledger, store.vectors, root, TABLES)):
                 raise StoreDamaged(problems[0])
             for kind, attr in (("embedder", "embedder"), ("rerank", "reranker"), ("quality", "quality")):
                 if backends and kind in backends:
@@ -193,18 +190,10 @@ class Store:
             self.vectors.ensure_collection(collection, self.vector_spec(), self.collection_index(collection))
 
     def check_whole(self) -> None:
-        """Finish the journal's work, then count: the ledger's tables, rows and sums must agree
-        with the collections' real points (writers refuse a store where they do not). An
-        unfinished `gmv repair` is refused before (RepairUnfinished, which the api finishes)."""
-        lacking = schema_problems(self.ledger)
-        if lacking:
-            names = ", ".join(f"{kind} {name}" for kind, name in lacking)
-            raise StoreDamaged(f"ledger {self.root / LEDGER_FILE} lacks {names}; fix: run `gmv repair --store {self.root}`")
-        self.recover()
-        problems = count_problems(self.ledger, self.vectors, self.root, TABLES)
-        if problems:
-            more = f" ({len(problems) - 1} more problem(s): `gmv status` lists them)" if len(problems) > 1 else ""
-            raise StoreDamaged(problems[0] + more)
+        """Schema, journal finished, then rows and sums counted against the points (integrity)."""
+        from .integrity import check_whole
+
+        check_whole(self, TABLES)
 
     def collection_index(self, collection: str) -> IndexConfig:
         """Only the training collection's recall vector gets a graph: generated images are
@@ -322,11 +311,21 @@ class Store:
 
     def embed(self, images) -> dict[str, Any]:
         """Every stored named vector for a batch of images: one forward per model."""
+        self.check_vector_spec()
         return embed_named(self.embedder, self.reranker, images)
 
     def worker_embedding(self) -> WorkerEmbedding | None:
         """The same embedding for decoding workers, when the store's models are light."""
+        self.check_vector_spec()
         return worker_embedding(self.embedder, self.reranker)
+
+    def check_vector_spec(self) -> None:
+        """store.json's backends make the vectors stored (once per open: it makes the backends)."""
+        if not self.__dict__.get("_spec_checked"):
+            from .integrity import check_vector_spec
+
+            check_vector_spec(self, TABLES)
+            self._spec_checked = True
 
     # ------------------------------------------------------------------ journaled writes
     def _journal(self, kind: str, collection: str, point_ids: Sequence[int], detail: dict | None) -> int:

@@ -11,10 +11,13 @@ from .load import load_source
 
 
 def load_checked(source: str, sha256: str) -> np.ndarray:
-    """`load_source`, then the content hash against the stored one; SourceChanged if they differ."""
+    """`load_source`, then the content hash against the stored one (or an image id: its first
+    16 hex digits); SourceChanged if they differ."""
+    if len(sha256) < 16:
+        raise ValueError(f"not a content hash or image id: {sha256!r}")
     pixels = load_source(source)
     now = content_sha256(pixels)
-    if now != sha256:
+    if not now.startswith(sha256):
         raise SourceChanged(f"{source} now holds another image than the one stored from it (sha256 {sha256[:16]}..., "
                             f"now {now[:16]}...); fix: restore the original file there, or forget the image "
                             f"{sha256[:16]}")
