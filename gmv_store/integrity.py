@@ -72,7 +72,7 @@ def check_whole(store, tables: dict[str, str]) -> None:
         raise StoreDamaged(problems[0] + more)
 
 
-def check_vector_spec(store, tables: dict[str, str]) -> None:
+def check_vector_spec(store, tables) -> None:
     """StoreMismatch naming both when store.json's backends make other vectors than the
     collections hold (e.g. an edited size): no repair can change stored vectors."""
     from .config import describe_backend
@@ -85,11 +85,9 @@ def check_vector_spec(store, tables: dict[str, str]) -> None:
             store.vectors.ensure_collection(name, want, store.collection_index(name))
         except StoreMismatch as e:
             raise StoreMismatch(
-                f"{store.root / 'store.json'} records backends (embedder {describe_backend(store.config.embedder)}, "
-                f"rerank {describe_backend(store.config.rerank)}) that make other vectors than the collections hold "
-                f"({str(e).split('; fix:')[0]}); gmv repair cannot change stored vectors; fix: restore store.json's "
-                "backend parameters to those the vectors were made with (from a backup of the store folder), or use "
-                "a new store for other backends") from None
+                f"{str(e).split('; fix:')[0]}: store.json records embedder {describe_backend(store.config.embedder)}, "
+                f"rerank {describe_backend(store.config.rerank)}; fix: restore those parameters in store.json from a "
+                "backup (gmv repair cannot change stored vectors), or use a new store") from None
 
 
 @lru_cache(maxsize=8)

@@ -7,7 +7,7 @@ import os
 from datetime import datetime, timezone
 
 from .errors import BadInput, GmvError, SourceChanged, StoreDamaged
-from .integrity import begin_repair, recreate_views, schema_problems, sum_problems, unfinished_repair
+from .integrity import begin_repair, check_vector_spec, recreate_views, schema_problems, sum_problems, unfinished_repair
 from .ledger import insert_columns, transaction
 from .store import GENERATED, TABLES, TRAINING, Store
 
@@ -18,10 +18,8 @@ READ_CHECK = 10_000  # vectors read per call when checking that a collection is 
 def mend_points(store: Store, report, drop_unreadable: bool, k, recall) -> None:
     root = store.root
     resuming = unfinished_repair(root) is not None
-    for collection in TABLES:  # store.json's backends must make the vectors stored; no repair changes them
-        if store.vectors.has_collection(collection) and _opens(store, collection):
-            store.check_vector_spec()
-            break
+    # store.json's backends must make the vectors stored: no repair changes them
+    check_vector_spec(store, [c for c in TABLES if store.vectors.has_collection(c) and _opens(store, c)])
     views = [name for kind, name in schema_problems(store.ledger) if kind == "view"]
     if views:
         begin_repair(root, "ledger views")

@@ -243,9 +243,8 @@ class EdgeVectorStore(VectorStore):
 
 def _damaged(name: str, root: Path, what: str, e: Exception) -> StoreDamaged:
     return StoreDamaged(
-        f"vector collection '{name}' ({root / name}) {what} ({str(e).splitlines()[0][:120]}); fix: run "
-        f"`gmv repair --store {root.parent}` (it keeps the damaged files aside and re-embeds the images from their "
-        "recorded sources)")
+        f"vector collection '{name}' {what}: its files are damaged ({str(e).splitlines()[0][:90]}...); fix: run "
+        f"`gmv repair --store {root.parent}` (keeps them aside, re-embeds the images from their sources)")
 
 
 def _damage(e: Exception, name: str, root: Path) -> Exception:
