@@ -167,14 +167,18 @@ def demo(store, m, profile, quick):
               help="k of sets whose points do not record it (stores made before payloads carried it).")
 @click.option("--recall", type=click.IntRange(1), default=None, help="N of such sets, likewise.")
 @click.option("--drop-unreadable", is_flag=True,
-              help="Forget images whose recorded source cannot be read instead of stopping at them.")
+              help="Forget images whose recorded source cannot be read, or now holds another image than the "
+                   "one stored (checked by sha256), instead of stopping at them.")
 @wait_option
 @errors_to_lines
 def repair(store, k, recall, drop_unreadable, wait):
     """Rebuild a missing or damaged part of a store: the ledger from the vector collections
     (its read snapshot when that matches them, else the points' payloads, then every
-    generated image re-matched), or a vector collection from the recorded sources. The
-    damaged ledger is kept aside, never deleted. Run `gmv verify --full` afterwards.
+    generated image re-matched), or a vector collection's missing points from the recorded
+    sources (checked by sha256). Parts are found by counting (points against ledger rows,
+    sums against credits); damaged files are kept aside, never deleted. A killed repair is
+    finished by the next run (or any writer). Run `gmv verify --full` afterwards; see
+    docs/repair.md.
 
     \b
     Examples:

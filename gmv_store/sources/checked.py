@@ -7,7 +7,6 @@ import numpy as np
 
 from ..errors import SourceChanged
 from ..images import content_sha256
-from .load import load_source
 
 
 def load_checked(source: str, sha256: str) -> np.ndarray:
@@ -15,7 +14,9 @@ def load_checked(source: str, sha256: str) -> np.ndarray:
     16 hex digits); SourceChanged if they differ."""
     if len(sha256) < 16:
         raise ValueError(f"not a content hash or image id: {sha256!r}")
-    pixels = load_source(source)
+    from gmv_store import sources  # through the package, where callers (and tests) find load_source
+
+    pixels = sources.load_source(source)
     now = content_sha256(pixels)
     if not now.startswith(sha256):
         raise SourceChanged(f"{source} now holds another image than the one stored from it (sha256 {sha256[:16]}..., "
