@@ -344,7 +344,7 @@ def status(path, note: Note | None = None, config: dict | None = None, also: Cal
                      note=note, config=config, unfinished_ok=True))
     info["writer"] = current_holder(root) or "none"
     info["refresh_due"] = bool(info["pending_refresh"] or info["refresh_queue"])
-    info["collections"] = collections(root, info, count=count)
+    info["collections"], info["points_counted"] = collections(root, info, count=count)
     info["warnings"] = missing_parts(root) + disagreements(root, info) + info["warnings"]
     return info
 

@@ -6,18 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def collections(root: Path, info: dict, count: bool = False) -> dict:
-    """Per collection: points, indexed points, index and quantization. With `count`, the
-    embedded engines' collections are opened (under the writer lock, when it is free) and
-    their points counted; otherwise, or while a writer holds them, their counts are those the
-    last writer recorded ("counted": False). A server is always asked."""
+def collections(root: Path, info: dict, count: bool = False) -> tuple[dict, list[str]]:
+    """Per collection: points, indexed points, index and quantization; and the collections
+    whose points were counted. With `count`, the embedded engines' collections are opened
+    (under the writer lock, when it is free) and their points counted; otherwise, or while a
+    writer holds them, their counts are those the last writer recorded. A server is always
+    asked. A collection that cannot be opened adds its line to info["warnings"]."""
     from .config import read_config
     from .vectors import ENGINE_DIRS
 
     cfg = read_config(root)
     ledger_points = {"training": info["training_images"], "generated": sum(s["generated"] for s in info["sets"])}
     states = _count(root, cfg) if (count or cfg.engine == "server") else None
-    out = {}
+    out, counted_names = {}, []
     for name in ("training", "generated"):
         mode = cfg.index.mode if name == "training" else "exact"
         state = states.get(name) if states is not None else None
@@ -30,10 +31,14 @@ def collections(root: Path, info: dict, count: bool = False) -> dict:
             state = read_index_state(root / ENGINE_DIRS["edge"] / name)
         points = state["points"] if state else ledger_points[name]
         indexed = None if state is None else (state["indexed_points"] if mode != "exact" else 0)
-        out[name] = {"points": points, "indexed_points": indexed, "counted": counted, "damaged": damaged,
+        if counted:
+            counted_names.append(name)
+        if damaged:
+            info.setdefault("warnings", []).append(damaged)
+        out[name] = {"points": points, "indexed_points": indexed,
                      "index": {"exact": "none", "hnsw": "hnsw", "auto": f"hnsw (auto, segments of {cfg.index.auto_points:,}+ points)"}[mode],
                      "quantization": cfg.index.quantization if name == "training" and mode != "exact" else "none"}
-    return out
+    return out, counted_names
 
 
 def _count(root: Path, cfg) -> dict | None:
@@ -76,9 +81,7 @@ def disagreements(root: Path, info: dict) -> list[str]:
     rows = {"training": info["training_images"], "generated": sum(s["generated"] for s in info["sets"])}
     out = []
     for name, c in info["collections"].items():
-        if c.get("damaged"):
-            out.append(c["damaged"])
-        elif c.get("counted") and c["points"] != rows[name]:
+        if name in info["points_counted"] and c["points"] != rows[name]:
             out.append(f"vector collection '{name}' holds {c['points']:,} points but the ledger {rows[name]:,} "
                        f"{name} images; values read from this store are wrong until it is repaired; "
                        f"fix: run `gmv repair --store {root}`")

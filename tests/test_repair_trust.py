@@ -231,6 +231,8 @@ DAMAGE = {
     "vector file": (_truncated_vectors, "vector collection 'training'", "kept the damaged vector collection"),
     "missing view": (_sql("DROP VIEW contributor_values"), "lacks view contributor_values", "made the missing view"),
     "missing table": (_sql("DROP TABLE refresh_queue"), "lacks table refresh_queue", "kept the lacking table"),
+    "rows deleted": (_sql("DELETE FROM training_images WHERE hash(contributor_id) % 10 = 0"),
+                     "points have no ledger rows", "their rows back from their payloads"),
     "half the credits": (_sql("DELETE FROM credits WHERE hash(generated_id) % 2 = 0"), "running value sums",
                          "re-matched every generated image from scratch"),
 }

@@ -108,12 +108,12 @@ def status(store, fmt):
             click.echo("refresh due: " + (f"yes ({added:,} training images added and {removed:,} removed, not yet "
                                           f"matched; {info['refresh_queue']:,} generated images queued); run "
                                           "`gmv refresh`" if val else "no"))
-        elif key in ("pending_refresh", "pending_removal", "refresh_queue", "warnings"):
+        elif key in ("pending_refresh", "pending_removal", "refresh_queue", "warnings", "points_counted"):
             continue
         elif key == "collections":
             for name, c in val.items():
                 idx = "unknown until a writer closes" if c["indexed_points"] is None else f"{c['indexed_points']:,}"
-                how = "" if c["counted"] else " (as the last writer recorded them)"
+                how = "" if name in info["points_counted"] else " (as the last writer recorded them)"
                 click.echo(f"collection {name}: {c['points']:,} points{how}, {idx} indexed, index {c['index']}, "
                            f"quantization {c['quantization']}")
         elif key == "sets":
