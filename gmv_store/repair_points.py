@@ -18,15 +18,16 @@ READ_CHECK = 10_000  # vectors read per call when checking that a collection is 
 def mend_points(store: Store, report, drop_unreadable: bool, k, recall) -> None:
     root = store.root
     resuming = unfinished_repair(root) is not None
+    readable = {c: store.vectors.has_collection(c) and _opens(store, c) for c in TABLES}
     # store.json's backends must make the vectors stored: no repair changes them
-    check_vector_spec(store, [c for c in TABLES if store.vectors.has_collection(c) and _opens(store, c)])
+    check_vector_spec(store, [c for c, ok in readable.items() if ok])
     views = [name for kind, name in schema_problems(store.ledger) if kind == "view"]
     if views:
         begin_repair(root, "ledger views")
         recreate_views(store.ledger, views)
         report.actions.append(f"made the missing view(s) {', '.join(views)} again from their migrations")
     for collection in TABLES:
-        if store.vectors.has_collection(collection) and not _opens(store, collection):
+        if store.vectors.has_collection(collection) and not readable[collection]:
             begin_repair(root, f"vector collection {collection}")
             _set_aside(store, collection, report)
         if not store.vectors.has_collection(collection):
@@ -75,6 +76,7 @@ def _set_aside(store: Store, collection: str, report) -> None:
     if store.config.engine != "edge":
         raise StoreDamaged(f"vector collection '{collection}' cannot be opened and this engine's files cannot be "
                            f"set aside by gmv; fix: restore {store.vectors_location()} from a backup")
+    store.vectors.release(collection)
     path = store.root / "qdrant-edge" / collection
     aside = path.with_name(f"{collection}.damaged-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     os.replace(path, aside)

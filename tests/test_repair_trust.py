@@ -335,3 +335,49 @@ def test_writer_blocked_by_a_reader_names_it_and_waits(base, tmp_path, monkeypat
     finally:
         reader.kill()
         reader.wait()
+
+
+# ----------------------------------------------------------------------------- 1: real SIGKILLs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lost", ["collection", "ledger"])
+def test_sigkilled_repair_never_leaves_a_store_taken_for_whole(base, tmp_path, lost):
+    """SIGKILL `gmv repair` at random points: afterwards a writer either finishes the repair
+    or refuses in one line, and the store ends with the values it had."""
+    import random
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    rng = random.Random(lost)
+    kills = 0
+    for attempt in range(3):
+        store = copy_store(base / "npz", tmp_path / f"s{attempt}")
+        if attempt == 0:
+            before = values(store)
+        if lost == "collection":
+            shutil.rmtree(store / "qdrant-edge" / "training")
+        else:
+            (store / "ledger.duckdb").unlink()
+            (store / "ledger.snapshot.duckdb").unlink()
+        cmd = [sys.executable, "-m", "gmv_store", "repair", "--store", str(store)]
+        if attempt == 0:  # an uninterrupted run's length: the kills land within it
+            t0 = time.monotonic()
+            subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=300)
+            duration = time.monotonic() - t0
+            assert_whole(store, before)
+            continue
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.5, 0.95) * duration)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        r = CliRunner().invoke(cli, ["value", str(base / "gen.npz"), "--set", "s1", "--k", "5", "--recall", "20",
+                                     "--store", str(store)])
+        if r.exit_code != 0:  # else it finished the repair first
+            assert r.exit_code == 1 and r.output.count("\n") == 1 and "gmv repair" in r.output, r.output
+            run("repair", "--store", store)
+        assert_whole(store, before)
+    assert kills >= 1, "no run was interrupted; the kill window missed the repair"

@@ -48,6 +48,16 @@ class EdgeVectorStore(VectorStore):
                 raise _damaged(name, self.root, "cannot be opened", e) from None
         return self._shards[name]
 
+    def release(self, name: str) -> None:
+        """Close one collection's shard if open (before `gmv repair` moves its damaged folder
+        aside); the engine's errors in closing damaged files are what repair expects."""
+        shard = self._shards.pop(name, None)
+        if shard is not None:
+            try:
+                shard.close()
+            except Exception:  # noqa: BLE001 - its files are being set aside as damaged
+                pass
+
     def has_collection(self, name):
         path = self.root / name
         return path.is_dir() and any(path.iterdir())
