@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -90,31 +91,34 @@ def check_vector_spec(store, tables) -> None:
                 "backup (gmv repair cannot change stored vectors), or use a new store") from None
 
 
+_DDL = re.compile(r"\b(?:CREATE\s+(?:OR\s+REPLACE\s+)?(TABLE|VIEW)\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)"
+                  r"|DROP\s+(TABLE|VIEW)\s+(?:IF\s+EXISTS\s+)?(\w+)"
+                  r"|ALTER\s+(TABLE|VIEW)\s+(\w+)\s+RENAME\s+TO\s+(\w+))", re.IGNORECASE)
+
+
 @lru_cache(maxsize=8)
 def expected_schema(version: int | None = None) -> frozenset[tuple[str, str]]:
     """(kind, name) of every table and view the migrations up to `version` (None: all) make,
-    from an in-memory ledger."""
-    import duckdb
+    read from their statements (CREATE, DROP, RENAME; a pass over the text, not running them:
+    every command opening a ledger checks this). tests/test_repair_trust.py checks it against
+    a ledger the migrations made."""
+    from .migrate import load_migrations
 
-    con = duckdb.connect(":memory:")
-    try:
-        _migrate_to(con, version)
-        return frozenset(_objects(con))
-    finally:
-        con.close()
-
-
-def _migrate_to(con, version: int | None) -> None:
-    from .migrate import load_migrations, migrate
-
-    if version is None:
-        migrate(con)
-        return
-    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
-                "applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)")
+    objects = {("table", "schema_migrations")}
     for mig in load_migrations():
-        if mig.version <= version:
-            con.execute(mig.sql)
+        if version is not None and mig.version > version:
+            break
+        text = re.sub(r"--[^\n]*", "", mig.sql)
+        for m in _DDL.finditer(text):
+            if m.group(1):
+                objects.add((m.group(1).lower(), m.group(2).lower()))
+            elif m.group(3):
+                objects.discard((m.group(3).lower(), m.group(4).lower()))
+            else:
+                kind = m.group(5).lower()
+                objects.discard((kind, m.group(6).lower()))
+                objects.add((kind, m.group(7).lower()))
+    return frozenset(objects)
 
 
 def _objects(con) -> set[tuple[str, str]]:
@@ -137,9 +141,11 @@ def recreate_views(ledger, names) -> None:
     """Make missing views again with the definitions the migrations give them."""
     import duckdb
 
+    from .migrate import migrate
+
     mem = duckdb.connect(":memory:")
     try:
-        _migrate_to(mem, None)
+        migrate(mem)
         for name in names:
             sql = mem.execute("SELECT sql FROM duckdb_views() WHERE view_name = ?", [name]).fetchone()[0]
             ledger.execute(sql)
