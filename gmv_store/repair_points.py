@@ -175,7 +175,7 @@ def rows_from_points(store: Store, report, k, recall,
                      only: dict[str, set[int]] | None = None) -> tuple[int, int, int]:
     """Ledger rows made from the points' payloads (every point, or those in `only`), with a
     set row for each set not in the ledger. Returns (training rows, generated rows, new sets)."""
-    from .sources import load_source
+    from .sources.checked import load_checked
 
     con = store.ledger
     now = datetime.now(timezone.utc).replace(tzinfo=None)
@@ -188,7 +188,7 @@ def rows_from_points(store: Store, report, k, recall,
             for pid, p in chunk:
                 if "height" not in p:  # points written before payloads carried the shape
                     try:
-                        p["height"], p["width"], p["channels"] = load_source(p["source"]).shape
+                        p["height"], p["width"], p["channels"] = load_checked(p["source"], p["sha256"]).shape
                     except Exception:  # noqa: BLE001 - recorded as 0, said in the report
                         p["height"] = p["width"] = p["channels"] = 0
                         report.unreadable.append(p.get("source", str(pid)))
