@@ -160,7 +160,8 @@ class Store:
             if ledger.execute("SELECT count(*) FROM journal").fetchone()[0]:
                 raise GmvError(f"store {root} holds unfinished writes of an interrupted command; fix: run "
                                f"`gmv refresh --store {root}` (any writer completes them), then try again")
-            if lock is not None and (problems := count_problems(ledger, store.vectors, root, TABLES)):
+            # only the collection a search opens (opening one rewrites some of its files)
+            if lock is not None and (problems := count_problems(ledger, store.vectors, root, {TRAINING: TABLES[TRAINING]})):
                 raise StoreDamaged(problems[0])
             for kind, attr in (("embedder", "embedder"), ("rerank", "reranker"), ("quality", "quality")):
                 if backends and kind in backends:
@@ -324,7 +325,7 @@ class Store:
         if not self.__dict__.get("_spec_checked"):
             from .integrity import check_vector_spec
 
-            check_vector_spec(self, TABLES)
+            check_vector_spec(self, [TRAINING])  # both collections hold one spec; a search opens this one
             self._spec_checked = True
 
     # ------------------------------------------------------------------ journaled writes
