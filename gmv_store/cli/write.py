@@ -187,8 +187,10 @@ def verify(store, full, sample, seed, wait):
         click.echo(f"difference: {d}")
     if not r.ok:
         other = any(" differs from a recompute " not in d and not d.startswith("... ") for d in r.differences)
-        click.echo(f"Error: {r.differing_images:,} of {r.checked_generated:,} generated images recomputed differ from "
-                   "their stored matches" + ("; ids, sums or pending work differ too (above)" if other else "")
-                   + "; fix: run `gmv repair` for damage, `gmv refresh` for pending work", err=True)
+        what = [f"{r.differing_images:,} of {r.checked_generated:,} generated images recomputed differ from their "
+                "stored matches"] if r.differing_images else []
+        what += ["ids, sums or pending work differ (above)"] if other else []
+        click.echo(f"Error: {'; '.join(what)}; fix: run `gmv repair` for damage, `gmv refresh` for pending work",
+                   err=True)
         sys.exit(EXIT_ERROR)
     click.echo(f"ok: ids agree, sums agree, {r.checked_generated:,} generated images recompute to their stored scores")
