@@ -88,15 +88,23 @@ def _describe_index(index) -> str:
 
 
 def _writer(path, wait: float = 0.0, device: str | None = None):
+    """Open as the writer; a `gmv repair` that was killed or stopped is finished first."""
+    from .errors import RepairUnfinished
     from .store import Store
 
-    return Store.open(path, wait=wait, device=device)
+    try:
+        return Store.open(path, wait=wait, device=device)
+    except RepairUnfinished:
+        from .repair import finish_repair
+
+        finish_repair(path, wait=wait)
+        return Store.open(path, wait=wait, device=device)
 
 
-def _reader(path, note: Note | None = None, config: dict | None = None):
+def _reader(path, note: Note | None = None, config: dict | None = None, unfinished_ok: bool = False):
     from .ledger import open_ledger_readonly
 
-    return open_ledger_readonly(path, config=config, on_snapshot=note)
+    return open_ledger_readonly(path, config=config, on_snapshot=note, unfinished_ok=unfinished_ok)
 
 
 # ----------------------------------------------------------------------------- writers
@@ -276,11 +284,12 @@ def migrations(path) -> list[dict]:
         con.close()
 
 
-def read(path, fn, *args, note: Note | None = None, config: dict | None = None, **kwargs):
+def read(path, fn, *args, note: Note | None = None, config: dict | None = None, unfinished_ok: bool = False,
+         **kwargs):
     """fn(con, *args, **kwargs) on a read-only ledger connection (the writer's snapshot while
     one runs; `note` hears about that); for library functions that take a connection.
     `config`: DuckDB settings of the connection (a process must open a file with one)."""
-    con = _reader(path, note, config)
+    con = _reader(path, note, config, unfinished_ok)
     try:
         return fn(con, *args, **kwargs)
     finally:
@@ -316,23 +325,27 @@ def sql(path, query: str, params: Sequence | None = None, *, note: Note | None =
     return run_sql(path, query, list(params or []), on_snapshot=note, **limits)
 
 
-def status(path, note: Note | None = None, config: dict | None = None, also: Callable | None = None) -> dict:
+def status(path, note: Note | None = None, config: dict | None = None, also: Callable | None = None,
+           count: bool = False) -> dict:
     """Counts, backends, locations, pending work and warnings of a store (`config`: as `read`).
-    `also(con)`: more to read on the same connection, returned under "also"."""
+    `also(con)`: more to read on the same connection, returned under "also". `count`: open
+    the collections (when no writer holds them) and count their points against the ledger."""
     from query.lookup import status as run
 
     from .config import default_store_path
+    from .integrity import sum_problems
     from .lock import current_holder
-    from .status import collections, missing_parts
+    from .status import collections, disagreements, missing_parts
 
     info = describe(path)
     root = default_store_path(path)
-    info.update(read(path, lambda con: {**run(con), **({"also": also(con)} if also else {})}, note=note,
-                     config=config))
+    info.update(read(path, lambda con: {**run(con), **({"also": also(con)} if also else {}),
+                                        "warnings": sum_problems(con, root)},
+                     note=note, config=config, unfinished_ok=True))
     info["writer"] = current_holder(root) or "none"
     info["refresh_due"] = bool(info["pending_refresh"] or info["refresh_queue"])
-    info["collections"] = collections(root, info)
-    info["warnings"] = missing_parts(root)
+    info["collections"], info["points_counted"] = collections(root, info, count=count)
+    info["warnings"] = missing_parts(root) + disagreements(root, info) + info["warnings"]
     return info
 
 

@@ -50,8 +50,11 @@ class IndexConfig(BaseModel):
         return max(self.ef_min, int(self.ef_factor * limit), limit)
 
 
+STORE_FORMAT = 1  # store.json's layout; a newer one is refused, not misread
+
+
 class StoreConfig(BaseModel):
-    format: int = 1
+    format: int = STORE_FORMAT
     created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     embedder: BackendSpec
     rerank: BackendSpec
@@ -74,9 +77,13 @@ def read_config(store: Path) -> StoreConfig:
     if not f.is_file():
         raise StoreNotFound(f"{store}: no gmv store here; fix: run `gmv init --store {store}` or pass --store / set GMV_STORE")
     try:
-        return StoreConfig.model_validate_json(f.read_text())
+        config = StoreConfig.model_validate_json(f.read_text())
     except ValueError as e:
         raise StoreMismatch(f"{f}: unreadable store config ({str(e).splitlines()[0]}); fix: restore it from a backup") from None
+    if config.format > STORE_FORMAT:
+        raise StoreMismatch(f"{f} has format {config.format}, this gmv-store reads format {STORE_FORMAT} and earlier: a "
+                            "newer version wrote it; fix: upgrade gmv-store (pip install -U gmv-store)")
+    return config
 
 
 def write_config(store: Path, config: StoreConfig) -> None:

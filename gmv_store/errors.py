@@ -52,6 +52,14 @@ class StoreDamaged(GmvError):
     """A part of the store (ledger, vector collections) is missing or unreadable."""
 
 
+class RepairUnfinished(StoreDamaged):
+    """A `gmv repair` was killed or stopped: the store is incomplete until one finishes."""
+
+
+class SourceChanged(BadInput):
+    """A recorded source now holds other content than the image stored from it."""
+
+
 class VectorStoreUnavailable(GmvError):
     """The Qdrant server cannot be reached or refuses the request."""
 

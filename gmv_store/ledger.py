@@ -8,6 +8,7 @@ missing or unreadable, rather than carrying on over an empty new one.
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ import duckdb
 
 from .config import LEDGER_FILE, default_store_path, read_config
 from .errors import GmvError, StoreDamaged, StoreLocked
+from .integrity import describe_unfinished, schema_problems, unfinished_repair
 from .lock import current_holder
 
 SNAPSHOT_FILE = "ledger.snapshot.duckdb"
@@ -59,24 +61,46 @@ def _open_error(path: Path, e: Exception) -> GmvError:
     msg = str(e)
     if "lock" in msg.lower():
         holder = current_holder(path.parent) or "another process"
-        return StoreLocked(f"ledger {path} is held by {holder}; fix: retry when it finishes")
+        if holder.startswith(f"pid {os.getpid()} "):  # we hold the writer lock: a reader has the file open
+            holder = _file_users(path) or "a reading process (e.g. `gmv sql`, `values` or `serve`)"
+        return StoreLocked(f"ledger {path} is held by {holder}; fix: retry when it finishes, or pass a longer "
+                           "--wait SECONDS")
     if "space" in msg.lower():
         return GmvError(f"cannot open ledger {path}: {msg.splitlines()[0]}; fix: free disk space")
     return _damaged(path, f"cannot be read ({msg.splitlines()[0][:160]})")
 
 
+def _file_users(path: Path) -> str | None:
+    """Other processes with `path` open, as "pid N (command)" (Linux /proc; None elsewhere)."""
+    target, found = str(path.resolve()), []
+    for proc in Path("/proc").glob("[0-9]*"):
+        if proc.name == str(os.getpid()):
+            continue
+        try:
+            if any(os.readlink(fd) == target for fd in (proc / "fd").iterdir()):
+                cmd = (proc / "cmdline").read_bytes().split(b"\0")
+                found.append(f"pid {proc.name} ({' '.join(os.path.basename(c.decode(errors='replace')) for c in cmd[:4])})")
+        except OSError:
+            continue
+    return ", ".join(found[:3]) or None
+
+
 def open_ledger_readonly(store: str | Path | None, config: dict | None = None,
-                         on_snapshot: Callable[[str], None] | None = None):
+                         on_snapshot: Callable[[str], None] | None = None, unfinished_ok: bool = False):
     """A read-only ledger connection. While a writer holds the store, read the snapshot it
-    publishes instead, and tell `on_snapshot(message)` how old it is.
+    publishes instead, and tell `on_snapshot(message)` how old it is. A store whose repair
+    did not finish is refused (StoreDamaged) unless `unfinished_ok` (`gmv status`).
 
     The store's own writer lock decides, not DuckDB's: after a checkpoint DuckDB's file lock
     no longer covers the database file, and reading it under a writer is not safe."""
     root = default_store_path(store)
     read_config(root)  # clear error if there is no store
+    marker = None if unfinished_ok else unfinished_repair(root)
+    if marker is not None:
+        raise StoreDamaged(describe_unfinished(root, marker))
     holder = current_holder(root)
     if holder is None:
-        return connect_ledger(root / LEDGER_FILE, read_only=True, config=config)
+        return _whole(connect_ledger(root / LEDGER_FILE, read_only=True, config=config), root / LEDGER_FILE)
     snap = root / SNAPSHOT_FILE
     if not snap.exists():
         raise StoreLocked(f"store {root} is being written by {holder} and has no read snapshot yet; "
@@ -84,7 +108,16 @@ def open_ledger_readonly(store: str | Path | None, config: dict | None = None,
     if on_snapshot is not None:
         age = _dt.datetime.now().timestamp() - snap.stat().st_mtime
         on_snapshot(f"note: store is being written by {holder}; reading its snapshot from {age:.0f}s ago")
-    return connect_ledger(snap, read_only=True, config=config)
+    return _whole(connect_ledger(snap, read_only=True, config=config), snap)
+
+
+def _whole(con, path: Path):
+    """The connection, if the ledger has every table and view its migrations make."""
+    lacking = schema_problems(con)
+    if lacking:
+        con.close()
+        raise _damaged(path, "lacks " + ", ".join(f"{kind} {name}" for kind, name in lacking))
+    return con
 
 
 def insert_columns(con, table: str, columns: dict[str, Sequence], conflict: str = "") -> None:

@@ -67,8 +67,14 @@ def migrate(con, folder: Path | None = None) -> list[Migration]:
     """Apply pending migrations in order; returns the ones applied now."""
     _ensure_ledger(con)
     applied = applied_versions(con)
+    known = load_migrations(folder)
+    newer = sorted(v for v in applied if v > len(known))
+    if newer:
+        raise MigrationError(f"the ledger has migration(s) {', '.join(map(str, newer))} applied, which this gmv-store "
+                             f"does not know (it knows 1..{len(known)}): a newer version wrote it; fix: upgrade "
+                             "gmv-store (pip install -U gmv-store) before using this store")
     done = []
-    for mig in load_migrations(folder):
+    for mig in known:
         if mig.version in applied:
             continue
         try:

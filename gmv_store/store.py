@@ -25,8 +25,9 @@ from .backends import registry
 from .backends.base import Embedder, Quality, Reranker
 from .backends.named import WorkerEmbedding, embed_named, worker_embedding
 from .config import LEDGER_FILE, BackendSpec, IndexConfig, StoreConfig, default_store_path, describe_backend, read_config, write_config
-from .errors import GmvError, StoreDamaged, StoreMismatch
-from .ledger import SNAPSHOT_FILE, connect_ledger, open_ledger_readonly, transaction
+from .errors import GmvError, RepairUnfinished, StoreDamaged, StoreMismatch
+from .integrity import count_problems, describe_unfinished, unfinished_repair
+from .ledger import READER_WAIT_S, SNAPSHOT_FILE, connect_ledger, open_ledger_readonly, transaction
 from .lock import WriterLock
 from .vectors import VectorSpec, VectorStore, open_vector_store
 
@@ -116,12 +117,14 @@ class Store:
         config = read_config(root)
         lock = WriterLock(root, wait=wait)
         try:
-            ledger = connect_ledger(root / LEDGER_FILE)
+            if (marker := unfinished_repair(root)) is not None:  # first: a killed rebuild may leave a part ledger
+                raise RepairUnfinished(describe_unfinished(root, marker))
+            ledger = connect_ledger(root / LEDGER_FILE, wait=max(wait, READER_WAIT_S))
             migrations.migrate(ledger)
             store = cls(root, config, ledger, lock)
             store.device = device
             store.check_collections()
-            store.recover()
+            store.check_whole()
         except BaseException as e:
             if "store" in locals() and store._vectors is not None:
                 store._vectors.close()
@@ -152,13 +155,20 @@ class Store:
                       else connect_ledger(root / LEDGER_FILE, read_only=True, config=ledger_config))
             store = cls(root, config, ledger, lock)
             store.read_only, store.device = True, device
+            if (marker := unfinished_repair(root)) is not None:
+                raise StoreDamaged(describe_unfinished(root, marker))
             if ledger.execute("SELECT count(*) FROM journal").fetchone()[0]:
                 raise GmvError(f"store {root} holds unfinished writes of an interrupted command; fix: run "
                                f"`gmv refresh --store {root}` (any writer completes them), then try again")
+            # only the collection a search opens (opening one rewrites some of its files)
+            if lock is not None and (problems := count_problems(ledger, store.vectors, root, {TRAINING: TABLES[TRAINING]})):
+                raise StoreDamaged(problems[0])
             for kind, attr in (("embedder", "embedder"), ("rerank", "reranker"), ("quality", "quality")):
                 if backends and kind in backends:
                     store.__dict__[attr] = backends[kind]
         except BaseException:
+            if "store" in locals() and store._vectors is not None:
+                store._vectors.close()
             if "ledger" in locals():
                 ledger.close()
             if lock is not None:
@@ -179,6 +189,12 @@ class Store:
                     f"them from their recorded sources with `gmv repair --store {self.root}`"
                 )
             self.vectors.ensure_collection(collection, self.vector_spec(), self.collection_index(collection))
+
+    def check_whole(self) -> None:
+        """Schema, journal finished, then rows and sums counted against the points (integrity)."""
+        from .integrity import check_whole
+
+        check_whole(self, TABLES)
 
     def collection_index(self, collection: str) -> IndexConfig:
         """Only the training collection's recall vector gets a graph: generated images are
@@ -296,11 +312,21 @@ class Store:
 
     def embed(self, images) -> dict[str, Any]:
         """Every stored named vector for a batch of images: one forward per model."""
+        self.check_vector_spec()
         return embed_named(self.embedder, self.reranker, images)
 
     def worker_embedding(self) -> WorkerEmbedding | None:
         """The same embedding for decoding workers, when the store's models are light."""
+        self.check_vector_spec()
         return worker_embedding(self.embedder, self.reranker)
+
+    def check_vector_spec(self) -> None:
+        """store.json's backends make the vectors stored (once per open: it makes the backends)."""
+        if not self.__dict__.get("_spec_checked"):
+            from .integrity import check_vector_spec
+
+            check_vector_spec(self, [TRAINING])  # both collections hold one spec; a search opens this one
+            self._spec_checked = True
 
     # ------------------------------------------------------------------ journaled writes
     def _journal(self, kind: str, collection: str, point_ids: Sequence[int], detail: dict | None) -> int:

@@ -104,6 +104,7 @@ def status(con) -> dict:
         "sets": _rows(con, "SELECT set_name, m AS generated, k, recall, exact FROM sets ORDER BY set_name"),
         "pending_journal": one("SELECT count(*) FROM journal"),
         "pending_refresh": one("SELECT (SELECT count(*) FROM pending_refresh) + (SELECT count(*) FROM pending_removal)"),
+        "pending_removal": one("SELECT count(*) FROM pending_removal"),
         "refresh_queue": one("SELECT count(*) FROM refresh_queue"),
         "schema_version": one("SELECT max(version) FROM schema_migrations"),
     }

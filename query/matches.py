@@ -22,6 +22,14 @@ from gmv_store.valuation import credits as eq6_credits
 from .recall_lists import Lists, read_lists, write_lists
 
 TOLERANCE = 1e-6  # distances recomputed from the same float32 vectors agree far closer than this
+# engines score in float32 (the local engine in numpy, possibly float64 before storing): a
+# recomputed recall score may differ from the stored one in its last bits, never more than this
+SCORE_RTOL = 8 * float(np.finfo(np.float32).eps)
+
+
+def same_score(a: float, b: float) -> bool:
+    """Two scores of one point, stored and recomputed, equal up to the engine's float32 precision."""
+    return abs(a - b) <= SCORE_RTOL * max(1.0, abs(a), abs(b))
 
 
 @dataclass
@@ -73,7 +81,8 @@ class Match:
         one kept under another capacity may be longer."""
         n = len(self.recall_ids)
         for pos in range(min(n, len(recomputed.recall_ids))):
-            if self.recall_ids[pos] != recomputed.recall_ids[pos] or self.recall_scores[pos] != recomputed.recall_scores[pos]:
+            if (self.recall_ids[pos] != recomputed.recall_ids[pos]
+                    or not same_score(self.recall_scores[pos], recomputed.recall_scores[pos])):
                 return (f"recall list position {pos + 1}: stored {int(self.recall_ids[pos]):016x} "
                         f"({self.recall_scores[pos]:.9g}), recomputed {int(recomputed.recall_ids[pos]):016x} "
                         f"({recomputed.recall_scores[pos]:.9g})")

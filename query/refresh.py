@@ -34,7 +34,7 @@ import numpy as np
 from gmv_store.backends.base import ImageReranker
 from gmv_store.ledger import insert_columns, transaction
 from gmv_store.progress import Progress
-from gmv_store.sources import load_source
+from gmv_store.sources.checked import load_checked
 from gmv_store.store import GENERATED, TRAINING, Store
 from gmv_store.vectors import Query
 from ingest.write import SEQ
@@ -231,7 +231,8 @@ def rescore(store: Store, rows: list[GeneratedRow]) -> list[Match]:
         vecs = {"recall": store.vectors.vectors(GENERATED, pids, "recall")}
         if store.reranker.vector_embedder() is not None:
             vecs["rerank"] = store.vectors.vectors(GENERATED, pids, "rerank")
-        images = [load_source(r.source) for r in group] if isinstance(store.reranker, ImageReranker) else None
+        images = ([load_checked(r.source, r.sha256) for r in group] if isinstance(store.reranker, ImageReranker)
+                  else None)
         matches = search(store, vecs, k, recall, [r.quality for r in group], images=images,
                          load_candidate=candidate_loader(store), exact=exact)
         out.update(((r.set_name, r.generated_id), m) for r, m in zip(group, matches))

@@ -12,7 +12,8 @@ import numpy as np
 
 from gmv_store.errors import BadInput, GmvError
 from gmv_store.progress import Progress
-from gmv_store.sources import Decoded, InputOptions, InputReport, load_source, read_batches, unique_new
+from gmv_store.sources import Decoded, InputOptions, InputReport, read_batches, unique_new
+from gmv_store.sources.checked import load_checked
 from gmv_store.store import GENERATED, Store
 from gmv_store.vectors import point_id
 
@@ -47,7 +48,9 @@ def generated_point_id(set_name: str, sha256: str) -> int:
     return point_id(hashlib.sha256(f"{set_name}\0{sha256}".encode()).hexdigest())
 
 
-def ensure_set(store: Store, set_name: str, k: int, recall: int, exact: bool = False) -> None:
+def ensure_set(store: Store, set_name: str, k: int, recall: int, exact: bool = False) -> bool:
+    """Check the set's k, N and search against the ones it was made with; False when the set
+    is new (it is made with its first images, so that a run that values none makes none)."""
     check_name(set_name)
     if k < 1:
         raise BadInput(f"--k {k}: must be at least 1")
@@ -55,24 +58,24 @@ def ensure_set(store: Store, set_name: str, k: int, recall: int, exact: bool = F
         raise BadInput(f"--recall {recall}: must be at least --k ({k})")
     row = store.ledger.execute("SELECT k, recall, exact FROM generated_sets WHERE set_name = ?", [set_name]).fetchone()
     if row is None:
-        store.ledger.execute("INSERT INTO generated_sets (set_name, k, recall, exact, created_at) "
-                             "VALUES (?, ?, ?, ?, current_timestamp)", [set_name, k, recall, exact])
-    elif tuple(row) != (k, recall, exact):
+        return False
+    if tuple(row) != (k, recall, exact):
         was = f"--k {row[0]} --recall {row[1]}" + (" --exact" if row[2] else "")
         raise BadInput(
             f"set '{set_name}' was valued with {was}; values within a set must share them; "
             f"fix: pass {was} or choose another --set"
         )
+    return True
 
 
 def candidate_loader(store: Store):
     """Pixels of a training point from its recorded source (for image re-rankers)."""
     def load(pid: int) -> np.ndarray:
         row = store.ledger.execute(
-            "SELECT source FROM training_images WHERE contributor_id = ?", [contributor_of(pid)]).fetchone()
+            "SELECT source, sha256 FROM training_images WHERE contributor_id = ?", [contributor_of(pid)]).fetchone()
         if row is None:
             raise GmvError(f"training point {pid} has no ledger row; fix: run `gmv verify`")
-        return load_source(row[0])
+        return load_checked(row[0], row[1])  # never another image than the one stored
 
     return load
 
@@ -117,10 +120,11 @@ def generated_payload(set_name: str, generated_id: str, sha256: str, source: str
 
 
 def write_generated(store: Store, set_name: str, batch: list[Decoded], matches: list[Match], quality: np.ndarray,
-                    vectors: dict, meta: dict) -> None:
+                    vectors: dict, meta: dict, new_set: tuple[int, int, bool] | None = None) -> None:
+    """`new_set`: (k, N, exact) of a set made now, in the same transaction as its first rows."""
     now = datetime.now(timezone.utc).replace(tzinfo=None)
-    k, recall, exact = store.ledger.execute("SELECT k, recall, exact FROM generated_sets WHERE set_name = ?",
-                                            [set_name]).fetchone()
+    k, recall, exact = new_set or store.ledger.execute(
+        "SELECT k, recall, exact FROM generated_sets WHERE set_name = ?", [set_name]).fetchone()
     rows = [GeneratedRow(set_name, d.short_id, generated_point_id(set_name, d.sha256), d.sha256, d.source, d.label,
                          float(qj), k, recall, exact) for d, qj in zip(batch, quality)]
     payloads = [generated_payload(r.set_name, r.generated_id, r.sha256, r.source, r.label, r.quality, meta, now, k,
@@ -128,6 +132,9 @@ def write_generated(store: Store, set_name: str, batch: list[Decoded], matches: 
     with store.adding("value", GENERATED, [r.point_id for r in rows], vectors, payloads, {"set_name": set_name},
                       ledger_rows=len(rows) + 2 * sum(len(m.contributors) for m in matches),
                       blob_bytes=sum(list_bytes(len(m.recall_ids)) for m in matches)) as con:
+        if new_set is not None:
+            con.execute("INSERT INTO generated_sets (set_name, k, recall, exact, created_at) "
+                        "VALUES (?, ?, ?, ?, current_timestamp)", [set_name, k, recall, exact])
         insert_generated(con, rows, matches, json.dumps(meta), now)
 
 
@@ -140,7 +147,7 @@ def value(store: Store, paths: list[str], set_name: str, *, k: int = DEFAULT_K, 
     recall = recall if recall is not None else 10 * k
     report = ValueReport(set_name=set_name)
     require_training(store)
-    ensure_set(store, set_name, k, recall, exact)
+    exists = ensure_set(store, set_name, k, recall, exact)
     bar = Progress(f"value {set_name}", enabled=progress)
     for batch in read_batches(paths, options, batch_size, report):
         known = {r[0] for r in store.ledger.execute(
@@ -151,7 +158,9 @@ def value(store: Store, paths: list[str], set_name: str, *, k: int = DEFAULT_K, 
         if new:
             matches, q, vectors = score_batch(store, new, k, recall, report.timings, exact=exact)
             t = time.perf_counter()
-            write_generated(store, set_name, new, matches, q, vectors, meta or {})
+            write_generated(store, set_name, new, matches, q, vectors, meta or {},
+                            new_set=None if exists else (k, recall, exact))
+            exists = True
             report.timings["write"] += time.perf_counter() - t
             report.valued += len(new)
             report.generated_ids.extend(d.short_id for d in new)

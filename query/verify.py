@@ -18,7 +18,8 @@ SHOWN = 10  # differences of one kind printed before a count
 @dataclass
 class VerifyReport:
     checked_generated: int = 0
-    differences: list[str] = field(default_factory=list)
+    differences: list[str] = field(default_factory=list)  # the lines to show (SHOWN of each kind at most)
+    differing_images: int = 0  # generated images whose recompute differs (all of them, shown or not)
 
     @property
     def ok(self) -> bool:
@@ -105,4 +106,5 @@ def verify(store: Store, sample: int | None = 200, seed: int = 0) -> VerifyRepor
     if n_diff > SHOWN:
         report.differences.append(f"... {n_diff:,} generated images differ from a recompute in all")
     report.checked_generated = len(rows)
+    report.differing_images = n_diff
     return report

@@ -226,6 +226,18 @@ def test_unreadable_source_gives_a_grey_placeholder(client, small, monkeypatch):
     assert "cannot read" in r.headers["x-gmv-error"] and Image.open(io.BytesIO(r.content)).size == (96, 96)
 
 
+def test_source_holding_another_image_gives_a_grey_placeholder(client, small, monkeypatch):
+    """A thumbnail is checked against the stored hash: a source overwritten since is named."""
+    import numpy as np
+
+    import gmv_store.sources
+
+    monkeypatch.setattr(gmv_store.sources, "load_source", lambda source: np.full((28, 28, 1), 7, np.uint8))
+    cid = api.values(small["store"], "s1", limit=50)[-2]["contributor_id"]
+    r = client.get(f"/img/training/{cid}.png?s=48")
+    assert r.status_code == 404 and "now holds another image" in r.headers["x-gmv-error"]
+
+
 def test_set_page_pages_through_generated_images(client, monkeypatch):
     import gmv_store.web.pages as pages
 

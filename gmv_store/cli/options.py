@@ -70,6 +70,12 @@ def errors_to_lines(f):
                 raise
             click.echo(f"Error: {_one_line(e)}", err=True)
             sys.exit(EXIT_ERROR)
+        except BrokenPipeError:
+            # the reader of our output went away (`gmv status | head`): end quietly, as other
+            # tools do; stdout goes to /dev/null so that the exit's flush cannot fail again
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(EXIT_ERROR)
         except KeyboardInterrupt:
             click.echo("Interrupted: finished batches are kept; run the same command again to complete it.", err=True)
             sys.exit(EXIT_INTERRUPTED)

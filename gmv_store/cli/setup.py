@@ -87,16 +87,22 @@ def migrate(store, list_, fmt):
 
 @click.command()
 @store_option
+@click.option("--no-count", is_flag=True,
+              help="Show the point counts the last writer recorded instead of opening the vector collections to "
+                   "count them (opening costs what a writer's start does: seconds at 1M points).")
 @output_options
 @errors_to_lines
-def status(store, fmt):
-    """Counts, backends, locations and pending work of a store.
+def status(store, no_count, fmt):
+    """Counts, backends, locations and pending work of a store. Each vector collection's
+    points are counted (when no writer holds the store) and compared with the ledger's rows;
+    a disagreement is a warning with its fix (docs/repair.md).
 
     \b
-    Example:
+    Examples:
       gmv status --store my-store
+      gmv status --store my-store --no-count
     """
-    info = api.status(store, note=note)
+    info = api.status(store, note=note, count=not no_count)
     for w in info["warnings"]:
         click.echo(f"warning: {w}", err=True)
     if fmt in ("json", "csv"):
@@ -104,15 +110,17 @@ def status(store, fmt):
         return
     for key, val in info.items():
         if key == "refresh_due":
-            click.echo("refresh due: " + (f"yes ({info['pending_refresh']:,} new training images not yet matched, "
-                                          f"{info['refresh_queue']:,} generated images queued); run `gmv refresh`"
-                                          if val else "no"))
-        elif key in ("pending_refresh", "refresh_queue", "warnings"):
+            added, removed = info["pending_refresh"] - info["pending_removal"], info["pending_removal"]
+            click.echo("refresh due: " + (f"yes ({added:,} training images added and {removed:,} removed, not yet "
+                                          f"matched; {info['refresh_queue']:,} generated images queued); run "
+                                          "`gmv refresh`" if val else "no"))
+        elif key in ("pending_refresh", "pending_removal", "refresh_queue", "warnings", "points_counted"):
             continue
         elif key == "collections":
             for name, c in val.items():
                 idx = "unknown until a writer closes" if c["indexed_points"] is None else f"{c['indexed_points']:,}"
-                click.echo(f"collection {name}: {c['points']:,} points, {idx} indexed, index {c['index']}, "
+                how = "" if name in info["points_counted"] else " (as the last writer recorded them)"
+                click.echo(f"collection {name}: {c['points']:,} points{how}, {idx} indexed, index {c['index']}, "
                            f"quantization {c['quantization']}")
         elif key == "sets":
             click.echo("sets:" + ("" if val else " none yet"))
@@ -165,14 +173,18 @@ def demo(store, m, profile, quick):
               help="k of sets whose points do not record it (stores made before payloads carried it).")
 @click.option("--recall", type=click.IntRange(1), default=None, help="N of such sets, likewise.")
 @click.option("--drop-unreadable", is_flag=True,
-              help="Forget images whose recorded source cannot be read instead of stopping at them.")
+              help="Forget images whose recorded source cannot be read, or now holds another image than the "
+                   "one stored (checked by sha256), instead of stopping at them.")
 @wait_option
 @errors_to_lines
 def repair(store, k, recall, drop_unreadable, wait):
     """Rebuild a missing or damaged part of a store: the ledger from the vector collections
     (its read snapshot when that matches them, else the points' payloads, then every
-    generated image re-matched), or a vector collection from the recorded sources. The
-    damaged ledger is kept aside, never deleted. Run `gmv verify --full` afterwards.
+    generated image re-matched), or a vector collection's missing points from the recorded
+    sources (checked by sha256). Parts are found by counting (points against ledger rows,
+    sums against credits); damaged files are kept aside, never deleted. A killed repair is
+    finished by the next run (or any writer). Run `gmv verify --full` afterwards; see
+    docs/repair.md.
 
     \b
     Examples:
@@ -181,15 +193,17 @@ def repair(store, k, recall, drop_unreadable, wait):
     """
     r = api.repair(store, k=k, recall=recall, drop_unreadable=drop_unreadable, wait=wait)
     if not r.repaired:
-        click.echo("nothing to repair: the ledger and both vector collections are there")
+        click.echo("nothing to repair: the ledger's tables, rows and sums agree with both vector collections' points")
         return
     for a in r.actions:
         click.echo(a)
     for what in r.lost:
         click.echo(f"warning: not recoverable: {what}", err=True)
-    if r.unreadable:
-        click.echo(f"Error: {len(r.unreadable):,} recorded sources cannot be read (first: {r.unreadable[0]}); fix: "
-                   "restore them and run `gmv repair` again, or pass --drop-unreadable to forget them", err=True)
+    if not r.finished:
+        from ..config import default_store_path
+        from ..repair import unreadable_line
+
+        click.echo(f"Error: {unreadable_line(r, default_store_path(store))}", err=True)
         sys.exit(EXIT_ERROR)
     click.echo(f"repaired in {r.seconds:.1f}s; check with `gmv verify --full`")
 

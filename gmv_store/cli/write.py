@@ -186,7 +186,11 @@ def verify(store, full, sample, seed, wait):
     for d in r.differences:
         click.echo(f"difference: {d}")
     if not r.ok:
-        click.echo(f"Error: {len(r.differences)} difference(s) found ({r.checked_generated:,} generated images recomputed)",
+        other = any(" differs from a recompute " not in d and not d.startswith("... ") for d in r.differences)
+        what = [f"{r.differing_images:,} of {r.checked_generated:,} generated images recomputed differ from their "
+                "stored matches"] if r.differing_images else []
+        what += ["ids, sums or pending work differ (above)"] if other else []
+        click.echo(f"Error: {'; '.join(what)}; fix: run `gmv repair` for damage, `gmv refresh` for pending work",
                    err=True)
         sys.exit(EXIT_ERROR)
     click.echo(f"ok: ids agree, sums agree, {r.checked_generated:,} generated images recompute to their stored scores")

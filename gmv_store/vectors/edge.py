@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import diskspace
-from ..errors import GmvError, MissingDependency
+from ..errors import GmvError, MissingDependency, StoreDamaged
 from .base import Query, VectorSpec, VectorStore, as_list, check_spec, shared_filters, threshold_kb_for
 
 SPEC_FILE = "gmv-vectors.json"    # the vector sizes/metrics a shard was created with
@@ -42,8 +42,21 @@ class EdgeVectorStore(VectorStore):
             # Opening maps the shard's files; on tmpfs that allocates its vector chunks in full
             # (see gmv_store/diskspace.py): without room, a page fault kills the process (SIGBUS).
             diskspace.require_room_to_open(path, name)
-            self._shards[name] = self._qe.EdgeShard.load(str(path))
+            try:
+                self._shards[name] = self._qe.EdgeShard.load(str(path))
+            except Exception as e:  # noqa: BLE001 - the engine's one error type: its files are damaged
+                raise _damaged(name, self.root, "cannot be opened", e) from None
         return self._shards[name]
+
+    def release(self, name: str) -> None:
+        """Close one collection's shard if open (before `gmv repair` moves its damaged folder
+        aside); the engine's errors in closing damaged files are what repair expects."""
+        shard = self._shards.pop(name, None)
+        if shard is not None:
+            try:
+                shard.close()
+            except Exception:  # noqa: BLE001 - its files are being set aside as damaged
+                pass
 
     def has_collection(self, name):
         path = self.root / name
@@ -202,7 +215,10 @@ class EdgeVectorStore(VectorStore):
                 for q, f in zip(queries, shared_filters(queries, self._filter))]
         if not reqs:
             return []
-        res = self._shard(name).query_batch(qe.QueryBatchRequest(reqs))
+        try:
+            res = self._shard(name).query_batch(qe.QueryBatchRequest(reqs))
+        except Exception as e:  # noqa: BLE001 - the engine raises one type for everything
+            raise _damage(e, name, self.root) from None
         return [[(p.id, p.score) for p in hits] for hits in res]  # already int and float
 
     def _params(self, q: Query):
@@ -217,7 +233,10 @@ class EdgeVectorStore(VectorStore):
         return np.asarray(self.vector_lists(name, ids, using), dtype=np.float32)
 
     def vector_lists(self, name, ids, using):
-        recs = self._shard(name).retrieve(list(ids), with_payload=False, with_vector=[using])
+        try:
+            recs = self._shard(name).retrieve(list(ids), with_payload=False, with_vector=[using])
+        except Exception as e:  # noqa: BLE001 - the engine raises one type for everything
+            raise _damage(e, name, self.root) from None
         by_id = {int(r.id): r.vector[using] for r in recs}
         return [by_id[i] for i in ids]
 
@@ -230,6 +249,20 @@ class EdgeVectorStore(VectorStore):
                 pass
             shard.close()
         self._shards.clear()
+
+
+def _damaged(name: str, root: Path, what: str, e: Exception) -> StoreDamaged:
+    return StoreDamaged(
+        f"vector collection '{name}' {what}: its files are damaged ({str(e).splitlines()[0][:90]}...); fix: run "
+        f"`gmv repair --store {root.parent}` (keeps them aside, re-embeds the images from their sources)")
+
+
+def _damage(e: Exception, name: str, root: Path) -> Exception:
+    """The engine's error as StoreDamaged when it says a file cannot be read; else as it is."""
+    text = str(e)
+    if any(w in text for w in ("not readable", "Failed to read", "deserialize", "No such file", "corrupt", "out of bounds")):
+        return _damaged(name, root, "cannot be read", e)
+    return e
 
 
 def _rows(v) -> list[array]:

@@ -100,7 +100,7 @@ def _placeholder(size: int) -> bytes:
 
 
 def _send(request: Request, key: tuple, lookup, *args) -> Response:
-    from ..sources import load_source
+    from ..sources.checked import load_checked
 
     size = _size(request)
     state = request.app.state
@@ -117,9 +117,10 @@ def _send(request: Request, key: tuple, lookup, *args) -> Response:
     data = cache.get((key[0], key[-1], size))
     if data is None:
         try:
-            data = scaled_png(load_source(source), size)
+            data = scaled_png(load_checked(source, key[-1]), size)  # the id: the content hash's first 16 digits
         except BadInput as e:
-            # the recorded source moved or vanished: a grey square keeps the page's layout
+            # the recorded source moved, vanished or now holds another image (SourceChanged):
+            # a grey square keeps the page's layout
             return Response(_placeholder(size), status_code=404, media_type="image/png",
                             headers={"X-Gmv-Error": " ".join(str(e).split())[:200].encode("ascii", "replace").decode()})
         cache.put((key[0], key[-1], size), data)
