@@ -117,8 +117,8 @@ def run_fits(spec: dict, train_x: np.ndarray, train_y: np.ndarray, gen_x: np.nda
                         atomic_write(root / f"{keys[i]}.npy", lambda tmp, ll=ll: _save(tmp, ll))
                     if note:
                         note(f"  fit {done}/{len(todo)} ({len(subsets[i]):,} images, {seconds:.1f}s)")
-    return out, {"fits": len(todo), "cached": len(subsets) - len(todo), "workers": min(workers or default_workers(),
-                                                                                       max(len(todo), 1)),
+    return out, {"fits": len(todo), "cached": len(subsets) - len(todo),
+                 "workers": min(workers or default_workers(), len(todo)),
                  "fit_s": round(float(np.sum(fit_s)), 1), "wall_s": round(time.perf_counter() - t0, 1)}
 
 
