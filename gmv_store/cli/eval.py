@@ -239,7 +239,7 @@ def recipe_cmd(out, cache, quick, generators, ood_sources, ood_qualities, n_full
 
 
 # counterfactual checks (retraining): their own module, registered here
-from .counterfactual import lds_cmd, remove_cmd  # noqa: E402
+from .counterfactual import lds_cmd, remove_cmd
 
 eval_group.add_command(lds_cmd)
 eval_group.add_command(remove_cmd)

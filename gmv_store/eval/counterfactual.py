@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 
 from gmv_store.errors import BadInput
-from gmv_store.generators.spec import SPEC_KEY, ids_sha256
+from gmv_store.generators.spec import ids_sha256
 
 from .lds_math import bootstrap_ci, lds_scores, nanmean, paired_greater, row_spearman, subset_masks
 
@@ -245,7 +245,7 @@ def remove(store, set_name: str, *, fraction: float = 0.05, seeds: int = 5, seed
     spec = _hparams(su.spec, quick)
     what = likelihood_kind(spec["kind"])
     n = len(su.train_ids)
-    n_remove = int(round(fraction * n))
+    n_remove = round(fraction * n)
     if not 0 < fraction < 1 or not 1 <= n_remove < n:
         raise BadInput(f"--fraction {fraction} of {n} training images removes {n_remove}; fix: a fraction in (0, 1) "
                        "that removes at least one image")

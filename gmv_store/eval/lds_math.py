@@ -35,7 +35,7 @@ def subset_masks(n: int, subsets: int, fraction: float, seed: int) -> np.ndarray
     """(subsets, n) bool: each row a uniformly random subset of round(fraction * n) of n."""
     if not 0 < fraction < 1:
         raise BadInput(f"--fraction {fraction}: must lie strictly between 0 and 1")
-    size = int(round(fraction * n))
+    size = round(fraction * n)
     if not 1 <= size < n:
         raise BadInput(f"--fraction {fraction} of {n} training images keeps {size}; fix: a larger store or fraction")
     rng = np.random.default_rng(seed)
