@@ -26,6 +26,7 @@ from gmv_store.generators.spec import ids_sha256
 from .lds_math import bootstrap_ci, lds_scores, nanmean, paired_greater, row_spearman, subset_masks
 
 Note = Callable[[str], None]
+RANDOM_DRAWS = 10
 NO_SPEC = ("set '{s}' records no generator (its images came from outside, not from a generator the project "
            "trained), so there is nothing to retrain; fix: use a set made by `gmv demo` or `gmv eval recipe`, or "
            "value with meta=generator_meta(...) (docs/evaluation.md)")
@@ -193,17 +194,20 @@ def lds(store, set_name: str, *, subsets: int = 32, fraction: float = 0.5, seed:
     ll, cost = run_fits(spec, su.train_x, su.train_y, su.gen_x, su.gen_y, [np.flatnonzero(r) for r in masks],
                         workers=workers, cache=cache, use_cache=use_cache, note=note)
     rng = np.random.default_rng([seed, 1])
-    scores = {"values": su.credits, "random": rng.standard_normal((m, n)),
-              "no_quality": su.credits / su.quality[:, None], "no_rerank": np.nan_to_num(su.no_rerank)}
+    scores = {"values": su.credits, "no_quality": su.credits / su.quality[:, None],
+              "no_rerank": np.nan_to_num(su.no_rerank)}
     per_image = {name: lds_scores(s, masks, ll) for name, s in scores.items()}
     per_image["no_rerank"][np.isnan(su.no_rerank).all(1)] = np.nan
+    # random scores: the mean over RANDOM_DRAWS draws, so the null is measured, not one draw's noise
+    per_image["random"] = np.mean([lds_scores(rng.standard_normal((m, n)), masks, ll) for _ in range(RANDOM_DRAWS)], 0)
     main = per_image["values"]
     # the set-level form: one predictor per subset, sum of the set's values phi, against the
     # set's mean log-likelihood (here the quality weighting matters: it weighs images)
-    phi = {"values": su.values, "random": rng.standard_normal(n),
-           "no_quality": scores["no_quality"].sum(0) / m, "no_rerank": scores["no_rerank"].sum(0) / m}
+    phi = {"values": su.values, "no_quality": scores["no_quality"].sum(0) / m, "no_rerank": scores["no_rerank"].sum(0) / m}
     mean_ll = ll.mean(1)
     set_level = {name: _set_lds(masks @ p, mean_ll, resamples, seed) for name, p in phi.items()}
+    set_level["random"] = (nanmean([row_spearman((masks @ rng.standard_normal(n))[None], mean_ll[None])[0]
+                                    for _ in range(RANDOM_DRAWS)]), None)
     return {"set": set_name, "generator": spec["kind"], "likelihood": what, "quick": quick,
             "hparams": spec["hparams"], "seed_fit": spec["seed"], "k": su.k, "m": m,
             "n_train": n, "subsets": subsets, "fraction": fraction, "seed": seed,
