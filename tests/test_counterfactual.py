@@ -197,3 +197,24 @@ def test_sets_without_a_usable_generator_are_refused_in_one_line(small):
     assert "not those images" in r.output and len(r.output.strip().splitlines()) == 1
     r = run("eval", "lds", "--store", store, "--set", "nope", code=1)
     assert "does not exist" in r.output
+
+
+def test_set_spec_refuses_empty_and_mixed_sets():
+    import duckdb
+
+    from gmv_store.eval.counterfactual import set_spec
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE generated_sets (set_name VARCHAR, k INTEGER, recall INTEGER)")
+    con.execute("CREATE TABLE generated (set_name VARCHAR, meta JSON)")
+    con.execute("CREATE VIEW sets AS SELECT s.set_name, s.k, s.recall, (SELECT count(*) FROM generated g "
+                "WHERE g.set_name = s.set_name) AS m FROM generated_sets s")
+    con.execute("INSERT INTO generated_sets VALUES ('empty', 5, 50), ('mixed', 5, 50), ('one', 5, 50)")
+    con.execute("""INSERT INTO generated VALUES ('mixed', '{"generator": {"kind": "gmm"}}'),
+                   ('mixed', '{"generator": {"kind": "vae"}}'), ('mixed', '{}'),
+                   ('one', '{"generator": {"kind": "vae", "seed": 3}}'), ('one', '{"generator": {"kind": "vae", "seed": 3}}')""")
+    with pytest.raises(BadInput, match="holds no generated images"):
+        set_spec(con, "empty")
+    with pytest.raises(BadInput, match="mixes images of 2 generators and outside images"):
+        set_spec(con, "mixed")
+    assert set_spec(con, "one") == {"kind": "vae", "seed": 3}

@@ -55,7 +55,8 @@ def set_spec(con, set_name: str) -> dict:
     """The generator spec recorded with the set's images; BadInput (one line) when none or several."""
     from .ledger_read import set_info
 
-    set_info(con, set_name)
+    if set_info(con, set_name)["m"] == 0:
+        raise BadInput(f"set '{set_name}' holds no generated images; fix: value the generator's images into it first")
     rows = con.execute("SELECT json_extract_string(meta, '$.generator') AS g, count(*) FROM generated "
                        "WHERE set_name = ? GROUP BY g", [set_name]).fetchall()
     specs = [r for r in rows if r[0] is not None]
