@@ -57,6 +57,7 @@ def run_demo(store: str | Path, m: int = 100, profile: str | None = None, quick:
 
     from .eval.class_test import class_ratio
     from .generators import load_or_train
+    from .generators.spec import generator_meta
     from .sources import InputOptions
     from .store import Store
 
@@ -100,9 +101,11 @@ def run_demo(store: str | Path, m: int = 100, profile: str | None = None, quick:
         echo(f"[3/4] valuing them (k = {', '.join(map(str, KS))}; recall 10·k) ...")
         t = time.perf_counter()
         reports = {}
+        # the sets remember their generator, so `gmv eval lds` / `remove` can retrain it
+        meta = generator_meta("gmm", images, labels, seed=0, quick=quick, owners=["mnist"])
         for k in KS:
             reports[k] = value(s, [str(out_dir)], f"{DEMO_SET}-k{k}", k=k, options=InputOptions(label_from="parent"),
-                              progress=sys.stderr.isatty())
+                              meta=meta, progress=sys.stderr.isatty())
         timings["value"] = time.perf_counter() - t
         n_val = sum(rep.valued for rep in reports.values())
         per_image = 1000 * timings["value"] / max(n_val, 1)

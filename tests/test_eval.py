@@ -239,6 +239,17 @@ def test_quick_recipe_end_to_end(tmp_path):
     # the stores stay usable by the other commands
     rows = json.loads(run("eval", "class-test", "--store", out / "stores" / "full-pixels-l2", "--set", "c1-gmm", "--json"))
     assert [r["k"] for r in rows] == [30, 50, 100]
+    # its sets record their generator; lds refuses a store that does not hold its training data
+    from gmv_store.eval.counterfactual import set_spec
+    from gmv_store.ledger import open_ledger_readonly
+
+    con = open_ledger_readonly(out / "stores" / "full-pixels-l2")
+    spec = set_spec(con, "c1-gmm")
+    con.close()
+    assert (spec["kind"], spec["quick"], spec["train"]["owners"], spec["train"]["n"]) == ("gmm", True, ["mnist"],
+                                                                                          res["data"]["full"])
+    assert "not those images" in run("eval", "lds", "--store", out / "stores" / "sub-pixels-l2", "--set", "c1-gmm",
+                                     "--quick", code=1)
     assert "ρ@50" in run("eval", "recipe", "--out", out, "--headline")
     run("eval", "recipe", "--out", out, "--report-only")
     assert (out / "report.md").read_text() == report

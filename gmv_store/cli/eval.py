@@ -26,6 +26,9 @@ def eval_group():
       gmv eval sensitivity --set gan-v1                 # rho against k and against m
       gmv eval recall-quality --set gan-v1 --hnsw       # recall@k against exact search
       gmv eval grid --set gan-v1 --out grid.png         # generated images beside their top contributors
+    Counterfactual checks on a set from a project generator (retrain it):
+      gmv eval lds --set demo-gmm-k50                   # linear datamodeling score
+      gmv eval remove --set demo-gmm-k50                # remove top-valued images, retrain
     The whole MNIST recipe (trains generators, writes a report folder):
       gmv eval recipe --out eval-report
     """
@@ -233,3 +236,10 @@ def recipe_cmd(out, cache, quick, generators, ood_sources, ood_qualities, n_full
                          effnet_size=effnet_size, seed=seed)
     run_recipe(out, cache=cache, config=cfg, echo=click.echo)
 
+
+
+# counterfactual checks (retraining): their own module, registered here
+from .counterfactual import lds_cmd, remove_cmd
+
+eval_group.add_command(lds_cmd)
+eval_group.add_command(remove_cmd)

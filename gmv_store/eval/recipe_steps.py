@@ -68,6 +68,13 @@ def train(r: _Run, name: str, images, labels, role: str):
     return gen
 
 
+def _meta(r: _Run, name: str, images, labels, owners: list[str]) -> dict:
+    """What the sets of this generator record, so `gmv eval lds` / `remove` can retrain it."""
+    from gmv_store.generators.spec import generator_meta
+
+    return generator_meta(name, images, labels, seed=r.cfg.seed, quick=r.cfg.quick, owners=owners)
+
+
 def step_generators(r: _Run) -> None:
     from gmv_store.generators.classifier import load_or_train_classifier
 
@@ -98,7 +105,8 @@ def step_generators(r: _Run) -> None:
         r.results.setdefault("generation", []).append(
             {"generator": name, "images": len(c1) + len(sens), "s": round(time.perf_counter() - t, 3)})
         r.gens[name] = {"c1": _save_npz(r.work / "generated" / f"{name}-c1.npz", c1, c1_labels),
-                        "sens": _save_npz(r.work / "generated" / f"{name}-sens.npz", sens, sens_labels)}
+                        "sens": _save_npz(r.work / "generated" / f"{name}-sens.npz", sens, sens_labels),
+                        "meta": _meta(r, name, xf, yf, ["mnist"])}
         if clf is not None:
             acc[name] = clf.accuracy_on(np.concatenate([c1, sens]), np.concatenate([c1_labels, sens_labels]))
     r.results["sample_accuracy"] = acc
@@ -148,7 +156,7 @@ def step_c1(r: _Run) -> None:
             splits = []
             for g in r.results["generators"]:
                 set_name = f"c1-{g}"
-                rep = value(s, [str(r.gens[g]["c1"])], set_name, k=k, recall=N)
+                rep = value(s, [str(r.gens[g]["c1"])], set_name, k=k, recall=N, meta=r.gens[g]["meta"])
                 splits.append(value_split(rep, scoring_seconds(s.ledger, set_name)))
                 rho = {row["k"]: row["rho"] for row in class_ratio(s.ledger, set_name, list(cfg.ks))}
                 c1.append({"generator": g, "pool": pool, "n_train": len(r.data[pool][0]), "recall": emb, "rerank": rr,
@@ -157,7 +165,7 @@ def step_c1(r: _Run) -> None:
             if (pool, emb, rr) == ("full", "pixels", "l2") or (pool == "full" and len(cfg.full_combos) == 1):
                 for g in r.results["generators"]:
                     set_name = f"sens-{g}"
-                    rep = value(s, [str(r.gens[g]["sens"])], set_name, k=k, recall=N)
+                    rep = value(s, [str(r.gens[g]["sens"])], set_name, k=k, recall=N, meta=r.gens[g]["meta"])
                     splits.append(value_split(rep, scoring_seconds(s.ledger, set_name)))
                     sens_m[g] = rho_vs_m(s.ledger, set_name, cfg.sens_k, cfg.sens_ms, cfg.sens_repeats, seed=cfg.seed)
                     sens_k[g] = rho_vs_k(s.ledger, set_name)
@@ -225,7 +233,7 @@ def step_membership(r: _Run) -> None:
             path = _save_npz(r.work / "generated" / f"{g}-member.npz", fake, labels)
             if r.classifier is not None:
                 r.results.setdefault("member_sample_accuracy", {})[g] = r.classifier.accuracy_on(fake, labels)
-            value(s, [str(path)], f"member-{g}", k=cfg.member_k)
+            value(s, [str(path)], f"member-{g}", k=cfg.member_k, meta=_meta(r, g, xt, yt, ["trained"]))
             rows.append({"generator": g, **membership_test(s.ledger, f"member-{g}", trained_owner="trained",
                                                            heldout_owner="heldout", curve=True)})
     finally:
@@ -248,13 +256,14 @@ def step_ood(r: _Run) -> None:
         xf, yf = foreign_images(src, n_f, seed=cfg.seed)
         fpath = _save_npz(r.work / "data" / f"foreign-{src}.npz", xf, yf)
         mix_x, mix_y = np.concatenate([xc, xf]), np.concatenate([yc, yf])
-        gen_paths = {}
+        gen_paths, metas = {}, {}
         for g in r.results["generators"]:
             r.echo(f"  C3 {src}: {g} trained on {len(xc):,} MNIST + {n_f} foreign images ...")
             gen = train(r, g, mix_x, mix_y, f"C3 ({src}, {cfg.ood_fraction:.0%} foreign)")
             labels = np.arange(cfg.ood_m) % 10
             fake = gen.sample(labels, seed=cfg.seed + 4)
             gen_paths[g] = _save_npz(r.work / "generated" / f"{g}-ood-{src}.npz", fake, labels)
+            metas[g] = _meta(r, g, mix_x, mix_y, ["foreign", "mnist"])
             if r.classifier is not None:
                 r.results.setdefault("ood_sample_accuracy", {})[f"{g}/{src}"] = r.classifier.accuracy_on(fake, labels)
         for quality in ("none", *[q for q in cfg.ood_qualities if q != "none"]):
@@ -263,7 +272,7 @@ def step_ood(r: _Run) -> None:
                 ingest(s, [str(r.work / "data" / "ood_clean.npz")], owner="mnist")
                 ingest(s, [str(fpath)], owner="foreign")
                 for g in r.results["generators"]:
-                    rep = value(s, [str(gen_paths[g])], f"ood-{g}", k=cfg.ood_k)
+                    rep = value(s, [str(gen_paths[g])], f"ood-{g}", k=cfg.ood_k, meta=metas[g])
                     res = ood_detection(s.ledger, f"ood-{g}", foreign_owner="foreign", curve=True)
                     qs = [row[0] for row in s.ledger.execute(
                         "SELECT quality FROM generated WHERE set_name = ?", [f"ood-{g}"]).fetchall()]
