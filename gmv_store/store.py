@@ -96,7 +96,7 @@ class Store:
             migrations.migrate(ledger)
             store = cls(root, config, ledger, lock)
             store.__dict__["embedder"] = backends["embedder"]
-            store.__dict__["reranker"] = backends["rerank"]
+            store.__dict__["stored_reranker"] = backends["rerank"]
             store.__dict__["quality"] = backends["quality"]
             for name in (TRAINING, GENERATED):
                 store.vectors.ensure_collection(name, store.vector_spec(), store.collection_index(name))
@@ -155,7 +155,7 @@ class Store:
             if ledger.execute("SELECT count(*) FROM journal").fetchone()[0]:
                 raise GmvError(f"store {root} holds unfinished writes of an interrupted command; fix: run "
                                f"`gmv refresh --store {root}` (any writer completes them), then try again")
-            for kind, attr in (("embedder", "embedder"), ("rerank", "reranker"), ("quality", "quality")):
+            for kind, attr in (("embedder", "embedder"), ("rerank", "stored_reranker"), ("quality", "quality")):
                 if backends and kind in backends:
                     store.__dict__[attr] = backends[kind]
         except BaseException:
@@ -280,8 +280,15 @@ class Store:
         return self._backend("embedder", self.config.embedder)
 
     @cached_property
-    def reranker(self) -> Reranker:
+    def stored_reranker(self) -> Reranker:
+        """The re-ranker store.json records: it decides the stored vectors."""
         return self._backend("rerank", self.config.rerank)
+
+    @cached_property
+    def reranker(self) -> Reranker:
+        """The re-ranker searches use: the recorded one, or `none` (the recall distance) where
+        training rows came without images (`ingest --vectors --id-column`, docs/precomputed.md)."""
+        return registry.create("rerank", "none") if self.config.rerank_fallback else self.stored_reranker
 
     @cached_property
     def quality(self) -> Quality:
@@ -289,18 +296,18 @@ class Store:
 
     def vector_spec(self) -> dict[str, VectorSpec]:
         spec = {"recall": VectorSpec(self.embedder.dim, self.embedder.metric)}
-        rv = self.reranker.vector_embedder()
+        rv = self.stored_reranker.vector_embedder()
         if rv is not None:
             spec["rerank"] = VectorSpec(rv.dim, rv.metric)
         return spec
 
     def embed(self, images) -> dict[str, Any]:
         """Every stored named vector for a batch of images: one forward per model."""
-        return embed_named(self.embedder, self.reranker, images)
+        return embed_named(self.embedder, self.stored_reranker, images)
 
     def worker_embedding(self) -> WorkerEmbedding | None:
         """The same embedding for decoding workers, when the store's models are light."""
-        return worker_embedding(self.embedder, self.reranker)
+        return worker_embedding(self.embedder, self.stored_reranker)
 
     # ------------------------------------------------------------------ journaled writes
     def _journal(self, kind: str, collection: str, point_ids: Sequence[int], detail: dict | None) -> int:
