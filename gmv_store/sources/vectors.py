@@ -37,6 +37,7 @@ from .base import json_value, label_text
 from .decode import decode_one
 from .items import Decoded, InputOptions, InputReport, Item, Problem
 from .parquet import _is_scalar, _open, _pa, image_kind
+from .vector_arrays import as_float32, list_matrix, open_npy
 from .webdataset import WebDatasetReader, _index
 
 NO_PIXELS = np.zeros((0, 0, 0), np.uint8)  # a row identified by --id-column: no image, size 0×0×0
@@ -123,61 +124,6 @@ def parts(path: Path, vo: VectorOptions) -> list[Part]:
     return [Part(str(f), f) for f in files]
 
 
-def _floats(a: np.ndarray, where: str, notes: list[str]) -> np.ndarray:
-    """float16/32 as float32; float64 converted with a note; integers and others refused."""
-    if a.dtype == np.float64:
-        notes.append(f"{where}: float64 vectors converted to float32")
-    elif a.dtype not in (np.float16, np.float32):
-        raise BadInput(f"{where}: vectors have dtype {a.dtype}, refused (integer or quantized embeddings are not "
-                       "distances the store can use); fix: store float16 or float32 embeddings")
-    return np.asarray(a, dtype=np.float32)
-
-
-def _list_matrix(col, dim: int, where: str, first: int, problems: list[Problem]) -> tuple[np.ndarray, np.ndarray]:
-    """A Parquet list column -> (rows × dim float array, ok mask); a null or wrong-length row
-    is a problem naming it."""
-    pa, _ = _pa()
-    import pyarrow.compute as pc
-
-    t = col.type
-    if not (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)):
-        raise BadInput(f"{where}: vector column has type {t}, not a list of floats; fix: name the embedding column "
-                       "with --vector-column")
-    vt = t.value_type
-    if not pa.types.is_floating(vt):
-        raise BadInput(f"{where}: vectors have dtype {vt}, refused (integer or quantized embeddings are not "
-                       "distances the store can use); fix: store float16 or float32 embeddings")
-    if pa.types.is_fixed_size_list(t) and t.list_size != dim:
-        raise BadInput(f"{where}: vectors have {t.list_size} dimensions, the store takes {dim}; fix: use the "
-                       "embeddings of the store's model, or a store made for these (gmv init -p embedder.dim=...)")
-    lengths = pc.fill_null(pc.list_value_length(col), -1).to_numpy(zero_copy_only=False)
-    ok = lengths == dim
-    if not ok.any() and len(lengths) and (lengths == lengths[0]).all() and lengths[0] >= 0:
-        raise BadInput(f"{where}: vectors have {lengths[0]} dimensions, the store takes {dim}; fix: use the "
-                       "embeddings of the store's model, or a store made for these (gmv init -p embedder.dim=...)")
-    for i in np.flatnonzero(~ok):
-        reason = "no vector (null)" if lengths[i] < 0 else f"vector has {lengths[i]} dimensions, the store takes {dim}"
-        problems.append(Problem(f"{where}#{first + i}", reason))
-    vals = col.filter(pa.array(ok)).flatten().to_numpy(zero_copy_only=False)
-    out = np.zeros((len(lengths), dim), np.float32)
-    out[ok] = np.asarray(vals, np.float32).reshape(-1, dim) if len(vals) else 0
-    return out, ok
-
-
-def _npy(path: Path, dim: int, what: str, notes: list[str]) -> np.ndarray:
-    try:
-        a = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise BadInput(f"{path}: unreadable .npy ({str(e).splitlines()[0]}); fix: re-save it with numpy") from None
-    if a.ndim != 2 or a.shape[1] != dim:
-        raise BadInput(f"{path}: {what} vectors have shape {a.shape}, the store takes (rows, {dim}); fix: use the "
-                       "embeddings of the store's model, or a store made for these (gmv init -p embedder.dim=...)")
-    _floats(a[:0], str(path), [])  # refuse an integer dtype before any row is read
-    if a.dtype == np.float64:
-        notes.append(f"{path}: float64 vectors converted to float32")
-    return a
-
-
 class _Rows:
     """The identity of each row of one table: its image (path, column, shard) or its id."""
 
@@ -213,8 +159,9 @@ class _Rows:
         used = {"column": self.image_col, "path": self.path_col, "id": vo.id_column, "shard": "key"}[self.mode]
         self.columns = sorted(({used, self.label} | set(self.meta)) - {None})
 
-    def item(self, cols: dict, i: int, row: int) -> Item | tuple[str, str] | Problem:
-        """An Item for an image row, (id, source) for an id row, or the row's problem."""
+    def item(self, cols: dict, i: int, row: int) -> Item | Decoded | Problem:
+        """An Item for an image row (to decode), a Decoded without pixels for an id row, or
+        the row's problem."""
         lab = cols[self.label][i] if self.label else None
         lab = label_text(lab) if lab is not None else self.opts.label
         meta = {m: json_value(cols[m][i]) for m in self.meta} or None
@@ -222,7 +169,8 @@ class _Rows:
             ident = cols[self.vo.id_column][i]
             if ident is None or str(ident) == "":
                 return Problem(f"{self.part.where}#{row}", f"no value in --id-column '{self.vo.id_column}'")
-            return Item(str(ident), partial(_no_pixels), lab, meta)
+            ident = str(ident)
+            return Decoded(ident, lab, NO_PIXELS, id_sha256(ident), meta)
         if self.mode == "shard":
             key = cols["key"][i]
             shard = self.shards.get(str(key))
@@ -245,10 +193,6 @@ class _Rows:
             return Problem(f"{self.part.where}#{row}", "empty image_path")
         path = Path(p).absolute()
         return Item(str(path), partial(decode_file, path), lab, meta)
-
-
-def _no_pixels() -> np.ndarray:
-    return NO_PIXELS
 
 
 def id_sha256(ident: str) -> str:
@@ -332,7 +276,7 @@ def _part_rows(part: Part, vo: VectorOptions, opts: InputOptions, expect: Expect
                        "made for this model")
     rows = _Rows(part, schema, vo, opts, shards)
     notes: list[str] = []
-    vec = _npy(part.npy, expect.dim, "recall", notes) if part.npy else None
+    vec = open_npy(part.npy, expect.dim, "recall", notes) if part.npy else None
     rvec = None
     if vo.rerank_vectors and expect.rerank_dim is None:
         raise BadInput(f"--rerank-vectors {vo.rerank_vectors}: the store keeps no re-rank vector (its re-rank compares "
@@ -343,7 +287,7 @@ def _part_rows(part: Part, vo: VectorOptions, opts: InputOptions, expect: Expect
             if part.rerank_npy is None or not part.rerank_npy.is_file():
                 raise BadInput(f"{part.where}: no re-rank vectors beside it under --rerank-vectors {vo.rerank_vectors}; "
                                "fix: give a folder or .npy row-aligned with --vectors")
-            rvec = _npy(part.rerank_npy, expect.rerank_dim, "re-rank", notes)
+            rvec = open_npy(part.rerank_npy, expect.rerank_dim, "re-rank", notes)
         elif vo.rerank_vectors not in schema.names:
             raise BadInput(f"{part.where}: no column '{vo.rerank_vectors}' for --rerank-vectors; fix: name the column "
                            "of re-rank vectors")
@@ -359,17 +303,17 @@ def _part_rows(part: Part, vo: VectorOptions, opts: InputOptions, expect: Expect
         m = b.num_rows
         where = part.where
         if vec is not None:
-            v, ok = _floats(np.asarray(vec[row:row + m]), where, []), np.ones(m, bool)
+            v, ok = as_float32(np.asarray(vec[row:row + m]), where, []), np.ones(m, bool)
         else:
             if b.column(vo.vector_column).type.value_type == _pa()[0].float64() and not row:
                 report.notes.append(f"{where}: float64 vectors converted to float32")
-            v, ok = _list_matrix(b.column(vo.vector_column), expect.dim, where, row, report.problems)
+            v, ok = list_matrix(b.column(vo.vector_column), expect.dim, where, row, report.problems)
         r = None
         if want_rerank:
             if rvec is not None:
-                r = _floats(np.asarray(rvec[row:row + m]), where, [])
+                r = as_float32(np.asarray(rvec[row:row + m]), where, [])
             else:
-                r, rok = _list_matrix(b.column(vo.rerank_vectors), expect.rerank_dim, where, row, report.problems)
+                r, rok = list_matrix(b.column(vo.rerank_vectors), expect.rerank_dim, where, row, report.problems)
                 ok &= rok
         bad = ~np.isfinite(v).all(1) | (~np.isfinite(r).all(1) if r is not None else False)
         zero = ~v.any(1) if expect.metric == "cosine" else np.zeros(m, bool)
@@ -397,17 +341,16 @@ def _part_rows(part: Part, vo: VectorOptions, opts: InputOptions, expect: Expect
         row += m
 
 
-def _decoded(item, report: InputReport, seen: set[str]) -> Decoded | None:
+def _decoded(item: Item | Decoded | Problem, report: InputReport, seen: set[str]) -> Decoded | None:
     if isinstance(item, Problem):
         report.problems.append(item)
         return None
-    if item.load.func is _no_pixels:
-        sha = id_sha256(item.source)
-        if sha in seen:
+    if isinstance(item, Decoded):  # an id row
+        if item.sha256 in seen:
             report.problems.append(Problem(item.source, "the same id twice in this call; the first row is kept"))
             return None
-        seen.add(sha)
-        return Decoded(item.source, item.label, NO_PIXELS, sha, item.meta)
+        seen.add(item.sha256)
+        return item
     d = decode_one(item)
     if isinstance(d, Problem):
         report.problems.append(d)
