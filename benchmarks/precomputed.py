@@ -10,7 +10,7 @@ in one run (ratios, not absolute times, carry over from a shared machine):
      (--images), against the read+decode+hash floor of those shards (nothing written).
 
     .venv/bin/python benchmarks/precomputed.py [--n 1000000] [--images 20000] [--rounds 1] [--dir DIR]
-    .venv/bin/python benchmarks/precomputed.py --quick     # seconds: 5,000 vectors, 2,000 images
+    .venv/bin/python benchmarks/precomputed.py --quick     # seconds: 3,000 vectors, 1,000 images
 """
 from __future__ import annotations
 
@@ -118,11 +118,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1_000_000, help="vectors without images")
     ap.add_argument("--images", type=int, default=20_000, help="vectors with images (WebDataset shards)")
     ap.add_argument("--rounds", type=int, default=1)
-    ap.add_argument("--quick", action="store_true", help="5,000 vectors, 2,000 images (the test suite runs this)")
+    ap.add_argument("--quick", action="store_true", help="3,000 vectors, 1,000 images (the test suite runs this)")
     ap.add_argument("--dir", default=None, help="work folder (default: a temporary one, removed)")
     a = ap.parse_args()
     if a.quick:
-        a.n, a.images = 5_000, 2_000
+        a.n, a.images = 3_000, 1_000
     work = Path(a.dir or tempfile.mkdtemp(prefix="gmv-precomputed-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     from ingest.vectors_in import VECTOR_BATCH

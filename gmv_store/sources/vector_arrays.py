@@ -41,7 +41,8 @@ def list_matrix(col, dim: int, where: str, first: int, problems: list[Problem]) 
                        "embeddings of the store's model, or a store made for these (gmv init -p embedder.dim=...)")
     lengths = pc.fill_null(pc.list_value_length(col), -1).to_numpy(zero_copy_only=False)
     ok = lengths == dim
-    if not ok.any() and len(lengths) and (lengths == lengths[0]).all() and lengths[0] >= 0:
+    # a whole file of another size is one line, said before any of its rows is used
+    if first == 0 and not ok.any() and len(lengths) and (lengths == lengths[0]).all() and lengths[0] >= 0:
         raise BadInput(f"{where}: vectors have {lengths[0]} dimensions, the store takes {dim}; fix: use the "
                        "embeddings of the store's model, or a store made for these (gmv init -p embedder.dim=...)")
     for i in np.flatnonzero(~ok):

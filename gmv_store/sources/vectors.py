@@ -258,6 +258,10 @@ def read_vector_batches(vo: VectorOptions, opts: InputOptions | None, expect: Ex
                     batch = []
         except BadInput as e:
             report.problems.append(Problem(part.where, str(e).removeprefix(f"{part.where}: ")))
+        except (OSError, ValueError) as e:  # pyarrow's and numpy's errors for a damaged file derive from these
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            report.problems.append(Problem(part.where, f"unreadable from some row on ({first[:160]}); the rows "
+                                                       "before it are kept; fix: re-export the file"))
     if batch:
         yield batch
 
