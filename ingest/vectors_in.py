@@ -5,8 +5,11 @@ size and thumbnails, and the re-rank vector when none is given (`complete`).
 """
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
@@ -36,7 +39,7 @@ def expect(store: Store) -> Expect:
         names = (spec.params["name"],) if spec.params.get("name") else None
     else:
         text = [str(v) for k, v in sorted(spec.params.items()) if isinstance(v, str) and v and k != "device"]
-        names = (describe_backend(spec), spec.name, *text, "/".join(text))
+        names = tuple(dict.fromkeys(n for n in (spec.name, describe_backend(spec), *text, "/".join(text)) if n))
     rv = store.stored_reranker.vector_embedder()
     return Expect(emb.dim, emb.metric, rv.dim if rv is not None else None, names,
                   check_norm=spec.name != "precomputed" and emb.metric == "cosine")
@@ -84,6 +87,46 @@ def complete(store: Store, batch: list[Decoded]) -> list[Decoded]:
     return batch
 
 
+def prefetched(batches: Iterator[list[Decoded]], depth: int = 2) -> Iterator[list[Decoded]]:
+    """The batches, read `depth` ahead in a thread: the engine's upsert and DuckDB release
+    the GIL, so reading the next rows (Parquet, numpy, ids) overlaps the writes (measured in
+    benchmarks/precomputed.py). The same batches in the same order; the reader's errors are
+    raised here; problems it finds are appended to the report by that thread alone."""
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(x) -> bool:
+        while not stop.is_set():  # the consumer may have stopped: never block on a full queue
+            try:
+                q.put(x, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def read() -> None:
+        try:
+            for b in batches:
+                if not put(b):
+                    return
+            put(done)
+        except BaseException as e:  # handed to the consumer, which raises it
+            put(e)
+
+    t = threading.Thread(target=read, name="gmv-vectors-reader", daemon=True)
+    t.start()
+    try:
+        while (b := q.get()) is not done:
+            if isinstance(b, BaseException):
+                raise b
+            yield b
+    finally:
+        stop.set()
+        t.join()
+        batches.close()
+
+
 def ingest_vectors(store: Store, vo: VectorOptions, *, owner: str | None = None, options: InputOptions | None = None,
                    meta: dict | None = None, batch_size: int = VECTOR_BATCH, progress: bool = False) -> VectorIngestReport:
     """Add training rows with their given vectors. Re-ingesting the same content (or id)
@@ -93,7 +136,7 @@ def ingest_vectors(store: Store, vo: VectorOptions, *, owner: str | None = None,
     rerank_fallback(store, vo, options, report.notes)
     bar = Progress("ingest --vectors", enabled=progress)
     store.vectors.ensure_payload_index(TRAINING, SEQ)
-    for batch in read_vector_batches(vo, options, expect(store), batch_size, report):
+    for batch in prefetched(read_vector_batches(vo, options, expect(store), batch_size, report)):
         new = unique_new(batch, known_hashes(store, batch))
         report.duplicates += len(batch) - len(new)
         if new:
