@@ -18,7 +18,7 @@ from gmv_store.config import describe_backend, write_config
 from gmv_store.errors import GmvError
 from gmv_store.progress import Progress
 from gmv_store.sources import Decoded, InputOptions, unique_new
-from gmv_store.sources.vectors import Expect, VectorOptions, identity_modes, read_vector_batches
+from gmv_store.sources.vectors import Expect, VectorOptions, check_model, identity_modes, read_vector_batches
 from gmv_store.store import Store, TRAINING
 
 from .pipeline import IngestReport, known_hashes
@@ -133,6 +133,7 @@ def ingest_vectors(store: Store, vo: VectorOptions, *, owner: str | None = None,
     adds nothing; bad files and rows are reported and skipped, the good ones stored."""
     t0 = time.perf_counter()
     report = VectorIngestReport()
+    check_model(vo, expect(store))  # before anything changes
     rerank_fallback(store, vo, options, report.notes)
     bar = Progress("ingest --vectors", enabled=progress)
     store.vectors.ensure_payload_index(TRAINING, SEQ)

@@ -346,3 +346,34 @@ def test_dot_and_l2_distances_rank_by_the_given_vectors(tmp_path):
         assert d == sorted(d)
     with pytest.raises(Exception, match="dim"):
         api.init_store(tmp_path / "nodim", "basic", embedder="precomputed")
+
+
+def test_real_embedder_store_takes_vectors_checked(tmp_path, mnist_small):
+    """A store with a real embedder (pixels) takes --vectors as that model's: size checked, a
+    norm far from 1 a note; rows it cannot re-rank are refused once sets were re-ranked."""
+    x, y, xt, yt = mnist_small
+    np.savez(tmp_path / "train.npz", images=x[:60], labels=y[:60])
+    np.savez(tmp_path / "gen.npz", images=xt[:4], labels=yt[:4])
+    s = tmp_path / "P"
+    api.init_store(s, "basic")
+    api.ingest(s, [str(tmp_path / "train.npz")], workers=0)
+    api.value(s, [str(tmp_path / "gen.npz")], "s", k=3)
+    with Store.open(s) as st:
+        n = st.embedder.dim
+    rng = np.random.default_rng(3)
+    clip_layout(tmp_path / "far", 3 * rng.standard_normal((5, n)), _ids(5), files=1)
+    clip_layout(tmp_path / "small", rng.standard_normal((5, n - 1)), _ids(5), files=1)
+    before = api.status(s)["training_images"]
+    r = CliRunner().invoke(cli, ["ingest", "--store", str(s), "--vectors", str(tmp_path / "far"), "--id-column", "url"])
+    assert r.exit_code == 1 and "sets were re-ranked that way" in r.output and r.output.count("\n") == 1, r.output
+    assert api.status(s)["training_images"] == before and "falls back" not in api.status(s)["rerank"]
+    with Store.open(s) as st:  # the re-rank vectors of the pixel l2 re-ranker, given: accepted, with a note
+        rv = st.stored_reranker.vector_embedder().embed([a[..., None] for a in x[60:65]])
+    clip_layout(tmp_path / "rfar", rv, [{} for _ in range(5)], files=1)
+    r = api.ingest(s, [], vectors={"path": str(tmp_path / "far"), "id_column": "url",
+                                   "rerank_vectors": str(tmp_path / "rfar")})
+    assert r.added == 5 and any("far from 1 for a cosine model" in n for n in r.notes), r.notes
+    r = api.ingest(s, [], vectors={"path": str(tmp_path / "small"), "id_column": "url",
+                                   "rerank_vectors": str(tmp_path / "rfar")})
+    assert r.added == 0 and f"the store takes (rows, {n})" in r.problems[0].reason
+    assert api.verify(s, full=True).ok

@@ -100,6 +100,8 @@ def _num(p: Path) -> int:
 
 def parts(path: Path, vo: VectorOptions) -> list[Part]:
     """The parts of PATH in order; BadInput for a PATH none of the layouts fits."""
+    if not path.exists():
+        raise BadInput(f"--vectors {path}: no such file or folder")
     rr = Path(vo.rerank_vectors) if vo.rerank_vectors and Path(vo.rerank_vectors).exists() else None
     if path.is_dir() and (path / "img_emb").is_dir():
         out = []
@@ -219,6 +221,13 @@ def _model_name(schema) -> str | None:
     return v.decode("utf-8", "replace") if v is not None else None
 
 
+def check_model(vo: VectorOptions, expect: Expect) -> None:
+    """The model the user states (--vectors-model) is the store's, where the store names one."""
+    if vo.model and expect.names is not None and vo.model not in expect.names:
+        raise BadInput(f"--vectors-model {vo.model}: the store's recall vectors are {expect.names[0]}'s; fix: use "
+                       "a store made for this model (gmv init --embedder precomputed -p embedder.name=...)")
+
+
 def identity_modes(vo: VectorOptions, opts: InputOptions | None = None) -> set[str]:
     """How the rows of each readable table are identified: "path", "column", "shard" (an
     image) or "id" (no image); read from the tables' schemas only."""
@@ -241,11 +250,7 @@ def read_vector_batches(vo: VectorOptions, opts: InputOptions | None, expect: Ex
     rows go to `report.problems`, notes (float64 converted, norms) to `report.notes`."""
     opts = opts or InputOptions()
     root = Path(vo.path)
-    if not root.exists():
-        raise BadInput(f"--vectors {vo.path}: no such file or folder")
-    if vo.model and expect.names is not None and vo.model not in expect.names:
-        raise BadInput(f"--vectors-model {vo.model}: the store's recall vectors are {expect.names[0]}'s; fix: use "
-                       "a store made for this model (gmv init --embedder precomputed -p embedder.name=...)")
+    check_model(vo, expect)
     shards = shard_keys(vo.images) if vo.images else None
     seen: set[str] = set()
     batch: list[Decoded] = []
