@@ -112,7 +112,7 @@ def test_clip_retrieval_folder_gives_the_same_topk_and_values(world, tmp_path):
 
 
 def test_parquet_vector_column_and_image_column(world, tmp_path):
-    """One Parquet table: encoded images, their float16 vectors as a list column, labels."""
+    """One Parquet table: encoded images, their float32 vectors as a list column, labels."""
     w = world
     table = pa.table({"image": [open(p, "rb").read() for p, _ in w["train"]],
                       "emb": pa.array(list(np.asarray(w["vt"], np.float32)), pa.list_(pa.float32())),
