@@ -304,6 +304,8 @@ def test_model_name_and_layout_refusals(small, tmp_path):
                   "--id-column", "url"])
     assert r.exit_code == 0 and "ingested 10 new training images" in r.output, r.output
     for args, text in ((["--vectors", str(tmp_path / "same.parquet"), "--id-column", "url"], "--vector-column NAME"),
+                       (["--vectors", str(tmp_path / "same.parquet"), "--id-column", "url", "--vector-column", "e"],
+                        "no column 'e' for --vector-column (columns: url, emb)"),
                        (["--vectors", str(tmp_path / "x.npy")], "no such file"),
                        (["--id-column", "url"], "--id-column need --vectors PATH"),
                        (["--vectors", str(tmp_path / "same.parquet"), str(tmp_path)], "not both")):

@@ -284,6 +284,9 @@ def _part_rows(part: Part, vo: VectorOptions, opts: InputOptions, expect: Expect
         raise BadInput(f"{part.table}: vectors made by {name}, the store's are {expect.names[0]}'s; fix: use a store "
                        "made for this model")
     rows = _Rows(part, schema, vo, opts, shards)
+    if part.npy is None and vo.vector_column not in schema.names:
+        raise BadInput(f"{part.where}: no column '{vo.vector_column}' for --vector-column (columns: "
+                       f"{', '.join(schema.names)}); fix: name the column of float lists")
     notes: list[str] = []
     vec = open_npy(part.npy, expect.dim, "recall", notes) if part.npy else None
     rvec = None
