@@ -32,13 +32,15 @@ def png(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def clip_layout(folder, vectors, table_rows: list[dict], files: int = 2, dtype=np.float32):
-    """clip-retrieval's output: img_emb/img_emb_N.npy + metadata/metadata_N.parquet."""
+def clip_layout(folder, vectors, table_rows: list[dict], files: int = 2, dtype=np.float32, pad: int = 1):
+    """clip-retrieval's output: img_emb/img_emb_N.npy + metadata/metadata_N.parquet (N
+    zero-padded to `pad` digits, as clip-retrieval pads it to its partition count)."""
     (folder / "img_emb").mkdir(parents=True)
     (folder / "metadata").mkdir()
     for n, idx in enumerate(np.array_split(np.arange(len(vectors)), files)):
-        np.save(folder / "img_emb" / f"img_emb_{n}.npy", np.asarray(vectors)[idx].astype(dtype))
-        pq.write_table(pa.Table.from_pylist([table_rows[i] for i in idx]), folder / "metadata" / f"metadata_{n}.parquet")
+        np.save(folder / "img_emb" / f"img_emb_{n:0{pad}d}.npy", np.asarray(vectors)[idx].astype(dtype))
+        pq.write_table(pa.Table.from_pylist([table_rows[i] for i in idx]),
+                       folder / "metadata" / f"metadata_{n:0{pad}d}.parquet")
     return folder
 
 
@@ -219,8 +221,9 @@ def test_images_from_webdataset_shards_joined_on_key(world, tmp_path):
                 info = tarfile.TarInfo(f"{i:06d}.{ext}")
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
-    rows = [{"key": f"{i:06d}"} for i in range(len(w["train"]))] + [{"key": "999999"}]
-    emb = clip_layout(tmp_path / "emb", np.vstack([w["vt"], w["vt"][:1]]), rows)
+    # clip-retrieval run on shards writes each sample's key in `image_path`
+    rows = [{"image_path": f"{i:06d}"} for i in range(len(w["train"]))] + [{"image_path": "999999"}]
+    emb = clip_layout(tmp_path / "emb", np.vstack([w["vt"], w["vt"][:1]]), rows, files=3, pad=2)
     f = tmp_path / "F"
     precomputed_store(f, w["dim"])
     r = api.ingest(f, [], vectors={"path": str(emb), "images": [str(shard)]})

@@ -16,7 +16,8 @@ _OPTIONS = (
     click.option("--id-column", default=None, metavar="NAME",
                  help="--vectors rows without images: the column giving identity (e.g. url), recorded as the source."),
     click.option("--images", multiple=True, metavar="SHARD.tar",
-                 help="--vectors: WebDataset shards holding the rows' images, joined on the `key` column (repeatable)."),
+                 help="--vectors: WebDataset shards holding the rows' images, joined on the `key` column (or "
+                      "`image_path`) (repeatable)."),
     click.option("--rerank-vectors", default=None, metavar="PATH|COLUMN",
                  help="--vectors: re-rank vectors row-aligned with PATH (folder or .npy), or a Parquet column."),
     click.option("--vectors-model", default=None, metavar="NAME",

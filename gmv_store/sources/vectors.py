@@ -106,9 +106,10 @@ def parts(path: Path, vo: VectorOptions) -> list[Part]:
     if path.is_dir() and (path / "img_emb").is_dir():
         out = []
         for npy in sorted((path / "img_emb").glob("img_emb_*.npy"), key=_num):
-            n = _num(npy)
             rnpy = (rr / "img_emb" / npy.name if rr and rr.is_dir() else None)
-            out.append(Part(str(npy), path / "metadata" / f"metadata_{n}.parquet", npy, rnpy))
+            # the partition number as written (clip-retrieval zero-pads it: img_emb_07, metadata_07)
+            table = path / "metadata" / f"metadata_{npy.stem.removeprefix('img_emb_')}.parquet"
+            out.append(Part(str(npy), table, npy, rnpy))
         if not out:
             raise BadInput(f"{path}/img_emb: no img_emb_N.npy files; fix: point --vectors at clip-retrieval's output folder")
         if rr is not None and not rr.is_dir():
@@ -137,10 +138,13 @@ class _Rows:
         self.image_col = img if img in names and image_kind(schema.field(img).type) else None
         self.suffix = "" if self.image_col == default else f"@{self.image_col}"  # as ParquetReader's sources
         self.path_col = "image_path" if "image_path" in names else None
+        # clip-retrieval writes a WebDataset sample's key in `image_path` (and in `key` with its metadata)
+        self.key_col = "key" if "key" in names else self.path_col
         if shards is not None:
             self.mode = "shard"
-            if "key" not in names:
-                raise BadInput(f"{part.table}: --images joins on the `key` column, which this table lacks")
+            if self.key_col is None:
+                raise BadInput(f"{part.table}: --images joins on the `key` (or `image_path`) column, which this "
+                               "table lacks")
         elif self.image_col:
             self.mode = "column"
         elif self.path_col:
@@ -156,9 +160,9 @@ class _Rows:
         self.label = opts.label_column or ("label" if "label" in names else None)
         if self.label and self.label not in names:
             raise BadInput(f"{part.table}: no label column '{self.label}'; fix: name one with --label-column")
-        skip = {vo.vector_column, self.image_col, self.label, vo.rerank_vectors, self.path_col}
+        skip = {vo.vector_column, self.image_col, self.label, vo.rerank_vectors, self.path_col if shards is None else None}
         self.meta = [f.name for f in schema if f.name not in skip and not f.name.startswith("__") and _is_scalar(f.type)]
-        used = {"column": self.image_col, "path": self.path_col, "id": vo.id_column, "shard": "key"}[self.mode]
+        used = {"column": self.image_col, "path": self.path_col, "id": vo.id_column, "shard": self.key_col}[self.mode]
         self.columns = sorted(({used, self.label} | set(self.meta)) - {None})
 
     def item(self, cols: dict, i: int, row: int) -> Item | Decoded | Problem:
@@ -174,7 +178,7 @@ class _Rows:
             ident = str(ident)
             return Decoded(ident, lab, NO_PIXELS, id_sha256(ident), meta)
         if self.mode == "shard":
-            key = cols["key"][i]
+            key = cols[self.key_col][i]
             shard = self.shards.get(str(key))
             if shard is None:
                 return Problem(f"{self.part.where}#{row}", f"key {key!r} is in none of the --images shards")
