@@ -74,7 +74,9 @@ def describe(path) -> dict:
         "store": str(root.absolute()),
         "qdrant": f"{cfg.engine} " + (cfg.qdrant_url or str((root / ENGINE_DIRS[cfg.engine]).absolute())),
         "ledger": str((root / "ledger.duckdb").absolute()),
-        "embedder": describe_backend(cfg.embedder), "rerank": describe_backend(cfg.rerank),
+        "embedder": describe_backend(cfg.embedder),
+        "rerank": describe_backend(cfg.rerank) + (" -> falls back to the recall distance (training rows without "
+                                                  "images; docs/precomputed.md)" if cfg.rerank_fallback else ""),
         "quality": describe_backend(cfg.quality),
         "index": _describe_index(cfg.index),
     }
@@ -114,11 +116,13 @@ def ingest(path, paths: Sequence[str], *, owner: str | None = None, label_from: 
            label: str | None = None, meta: dict | None = None, batch_size: int | None = None,
            refresh: bool = True, index: bool = True, wait: float = 0.0, device: str | None = None,
            progress: bool = False, image_column: str | None = None, label_column: str | None = None,
-           workers: int | None = None):
+           workers: int | None = None, vectors=None):
     """Add training images, bring the index up to date (unless index=False), then (unless
     refresh=False) bring earlier generated images up to date. `image_column`/`label_column`
     pick Parquet columns (WebDataset: the image extension and the .json label key); `workers`
-    decoding processes (default: the core count; 0 or 1: in-process). Returns an
+    decoding processes (default: the core count; 0 or 1: in-process). `vectors`: rows with
+    their recall vectors instead of `paths` (a path, or a dict of `sources.vectors.VectorOptions`
+    fields such as {"path": "emb/", "id_column": "url"}; docs/precomputed.md). Returns an
     IngestReport whose `.index` holds the IndexReport and `.refresh` the RefreshReport (or None)."""
     from ingest.pipeline import ingest as run
 
@@ -126,9 +130,17 @@ def ingest(path, paths: Sequence[str], *, owner: str | None = None, label_from: 
 
     opts = InputOptions(label_from=label_from, label=label, image_column=image_column, label_column=label_column)
     with _writer(path, wait, device) as s:
-        report = run(s, [str(p) for p in paths], owner=owner, options=opts, meta=meta, progress=progress,
-                     workers=default_workers() if workers is None else workers,
-                     **({"batch_size": batch_size} if batch_size else {}))
+        if vectors is not None:
+            from ingest.vectors_in import ingest_vectors
+
+            from .sources.vectors import vector_options
+
+            report = ingest_vectors(s, vector_options(vectors), owner=owner, options=opts, meta=meta,
+                                    progress=progress, **({"batch_size": batch_size} if batch_size else {}))
+        else:
+            report = run(s, [str(p) for p in paths], owner=owner, options=opts, meta=meta, progress=progress,
+                         workers=default_workers() if workers is None else workers,
+                         **({"batch_size": batch_size} if batch_size else {}))
         report.index = _index_and_recheck(s, progress) if index else None
         report.refresh = _refresh(s, progress) if refresh else None
     return report
@@ -181,8 +193,9 @@ def _refresh_due(store) -> bool:
 def value(path, paths: Sequence[str], set_name: str, *, k: int = 50, recall: int | None = None,
           label_from: str | None = None, label: str | None = None, meta: dict | None = None,
           batch_size: int | None = None, exact: bool = False, wait: float = 0.0, device: str | None = None,
-          progress: bool = False, image_column: str | None = None, label_column: str | None = None):
-    """Value generated images into a set (exact=True: bypass the index). Returns a ValueReport."""
+          progress: bool = False, image_column: str | None = None, label_column: str | None = None, vectors=None):
+    """Value generated images into a set (exact=True: bypass the index). `vectors`: rows with
+    their recall vectors instead of `paths` (as `ingest`). Returns a ValueReport."""
     from query.value import value as run
 
     from .sources import InputOptions
@@ -190,13 +203,27 @@ def value(path, paths: Sequence[str], set_name: str, *, k: int = 50, recall: int
     opts = InputOptions(label_from=label_from, label=label, image_column=image_column, label_column=label_column)
     with _writer(path, wait, device) as s:
         return run(s, [str(p) for p in paths], set_name, k=k, recall=recall, options=opts, meta=meta, exact=exact,
-                   progress=progress, **({"batch_size": batch_size} if batch_size else {}))
+                   progress=progress, batches=_given(s, vectors, opts, batch_size or 256),
+                   **({"batch_size": batch_size} if batch_size else {}))
+
+
+def _given(store, vectors, options, batch_size: int):
+    """The batches of rows given with their vectors (`vectors=`), or None: read `paths`."""
+    if vectors is None:
+        return None
+    from query.given import given_batches
+
+    from .sources.vectors import vector_options
+
+    vo = vector_options(vectors)
+    return lambda report: given_batches(store, vo, options, batch_size, report)
 
 
 def match(path, paths: Sequence[str], *, k: int = 50, recall: int | None = None, exact: bool = False,
           label_from: str | None = None, label: str | None = None, batch_size: int | None = None,
-          wait: float = 0.0, device: str | None = None):
-    """Top-k contributors and credits of images in no set; nothing is written. Returns a
+          wait: float = 0.0, device: str | None = None, vectors=None):
+    """Top-k contributors and credits of images in no set; nothing is written (`vectors`:
+    rows with their recall vectors instead of `paths`, as `ingest`). Returns a
     MatchReport whose `.results` hold one dict per image (what `gmv match --json` prints).
     The embedded engines let one process open the vectors: this takes the writer lock for
     the call (`wait` seconds for a running writer), see `Store.open_reader`."""
@@ -205,10 +232,10 @@ def match(path, paths: Sequence[str], *, k: int = 50, recall: int | None = None,
     from .sources import InputOptions
     from .store import Store
 
+    opts = InputOptions(label_from=label_from, label=label)
     with Store.open_reader(path, wait=wait, device=device) as s:
-        return run(s, [str(p) for p in paths], k=k, recall=recall, exact=exact,
-                   options=InputOptions(label_from=label_from, label=label),
-                   **({"batch_size": batch_size} if batch_size else {}))
+        return run(s, [str(p) for p in paths], k=k, recall=recall, exact=exact, options=opts,
+                   batches=_given(s, vectors, opts, batch_size or 64), **({"batch_size": batch_size} if batch_size else {}))
 
 
 def refresh(path, *, wait: float = 0.0, progress: bool = False):
@@ -339,7 +366,7 @@ def status(path, note: Note | None = None, config: dict | None = None, also: Cal
 
     info = describe(path)
     root = default_store_path(path)
-    info.update(read(path, lambda con: {**run(con), **({"also": also(con)} if also else {}),
+    info.update(read(path, lambda con: {**run(con), **_identities(con), **({"also": also(con)} if also else {}),
                                         "warnings": sum_problems(con, root)},
                      note=note, config=config, unfinished_ok=True))
     info["writer"] = current_holder(root) or "none"
@@ -347,6 +374,13 @@ def status(path, note: Note | None = None, config: dict | None = None, also: Cal
     info["collections"], info["points_counted"] = collections(root, info, count=count)
     info["warnings"] = missing_parts(root) + disagreements(root, info) + info["warnings"]
     return info
+
+
+def _identities(con) -> dict:
+    """Training rows identified by an id, not an image (`ingest --vectors --id-column`):
+    said only where there are some."""
+    n = con.execute("SELECT count(*) FROM training_images WHERE height = 0").fetchone()[0]
+    return {"identity": f"{n:,} training rows identified by an id column, not an image (no thumbnails)"} if n else {}
 
 
 def backends() -> list[dict]:

@@ -63,6 +63,9 @@ class StoreConfig(BaseModel):
     qdrant_url: Optional[str] = None
     collection_prefix: str = "gmv"
     index: IndexConfig = Field(default_factory=IndexConfig)
+    # training rows came without images or re-rank vectors (ingest --vectors --id-column): the
+    # re-rank falls back to the recall distance for every set (docs/precomputed.md)
+    rerank_fallback: bool = False
 
     def backends_equal(self, other: "StoreConfig") -> bool:
         return (self.embedder, self.rerank, self.quality) == (other.embedder, other.rerank, other.quality)

@@ -97,7 +97,7 @@ class Store:
             migrations.migrate(ledger)
             store = cls(root, config, ledger, lock)
             store.__dict__["embedder"] = backends["embedder"]
-            store.__dict__["reranker"] = backends["rerank"]
+            store.__dict__["stored_reranker"] = backends["rerank"]
             store.__dict__["quality"] = backends["quality"]
             for name in (TRAINING, GENERATED):
                 store.vectors.ensure_collection(name, store.vector_spec(), store.collection_index(name))
@@ -163,7 +163,7 @@ class Store:
             # only the collection a search opens (opening one rewrites some of its files)
             if lock is not None and (problems := count_problems(ledger, store.vectors, root, {TRAINING: TABLES[TRAINING]})):
                 raise StoreDamaged(problems[0])
-            for kind, attr in (("embedder", "embedder"), ("rerank", "reranker"), ("quality", "quality")):
+            for kind, attr in (("embedder", "embedder"), ("rerank", "stored_reranker"), ("quality", "quality")):
                 if backends and kind in backends:
                     store.__dict__[attr] = backends[kind]
         except BaseException:
@@ -296,8 +296,15 @@ class Store:
         return self._backend("embedder", self.config.embedder)
 
     @cached_property
-    def reranker(self) -> Reranker:
+    def stored_reranker(self) -> Reranker:
+        """The re-ranker store.json records: it decides the stored vectors."""
         return self._backend("rerank", self.config.rerank)
+
+    @cached_property
+    def reranker(self) -> Reranker:
+        """The re-ranker searches use: the recorded one, or `none` (the recall distance) where
+        training rows came without images (`ingest --vectors --id-column`, docs/precomputed.md)."""
+        return registry.create("rerank", "none") if self.config.rerank_fallback else self.stored_reranker
 
     @cached_property
     def quality(self) -> Quality:
@@ -305,7 +312,7 @@ class Store:
 
     def vector_spec(self) -> dict[str, VectorSpec]:
         spec = {"recall": VectorSpec(self.embedder.dim, self.embedder.metric)}
-        rv = self.reranker.vector_embedder()
+        rv = self.stored_reranker.vector_embedder()
         if rv is not None:
             spec["rerank"] = VectorSpec(rv.dim, rv.metric)
         return spec
@@ -313,12 +320,12 @@ class Store:
     def embed(self, images) -> dict[str, Any]:
         """Every stored named vector for a batch of images: one forward per model."""
         self.check_vector_spec()
-        return embed_named(self.embedder, self.reranker, images)
+        return embed_named(self.embedder, self.stored_reranker, images)
 
     def worker_embedding(self) -> WorkerEmbedding | None:
         """The same embedding for decoding workers, when the store's models are light."""
         self.check_vector_spec()
-        return worker_embedding(self.embedder, self.reranker)
+        return worker_embedding(self.embedder, self.stored_reranker)
 
     def check_vector_spec(self) -> None:
         """store.json's backends make the vectors stored (once per open: it makes the backends)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -47,14 +47,16 @@ def check_sizes(k: int, recall: int | None) -> tuple[int, int]:
 
 
 def match(store: Store, paths: Sequence[str], *, k: int = DEFAULT_K, recall: int | None = None, exact: bool = False,
-          options: InputOptions | None = None, batch_size: int = 64) -> MatchReport:
+          options: InputOptions | None = None, batch_size: int = 64, batches: Callable | None = None) -> MatchReport:
     """Top-k contributors of each image found under `paths` (files, folders, arrays,
-    datasets), in input order. Bad inputs go to `report.problems`; nothing is stored."""
+    datasets), in input order. Bad inputs go to `report.problems`; nothing is stored.
+    `batches(report)`: the decoded batches, when not read from `paths` (`query.given`)."""
     t0 = time.perf_counter()
     k, recall = check_sizes(k, recall)
     report = MatchReport(k=k, recall=recall, exact=exact)
     require_training(store)
-    for batch in read_batches([str(p) for p in paths], options, batch_size, report):
+    source = batches(report) if batches else read_batches([str(p) for p in paths], options, batch_size, report)
+    for batch in source:
         report.results.extend(match_decoded(store, batch, k, recall, exact, report.timings))
     report.seconds = time.perf_counter() - t0
     return report

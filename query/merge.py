@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from gmv_store.backends.base import higher_is_better
+
 
 def order_key(scores: np.ndarray, metric: str) -> np.ndarray:
     """Scores as sort keys, smaller = better (cosine similarity: higher is better); nan -> inf."""
-    key = -scores if metric == "cosine" else scores.copy()
+    key = -scores if higher_is_better(metric) else scores.copy()
     key[np.isnan(key)] = np.inf
     return key
 
@@ -111,4 +113,4 @@ def best_k(ids: np.ndarray, dist: np.ndarray, valid: np.ndarray, k: int) -> tupl
 
 def score_distances(scores: np.ndarray, metric: str) -> np.ndarray:
     """`score_to_distance` for arrays: the same float operations, so the same numbers."""
-    return 1.0 - scores if metric == "cosine" else scores.copy()
+    return 1.0 - scores if metric == "cosine" else -scores if metric == "dot" else scores.copy()

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gmv_store.backends.base import ImageReranker
+from gmv_store.backends.base import ImageReranker, higher_is_better
 from gmv_store.ledger import insert_columns, transaction
 from gmv_store.progress import Progress
 from gmv_store.sources.checked import load_checked
@@ -74,7 +74,7 @@ class RefreshReport:
 def _threshold(last: float, metric: str) -> float:
     # a hair looser than the list's last score: a tie with it may still enter (ids decide)
     eps = 1e-6 * max(1.0, abs(last))
-    return last - eps if metric == "cosine" else last + eps
+    return last - eps if higher_is_better(metric) else last + eps
 
 
 def pending_filter(store: Store, point_ids: list[int]) -> dict:

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from gmv_store.backends.base import ImageReranker, score_to_distance
+from gmv_store.backends.base import ImageReranker, higher_is_better, score_to_distance
 from gmv_store.store import TRAINING, Store
 from gmv_store.vectors import Hit, Query, VectorStore
 
@@ -39,7 +39,7 @@ def recall_size(store: Store, k: int, recall: int) -> int:
 def hit_order(metric: str) -> Callable[[Hit], tuple]:
     """Sort key of the one ranking order: better score first (cosine: higher similarity,
     euclid: smaller distance), then smaller id."""
-    if metric == "cosine":
+    if higher_is_better(metric):
         return lambda h: (-h[1], h[0])
     return lambda h: (h[1], h[0])
 

@@ -7,9 +7,11 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Callable
 
 import numpy as np
 
+from gmv_store.backends.named import batch_vectors
 from gmv_store.errors import BadInput, GmvError
 from gmv_store.progress import Progress
 from gmv_store.sources import Decoded, InputOptions, InputReport, read_batches, unique_new
@@ -99,7 +101,7 @@ def score_batch(store: Store, batch: list[Decoded], k: int, recall: int, timings
     Returns (matches, qualities, vectors)."""
     pixels = [d.pixels for d in batch]
     t = time.perf_counter()
-    vectors = store.embed(pixels)
+    vectors = batch_vectors(batch, store.embed)  # given with the rows (--vectors), else embedded here
     timings["embed"] += time.perf_counter() - t
     t = time.perf_counter()
     q = check_quality(store.quality.score(pixels), len(batch), store.quality.name)
@@ -140,16 +142,19 @@ def write_generated(store: Store, set_name: str, batch: list[Decoded], matches: 
 
 def value(store: Store, paths: list[str], set_name: str, *, k: int = DEFAULT_K, recall: int | None = None,
           options: InputOptions | None = None, meta: dict | None = None, batch_size: int = 256,
-          exact: bool = False, progress: bool = False) -> ValueReport:
+          exact: bool = False, progress: bool = False, batches: Callable | None = None) -> ValueReport:
     """Value generated images into `set_name`. An image already in the set is not counted
-    twice. `exact`: search exactly, not through the index (fixed per set, like k and N)."""
+    twice. `exact`: search exactly, not through the index (fixed per set, like k and N).
+    `batches(report)`: the decoded batches, when not read from `paths` (`query.given`)."""
     t0 = time.perf_counter()
     recall = recall if recall is not None else 10 * k
     report = ValueReport(set_name=set_name)
     require_training(store)
     exists = ensure_set(store, set_name, k, recall, exact)
+    if store.config.rerank_fallback:
+        report.notes.append(f"set '{set_name}': re-ranked by the recall distance (training rows without images)")
     bar = Progress(f"value {set_name}", enabled=progress)
-    for batch in read_batches(paths, options, batch_size, report):
+    for batch in (batches(report) if batches else read_batches(paths, options, batch_size, report)):
         known = {r[0] for r in store.ledger.execute(
             "SELECT sha256 FROM generated_images WHERE set_name = ? AND sha256 IN (SELECT unnest(?))",
             [set_name, [d.sha256 for d in batch]]).fetchall()}

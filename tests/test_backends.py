@@ -125,7 +125,7 @@ def test_registry_imports_without_torch_and_lists_every_backend():
             "print(names); print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
     names = eval(out[0])  # noqa: S307 - our own repr
-    assert names == {"embedder": ["clip", "dreamsim", "effnet-lite0", "pixels"],
+    assert names == {"embedder": ["clip", "dreamsim", "effnet-lite0", "pixels", "precomputed"],
                      "rerank": ["dreamsim", "embedding", "l2", "lpips", "none"],
                      "quality": ["brisque", "maniqa", "niqe", "none", "piqe"]}
     assert out[1] == "[]"

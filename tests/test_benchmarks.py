@@ -57,3 +57,12 @@ def test_engine_costs_quick():
     for call in ("recall_index", "recall_index_lowest_ef"):  # 3,000 points: the graph finds what a scan finds
         assert res[f"{call}_recall_at_N"] >= 0.98 and res[f"{call}_topk_overlap"] >= 0.99, res
     assert "| re-rank among the 500 recalled ids |" in out
+
+
+def test_precomputed_quick():
+    out = bench("precomputed.py", "--quick")
+    res = json.loads(out.splitlines()[-1])
+    assert res["n"] == 3000 and res["dim"] == 768 and res["images"] == 1000
+    for key in ("bare_upsert_s", "ingest_s", "ratio", "read_hash_floor_s", "ingest_images_s", "images_ratio"):
+        assert res[key] > 0, key
+    assert "ingest --vectors / bare upsert (rate ratio, goal >= 0.8)" in out

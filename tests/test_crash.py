@@ -43,6 +43,17 @@ def base(tmp_path_factory, mnist_small):
     write_tar(d / "extra.tar", xs[40_000:41_500], ys[40_000:41_500])
     s = Store.init(d / "base", **BACKENDS)
     try:
+        # the extra images' recall and re-rank vectors in clip-retrieval's layout, identified by key
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        extra = [a[..., None] for a in x[300:]]
+        for name, vecs in (("vec", s.embed(extra)["recall"]), ("rvec", s.embed(extra)["rerank"])):
+            (d / name / "img_emb").mkdir(parents=True)
+            (d / name / "metadata").mkdir()
+            for n, idx in enumerate(np.array_split(np.arange(len(extra)), 3)):
+                np.save(d / name / "img_emb" / f"img_emb_{n}.npy", vecs[idx].astype(np.float16))
+                pq.write_table(pa.table({"key": [f"k{i}" for i in idx]}), d / name / "metadata" / f"metadata_{n}.parquet")
         ingest(s, [str(d / "train.npz")], owner="alice")
         value(s, [str(d / "gen1.npz")], "s1", k=5, recall=20)
     finally:
@@ -59,6 +70,8 @@ SCENARIOS = {
                                                 "--workers", "2"]),
     "ingest-tar": (lambda d: [], lambda d: ["ingest", d / "extra.tar", "--owner", "bob", "--batch-size", "64",
                                             "--workers", "2"]),
+    "ingest-vectors": (lambda d: [], lambda d: ["ingest", "--vectors", d / "vec", "--id-column", "key", "--rerank-vectors",
+                                                d / "rvec", "--owner", "bob", "--batch-size", "8"]),
 }
 
 

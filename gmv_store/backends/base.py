@@ -52,7 +52,7 @@ class Embedder(Backend):
     """Maps images to fixed-size vectors compared by `metric` inside Qdrant."""
 
     kind: ClassVar[str] = "embedder"
-    metric: ClassVar[str] = "cosine"  # "cosine" or "euclid"
+    metric: ClassVar[str] = "cosine"  # "cosine", "euclid" or "dot" (precomputed vectors)
 
     @property
     def dim(self) -> int:
@@ -104,7 +104,14 @@ def score_to_distance(score: float, metric: str) -> float:
         return 1.0 - float(score)
     if metric == "euclid":
         return float(score)
+    if metric == "dot":  # higher is better; d may be negative, which the credits' softmax allows
+        return -float(score)
     raise ValueError(f"unknown metric {metric!r}")
+
+
+def higher_is_better(metric: str) -> bool:
+    """Qdrant scores: cosine and dot are similarities, euclid a distance."""
+    return metric in ("cosine", "dot")
 
 
 class ImageReranker(Reranker):

@@ -8,11 +8,12 @@ import click
 
 from .. import api
 from .options import errors_to_lines, output_options, print_rows, report_problems, store_option, wait_option
+from .vectors import vector_options
 
 
 @click.command()
 @store_option
-@click.argument("paths", nargs=-1, required=True, metavar="IMAGE...")
+@click.argument("paths", nargs=-1, metavar="IMAGE...")
 @click.option("--k", type=click.IntRange(1), default=50, show_default=True, help="Contributors per image.")
 @click.option("--recall", type=click.IntRange(1), default=None, help="Candidates recalled before re-ranking [default: 10·k].")
 @click.option("--exact", is_flag=True, help="Search exhaustively instead of through an approximate (HNSW) index.")
@@ -22,8 +23,9 @@ from .options import errors_to_lines, output_options, print_rows, report_problem
               help="Where model backends run [default: auto].")
 @wait_option
 @output_options
+@vector_options
 @errors_to_lines
-def match(store, paths, k, recall, exact, label, label_from, device, wait, fmt):
+def match(store, paths, k, recall, exact, label, label_from, device, wait, fmt, vectors):
     """Top-k contributors and their credits for images that are in no set (files, folders,
     .npz/.npy arrays, datasets). Same embedding, quality and search as `gmv value`; nothing
     is stored. `--json` prints one object per image with its `contributors` list, as
@@ -38,9 +40,10 @@ def match(store, paths, k, recall, exact, label, label_from, device, wait, fmt):
       gmv match new.png --k 10
       gmv match samples/ --k 50 --recall 1000 --exact --json > matches.json
       gmv match batch.npz --csv --wait 60
+      gmv match --vectors gen-emb/ --k 10               # vectors given with the rows (docs/precomputed.md)
     """
     report = api.match(store, paths, k=k, recall=recall, exact=exact, label=label, label_from=label_from,
-                       device=device, wait=wait)
+                       device=device, wait=wait, vectors=vectors)
     results = report.results
     if fmt == "json":
         print_rows(results, "json")

@@ -105,6 +105,8 @@ def note(msg: str) -> None:
 
 
 def report_problems(report) -> int:
+    for n in getattr(report, "notes", ()):
+        click.echo(f"note: {n}", err=True)
     for p in report.problems:
         click.echo(f"skipped: {p.where}: {p.reason}", err=True)
     return EXIT_SKIPPED if report.problems else 0

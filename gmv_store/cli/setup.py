@@ -126,7 +126,8 @@ def status(store, no_count, fmt):
             click.echo("sets:" + ("" if val else " none yet"))
             for s in val:
                 click.echo(f"  {s['set_name']}: {s['generated']:,} generated, k={s['k']}, recall={s['recall']}"
-                           + (", exact search" if s.get("exact") else ""))
+                           + (", exact search" if s.get("exact") else "")
+                           + (", re-rank: the recall distance" if "falls back" in info["rerank"] else ""))
         else:
             click.echo(f"{key}: {val:,}" if isinstance(val, int) else f"{key}: {val}")
 

@@ -9,6 +9,7 @@ import click
 from .. import api
 from .options import (EXIT_ERROR, errors_to_lines, index_lines, input_options, parse_meta, progress,
                       report_problems, store_option, wait_option)
+from .vectors import vector_options
 
 
 def _batch(batch_size):
@@ -17,16 +18,17 @@ def _batch(batch_size):
 
 @click.command()
 @store_option
-@click.argument("paths", nargs=-1, required=True)
+@click.argument("paths", nargs=-1)
 @click.option("--owner", default=None, help="Data owner recorded with each image (for per-owner values).")
 @click.option("--no-refresh", is_flag=True, help="Do not re-score earlier generated images now; `gmv refresh` later.")
 @click.option("--no-index", is_flag=True, help="Do not bring the HNSW index up to date now; `gmv index` later.")
 @click.option("--workers", type=click.IntRange(0, 512), default=None, metavar="N",
               help="Processes decoding images [default: the core count; 0 or 1: in-process].")
 @input_options
+@vector_options
 @errors_to_lines
 def ingest(store, paths, owner, no_refresh, no_index, workers, meta, label, label_from, image_column, label_column,
-           batch_size, wait, device):
+           batch_size, wait, device, vectors):
     """Add training images: files, folders (recursive), .npz/.npy arrays, Parquet tables,
     WebDataset .tar shards, glob patterns of these, mnist:train, mnist:test.
 
@@ -41,6 +43,7 @@ def ingest(store, paths, owner, no_refresh, no_index, workers, meta, label, labe
       gmv ingest 'data/train-*.parquet' --image-column image --label-column label
       gmv ingest shards/ --workers 4     # WebDataset: 000123.png + 000123.cls/.json per sample
       gmv ingest new-batch/ --owner bob --no-refresh && gmv refresh
+      gmv ingest --vectors laion-emb/ --id-column url   # clip-retrieval output, no images
 
     At the end the HNSW index is brought up to date (--no-index defers that to `gmv index`),
     and generated images valued earlier whose top-k the new images change are re-scored
@@ -48,9 +51,12 @@ def ingest(store, paths, owner, no_refresh, no_index, workers, meta, label, labe
     """
     r = api.ingest(store, paths, owner=owner, label_from=label_from, label=label, meta=parse_meta(meta),
                    refresh=not no_refresh, index=not no_index, wait=wait, device=device, progress=progress(),
-                   image_column=image_column, label_column=label_column, workers=workers, **_batch(batch_size))
+                   image_column=image_column, label_column=label_column, workers=workers, vectors=vectors,
+                   **_batch(batch_size))
+    ids = getattr(r, "without_images", 0)  # ingest --vectors --id-column
     click.echo(f"ingested {r.added:,} new training images ({r.duplicates:,} already stored, {r.skipped:,} skipped"
-               f"{f', {r.ignored_files:,} non-image files ignored' if r.ignored_files else ''}) in {r.seconds:.1f}s")
+               f"{f', {r.ignored_files:,} non-image files ignored' if r.ignored_files else ''}"
+               f"{f', {ids:,} identified by id without an image' if ids else ''}) in {r.seconds:.1f}s")
     for line in index_lines(r.index):
         click.echo(line)
     if r.refresh is not None and r.refresh.total_generated:
@@ -62,15 +68,16 @@ def ingest(store, paths, owner, no_refresh, no_index, workers, meta, label, labe
 
 @click.command()
 @store_option
-@click.argument("paths", nargs=-1, required=True)
+@click.argument("paths", nargs=-1)
 @click.option("--set", "set_name", required=True, help="Name of the generated set (e.g. the model or run).")
 @click.option("--k", type=click.IntRange(1, 10_000), default=50, show_default=True, help="Contributors credited per generated image.")
 @click.option("--recall", type=click.IntRange(1, 100_000), default=None, help="Candidates recalled before re-ranking [default: 10·k].")
 @click.option("--exact", is_flag=True, help="Search exactly, not through the HNSW index (kept for the set, like k and N).")
 @input_options
+@vector_options
 @errors_to_lines
 def value(store, paths, set_name, k, recall, exact, meta, label, label_from, image_column, label_column, batch_size,
-          wait, device):
+          wait, device, vectors):
     """Value generated images: recall, re-rank, quality, credit (Eq. 6), update the set's values.
 
     Accepts the same inputs as `ingest`. A generated image's label is the class or prompt it
@@ -82,10 +89,11 @@ def value(store, paths, set_name, k, recall, exact, meta, label, label_from, ima
       gmv value samples.npz --set gan-v1 --k 30 --recall 500
       gmv value samples/ --set gan-v1-exact --exact      # compare with the index's answer
       gmv value samples.parquet --set sd-v2 --image-column image --label-column prompt
+      gmv value --vectors gen-emb/ --set sd-v2          # clip-retrieval output of the generated images
     """
     r = api.value(store, paths, set_name, k=k, recall=recall, label_from=label_from, label=label, meta=parse_meta(meta),
                   exact=exact, wait=wait, device=device, progress=progress(), image_column=image_column,
-                  label_column=label_column, **_batch(batch_size))
+                  label_column=label_column, vectors=vectors, **_batch(batch_size))
     per = f", {1000 * r.seconds / r.valued:.1f} ms/image" if r.valued else ""
     click.echo(f"valued {r.valued:,} generated images into set '{set_name}' ({r.already_valued:,} already in it, "
                f"{r.skipped:,} skipped) in {r.seconds:.1f}s{per}")

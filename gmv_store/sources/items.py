@@ -43,6 +43,7 @@ class InputReport:
 
     problems: list[Problem] = field(default_factory=list)
     ignored_files: int = 0
+    notes: list[str] = field(default_factory=list)  # kept but worth a line (e.g. float64 vectors converted)
 
     @property
     def skipped(self) -> int:

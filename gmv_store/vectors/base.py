@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class VectorSpec:
     dim: int
-    metric: str  # "cosine" | "euclid"
+    metric: str  # "cosine" | "euclid" | "dot"
 
 
 @dataclass(frozen=True)

@@ -110,7 +110,8 @@ class ClientVectorStore(VectorStore):
         return f"{self.prefix}_{name}"
 
     def _metric(self, metric):
-        return {"cosine": self.models.Distance.COSINE, "euclid": self.models.Distance.EUCLID}[metric]
+        return {"cosine": self.models.Distance.COSINE, "euclid": self.models.Distance.EUCLID,
+                "dot": self.models.Distance.DOT}[metric]
 
     def has_collection(self, name):
         return self._call(self.client.collection_exists, self._c(name))
@@ -121,7 +122,7 @@ class ClientVectorStore(VectorStore):
         if self.has_collection(name):
             info = self._call(self.client.get_collection, c)
             vecs = info.config.params.vectors or {}
-            inv = {m.Distance.COSINE: "cosine", m.Distance.EUCLID: "euclid"}
+            inv = {m.Distance.COSINE: "cosine", m.Distance.EUCLID: "euclid", m.Distance.DOT: "dot"}
             have = {k: VectorSpec(v.size, inv.get(v.distance, str(v.distance))) for k, v in vecs.items()}
             check_spec(c, spec, have)
             return

@@ -31,7 +31,7 @@ class EdgeVectorStore(VectorStore):
         self._shards: dict[str, object] = {}
 
     def _metric(self, metric: str):
-        return {"cosine": self._qe.Distance.Cosine, "euclid": self._qe.Distance.Euclid}[metric]
+        return {"cosine": self._qe.Distance.Cosine, "euclid": self._qe.Distance.Euclid, "dot": self._qe.Distance.Dot}[metric]
 
     def _shard(self, name: str):
         if name not in self._shards:
