@@ -93,6 +93,13 @@ def _writer(path, wait: float = 0.0, device: str | None = None):
     return Store.open(path, wait=wait, device=device)
 
 
+def _ray(ray: str | None, workers: int | None, gpus: float | None):
+    """RaySettings for `ray=` (host:port, "auto", "local"), or None: the in-process path."""
+    from .distributed.settings import ray_settings
+
+    return ray_settings(ray, workers, gpus)
+
+
 def _reader(path, note: Note | None = None, config: dict | None = None):
     from .ledger import open_ledger_readonly
 
@@ -106,20 +113,24 @@ def ingest(path, paths: Sequence[str], *, owner: str | None = None, label_from: 
            label: str | None = None, meta: dict | None = None, batch_size: int | None = None,
            refresh: bool = True, index: bool = True, wait: float = 0.0, device: str | None = None,
            progress: bool = False, image_column: str | None = None, label_column: str | None = None,
-           workers: int | None = None):
+           workers: int | None = None, ray: str | None = None, ray_workers: int | None = None,
+           ray_gpus_per_worker: float | None = None):
     """Add training images, bring the index up to date (unless index=False), then (unless
     refresh=False) bring earlier generated images up to date. `image_column`/`label_column`
     pick Parquet columns (WebDataset: the image extension and the .json label key); `workers`
-    decoding processes (default: the core count; 0 or 1: in-process). Returns an
+    decoding processes (default: the core count; 0 or 1: in-process). `ray`: a Ray cluster's
+    address (host:port, "auto", "local") that decodes and embeds instead (docs/scale-out.md),
+    with `ray_workers` forward actors of `ray_gpus_per_worker` GPUs. Returns an
     IngestReport whose `.index` holds the IndexReport and `.refresh` the RefreshReport (or None)."""
     from ingest.pipeline import ingest as run
 
     from .sources import InputOptions, default_workers
 
     opts = InputOptions(label_from=label_from, label=label, image_column=image_column, label_column=label_column)
+    cluster = _ray(ray, ray_workers, ray_gpus_per_worker)
     with _writer(path, wait, device) as s:
         report = run(s, [str(p) for p in paths], owner=owner, options=opts, meta=meta, progress=progress,
-                     workers=default_workers() if workers is None else workers,
+                     workers=default_workers() if workers is None else workers, ray=cluster,
                      **({"batch_size": batch_size} if batch_size else {}))
         report.index = _index_and_recheck(s, progress) if index else None
         report.refresh = _refresh(s, progress) if refresh else None
@@ -173,22 +184,27 @@ def _refresh_due(store) -> bool:
 def value(path, paths: Sequence[str], set_name: str, *, k: int = 50, recall: int | None = None,
           label_from: str | None = None, label: str | None = None, meta: dict | None = None,
           batch_size: int | None = None, exact: bool = False, wait: float = 0.0, device: str | None = None,
-          progress: bool = False, image_column: str | None = None, label_column: str | None = None):
-    """Value generated images into a set (exact=True: bypass the index). Returns a ValueReport."""
+          progress: bool = False, image_column: str | None = None, label_column: str | None = None,
+          ray: str | None = None, ray_workers: int | None = None, ray_gpus_per_worker: float | None = None):
+    """Value generated images into a set (exact=True: bypass the index); `ray` as in
+    `ingest` (decoding, embedding and quality on the cluster). Returns a ValueReport."""
     from query.value import value as run
 
     from .sources import InputOptions
 
     opts = InputOptions(label_from=label_from, label=label, image_column=image_column, label_column=label_column)
+    cluster = _ray(ray, ray_workers, ray_gpus_per_worker)
     with _writer(path, wait, device) as s:
         return run(s, [str(p) for p in paths], set_name, k=k, recall=recall, options=opts, meta=meta, exact=exact,
-                   progress=progress, **({"batch_size": batch_size} if batch_size else {}))
+                   progress=progress, ray=cluster, **({"batch_size": batch_size} if batch_size else {}))
 
 
 def match(path, paths: Sequence[str], *, k: int = 50, recall: int | None = None, exact: bool = False,
           label_from: str | None = None, label: str | None = None, batch_size: int | None = None,
-          wait: float = 0.0, device: str | None = None):
-    """Top-k contributors and credits of images in no set; nothing is written. Returns a
+          wait: float = 0.0, device: str | None = None, ray: str | None = None, ray_workers: int | None = None,
+          ray_gpus_per_worker: float | None = None):
+    """Top-k contributors and credits of images in no set; nothing is written (`ray` as in
+    `ingest`). Returns a
     MatchReport whose `.results` hold one dict per image (what `gmv match --json` prints).
     The embedded engines let one process open the vectors: this takes the writer lock for
     the call (`wait` seconds for a running writer), see `Store.open_reader`."""
@@ -197,8 +213,9 @@ def match(path, paths: Sequence[str], *, k: int = 50, recall: int | None = None,
     from .sources import InputOptions
     from .store import Store
 
+    cluster = _ray(ray, ray_workers, ray_gpus_per_worker)
     with Store.open_reader(path, wait=wait, device=device) as s:
-        return run(s, [str(p) for p in paths], k=k, recall=recall, exact=exact,
+        return run(s, [str(p) for p in paths], k=k, recall=recall, exact=exact, ray=cluster,
                    options=InputOptions(label_from=label_from, label=label),
                    **({"batch_size": batch_size} if batch_size else {}))
 

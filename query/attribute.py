@@ -17,11 +17,11 @@ import numpy as np
 from gmv_store.errors import BadInput
 from gmv_store.images import content_sha256, decode_bytes
 from gmv_store.ledger import rows as _rows
-from gmv_store.sources import Decoded, InputOptions, InputReport, read_batches
+from gmv_store.sources import Decoded, InputOptions, InputReport
 from gmv_store.store import Store
 
 from .matches import Match
-from .value import DEFAULT_K, require_training, score_batch
+from .value import DEFAULT_K, input_batches, require_training, score_batch
 
 UPLOAD_NAME_MAX = 120
 
@@ -47,14 +47,15 @@ def check_sizes(k: int, recall: int | None) -> tuple[int, int]:
 
 
 def match(store: Store, paths: Sequence[str], *, k: int = DEFAULT_K, recall: int | None = None, exact: bool = False,
-          options: InputOptions | None = None, batch_size: int = 64) -> MatchReport:
+          options: InputOptions | None = None, batch_size: int = 64, ray=None) -> MatchReport:
     """Top-k contributors of each image found under `paths` (files, folders, arrays,
-    datasets), in input order. Bad inputs go to `report.problems`; nothing is stored."""
+    datasets), in input order. Bad inputs go to `report.problems`; nothing is stored.
+    `ray` (RaySettings): decode, embed and score quality on a Ray cluster."""
     t0 = time.perf_counter()
     k, recall = check_sizes(k, recall)
     report = MatchReport(k=k, recall=recall, exact=exact)
     require_training(store)
-    for batch in read_batches([str(p) for p in paths], options, batch_size, report):
+    for batch in input_batches(store, [str(p) for p in paths], options, batch_size, report, ray):
         report.results.extend(match_decoded(store, batch, k, recall, exact, report.timings))
     report.seconds = time.perf_counter() - t0
     return report

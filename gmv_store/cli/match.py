@@ -7,7 +7,8 @@ import sys
 import click
 
 from .. import api
-from .options import errors_to_lines, output_options, print_rows, report_problems, store_option, wait_option
+from .options import (errors_to_lines, output_options, print_rows, ray_args, ray_options, report_problems,
+                      store_option, wait_option)
 
 
 @click.command()
@@ -22,8 +23,9 @@ from .options import errors_to_lines, output_options, print_rows, report_problem
               help="Where model backends run [default: auto].")
 @wait_option
 @output_options
+@ray_options
 @errors_to_lines
-def match(store, paths, k, recall, exact, label, label_from, device, wait, fmt):
+def match(store, paths, k, recall, exact, label, label_from, device, wait, fmt, ray, ray_workers, ray_gpus_per_worker):
     """Top-k contributors and their credits for images that are in no set (files, folders,
     .npz/.npy arrays, datasets). Same embedding, quality and search as `gmv value`; nothing
     is stored. `--json` prints one object per image with its `contributors` list, as
@@ -38,9 +40,10 @@ def match(store, paths, k, recall, exact, label, label_from, device, wait, fmt):
       gmv match new.png --k 10
       gmv match samples/ --k 50 --recall 1000 --exact --json > matches.json
       gmv match batch.npz --csv --wait 60
+      gmv match samples/ --json --ray 10.0.0.5:6379    # embeddings on a Ray cluster
     """
     report = api.match(store, paths, k=k, recall=recall, exact=exact, label=label, label_from=label_from,
-                       device=device, wait=wait)
+                       device=device, wait=wait, **ray_args(ray, ray_workers, ray_gpus_per_worker))
     results = report.results
     if fmt == "json":
         print_rows(results, "json")

@@ -7,8 +7,8 @@ import sys
 import click
 
 from .. import api
-from .options import (EXIT_ERROR, errors_to_lines, index_lines, input_options, parse_meta, progress,
-                      report_problems, store_option, wait_option)
+from .options import (EXIT_ERROR, errors_to_lines, index_lines, input_options, parse_meta, progress, ray_args,
+                      ray_options, report_problems, store_option, wait_option)
 
 
 def _batch(batch_size):
@@ -24,9 +24,10 @@ def _batch(batch_size):
 @click.option("--workers", type=click.IntRange(0, 512), default=None, metavar="N",
               help="Processes decoding images [default: the core count; 0 or 1: in-process].")
 @input_options
+@ray_options
 @errors_to_lines
 def ingest(store, paths, owner, no_refresh, no_index, workers, meta, label, label_from, image_column, label_column,
-           batch_size, wait, device):
+           batch_size, wait, device, ray, ray_workers, ray_gpus_per_worker):
     """Add training images: files, folders (recursive), .npz/.npy arrays, Parquet tables,
     WebDataset .tar shards, glob patterns of these, mnist:train, mnist:test.
 
@@ -41,6 +42,7 @@ def ingest(store, paths, owner, no_refresh, no_index, workers, meta, label, labe
       gmv ingest 'data/train-*.parquet' --image-column image --label-column label
       gmv ingest shards/ --workers 4     # WebDataset: 000123.png + 000123.cls/.json per sample
       gmv ingest new-batch/ --owner bob --no-refresh && gmv refresh
+      gmv ingest 'shards/*.tar' --ray head-node:6379 --ray-gpus-per-worker 1
 
     At the end the HNSW index is brought up to date (--no-index defers that to `gmv index`),
     and generated images valued earlier whose top-k the new images change are re-scored
@@ -48,7 +50,8 @@ def ingest(store, paths, owner, no_refresh, no_index, workers, meta, label, labe
     """
     r = api.ingest(store, paths, owner=owner, label_from=label_from, label=label, meta=parse_meta(meta),
                    refresh=not no_refresh, index=not no_index, wait=wait, device=device, progress=progress(),
-                   image_column=image_column, label_column=label_column, workers=workers, **_batch(batch_size))
+                   image_column=image_column, label_column=label_column, workers=workers, **_batch(batch_size),
+                   **ray_args(ray, ray_workers, ray_gpus_per_worker))
     click.echo(f"ingested {r.added:,} new training images ({r.duplicates:,} already stored, {r.skipped:,} skipped"
                f"{f', {r.ignored_files:,} non-image files ignored' if r.ignored_files else ''}) in {r.seconds:.1f}s")
     for line in index_lines(r.index):
@@ -68,9 +71,10 @@ def ingest(store, paths, owner, no_refresh, no_index, workers, meta, label, labe
 @click.option("--recall", type=click.IntRange(1, 100_000), default=None, help="Candidates recalled before re-ranking [default: 10·k].")
 @click.option("--exact", is_flag=True, help="Search exactly, not through the HNSW index (kept for the set, like k and N).")
 @input_options
+@ray_options
 @errors_to_lines
 def value(store, paths, set_name, k, recall, exact, meta, label, label_from, image_column, label_column, batch_size,
-          wait, device):
+          wait, device, ray, ray_workers, ray_gpus_per_worker):
     """Value generated images: recall, re-rank, quality, credit (Eq. 6), update the set's values.
 
     Accepts the same inputs as `ingest`. A generated image's label is the class or prompt it
@@ -82,10 +86,11 @@ def value(store, paths, set_name, k, recall, exact, meta, label, label_from, ima
       gmv value samples.npz --set gan-v1 --k 30 --recall 500
       gmv value samples/ --set gan-v1-exact --exact      # compare with the index's answer
       gmv value samples.parquet --set sd-v2 --image-column image --label-column prompt
+      gmv value samples/ --set gan-v1 --ray local       # forwards on a private Ray cluster
     """
     r = api.value(store, paths, set_name, k=k, recall=recall, label_from=label_from, label=label, meta=parse_meta(meta),
                   exact=exact, wait=wait, device=device, progress=progress(), image_column=image_column,
-                  label_column=label_column, **_batch(batch_size))
+                  label_column=label_column, **_batch(batch_size), **ray_args(ray, ray_workers, ray_gpus_per_worker))
     per = f", {1000 * r.seconds / r.valued:.1f} ms/image" if r.valued else ""
     click.echo(f"valued {r.valued:,} generated images into set '{set_name}' ({r.already_valued:,} already in it, "
                f"{r.skipped:,} skipped) in {r.seconds:.1f}s{per}")
