@@ -57,3 +57,16 @@ def test_engine_costs_quick():
     for call in ("recall_index", "recall_index_lowest_ef"):  # 3,000 points: the graph finds what a scan finds
         assert res[f"{call}_recall_at_N"] >= 0.98 and res[f"{call}_topk_overlap"] >= 0.99, res
     assert "| re-rank among the 500 recalled ids |" in out
+
+
+def test_ray_scale_quick(tmp_path):
+    import pytest
+
+    pytest.importorskip("ray", reason="needs the ray extra: pip install 'gmv-store[ray]'")
+    out = bench("ray_scale.py", "--quick", "--work", str(tmp_path))
+    res = json.loads(out.splitlines()[0])
+    for key in ("offline_one_process_rate", "offline_ray_1_rate", "basic_one_process_rate", "basic_ray_rate",
+                "ray_vs_one_process_offline", "ray_vs_one_process_basic"):
+        assert res[key] > 0, key
+    assert res["left_processes"] == 0 and res["gpu"].startswith("not measured")
+    assert "| --ray / one process (offline, equal cores) |" in out

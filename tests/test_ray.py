@@ -19,6 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# the test clusters run without token auth (loopback only), and so must their drivers;
+# `--ray local` then writes no ~/.ray/auth_token either
+os.environ["RAY_AUTH_MODE"] = "disabled"
 pytest.importorskip("ray", reason="needs the ray extra: pip install 'gmv-store[ray]'")
 
 from gmv_store import api  # noqa: E402
@@ -262,3 +265,36 @@ def test_node_without_this_gmv_store_is_named(cluster, inputs, tmp_path):
     assert r.returncode == 1 and len(lines) == 1, r.stderr
     assert "cannot run gmv-store's stages" in lines[0] and "No module named 'gmv_store.distributed'" in lines[0], lines
     assert api.status(tmp_path / "s")["training_images"] == 0
+
+
+# ---------------------------------------------------------------------- without a cluster
+def test_settings_and_windows():
+    from gmv_store.distributed.pipeline import _windows
+    from gmv_store.distributed.settings import RaySettings, ray_settings
+    from gmv_store.errors import BadInput
+    from gmv_store.sources.items import Item
+
+    assert ray_settings(None) is None
+    assert ray_settings("10.0.0.5:6379", 4, 0.5) == RaySettings("10.0.0.5:6379", 4, 0.5)
+    assert ray_settings("local").loopback and ray_settings("127.0.0.1:1234").loopback
+    assert not ray_settings("auto").loopback
+    for bad in (("head",), (None, 2), ("local", 0), ("local", None, -1)):
+        with pytest.raises(BadInput):
+            ray_settings(*bad)
+    items = [Item(f"x#{i}", np.zeros, None) for i in range(25)]
+    by_count = list(_windows(iter(items), 4, RaySettings("local", window=8)))
+    assert [len(w) for w in by_count] == [2, 2, 2, 1]  # batches of 4: two per window of 8 items
+    by_bytes = list(_windows(iter(items), 4, RaySettings("local", window_bytes=1)))
+    assert [len(w) for w in by_bytes] == [1] * 7
+
+
+def test_worker_failure_found_in_ray_text():
+    from gmv_store.distributed.pipeline import worker_failure
+
+    text = ("ray::MapWorker(MapBatches(decode_rows)->MapBatches(Forwards)).submit() (pid=1, ip=127.0.0.1)\n"
+            "  File \"stages.py\", line 90, in __call__\n"
+            "gmv_store.distributed.stages.WorkerFailure: worker on node 127.0.0.1: weights differ; fix: restore them")
+    outer = RuntimeError("wrapped")
+    outer.__cause__ = RuntimeError(text)
+    assert worker_failure(outer) == "worker on node 127.0.0.1: weights differ; fix: restore them"
+    assert worker_failure(RuntimeError("something else")) is None

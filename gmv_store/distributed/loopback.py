@@ -5,7 +5,7 @@ folder, and a stop that ends exactly its own processes (never `ray stop`, which 
 Ray process of the machine).
 
     with loopback_cluster(tmp, worker_cpus=[1, 1]) as c:   # head with 0 CPUs + two nodes
-        api.ingest(store, paths, ray=c.address)
+        api.ingest(store, paths, ray=c.address)           # with RAY_AUTH_MODE=disabled set here too
 
     python -m gmv_store.distributed.loopback start ARGS...  # `ray start ARGS` kept on 127.0.0.1
 """
@@ -102,7 +102,10 @@ def loopback_cluster(temp_dir: Path, worker_cpus: list[int] = (1,), head_cpus: i
     127.0.0.1 with random ports; stopped on exit, also after a failure."""
     temp_dir = Path(temp_dir)
     temp_dir.mkdir(parents=True, exist_ok=True)
-    base = {**os.environ, **(env or {}), "RAY_TMPDIR": str(temp_dir), "RAY_USAGE_STATS_ENABLED": "0"}
+    # token auth off, stated (loopback only): Ray otherwise turns it on when ~/.ray/auth_token
+    # exists, which a `ray.init()` elsewhere may have written; the driver must state it too
+    base = {**os.environ, "RAY_AUTH_MODE": "disabled", **(env or {}), "RAY_TMPDIR": str(temp_dir),
+            "RAY_USAGE_STATS_ENABLED": "0"}
     port = free_port()
     cluster = LoopbackCluster(f"{LOOPBACK}:{port}", temp_dir, base)
     common = ["--node-ip-address", LOOPBACK, "--disable-usage-stats", "--dashboard-agent-listen-port",

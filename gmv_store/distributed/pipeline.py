@@ -58,17 +58,15 @@ def _decoded(items: Iterator[Item], problems: list[Problem], batch_size: int, se
     ray = require_ray()
     workers, gpus = worker_layout(settings, cluster)
     seq = 0  # rows are numbered batches: each comes back as the one due, or the run stops
-    per_window = max(1, settings.window // batch_size)
-    for window in batched(batched(items, batch_size), per_window):  # one Dataset per window: bounded memory
+    for window in _windows(items, batch_size, settings):  # one Dataset per window: bounded driver memory
         start = seq
         with _in_order(ray), _named_failures(settings):  # a Dataset keeps the context it was made in
-            rows = [{"seq": seq + i, "items": pickle.dumps(b, protocol=PROTOCOL)} for i, b in enumerate(window)]
+            rows = [{"seq": seq + i, "items": blob} for i, blob in enumerate(window)]
             ds = ray.data.from_items(rows, override_num_blocks=len(rows))
-            del rows
             ds = ds.map_batches(decode_rows, batch_size=1, batch_format="numpy", num_cpus=1)
-            ds = ds.map_batches(forwards_for(specs, with_quality, device), batch_size=1,
-                                batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=min(workers, len(window))),
-                                num_cpus=0 if gpus else 1, num_gpus=gpus or None)
+            pool = ray.data.ActorPoolStrategy(size=min(workers, len(window)))
+            ds = ds.map_batches(forwards_for(specs, with_quality, device), batch_size=1, batch_format="numpy",
+                                compute=pool, num_cpus=0 if gpus else 1, num_gpus=gpus or None)
             for out in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
                 for s, blob in zip(out["seq"], out["records"]):
                     if int(s) != seq:
@@ -83,6 +81,21 @@ def _decoded(items: Iterator[Item], problems: list[Problem], batch_size: int, se
         if seq - start != len(window):
             raise ClusterError(f"Ray returned {seq - start:,} of the {len(window):,} batches sent; fix: run the "
                                "command again (it resumes)")
+
+
+def _windows(items: Iterator[Item], batch_size: int, settings: RaySettings) -> Iterator[list[bytes]]:
+    """Pickled batches of items, grouped into windows of at most `settings.window` items or
+    `settings.window_bytes` (Parquet rows and tar members carry their encoded bytes)."""
+    window, size = [], 0
+    for batch in batched(items, batch_size):
+        blob = pickle.dumps(batch, protocol=PROTOCOL)
+        window.append(blob)
+        size += len(blob)
+        if len(window) * batch_size >= settings.window or size >= settings.window_bytes:
+            yield window
+            window, size = [], 0
+    if window:
+        yield window
 
 
 @contextlib.contextmanager

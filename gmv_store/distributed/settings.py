@@ -8,7 +8,10 @@ from ..errors import BadInput, GmvError
 
 ENV_ADDRESS = "GMV_RAY_ADDRESS"
 PIP_RAY = "pip install 'gmv-store[ray]'"
-WINDOW = 100_000  # items per Ray Dataset: the driver holds one window's items, never the whole input
+# one Ray Dataset per window of items: the driver holds one window, never the whole input
+# (a window's actors build their models once; a larger window amortises that better)
+WINDOW = 100_000
+WINDOW_BYTES = 256 << 20  # Parquet rows and tar members travel with their encoded bytes
 
 
 class ClusterError(GmvError):
@@ -22,6 +25,7 @@ class RaySettings:
     workers: int | None = None           # forward actors [default: one per GPU, else one per CPU]
     gpus_per_worker: float | None = None  # [default: 1 where the cluster has GPUs, else 0]
     window: int = WINDOW
+    window_bytes: int = WINDOW_BYTES
 
     @property
     def loopback(self) -> bool:
