@@ -81,9 +81,9 @@ def run(args) -> dict:
             res["cluster_start_s"] = time.perf_counter() - t
             bs = str(args.batch)
             off = images(work, args.offline, "offline")
-            runs = [("offline_one_process", ["--workers", "0"]),
+            runs = [] if "offline" not in args.parts else [("offline_one_process", ["--workers", "0"]),
                     ("offline_ray_1", ["--ray", c.address, "--ray-workers", "1"])]
-            if args.nodes > 1:
+            if args.nodes > 1 and runs:
                 runs.append(("offline_ray_2", ["--ray", c.address, "--ray-workers", "2"]))
             for label, extra in runs:
                 s, added, _ = gmv_ingest(fresh(work, label, "offline"), off, "--batch-size", bs, *extra)
@@ -92,11 +92,13 @@ def run(args) -> dict:
                 res[f"{label}_rate"] = added / s
             basic = images(work, args.basic, "basic")
             for label, extra in (("basic_one_process", ["--workers", "0"]),
-                                 ("basic_ray", ["--ray", c.address, "--ray-workers", str(args.nodes)])):
+                                 ("basic_ray", ["--ray", c.address, "--ray-workers", str(args.nodes)])
+                                 ) if "basic" in args.parts else ():
                 s, added, _ = gmv_ingest(fresh(work, label, "basic"), basic, "--batch-size", "512", *extra)
                 res[f"{label}_s"] = s
                 res[f"{label}_rate"] = added / s
-            for label, n in (("small", args.rss_small), ("big", args.rss_big)) if args.rss_big else ():
+            for label, n in ((("small", args.rss_small), ("big", args.rss_big))
+                             if args.rss_big and "rss" in args.parts else ()):
                 data = images(work, n, f"rss_{label}")
                 _, _, rss = gmv_ingest(fresh(work, f"rss_{label}", "basic"), data, "--batch-size", "512",
                                        "--ray", c.address, "--ray-workers", str(args.nodes))
@@ -106,11 +108,12 @@ def run(args) -> dict:
         shutil.rmtree(ray_tmp, ignore_errors=True)
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
-    ray_all = res.get("offline_ray_2_rate", res["offline_ray_1_rate"])
-    res["scaling_2_vs_1"] = res["offline_ray_2_rate"] / res["offline_ray_1_rate"] if args.nodes > 1 else None
-    res["ray_vs_one_process_offline"] = ray_all / res["offline_one_process_rate"]
-    res["ray_vs_one_process_basic"] = res["basic_ray_rate"] / res["basic_one_process_rate"]
-    res["driver_rss_ratio"] = (res["driver_rss_big_mib"] / res["driver_rss_small_mib"]) if args.rss_big else None
+    g = res.get
+    ray_all = g("offline_ray_2_rate", g("offline_ray_1_rate"))
+    res["scaling_2_vs_1"] = g("offline_ray_2_rate") / g("offline_ray_1_rate") if g("offline_ray_2_rate") else None
+    res["ray_vs_one_process_offline"] = ray_all / g("offline_one_process_rate") if ray_all else None
+    res["ray_vs_one_process_basic"] = g("basic_ray_rate") / g("basic_one_process_rate") if g("basic_ray_rate") else None
+    res["driver_rss_ratio"] = g("driver_rss_big_mib") / g("driver_rss_small_mib") if g("driver_rss_big_mib") else None
     return res
 
 
@@ -151,6 +154,8 @@ def main() -> None:
     p.add_argument("--nodes", type=int, default=2, choices=(1, 2), help="worker nodes of 1 CPU")
     p.add_argument("--quick", action="store_true", help="a small run for the test suite")
     p.add_argument("--gpu", action="store_true", help="on a GPU machine: not supported by this run yet")
+    p.add_argument("--parts", type=lambda v: set(v.split(",")), default={"offline", "basic", "rss"},
+                   help="which runs: offline,basic,rss [default: all]")
     p.add_argument("--work", default=None)
     args = p.parse_args()
     if args.gpu:
@@ -158,6 +163,7 @@ def main() -> None:
     if args.quick:
         # the suite's budget: one worker node, tiny inputs, no RSS pair (ratios are the full run's business)
         args.offline, args.basic, args.rss_small, args.rss_big, args.batch, args.nodes = 8, 500, 0, 0, 8, 1
+        args.parts = {"offline", "basic"}
     r = run(args)
     print(json.dumps(r, sort_keys=True))
     print(table(r))

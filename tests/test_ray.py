@@ -298,3 +298,17 @@ def test_worker_failure_found_in_ray_text():
     outer.__cause__ = RuntimeError(text)
     assert worker_failure(outer) == "worker on node 127.0.0.1: weights differ; fix: restore them"
     assert worker_failure(RuntimeError("something else")) is None
+
+
+def test_ray_core_lines_dropped_from_stderr_only():
+    code = ("import os; from gmv_store.distributed.quiet import ray_core_logs_dropped\n"
+            "with ray_core_logs_dropped():\n"
+            "    os.write(2, b'[2026-12-06 08:00:17,364 E 22225 22225] core_worker.cc:2465: Actor with class name\\n')\n"
+            "    os.write(2, b'skipped: a.png: not an image\\n')\n"
+            "os.write(2, b'Error: after\\n')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.stderr == "skipped: a.png: not an image\nError: after\n", r.stderr
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PYTHONPATH": str(ROOT), "GMV_DEBUG": "1"})
+    assert "core_worker.cc" in r.stderr

@@ -45,7 +45,6 @@ class Cluster:
     nodes: list[dict]   # alive nodes with CPUs or GPUs: {"id", "ip", "cpus", "gpus"}
     cpus: float
     gpus: float
-    started_here: bool  # this command made the connection (and closes it)
 
 
 @contextlib.contextmanager
@@ -116,8 +115,7 @@ def _check(ray, settings: RaySettings) -> Cluster:
         raise ClusterError(f"Ray cluster {settings.address} has no node with CPUs or GPUs; fix: start worker nodes "
                            "(`ray start --address HOST:PORT`)")
     _check_nodes(ray, working)
-    return Cluster(working, sum(n["cpus"] for n in working), sum(n["gpus"] for n in working),
-                   started_here=True)
+    return Cluster(working, sum(n["cpus"] for n in working), sum(n["gpus"] for n in working))
 
 
 def _check_nodes(ray, nodes: list[dict]) -> None:

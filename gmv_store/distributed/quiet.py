@@ -50,9 +50,11 @@ def _pump(read_end: int, out: int) -> None:
             *lines, pending = pending.split(b"\n")
             _write(out, [ln for ln in lines if not RAY_CORE_LINE.match(ln)])
         if pending and not RAY_CORE_LINE.match(pending):
-            os.write(out, pending)
+            _write(out, [pending])
 
 
 def _write(out: int, lines: list[bytes]) -> None:
+    """Keep draining even when the real stderr is gone: a full pipe would block every writer."""
     if lines:
-        os.write(out, b"\n".join(lines) + b"\n")
+        with contextlib.suppress(OSError):
+            os.write(out, b"\n".join(lines) + b"\n")
