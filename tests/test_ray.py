@@ -188,6 +188,22 @@ def test_unreachable_cluster_is_one_line_at_once(inputs, tmp_path):
     assert api.status(tmp_path / "s")["training_images"] == 0
     r = gmv("ingest", inputs / "gen.npz", "--store", tmp_path / "s", "--ray", "no-port")
     assert r.returncode == 1 and "expected host:port" in r.stderr
+    r = gmv("ingest", inputs / "gen.npz", "--store", tmp_path / "s", env={"GMV_RAY_ADDRESS": f"127.0.0.1:{free_port()}"})
+    assert r.returncode == 1 and "unreachable" in r.stderr, r.stderr  # the environment's address is used
+
+
+def test_worker_layout_defaults():
+    from gmv_store.distributed.cluster import Cluster
+    from gmv_store.distributed.pipeline import worker_layout
+    from gmv_store.distributed.settings import ClusterError, RaySettings
+
+    cpus_only, with_gpus = Cluster([], cpus=6, gpus=0), Cluster([], cpus=32, gpus=4)
+    assert worker_layout(RaySettings("a:1"), cpus_only) == (6, 0.0)      # one actor per CPU, no GPU
+    assert worker_layout(RaySettings("a:1"), with_gpus) == (4, 1.0)      # one actor per GPU
+    assert worker_layout(RaySettings("a:1", gpus_per_worker=0.5), with_gpus) == (8, 0.5)
+    assert worker_layout(RaySettings("a:1", workers=2, gpus_per_worker=0), with_gpus) == (2, 0.0)
+    with pytest.raises(ClusterError, match="the cluster has 0 GPUs"):
+        worker_layout(RaySettings("a:1", gpus_per_worker=1), cpus_only)
 
 
 def test_driver_killed_mid_run_resumes_to_the_same_store(cluster, mnist_small, tmp_path):
@@ -203,9 +219,9 @@ def test_driver_killed_mid_run_resumes_to_the_same_store(cluster, mnist_small, t
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None and not _wrote_some(store):
         time.sleep(0.05)
-    time.sleep(0.5)  # a few batches in: the kill lands mid-run (or after it: resuming must then change nothing)
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGKILL)
+    time.sleep(0.5)  # a few batches in: the kill lands mid-run
+    assert proc.poll() is None, "the run ended before the kill: nothing here tested a resume"
+    os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     r = gmv(*args)
     assert r.returncode == 0, r.stderr
