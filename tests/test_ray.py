@@ -2,10 +2,12 @@
 cluster on this machine's loopback (a head with 0 CPUs, so that the work must go to the
 other node) and on `--ray local`; and the faults that must end in one line, nothing written.
 
-One cluster serves the module (starting one takes 10-20 s here); it is stopped by its own
-PIDs afterwards, also after a failure, and the last test checks that nothing of it is left.
+One cluster (a head and two worker nodes of 1 CPU) serves the module (starting one takes
+10-50 s here); it is stopped by its own PIDs afterwards, also after a failure, and the
+fixture checks that nothing of it is left. The last two tests change it (a node killed, a
+node added), so they stay last.
 """
-import json
+import contextlib
 import os
 import shutil
 import signal
@@ -38,7 +40,7 @@ def cluster():
     tmp = Path(tempfile.mkdtemp(prefix="gmvray", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
     env = {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     try:
-        with loopback_cluster(tmp, worker_cpus=[1], head_cpus=0, env=env) as c:
+        with loopback_cluster(tmp, worker_cpus=[1, 1], head_cpus=0, env=env) as c:
             yield c
         assert c.pids() == [], "processes of the test cluster outlived its stop"
     finally:
@@ -264,6 +266,54 @@ def _mentions(proc: Path, text: str) -> bool:
         return text.encode() in (proc / "cmdline").read_bytes()
     except OSError:
         return False
+
+
+def test_worker_node_lost_mid_run_finishes_with_the_same_store(cluster, tmp_path):
+    """One of the two worker nodes killed (its raylet and workers, SIGKILL) while an ingest
+    runs: Ray Data restarts the actor on the other node and retries its batch."""
+    xs, ys = __import__("gmv_store.datasets", fromlist=["load_mnist"]).load_mnist("train")
+    np.savez(tmp_path / "d.npz", images=xs[:6000], labels=ys[:6000])
+    ref, store = tmp_path / "ref", tmp_path / "lost"
+    for s in (ref, store):
+        api.init_store(s, "basic")
+    api.ingest(ref, [str(tmp_path / "d.npz")], workers=0, batch_size=128, index=False, refresh=False)
+    raylets = sorted(pid for pid in cluster.pids() if b"raylet/raylet" in _cmdline(pid))
+    assert len(raylets) == 3, raylets  # head, two worker nodes
+    args = ["ingest", tmp_path / "d.npz", "--store", store, "--ray", cluster.address, "--ray-workers", "2",
+            "--batch-size", "128", "--no-index", "--no-refresh"]
+    proc = subprocess.Popen([sys.executable, "-m", "gmv_store", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and not _wrote_some(store):
+        time.sleep(0.05)
+    time.sleep(1.0)
+    assert proc.poll() is None, "the run ended before the node was lost"
+    victim = raylets[-1]  # the last node started
+    for pid in [victim, *_children(victim)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    assert out.startswith("ingested 6,000 new training images"), out
+    assert_same(snapshot(ref), snapshot(store))
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for p in Path("/proc").iterdir():
+        try:
+            if p.name.isdigit() and int((p / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(p.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
 
 
 def test_node_without_this_gmv_store_is_named(cluster, inputs, tmp_path):

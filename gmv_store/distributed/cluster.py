@@ -7,6 +7,7 @@ import importlib
 import logging
 import os
 import socket
+import sys
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -54,7 +55,9 @@ def connected(settings: RaySettings) -> Iterator[Cluster]:
 
     ray = require_ray()
     started_here = not ray.is_initialized()  # an API caller may have connected already
-    with ray_core_logs_dropped():
+    # Ray prints the cluster's error events (a lost node, a retried task) on stdout, which is
+    # the command's output (`gmv match --json`): they go to stderr instead
+    with ray_core_logs_dropped(), contextlib.redirect_stdout(sys.stderr):
         if started_here:
             _init(ray, settings)
         try:
