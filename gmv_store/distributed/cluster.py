@@ -32,13 +32,14 @@ def _loopback_kept(keep: bool):
     can reach a node); a cluster on the loopback, or a private one, must stay there."""
     from ray._private import services
 
-    saved = services.resolve_ip_for_localhost
-    if keep:
+    saved = getattr(services, "resolve_ip_for_localhost", None)  # a private function (Ray 2.60)
+    if keep and saved is not None:
         services.resolve_ip_for_localhost = lambda host: host
     try:
         yield
     finally:
-        services.resolve_ip_for_localhost = saved
+        if saved is not None:
+            services.resolve_ip_for_localhost = saved
 
 
 @dataclass
