@@ -103,6 +103,17 @@ def _writer(path, wait: float = 0.0, device: str | None = None):
         return Store.open(path, wait=wait, device=device)
 
 
+def _ray(ray: str | None, workers: int | None, gpus: float | None, vectors=None):
+    """RaySettings for `ray=` (host:port, "auto", "local"), or None: the in-process path."""
+    from .distributed.settings import ray_settings
+
+    if vectors is not None and ray:
+        raise BadInput("--vectors with --ray: rows given with their vectors need no forwards on a cluster; "
+                       "fix: drop --ray (ray=; or unset GMV_RAY_ADDRESS)")
+
+    return ray_settings(ray, workers, gpus)
+
+
 def _reader(path, note: Note | None = None, config: dict | None = None, unfinished_ok: bool = False):
     from .ledger import open_ledger_readonly
 
@@ -116,19 +127,23 @@ def ingest(path, paths: Sequence[str], *, owner: str | None = None, label_from: 
            label: str | None = None, meta: dict | None = None, batch_size: int | None = None,
            refresh: bool = True, index: bool = True, wait: float = 0.0, device: str | None = None,
            progress: bool = False, image_column: str | None = None, label_column: str | None = None,
-           workers: int | None = None, vectors=None):
+           workers: int | None = None, vectors=None, ray: str | None = None, ray_workers: int | None = None,
+           ray_gpus_per_worker: float | None = None):
     """Add training images, bring the index up to date (unless index=False), then (unless
     refresh=False) bring earlier generated images up to date. `image_column`/`label_column`
     pick Parquet columns (WebDataset: the image extension and the .json label key); `workers`
     decoding processes (default: the core count; 0 or 1: in-process). `vectors`: rows with
     their recall vectors instead of `paths` (a path, or a dict of `sources.vectors.VectorOptions`
-    fields such as {"path": "emb/", "id_column": "url"}; docs/precomputed.md). Returns an
+    fields such as {"path": "emb/", "id_column": "url"}; docs/precomputed.md). `ray`: a Ray
+    cluster's address (host:port, "auto", "local") that decodes and embeds instead
+    (docs/scale-out.md), with `ray_workers` forward actors of `ray_gpus_per_worker` GPUs. Returns an
     IngestReport whose `.index` holds the IndexReport and `.refresh` the RefreshReport (or None)."""
     from ingest.pipeline import ingest as run
 
     from .sources import InputOptions, default_workers
 
     opts = InputOptions(label_from=label_from, label=label, image_column=image_column, label_column=label_column)
+    cluster = _ray(ray, ray_workers, ray_gpus_per_worker, vectors)
     with _writer(path, wait, device) as s:
         if vectors is not None:
             from ingest.vectors_in import ingest_vectors
@@ -139,7 +154,7 @@ def ingest(path, paths: Sequence[str], *, owner: str | None = None, label_from: 
                                     progress=progress, **({"batch_size": batch_size} if batch_size else {}))
         else:
             report = run(s, [str(p) for p in paths], owner=owner, options=opts, meta=meta, progress=progress,
-                         workers=default_workers() if workers is None else workers,
+                         workers=default_workers() if workers is None else workers, ray=cluster,
                          **({"batch_size": batch_size} if batch_size else {}))
         report.index = _index_and_recheck(s, progress) if index else None
         report.refresh = _refresh(s, progress) if refresh else None
@@ -193,17 +208,20 @@ def _refresh_due(store) -> bool:
 def value(path, paths: Sequence[str], set_name: str, *, k: int = 50, recall: int | None = None,
           label_from: str | None = None, label: str | None = None, meta: dict | None = None,
           batch_size: int | None = None, exact: bool = False, wait: float = 0.0, device: str | None = None,
-          progress: bool = False, image_column: str | None = None, label_column: str | None = None, vectors=None):
+          progress: bool = False, image_column: str | None = None, label_column: str | None = None, vectors=None,
+          ray: str | None = None, ray_workers: int | None = None, ray_gpus_per_worker: float | None = None):
     """Value generated images into a set (exact=True: bypass the index). `vectors`: rows with
-    their recall vectors instead of `paths` (as `ingest`). Returns a ValueReport."""
+    their recall vectors instead of `paths` (as `ingest`); `ray` as in `ingest` (decoding,
+    embedding and quality on the cluster). Returns a ValueReport."""
     from query.value import value as run
 
     from .sources import InputOptions
 
     opts = InputOptions(label_from=label_from, label=label, image_column=image_column, label_column=label_column)
+    cluster = _ray(ray, ray_workers, ray_gpus_per_worker, vectors)
     with _writer(path, wait, device) as s:
         return run(s, [str(p) for p in paths], set_name, k=k, recall=recall, options=opts, meta=meta, exact=exact,
-                   progress=progress, batches=_given(s, vectors, opts, batch_size or 256),
+                   progress=progress, ray=cluster, batches=_given(s, vectors, opts, batch_size or 256),
                    **({"batch_size": batch_size} if batch_size else {}))
 
 
@@ -221,9 +239,10 @@ def _given(store, vectors, options, batch_size: int):
 
 def match(path, paths: Sequence[str], *, k: int = 50, recall: int | None = None, exact: bool = False,
           label_from: str | None = None, label: str | None = None, batch_size: int | None = None,
-          wait: float = 0.0, device: str | None = None, vectors=None):
+          wait: float = 0.0, device: str | None = None, vectors=None, ray: str | None = None,
+          ray_workers: int | None = None, ray_gpus_per_worker: float | None = None):
     """Top-k contributors and credits of images in no set; nothing is written (`vectors`:
-    rows with their recall vectors instead of `paths`, as `ingest`). Returns a
+    rows with their recall vectors instead of `paths`, `ray` as in `ingest`). Returns a
     MatchReport whose `.results` hold one dict per image (what `gmv match --json` prints).
     The embedded engines let one process open the vectors: this takes the writer lock for
     the call (`wait` seconds for a running writer), see `Store.open_reader`."""
@@ -233,8 +252,9 @@ def match(path, paths: Sequence[str], *, k: int = 50, recall: int | None = None,
     from .store import Store
 
     opts = InputOptions(label_from=label_from, label=label)
+    cluster = _ray(ray, ray_workers, ray_gpus_per_worker, vectors)
     with Store.open_reader(path, wait=wait, device=device) as s:
-        return run(s, [str(p) for p in paths], k=k, recall=recall, exact=exact, options=opts,
+        return run(s, [str(p) for p in paths], k=k, recall=recall, exact=exact, options=opts, ray=cluster,
                    batches=_given(s, vectors, opts, batch_size or 64), **({"batch_size": batch_size} if batch_size else {}))
 
 

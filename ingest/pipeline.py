@@ -35,9 +35,11 @@ def known_hashes(store: Store, batch) -> set[str]:
 
 
 def ingest(store: Store, paths: list[str], *, owner: str | None = None, options: InputOptions | None = None,
-           meta: dict | None = None, batch_size: int = 512, progress: bool = False, workers: int = 0) -> IngestReport:
+           meta: dict | None = None, batch_size: int = 512, progress: bool = False, workers: int = 0,
+           ray=None) -> IngestReport:
     """Add training images to the store. Re-ingesting known content adds nothing.
-    `workers` > 1 decodes in that many processes (same results, in the same order)."""
+    `workers` > 1 decodes in that many processes (same results, in the same order); `ray`
+    (RaySettings) decodes and embeds on a Ray cluster instead (gmv_store.distributed)."""
     t0 = time.perf_counter()
     report = IngestReport()
     bar = Progress("ingest", enabled=progress)
@@ -45,8 +47,14 @@ def ingest(store: Store, paths: list[str], *, owner: str | None = None, options:
     # from the start costs little per upsert, built later it costs a pass over every point
     store.vectors.ensure_payload_index(TRAINING, SEQ)
     # light models embed in the decoding workers: this process is left the writes
-    embed = store.worker_embedding() if workers > 1 else None
-    for batch in read_batches(paths, options, batch_size, report, workers=workers, embed=embed):
+    if ray is not None:
+        from gmv_store.distributed import store_batches
+
+        batches = store_batches(store, paths, options, batch_size, report, ray)
+    else:
+        embed = store.worker_embedding() if workers > 1 else None
+        batches = read_batches(paths, options, batch_size, report, workers=workers, embed=embed)
+    for batch in batches:
         new = unique_new(batch, known_hashes(store, batch))
         report.duplicates += len(batch) - len(new)
         if new:

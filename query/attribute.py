@@ -17,11 +17,11 @@ import numpy as np
 from gmv_store.errors import BadInput
 from gmv_store.images import content_sha256, decode_bytes
 from gmv_store.ledger import rows as _rows
-from gmv_store.sources import Decoded, InputOptions, InputReport, read_batches
+from gmv_store.sources import Decoded, InputOptions, InputReport
 from gmv_store.store import Store
 
 from .matches import Match
-from .value import DEFAULT_K, require_training, score_batch
+from .value import DEFAULT_K, input_batches, require_training, score_batch
 
 UPLOAD_NAME_MAX = 120
 
@@ -47,15 +47,18 @@ def check_sizes(k: int, recall: int | None) -> tuple[int, int]:
 
 
 def match(store: Store, paths: Sequence[str], *, k: int = DEFAULT_K, recall: int | None = None, exact: bool = False,
-          options: InputOptions | None = None, batch_size: int = 64, batches: Callable | None = None) -> MatchReport:
+          options: InputOptions | None = None, batch_size: int = 64, batches: Callable | None = None,
+          ray=None) -> MatchReport:
     """Top-k contributors of each image found under `paths` (files, folders, arrays,
     datasets), in input order. Bad inputs go to `report.problems`; nothing is stored.
-    `batches(report)`: the decoded batches, when not read from `paths` (`query.given`)."""
+    `batches(report)`: the decoded batches, when not read from `paths` (`query.given`);
+    `ray` (RaySettings): decode, embed and score quality on a Ray cluster."""
     t0 = time.perf_counter()
     k, recall = check_sizes(k, recall)
     report = MatchReport(k=k, recall=recall, exact=exact)
     require_training(store)
-    source = batches(report) if batches else read_batches([str(p) for p in paths], options, batch_size, report)
+    source = batches(report) if batches else input_batches(store, [str(p) for p in paths], options, batch_size,
+                                                           report, ray)
     for batch in source:
         report.results.extend(match_decoded(store, batch, k, recall, exact, report.timings))
     report.seconds = time.perf_counter() - t0

@@ -101,15 +101,27 @@ def score_batch(store: Store, batch: list[Decoded], k: int, recall: int, timings
     Returns (matches, qualities, vectors)."""
     pixels = [d.pixels for d in batch]
     t = time.perf_counter()
-    vectors = batch_vectors(batch, store.embed)  # given with the rows (--vectors), else embedded here
+    vectors = batch_vectors(batch, store.embed)  # made by the workers with --ray
     timings["embed"] += time.perf_counter() - t
     t = time.perf_counter()
-    q = check_quality(store.quality.score(pixels), len(batch), store.quality.name)
+    scores = ([d.quality for d in batch] if all(d.quality is not None for d in batch)
+              else store.quality.score(pixels))
+    q = check_quality(scores, len(batch), store.config.quality.name)
     timings["quality"] += time.perf_counter() - t
     t = time.perf_counter()
     matches = search(store, vectors, k, recall, q, images=pixels, load_candidate=candidate_loader(store), exact=exact)
     timings["search"] += time.perf_counter() - t
     return matches, q, vectors
+
+
+def input_batches(store: Store, paths, options: InputOptions | None, batch_size: int, report: InputReport, ray=None):
+    """Decoded generated images in batches: here, or with `ray` on a Ray cluster that also
+    embeds them and scores their quality."""
+    if ray is None:
+        return read_batches(paths, options, batch_size, report)
+    from gmv_store.distributed import store_batches
+
+    return store_batches(store, paths, options, batch_size, report, ray, with_quality=True)
 
 
 def generated_payload(set_name: str, generated_id: str, sha256: str, source: str, label: str | None, quality: float,
@@ -142,10 +154,12 @@ def write_generated(store: Store, set_name: str, batch: list[Decoded], matches: 
 
 def value(store: Store, paths: list[str], set_name: str, *, k: int = DEFAULT_K, recall: int | None = None,
           options: InputOptions | None = None, meta: dict | None = None, batch_size: int = 256,
-          exact: bool = False, progress: bool = False, batches: Callable | None = None) -> ValueReport:
+          exact: bool = False, progress: bool = False, batches: Callable | None = None, ray=None) -> ValueReport:
     """Value generated images into `set_name`. An image already in the set is not counted
     twice. `exact`: search exactly, not through the index (fixed per set, like k and N).
-    `batches(report)`: the decoded batches, when not read from `paths` (`query.given`)."""
+    `batches(report)`: the decoded batches, when not read from `paths` (`query.given`);
+    `ray` (RaySettings): decode, embed and score quality on a Ray cluster; search and
+    writes stay here."""
     t0 = time.perf_counter()
     recall = recall if recall is not None else 10 * k
     report = ValueReport(set_name=set_name)
@@ -154,7 +168,7 @@ def value(store: Store, paths: list[str], set_name: str, *, k: int = DEFAULT_K, 
     if store.config.rerank_fallback:
         report.notes.append(f"set '{set_name}': re-ranked by the recall distance (training rows without images)")
     bar = Progress(f"value {set_name}", enabled=progress)
-    for batch in (batches(report) if batches else read_batches(paths, options, batch_size, report)):
+    for batch in (batches(report) if batches else input_batches(store, paths, options, batch_size, report, ray)):
         known = {r[0] for r in store.ledger.execute(
             "SELECT sha256 FROM generated_images WHERE set_name = ? AND sha256 IN (SELECT unnest(?))",
             [set_name, [d.sha256 for d in batch]]).fetchall()}

@@ -15,7 +15,7 @@ LAYERS = [
     ("core", ("gmv_store.errors", "gmv_store.config", "gmv_store.images", "gmv_store.datasets", "gmv_store.valuation",
               "gmv_store.progress", "gmv_store.output", "gmv_store.lock", "gmv_store.ledger", "gmv_store.migrate",
               "gmv_store.registry", "gmv_store.diskspace", "gmv_store.sources", "gmv_store.vectors",
-              "gmv_store.backends", "gmv_store.generators", "gmv_store.integrity", "gmv_store.store")),
+              "gmv_store.backends", "gmv_store.generators", "gmv_store.integrity", "gmv_store.store", "gmv_store.distributed")),
     ("pipelines", ("ingest", "query")),
     ("api", ("gmv_store.api", "gmv_store.handle", "gmv_store.status", "gmv_store.repair", "gmv_store.demo",
              "gmv_store.eval", "gmv_store.export", "gmv_store")),
@@ -127,7 +127,7 @@ def test_no_module_over_400_lines():
 
 def test_cli_import_loads_no_heavy_library():
     code = ("import sys, gmv_store.cli; "
-            "print(','.join(m for m in ('torch', 'sklearn', 'PIL', 'pandas', 'duckdb', 'numpy') if m in sys.modules))")
+            "print(','.join(m for m in ('torch', 'sklearn', 'PIL', 'pandas', 'duckdb', 'numpy', 'ray') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert out.strip() == "", f"importing the CLI loaded: {out.strip()}"
 

@@ -66,3 +66,16 @@ def test_precomputed_quick():
     for key in ("bare_upsert_s", "ingest_s", "ratio", "read_hash_floor_s", "ingest_images_s", "images_ratio"):
         assert res[key] > 0, key
     assert "ingest --vectors / bare upsert (rate ratio, goal >= 0.8)" in out
+
+
+def test_ray_scale_quick(tmp_path):
+    import pytest
+
+    pytest.importorskip("ray", reason="needs the ray extra: pip install 'gmv-store[ray]'")
+    out = bench("ray_scale.py", "--quick", "--work", str(tmp_path))
+    res = json.loads(out.splitlines()[0])
+    for key in ("offline_one_process_rate", "offline_ray_1_rate", "basic_one_process_rate", "basic_ray_rate",
+                "ray_vs_one_process_offline", "ray_vs_one_process_basic"):
+        assert res[key] > 0, key
+    assert res["left_processes"] == 0 and res["gpu"].startswith("not measured")
+    assert "| --ray / one process (offline, equal cores) |" in out

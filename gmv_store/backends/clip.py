@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 from ..errors import BadInput
 from .base import Embedder
-from .runtime import TorchBackendMixin, cached_model, quiet, require
+from .runtime import TorchBackendMixin, cached_model, quiet, require, to_device
 from .weights import ResolvedWeights, WeightsSpec, hf_cached
 
 DEFAULT_ARCH = "ViT-B-32"
@@ -140,7 +140,7 @@ class ClipEmbedder(TorchBackendMixin, ResolvedWeights, Embedder):
         (model, preprocess), device = self._model(), self.device
 
         def forward(batch):
-            x = t.stack([preprocess(to_pil(to_rgb(px))) for px in batch]).to(device)
+            x = to_device(t.stack([preprocess(to_pil(to_rgb(px))) for px in batch]), device)
             f = model.encode_image(x).float()
             return t.nn.functional.normalize(f, dim=1).cpu().numpy()
 

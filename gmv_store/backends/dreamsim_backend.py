@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import Embedder, Reranker
-from .runtime import TorchBackendMixin, cached_model, check_choice, quiet, require, to_float_batch
+from .runtime import TorchBackendMixin, cached_model, check_choice, quiet, require, to_device, to_float_batch
 from .weights import ResolvedWeights, WeightsSpec, gmv_cache_dir, sha256_files
 
 # Files each DreamSim type loads from its cache folder (dreamsim.model.download_weights),
@@ -146,7 +146,7 @@ class DreamSimEmbedder(_DreamSimParams, ResolvedWeights, Embedder):
         model, device = self._model(), self.device
 
         def forward(batch):
-            x = to_float_batch(batch, IMG_SIZE, mode="squash").to(device)
+            x = to_device(to_float_batch(batch, IMG_SIZE, mode="squash"), device)
             e = model.embed(x).float().reshape(len(batch), -1)
             return t.nn.functional.normalize(e, dim=1).cpu().numpy()
 

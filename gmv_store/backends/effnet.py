@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import BadInput, MissingWeights
 from .base import Embedder
-from .runtime import TorchBackendMixin, cached_model, require, to_float_batch
+from .runtime import TorchBackendMixin, cached_model, require, to_device, to_float_batch
 from .weights import ResolvedWeights, WeightsSpec
 
 CHECKPOINT = "efficientnet-lite0-57934424.pth"
@@ -97,7 +97,7 @@ class EffNetLite0Embedder(TorchBackendMixin, ResolvedWeights, Embedder):
 
         def forward(batch):
             x = (to_float_batch(batch, size, mode="center") - mean) / std
-            f = model(x.to(device)).float()
+            f = model(to_device(x, device)).float()
             return t.nn.functional.normalize(f, dim=1).cpu().numpy()
 
         return self._embed_batched(forward, images)

@@ -153,6 +153,15 @@ def to_float_batch(images: Sequence[np.ndarray], size: int | tuple[int, int], mo
     return t.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
 
 
+def to_device(x, device: str):
+    """A batch onto the model's device. On CUDA from pinned host memory with a non-blocking
+    copy, so the next batch's preprocessing overlaps the transfer (the forward that reads it
+    waits on the same stream); elsewhere a plain move."""
+    if str(device).startswith("cuda"):
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
+
+
 # ---------------------------------------------------------------------- parameters
 def check_choice(owner: str, param: str, value: Any, choices: Sequence[str]) -> None:
     if value not in choices:

@@ -7,7 +7,8 @@ import sys
 import click
 
 from .. import api
-from .options import errors_to_lines, output_options, print_rows, report_problems, store_option, wait_option
+from .options import (errors_to_lines, output_options, print_rows, ray_args, ray_options, report_problems,
+                      store_option, wait_option)
 from .vectors import vector_options
 
 
@@ -24,8 +25,10 @@ from .vectors import vector_options
 @wait_option
 @output_options
 @vector_options
+@ray_options
 @errors_to_lines
-def match(store, paths, k, recall, exact, label, label_from, device, wait, fmt, vectors):
+def match(store, paths, k, recall, exact, label, label_from, device, wait, fmt, vectors, ray, ray_workers,
+          ray_gpus_per_worker):
     """Top-k contributors and their credits for images that are in no set (files, folders,
     .npz/.npy arrays, datasets). Same embedding, quality and search as `gmv value`; nothing
     is stored. `--json` prints one object per image with its `contributors` list, as
@@ -41,9 +44,10 @@ def match(store, paths, k, recall, exact, label, label_from, device, wait, fmt, 
       gmv match samples/ --k 50 --recall 1000 --exact --json > matches.json
       gmv match batch.npz --csv --wait 60
       gmv match --vectors gen-emb/ --k 10               # vectors given with the rows (docs/precomputed.md)
+      gmv match samples/ --json --ray 10.0.0.5:6379    # embeddings on a Ray cluster
     """
     report = api.match(store, paths, k=k, recall=recall, exact=exact, label=label, label_from=label_from,
-                       device=device, wait=wait, vectors=vectors)
+                       device=device, wait=wait, vectors=vectors, **ray_args(ray, ray_workers, ray_gpus_per_worker))
     results = report.results
     if fmt == "json":
         print_rows(results, "json")

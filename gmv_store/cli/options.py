@@ -51,6 +51,24 @@ def input_options(f):
     return f
 
 
+def ray_options(f):
+    """--ray ADDRESS and its sizes: `ingest`, `value`, `match` (docs/scale-out.md)."""
+    f = click.option("--ray-gpus-per-worker", "ray_gpus_per_worker", type=click.FloatRange(0), default=None, metavar="G",
+                     help="GPUs per forward actor [default: 1 where the cluster has GPUs, else 0].")(f)
+    f = click.option("--ray-workers", "ray_workers", type=click.IntRange(1), default=None, metavar="N",
+                     help="Forward actors on the cluster [default: one per GPU, else one per CPU].")(f)
+    f = click.option("--ray", "ray", envvar="GMV_RAY_ADDRESS", default=None, metavar="ADDRESS",
+                     help="Decode, hash and run the models on a Ray cluster: host:port (as `ray start --head` "
+                          "prints it), auto, or local (a private one for this command) [env GMV_RAY_ADDRESS]; "
+                          "this process still writes. Needs gmv-store[ray].")(f)
+    return f
+
+
+def ray_args(ray, ray_workers, ray_gpus_per_worker) -> dict:
+    """The API's keyword arguments for the --ray options (none without --ray)."""
+    return {"ray": ray, "ray_workers": ray_workers, "ray_gpus_per_worker": ray_gpus_per_worker}
+
+
 def _one_line(e: BaseException) -> str:
     text = " ".join(str(e).split()) or type(e).__name__
     return text[:400]

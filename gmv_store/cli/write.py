@@ -7,8 +7,8 @@ import sys
 import click
 
 from .. import api
-from .options import (EXIT_ERROR, errors_to_lines, index_lines, input_options, parse_meta, progress,
-                      report_problems, store_option, wait_option)
+from .options import (EXIT_ERROR, errors_to_lines, index_lines, input_options, parse_meta, progress, ray_args,
+                      ray_options, report_problems, store_option, wait_option)
 from .vectors import vector_options
 
 
@@ -26,9 +26,10 @@ def _batch(batch_size):
               help="Processes decoding images [default: the core count; 0 or 1: in-process].")
 @input_options
 @vector_options
+@ray_options
 @errors_to_lines
 def ingest(store, paths, owner, no_refresh, no_index, workers, meta, label, label_from, image_column, label_column,
-           batch_size, wait, device, vectors):
+           batch_size, wait, device, vectors, ray, ray_workers, ray_gpus_per_worker):
     """Add training images: files, folders (recursive), .npz/.npy arrays, Parquet tables,
     WebDataset .tar shards, glob patterns of these, mnist:train, mnist:test.
 
@@ -44,6 +45,7 @@ def ingest(store, paths, owner, no_refresh, no_index, workers, meta, label, labe
       gmv ingest shards/ --workers 4     # WebDataset: 000123.png + 000123.cls/.json per sample
       gmv ingest new-batch/ --owner bob --no-refresh && gmv refresh
       gmv ingest --vectors laion-emb/ --id-column url   # clip-retrieval output, no images
+      gmv ingest 'shards/*.tar' --ray head-node:6379 --ray-gpus-per-worker 1
 
     At the end the HNSW index is brought up to date (--no-index defers that to `gmv index`),
     and generated images valued earlier whose top-k the new images change are re-scored
@@ -52,7 +54,7 @@ def ingest(store, paths, owner, no_refresh, no_index, workers, meta, label, labe
     r = api.ingest(store, paths, owner=owner, label_from=label_from, label=label, meta=parse_meta(meta),
                    refresh=not no_refresh, index=not no_index, wait=wait, device=device, progress=progress(),
                    image_column=image_column, label_column=label_column, workers=workers, vectors=vectors,
-                   **_batch(batch_size))
+                   **_batch(batch_size), **ray_args(ray, ray_workers, ray_gpus_per_worker))
     ids = getattr(r, "without_images", 0)  # ingest --vectors --id-column
     click.echo(f"ingested {r.added:,} new training images ({r.duplicates:,} already stored, {r.skipped:,} skipped"
                f"{f', {r.ignored_files:,} non-image files ignored' if r.ignored_files else ''}"
@@ -75,9 +77,10 @@ def ingest(store, paths, owner, no_refresh, no_index, workers, meta, label, labe
 @click.option("--exact", is_flag=True, help="Search exactly, not through the HNSW index (kept for the set, like k and N).")
 @input_options
 @vector_options
+@ray_options
 @errors_to_lines
 def value(store, paths, set_name, k, recall, exact, meta, label, label_from, image_column, label_column, batch_size,
-          wait, device, vectors):
+          wait, device, vectors, ray, ray_workers, ray_gpus_per_worker):
     """Value generated images: recall, re-rank, quality, credit (Eq. 6), update the set's values.
 
     Accepts the same inputs as `ingest`. A generated image's label is the class or prompt it
@@ -90,10 +93,12 @@ def value(store, paths, set_name, k, recall, exact, meta, label, label_from, ima
       gmv value samples/ --set gan-v1-exact --exact      # compare with the index's answer
       gmv value samples.parquet --set sd-v2 --image-column image --label-column prompt
       gmv value --vectors gen-emb/ --set sd-v2          # clip-retrieval output of the generated images
+      gmv value samples/ --set gan-v1 --ray local       # forwards on a private Ray cluster
     """
     r = api.value(store, paths, set_name, k=k, recall=recall, label_from=label_from, label=label, meta=parse_meta(meta),
                   exact=exact, wait=wait, device=device, progress=progress(), image_column=image_column,
-                  label_column=label_column, vectors=vectors, **_batch(batch_size))
+                  label_column=label_column, vectors=vectors, **_batch(batch_size),
+                  **ray_args(ray, ray_workers, ray_gpus_per_worker))
     per = f", {1000 * r.seconds / r.valued:.1f} ms/image" if r.valued else ""
     click.echo(f"valued {r.valued:,} generated images into set '{set_name}' ({r.already_valued:,} already in it, "
                f"{r.skipped:,} skipped) in {r.seconds:.1f}s{per}")

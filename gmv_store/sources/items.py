@@ -68,6 +68,7 @@ class Decoded:
     sha256: str
     meta: dict | None = None
     vectors: dict[str, np.ndarray] | None = None  # named vectors, when a decoding worker embedded it
+    quality: float | None = None  # its quality score, when a worker (--ray) scored it
 
     @property
     def short_id(self) -> str:
