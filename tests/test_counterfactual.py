@@ -171,7 +171,7 @@ def test_lds_and_remove_quick_json_and_cached_rerun(small):
                            "--cache", cache, "--json").stdout)
     assert again["fits"]["fits"] == 0 and again["fits"]["cached"] == 6 and again["lds"] == out["lds"]
     # a damaged cache entry (a disk fault, a kill mid-write elsewhere) is refit, not trusted
-    sorted(cache.glob("*.npy"))[0].write_bytes(b"not an array")
+    min(cache.glob("*.npy")).write_bytes(b"not an array")
     fixed = json.loads(run("eval", "lds", "--store", store, "--set", "gmm", "--quick", "--subsets", "6",
                            "--workers", "1", "--cache", cache, "--json").stdout)
     assert fixed["fits"]["fits"] == 1 and fixed["lds"] == pytest.approx(out["lds"])
