@@ -246,6 +246,15 @@ def verify(path, *, full: bool = False, sample: int = 200, seed: int = 0, wait: 
         return run(s, sample=None if full else sample, seed=seed)
 
 
+def relocate(path, old, new, *, dry_run: bool = False, wait: float = 0.0):
+    """Data outside the store moved from folder `old` to `new`: rewrite the recorded sources
+    (ledger and vector payloads, journaled). Returns a RelocateReport (see `query.relocate`)."""
+    from query.relocate import relocate as run
+
+    with _writer(path, wait) as s:
+        return run(s, old, new, dry_run=dry_run)
+
+
 def repair(path, *, k: int | None = None, recall: int | None = None, drop_unreadable: bool = False,
            wait: float = 0.0):
     """Rebuild a missing or damaged ledger or vector collection (see `gmv_store.repair`)."""
@@ -320,6 +329,7 @@ def status(path, note: Note | None = None, config: dict | None = None, also: Cal
     """Counts, backends, locations, pending work and warnings of a store (`config`: as `read`).
     `also(con)`: more to read on the same connection, returned under "also"."""
     from query.lookup import status as run
+    from query.relocate import describe_unreachable, unreachable
 
     from .config import default_store_path
     from .lock import current_holder
@@ -327,12 +337,12 @@ def status(path, note: Note | None = None, config: dict | None = None, also: Cal
 
     info = describe(path)
     root = default_store_path(path)
-    info.update(read(path, lambda con: {**run(con), **({"also": also(con)} if also else {})}, note=note,
-                     config=config))
+    info.update(read(path, lambda con: {**run(con), "unreachable_sources": unreachable(con, root),
+                                        **({"also": also(con)} if also else {})}, note=note, config=config))
     info["writer"] = current_holder(root) or "none"
     info["refresh_due"] = bool(info["pending_refresh"] or info["refresh_queue"])
     info["collections"] = collections(root, info)
-    info["warnings"] = missing_parts(root)
+    info["warnings"] = missing_parts(root) + [w for w in [describe_unreachable(info["unreachable_sources"])] if w]
     return info
 
 

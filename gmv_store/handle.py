@@ -84,6 +84,11 @@ class GmvStore:
         stored and recomputed values agree: `store.verify(full=True).ok`."""
         return api.verify(self.path, wait=self.wait, **kw)
 
+    def relocate(self, old, new, dry_run: bool = False):
+        """Data outside the store moved from folder `old` to `new`: rewrite its recorded
+        sources (see `gmv relocate`). Returns a RelocateReport."""
+        return api.relocate(self.path, old, new, dry_run=dry_run, wait=self.wait)
+
     def repair(self, **kw):
         """Rebuild a missing or damaged ledger or vector collection (see `gmv repair`)."""
         return api.repair(self.path, wait=self.wait, **kw)

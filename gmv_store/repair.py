@@ -144,7 +144,7 @@ def _ledger_from_payloads(store: Store, report: RepairReport, k, recall) -> None
             for pid, p in chunk:
                 if "height" not in p:  # points written before payloads carried the shape
                     try:
-                        p["height"], p["width"], p["channels"] = load_source(p["source"]).shape
+                        p["height"], p["width"], p["channels"] = load_source(p["source"], store.root).shape
                     except Exception:  # noqa: BLE001 - recorded as 0, said in the report
                         p["height"] = p["width"] = p["channels"] = 0
                         report.unreadable.append(p.get("source", str(pid)))
@@ -250,7 +250,7 @@ def _reembed(store: Store, collection: str, rows: list[tuple], payload) -> list[
         ok, pixels = [], []
         for r in rows[i:i + BATCH]:
             try:
-                pixels.append(load_source(r[3] if collection == TRAINING else r[4]))
+                pixels.append(load_source(r[3] if collection == TRAINING else r[4], store.root))
                 ok.append(r)
             except Exception:  # noqa: BLE001 - listed in the report
                 bad.append(r)

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 
 from gmv_store.ledger import insert_columns
 from gmv_store.sources import Decoded
+from gmv_store.sources.location import to_record
 from gmv_store.store import TRAINING, Store
 from gmv_store.vectors import point_id
 
@@ -38,12 +39,13 @@ def write_training(store: Store, batch: list[Decoded], vectors: dict, owner: str
     seq = time.time_ns() // 1000  # microseconds: exact as a float, which Qdrant's range filter takes
     ids = [point_id(d.sha256) for d in batch]
     metas = [image_meta(d, meta) for d in batch]
-    payloads = [training_payload(d.short_id, d.sha256, d.source, owner, d.label, m, now, d.pixels.shape) | {SEQ: seq}
-                for d, m in zip(batch, metas)]
+    sources = [to_record(d.source, store.root) for d in batch]  # inside the store: relative, so it can move
+    payloads = [training_payload(d.short_id, d.sha256, src, owner, d.label, m, now, d.pixels.shape) | {SEQ: seq}
+                for d, m, src in zip(batch, metas, sources)]
     shared = json.dumps(meta)
     cols = {
         "contributor_id": [d.short_id for d in batch], "point_id": ids, "sha256": [d.sha256 for d in batch],
-        "source": [d.source for d in batch], "owner": [owner] * len(batch), "label": [d.label for d in batch],
+        "source": sources, "owner": [owner] * len(batch), "label": [d.label for d in batch],
         "meta": [json.dumps(m) if m is not meta else shared for m in metas], "height": [d.pixels.shape[0] for d in batch],
         "width": [d.pixels.shape[1] for d in batch], "channels": [d.pixels.shape[2] for d in batch],
         "ingested_at": [now] * len(batch),

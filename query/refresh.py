@@ -231,7 +231,7 @@ def rescore(store: Store, rows: list[GeneratedRow]) -> list[Match]:
         vecs = {"recall": store.vectors.vectors(GENERATED, pids, "recall")}
         if store.reranker.vector_embedder() is not None:
             vecs["rerank"] = store.vectors.vectors(GENERATED, pids, "rerank")
-        images = [load_source(r.source) for r in group] if isinstance(store.reranker, ImageReranker) else None
+        images = [load_source(r.source, store.root) for r in group] if isinstance(store.reranker, ImageReranker) else None
         matches = search(store, vecs, k, recall, [r.quality for r in group], images=images,
                          load_candidate=candidate_loader(store), exact=exact)
         out.update(((r.set_name, r.generated_id), m) for r, m in zip(group, matches))

@@ -13,6 +13,7 @@ import numpy as np
 from gmv_store.errors import BadInput, GmvError
 from gmv_store.progress import Progress
 from gmv_store.sources import Decoded, InputOptions, InputReport, load_source, read_batches, unique_new
+from gmv_store.sources.location import to_record
 from gmv_store.store import GENERATED, Store
 from gmv_store.vectors import point_id
 
@@ -72,7 +73,7 @@ def candidate_loader(store: Store):
             "SELECT source FROM training_images WHERE contributor_id = ?", [contributor_of(pid)]).fetchone()
         if row is None:
             raise GmvError(f"training point {pid} has no ledger row; fix: run `gmv verify`")
-        return load_source(row[0])
+        return load_source(row[0], store.root)
 
     return load
 
@@ -121,7 +122,8 @@ def write_generated(store: Store, set_name: str, batch: list[Decoded], matches: 
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     k, recall, exact = store.ledger.execute("SELECT k, recall, exact FROM generated_sets WHERE set_name = ?",
                                             [set_name]).fetchone()
-    rows = [GeneratedRow(set_name, d.short_id, generated_point_id(set_name, d.sha256), d.sha256, d.source, d.label,
+    rows = [GeneratedRow(set_name, d.short_id, generated_point_id(set_name, d.sha256), d.sha256,
+                         to_record(d.source, store.root), d.label,
                          float(qj), k, recall, exact) for d, qj in zip(batch, quality)]
     payloads = [generated_payload(r.set_name, r.generated_id, r.sha256, r.source, r.label, r.quality, meta, now, k,
                                   recall, exact) for r in rows]

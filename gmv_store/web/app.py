@@ -94,7 +94,7 @@ def _warm_up(reader: Reader, matcher: Matcher) -> None:
     try:
         row = reader.read(lambda con: con.execute("SELECT source FROM contributors LIMIT 1").fetchone())
         if row:
-            load_source(row[0])
+            load_source(row[0], reader.store)
     except Exception:  # nothing to warm, or a source that is gone: the pages will say so
         pass
     try:

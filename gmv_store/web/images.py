@@ -117,7 +117,7 @@ def _send(request: Request, key: tuple, lookup, *args) -> Response:
     data = cache.get((key[0], key[-1], size))
     if data is None:
         try:
-            data = scaled_png(load_source(source), size)
+            data = scaled_png(load_source(source, state.cfg.store), size)
         except BadInput as e:
             # the recorded source moved or vanished: a grey square keeps the page's layout
             return Response(_placeholder(size), status_code=404, media_type="image/png",

@@ -45,10 +45,30 @@ def _env() -> Environment:
 ENV = _env()
 
 
+def unreachable(request: Request) -> dict | None:
+    """The sampled count of recorded sources that cannot be read (query.relocate), kept for
+    the ledger's generation: every page shows it as a banner with the fix."""
+    from query.relocate import unreachable as check
+
+    from ..errors import GmvError
+
+    state = request.app.state
+    gen = state.reader.generation()
+    got = state.memo.get(gen, ("unreachable",))
+    if got is None:
+        try:
+            got = state.reader.read(check, state.cfg.store)
+        except GmvError:  # a store that cannot be read: the page itself says why
+            return None
+        state.memo.put(gen, {("unreachable",): got})
+    return got if got["missing"] else None
+
+
 def page(request: Request, template: str, status: int = 200, **ctx) -> HTMLResponse:
     cfg = request.app.state.cfg
+    moved = unreachable(request) if template not in ("error.html", "login.html") else None
     html = ENV.get_template(template).render(request=request, notes=getattr(request.state, "notes", []),
-                                             auth=cfg.token is not None, **ctx)
+                                             auth=cfg.token is not None, moved=moved, **ctx)
     return HTMLResponse(html, status_code=status)
 
 
