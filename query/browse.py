@@ -136,3 +136,21 @@ def owner_images(con, owner_name: str, set_name: str | None, limit: int = 48, of
         LEFT JOIN contributor_values v ON v.contributor_id = c.contributor_id AND v.set_name = ?
         WHERE c.owner = ? ORDER BY value DESC, c.contributor_id LIMIT ? OFFSET ?""",
                  [set_name, owner_name, limit, offset])
+
+
+def contributed_to(con, contributor_id: str, per_set: int = 12) -> list[dict]:
+    """Per set (its credits sum within a set only; k differs between sets): the generated
+    images a training image is credited in most, with the credit's share of their quality q."""
+    rows = _rows(con, """
+        SELECT * FROM (
+            SELECT s.set_name, s.generated_id, s.rank, s.distance, s.credit, s.credit / g.quality AS share,
+                   g.label, g.source, row_number() OVER (PARTITION BY s.set_name ORDER BY s.credit DESC, s.generated_id) AS n,
+                   count(*) OVER (PARTITION BY s.set_name) AS n_generated
+            FROM scores s JOIN generated g USING (set_name, generated_id) WHERE s.contributor_id = ?)
+        WHERE n <= ? ORDER BY set_name, n""", [contributor_id, per_set])
+    out: dict[str, dict] = {}
+    for r in rows:
+        grp = out.setdefault(r["set_name"], {"set_name": r["set_name"], "n_generated": r.pop("n_generated"), "rows": []})
+        r.pop("n_generated", None)
+        grp["rows"].append(r)
+    return list(out.values())

@@ -14,6 +14,7 @@ from .attribution import MAX_K, MAX_RECALL, attribute
 from .charts import histogram_svg
 from .images import data_uri, remember
 from .render import one_line, page, status_of
+from .tables import export, paged
 
 BOARD_ROWS = 50
 TILES = 48
@@ -54,12 +55,13 @@ def overview(request: Request) -> Response:
 
 
 def set_page(request: Request) -> Response:
-    from query.browse import generated_images, one_set, value_histogram
+    from query.browse import one_set, value_histogram
     from query.lookup import values
+    from query.table import generated, leaderboard
 
     from ..eval.class_test import class_ratio
 
-    name, pg, gpg = request.path_params["set_name"], page_number(request), page_number(request, "gpage")
+    name = request.path_params["set_name"]
     memo, generation = request.app.state.memo, request.app.state.reader.generation()
     known = memo.get(generation, ("set", name))  # only a write changes them
 
@@ -69,21 +71,25 @@ def set_page(request: Request) -> Response:
             rho = class_ratio(con, name, [s["k"]])[0] if s["labelled"] else None
         except BadInput:  # no labelled contributors
             rho = None
-        return {"s": s, "rho": rho, "owners": values(con, name, by="owner", limit=20),
-                "hist": value_histogram(con, name)}
+        owners = values(con, name, by="owner", limit=20)
+        for o in owners:
+            o["share"] = o["value"] / s["value_total"] if s["value_total"] else None
+        return {"s": s, "rho": rho, "owners": owners, "hist": value_histogram(con, name)}
 
     def gather(con):
-        board = values(con, name, limit=BOARD_ROWS + 1, offset=(pg - 1) * BOARD_ROWS)
-        gens = generated_images(con, name, limit=TILES + 1, offset=(gpg - 1) * TILES)
-        return {**(known or aggregates(con)), "board": board[:BOARD_ROWS], "has_next": len(board) > BOARD_ROWS,
-                "gens": gens[:TILES], "gens_next": len(gens) > TILES}
+        agg = known or aggregates(con)  # one_set first: an unknown set is a 404 before any table
+        return {**agg, "board": paged(leaderboard, con, name, request, "", BOARD_ROWS),
+                "gens": paged(generated, con, name, request, "g", TILES)}
 
     d = read(request, gather)
     if known is None:
         memo.put(generation, {("set", name): {k: d[k] for k in ("s", "rho", "owners", "hist")}})
-    remember(request, generation, training=d["board"], generated=[{**g, "set_name": name} for g in d["gens"]])
+    data = export(request, {"leaderboard": d["board"]["rows"], "generated": d["gens"]["rows"], "owners": d["owners"]})
+    if data is not None:
+        return data
+    remember(request, generation, training=d["board"]["rows"], generated=[{**g, "set_name": name} for g in d["gens"]["rows"]])
     svg = histogram_svg(d["hist"], f"values of the credited contributors in {name}")
-    return page(request, "set.html", page=pg, gpage=gpg, histogram=svg, **d)
+    return page(request, "set.html", histogram=svg, **d)
 
 
 def generated_page(request: Request) -> Response:
@@ -100,6 +106,9 @@ def generated_page(request: Request) -> Response:
         return {"g": g, "share": label_share(con, name, gid), "others": others}
 
     d = read(request, gather)
+    data = export(request, {"contributors": d["g"]["contributors"]})
+    if data is not None:
+        return data
     remember(request, request.state.generation, training=d["g"]["contributors"], generated=[d["g"]])
     return page(request, "generated.html", **d)
 
@@ -107,10 +116,13 @@ def generated_page(request: Request) -> Response:
 def contributor_page(request: Request) -> Response:
     from query.lookup import contributor
 
+    from query.browse import contributed_to
+
     cid = require_id(request.path_params["contributor_id"], "contributor")
-    c = read(request, contributor, cid, limit=TILES)
-    remember(request, request.state.generation, training=[c], generated=c["top_generated"])
-    return page(request, "contributor.html", c=c)
+    c, groups = read(request, lambda con: (contributor(con, cid, limit=0), contributed_to(con, cid, per_set=TILES // 4)))
+    remember(request, request.state.generation, training=[c], generated=[g for grp in groups for g in grp["rows"]])
+    data = export(request, {"sets": c["sets"], "generated": [g for grp in groups for g in grp["rows"]]})
+    return data or page(request, "contributor.html", c=c, groups=groups)
 
 
 def owner_page(request: Request) -> Response:
@@ -153,13 +165,23 @@ async def attribute_page(request: Request) -> Response:
                            filename=result["source"].removeprefix("upload:"))
 
 
-SQL_EXAMPLES = (
+SQL_EXAMPLES = (  # {set}: the store's first set, so that sums never mix sets
     "SELECT * FROM sets",
-    "SELECT owner, set_name, value, n_contributors FROM owner_values ORDER BY value DESC LIMIT 20",
-    "SELECT c.label, sum(v.value) AS value FROM contributor_values v JOIN contributors c USING (contributor_id) "
-    "GROUP BY 1 ORDER BY 2 DESC",
+    "SELECT owner, value, n_contributors FROM owner_values WHERE set_name = {set} ORDER BY value DESC LIMIT 20",
+    "SELECT c.label, sum(v.value) AS value, count(*) AS credited FROM contributor_values v "
+    "JOIN contributors c USING (contributor_id) WHERE v.set_name = {set} GROUP BY 1 ORDER BY 2 DESC",
+    "SELECT v.set_name, sum(v.value) AS value_total, any_value(g.mean_quality) AS mean_quality FROM contributor_values v "
+    "JOIN (SELECT set_name, avg(quality) AS mean_quality FROM generated GROUP BY 1) g USING (set_name) GROUP BY 1 ORDER BY 1",
+    "SELECT s.rank, s.contributor_id, s.credit, s.distance, c.label, c.owner FROM scores s JOIN contributors c "
+    "USING (contributor_id) WHERE s.set_name = {set} AND s.generated_id = (SELECT generated_id FROM generated "
+    "WHERE set_name = {set} ORDER BY quality DESC, generated_id LIMIT 1) ORDER BY s.rank",
 )
 SQL_SHOWN = 1000
+
+
+def sql_examples(first_set: str | None) -> list[str]:
+    name = "'" + (first_set or "SET").replace("'", "''") + "'"
+    return [ex.replace("{set}", name) for ex in SQL_EXAMPLES]
 
 
 def run_query(request: Request, q: str) -> tuple[list[str], list[tuple]]:
@@ -168,15 +190,36 @@ def run_query(request: Request, q: str) -> tuple[list[str], list[tuple]]:
                    memory_limit=cfg.sql_memory_limit)
 
 
+def sql_columns(cols: list[str], rows: list[tuple]) -> list[dict]:
+    """How each result column shows: "float" (one format for the column, render.NumColumn),
+    "int", a link kind for ids, set and owner names, or plain text."""
+    from .render import NumColumn
+
+    out = []
+    for i, c in enumerate(cols):
+        vals = [r[i] for r in rows if r[i] is not None]
+        kind = {"contributor_id": "contributor", "generated_id": "generated" if "set_name" in cols else None,
+                "set_name": "set", "owner": "owner"}.get(c)
+        if kind is None and vals and all(isinstance(v, float) for v in vals):
+            kind = "float"
+        elif kind is None and vals and all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
+            kind = "int"
+        out.append({"name": c, "kind": kind or "text", "fmt": NumColumn(vals) if kind == "float" else None})
+    return out
+
+
 def sql_page(request: Request) -> Response:
     cfg = request.app.state.cfg
     q = request.query_params.get("q", "").strip()
+    first = read(request, lambda con: con.execute("SELECT min(set_name) FROM sets").fetchone()[0])
     ctx = {"q": q, "timeout": f"{cfg.sql_timeout:g}" if cfg.sql_timeout else "no limit",
-           "memory": cfg.sql_memory_limit or "25 %", "examples": SQL_EXAMPLES, "cols": None, "rows": [], "total": 0}
+           "memory": cfg.sql_memory_limit or "25 %", "examples": sql_examples(first), "cols": None, "rows": [],
+           "total": 0}
     if q:
         try:
             cols, rows = run_query(request, q)
-            ctx.update(cols=cols, rows=rows[:SQL_SHOWN], total=len(rows))
+            ctx.update(cols=sql_columns(cols, rows[:SQL_SHOWN]), rows=rows[:SQL_SHOWN], total=len(rows),
+                       set_col=cols.index("set_name") if "set_name" in cols else None)
         except GmvError as e:  # refusals, errors, limits: shown with the query kept for editing
             return page(request, "sql.html", status=status_of(e)[0], message=one_line(e), **ctx)
     return page(request, "sql.html", **ctx)
