@@ -11,7 +11,7 @@ from starlette.responses import Response
 from .. import api
 from ..errors import BadInput, GmvError, NotFound
 from .attribution import MAX_K, MAX_RECALL, attribute
-from .charts import histogram_svg
+from .charts import bars_svg, histogram_svg, linear_histogram_svg, rho_k_svg
 from .images import data_uri, remember
 from .render import one_line, page, status_of
 from .tables import export, paged
@@ -20,7 +20,7 @@ BOARD_ROWS = 50
 TILES = 48
 STATUS_SHOWN = {"store", "qdrant", "ledger", "embedder", "rerank", "quality", "training_images", "owners", "sets",
                 "pending_journal", "pending_refresh", "refresh_queue", "schema_version", "writer", "refresh_due",
-                "warnings", "collections"}
+                "warnings", "collections", "unreachable_sources"}
 
 
 def read(request: Request, fn, *args, **kwargs):
@@ -44,18 +44,42 @@ def require_id(text: str, what: str) -> str:
     return text
 
 
+def rho_groups(con) -> list[dict]:
+    """ρ at each labelled set's k, grouped by the generated images the sets share."""
+    from query.browse import set_groups
+
+    from ..eval.class_test import class_ratio
+
+    groups = []
+    for grp in set_groups(con):
+        points = []
+        for s in grp:
+            try:
+                points += [{**r, "set_name": s["set_name"]} for r in class_ratio(con, s["set_name"], [s["k"]])] \
+                    if s["labelled"] else []
+            except BadInput:  # no labelled contributors
+                pass
+        if points:
+            groups.append({"sets": [s["set_name"] for s in grp], "points": points})
+    return groups
+
+
 def overview(request: Request) -> Response:
     from query.browse import counts, sets
 
-    info = request.app.state.reader.status(note=request.state.notes.append,
-                                           also=lambda con: {"counts": counts(con), "sets": sets(con)})
+    memo, generation = request.app.state.memo, request.app.state.reader.generation()
+    known = memo.get(generation, ("rho",))
+    info = request.app.state.reader.status(note=request.state.notes.append, also=lambda con: {
+        "counts": counts(con), "sets": sets(con), "rho": known if known is not None else rho_groups(con)})
     data = info.pop("also")
+    memo.put(generation, {("rho",): data["rho"]})
     extra = [(k, v) for k, v in info.items() if k not in STATUS_SHOWN]  # whatever status reports beyond these
-    return page(request, "overview.html", info=info, extra=extra, **data)
+    chart = rho_k_svg(data["rho"], "ρ against k: the share of each generated image's top-k with its label")
+    return page(request, "overview.html", info=info, extra=extra, rho_chart=chart, **data)
 
 
 def set_page(request: Request) -> Response:
-    from query.browse import one_set, value_histogram
+    from query.browse import one_set, qualities, value_by_label, value_histogram
     from query.lookup import values
     from query.table import generated, leaderboard
 
@@ -74,7 +98,8 @@ def set_page(request: Request) -> Response:
         owners = values(con, name, by="owner", limit=20)
         for o in owners:
             o["share"] = o["value"] / s["value_total"] if s["value_total"] else None
-        return {"s": s, "rho": rho, "owners": owners, "hist": value_histogram(con, name)}
+        return {"s": s, "rho": rho, "owners": owners, "hist": value_histogram(con, name),
+                "by_label": value_by_label(con, name), "qualities": qualities(con, name)}
 
     def gather(con):
         agg = known or aggregates(con)  # one_set first: an unknown set is a 404 before any table
@@ -83,13 +108,16 @@ def set_page(request: Request) -> Response:
 
     d = read(request, gather)
     if known is None:
-        memo.put(generation, {("set", name): {k: d[k] for k in ("s", "rho", "owners", "hist")}})
+        memo.put(generation, {("set", name): {k: d[k] for k in ("s", "rho", "owners", "hist", "by_label", "qualities")}})
     data = export(request, {"leaderboard": d["board"]["rows"], "generated": d["gens"]["rows"], "owners": d["owners"]})
     if data is not None:
         return data
     remember(request, generation, training=d["board"]["rows"], generated=[{**g, "set_name": name} for g in d["gens"]["rows"]])
-    svg = histogram_svg(d["hist"], f"values of the credited contributors in {name}")
-    return page(request, "set.html", histogram=svg, **d)
+    charts = {"histogram": histogram_svg(d["hist"], f"values of the credited contributors in {name}"),
+              "label_chart": bars_svg(d["by_label"], f"share of {name}'s value by contributor label"),
+              "quality_chart": linear_histogram_svg(d["qualities"], f"quality q of {name}'s generated images",
+                                                    "quality q of a generated image (= the credits it hands out)")}
+    return page(request, "set.html", **charts, **d)
 
 
 def generated_page(request: Request) -> Response:
@@ -123,6 +151,13 @@ def contributor_page(request: Request) -> Response:
     remember(request, request.state.generation, training=[c], generated=[g for grp in groups for g in grp["rows"]])
     data = export(request, {"sets": c["sets"], "generated": [g for grp in groups for g in grp["rows"]]})
     return data or page(request, "contributor.html", c=c, groups=groups)
+
+
+def owners_page(request: Request) -> Response:
+    from query.browse import owners
+
+    rows = read(request, owners)
+    return export(request, {"owners": rows}) or page(request, "owners.html", owners=rows)
 
 
 def owner_page(request: Request) -> Response:
