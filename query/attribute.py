@@ -101,3 +101,19 @@ def describe(con, batch: list[Decoded], matches: list[Match], quality: np.ndarra
                     "quality": float(q), "k": k, "recall": recall, "exact": exact,
                     "valued_in": sets.get(d.short_id, []), "contributors": contributors})
     return out
+
+
+def usual_nearest(con, share: float = 0.99) -> float | None:
+    """The `share` quantile of the stored top-1 distances (every set's generated images to
+    their closest training image): beyond it, an image is unlike what the store has matched."""
+    row = con.execute("SELECT quantile_cont(distance, ?), count(*) FROM scores WHERE rank = 1", [share]).fetchone()
+    return float(row[0]) if row[1] >= 20 else None  # too few stored matches to say what is usual
+
+
+def flag_unusual(result: dict, p99: float | None) -> dict:
+    """Adds `nearest_distance`, `usual_nearest_p99` and `unlike_training` (True when the
+    nearest training image is farther than 99 % of stored matches' nearest ones)."""
+    d1 = result["contributors"][0]["distance"] if result["contributors"] else None
+    result.update(nearest_distance=d1, usual_nearest_p99=p99,
+                  unlike_training=bool(d1 is not None and p99 is not None and d1 > p99))
+    return result

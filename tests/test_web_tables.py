@@ -207,3 +207,49 @@ def test_api_sets_generated_pages_meta_objects_and_sql(client, small):
     cid = ledger(small, "SELECT contributor_id FROM contributors LIMIT 1")[0][0]
     assert isinstance(client.get(f"/api/contributors/{cid}").json()["meta"], dict)
     assert json.loads(client.get("/owners?format=json").text)[0]["owner"] == "alice"
+
+
+def _png(pixels) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_an_upload_unlike_the_training_data_is_flagged(client, small):
+    import numpy as np
+
+    p99 = ledger(small, "SELECT quantile_cont(distance, 0.99) FROM scores WHERE rank = 1")[0][0]
+    usual = client.post("/api/match", files={"image": ("d.png", small["gen_files"][5].read_bytes(), "image/png")}).json()
+    assert usual["usual_nearest_p99"] == pytest.approx(p99) and usual["unlike_training"] is False
+    assert usual["nearest_distance"] == usual["contributors"][0]["distance"] <= p99
+    noise = np.random.default_rng(3).integers(0, 256, size=(28, 28), dtype=np.uint8)
+    odd = client.post("/api/match", files={"image": ("noise.png", _png(noise), "image/png")}).json()
+    assert odd["unlike_training"] is True and odd["nearest_distance"] > p99
+    html = client.post("/attribute", files={"image": ("noise.png", _png(noise), "image/png")}).text
+    assert 'id="unlike-training"' in html and 'data-unlike="true"' in html
+    html = client.post("/attribute", files={"image": ("d.png", small["gen_files"][5].read_bytes(), "image/png")}).text
+    assert 'id="unlike-training"' not in html and 'data-unlike="false"' in html
+
+
+def test_warm_up_scores_a_dummy_image_with_every_backend(small, monkeypatch):
+    import gmv_store.store as store_mod
+    from gmv_store.web.attribution import Matcher
+
+    calls = []
+    real = store_mod.make_backend
+
+    def spy(kind, spec, device=None):
+        b = real(kind, spec, device)
+        for name in ("embed", "score", "vector_embedder"):
+            fn = getattr(b, name, None)
+            if callable(fn):
+                monkeypatch.setattr(b, name, lambda *a, _fn=fn, _n=name, **kw: calls.append((kind, _n)) or _fn(*a, **kw))
+        return b
+
+    monkeypatch.setattr(store_mod, "make_backend", spy)
+    m = Matcher(small["store"])
+    m.prepare((28, 28, 1))
+    assert ("embedder", "embed") in calls and ("quality", "score") in calls
+    assert set(m._backends) == {"embedder", "rerank", "quality"}

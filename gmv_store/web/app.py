@@ -92,17 +92,21 @@ async def on_unexpected(request: Request, exc: Exception):
 def _warm_up(reader: Reader, matcher: Matcher) -> None:
     """In the background as the server starts, what would otherwise slow the first requests:
     one training image read (a dataset source such as `mnist:train#i` loads its whole array
-    once, ~2 s) and the backends an upload needs (a quality metric may import torch)."""
+    once, ~2 s) and the backends an upload needs, each run once on a dummy image of the
+    training images' shape (a quality metric imports torch on its first score)."""
     from ..sources import load_source
 
+    shape = (28, 28, 1)
     try:
-        row = reader.read(lambda con: con.execute("SELECT source FROM contributors LIMIT 1").fetchone())
+        row = reader.read(lambda con: con.execute("SELECT source, height, width, channels FROM contributors "
+                                                  "LIMIT 1").fetchone())
         if row:
+            shape = (row[1], row[2], row[3]) if row[1] >= 8 and row[2] >= 8 else shape
             load_source(row[0], reader.store)
     except Exception:  # nothing to warm, or a source that is gone: the pages will say so
         pass
     try:
-        matcher.prepare()
+        matcher.prepare(shape)
     except Exception:  # e.g. missing weights: the upload reports it
         pass
 
