@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from .errors import BadInput, GmvError
+from .errors import BadInput, GmvError, param
 
 FORMATS = {"parquet": "(FORMAT parquet, COMPRESSION zstd)", "csv": "(FORMAT csv, HEADER)"}
 
@@ -58,8 +58,9 @@ def export(path, set_name: str, out, fmt: str = "parquet", *, overwrite: bool = 
     files = {name: out / f"{name}.{fmt}" for name in TABLES}
     there = [str(f) for f in [*files.values(), out / MANIFEST] if f.exists()]
     if there and not overwrite:
-        raise BadInput(f"{there[0]} exists ({len(there)} file(s) of an earlier export); fix: pass --force to "
-                       "replace them or choose another --out")
+        raise BadInput(f"{there[0]} exists ({len(there)} file(s) of an earlier export); fix: pass "
+                       f"{param('overwrite', cli='--force', value='True')} to replace them or choose another "
+                       f"{param('out')}")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from gmv_store.errors import BadInput
+from gmv_store.errors import BadInput, param
 from gmv_store.images import content_sha256, decode_bytes
 from gmv_store.ledger import rows as _rows
 from gmv_store.sources import Decoded, InputOptions, InputReport, read_batches
@@ -31,7 +31,7 @@ class MatchReport(InputReport):
     k: int
     recall: int
     exact: bool = False
-    results: list[dict] = field(default_factory=list)
+    results: list[dict] = field(default_factory=list, repr=False)
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=lambda: {"embed": 0.0, "quality": 0.0, "search": 0.0})
 
@@ -40,9 +40,9 @@ def check_sizes(k: int, recall: int | None) -> tuple[int, int]:
     """k and N as valuation checks them; N defaults to 10·k."""
     recall = 10 * k if recall is None else recall
     if k < 1:
-        raise BadInput(f"--k {k}: must be at least 1")
+        raise BadInput(f"{param('k')} {k}: must be at least 1")
     if recall < k:
-        raise BadInput(f"--recall {recall}: must be at least --k ({k})")
+        raise BadInput(f"{param('recall')} {recall}: must be at least {param('k')} ({k})")
     return k, recall
 
 

@@ -62,7 +62,7 @@ class RefreshReport:
     seconds: float = 0.0
     timings: dict = field(default_factory=lambda: {"find": 0.0, "merge": 0.0, "rerank": 0.0, "write": 0.0,
                                                    "rescore": 0.0})
-    touched: set = field(default_factory=set)  # (set, generated id) brought up to date
+    touched: set = field(default_factory=set, repr=False)  # (set, generated id) brought up to date
 
     def summary(self) -> str:
         return (f"re-scored {len(self.touched):,} of {self.total_generated:,} generated images in "

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from gmv_store.errors import BadInput, GmvError
+from gmv_store.errors import BadInput, GmvError, param
 from gmv_store.progress import Progress
 from gmv_store.sources import Decoded, InputOptions, InputReport, load_source, read_batches, unique_new
 from gmv_store.sources.location import to_record
@@ -31,7 +31,7 @@ class ValueReport(InputReport):
     already_valued: int = 0
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=lambda: {"embed": 0.0, "quality": 0.0, "search": 0.0, "write": 0.0})
-    generated_ids: list[str] = field(default_factory=list)
+    generated_ids: list[str] = field(default_factory=list, repr=False)  # all of them: too long to print
 
 
 def check_name(name: str, what: str = "--set") -> str:
@@ -51,9 +51,9 @@ def generated_point_id(set_name: str, sha256: str) -> int:
 def ensure_set(store: Store, set_name: str, k: int, recall: int, exact: bool = False) -> None:
     check_name(set_name)
     if k < 1:
-        raise BadInput(f"--k {k}: must be at least 1")
+        raise BadInput(f"{param('k')} {k}: must be at least 1")
     if recall < k:
-        raise BadInput(f"--recall {recall}: must be at least --k ({k})")
+        raise BadInput(f"{param('recall')} {recall}: must be at least {param('k')} ({k})")
     row = store.ledger.execute("SELECT k, recall, exact FROM generated_sets WHERE set_name = ?", [set_name]).fetchone()
     if row is None:
         store.ledger.execute("INSERT INTO generated_sets (set_name, k, recall, exact, created_at) "

@@ -52,7 +52,7 @@ def input_options(f):
 
 
 def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
+    text = " ".join((e.for_cli() if isinstance(e, GmvError) else str(e)).split()) or type(e).__name__
     return text[:400]
 
 
