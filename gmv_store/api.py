@@ -106,10 +106,12 @@ def ingest(path, paths: Sequence[str], *, owner: str | None = None, label_from: 
            label: str | None = None, meta: dict | None = None, batch_size: int | None = None,
            refresh: bool = True, index: bool = True, wait: float = 0.0, device: str | None = None,
            progress: bool = False, image_column: str | None = None, label_column: str | None = None,
-           workers: int | None = None):
+           workers: int | None = None, owner_column: str | None = None):
     """Add training images, bring the index up to date (unless index=False), then (unless
     refresh=False) bring earlier generated images up to date. `image_column`/`label_column`
-    pick Parquet columns (WebDataset: the image extension and the .json label key); `workers`
+    pick Parquet columns (WebDataset: the image extension and the .json label key);
+    `owner_column` each image's owner from a Parquet column or .json key (`owner` where an
+    image has none); `workers`
     decoding processes (default: the core count; 0 or 1: in-process). Returns an
     IngestReport whose `.index` holds the IndexReport and `.refresh` the RefreshReport (or None)."""
     from ingest.pipeline import ingest as run
@@ -118,7 +120,8 @@ def ingest(path, paths: Sequence[str], *, owner: str | None = None, label_from: 
 
     opts = InputOptions(label_from=label_from, label=label, image_column=image_column, label_column=label_column)
     with _writer(path, wait, device) as s:
-        report = run(s, [str(p) for p in paths], owner=owner, options=opts, meta=meta, progress=progress,
+        report = run(s, [str(p) for p in paths], owner=owner, owner_column=owner_column, options=opts, meta=meta,
+                     progress=progress,
                      workers=default_workers() if workers is None else workers,
                      **({"batch_size": batch_size} if batch_size else {}))
         report.index = _index_and_recheck(s, progress) if index else None
