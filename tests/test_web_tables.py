@@ -253,3 +253,32 @@ def test_warm_up_scores_a_dummy_image_with_every_backend(small, monkeypatch):
     m.prepare((28, 28, 1))
     assert ("embedder", "embed") in calls and ("quality", "score") in calls
     assert set(m._backends) == {"embedder", "rerank", "quality"}
+
+
+def test_every_page_links_its_rows_as_json_and_csv(client, small):
+    gid = ledger(small, "SELECT generated_id FROM generated WHERE set_name = 's1' LIMIT 1")[0][0]
+    cid = ledger(small, "SELECT contributor_id FROM scores LIMIT 1")[0][0]
+    for path in ("/", "/sets/s1", f"/generated/s1/{gid}", f"/contributors/{cid}", "/owners/alice", "/owners",
+                 "/sql?q=SELECT+*+FROM+sets"):
+        html = client.get(path).text
+        links = [h.replace("&amp;", "&") for h in re.findall(r'href="([^"]+)"[^>]*data-export="(?:json|csv)"', html)]
+        assert len(links) >= 2, path
+        for link in links:
+            r = client.get(link)
+            assert r.status_code == 200, (path, link)
+            if "csv" in link.split("?")[0] or "format=csv" in link:
+                assert r.headers["content-type"].startswith("text/csv")
+            else:
+                assert isinstance(r.json(), (list, dict))
+
+
+def test_owner_page_counts_pages_and_facets_sets(client, small):
+    n = ledger(small, "SELECT count(*) FROM contributors WHERE owner = 'alice'")[0][0]
+    pages = math.ceil(n / 48)
+    html = client.get("/owners/alice?set=s1&page=999").text
+    assert f'data-page="{pages}" data-pages="{pages}"' in html and f"{n} training images" in html
+    facet = re.search(r'data-facet="set">(.*?)</div>', html, re.S).group(1)
+    counts = dict(ledger(small, "SELECT set_name, n_contributors FROM owner_values WHERE owner = 'alice'"))
+    assert {s: int(c) for s, c in re.findall(r'>([^<>]+) <span class="n">(\d+)</span>', facet)} == counts
+    shown = client.get("/owners/alice?set=s1&format=json&table=images").json()
+    assert len(shown) == 48 and shown == sorted(shown, key=lambda r: (-r["value"], r["contributor_id"]))

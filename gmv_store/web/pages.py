@@ -73,6 +73,9 @@ def overview(request: Request) -> Response:
         "counts": counts(con), "sets": sets(con), "rho": known if known is not None else rho_groups(con)})
     data = info.pop("also")
     memo.put(generation, {("rho",): data["rho"]})
+    rows = export(request, {"sets": data["sets"]})
+    if rows is not None:
+        return rows
     extra = [(k, v) for k, v in info.items() if k not in STATUS_SHOWN]  # whatever status reports beyond these
     chart = rho_k_svg(data["rho"], "ρ against k: the share of each generated image's top-k with its label")
     return page(request, "overview.html", info=info, extra=extra, rho_chart=chart, **data)
@@ -170,12 +173,18 @@ def owner_page(request: Request) -> Response:
         o = owner(con, name)
         names = [s["set_name"] for s in o["sets"]]
         chosen = wanted if wanted in names else (names[0] if names else None)
-        images = owner_images(con, name, chosen, limit=TILES + 1, offset=(pg - 1) * TILES)
-        return {"o": o, "chosen": chosen, "images": images[:TILES], "has_next": len(images) > TILES}
+        pages = max(1, -(-o["training_images"] // TILES))
+        at = min(pg, pages)  # past the end: the last page
+        images = owner_images(con, name, chosen, limit=TILES, offset=(at - 1) * TILES)
+        return {"o": o, "chosen": chosen, "images": images,
+                "t": {"page": at, "pages": pages, "total": o["training_images"]}}
 
     d = read(request, gather)
+    data = export(request, {"images": d["images"], "sets": d["o"]["sets"]})
+    if data is not None:
+        return data
     remember(request, request.state.generation, training=d["images"])
-    return page(request, "owner.html", page=pg, **d)
+    return page(request, "owner.html", **d)
 
 
 def _attribute_page(request: Request, status: int = 200, **ctx) -> Response:
