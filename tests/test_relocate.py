@@ -118,3 +118,16 @@ def test_relocate_refuses_a_missing_target_and_recovers_after_a_kill(moved, monk
     assert api.sql(store, "SELECT kind FROM journal")[1] == [("relocate",)]
     assert payload_sources(store, TRAINING) == train  # Store.open recovered
     assert api.sql(store, "SELECT count(*) FROM journal")[1] == [(0,)]
+
+
+def test_training_data_inside_the_store_is_relative_and_forget_by_its_path_still_works(tmp_path, mnist_small):
+    x, y, _, _ = mnist_small
+    store = tmp_path / "st"
+    api.init_store(store, "basic", params={"embedder": {"size": 16}, "rerank": {"size": 28}})
+    (store / "data").mkdir()
+    np.savez(store / "data" / "a.npz", images=x[:30], labels=y[:30])
+    np.savez(store / "data" / "b.npz", images=x[30:60], labels=y[30:60])
+    api.ingest(store, [store / "data"])
+    assert {s.split("#")[0] for s in ledger_sources(store, "training_images").values()} == {"data/a.npz", "data/b.npz"}
+    r = api.forget(store, source=str(store / "data" / "a.npz") + "#*")
+    assert r.removed == 30 and api.status(store)["training_images"] == 30
