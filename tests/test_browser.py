@@ -171,7 +171,8 @@ def test_upload_attributes_an_image(browser, server, small):
 def test_pages_fit_a_phone(browser, server, small):
     page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True)
     gid = api.sql(small["store"], "SELECT generated_id FROM generated WHERE set_name = 's1' LIMIT 1")[1][0][0]
-    for path in ("/", "/sets/s1", f"/generated/s1/{gid}", "/owners/alice", "/attribute", "/sql?q=SELECT+*+FROM+sets"):
+    for path in ("/", "/sets/s1", f"/generated/s1/{gid}", "/owners/alice", "/owners", "/attribute",
+                 "/sql?q=SELECT+*+FROM+sets", "/sets/s1?label=3&sort=owner"):
         page.goto(server + path)
         # wide tables scroll inside their own box; the page itself never scrolls sideways
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), path

@@ -134,7 +134,7 @@ def rho_k_svg(groups: list[dict], title: str) -> Markup:
         f'<line x1="{LEFT}" y1="{TOP + ph}" x2="{LEFT + pw}" y2="{TOP + ph}" class="axis"/>',
         f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + ph}" class="axis"/>']
     for r in (r_lo, (r_lo + r_hi) / 2, r_hi):
-        parts.append(f'<text x="{LEFT - 6}" y="{y(r) + 4:.1f}" text-anchor="end" class="tick">{100 * r:.0f} %</text>')
+        parts.append(f'<text x="{LEFT - 6}" y="{y(r) + 4:.1f}" text-anchor="end" class="tick">{100 * r:.3g} %</text>')
     for k in sorted(set(ks)):
         parts.append(f'<text x="{x(k):.1f}" y="{TOP + ph + 16}" text-anchor="middle" class="tick">{k}</text>')
     for g in groups:
