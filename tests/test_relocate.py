@@ -131,3 +131,23 @@ def test_training_data_inside_the_store_is_relative_and_forget_by_its_path_still
     assert {s.split("#")[0] for s in ledger_sources(store, "training_images").values()} == {"data/a.npz", "data/b.npz"}
     r = api.forget(store, source=str(store / "data" / "a.npz") + "#*")
     assert r.removed == 30 and api.status(store)["training_images"] == 30
+
+
+def test_relocate_on_the_client_engine(tmp_path, mnist_small):
+    """The qdrant-client engines (local here, a server alike) set payloads by batch updates."""
+    x, y, _, _ = mnist_small
+    old = tmp_path / "data"
+    old.mkdir()
+    np.savez(old / "t.npz", images=x[:40], labels=y[:40])
+    store = tmp_path / "st"
+    api.init_store(store, "basic", params={"embedder": {"size": 16}, "rerank": {"size": 28}}, engine="local")
+    api.ingest(store, [old / "t.npz"], owner="o")
+    new = tmp_path / "moved-data"
+    shutil.move(str(old), str(new))
+    assert api.status(store)["unreachable_sources"]["missing"] == 40
+    r = api.relocate(store, old, new)
+    assert r.rewritten == {"training": 40, "generated": 0}
+    train = ledger_sources(store, "training_images")
+    assert all(s.startswith(str(new / "t.npz") + "#") for s in train.values())
+    assert payload_sources(store, TRAINING) == train
+    assert api.verify(store, full=True).ok
