@@ -53,7 +53,7 @@ def export(path, set_name: str, out, fmt: str = "parquet", *, overwrite: bool = 
     from .eval.ledger_read import set_info
 
     if fmt not in FORMATS:
-        raise BadInput(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+        raise BadInput(f"{param('fmt', cli='--format')} {fmt!r}: choose one of {', '.join(FORMATS)}")
     out = Path(out)
     files = {name: out / f"{name}.{fmt}" for name in TABLES}
     there = [str(f) for f in [*files.values(), out / MANIFEST] if f.exists()]
@@ -64,7 +64,7 @@ def export(path, set_name: str, out, fmt: str = "parquet", *, overwrite: bool = 
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise GmvError(f"--out {out}: cannot create the folder ({e.strerror}); fix: check the path and permissions") from None
+        raise GmvError(f"{param('out')} {out}: cannot create the folder ({e.strerror}); fix: check the path and permissions") from None
     notes: list[str] = []
 
     def heard(msg: str) -> None:

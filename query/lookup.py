@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from gmv_store.errors import BadInput, NotFound
+from gmv_store.errors import BadInput, NotFound, param
 from gmv_store.images import content_sha256
 from gmv_store.ledger import rows as _rows
 from gmv_store.sources import load_source
@@ -91,7 +91,7 @@ def values(con, set_name: str, by: str | None = None, limit: int | None = 20, of
                           " SELECT v.rank, v.contributor_id, v.value, v.value_sum, v.n_credits, c.label, c.owner, c.source"
                           " FROM v JOIN contributors c USING (contributor_id) ORDER BY v.rank", params)
     if by not in GROUPS:
-        raise BadInput(f"--by {by!r}: choose one of {', '.join(GROUPS)}")
+        raise BadInput(f"{param('by')} {by!r}: choose one of {', '.join(GROUPS)}")
     return _rows(con, f"SELECT row_number() OVER (ORDER BY sum(v.value) DESC) AS rank, c.{by},"
                       " sum(v.value) AS value, sum(v.value_sum) AS value_sum, count(*) AS n_contributors,"
                       " sum(v.n_credits) AS n_credits"

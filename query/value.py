@@ -34,7 +34,7 @@ class ValueReport(InputReport):
     generated_ids: list[str] = field(default_factory=list, repr=False)  # all of them: too long to print
 
 
-def check_name(name: str, what: str = "--set") -> str:
+def check_name(name: str, what: str = param("set_name", cli="--set")) -> str:
     """Set names are shown in tables, paths of the web UI and SQL: printable, one line."""
     if not name or not name.strip():
         raise BadInput(f"{what}: a name is required, e.g. {what} gan-2026-11")
@@ -59,10 +59,11 @@ def ensure_set(store: Store, set_name: str, k: int, recall: int, exact: bool = F
         store.ledger.execute("INSERT INTO generated_sets (set_name, k, recall, exact, created_at) "
                              "VALUES (?, ?, ?, ?, current_timestamp)", [set_name, k, recall, exact])
     elif tuple(row) != (k, recall, exact):
-        was = f"--k {row[0]} --recall {row[1]}" + (" --exact" if row[2] else "")
+        was = (param("k", cli=f"--k {row[0]}", value=row[0]) + " " + param("recall", cli=f"--recall {row[1]}", value=row[1])
+               + (" " + param("exact", cli="--exact", value="True") if row[2] else ""))
         raise BadInput(
             f"set '{set_name}' was valued with {was}; values within a set must share them; "
-            f"fix: pass {was} or choose another --set"
+            f"fix: pass {was} or choose another {param('set_name', cli='--set')}"
         )
 
 

@@ -88,3 +88,20 @@ def test_messages_name_the_option_as_each_reader_types_it(small, tmp_path):
     assert "pass overwrite=True" in str(e.value) and "--force" not in str(e.value)
     out = CliRunner().invoke(cli, ["export", "--set", "s1", "--out", str(out_dir), "--store", str(small["store"])])
     assert "pass --force" in out.output and "overwrite=True" not in out.output and "\x00" not in out.output
+
+
+def test_more_options_read_as_each_reader_types_them(small):
+    with pytest.raises(BadInput) as e:
+        api.values(small["store"], "s1", by="colour")
+    assert str(e.value).startswith("by 'colour': choose one of")
+    out = CliRunner().invoke(cli, ["values", "--set", "s1", "--by", "colour", "--store", str(small["store"])])
+    assert "--by 'colour'" in out.output or "Invalid value" in out.output  # click may refuse it first
+    with pytest.raises(BadInput) as e:
+        api.value(small["store"], [small["gen_files"][0]], "s1", k=7)
+    assert "was valued with k=10 recall=100" in str(e.value) and "choose another set_name" in str(e.value)
+    out = CliRunner().invoke(cli, ["value", str(small["gen_files"][0]), "--set", "s1", "--k", "7",
+                                   "--store", str(small["store"])])
+    assert "was valued with --k 10 --recall 100" in out.output and "choose another --set" in out.output
+    with pytest.raises(BadInput) as e:
+        api.sql(small["store"], "SELECT 1", timeout=-1)
+    assert str(e.value).startswith("timeout -1")
