@@ -151,3 +151,57 @@ def test_relocate_on_the_client_engine(tmp_path, mnist_small):
     assert all(s.startswith(str(new / "t.npz") + "#") for s in train.values())
     assert payload_sources(store, TRAINING) == train
     assert api.verify(store, full=True).ok
+
+
+def test_a_store_made_before_relative_sources_moves_with_one_relocate(tmp_path, mnist_small):
+    """A store whose generated images inside it were recorded with absolute paths (made by an
+    earlier version), copied elsewhere: status guesses the fix, relocate makes them relative."""
+    x, y, xt, yt = mnist_small
+    store = tmp_path / "old-place" / "demo"
+    api.init_store(store, "basic", params={"embedder": {"size": 16}, "rerank": {"size": 28}})
+    api.ingest(store, [_npz(tmp_path, x[:100], y[:100])], owner="m")
+    for i in range(6):
+        (store / "demo-generated" / str(yt[i])).mkdir(parents=True, exist_ok=True)
+        save_png(xt[i][:, :, None], store / "demo-generated" / str(yt[i]) / f"{i:04d}.png")
+    api.value(store, [store / "demo-generated"], "d", k=5)
+    with Store.open(store) as s:  # as an earlier version recorded them: absolute
+        pids = [r[0] for r in s.ledger.execute("SELECT point_id FROM generated_images").fetchall()]
+        with s.relocating(GENERATED, pids) as con:
+            con.execute("UPDATE generated_images SET source = ? || '/' || source", [str(store)])
+    copy = tmp_path / "new-place" / "demo"
+    shutil.copytree(store, copy)
+    shutil.rmtree(store)
+    u = api.status(copy)["unreachable_sources"]
+    assert u["missing"] == 6 and u["fix"] == f"gmv relocate {store} {copy} --store {copy}"
+    r = api.relocate(copy, store, copy)
+    assert r.rewritten["generated"] == 6 and r.made_relative == 6
+    assert all(s.startswith("demo-generated/") for s in ledger_sources(copy, "generated_images").values())
+    assert payload_sources(copy, GENERATED) == ledger_sources(copy, "generated_images")
+    with TestClient(create_app(Settings(store=copy))) as c:
+        gens = api.sql(copy, "SELECT generated_id FROM generated")[1]
+        assert all(c.get(f"/img/generated/d/{g}.png").status_code == 200 for (g,) in gens)
+
+
+def _npz(tmp_path, x, y):
+    f = tmp_path / "train.npz"
+    np.savez(f, images=x, labels=y)
+    return f
+
+
+def test_the_banner_goes_when_the_files_come_back_without_a_write(tmp_path, mnist_small, monkeypatch):
+    import gmv_store.web.render as render
+
+    x, y, _, _ = mnist_small
+    data = tmp_path / "data"
+    data.mkdir()
+    store = tmp_path / "st"
+    api.init_store(store, "basic", params={"embedder": {"size": 16}, "rerank": {"size": 28}})
+    np.savez(data / "t.npz", images=x[:30], labels=y[:30])
+    api.ingest(store, [data / "t.npz"])
+    with TestClient(create_app(Settings(store=store))) as c:
+        assert 'id="unreachable"' not in c.get("/").text
+        shutil.move(str(data), str(tmp_path / "elsewhere"))
+        monkeypatch.setattr(render, "RECHECK_S", 0.0)
+        assert 'id="unreachable"' in c.get("/").text
+        shutil.move(str(tmp_path / "elsewhere"), str(data))
+        assert 'id="unreachable"' not in c.get("/").text

@@ -94,9 +94,14 @@ def _env() -> Environment:
 ENV = _env()
 
 
+RECHECK_S = 60.0  # files can come back (or go) without a ledger write: look again after this
+
+
 def unreachable(request: Request) -> dict | None:
     """The sampled count of recorded sources that cannot be read (query.relocate), kept for
-    the ledger's generation: every page shows it as a banner with the fix."""
+    the ledger's generation and at most a minute: every page shows it as a banner with the fix."""
+    import time
+
     from query.relocate import unreachable as check
 
     from ..errors import GmvError
@@ -104,9 +109,9 @@ def unreachable(request: Request) -> dict | None:
     state = request.app.state
     gen = state.reader.generation()
     got = state.memo.get(gen, ("unreachable",))
-    if got is None:
+    if got is None or time.monotonic() - got["at"] > RECHECK_S:
         try:
-            got = state.reader.read(check, state.cfg.store)
+            got = {**state.reader.read(check, state.cfg.store), "at": time.monotonic()}
         except GmvError:  # a store that cannot be read: the page itself says why
             return None
         state.memo.put(gen, {("unreachable",): got})
