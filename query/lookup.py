@@ -32,7 +32,7 @@ def top(con, refs: list[str], set_name: str | None = None, limit: int | None = N
                      [gid] + ([set_name] if set_name else []))
         if not gens:
             where = f" in set '{set_name}'" if set_name else ""
-            how = (f"its image file with `gmv value IMAGE --set NAME` (`api.value(store, [IMAGE], NAME)`)" if _ID.match(ref)
+            how = ("its image file with `gmv value IMAGE --set NAME` (`api.value(store, [IMAGE], NAME)`)" if _ID.match(ref)
                    else f"it with `gmv value {ref} --set NAME`")
             raise NotFound(f"{ref}: not a valued generated image{where}; fix: value {how}, or find valued ids "
                            "with `gmv values --set NAME`")

@@ -88,7 +88,7 @@ def test_pages_count_and_end_and_a_page_past_the_end_is_the_last(client, small):
     ranks = [int(k) for _, k, _ in ROW.findall(html)]
     assert ranks == list(range(50 * (pages - 1) + 1, n + 1))
     first = client.get("/sets/s1").text
-    assert f"page=2#leaderboard" in first and f"page={pages}#leaderboard" in first  # next and last, to the section
+    assert "page=2#leaderboard" in first and f"page={pages}#leaderboard" in first  # next and last, to the section
     assert 'id="leaderboard"' in first and 'id="generated"' in first and "gpage" not in first.split('id="generated"')[0]
 
 
