@@ -50,26 +50,36 @@ def _order(qy: Query, sorts: dict, default: str, default_desc: bool, tie: str) -
     return f"{sorts[sort]} {'DESC' if desc else 'ASC'} NULLS LAST, {tie}", sort, desc
 
 
-def leaderboard(con, set_name: str, qy: Query) -> dict:
+def leaderboard(con, set_name: str, qy: Query, total: int | None = None, facets: dict | None = None) -> dict:
     """{"rows", "total" (rows matching), "sort", "desc", "facets": {"label": [(value, n)], "owner": ...}}.
     Each row: rank (in the whole set), contributor_id, value, share (of the set's total
-    value), n_credits, label, owner, source."""
+    value), n_credits, label, owner, source. Without a filter or an order by a training
+    image's own column, the page is cut from the set's values before the join (as
+    `lookup.values`); `total` (the credited count) and `facets` already known skip their reads."""
     order, sort, desc = _order(qy, BOARD_SORTS, "rank", False, "v.rank")
-    base = ("WITH v AS (SELECT row_number() OVER (ORDER BY value DESC, contributor_id) AS rank, contributor_id, value,"
-            " value / sum(value) OVER () AS share, n_credits FROM contributor_values WHERE set_name = ?)"
-            " SELECT {cols} FROM v JOIN contributors c USING (contributor_id) WHERE true")
+    ranked = ("WITH v AS (SELECT row_number() OVER (ORDER BY value DESC, contributor_id) AS rank, contributor_id, value,"
+              " value / sum(value) OVER () AS share, n_credits FROM contributor_values WHERE set_name = ?)")
+    base = ranked + " SELECT {cols} FROM v JOIN contributors c USING (contributor_id) WHERE true"
     where, params = _where(qy, "v.contributor_id", "c.source", "c.label", "c.owner")
-    rows = _rows(con, base.format(cols="v.rank, v.contributor_id, v.value, v.share, v.n_credits, c.label, c.owner, "
-                                       "c.source, count(*) OVER () AS n_rows")
-                 + where + f" ORDER BY {order} LIMIT ? OFFSET ?", [set_name, *params, qy.limit, qy.offset])
-    total = rows[0].pop("n_rows") if rows else _count(con, base, where, [set_name, *params])
-    for r in rows[1:]:
-        r.pop("n_rows")
-    facets = {}
-    for col in ("label", "owner"):
-        w, p = _where(qy, "v.contributor_id", "c.source", "c.label", "c.owner", skip=col)
-        facets[col] = con.execute(base.format(cols=f"c.{col}, count(*) AS n") + w
-                                  + f" GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {FACET_LIMIT}", [set_name, *p]).fetchall()
+    cols = "v.rank, v.contributor_id, v.value, v.share, v.n_credits, c.label, c.owner, c.source"
+    if not where and not BOARD_SORTS[sort].startswith("c."):
+        rows = _rows(con, ranked + f", page AS (SELECT * FROM v ORDER BY {order} LIMIT ? OFFSET ?) SELECT {cols} "
+                     f"FROM page v JOIN contributors c USING (contributor_id) ORDER BY {order}",
+                     [set_name, qy.limit, qy.offset])
+        if total is None:
+            total = con.execute("SELECT count(*) FROM contributor_values WHERE set_name = ?", [set_name]).fetchone()[0]
+    else:
+        rows = _rows(con, base.format(cols=cols + ", count(*) OVER () AS n_rows") + where
+                     + f" ORDER BY {order} LIMIT ? OFFSET ?", [set_name, *params, qy.limit, qy.offset])
+        total = rows[0]["n_rows"] if rows else _count(con, base, where, [set_name, *params])
+        for r in rows:
+            r.pop("n_rows")
+    if facets is None:
+        facets = {}
+        for col in ("label", "owner"):
+            w, p = _where(qy, "v.contributor_id", "c.source", "c.label", "c.owner", skip=col)
+            facets[col] = con.execute(base.format(cols=f"c.{col}, count(*) AS n") + w
+                                      + f" GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {FACET_LIMIT}", [set_name, *p]).fetchall()
     return {"rows": rows, "total": total, "sort": sort, "desc": desc, "facets": facets}
 
 
@@ -77,7 +87,7 @@ def _count(con, base: str, where: str, params: list) -> int:
     return con.execute(base.format(cols="count(*)") + where, params).fetchone()[0]
 
 
-def generated(con, set_name: str, qy: Query) -> dict:
+def generated(con, set_name: str, qy: Query, total: int | None = None, facets: dict | None = None) -> dict:
     """A page of the set's generated images (default: highest quality first) with the
     label facet; rows: generated_id, label, quality, share (of q's sum = of the set's value), source."""
     order, sort, desc = _order(qy, GENERATED_SORTS, "quality", True, "g.generated_id")
@@ -89,7 +99,8 @@ def generated(con, set_name: str, qy: Query) -> dict:
     total = rows[0].pop("n_rows") if rows else _count(con, base, where, [set_name, *params])
     for r in rows[1:]:
         r.pop("n_rows")
-    w, p = _where(qy, "g.generated_id", "g.source", "g.label", None, skip="label")
-    facets = {"label": con.execute(base.format(cols="label, count(*) AS n") + w
-                                   + f" GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {FACET_LIMIT}", [set_name, *p]).fetchall()}
+    if facets is None:
+        w, p = _where(qy, "g.generated_id", "g.source", "g.label", None, skip="label")
+        facets = {"label": con.execute(base.format(cols="label, count(*) AS n") + w
+                                       + f" GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {FACET_LIMIT}", [set_name, *p]).fetchall()}
     return {"rows": rows, "total": total, "sort": sort, "desc": desc, "facets": facets}

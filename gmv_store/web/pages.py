@@ -104,12 +104,18 @@ def set_page(request: Request) -> Response:
         return {"s": s, "rho": rho, "owners": owners, "hist": value_histogram(con, name),
                 "by_label": value_by_label(con, name), "qualities": qualities(con, name)}
 
+    board_key = ("facets", name) + tuple(request.query_params.get(k) for k in ("label", "owner", "q"))
+    facets = memo.get(generation, board_key)  # only a write or another filter changes them
+
     def gather(con):
         agg = known or aggregates(con)  # one_set first: an unknown set is a 404 before any table
-        return {**agg, "board": paged(leaderboard, con, name, request, "", BOARD_ROWS),
+        unfiltered = board_key[2:] == (None, None, None)
+        return {**agg, "board": paged(leaderboard, con, name, request, "", BOARD_ROWS, facets=facets,
+                                      total=agg["s"]["n_credited"] if unfiltered else None),
                 "gens": paged(generated, con, name, request, "g", TILES)}
 
     d = read(request, gather)
+    memo.put(generation, {board_key: d["board"]["facets"]})
     if known is None:
         memo.put(generation, {("set", name): {k: d[k] for k in ("s", "rho", "owners", "hist", "by_label", "qualities")}})
     data = export(request, {"leaderboard": d["board"]["rows"], "generated": d["gens"]["rows"], "owners": d["owners"]})

@@ -31,15 +31,15 @@ def table_query(request: Request, prefix: str = "", limit: int = 50, page: int |
                  limit=limit, offset=(page - 1) * limit), page
 
 
-def paged(fn, con, name: str, request: Request, prefix: str = "", limit: int = 50) -> dict:
-    """fn(con, name, Query) for the page asked for; past the end: the last page. Adds
+def paged(fn, con, name: str, request: Request, prefix: str = "", limit: int = 50, **known) -> dict:
+    """fn(con, name, Query, **known) for the page asked for; past the end: the last page. Adds
     "page", "pages" and "filters" (the active filters, for the page to show and clear)."""
     qy, page = table_query(request, prefix, limit)
-    got = fn(con, name, qy)
+    got = fn(con, name, qy, **known)
     pages = max(1, math.ceil(got["total"] / limit))
     if page > pages:
         qy, page = table_query(request, prefix, limit, page=pages)
-        got = fn(con, name, qy)
+        got = fn(con, name, qy, **{**known, "total": got["total"], "facets": got["facets"]})
     got.update(page=page, pages=pages, limit=limit,
                filters={k: v for k, v in (("label", qy.label), ("owner", qy.owner), ("q", qy.q)) if v is not None})
     return got
