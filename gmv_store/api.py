@@ -328,9 +328,11 @@ def sql(path, query: str, params: Sequence | None = None, *, note: Note | None =
     return run_sql(path, query, list(params or []), on_snapshot=note, **limits)
 
 
-def status(path, note: Note | None = None, config: dict | None = None, also: Callable | None = None) -> dict:
+def status(path, note: Note | None = None, config: dict | None = None, also: Callable | None = None,
+           sources: dict | None = None) -> dict:
     """Counts, backends, locations, pending work and warnings of a store (`config`: as `read`).
-    `also(con)`: more to read on the same connection, returned under "also"."""
+    `also(con)`: more to read on the same connection, returned under "also". `sources`: the
+    reachability check of the recorded sources when the caller has it (else sampled now)."""
     from query.lookup import status as run
     from query.relocate import describe_unreachable, unreachable
 
@@ -340,7 +342,7 @@ def status(path, note: Note | None = None, config: dict | None = None, also: Cal
 
     info = describe(path)
     root = default_store_path(path)
-    info.update(read(path, lambda con: {**run(con), "unreachable_sources": unreachable(con, root),
+    info.update(read(path, lambda con: {**run(con), "unreachable_sources": sources or unreachable(con, root),
                                         **({"also": also(con)} if also else {})}, note=note, config=config))
     info["writer"] = current_holder(root) or "none"
     info["refresh_due"] = bool(info["pending_refresh"] or info["refresh_queue"])

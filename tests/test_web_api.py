@@ -69,7 +69,7 @@ def test_api_status_values_top_contributor_equal_the_library(client, small):
     ("/api/values", 400, "set=NAME is required"),
     ("/api/values?set=s1&limit=abc", 400, "whole number"),
     ("/api/values?set=nope", 404, "does not exist"),
-    ("/api/values?set=s1&by=shoe", 400, "--by"),
+    ("/api/values?set=s1&by=shoe", 400, "by 'shoe': choose one of"),  # the query parameter, not the CLI flag
     ("/api/top/s1/0123456789abcdef", 404, "not a valued generated image"),
     ("/api/top/s1/..%2F..%2Fetc%2Fpasswd", 404, "not an id"),
     ("/api/contributors/nope", 404, "not an id"),

@@ -13,7 +13,7 @@ from ..errors import BadInput, GmvError, NotFound
 from .attribution import MAX_K, MAX_RECALL, attribute
 from .charts import bars_svg, histogram_svg, linear_histogram_svg, rho_k_svg
 from .images import data_uri, remember
-from .render import one_line, page, status_of
+from .render import one_line, page, source_check, status_of
 from .tables import export, paged
 
 BOARD_ROWS = 50
@@ -69,8 +69,9 @@ def overview(request: Request) -> Response:
 
     memo, generation = request.app.state.memo, request.app.state.reader.generation()
     known = memo.get(generation, ("rho",))
-    info = request.app.state.reader.status(note=request.state.notes.append, also=lambda con: {
-        "counts": counts(con), "sets": sets(con), "rho": known if known is not None else rho_groups(con)})
+    info = request.app.state.reader.status(
+        note=request.state.notes.append, sources=source_check(request),
+        also=lambda con: {"counts": counts(con), "sets": sets(con), "rho": known if known is not None else rho_groups(con)})
     data = info.pop("also")
     memo.put(generation, {("rho",): data["rho"]})
     rows = export(request, {"sets": data["sets"]})

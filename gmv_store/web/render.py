@@ -98,8 +98,15 @@ RECHECK_S = 60.0  # files can come back (or go) without a ledger write: look aga
 
 
 def unreachable(request: Request) -> dict | None:
+    """The reachability check when sources are missing (every page shows it as a banner
+    with the fix), else None."""
+    got = source_check(request)
+    return got if got and got["missing"] else None
+
+
+def source_check(request: Request) -> dict | None:
     """The sampled count of recorded sources that cannot be read (query.relocate), kept for
-    the ledger's generation and at most a minute: every page shows it as a banner with the fix."""
+    the ledger's generation and at most a minute; None when the store cannot be read."""
     import time
 
     from query.relocate import unreachable as check
@@ -115,7 +122,7 @@ def unreachable(request: Request) -> dict | None:
         except GmvError:  # a store that cannot be read: the page itself says why
             return None
         state.memo.put(gen, {("unreachable",): got})
-    return got if got["missing"] else None
+    return got
 
 
 def page(request: Request, template: str, status: int = 200, **ctx) -> HTMLResponse:
