@@ -9,7 +9,7 @@ import re
 _PARAM = re.compile(r"\x00([^\x00\x01]+)\x01([^\x00]*)\x00")
 
 
-def param(name: str, cli: str | None = None, value: str | None = None) -> str:
+def param(name: str, cli: str | None = None, value: object = None) -> str:
     """An option inside a message: Python's keyword (`name` or `name=value`), or on the command
     line `cli` (default `--name-with-dashes`)."""
     py = name if value is None else f"{name}={value}"
