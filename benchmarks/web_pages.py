@@ -35,14 +35,20 @@ def main() -> None:
     first = api.values(store, s, limit=1)[0]
     gid, source = api.sql(store, "SELECT generated_id, source FROM generated WHERE set_name = ? ORDER BY 1 LIMIT 1",
                           [s])[1][0]
+    from gmv_store.sources.location import resolve
+
+    source = resolve(source, store)  # inside the store: recorded relative to it
     upload = Path(source).read_bytes() if Path(source).is_file() else None
     routes = [
-        ("GET", "/"), ("GET", f"/sets/{s}"), ("GET", f"/sets/{s}?page=40"), ("GET", f"/generated/{s}/{gid}"),
+        ("GET", "/"), ("GET", f"/sets/{s}"), ("GET", f"/sets/{s}?page=40"), ("GET", f"/sets/{s}?sort=label&label=3"),
+        ("GET", f"/sets/{s}?page=9999"), ("GET", f"/sets/{s}?format=json&table=leaderboard"),
+        ("GET", f"/generated/{s}/{gid}"),
         ("GET", f"/contributors/{first['contributor_id']}"), ("GET", f"/owners/{first['owner']}"),
         ("GET", f"/owners/{first['owner']}?set={s}&page=100"), ("GET", "/attribute"), ("GET", "/sql"),
         ("GET", "/sql?q=SELECT+set_name%2C+owner%2C+value+FROM+owner_values"),
         ("GET", "/api/status"), ("GET", f"/api/values?set={s}&limit=100"), ("GET", f"/api/top/{s}/{gid}"),
-        ("GET", f"/api/contributors/{first['contributor_id']}"),
+        ("GET", f"/api/contributors/{first['contributor_id']}"), ("GET", "/api/sets"),
+        ("GET", f"/api/sets/{s}/generated"), ("GET", "/api/sql?q=SELECT+*+FROM+sets"),
         ("GET", f"/img/training/{first['contributor_id']}.png"), ("GET", f"/img/generated/{s}/{gid}.png?s=384"),
     ]
     if upload:

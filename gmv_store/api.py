@@ -127,16 +127,18 @@ def ingest(path, paths: Sequence[str], *, owner: str | None = None, label_from: 
            label: str | None = None, meta: dict | None = None, batch_size: int | None = None,
            refresh: bool = True, index: bool = True, wait: float = 0.0, device: str | None = None,
            progress: bool = False, image_column: str | None = None, label_column: str | None = None,
-           workers: int | None = None, vectors=None, ray: str | None = None, ray_workers: int | None = None,
-           ray_gpus_per_worker: float | None = None):
+           workers: int | None = None, owner_column: str | None = None, vectors=None, ray: str | None = None,
+           ray_workers: int | None = None, ray_gpus_per_worker: float | None = None):
     """Add training images, bring the index up to date (unless index=False), then (unless
     refresh=False) bring earlier generated images up to date. `image_column`/`label_column`
-    pick Parquet columns (WebDataset: the image extension and the .json label key); `workers`
-    decoding processes (default: the core count; 0 or 1: in-process). `vectors`: rows with
-    their recall vectors instead of `paths` (a path, or a dict of `sources.vectors.VectorOptions`
-    fields such as {"path": "emb/", "id_column": "url"}; docs/precomputed.md). `ray`: a Ray
-    cluster's address (host:port, "auto", "local") that decodes and embeds instead
-    (docs/scale-out.md), with `ray_workers` forward actors of `ray_gpus_per_worker` GPUs. Returns an
+    pick Parquet columns (WebDataset: the image extension and the .json label key);
+    `owner_column` each image's owner from a Parquet column or .json key (`owner` where an
+    image has none); `workers` decoding processes (default: the core count; 0 or 1:
+    in-process). `vectors`: rows with their recall vectors instead of `paths` (a path, or a
+    dict of `sources.vectors.VectorOptions` fields such as {"path": "emb/", "id_column": "url"};
+    docs/precomputed.md). `ray`: a Ray cluster's address (host:port, "auto", "local") that
+    decodes and embeds instead (docs/scale-out.md), with `ray_workers` forward actors of
+    `ray_gpus_per_worker` GPUs. Returns an
     IngestReport whose `.index` holds the IndexReport and `.refresh` the RefreshReport (or None)."""
     from ingest.pipeline import ingest as run
 
@@ -150,10 +152,10 @@ def ingest(path, paths: Sequence[str], *, owner: str | None = None, label_from: 
 
             from .sources.vectors import vector_options
 
-            report = ingest_vectors(s, vector_options(vectors), owner=owner, options=opts, meta=meta,
-                                    progress=progress, **({"batch_size": batch_size} if batch_size else {}))
+            report = ingest_vectors(s, vector_options(vectors), owner=owner, owner_column=owner_column, options=opts,
+                                    meta=meta, progress=progress, **({"batch_size": batch_size} if batch_size else {}))
         else:
-            report = run(s, [str(p) for p in paths], owner=owner, options=opts, meta=meta, progress=progress,
+            report = run(s, [str(p) for p in paths], owner=owner, owner_column=owner_column, options=opts, meta=meta, progress=progress,
                          workers=default_workers() if workers is None else workers, ray=cluster,
                          **({"batch_size": batch_size} if batch_size else {}))
         report.index = _index_and_recheck(s, progress) if index else None
@@ -301,6 +303,15 @@ def verify(path, *, full: bool = False, sample: int = 200, seed: int = 0, wait: 
         return run(s, sample=None if full else sample, seed=seed)
 
 
+def relocate(path, old, new, *, dry_run: bool = False, wait: float = 0.0):
+    """Data outside the store moved from folder `old` to `new`: rewrite the recorded sources
+    (ledger and vector payloads, journaled). Returns a RelocateReport (see `query.relocate`)."""
+    from query.relocate import relocate as run
+
+    with _writer(path, wait) as s:
+        return run(s, old, new, dry_run=dry_run)
+
+
 def repair(path, *, k: int | None = None, recall: int | None = None, drop_unreadable: bool = False,
            wait: float = 0.0):
     """Rebuild a missing or damaged ledger or vector collection (see `gmv_store.repair`)."""
@@ -373,11 +384,14 @@ def sql(path, query: str, params: Sequence | None = None, *, note: Note | None =
 
 
 def status(path, note: Note | None = None, config: dict | None = None, also: Callable | None = None,
-           count: bool = False) -> dict:
+           count: bool = False, sources: dict | None = None) -> dict:
     """Counts, backends, locations, pending work and warnings of a store (`config`: as `read`).
     `also(con)`: more to read on the same connection, returned under "also". `count`: open
-    the collections (when no writer holds them) and count their points against the ledger."""
+    the collections (when no writer holds them) and count their points against the ledger.
+    `sources`: the reachability check of the recorded sources when the caller has it (else
+    sampled now)."""
     from query.lookup import status as run
+    from query.relocate import describe_unreachable, unreachable
 
     from .config import default_store_path
     from .integrity import sum_problems
@@ -387,12 +401,14 @@ def status(path, note: Note | None = None, config: dict | None = None, also: Cal
     info = describe(path)
     root = default_store_path(path)
     info.update(read(path, lambda con: {**run(con), **_identities(con), **({"also": also(con)} if also else {}),
+                                        "unreachable_sources": sources or unreachable(con, root),
                                         "warnings": sum_problems(con, root)},
                      note=note, config=config, unfinished_ok=True))
     info["writer"] = current_holder(root) or "none"
     info["refresh_due"] = bool(info["pending_refresh"] or info["refresh_queue"])
     info["collections"], info["points_counted"] = collections(root, info, count=count)
-    info["warnings"] = missing_parts(root) + disagreements(root, info) + info["warnings"]
+    info["warnings"] = (missing_parts(root) + disagreements(root, info) + info["warnings"]
+                        + [w for w in [describe_unreachable(info["unreachable_sources"])] if w])
     return info
 
 

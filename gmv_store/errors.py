@@ -1,11 +1,37 @@
 """Named exceptions. The CLI turns each into one line: `Error: <message>`.
 
-Messages name the file, value or option at fault and the fix.
+Messages name the file, value or option at fault and the fix. An option is written with
+`param("recall")` so that each reader sees the name they type: `recall` in Python and in a
+browser's form, `--recall` on the command line (`for_cli`).
 """
+import re
+
+_PARAM = re.compile(r"\x00([^\x00\x01]+)\x01([^\x00]*)\x00")
+
+
+def param(name: str, cli: str | None = None, value: object = None) -> str:
+    """An option inside a message: Python's keyword (`name` or `name=value`), or on the command
+    line `cli` (default `--name-with-dashes`)."""
+    py = name if value is None else f"{name}={value}"
+    return f"\x00{py}\x01{cli or '--' + name.replace('_', '-')}\x00"
+
+
+def for_cli(text: str) -> str:
+    return _PARAM.sub(lambda m: m.group(2), text)
+
+
+def for_python(text: str) -> str:
+    return _PARAM.sub(lambda m: m.group(1), text)
 
 
 class GmvError(Exception):
     """Base class of every error gmv-store reports to users."""
+
+    def __str__(self) -> str:
+        return for_python(super().__str__())
+
+    def for_cli(self) -> str:
+        return for_cli(super().__str__())
 
 
 class BadInput(GmvError):

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from .errors import BadInput, GmvError
+from .errors import BadInput, GmvError, param
 
 FORMATS = {"parquet": "(FORMAT parquet, COMPRESSION zstd)", "csv": "(FORMAT csv, HEADER)"}
 
@@ -53,17 +53,18 @@ def export(path, set_name: str, out, fmt: str = "parquet", *, overwrite: bool = 
     from .eval.ledger_read import set_info
 
     if fmt not in FORMATS:
-        raise BadInput(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+        raise BadInput(f"{param('fmt', cli='--format')} {fmt!r}: choose one of {', '.join(FORMATS)}")
     out = Path(out)
     files = {name: out / f"{name}.{fmt}" for name in TABLES}
     there = [str(f) for f in [*files.values(), out / MANIFEST] if f.exists()]
     if there and not overwrite:
-        raise BadInput(f"{there[0]} exists ({len(there)} file(s) of an earlier export); fix: pass --force to "
-                       "replace them or choose another --out")
+        raise BadInput(f"{there[0]} exists ({len(there)} file(s) of an earlier export); fix: pass "
+                       f"{param('overwrite', cli='--force', value='True')} to replace them or choose another "
+                       f"{param('out')}")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise GmvError(f"--out {out}: cannot create the folder ({e.strerror}); fix: check the path and permissions") from None
+        raise GmvError(f"{param('out')} {out}: cannot create the folder ({e.strerror}); fix: check the path and permissions") from None
     notes: list[str] = []
 
     def heard(msg: str) -> None:

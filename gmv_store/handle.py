@@ -19,6 +19,22 @@ from . import api
 _log = logging.getLogger("gmv_store")
 
 
+def _mirrors(fn, drop=("path", "wait", "device")):
+    """The method's signature and keywords are those of `api.<fn>` (less what the store
+    object supplies), so `help(store.ingest)` and editors show every option and its default."""
+    import inspect
+
+    def wrap(method):
+        sig = inspect.signature(fn)
+        params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        params += [p for n, p in sig.parameters.items() if n not in drop]
+        method.__signature__ = sig.replace(parameters=params)
+        method.__doc__ = f"{method.__doc__ or ''}\n\n    Options (as `gmv_store.api.{fn.__name__}`): {fn.__doc__ or ''}"
+        return method
+
+    return wrap
+
+
 class GmvStore:
     """A store folder. Writers (ingest, value, refresh, forget...) open it as its single
     writer for the length of the call; readers (top, values, contributor, sql, status) read
@@ -41,6 +57,7 @@ class GmvStore:
         return f"GmvStore({str(self.path)!r})"
 
     # ------------------------------------------------------------------ writers
+    @_mirrors(api.ingest)
     def ingest(self, paths, **kw):
         """Add training images (see `gmv ingest`); returns the IngestReport (`.added`,
         `.duplicates`, `.problems`, `.refresh`).
@@ -49,6 +66,7 @@ class GmvStore:
         """
         return api.ingest(self.path, _as_list(paths), wait=self.wait, device=self.device, **kw)
 
+    @_mirrors(api.value)
     def value(self, paths, set_name: str, **kw):
         """Value generated images into a set (see `gmv value`); returns the ValueReport.
 
@@ -56,6 +74,7 @@ class GmvStore:
         """
         return api.value(self.path, _as_list(paths), set_name, wait=self.wait, device=self.device, **kw)
 
+    @_mirrors(api.refresh)
     def refresh(self, **kw):
         """Re-score what pending training-set changes may alter; returns the RefreshReport.
 
@@ -63,6 +82,7 @@ class GmvStore:
         """
         return api.refresh(self.path, wait=self.wait, **kw)
 
+    @_mirrors(api.forget)
     def forget(self, ids: Sequence[str] = (), **kw):
         """Remove training images by id, `owner=` or `source=` glob, then re-score what they
         touched; returns the ForgetReport.
@@ -79,11 +99,18 @@ class GmvStore:
         """Remove generated images from a set: `store.forget_generated("gan-v1", ["1cd0b151467cf018"])`."""
         return api.forget_generated(self.path, set_name, _as_list(ids), wait=self.wait)
 
+    @_mirrors(api.verify)
     def verify(self, **kw):
         """Recompute a sample (or `full=True`: everything) and compare; `.ok` is True when
         stored and recomputed values agree: `store.verify(full=True).ok`."""
         return api.verify(self.path, wait=self.wait, **kw)
 
+    def relocate(self, old, new, dry_run: bool = False):
+        """Data outside the store moved from folder `old` to `new`: rewrite its recorded
+        sources (see `gmv relocate`). Returns a RelocateReport."""
+        return api.relocate(self.path, old, new, dry_run=dry_run, wait=self.wait)
+
+    @_mirrors(api.repair)
     def repair(self, **kw):
         """Rebuild a missing or damaged ledger or vector collection (see `gmv repair`)."""
         return api.repair(self.path, wait=self.wait, **kw)
@@ -99,26 +126,41 @@ class GmvStore:
                            device=self.device, **kw)
         for p in report.problems:
             self.note(f"skipped: {p.where}: {p.reason}")
-        return _frame([{"source": r["source"], "generated_id": r["generated_id"], "image_label": r["label"],
+        return _frame([{"source": r["source"], "generated_id": r["generated_id"], "generated_label": r["label"],
                         "quality": r["quality"], **c} for r in report.results for c in r["contributors"]])
 
     # ------------------------------------------------------------------ readers
     def top(self, generated, set_name: str | None = None, limit: int | None = None):
         """Top contributors of valued generated images (ids or paths): one row per
-        (generated image, contributor), best first.
+        (generated image, contributor), best first. An image valued in several sets needs
+        `set_name` (BadInput lists them; each set has its own k and credits).
 
             store.top("1cd0b151467cf018", set_name="gan-v1", limit=10)
         """
+        from .errors import BadInput
+
         gens = api.top(self.path, _as_list(generated), set_name=set_name, limit=limit, note=self.note)
+        if set_name is None:
+            sets: dict[str, list[str]] = {}
+            for g in gens:
+                sets.setdefault(g["generated_id"], []).append(g["set_name"])
+            several = {gid: names for gid, names in sets.items() if len(names) > 1}
+            if several:
+                gid, names = next(iter(several.items()))
+                raise BadInput(f"generated image {gid} is valued in {len(names)} sets ({', '.join(names)}), each with "
+                               f"its own k and credits; fix: pass set_name=, e.g. store.top({gid!r}, "
+                               f"set_name={names[0]!r})")
         return _frame([{"set_name": g["set_name"], "generated_id": g["generated_id"], "generated_label": g["label"],
                         **c} for g in gens for c in g["contributors"]])
 
     def values(self, set_name: str, by: str | None = None, limit: int | None = None):
-        """The set's leaderboard (value φ = value_sum / m), or rolled up `by="owner"` / `"label"`.
+        """The set's leaderboard (value φ = value_sum / m): set_name, rank, contributor_id,
+        value, value_sum, n_credits, label, owner, source; or rolled up `by="owner"` / `"label"`.
 
             store.values("gan-v1", limit=10); store.values("gan-v1", by="owner")
         """
-        return _frame(api.values(self.path, set_name, by=by, limit=limit, note=self.note))
+        rows = api.values(self.path, set_name, by=by, limit=limit, note=self.note)
+        return _frame([{"set_name": set_name, **r} for r in rows])
 
     def contributor(self, contributor_id: str, limit: int = 10) -> dict:
         """A training image's ledger row, its value and rank in each set (`sets`) and the

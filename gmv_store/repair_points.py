@@ -117,7 +117,7 @@ def _reembed(store: Store, collection: str, rows: list[tuple], payload, report) 
         ok, pixels = [], []
         for r in rows[i:i + BATCH]:
             try:
-                pixels.append(load_checked(r[src], r[sha]))
+                pixels.append(load_checked(r[src], r[sha], store.root))
                 ok.append(r)
             except SourceChanged:
                 bad.append((r, "changed"))
@@ -188,7 +188,7 @@ def rows_from_points(store: Store, report, k, recall,
             for pid, p in chunk:
                 if "height" not in p:  # points written before payloads carried the shape
                     try:
-                        p["height"], p["width"], p["channels"] = load_checked(p["source"], p["sha256"]).shape
+                        p["height"], p["width"], p["channels"] = load_checked(p["source"], p["sha256"], store.root).shape
                     except Exception:  # noqa: BLE001 - recorded as 0, said in the report
                         p["height"] = p["width"] = p["channels"] = 0
                         report.unreadable.append(p.get("source", str(pid)))

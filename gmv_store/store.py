@@ -372,11 +372,34 @@ class Store:
             self.vectors.delete(collection, point_ids)
         self.ledger.execute("DELETE FROM journal WHERE op_id = ?", [op])
 
+    @contextmanager
+    def relocating(self, collection: str, point_ids: Sequence[int], detail: dict | None = None) -> Iterator[Any]:
+        """Rewrite recorded sources (`gmv relocate`). Order: the block's ledger updates and a
+        journal row in one transaction -> each point's payload `source` set from its row ->
+        journal row removed. A crash after the commit leaves the row; `recover` sets the
+        payloads again."""
+        with transaction(self.ledger) as con:
+            op = self._journal("relocate", collection, point_ids, detail)
+            yield con
+        self.sync_sources(collection, point_ids)
+        self.ledger.execute("DELETE FROM journal WHERE op_id = ?", [op])
+
+    def sync_sources(self, collection: str, point_ids: Sequence[int]) -> None:
+        """Copy the ledger's recorded source of these points into their payloads."""
+        rows = self.ledger.execute(f"SELECT point_id, source FROM {TABLES[collection]} "
+                                   "WHERE point_id IN (SELECT unnest(?))", [list(point_ids)]).fetchall()
+        self.vectors.set_payloads(collection, [r[0] for r in rows], [{"source": r[1]} for r in rows])
+
     def recover(self) -> int:
         """Finish or undo Qdrant writes a killed command left: the ledger is the truth, so a
-        journaled point is kept only if its row exists. Returns the number of entries."""
-        entries = self.ledger.execute("SELECT op_id, collection, point_ids FROM journal ORDER BY op_id").fetchall()
-        for op_id, collection, point_ids in entries:
+        journaled point is kept only if its row exists (a relocation's points get their
+        rows' sources again). Returns the number of entries."""
+        entries = self.ledger.execute("SELECT op_id, collection, point_ids, kind FROM journal ORDER BY op_id").fetchall()
+        for op_id, collection, point_ids, kind in entries:
+            if kind == "relocate":
+                self.sync_sources(collection, point_ids)
+                self.ledger.execute("DELETE FROM journal WHERE op_id = ?", [op_id])
+                continue
             kept = {r[0] for r in self.ledger.execute(
                 f"SELECT point_id FROM {TABLES[collection]} WHERE point_id IN (SELECT unnest(?))", [point_ids]).fetchall()}
             self.vectors.delete(collection, [p for p in point_ids if p not in kept])

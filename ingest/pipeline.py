@@ -36,8 +36,10 @@ def known_hashes(store: Store, batch) -> set[str]:
 
 def ingest(store: Store, paths: list[str], *, owner: str | None = None, options: InputOptions | None = None,
            meta: dict | None = None, batch_size: int = 512, progress: bool = False, workers: int = 0,
-           ray=None) -> IngestReport:
+           owner_column: str | None = None, ray=None) -> IngestReport:
     """Add training images to the store. Re-ingesting known content adds nothing.
+    `owner_column`: each image's owner from that key of its own metadata (a Parquet column,
+    a WebDataset .json key), `owner` where an image has none.
     `workers` > 1 decodes in that many processes (same results, in the same order); `ray`
     (RaySettings) decodes and embeds on a Ray cluster instead (gmv_store.distributed)."""
     t0 = time.perf_counter()
@@ -62,7 +64,7 @@ def ingest(store: Store, paths: list[str], *, owner: str | None = None, options:
             vectors = batch_vectors(new, store.embed)
             report.embed_seconds += time.perf_counter() - t
             t = time.perf_counter()
-            write_training(store, new, vectors, owner, meta or {})
+            write_training(store, new, vectors, owner, meta or {}, owner_column=owner_column)
             report.write_seconds += time.perf_counter() - t
         report.added += len(new)
         bar.update(len(batch))

@@ -128,7 +128,7 @@ def prefetched(batches: Iterator[list[Decoded]], depth: int = 2) -> Iterator[lis
 
 
 def ingest_vectors(store: Store, vo: VectorOptions, *, owner: str | None = None, options: InputOptions | None = None,
-                   meta: dict | None = None, batch_size: int = VECTOR_BATCH, progress: bool = False) -> VectorIngestReport:
+                   meta: dict | None = None, owner_column: str | None = None, batch_size: int = VECTOR_BATCH, progress: bool = False) -> VectorIngestReport:
     """Add training rows with their given vectors. Re-ingesting the same content (or id)
     adds nothing; bad files and rows are reported and skipped, the good ones stored."""
     t0 = time.perf_counter()
@@ -142,7 +142,8 @@ def ingest_vectors(store: Store, vo: VectorOptions, *, owner: str | None = None,
         report.duplicates += len(batch) - len(new)
         if new:
             t = time.perf_counter()
-            write_training(store, new, batch_vectors(complete(store, new), store.embed), owner, meta or {})
+            write_training(store, new, batch_vectors(complete(store, new), store.embed), owner, meta or {},
+                           owner_column=owner_column)
             report.write_seconds += time.perf_counter() - t
         report.added += len(new)
         report.without_images += sum(1 for d in new if not d.pixels.size)

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from gmv_store.errors import BadInput
+from gmv_store.errors import BadInput, param
 from gmv_store.images import content_sha256, decode_bytes
 from gmv_store.ledger import rows as _rows
 from gmv_store.sources import Decoded, InputOptions, InputReport
@@ -31,7 +31,7 @@ class MatchReport(InputReport):
     k: int
     recall: int
     exact: bool = False
-    results: list[dict] = field(default_factory=list)
+    results: list[dict] = field(default_factory=list, repr=False)
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=lambda: {"embed": 0.0, "quality": 0.0, "search": 0.0})
 
@@ -40,9 +40,9 @@ def check_sizes(k: int, recall: int | None) -> tuple[int, int]:
     """k and N as valuation checks them; N defaults to 10·k."""
     recall = 10 * k if recall is None else recall
     if k < 1:
-        raise BadInput(f"--k {k}: must be at least 1")
+        raise BadInput(f"{param('k')} {k}: must be at least 1")
     if recall < k:
-        raise BadInput(f"--recall {recall}: must be at least --k ({k})")
+        raise BadInput(f"{param('recall')} {recall}: must be at least {param('k')} ({k})")
     return k, recall
 
 
@@ -106,3 +106,19 @@ def describe(con, batch: list[Decoded], matches: list[Match], quality: np.ndarra
                     "quality": float(q), "k": k, "recall": recall, "exact": exact,
                     "valued_in": sets.get(d.short_id, []), "contributors": contributors})
     return out
+
+
+def usual_nearest(con, share: float = 0.99) -> float | None:
+    """The `share` quantile of the stored top-1 distances (every set's generated images to
+    their closest training image): beyond it, an image is unlike what the store has matched."""
+    row = con.execute("SELECT quantile_cont(distance, ?), count(*) FROM scores WHERE rank = 1", [share]).fetchone()
+    return float(row[0]) if row[1] >= 20 else None  # too few stored matches to say what is usual
+
+
+def flag_unusual(result: dict, p99: float | None) -> dict:
+    """Adds `nearest_distance`, `usual_nearest_p99` and `unlike_training` (True when the
+    nearest training image is farther than 99 % of stored matches' nearest ones)."""
+    d1 = result["contributors"][0]["distance"] if result["contributors"] else None
+    result.update(nearest_distance=d1, usual_nearest_p99=p99,
+                  unlike_training=bool(d1 is not None and p99 is not None and d1 > p99))
+    return result

@@ -136,3 +136,55 @@ def owner_images(con, owner_name: str, set_name: str | None, limit: int = 48, of
         LEFT JOIN contributor_values v ON v.contributor_id = c.contributor_id AND v.set_name = ?
         WHERE c.owner = ? ORDER BY value DESC, c.contributor_id LIMIT ? OFFSET ?""",
                  [set_name, owner_name, limit, offset])
+
+
+def contributed_to(con, contributor_id: str, per_set: int = 12) -> list[dict]:
+    """Per set (its credits sum within a set only; k differs between sets): the generated
+    images a training image is credited in most, with the credit's share of their quality q."""
+    rows = _rows(con, """
+        SELECT * FROM (
+            SELECT s.set_name, s.generated_id, s.rank, s.distance, s.credit, s.credit / g.quality AS share,
+                   g.label, g.source, row_number() OVER (PARTITION BY s.set_name ORDER BY s.credit DESC, s.generated_id) AS n,
+                   count(*) OVER (PARTITION BY s.set_name) AS n_generated
+            FROM scores s JOIN generated g USING (set_name, generated_id) WHERE s.contributor_id = ?)
+        WHERE n <= ? ORDER BY set_name, n""", [contributor_id, per_set])
+    out: dict[str, dict] = {}
+    for r in rows:
+        grp = out.setdefault(r["set_name"], {"set_name": r["set_name"], "n_generated": r.pop("n_generated"), "rows": []})
+        r.pop("n_generated", None)
+        grp["rows"].append(r)
+    return list(out.values())
+
+
+def value_by_label(con, set_name: str, limit: int = 20) -> list[tuple[str, float]]:
+    """(contributor label, share of the set's value), largest first: where the credit went."""
+    rows = con.execute(
+        "SELECT coalesce(c.label, 'none'), sum(v.value) / any_value(t.total) FROM contributor_values v "
+        "JOIN contributors c USING (contributor_id) "
+        "CROSS JOIN (SELECT sum(value) AS total FROM contributor_values WHERE set_name = ?) t "
+        "WHERE v.set_name = ? GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?", [set_name, set_name, limit]).fetchall()
+    return [(str(a), float(b)) for a, b in rows if b is not None]
+
+
+def qualities(con, set_name: str, limit: int = 200_000) -> list[float]:
+    return [r[0] for r in con.execute("SELECT quality FROM generated WHERE set_name = ? LIMIT ?",
+                                      [set_name, limit]).fetchall()]
+
+
+def set_groups(con) -> list[list[dict]]:
+    """Sets that value the same generated images (often one run at several k), each group's
+    sets with their k and labelled count; groups of one included."""
+    rows = _rows(con, """
+        SELECT s.set_name, s.k, g.labelled, g.fingerprint FROM sets s JOIN (
+            SELECT set_name, count(label) AS labelled, md5(string_agg(generated_id, ',' ORDER BY generated_id)) AS fingerprint
+            FROM generated GROUP BY 1) g USING (set_name) ORDER BY g.fingerprint, s.k""")
+    out: dict[str, list[dict]] = {}
+    for r in rows:
+        out.setdefault(r.pop("fingerprint"), []).append(r)
+    return list(out.values())
+
+
+def owners(con) -> list[dict]:
+    """Every owner with its training images and labels, most images first."""
+    return _rows(con, "SELECT owner, count(*) AS training_images, count(DISTINCT label) AS labels FROM contributors "
+                      "GROUP BY 1 ORDER BY 2 DESC, 1 NULLS LAST")

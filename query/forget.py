@@ -14,6 +14,7 @@ from datetime import datetime
 
 from gmv_store.errors import BadInput, NotFound
 from gmv_store.ledger import insert_columns
+from gmv_store.sources.location import to_record
 from gmv_store.store import GENERATED, TRAINING, Store
 
 from .matches import remove_generated
@@ -39,10 +40,12 @@ def forget_training(store: Store, ids: list[str] = (), owner: str | None = None,
     if not ids and owner is None and source is None:
         raise BadInput("nothing to forget; fix: pass contributor IDs, --owner NAME or --source PATTERN")
     con = store.ledger
+    # a pattern of files inside the store matches their store-relative record too
+    inside = to_record(source, store.root) if source is not None else None
     rows = con.execute(
         "SELECT contributor_id, point_id FROM training_images WHERE contributor_id IN (SELECT unnest(?)) "
-        "OR (? IS NOT NULL AND owner = ?) OR (? IS NOT NULL AND source GLOB ?) ORDER BY contributor_id",
-        [list(ids), owner, owner, source, source]).fetchall()
+        "OR (? IS NOT NULL AND owner = ?) OR (? IS NOT NULL AND (source GLOB ? OR source GLOB ?)) ORDER BY contributor_id",
+        [list(ids), owner, owner, source, source, inside]).fetchall()
     found = {r[0] for r in rows}
     missing = [i for i in ids if i not in found]
     if missing:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from gmv_store.errors import BadInput, NotFound
+from gmv_store.errors import BadInput, NotFound, param
 from gmv_store.images import content_sha256
 from gmv_store.ledger import rows as _rows
 from gmv_store.sources import load_source
@@ -32,7 +32,10 @@ def top(con, refs: list[str], set_name: str | None = None, limit: int | None = N
                      [gid] + ([set_name] if set_name else []))
         if not gens:
             where = f" in set '{set_name}'" if set_name else ""
-            raise NotFound(f"{ref}: not a valued generated image{where}; fix: value it with `gmv value {ref} --set NAME`")
+            how = ("its image file with `gmv value IMAGE --set NAME` (`api.value(store, [IMAGE], NAME)`)" if _ID.match(ref)
+                   else f"it with `gmv value {ref} --set NAME`")
+            raise NotFound(f"{ref}: not a valued generated image{where}; fix: value {how}, or find valued ids "
+                           "with `gmv values --set NAME`")
         for g in gens:
             g["contributors"] = _rows(
                 con,
@@ -88,7 +91,7 @@ def values(con, set_name: str, by: str | None = None, limit: int | None = 20, of
                           " SELECT v.rank, v.contributor_id, v.value, v.value_sum, v.n_credits, c.label, c.owner, c.source"
                           " FROM v JOIN contributors c USING (contributor_id) ORDER BY v.rank", params)
     if by not in GROUPS:
-        raise BadInput(f"--by {by!r}: choose one of {', '.join(GROUPS)}")
+        raise BadInput(f"{param('by')} {by!r}: choose one of {', '.join(GROUPS)}")
     return _rows(con, f"SELECT row_number() OVER (ORDER BY sum(v.value) DESC) AS rank, c.{by},"
                       " sum(v.value) AS value, sum(v.value_sum) AS value_sum, count(*) AS n_contributors,"
                       " sum(v.n_credits) AS n_credits"

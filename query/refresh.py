@@ -62,7 +62,7 @@ class RefreshReport:
     seconds: float = 0.0
     timings: dict = field(default_factory=lambda: {"find": 0.0, "merge": 0.0, "rerank": 0.0, "write": 0.0,
                                                    "rescore": 0.0})
-    touched: set = field(default_factory=set)  # (set, generated id) brought up to date
+    touched: set = field(default_factory=set, repr=False)  # (set, generated id) brought up to date
 
     def summary(self) -> str:
         return (f"re-scored {len(self.touched):,} of {self.total_generated:,} generated images in "
@@ -231,7 +231,7 @@ def rescore(store: Store, rows: list[GeneratedRow]) -> list[Match]:
         vecs = {"recall": store.vectors.vectors(GENERATED, pids, "recall")}
         if store.reranker.vector_embedder() is not None:
             vecs["rerank"] = store.vectors.vectors(GENERATED, pids, "rerank")
-        images = ([load_checked(r.source, r.sha256) for r in group] if isinstance(store.reranker, ImageReranker)
+        images = ([load_checked(r.source, r.sha256, store.root) for r in group] if isinstance(store.reranker, ImageReranker)
                   else None)
         matches = search(store, vecs, k, recall, [r.quality for r in group], images=images,
                          load_candidate=candidate_loader(store), exact=exact)

@@ -23,7 +23,7 @@ import time
 import duckdb
 
 from gmv_store.errors import (BadInput, QueryInterrupted, QueryMemoryLimit, QueryTimeout, ReadOnlyViolation,
-                              SqlError)
+                              SqlError, param)
 from gmv_store.ledger import open_ledger_readonly
 
 DEFAULT_TIMEOUT_S = 60.0
@@ -133,7 +133,7 @@ def _checked_memory_limit(value: str) -> str:
     try:
         duckdb.connect(":memory:", config={"memory_limit": value}).close()
     except duckdb.Error as e:
-        raise BadInput(f"--memory-limit {value!r}: {str(e).splitlines()[0].split(': ', 1)[-1]}; "
+        raise BadInput(f"{param('memory_limit')} {value!r}: {str(e).splitlines()[0].split(': ', 1)[-1]}; "
                        "fix: give a size such as 2GB or 512MB, or a share of RAM such as 10%") from None
     return value
 
@@ -147,7 +147,7 @@ def run_sql(store, sql: str, params: list | None = None, timeout: float | None =
     (QueryMemoryLimit beyond it). Ctrl-C in the main thread stops the query (QueryInterrupted).
     Every other failure of the statement is a SqlError; refusals are ReadOnlyViolation."""
     if timeout is not None and timeout < 0:
-        raise BadInput(f"--timeout {timeout}: must be 0 (no limit) or a number of seconds")
+        raise BadInput(f"{param('timeout')} {timeout}: must be 0 (no limit) or a number of seconds")
     check_read_only(sql)
     limit = memory_limit_setting(memory_limit)
     con = open_ledger_readonly(store, config={**SAFE_CONFIG, "memory_limit": limit}, on_snapshot=on_snapshot)

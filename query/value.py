@@ -12,10 +12,11 @@ from typing import Callable
 import numpy as np
 
 from gmv_store.backends.named import batch_vectors
-from gmv_store.errors import BadInput, GmvError
+from gmv_store.errors import BadInput, GmvError, param
 from gmv_store.progress import Progress
 from gmv_store.sources import Decoded, InputOptions, InputReport, read_batches, unique_new
 from gmv_store.sources.checked import load_checked
+from gmv_store.sources.location import to_record
 from gmv_store.store import GENERATED, Store
 from gmv_store.vectors import point_id
 
@@ -33,10 +34,10 @@ class ValueReport(InputReport):
     already_valued: int = 0
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=lambda: {"embed": 0.0, "quality": 0.0, "search": 0.0, "write": 0.0})
-    generated_ids: list[str] = field(default_factory=list)
+    generated_ids: list[str] = field(default_factory=list, repr=False)  # all of them: too long to print
 
 
-def check_name(name: str, what: str = "--set") -> str:
+def check_name(name: str, what: str = param("set_name", cli="--set")) -> str:
     """Set names are shown in tables, paths of the web UI and SQL: printable, one line."""
     if not name or not name.strip():
         raise BadInput(f"{what}: a name is required, e.g. {what} gan-2026-11")
@@ -55,17 +56,18 @@ def ensure_set(store: Store, set_name: str, k: int, recall: int, exact: bool = F
     is new (it is made with its first images, so that a run that values none makes none)."""
     check_name(set_name)
     if k < 1:
-        raise BadInput(f"--k {k}: must be at least 1")
+        raise BadInput(f"{param('k')} {k}: must be at least 1")
     if recall < k:
-        raise BadInput(f"--recall {recall}: must be at least --k ({k})")
+        raise BadInput(f"{param('recall')} {recall}: must be at least {param('k')} ({k})")
     row = store.ledger.execute("SELECT k, recall, exact FROM generated_sets WHERE set_name = ?", [set_name]).fetchone()
     if row is None:
         return False
     if tuple(row) != (k, recall, exact):
-        was = f"--k {row[0]} --recall {row[1]}" + (" --exact" if row[2] else "")
+        was = (param("k", cli=f"--k {row[0]}", value=row[0]) + " " + param("recall", cli=f"--recall {row[1]}", value=row[1])
+               + (" " + param("exact", cli="--exact", value="True") if row[2] else ""))
         raise BadInput(
             f"set '{set_name}' was valued with {was}; values within a set must share them; "
-            f"fix: pass {was} or choose another --set"
+            f"fix: pass {was} or choose another {param('set_name', cli='--set')}"
         )
     return True
 
@@ -77,7 +79,7 @@ def candidate_loader(store: Store):
             "SELECT source, sha256 FROM training_images WHERE contributor_id = ?", [contributor_of(pid)]).fetchone()
         if row is None:
             raise GmvError(f"training point {pid} has no ledger row; fix: run `gmv verify`")
-        return load_checked(row[0], row[1])  # never another image than the one stored
+        return load_checked(row[0], row[1], store.root)  # never another image than the one stored
 
     return load
 
@@ -139,7 +141,8 @@ def write_generated(store: Store, set_name: str, batch: list[Decoded], matches: 
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     k, recall, exact = new_set or store.ledger.execute(
         "SELECT k, recall, exact FROM generated_sets WHERE set_name = ?", [set_name]).fetchone()
-    rows = [GeneratedRow(set_name, d.short_id, generated_point_id(set_name, d.sha256), d.sha256, d.source, d.label,
+    rows = [GeneratedRow(set_name, d.short_id, generated_point_id(set_name, d.sha256), d.sha256,
+                         to_record(d.source, store.root), d.label,
                          float(qj), k, recall, exact) for d, qj in zip(batch, quality)]
     payloads = [generated_payload(r.set_name, r.generated_id, r.sha256, r.source, r.label, r.quality, meta, now, k,
                                   recall, exact) for r in rows]

@@ -114,15 +114,18 @@ def test_overview_set_and_generated_pages(browser, server, small):
     page.wait_for_url("**/sets/s1")
     images_loaded(page)
     board = api.values(s, "s1", limit=50)
-    cells = page.locator("#leaderboard tbody tr td:nth-child(4)").all_text_contents()
-    assert cells == [f"{b['value']:.4g}" for b in board]
+    from gmv_store.web.render import NumColumn
+
+    fmt = NumColumn([b["value"] for b in board])
+    cells = page.locator("#leaderboard-table tbody tr td:nth-child(4)").all_text_contents()
+    assert cells == [fmt(b["value"]) for b in board]
     from gmv_store.eval.class_test import class_ratio
 
     rho = api.read(s, class_ratio, "s1", [10])[0]["rho"]
     assert page.text_content("#rho") == f"{100 * rho:.1f} %"
     assert page.locator("svg.chart rect.bar").count() > 0
     # into a generated image through its tile
-    tile = page.locator("#generated a.tile").first
+    tile = page.locator("#generated-grid a.tile").first
     gid = tile.get_attribute("data-generated")
     tile.click()
     page.wait_for_url(f"**/generated/s1/{gid}")
@@ -131,7 +134,10 @@ def test_overview_set_and_generated_pages(browser, server, small):
     ids = page.locator("table.contributors tbody tr").evaluate_all("rs => rs.map(r => r.dataset.contributor)")
     assert ids == [c["contributor_id"] for c in top["contributors"]]
     credits = page.locator("table.contributors tbody tr td:nth-child(5)").all_text_contents()
-    assert credits == [f"{c['credit']:.4g}" for c in top["contributors"]]
+    fmt = NumColumn([c["credit"] for c in top["contributors"]])
+    assert credits == [fmt(c["credit"]) for c in top["contributors"]]
+    shares = page.locator("table.contributors tbody tr td:nth-child(6)").all_text_contents()
+    assert shares == [f"{100 * c['credit'] / top['quality']:.1f} %" for c in top["contributors"]]
     # and on to its best contributor's page
     page.locator("table.contributors tbody tr").first.locator("td.mono a").click()
     page.wait_for_url(f"**/contributors/{top['contributors'][0]['contributor_id']}")
@@ -165,9 +171,61 @@ def test_upload_attributes_an_image(browser, server, small):
 def test_pages_fit_a_phone(browser, server, small):
     page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True)
     gid = api.sql(small["store"], "SELECT generated_id FROM generated WHERE set_name = 's1' LIMIT 1")[1][0][0]
-    for path in ("/", "/sets/s1", f"/generated/s1/{gid}", "/owners/alice", "/attribute", "/sql?q=SELECT+*+FROM+sets"):
+    for path in ("/", "/sets/s1", f"/generated/s1/{gid}", "/owners/alice", "/owners", "/attribute",
+                 "/sql?q=SELECT+*+FROM+sets", "/sets/s1?label=3&sort=owner"):
         page.goto(server + path)
         # wide tables scroll inside their own box; the page itself never scrolls sideways
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), path
     page.close()
     assert not [e for e in browser.errors if "Content Security Policy" in e], browser.errors
+
+
+def test_sort_facet_and_search_by_clicking(browser, server, small):
+    s = small["store"]
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(server + "/sets/s1")
+    page.click('#leaderboard-table th a[data-sort="owner"]')
+    page.wait_for_url("**sort=owner**")
+    owners = page.locator("#leaderboard-table tbody tr td:nth-child(7)").all_text_contents()
+    assert owners == sorted(owners) and page.url.endswith("#leaderboard")
+    page.click('#leaderboard-facets [data-facet="label"] a[data-value="7"]')
+    page.wait_for_url("**label=7**")
+    labels = page.locator("#leaderboard-table tbody tr td:nth-child(8)").all_text_contents()
+    n7 = api.sql(s, "SELECT count(*) FROM contributor_values JOIN contributors USING (contributor_id) "
+                    "WHERE set_name = 's1' AND label = '7'")[1][0][0]
+    assert set(labels) == {"7"} and len(labels) == min(n7, 50)
+    assert page.text_content('#leaderboard-facets [data-facet="label"] .pill.on .n') == str(n7)
+    images_loaded(page)
+    cid = page.locator("#leaderboard-table tbody tr").first.get_attribute("data-contributor")
+    page.fill('input[aria-label="search leaderboard"]', cid[:6])
+    page.click('form.search button >> nth=0')
+    page.wait_for_url(f"**q={cid[:6]}**")
+    ids = page.locator("#leaderboard-table tbody tr").evaluate_all("rs => rs.map(r => r.dataset.contributor)")
+    assert cid in ids and all(i.startswith(cid[:6]) for i in ids)
+    assert "label=7" in page.url and "sort=owner" in page.url  # the other filters kept
+    page.close()
+
+
+def test_a_moved_store_shows_the_banner_then_every_thumbnail_after_relocate(browser, tmp_path, mnist_small):
+    import shutil
+
+    old = build(tmp_path / "before", mnist_small)["root"]
+    new = tmp_path / "after"
+    shutil.move(str(old), str(new))
+    store = new / "store"
+    proc = subprocess.Popen([sys.executable, "-m", "gmv_store", "serve", "--store", str(store), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = re.search(r"(http://127\.0\.0\.1:\d+)/", proc.stdout.readline()).group(1)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url + "/sets/s1")
+        banner = page.text_content("#unreachable")
+        assert "cannot be read" in banner and f"gmv relocate {old} {new} --store {store}" in banner
+        api.relocate(store, old, new)
+        page.goto(url + "/sets/s1")
+        assert page.locator("#unreachable").count() == 0
+        images_loaded(page)
+        page.close()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=20)

@@ -127,5 +127,5 @@ def test_match_refusals(small, tmp_path):
 
 def test_python_api_match_frame(small):
     df = gmv_store.open(small["store"]).match(small["gen_files"][:2], k=3)
-    assert len(df) == 6 and list(df.columns[:4]) == ["source", "generated_id", "image_label", "quality"]
+    assert len(df) == 6 and list(df.columns[:4]) == ["source", "generated_id", "generated_label", "quality"]
     assert {"rank", "contributor_id", "distance", "credit", "owner"} <= set(df.columns)

@@ -216,7 +216,7 @@ def test_unreadable_source_gives_a_grey_placeholder(client, small, monkeypatch):
     import gmv_store.sources
     from gmv_store.errors import BadInput
 
-    def gone(source):
+    def gone(source, root=None):
         raise BadInput(f"{source}: cannot read (No such file or directory)")
 
     monkeypatch.setattr(gmv_store.sources, "load_source", gone)

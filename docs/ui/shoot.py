@@ -57,8 +57,10 @@ def main() -> None:
         store, "SELECT generated_id FROM generated WHERE set_name = ? ORDER BY quality DESC LIMIT 1", [set_name])[1][0][0]
     top = api.top(store, [gid], set_name=set_name)[0]
     best = api.values(store, set_name, limit=1)[0]
-    probe = Path(api.sql(store, "SELECT source FROM generated WHERE set_name = ? ORDER BY generated_id LIMIT 1",
-                         [set_name])[1][0][0])
+    from gmv_store.sources.location import resolve
+
+    probe = Path(resolve(api.sql(store, "SELECT source FROM generated WHERE set_name = ? ORDER BY generated_id "
+                                        "LIMIT 1", [set_name])[1][0][0], store))
     proc, url = serve(store)
     try:
         with sync_playwright() as p:

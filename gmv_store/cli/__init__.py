@@ -14,7 +14,7 @@ import warnings
 import click
 
 from . import eval as eval_commands
-from . import export, match, read, serve, setup, write
+from . import export, match, read, relocate, serve, setup, write
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -32,7 +32,7 @@ def cli():
     """
 
 
-for module in (setup, write, read, match, export, serve):
+for module in (setup, write, read, match, export, serve, relocate):
     for command in vars(module).values():
         if isinstance(command, click.Command):
             cli.add_command(command)

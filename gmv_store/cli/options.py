@@ -70,7 +70,7 @@ def ray_args(ray, ray_workers, ray_gpus_per_worker) -> dict:
 
 
 def _one_line(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
+    text = " ".join((e.for_cli() if isinstance(e, GmvError) else str(e)).split()) or type(e).__name__
     return text[:400]
 
 

@@ -116,6 +116,9 @@ def status(store, no_count, fmt):
                                           "`gmv refresh`" if val else "no"))
         elif key in ("pending_refresh", "pending_removal", "refresh_queue", "warnings", "points_counted"):
             continue
+        elif key == "unreachable_sources":
+            click.echo(f"unreachable sources: {val['missing']} of {val['checked']:,} sampled" if val["checked"]
+                       else "unreachable sources: none recorded")
         elif key == "collections":
             for name, c in val.items():
                 idx = "unknown until a writer closes" if c["indexed_points"] is None else f"{c['indexed_points']:,}"

@@ -20,6 +20,8 @@ def _batch(batch_size):
 @store_option
 @click.argument("paths", nargs=-1)
 @click.option("--owner", default=None, help="Data owner recorded with each image (for per-owner values).")
+@click.option("--owner-column", default=None, metavar="NAME",
+              help="Each image's owner from this Parquet column or WebDataset .json key (--owner where it has none).")
 @click.option("--no-refresh", is_flag=True, help="Do not re-score earlier generated images now; `gmv refresh` later.")
 @click.option("--no-index", is_flag=True, help="Do not bring the HNSW index up to date now; `gmv index` later.")
 @click.option("--workers", type=click.IntRange(0, 512), default=None, metavar="N",
@@ -28,8 +30,8 @@ def _batch(batch_size):
 @vector_options
 @ray_options
 @errors_to_lines
-def ingest(store, paths, owner, no_refresh, no_index, workers, meta, label, label_from, image_column, label_column,
-           batch_size, wait, device, vectors, ray, ray_workers, ray_gpus_per_worker):
+def ingest(store, paths, owner, owner_column, no_refresh, no_index, workers, meta, label, label_from, image_column,
+           label_column, batch_size, wait, device, vectors, ray, ray_workers, ray_gpus_per_worker):
     """Add training images: files, folders (recursive), .npz/.npy arrays, Parquet tables,
     WebDataset .tar shards, glob patterns of these, mnist:train, mnist:test.
 
@@ -43,6 +45,7 @@ def ingest(store, paths, owner, no_refresh, no_index, workers, meta, label, labe
       gmv ingest batch.npz        # keys: images (N×H×W[×C], uint8 or float 0..1), labels (optional)
       gmv ingest 'data/train-*.parquet' --image-column image --label-column label
       gmv ingest shards/ --workers 4     # WebDataset: 000123.png + 000123.cls/.json per sample
+      gmv ingest 'data/*.parquet' --owner-column author   # one owner per row (WebDataset: a .json key)
       gmv ingest new-batch/ --owner bob --no-refresh && gmv refresh
       gmv ingest --vectors laion-emb/ --id-column url   # clip-retrieval output, no images
       gmv ingest 'shards/*.tar' --ray head-node:6379 --ray-gpus-per-worker 1
@@ -51,7 +54,7 @@ def ingest(store, paths, owner, no_refresh, no_index, workers, meta, label, labe
     and generated images valued earlier whose top-k the new images change are re-scored
     (values updated by difference); --no-refresh defers that to `gmv refresh`.
     """
-    r = api.ingest(store, paths, owner=owner, label_from=label_from, label=label, meta=parse_meta(meta),
+    r = api.ingest(store, paths, owner=owner, owner_column=owner_column, label_from=label_from, label=label, meta=parse_meta(meta),
                    refresh=not no_refresh, index=not no_index, wait=wait, device=device, progress=progress(),
                    image_column=image_column, label_column=label_column, workers=workers, vectors=vectors,
                    **_batch(batch_size), **ray_args(ray, ray_workers, ray_gpus_per_worker))

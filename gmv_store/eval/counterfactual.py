@@ -79,12 +79,12 @@ def _int_labels(labels, what: str) -> np.ndarray:
     return y
 
 
-def _pixels(sources, what: str) -> np.ndarray:
+def _pixels(sources, what: str, root) -> np.ndarray:
     from gmv_store.sources import load_source
 
     out = np.empty((len(sources), 28, 28), dtype=np.uint8)
     for i, src in enumerate(sources):
-        img = load_source(src)
+        img = load_source(src, root)  # the demo's generated images are recorded relative to the store
         if img.shape != (28, 28, 1):
             raise BadInput(f"{src}: {what} image has shape {img.shape}; the generators are 28x28 grayscale")
         out[i] = img[:, :, 0]
@@ -135,8 +135,8 @@ def load_setup(store, set_name: str, note: Note | None = None) -> Setup:
         con.close()
     if note:
         note(f"reading {len(ids):,} training and {len(gen)} generated images ...")
-    return Setup(set_name, spec, int(k), ids, _pixels([r[1] for r in train], "training"),
-                 _int_labels([r[2] for r in train], "training images"), _pixels([g[1] for g in gen], "generated"),
+    return Setup(set_name, spec, int(k), ids, _pixels([r[1] for r in train], "training", root),
+                 _int_labels([r[2] for r in train], "training images"), _pixels([g[1] for g in gen], "generated", root),
                  _int_labels([g[2] for g in gen], f"set '{set_name}'"), quality, credits, no_rr, values, outside)
 
 

@@ -34,10 +34,12 @@ def contributor_grid(con, set_name: str, path, *, rows: int = 6, top: int = 8, g
     """A PNG: one row per generated image: the image, then its `top` contributors with their
     label and credit (label in green when it matches the generated image's label, else red)."""
     from gmv_store.sources import load_source
+    from gmv_store.sources.location import root_of
 
     from .plots import _plt, _save
 
     set_info(con, set_name)
+    root = root_of(con)
     ids = list(generated_ids) if generated_ids else pick_generated(con, set_name, rows)
     plt = _plt()
     fig, axes = plt.subplots(len(ids), top + 1, figsize=(1.05 * (top + 1), 1.2 * len(ids) + 0.5), squeeze=False)
@@ -51,13 +53,13 @@ def contributor_grid(con, set_name: str, path, *, rows: int = 6, top: int = 8, g
             """SELECT s.rank, c.source, c.label, s.credit FROM scores s JOIN contributors c USING (contributor_id)
                WHERE s.set_name = ? AND s.generated_id = ? AND s.rank <= ? ORDER BY s.rank""",
             [set_name, g, top]).fetchall()
-        _show(axes[i][0], load_source(src), f"gen {glab}\nq={q:.2f}", "black")
+        _show(axes[i][0], load_source(src, root), f"gen {glab}\nq={q:.2f}", "black")
         for j in range(top):
             ax = axes[i][j + 1]
             if j < len(contribs):
                 _, csrc, clab, credit = contribs[j]
                 color = "green" if (glab is None or clab == glab) else "red"
-                _show(ax, load_source(csrc), f"{clab} · {credit:.3f}", color)
+                _show(ax, load_source(csrc, root), f"{clab} · {credit:.3f}", color)
             else:
                 ax.axis("off")
     fig.suptitle(title or f"set {set_name}: generated image, then its top-{top} contributors (label · credit)",

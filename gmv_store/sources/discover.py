@@ -15,7 +15,7 @@ import glob
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import BadInput
+from ..errors import BadInput, param
 from ..images import regular_file
 from .datasets import KNOWN, dataset_item, dataset_items, is_dataset
 from .items import Discovery, InputOptions, Item, Problem
@@ -57,7 +57,7 @@ def discover(paths: list[str], opts: InputOptions | None = None, found: Discover
     opts = opts or InputOptions()
     found = found if found is not None else Discovery()
     if opts.label_from is not None and opts.label_from not in LABEL_FROM:
-        raise BadInput(f"--label-from {opts.label_from!r}: choose one of {', '.join(LABEL_FROM)}")
+        raise BadInput(f"{param('label_from')} {opts.label_from!r}: choose one of {', '.join(LABEL_FROM)}")
     for arg in paths:
         arg = str(arg)
         base, key = split_source(arg)

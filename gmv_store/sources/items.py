@@ -41,7 +41,7 @@ class Discovery:
 class InputReport:
     """What a pipeline reading inputs reports about them: skipped inputs, ignored files."""
 
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list, repr=False)  # `.skipped` counts them
     ignored_files: int = 0
     notes: list[str] = field(default_factory=list)  # kept but worth a line (e.g. float64 vectors converted)
 

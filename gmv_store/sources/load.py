@@ -11,8 +11,13 @@ from .discover import split_source
 from .readers import ImageFileReader, reader_for
 
 
-def load_source(source: str) -> np.ndarray:
-    """`path`, `path.npz#17`, `mnist:train#5` -> (H, W, C) uint8; raises BadInput."""
+def load_source(source: str, root: Path | None = None) -> np.ndarray:
+    """`path`, `path.npz#17`, `mnist:train#5` -> (H, W, C) uint8; raises BadInput. `root`:
+    the store's folder, which a store-relative source (location.py) is read against."""
+    if root is not None:
+        from .location import resolve
+
+        source = resolve(source, root)
     base, key = split_source(source)
     if is_dataset(base):
         return load_dataset_image(base, key or "")

@@ -197,6 +197,12 @@ class ClientVectorStore(VectorStore):
             for f in [pool.submit(part, lo, hi) for lo, hi in bounds]:
                 f.result()  # the first failure (after its retries) is the command's error
 
+    def set_payloads(self, name, ids, payloads):
+        m = self.models
+        ops = [m.SetPayloadOperation(set_payload=m.SetPayload(payload=p, points=[pid])) for pid, p in zip(ids, payloads)]
+        for lo in range(0, len(ops), 1000):
+            self._call(self.client.batch_update_points, self._c(name), update_operations=ops[lo:lo + 1000], wait=True)
+
     def delete(self, name, ids):
         if len(ids):
             self._call(self.client.delete, self._c(name), points_selector=self.models.PointIdsList(points=list(ids)),

@@ -158,6 +158,11 @@ class EdgeVectorStore(VectorStore):
         if shared and points:
             shard.update(qe.UpdateOperation.set_payload(list(ids), shared))
 
+    def set_payloads(self, name, ids, payloads):
+        shard, op = self._shard(name), self._qe.UpdateOperation.set_payload
+        for pid, p in zip(ids, payloads):
+            shard.update(op([pid], p))
+
     def delete(self, name, ids):
         if len(ids):
             diskspace.require_free(self.root, diskspace.SLACK, f"deleting {len(ids):,} points from '{name}'")

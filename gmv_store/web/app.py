@@ -50,6 +50,7 @@ ROUTES = [
     Route("/sets/{set_name:path}", pages.set_page),
     Route("/generated/{set_name:path}/{generated_id}", pages.generated_page),
     Route("/contributors/{contributor_id}", pages.contributor_page),
+    Route("/owners", pages.owners_page),
     Route("/owners/{owner:path}", pages.owner_page),
     Route("/attribute", pages.attribute_page, methods=["GET", "POST"]),
     Route("/sql", pages.sql_page),
@@ -61,6 +62,9 @@ ROUTES = [
     Route("/api/top/{set_name:path}/{generated_id}", jsonapi.top),
     Route("/api/contributors/{contributor_id}", jsonapi.contributor),
     Route("/api/match", jsonapi.match, methods=["POST"]),
+    Route("/api/sets", jsonapi.sets),
+    Route("/api/sets/{set_name:path}/generated", jsonapi.generated),
+    Route("/api/sql", jsonapi.sql),
     Route("/login", auth.login, methods=["GET", "POST"]),
     Route("/logout", auth.logout),
     Mount("/static", StaticFiles(directory=STATIC), name="static"),
@@ -88,17 +92,21 @@ async def on_unexpected(request: Request, exc: Exception):
 def _warm_up(reader: Reader, matcher: Matcher) -> None:
     """In the background as the server starts, what would otherwise slow the first requests:
     one training image read (a dataset source such as `mnist:train#i` loads its whole array
-    once, ~2 s) and the backends an upload needs (a quality metric may import torch)."""
+    once, ~2 s) and the backends an upload needs, each run once on a dummy image of the
+    training images' shape (a quality metric imports torch on its first score)."""
     from ..sources import load_source
 
+    shape = (28, 28, 1)
     try:
-        row = reader.read(lambda con: con.execute("SELECT source FROM contributors LIMIT 1").fetchone())
+        row = reader.read(lambda con: con.execute("SELECT source, height, width, channels FROM contributors "
+                                                  "LIMIT 1").fetchone())
         if row:
-            load_source(row[0])
+            shape = (row[1], row[2], row[3]) if row[1] >= 8 and row[2] >= 8 else shape
+            load_source(row[0], reader.store)
     except Exception:  # nothing to warm, or a source that is gone: the pages will say so
         pass
     try:
-        matcher.prepare()
+        matcher.prepare(shape)
     except Exception:  # e.g. missing weights: the upload reports it
         pass
 

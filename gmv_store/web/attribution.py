@@ -25,20 +25,30 @@ class Matcher:
         self._lock = threading.Lock()  # one match at a time: they share the vectors and backends
         self._backends: dict | None = None
 
-    def prepare(self) -> None:
-        """Make the store's backends ahead of the first upload (a quality metric may import
-        torch: seconds), without the writer lock, which only a match needs."""
+    def prepare(self, shape: tuple[int, int, int] = (28, 28, 1)) -> None:
+        """Make the store's backends ahead of the first upload and score one dummy image of
+        `shape` with each (a quality metric may import torch, a model compile its kernels, on
+        first use: seconds), without the writer lock, which only a match needs."""
+        import numpy as np
+
+        from ..backends.base import ImageReranker
+        from ..backends.named import embed_named
         from ..config import read_config
         from ..store import make_backend
 
         cfg = read_config(self.store)
         made = {kind: make_backend(kind, spec, self.device)
                 for kind, spec in (("embedder", cfg.embedder), ("rerank", cfg.rerank), ("quality", cfg.quality))}
+        dummy = np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)
+        embed_named(made["embedder"], made["rerank"], [dummy])
+        if isinstance(made["rerank"], ImageReranker):  # LPIPS and the like: a network of their own
+            made["rerank"].pairwise(dummy, [dummy])
+        made["quality"].score([dummy])
         with self._lock:
             self._backends = self._backends or made
 
     def match(self, decoded, k: int, recall: int | None, exact: bool) -> dict:
-        from query.attribute import check_sizes, match_decoded
+        from query.attribute import check_sizes, flag_unusual, match_decoded, usual_nearest
         from query.value import require_training
 
         from ..store import Store
@@ -48,7 +58,7 @@ class Matcher:
             with Store.open_reader(self.store, wait=self.wait, device=self.device, backends=self._backends,
                                    ledger_config=self.ledger_config) as s:
                 require_training(s)
-                result = match_decoded(s, [decoded], k, recall, exact)[0]
+                result = flag_unusual(match_decoded(s, [decoded], k, recall, exact)[0], usual_nearest(s.ledger))
                 self._backends = {"embedder": s.embedder, "rerank": s.reranker, "quality": s.quality}
         return result
 

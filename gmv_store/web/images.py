@@ -117,7 +117,7 @@ def _send(request: Request, key: tuple, lookup, *args) -> Response:
     data = cache.get((key[0], key[-1], size))
     if data is None:
         try:
-            data = scaled_png(load_checked(source, key[-1]), size)  # the id: the content hash's first 16 digits
+            data = scaled_png(load_checked(source, key[-1], state.cfg.store), size)  # the id: the content hash's first 16 digits
         except BadInput as e:
             # the recorded source moved, vanished or now holds another image (SourceChanged):
             # a grey square keeps the page's layout

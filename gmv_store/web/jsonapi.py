@@ -5,6 +5,11 @@
     GET  /api/top/{set}/{generated_id}       one object of gmv top --json
     GET  /api/contributors/{contributor_id}  gmv contributor --json (one object)
     POST /api/match  (multipart: image, k, recall, exact)  one object of gmv match --json
+    GET  /api/sets                           every set with m, k, N, mean quality, credited count, value total
+    GET  /api/sets/{set}/generated?limit=N&offset=O   a page of its generated images, highest quality first
+    GET  /api/sql?q=SELECT...&limit=N        {"columns", "rows" (objects), "total", "truncated"}: gmv sql's fences
+
+A `meta` field is the JSON object that was recorded, not a string holding it.
 """
 from __future__ import annotations
 
@@ -28,6 +33,17 @@ def _count(request: Request, name: str, default: int, low: int = 0) -> int:
     return int(raw)
 
 
+def _objects(x):
+    """Recorded metadata (a JSON column, which DuckDB hands over as text) as objects."""
+    import json
+
+    if isinstance(x, list):
+        return [_objects(v) for v in x]
+    if isinstance(x, dict):
+        return {k: (json.loads(v) if k == "meta" and isinstance(v, str) else _objects(v)) for k, v in x.items()}
+    return x
+
+
 def status(request: Request) -> Response:
     return JSON(request.app.state.reader.status(note=request.state.notes.append))
 
@@ -47,16 +63,51 @@ def top(request: Request) -> Response:
     from query.lookup import top as run
 
     gid = require_id(request.path_params["generated_id"], "generated image")
-    return JSON(read(request, run, [gid], set_name=request.path_params["set_name"])[0])
+    return JSON(_objects(read(request, run, [gid], set_name=request.path_params["set_name"])[0]))
 
 
 def contributor(request: Request) -> Response:
     from query.lookup import contributor as run
 
     cid = require_id(request.path_params["contributor_id"], "contributor")
-    return JSON(read(request, run, cid, limit=_count(request, "limit", 10, low=1)))
+    return JSON(_objects(read(request, run, cid, limit=_count(request, "limit", 10, low=1))))
 
 
 async def match(request: Request) -> Response:
     _, result = await attribute(request)
     return JSON(result)
+
+
+def sets(request: Request) -> Response:
+    from query.browse import sets as run
+
+    return JSON(read(request, run))
+
+
+def generated(request: Request) -> Response:
+    from query.browse import one_set
+
+    from ..ledger import rows
+
+    name = request.path_params["set_name"]
+    limit, offset = _count(request, "limit", 100), _count(request, "offset", 0)
+
+    def run(con):
+        s = one_set(con, name)  # NotFound names the sets there are
+        page = rows(con, "SELECT generated_id, label, quality, source, meta, valued_at FROM generated WHERE set_name = ? "
+                         "ORDER BY quality DESC, generated_id LIMIT ? OFFSET ?", [name, limit or MAX_ROWS, offset])
+        return {"set_name": name, "total": s["m"], "offset": offset, "generated": page}
+
+    return JSON(_objects(read(request, run)))
+
+
+def sql(request: Request) -> Response:
+    from .pages import run_query
+
+    q = request.query_params.get("q", "").strip()
+    if not q:
+        raise BadInput("the query parameter q=SELECT... is required, e.g. /api/sql?q=SELECT+*+FROM+sets")
+    limit = _count(request, "limit", 1000, low=1)
+    cols, found = run_query(request, q)
+    return JSON({"columns": cols, "rows": [dict(zip(cols, r)) for r in found[:limit]], "total": len(found),
+                 "truncated": len(found) > limit})

@@ -11,15 +11,16 @@ from starlette.responses import Response
 from .. import api
 from ..errors import BadInput, GmvError, NotFound
 from .attribution import MAX_K, MAX_RECALL, attribute
-from .charts import histogram_svg
+from .charts import bars_svg, histogram_svg, linear_histogram_svg, rho_k_svg
 from .images import data_uri, remember
-from .render import one_line, page, status_of
+from .render import one_line, page, source_check, status_of
+from .tables import export, paged
 
 BOARD_ROWS = 50
 TILES = 48
 STATUS_SHOWN = {"store", "qdrant", "ledger", "embedder", "rerank", "quality", "training_images", "owners", "sets",
                 "pending_journal", "pending_refresh", "refresh_queue", "schema_version", "writer", "refresh_due",
-                "warnings", "collections"}
+                "warnings", "collections", "unreachable_sources"}
 
 
 def read(request: Request, fn, *args, **kwargs):
@@ -43,23 +44,52 @@ def require_id(text: str, what: str) -> str:
     return text
 
 
-def overview(request: Request) -> Response:
-    from query.browse import counts, sets
-
-    info = request.app.state.reader.status(note=request.state.notes.append,
-                                           also=lambda con: {"counts": counts(con), "sets": sets(con)})
-    data = info.pop("also")
-    extra = [(k, v) for k, v in info.items() if k not in STATUS_SHOWN]  # whatever status reports beyond these
-    return page(request, "overview.html", info=info, extra=extra, **data)
-
-
-def set_page(request: Request) -> Response:
-    from query.browse import generated_images, one_set, value_histogram
-    from query.lookup import values
+def rho_groups(con) -> list[dict]:
+    """ρ at each labelled set's k, grouped by the generated images the sets share."""
+    from query.browse import set_groups
 
     from ..eval.class_test import class_ratio
 
-    name, pg, gpg = request.path_params["set_name"], page_number(request), page_number(request, "gpage")
+    groups = []
+    for grp in set_groups(con):
+        points = []
+        for s in grp:
+            try:
+                points += [{**r, "set_name": s["set_name"]} for r in class_ratio(con, s["set_name"], [s["k"]])] \
+                    if s["labelled"] else []
+            except BadInput:  # no labelled contributors
+                pass
+        if points:
+            groups.append({"sets": [s["set_name"] for s in grp], "points": points})
+    return groups
+
+
+def overview(request: Request) -> Response:
+    from query.browse import counts, sets
+
+    memo, generation = request.app.state.memo, request.app.state.reader.generation()
+    known = memo.get(generation, ("rho",))
+    info = request.app.state.reader.status(
+        note=request.state.notes.append, sources=source_check(request),
+        also=lambda con: {"counts": counts(con), "sets": sets(con), "rho": known if known is not None else rho_groups(con)})
+    data = info.pop("also")
+    memo.put(generation, {("rho",): data["rho"]})
+    rows = export(request, {"sets": data["sets"]})
+    if rows is not None:
+        return rows
+    extra = [(k, v) for k, v in info.items() if k not in STATUS_SHOWN]  # whatever status reports beyond these
+    chart = rho_k_svg(data["rho"], "ρ against k: the share of each generated image's top-k with its label")
+    return page(request, "overview.html", info=info, extra=extra, rho_chart=chart, **data)
+
+
+def set_page(request: Request) -> Response:
+    from query.browse import one_set, qualities, value_by_label, value_histogram
+    from query.lookup import values
+    from query.table import generated, leaderboard
+
+    from ..eval.class_test import class_ratio
+
+    name = request.path_params["set_name"]
     memo, generation = request.app.state.memo, request.app.state.reader.generation()
     known = memo.get(generation, ("set", name))  # only a write changes them
 
@@ -69,21 +99,35 @@ def set_page(request: Request) -> Response:
             rho = class_ratio(con, name, [s["k"]])[0] if s["labelled"] else None
         except BadInput:  # no labelled contributors
             rho = None
-        return {"s": s, "rho": rho, "owners": values(con, name, by="owner", limit=20),
-                "hist": value_histogram(con, name)}
+        owners = values(con, name, by="owner", limit=20)
+        for o in owners:
+            o["share"] = o["value"] / s["value_total"] if s["value_total"] else None
+        return {"s": s, "rho": rho, "owners": owners, "hist": value_histogram(con, name),
+                "by_label": value_by_label(con, name), "qualities": qualities(con, name)}
+
+    board_key = ("facets", name) + tuple(request.query_params.get(k) for k in ("label", "owner", "q"))
+    facets = memo.get(generation, board_key)  # only a write or another filter changes them
 
     def gather(con):
-        board = values(con, name, limit=BOARD_ROWS + 1, offset=(pg - 1) * BOARD_ROWS)
-        gens = generated_images(con, name, limit=TILES + 1, offset=(gpg - 1) * TILES)
-        return {**(known or aggregates(con)), "board": board[:BOARD_ROWS], "has_next": len(board) > BOARD_ROWS,
-                "gens": gens[:TILES], "gens_next": len(gens) > TILES}
+        agg = known or aggregates(con)  # one_set first: an unknown set is a 404 before any table
+        unfiltered = board_key[2:] == (None, None, None)
+        return {**agg, "board": paged(leaderboard, con, name, request, "", BOARD_ROWS, facets=facets,
+                                      total=agg["s"]["n_credited"] if unfiltered else None),
+                "gens": paged(generated, con, name, request, "g", TILES)}
 
     d = read(request, gather)
+    memo.put(generation, {board_key: d["board"]["facets"]})
     if known is None:
-        memo.put(generation, {("set", name): {k: d[k] for k in ("s", "rho", "owners", "hist")}})
-    remember(request, generation, training=d["board"], generated=[{**g, "set_name": name} for g in d["gens"]])
-    svg = histogram_svg(d["hist"], f"values of the credited contributors in {name}")
-    return page(request, "set.html", page=pg, gpage=gpg, histogram=svg, **d)
+        memo.put(generation, {("set", name): {k: d[k] for k in ("s", "rho", "owners", "hist", "by_label", "qualities")}})
+    data = export(request, {"leaderboard": d["board"]["rows"], "generated": d["gens"]["rows"], "owners": d["owners"]})
+    if data is not None:
+        return data
+    remember(request, generation, training=d["board"]["rows"], generated=[{**g, "set_name": name} for g in d["gens"]["rows"]])
+    charts = {"histogram": histogram_svg(d["hist"], f"values of the credited contributors in {name}"),
+              "label_chart": bars_svg(d["by_label"], f"share of {name}'s value by contributor label"),
+              "quality_chart": linear_histogram_svg(d["qualities"], f"quality q of {name}'s generated images",
+                                                    "quality q of a generated image (= the credits it hands out)")}
+    return page(request, "set.html", **charts, **d)
 
 
 def generated_page(request: Request) -> Response:
@@ -100,6 +144,9 @@ def generated_page(request: Request) -> Response:
         return {"g": g, "share": label_share(con, name, gid), "others": others}
 
     d = read(request, gather)
+    data = export(request, {"contributors": d["g"]["contributors"]})
+    if data is not None:
+        return data
     remember(request, request.state.generation, training=d["g"]["contributors"], generated=[d["g"]])
     return page(request, "generated.html", **d)
 
@@ -107,10 +154,20 @@ def generated_page(request: Request) -> Response:
 def contributor_page(request: Request) -> Response:
     from query.lookup import contributor
 
+    from query.browse import contributed_to
+
     cid = require_id(request.path_params["contributor_id"], "contributor")
-    c = read(request, contributor, cid, limit=TILES)
-    remember(request, request.state.generation, training=[c], generated=c["top_generated"])
-    return page(request, "contributor.html", c=c)
+    c, groups = read(request, lambda con: (contributor(con, cid, limit=0), contributed_to(con, cid, per_set=TILES // 4)))
+    remember(request, request.state.generation, training=[c], generated=[g for grp in groups for g in grp["rows"]])
+    data = export(request, {"sets": c["sets"], "generated": [g for grp in groups for g in grp["rows"]]})
+    return data or page(request, "contributor.html", c=c, groups=groups)
+
+
+def owners_page(request: Request) -> Response:
+    from query.browse import owners
+
+    rows = read(request, owners)
+    return export(request, {"owners": rows}) or page(request, "owners.html", owners=rows)
 
 
 def owner_page(request: Request) -> Response:
@@ -123,12 +180,18 @@ def owner_page(request: Request) -> Response:
         o = owner(con, name)
         names = [s["set_name"] for s in o["sets"]]
         chosen = wanted if wanted in names else (names[0] if names else None)
-        images = owner_images(con, name, chosen, limit=TILES + 1, offset=(pg - 1) * TILES)
-        return {"o": o, "chosen": chosen, "images": images[:TILES], "has_next": len(images) > TILES}
+        pages = max(1, -(-o["training_images"] // TILES))
+        at = min(pg, pages)  # past the end: the last page
+        images = owner_images(con, name, chosen, limit=TILES, offset=(at - 1) * TILES)
+        return {"o": o, "chosen": chosen, "images": images,
+                "t": {"page": at, "pages": pages, "total": o["training_images"]}}
 
     d = read(request, gather)
+    data = export(request, {"images": d["images"], "sets": d["o"]["sets"]})
+    if data is not None:
+        return data
     remember(request, request.state.generation, training=d["images"])
-    return page(request, "owner.html", page=pg, **d)
+    return page(request, "owner.html", **d)
 
 
 def _attribute_page(request: Request, status: int = 200, **ctx) -> Response:
@@ -153,13 +216,23 @@ async def attribute_page(request: Request) -> Response:
                            filename=result["source"].removeprefix("upload:"))
 
 
-SQL_EXAMPLES = (
+SQL_EXAMPLES = (  # {set}: the store's first set, so that sums never mix sets
     "SELECT * FROM sets",
-    "SELECT owner, set_name, value, n_contributors FROM owner_values ORDER BY value DESC LIMIT 20",
-    "SELECT c.label, sum(v.value) AS value FROM contributor_values v JOIN contributors c USING (contributor_id) "
-    "GROUP BY 1 ORDER BY 2 DESC",
+    "SELECT owner, value, n_contributors FROM owner_values WHERE set_name = {set} ORDER BY value DESC LIMIT 20",
+    "SELECT c.label, sum(v.value) AS value, count(*) AS credited FROM contributor_values v "
+    "JOIN contributors c USING (contributor_id) WHERE v.set_name = {set} GROUP BY 1 ORDER BY 2 DESC",
+    "SELECT v.set_name, sum(v.value) AS value_total, any_value(g.mean_quality) AS mean_quality FROM contributor_values v "
+    "JOIN (SELECT set_name, avg(quality) AS mean_quality FROM generated GROUP BY 1) g USING (set_name) GROUP BY 1 ORDER BY 1",
+    "SELECT s.rank, s.contributor_id, s.credit, s.distance, c.label, c.owner FROM scores s JOIN contributors c "
+    "USING (contributor_id) WHERE s.set_name = {set} AND s.generated_id = (SELECT generated_id FROM generated "
+    "WHERE set_name = {set} ORDER BY quality DESC, generated_id LIMIT 1) ORDER BY s.rank",
 )
 SQL_SHOWN = 1000
+
+
+def sql_examples(first_set: str | None) -> list[str]:
+    name = "'" + (first_set or "SET").replace("'", "''") + "'"
+    return [ex.replace("{set}", name) for ex in SQL_EXAMPLES]
 
 
 def run_query(request: Request, q: str) -> tuple[list[str], list[tuple]]:
@@ -168,15 +241,36 @@ def run_query(request: Request, q: str) -> tuple[list[str], list[tuple]]:
                    memory_limit=cfg.sql_memory_limit)
 
 
+def sql_columns(cols: list[str], rows: list[tuple]) -> list[dict]:
+    """How each result column shows: "float" (one format for the column, render.NumColumn),
+    "int", a link kind for ids, set and owner names, or plain text."""
+    from .render import NumColumn
+
+    out = []
+    for i, c in enumerate(cols):
+        vals = [r[i] for r in rows if r[i] is not None]
+        kind = {"contributor_id": "contributor", "generated_id": "generated" if "set_name" in cols else None,
+                "set_name": "set", "owner": "owner"}.get(c)
+        if kind is None and vals and all(isinstance(v, float) for v in vals):
+            kind = "float"
+        elif kind is None and vals and all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
+            kind = "int"
+        out.append({"name": c, "kind": kind or "text", "fmt": NumColumn(vals) if kind == "float" else None})
+    return out
+
+
 def sql_page(request: Request) -> Response:
     cfg = request.app.state.cfg
     q = request.query_params.get("q", "").strip()
+    first = read(request, lambda con: con.execute("SELECT min(set_name) FROM sets").fetchone()[0])
     ctx = {"q": q, "timeout": f"{cfg.sql_timeout:g}" if cfg.sql_timeout else "no limit",
-           "memory": cfg.sql_memory_limit or "25 %", "examples": SQL_EXAMPLES, "cols": None, "rows": [], "total": 0}
+           "memory": cfg.sql_memory_limit or "25 %", "examples": sql_examples(first), "cols": None, "rows": [],
+           "total": 0}
     if q:
         try:
             cols, rows = run_query(request, q)
-            ctx.update(cols=cols, rows=rows[:SQL_SHOWN], total=len(rows))
+            ctx.update(cols=sql_columns(cols, rows[:SQL_SHOWN]), rows=rows[:SQL_SHOWN], total=len(rows),
+                       set_col=cols.index("set_name") if "set_name" in cols else None)
         except GmvError as e:  # refusals, errors, limits: shown with the query kept for editing
             return page(request, "sql.html", status=status_of(e)[0], message=one_line(e), **ctx)
     return page(request, "sql.html", **ctx)

@@ -98,9 +98,9 @@ class Reader:
         self._keep_warm()
         return api.read(self.store, fn, *args, note=note, config=self.config, **kwargs)
 
-    def status(self, note=None, also=None) -> dict:
+    def status(self, note=None, also=None, sources: dict | None = None) -> dict:
         self._keep_warm()
-        return api.status(self.store, note=note, config=self.config, also=also)
+        return api.status(self.store, note=note, config=self.config, also=also, sources=sources)
 
     def generation(self) -> tuple:
         if current_holder(self.store):

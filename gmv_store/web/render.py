@@ -4,8 +4,10 @@ ends on — one readable line, never a traceback."""
 from __future__ import annotations
 
 import json
+import math
+from functools import partial
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
@@ -30,6 +32,52 @@ def fmt_pct(v) -> str:
     return "–" if v is None else f"{100 * float(v):.1f} %"
 
 
+SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+class NumColumn:
+    """One format for a whole column: numbers scaled by a common power of ten (named once,
+    in the header: `×10⁻⁵`) with as many decimals as 4 significant digits of its largest
+    value need, so that the digits of every row line up and compare at a glance."""
+
+    def __init__(self, values, digits: int = 4):
+        vals = [abs(float(v)) for v in values if v is not None]
+        top = max(vals, default=0.0)
+        self.exp = 0 if top == 0 or 1e-2 <= top < 1e5 else math.floor(math.log10(top))
+        lead = math.floor(math.log10(top / 10 ** self.exp)) if top else 0
+        self.decimals = max(0, digits - 1 - lead)
+        self.unit = f"×10{str(self.exp).translate(SUPERSCRIPT)}" if self.exp else ""
+
+    def __call__(self, v) -> str:
+        return "–" if v is None else f"{float(v) / 10 ** self.exp:,.{self.decimals}f}"
+
+
+class PctColumn:
+    """Shares in per cent, with the decimals 2 significant digits of the column's largest need."""
+
+    def __init__(self, values):
+        top = max((abs(float(v)) for v in values if v is not None), default=0.0) * 100
+        self.decimals = 1 if top == 0 or top >= 10 else min(6, 1 - math.floor(math.log10(top)))
+        self.unit = "%"
+
+    def __call__(self, v) -> str:
+        return "–" if v is None else f"{100 * float(v):.{self.decimals}f} %"
+
+
+def url(request: Request, anchor: str = "", **changes) -> str:
+    """The current address with some parameters changed (None: removed) and `#anchor`."""
+    params = dict(request.query_params)
+    params.pop("format", None)
+    params.pop("table", None)
+    for k, v in changes.items():
+        if v is None:
+            params.pop(k, None)
+        else:
+            params[k] = str(v)
+    qs = urlencode(params)
+    return request.url.path + (f"?{qs}" if qs else "") + (f"#{anchor}" if anchor else "")
+
+
 def seg(text) -> str:
     """One URL path segment: any character of a set or owner name, '/' included, escaped."""
     return quote(str(text), safe="")
@@ -39,16 +87,50 @@ def _env() -> Environment:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(default=True),
                       trim_blocks=True, lstrip_blocks=True)
     env.filters.update(value=fmt_value, int=fmt_int, pct=fmt_pct, seg=seg, full=repr)
+    env.globals.update(numcol=NumColumn, pctcol=PctColumn)
     return env
 
 
 ENV = _env()
 
 
+RECHECK_S = 60.0  # files can come back (or go) without a ledger write: look again after this
+
+
+def unreachable(request: Request) -> dict | None:
+    """The reachability check when sources are missing (every page shows it as a banner
+    with the fix), else None."""
+    got = source_check(request)
+    return got if got and got["missing"] else None
+
+
+def source_check(request: Request) -> dict | None:
+    """The sampled count of recorded sources that cannot be read (query.relocate), kept for
+    the ledger's generation and at most a minute; None when the store cannot be read."""
+    import time
+
+    from query.relocate import unreachable as check
+
+    from ..errors import GmvError
+
+    state = request.app.state
+    gen = state.reader.generation()
+    got = state.memo.get(gen, ("unreachable",))
+    if got is None or time.monotonic() - got["at"] > RECHECK_S:
+        try:
+            got = {**state.reader.read(check, state.cfg.store), "at": time.monotonic()}
+        except GmvError:  # a store that cannot be read: the page itself says why
+            return None
+        state.memo.put(gen, {("unreachable",): got})
+    return got
+
+
 def page(request: Request, template: str, status: int = 200, **ctx) -> HTMLResponse:
     cfg = request.app.state.cfg
+    moved = unreachable(request) if template not in ("error.html", "login.html") else None
     html = ENV.get_template(template).render(request=request, notes=getattr(request.state, "notes", []),
-                                             auth=cfg.token is not None, **ctx)
+                                             auth=cfg.token is not None, moved=moved,
+                                             u=partial(url, request), **ctx)
     return HTMLResponse(html, status_code=status)
 
 
