@@ -149,3 +149,26 @@ def rows(con, sql: str, params: Sequence = ()) -> list[dict]:
     cur = con.execute(sql, list(params))
     cols = [d[0] for d in cur.description]
     return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+
+def copy_snapshot(con, root: Path) -> float | None:
+    """Checkpoint the writer's ledger and copy it to the readers' snapshot file (replaced
+    whole); the seconds the copy took, or None when the disk has no room for it."""
+    import shutil
+
+    from . import diskspace
+
+    tmp = root / (SNAPSHOT_FILE + ".tmp")
+    try:
+        con.execute("CHECKPOINT")
+        if (diskspace.free_bytes(root) or 0) < (root / LEDGER_FILE).stat().st_size + diskspace.SLACK:
+            return None
+        t = time.monotonic()
+        shutil.copyfile(root / LEDGER_FILE, tmp)
+        os.replace(tmp, root / SNAPSHOT_FILE)
+        return time.monotonic() - t
+    except Exception as e:
+        tmp.unlink(missing_ok=True)
+        if diskspace.is_disk_full(e):
+            return None
+        raise

@@ -11,7 +11,6 @@ order (see their docstrings); `recover` undoes or finishes what a killed command
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from contextlib import contextmanager
@@ -24,10 +23,11 @@ from . import migrate as migrations
 from .backends import registry
 from .backends.base import Embedder, Quality, Reranker
 from .backends.named import WorkerEmbedding, embed_named, worker_embedding
-from .config import LEDGER_FILE, BackendSpec, IndexConfig, StoreConfig, default_store_path, describe_backend, read_config, write_config
+from .backends.stored import backend_summary, make_backend  # make_backend: also what workers and the web call
+from .config import LEDGER_FILE, BackendSpec, IndexConfig, StoreConfig, default_store_path, read_config, write_config
 from .errors import GmvError, RepairUnfinished, StoreDamaged, StoreMismatch
 from .integrity import count_problems, describe_unfinished, unfinished_repair
-from .ledger import READER_WAIT_S, SNAPSHOT_FILE, connect_ledger, open_ledger_readonly, transaction
+from .ledger import READER_WAIT_S, SNAPSHOT_FILE, connect_ledger, copy_snapshot, open_ledger_readonly, transaction
 from .lock import WriterLock
 from .vectors import VectorSpec, VectorStore, open_vector_store
 
@@ -84,7 +84,7 @@ class Store:
             have = read_config(root)
             if not have.backends_equal(config) or have.engine != config.engine or (index and have.index != index):
                 raise StoreMismatch(
-                    f"{root} already holds a store with {_backend_summary(have)} on engine {have.engine} "
+                    f"{root} already holds a store with {backend_summary(have)} on engine {have.engine} "
                     f"(index {have.index.mode}); fix: choose another --store for other backends or index settings"
                 )
             return cls.open(root)
@@ -227,21 +227,11 @@ class Store:
         """Publish a consistent copy of the ledger for readers (between transactions only).
         Skipped (False) when the disk has no room for the copy: readers keep the older one."""
         self._last_snapshot = time.monotonic()
-        tmp = self.root / (SNAPSHOT_FILE + ".tmp")
-        try:
-            self.ledger.execute("CHECKPOINT")
-            if (diskspace.free_bytes(self.root) or 0) < (self.root / LEDGER_FILE).stat().st_size + diskspace.SLACK:
-                return False
-            t = time.monotonic()
-            shutil.copyfile(self.root / LEDGER_FILE, tmp)
-            os.replace(tmp, self.root / SNAPSHOT_FILE)
-            # a large ledger is copied less often, so that copies stay a small share of the work
-            self._snapshot_every = max(SNAPSHOT_EVERY_S, (time.monotonic() - t) / SNAPSHOT_SHARE)
-        except Exception as e:
-            tmp.unlink(missing_ok=True)
-            if diskspace.is_disk_full(e):
-                return False
-            raise
+        took = copy_snapshot(self.ledger, self.root)
+        if took is None:
+            return False
+        # a large ledger is copied less often, so that copies stay a small share of the work
+        self._snapshot_every = max(SNAPSHOT_EVERY_S, took / SNAPSHOT_SHARE)
         return True
 
     def maybe_snapshot(self) -> None:
@@ -405,26 +395,3 @@ class Store:
             self.vectors.delete(collection, [p for p in point_ids if p not in kept])
             self.ledger.execute("DELETE FROM journal WHERE op_id = ?", [op_id])
         return len(entries)
-
-
-def make_backend(kind: str, spec: BackendSpec, device: str | None = None):
-    """The backend a store records, checked to load the same weights its vectors were made
-    with (StoreMismatch otherwise); `device` where the backend takes one."""
-    params = dict(spec.params)
-    if device and "device" in registry.backend_class(kind, spec.name).defaults:
-        params["device"] = device
-    backend = registry.create(kind, spec.name, params)
-    have = BackendSpec(**backend.fingerprint())
-    if have != spec:
-        raise StoreMismatch(
-            f"{kind} '{spec.name}' now loads weights {have.weights_sha256} but the store's vectors were made "
-            f"with {spec.weights_sha256}; fix: restore those weights or use a new store"
-        )
-    return backend
-
-
-def _backend_summary(config: StoreConfig) -> str:
-    return (
-        f"embedder {describe_backend(config.embedder)}, rerank {describe_backend(config.rerank)}, "
-        f"quality {describe_backend(config.quality)}"
-    )
