@@ -337,15 +337,14 @@ def status(path, note: Note | None = None, config: dict | None = None, also: Cal
 
 
 def backends() -> list[dict]:
-    """Every backend (kind, name, parameters, description) and profile."""
+    """Every backend (kind, name, parameters, description, origin: built-in or the plugin's
+    distribution) and profile."""
     from .backends import registry
     from .backends.profiles import PROFILES
 
-    rows = []
-    for kind in registry.KINDS:
-        for name, cls in registry.available(kind).items():
-            rows.append({"kind": kind, "name": name, "params": cls.defaults, "description": cls.description})
+    rows = registry.describe()
     for name, prof in PROFILES.items():
         desc = " + ".join(f"{prof[k]['name']}" for k in PARAM_STAGES)
-        rows.append({"kind": "profile", "name": name, "params": {}, "description": f"{desc}: {prof.get('description', '')}"})
+        rows.append({"kind": "profile", "name": name, "params": {}, "description": f"{desc}: {prof.get('description', '')}",
+                     "origin": "built-in"})
     return rows

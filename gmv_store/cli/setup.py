@@ -127,11 +127,13 @@ def status(store, fmt):
 @output_options
 @errors_to_lines
 def backends(fmt):
-    """List the backends (embedder, rerank, quality) with their parameters, and the profiles.
+    """List the backends (embedder, rerank, quality) with their parameters, where each comes
+    from (built-in, or the plugin distribution that adds it: docs/plugins.md), and the profiles.
 
     \b
-    Example:
+    Examples:
       gmv backends
+      pip install ./my-gmv-plugin && gmv backends --json   # its backends, origin "plugin my-gmv-plugin 0.1"
     """
     print_rows(api.backends(), fmt)
 
