@@ -14,7 +14,8 @@ calls; readers open the ledger read-only (its snapshot while a writer runs).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .errors import BadInput
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Sequence
 
 import duckdb
 

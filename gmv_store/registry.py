@@ -17,7 +17,8 @@ that declared it through an entry point (gmv_store/backends/plugins.py).
 from __future__ import annotations
 
 import importlib
-from typing import Generic, Iterator, TypeVar
+from collections.abc import Iterator
+from typing import Generic, TypeVar
 
 from .errors import MissingDependency, UnknownBackend
 

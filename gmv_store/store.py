@@ -14,17 +14,27 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from . import diskspace
 from . import migrate as migrations
 from .backends import registry
 from .backends.base import Embedder, Quality, Reranker
 from .backends.named import WorkerEmbedding, embed_named, worker_embedding
-from .config import LEDGER_FILE, BackendSpec, IndexConfig, StoreConfig, default_store_path, describe_backend, read_config, write_config
+from .config import (
+    LEDGER_FILE,
+    BackendSpec,
+    IndexConfig,
+    StoreConfig,
+    default_store_path,
+    describe_backend,
+    read_config,
+    write_config,
+)
 from .errors import GmvError, StoreDamaged, StoreMismatch
 from .ledger import SNAPSHOT_FILE, connect_ledger, open_ledger_readonly, transaction
 from .lock import WriterLock
@@ -63,7 +73,7 @@ class Store:
         qdrant_url: str | None = None,
         collection_prefix: str = "gmv",
         index: IndexConfig | None = None,
-    ) -> "Store":
+    ) -> Store:
         """Create a store (or open an identical existing one). Instantiates the backends
         once to record their dimensions and weight checksums."""
         root = default_store_path(path)
@@ -109,7 +119,7 @@ class Store:
         return store
 
     @classmethod
-    def open(cls, path: str | Path | None, wait: float = 0.0, device: str | None = None) -> "Store":
+    def open(cls, path: str | Path | None, wait: float = 0.0, device: str | None = None) -> Store:
         """Open as the (single) writer. `device` (cuda, mps, cpu, auto) overrides where model
         backends run; it does not change the vectors, so it is not part of the store's record."""
         root = default_store_path(path)
@@ -134,7 +144,7 @@ class Store:
 
     @classmethod
     def open_reader(cls, path: str | Path | None, wait: float = 0.0, device: str | None = None,
-                    backends: dict[str, Any] | None = None, ledger_config: dict | None = None) -> "Store":
+                    backends: dict[str, Any] | None = None, ledger_config: dict | None = None) -> Store:
         """Open for searching only (`gmv match`, the web UI's attribution): the ledger
         read-only, the vector collections for queries; no migration, recovery or snapshot,
         so no row, point or value changes (the embedded engine rewrites its own JSON settings
@@ -249,7 +259,7 @@ class Store:
             if self._lock is not None:
                 self._lock.release()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -6,7 +6,8 @@ preprocessing (resize, colour, normalisation).
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 

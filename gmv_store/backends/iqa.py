@@ -18,8 +18,8 @@ maniqa.py, piqe.py, niqe.py and brisque.py.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 

@@ -13,7 +13,9 @@ problem, listed by `gmv backends`, and looking its name up names the problem.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib.metadata import EntryPoint, entry_points
+from typing import Any
 
 from ..registry import Registry
 
@@ -25,7 +27,7 @@ def origin_of(ep: EntryPoint) -> str:
     return f"plugin {dist.name} {dist.version}" if dist is not None else "plugin (unknown distribution)"
 
 
-def load(registries: dict[str, Registry]) -> list[dict[str, str]]:
+def load(registries: Mapping[str, Registry[Any]]) -> list[dict[str, str]]:
     """Declare every entry point of GROUP in its kind's registry; returns the problems, one
     {"kind", "name", "origin", "problem"} per entry point that was not registered."""
     problems = []

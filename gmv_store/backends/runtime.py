@@ -10,7 +10,8 @@ import contextlib
 import importlib
 import io
 import threading
-from typing import Any, Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 

@@ -6,8 +6,18 @@ import sys
 import click
 
 from .. import api
-from .options import (EXIT_ERROR, errors_to_lines, index_lines, note, output_options, parse_params, print_rows, progress,
-                      store_option, wait_option)
+from .options import (
+    EXIT_ERROR,
+    errors_to_lines,
+    index_lines,
+    note,
+    output_options,
+    parse_params,
+    print_rows,
+    progress,
+    store_option,
+    wait_option,
+)
 
 
 @click.command()

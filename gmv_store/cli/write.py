@@ -7,8 +7,17 @@ import sys
 import click
 
 from .. import api
-from .options import (EXIT_ERROR, errors_to_lines, index_lines, input_options, parse_meta, progress,
-                      report_problems, store_option, wait_option)
+from .options import (
+    EXIT_ERROR,
+    errors_to_lines,
+    index_lines,
+    input_options,
+    parse_meta,
+    progress,
+    report_problems,
+    store_option,
+    wait_option,
+)
 
 
 def _batch(batch_size):

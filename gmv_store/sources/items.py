@@ -1,8 +1,8 @@
 """The records of the input stage: what was found, what went wrong, what was decoded."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
