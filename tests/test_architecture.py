@@ -17,7 +17,7 @@ MAX_LINES = 400
 LAYERS = [
     ("core", ("gmv_store.errors", "gmv_store.config", "gmv_store.images", "gmv_store.datasets", "gmv_store.valuation",
               "gmv_store.progress", "gmv_store.output", "gmv_store.lock", "gmv_store.ledger", "gmv_store.migrate",
-              "gmv_store.registry", "gmv_store.diskspace", "gmv_store.sources.*", "gmv_store.vectors.*",
+              "gmv_store.registry", "gmv_store.diskspace", "gmv_store.ids", "gmv_store.sources.*", "gmv_store.vectors.*",
               "gmv_store.backends.*", "gmv_store.generators.*", "gmv_store.store")),
     ("pipelines", ("ingest.*", "query.*")),
     ("api", ("gmv_store", "gmv_store.api", "gmv_store.handle", "gmv_store.status", "gmv_store.repair", "gmv_store.demo",

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..ids import short_id
+
 
 @dataclass
 class Item:
@@ -70,4 +72,4 @@ class Decoded:
 
     @property
     def short_id(self) -> str:
-        return self.sha256[:16]
+        return short_id(self.sha256)

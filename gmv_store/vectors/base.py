@@ -6,7 +6,6 @@ returns once it is durable.
 """
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -45,17 +44,6 @@ class Query:
 
 
 Hit = tuple[int, float]  # (point id, Qdrant score: cosine similarity or euclidean distance)
-
-
-def point_id(key: str) -> int:
-    """A Qdrant point id (unsigned 64-bit) from the first 16 hex digits of a digest.
-
-    Integer ids, not UUIDs: the contributor id is the same 16 hex digits, and ints cross
-    from Qdrant to Python without per-hit string conversions."""
-    try:
-        return int(key[:16], 16)
-    except ValueError:
-        return int(hashlib.sha256(key.encode()).hexdigest()[:16], 16)
 
 
 class VectorStore(ABC):
