@@ -57,12 +57,6 @@ def layer_of(module: str, layers=LAYERS) -> int | None:
     return found[0] if found else None
 
 
-def layer(module: str) -> int:
-    i = layer_of(module)
-    assert i is not None, f"{module} is in no layer: add it to LAYERS"
-    return i
-
-
 def _literal_import_target(node: ast.Call) -> str | None:
     """`importlib.import_module("x.y")`, `import_module("x.y")` or `__import__("x.y")` with a
     string literal: the module it imports."""

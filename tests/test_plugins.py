@@ -131,3 +131,12 @@ def test_a_broken_plugin_backend_is_one_line(plugin_dir, tmp_path):
     assert "must be a subclass of gmv_store.backends.base.Quality" in r.stderr
     r = gmv("init", "--store", tmp_path / "s", "--embedder", "red", site=plugin_dir, code=1)
     assert "unknown embedder 'red'" in r.stderr
+
+
+def test_plugins_are_scanned_only_past_the_built_ins(plugin_dir):
+    code = ("from gmv_store.backends import registry as r; r.backend_class('embedder', 'pixels'); "
+            "assert r._plugin_problems is None, 'scanned for a built-in'; "
+            "assert r.backend_class('embedder', 'tiny').__module__ == 'gmv_tiny'; "
+            "assert r.origin('embedder', 'tiny') == 'plugin gmv-tiny 0.3'")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin_dir), str(ROOT)])}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=ROOT)

@@ -4,7 +4,7 @@ A backend's module is imported on its first lookup; heavy libraries (torch, open
 are imported inside the backends when they run, never here, so listing and checking names
 stays cheap and works without torch. Other distributions add backends through the
 entry-point group `gmv_store.backends` (plugins.py, docs/plugins.md), declared after the
-built-ins and checked when first looked up.
+built-ins when a name is not a built-in's, and checked when first looked up.
 """
 from __future__ import annotations
 
@@ -38,24 +38,38 @@ QUALITY.declare("maniqa", "gmv_store.backends.maniqa:ManiqaQuality")
 QUALITY.declare("niqe", "gmv_store.backends.niqe:NiqeQuality")
 QUALITY.declare("none", "gmv_store.backends.pixels:NoQuality")
 QUALITY.declare("piqe", "gmv_store.backends.piqe:PiqeQuality")
-# Plugins last: a plugin never replaces a built-in (its clash is a listed problem instead).
-PLUGIN_PROBLEMS = plugins.load(REGISTRIES)
+# Plugins after the built-ins, and only once a name is not a built-in's or every backend is
+# listed: scanning the installed distributions' entry points takes tens of milliseconds, which
+# a store of built-in backends need not pay. A plugin never replaces a built-in (a clash is a
+# listed problem instead), so loading them late changes no lookup.
+_plugin_problems: list[dict[str, str]] | None = None
+
+
+def plugin_problems() -> list[dict[str, str]]:
+    """Load the plugins' entry points (once); the ones that were not registered."""
+    global _plugin_problems
+    if _plugin_problems is None:
+        _plugin_problems = plugins.load(REGISTRIES)
+    return _plugin_problems
 
 
 def available(kind: str) -> dict[str, type[Backend]]:
     """name -> class of every backend of `kind` (imports their modules, not torch)."""
+    plugin_problems()
     return {name: backend_class(kind, name) for name in REGISTRIES[kind].names()}
 
 
 def origin(kind: str, name: str) -> str:
     """"built-in" or "plugin <distribution> <version>"."""
+    if name not in REGISTRIES[kind]:
+        plugin_problems()
     return REGISTRIES[kind].origin(name)
 
 
 def backend_class(kind: str, name: str) -> type[Backend]:
     registry = REGISTRIES[kind]
     if name not in registry:
-        for p in PLUGIN_PROBLEMS:  # a plugin's entry point that was not registered says why
+        for p in plugin_problems():  # a plugin's entry point that was not registered says why
             if p["kind"] == kind and p["name"] == name:
                 raise UnknownBackend(f"{kind} '{name}' from {p['origin']}: {p['problem']}")
     where = registry.origin(name)
@@ -82,6 +96,7 @@ def create(kind: str, name: str, params: dict[str, Any] | None = None) -> Backen
 def describe() -> list[dict[str, Any]]:
     """One row per backend: kind, name, params, description, origin; a plugin that cannot
     be loaded, or was not registered, is a row whose description is the problem."""
+    problems = plugin_problems()
     rows = []
     for kind in KINDS:
         for name in REGISTRIES[kind].names():
@@ -97,5 +112,5 @@ def describe() -> list[dict[str, Any]]:
             rows.append({"kind": kind, "name": name, "params": cls.defaults, "description": cls.description,
                          "origin": where})
     rows += [{"kind": p["kind"], "name": p["name"], "params": {}, "description": f"not registered: {p['problem']}",
-              "origin": p["origin"]} for p in PLUGIN_PROBLEMS]
+              "origin": p["origin"]} for p in problems]
     return rows
