@@ -202,7 +202,7 @@ def resize_batch(images: Sequence[np.ndarray], size: int, color: str) -> np.ndar
         if px.shape[2] != c:
             px = to_gray(px) if c == 1 else to_rgb(px)
         if px.shape[0] != size or px.shape[1] != size:
-            img = to_pil(px).resize((size, size), Image.BILINEAR)
+            img = to_pil(px).resize((size, size), Image.Resampling.BILINEAR)
             px = np.asarray(img).reshape(size, size, c)
         out[i] = px / np.float32(255.0)
     return out
