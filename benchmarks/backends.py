@@ -26,6 +26,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # tests/ for the random-weights
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from fake_weights import write_dreamsim_cache, write_maniqa_checkpoint  # noqa: E402
+
 from gmv_store.backends import registry  # noqa: E402
 from gmv_store.backends.profiles import get_profile, stages  # noqa: E402
 from gmv_store.backends.runtime import pick_device  # noqa: E402

@@ -98,14 +98,13 @@ def upsert_costs(work: Path, reps: int = 5, n: int = 1000) -> dict:
     """ms per 1,000 points, basic-profile vectors (256-d recall, 1024-d re-rank) and ingest's
     payloads, each form on its own fresh collection, alternating."""
     from datetime import datetime
-
-    import qdrant_edge as qe
-    from ingest.write import training_payload
     from unittest import mock
 
-    from gmv_store.vectors import VectorSpec
-    from gmv_store.vectors import edge
+    import qdrant_edge as qe
+
+    from gmv_store.vectors import VectorSpec, edge
     from gmv_store.vectors.edge import EdgeVectorStore
+    from ingest.write import training_payload
 
     rng = np.random.default_rng(0)
     spec = {"recall": VectorSpec(256, "cosine"), "rerank": VectorSpec(1024, "euclid")}

@@ -59,12 +59,12 @@ def bare_upsert(folder: Path, work: Path, batch: int) -> float:
     payloads built as ingest builds them) into a fresh collection of the same settings;
     reading the files and building the points is outside the timed calls."""
     import pyarrow.parquet as pq
-    from ingest.write import SEQ, training_payload
 
     from gmv_store.config import IndexConfig
     from gmv_store.sources.vectors import id_sha256
     from gmv_store.vectors import VectorSpec, point_id
     from gmv_store.vectors.edge import EdgeVectorStore
+    from ingest.write import SEQ, training_payload
 
     d = work / "bare"
     shutil.rmtree(d, ignore_errors=True)
@@ -146,13 +146,14 @@ def main() -> None:
         shutil.rmtree(folder, ignore_errors=True)
         if a.images:
             from make_shards import make_augmented_mnist
+
             from gmv_store.sources.webdataset import index_size
 
             shards_dir = work / f"tar-{a.images}"
             make_augmented_mnist(a.images, shards_dir, "webdataset")
             shards = sorted(str(p) for p in shards_dir.glob("*.tar"))
-            from gmv_store.sources.webdataset import _index
             from gmv_store.sources.base import file_stamp
+            from gmv_store.sources.webdataset import _index
 
             keys = [k for s in shards for k in _index(*file_stamp(Path(s)))]
             assert len(keys) == a.images == sum(index_size(s) for s in shards)

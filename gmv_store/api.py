@@ -14,7 +14,8 @@ calls; readers open the ledger read-only (its snapshot while a writer runs).
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .errors import BadInput
 
@@ -420,15 +421,14 @@ def _identities(con) -> dict:
 
 
 def backends() -> list[dict]:
-    """Every backend (kind, name, parameters, description) and profile."""
+    """Every backend (kind, name, parameters, description, origin: built-in or the plugin's
+    distribution) and profile."""
     from .backends import registry
     from .backends.profiles import PROFILES
 
-    rows = []
-    for kind in registry.KINDS:
-        for name, cls in registry.available(kind).items():
-            rows.append({"kind": kind, "name": name, "params": cls.defaults, "description": cls.description})
+    rows = registry.describe()
     for name, prof in PROFILES.items():
         desc = " + ".join(f"{prof[k]['name']}" for k in PARAM_STAGES)
-        rows.append({"kind": "profile", "name": name, "params": {}, "description": f"{desc}: {prof.get('description', '')}"})
+        rows.append({"kind": "profile", "name": name, "params": {}, "description": f"{desc}: {prof.get('description', '')}",
+                     "origin": "built-in"})
     return rows

@@ -8,7 +8,7 @@ import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -22,7 +22,7 @@ DEFAULT_STORE = "gmv-store-data"
 class BackendSpec(BaseModel):
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
-    weights_sha256: Optional[str] = None
+    weights_sha256: str | None = None
 
 
 class IndexConfig(BaseModel):
@@ -38,9 +38,9 @@ class IndexConfig(BaseModel):
     ef_factor: float = 2.0                          # search ef = max(ef_min, ef_factor * limit)
     ef_min: int = 256
     # server / cluster layout (docker-compose.cluster.yml); ignored by the embedded engines
-    shard_number: Optional[int] = None
-    replication_factor: Optional[int] = None
-    write_consistency_factor: Optional[int] = None
+    shard_number: int | None = None
+    replication_factor: int | None = None
+    write_consistency_factor: int | None = None
     on_disk_vectors: bool = False  # originals memory-mapped, read when touched (re-rank; recall with int8)
     on_disk_payload: bool = True
 
@@ -60,18 +60,18 @@ class StoreConfig(BaseModel):
     rerank: BackendSpec
     quality: BackendSpec
     engine: Literal["edge", "local", "server"] = "edge"
-    qdrant_url: Optional[str] = None
+    qdrant_url: str | None = None
     collection_prefix: str = "gmv"
     index: IndexConfig = Field(default_factory=IndexConfig)
     # training rows came without images or re-rank vectors (ingest --vectors --id-column): the
     # re-rank falls back to the recall distance for every set (docs/precomputed.md)
     rerank_fallback: bool = False
 
-    def backends_equal(self, other: "StoreConfig") -> bool:
+    def backends_equal(self, other: StoreConfig) -> bool:
         return (self.embedder, self.rerank, self.quality) == (other.embedder, other.rerank, other.quality)
 
 
-def default_store_path(path: str | os.PathLike | None) -> Path:
+def default_store_path(path: str | os.PathLike[str] | None) -> Path:
     return Path(path or os.environ.get("GMV_STORE") or DEFAULT_STORE)
 
 

@@ -121,7 +121,7 @@ def run_demo(store: str | Path, m: int = 100, profile: str | None = None, quick:
         echo(f"highest-valued training images in set {main_set} (value = value_sum / m):")
         echo(to_table([{k: v for k, v in r.items() if k != "owner"} for r in values(con, main_set, limit=10)]))
         rho = [class_ratio(con, f"{DEMO_SET}-k{k}", [k])[0] for k in KS]
-        echo("\nidentical-class ratio rho (C1, m = %d):" % m)
+        echo(f"\nidentical-class ratio rho (C1, m = {m}):")
         echo(to_table([{"k": r["k"], "rho %": round(100 * r["rho"], 2), "generated": r["generated"]} for r in rho]))
     finally:
         s.close()

@@ -171,7 +171,9 @@ def is_disk_full(exc: BaseException) -> bool:
     """ENOSPC/EDQUOT from the OS, DuckDB ("Could not write file ...: No space left on device"),
     qdrant-edge ("... os error 28") or SQLite; not errors a remote Qdrant server reports."""
     seen = set()
-    while exc is not None and id(exc) not in seen:
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        exc = cur
         seen.add(id(exc))
         if isinstance(exc, (KeyboardInterrupt, SystemExit, DiskFull)):
             return False
@@ -180,7 +182,7 @@ def is_disk_full(exc: BaseException) -> bool:
         module = type(exc).__module__ or ""
         if not module.startswith(("qdrant_client", "httpx", "httpcore")) and _FULL_TEXT.search(str(exc)):
             return True
-        exc = exc.__cause__ or exc.__context__
+        cur = exc.__cause__ or exc.__context__
     return False
 
 

@@ -54,6 +54,10 @@ class UnknownBackend(GmvError):
     pass
 
 
+class BadPlugin(GmvError):
+    """A backend from a plugin distribution cannot be imported or is not a backend."""
+
+
 class MissingWeights(GmvError):
     pass
 

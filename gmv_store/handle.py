@@ -11,8 +11,8 @@ DataFrames. Every method is one call of `gmv_store.api` (what the CLI runs).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from . import api
 

@@ -13,7 +13,7 @@ import os
 import re
 import stat
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -31,7 +31,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 def content_sha256(pixels: np.ndarray) -> str:
     h = hashlib.sha256()
-    h.update(("%dx%dx%d:" % pixels.shape).encode())
+    h.update(("%dx%dx%d:" % pixels.shape).encode())  # noqa: UP031 - the hashed bytes, kept as written
     h.update(np.ascontiguousarray(pixels).tobytes())
     return h.hexdigest()
 
@@ -202,7 +202,7 @@ def resize_batch(images: Sequence[np.ndarray], size: int, color: str) -> np.ndar
         if px.shape[2] != c:
             px = to_gray(px) if c == 1 else to_rgb(px)
         if px.shape[0] != size or px.shape[1] != size:
-            img = to_pil(px).resize((size, size), Image.BILINEAR)
+            img = to_pil(px).resize((size, size), Image.Resampling.BILINEAR)
             px = np.asarray(img).reshape(size, size, c)
         out[i] = px / np.float32(255.0)
     return out

@@ -10,9 +10,9 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import time
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Sequence
 
 import duckdb
 

@@ -15,7 +15,7 @@ LOCK_FILE = "writer.lock"
 class WriterLock:
     def __init__(self, store: Path, wait: float = 0.0):
         self.path = store / LOCK_FILE
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.monotonic() + max(0.0, wait)
         while True:
             try:

@@ -11,11 +11,14 @@ imported only by the entry that needs it:
 
 An unknown name raises `error` (UnknownBackend unless given) listing the valid names; a
 declared module that needs a package that is not installed raises MissingDependency naming it.
+Each entry records where it comes from (`origin`): "built-in", or the plugin distribution
+that declared it through an entry point (gmv_store/backends/plugins.py).
 """
 from __future__ import annotations
 
 import importlib
-from typing import Generic, Iterator, TypeVar
+from collections.abc import Iterator
+from typing import Generic, TypeVar
 
 from .errors import MissingDependency, UnknownBackend
 
@@ -37,19 +40,27 @@ class Registry(Generic[T]):
         unknown-name message, e.g. " (see `gmv backends`)"."""
         self.kind, self.error, self.hint = kind, error, hint
         self._entries: dict[str, T | _Declared] = {}
+        self._origins: dict[str, str] = {}
 
-    def declare(self, name: str, target: str) -> None:
+    def declare(self, name: str, target: str, origin: str = "built-in") -> None:
         """Register `name` as the attribute `Attr` of module `module`, imported on first use."""
-        self._put(name, _Declared(target))
+        self._put(name, _Declared(target), origin)
 
-    def add(self, name: str, entry: T) -> T:
-        self._put(name, entry)
+    def add(self, name: str, entry: T, origin: str = "built-in") -> T:
+        self._put(name, entry, origin)
         return entry
 
-    def _put(self, name: str, entry: T | _Declared) -> None:
+    def _put(self, name: str, entry: T | _Declared, origin: str) -> None:
         if name in self._entries:  # two entries under one name is a programming error
             raise ValueError(f"{self.kind} '{name}' is registered twice")
         self._entries[name] = entry
+        self._origins[name] = origin
+
+    def origin(self, name: str) -> str:
+        """Where `name` comes from: "built-in" or "plugin <distribution> <version>"."""
+        if name not in self._origins:
+            self.get(name)  # raises the unknown-name error
+        return self._origins[name]
 
     def get(self, name: str) -> T:
         if name not in self._entries:
@@ -59,7 +70,7 @@ class Registry(Generic[T]):
             entry = self._entries[name] = self._import(name, entry)
         return entry
 
-    def _import(self, name: str, ref: _Declared):
+    def _import(self, name: str, ref: _Declared) -> T:
         try:
             module = importlib.import_module(ref.module)
         except ModuleNotFoundError as e:
@@ -68,7 +79,7 @@ class Registry(Generic[T]):
             raise MissingDependency(
                 f"{self.kind} '{name}' needs the '{e.name}' package; fix: pip install {e.name}"
             ) from e
-        return getattr(module, ref.attr)
+        return getattr(module, ref.attr)  # type: ignore[no-any-return]
 
     def names(self) -> list[str]:
         """Names in the order they were registered; imports nothing."""

@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from . import diskspace
 from . import migrate as migrations
@@ -64,7 +65,7 @@ class Store:
         qdrant_url: str | None = None,
         collection_prefix: str = "gmv",
         index: IndexConfig | None = None,
-    ) -> "Store":
+    ) -> Store:
         """Create a store (or open an identical existing one). Instantiates the backends
         once to record their dimensions and weight checksums."""
         root = default_store_path(path)
@@ -110,7 +111,7 @@ class Store:
         return store
 
     @classmethod
-    def open(cls, path: str | Path | None, wait: float = 0.0, device: str | None = None) -> "Store":
+    def open(cls, path: str | Path | None, wait: float = 0.0, device: str | None = None) -> Store:
         """Open as the (single) writer. `device` (cuda, mps, cpu, auto) overrides where model
         backends run; it does not change the vectors, so it is not part of the store's record."""
         root = default_store_path(path)
@@ -137,7 +138,7 @@ class Store:
 
     @classmethod
     def open_reader(cls, path: str | Path | None, wait: float = 0.0, device: str | None = None,
-                    backends: dict[str, Any] | None = None, ledger_config: dict | None = None) -> "Store":
+                    backends: dict[str, Any] | None = None, ledger_config: dict | None = None) -> Store:
         """Open for searching only (`gmv match`, the web UI's attribution): the ledger
         read-only, the vector collections for queries; no migration, recovery or snapshot,
         so no row, point or value changes (the embedded engine rewrites its own JSON settings
@@ -255,7 +256,7 @@ class Store:
             if self._lock is not None:
                 self._lock.release()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:

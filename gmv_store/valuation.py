@@ -1,27 +1,31 @@
 """The GMValuator math as pure functions (method.md, paper Eq. 5 and 6)."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
+import numpy.typing as npt
 
 
-def credits(distances, quality: float) -> np.ndarray:
+def credits(distances: npt.ArrayLike, quality: float) -> npt.NDArray[np.float64]:
     """V(x_i, x^_j) for the top-k contributors P_j of one generated image (Eq. 6):
     q_j * exp(-d_ij) / sum_{i' in P_j} exp(-d_i'j).
 
     Computed as a softmax shifted by the minimum distance: exp(-d) itself underflows for
     large distances, the shift cancels in the ratio. The credits sum to q_j.
     """
-    d = np.asarray(distances, dtype=np.float64)
+    d: npt.NDArray[np.float64] = np.asarray(distances, dtype=np.float64)
     if d.ndim != 1:
         raise ValueError(f"distances must be 1-d, got shape {d.shape}")
     if d.size == 0:
-        return d.copy()
+        return np.zeros(0, dtype=np.float64)
     if not np.isfinite(d).all():
         raise ValueError("distances must be finite")
     if not (np.isfinite(quality) and quality > 0):
         raise ValueError(f"quality must be a finite number > 0, got {quality!r}")
     w = np.exp(-(d - d.min()))
-    return quality * w / w.sum()
+    out: npt.NDArray[np.float64] = quality * w / w.sum()
+    return out
 
 
 def average_value(value_sum: float, m: int) -> float:
@@ -31,7 +35,7 @@ def average_value(value_sum: float, m: int) -> float:
     return value_sum / m
 
 
-def identical_class_ratio(labels_of_contributors, label: str) -> float:
+def identical_class_ratio(labels_of_contributors: Iterable[object], label: object) -> float:
     """rho for one generated image: the fraction of its top-k contributors with its class (C1)."""
     labels = list(labels_of_contributors)
     if not labels:

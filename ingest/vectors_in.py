@@ -8,8 +8,8 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from gmv_store.errors import GmvError
 from gmv_store.progress import Progress
 from gmv_store.sources import Decoded, InputOptions, unique_new
 from gmv_store.sources.vectors import Expect, VectorOptions, check_model, identity_modes, read_vector_batches
-from gmv_store.store import Store, TRAINING
+from gmv_store.store import TRAINING, Store
 
 from .pipeline import IngestReport, known_hashes
 from .write import SEQ, write_training

@@ -9,8 +9,8 @@ source — plus the k and N it was matched with and the sets that already hold i
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import numpy as np
 

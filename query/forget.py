@@ -9,6 +9,7 @@ from the recall lists holding them, so credit flows to the next contributors.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -34,7 +35,7 @@ def _log(con, kind: str, selector: str, ids: list[str], values_before: dict) -> 
                 [fid, kind, selector, len(ids), ids, json.dumps(values_before)])
 
 
-def forget_training(store: Store, ids: list[str] = (), owner: str | None = None,
+def forget_training(store: Store, ids: Sequence[str] = (), owner: str | None = None,
                     source: str | None = None) -> ForgetReport:
     """Remove training images by id, by owner, or by source glob pattern (e.g. '/data/alice/*')."""
     if not ids and owner is None and source is None:

@@ -7,7 +7,7 @@ the recall distance): both are checked before anything is read.
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from gmv_store.errors import BadInput
 from gmv_store.sources import Decoded, InputOptions, InputReport

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from gmv_store.errors import BadInput, NotFound, param
+from gmv_store.ids import short_id
 from gmv_store.images import content_sha256
 from gmv_store.ledger import rows as _rows
 from gmv_store.sources import load_source
@@ -20,7 +21,7 @@ def resolve_generated(con, ref: str) -> str:
     if not (Path(ref).exists() or "#" in ref or ref.startswith("mnist:")):
         raise NotFound(f"{ref}: neither a 16-hex-digit generated id nor an existing image; fix: pass an id from `gmv values` or a path")
     sha = content_sha256(load_source(ref))
-    return sha[:16]
+    return short_id(sha)
 
 
 def top(con, refs: list[str], set_name: str | None = None, limit: int | None = None) -> list[dict]:

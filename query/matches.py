@@ -9,9 +9,9 @@ tables registered in DuckDB, one statement each), values moving by difference.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -48,7 +48,7 @@ class Match:
 
     @classmethod
     def scored(cls, top: Sequence[tuple[str, float]], recall_ids, recall_scores, complete: bool, quality: float,
-               runners: Sequence[tuple[int, float]] = (), runners_all: bool = False) -> "Match":
+               runners: Sequence[tuple[int, float]] = (), runners_all: bool = False) -> Match:
         """From (contributor, distance) pairs, closest first: credits by Eq. 6; `runners`:
         the (point id, distance) pairs next in line."""
         dist = [float(d) for _, d in top]
@@ -57,13 +57,13 @@ class Match:
                    np.asarray([p for p, _ in runners], dtype=np.uint64), np.asarray([d for _, d in runners], np.float64),
                    bool(runners_all))
 
-    def same_scores(self, other: "Match") -> bool:
+    def same_scores(self, other: Match) -> bool:
         """Same top-k in the same order, distances and credits equal up to float rounding."""
         return (self.contributors == other.contributors
                 and np.allclose(self.distances, other.distances, atol=TOLERANCE, rtol=0)
                 and np.allclose(self.credits, other.credits, atol=10 * TOLERANCE * max(1.0, sum(other.credits)), rtol=0))
 
-    def first_difference(self, other: "Match") -> str:
+    def first_difference(self, other: Match) -> str:
         """Where two matches part: the first differing rank and both contributors there."""
         for rank, (a, b) in enumerate(zip(self.contributors, other.contributors), start=1):
             if a != b:
@@ -75,7 +75,7 @@ class Match:
                 return f"rank {rank}: distance stored {a:.9g}, recomputed {b:.9g}"
         return "credits differ"
 
-    def list_difference(self, recomputed: "Match") -> str | None:
+    def list_difference(self, recomputed: Match) -> str | None:
         """Where this stored recall list parts from a recomputed one, or None. Only their
         common length is compared: a stored list may have lent its reserve to removals, and
         one kept under another capacity may be longer."""

@@ -18,8 +18,8 @@ length is written whole again. Everything moves through Arrow a batch at a time.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -82,7 +82,7 @@ class Lists:
         n = int(self.length[i])
         return self.ids[i, :n], self.scores[i, :n]
 
-    def take(self, rows: np.ndarray) -> "Lists":
+    def take(self, rows: np.ndarray) -> Lists:
         rows = np.asarray(rows, dtype=np.int64)
         w = int(self.length[rows].max()) if len(rows) else 0
         d = int(self.n_dropped[rows].max()) if len(rows) else 0
@@ -96,12 +96,12 @@ class Lists:
                      self.stored[at], self.runner_ids[at, :r], self.runner_dist[at, :r], self.n_runners[at],
                      self.runners_all[at])
 
-    def with_runners(self, ids: np.ndarray, dist: np.ndarray, count: np.ndarray, every: np.ndarray) -> "Lists":
+    def with_runners(self, ids: np.ndarray, dist: np.ndarray, count: np.ndarray, every: np.ndarray) -> Lists:
         return replace(self, runner_ids=ids, runner_dist=dist, n_runners=count, runners_all=every)
 
     @classmethod
     def from_flat(cls, gids: Sequence[str], ids: np.ndarray, scores: np.ndarray, length: np.ndarray,
-                  complete: np.ndarray) -> "Lists":
+                  complete: np.ndarray) -> Lists:
         """New lists from the lists laid end to end (row-major order) and their lengths."""
         length = np.asarray(length, dtype=np.int64)
         m = len(length)
@@ -117,7 +117,7 @@ class Lists:
     @classmethod
     def from_rows(cls, gids: Sequence[str], ids: Sequence[np.ndarray], scores: Sequence[np.ndarray],
                   complete: Sequence[bool], runner_ids: Sequence[np.ndarray] | None = None,
-                  runner_dist: Sequence[np.ndarray] | None = None, runners_all: Sequence[bool] | None = None) -> "Lists":
+                  runner_dist: Sequence[np.ndarray] | None = None, runners_all: Sequence[bool] | None = None) -> Lists:
         length = np.array([len(a) for a in ids], dtype=np.int64)
         out = cls.from_flat(gids, _cat(ids, np.uint64), _cat(scores, np.float64), length, complete)
         if runner_ids is not None:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gmv_store.backends.base import ImageReranker, higher_is_better
+from gmv_store.backends.base import higher_is_better
 from gmv_store.ledger import insert_columns, transaction
 from gmv_store.progress import Progress
 from gmv_store.sources.checked import load_checked
@@ -229,10 +229,10 @@ def rescore(store: Store, rows: list[GeneratedRow]) -> list[Match]:
     for (k, recall, exact), group in groups.items():
         pids = [r.point_id for r in group]
         vecs = {"recall": store.vectors.vectors(GENERATED, pids, "recall")}
-        if store.reranker.vector_embedder() is not None:
+        if store.reranker.rerank_kind() == "vector":
             vecs["rerank"] = store.vectors.vectors(GENERATED, pids, "rerank")
-        images = ([load_checked(r.source, r.sha256, store.root) for r in group] if isinstance(store.reranker, ImageReranker)
-                  else None)
+        images = ([load_checked(r.source, r.sha256, store.root) for r in group]
+                  if store.reranker.rerank_kind() == "pairwise" else None)
         matches = search(store, vecs, k, recall, [r.quality for r in group], images=images,
                          load_candidate=candidate_loader(store), exact=exact)
         out.update(((r.set_name, r.generated_id), m) for r, m in zip(group, matches))

@@ -10,12 +10,13 @@ float rounding.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Callable, Sequence
 
 import numpy as np
 
-from gmv_store.backends.base import ImageReranker, higher_is_better, score_to_distance
+from gmv_store.backends.base import higher_is_better, score_to_distance
+from gmv_store.ids import id_of_point
 from gmv_store.store import TRAINING, Store
 from gmv_store.vectors import Hit, Query, VectorStore
 
@@ -27,13 +28,13 @@ TIE_MARGIN = 8  # extra hits asked for, so that a tie at the cut is usually seen
 
 def contributor_of(point_id: int) -> str:
     """Training point ids are the first 16 hex digits of the sha256, which are the id."""
-    return f"{point_id:016x}"
+    return id_of_point(point_id)
 
 
 def recall_size(store: Store, k: int, recall: int) -> int:
     """How many candidates the recall stage keeps: N, or k when there is no re-ranking."""
     rr = store.reranker
-    return max(recall, k) if (rr.vector_embedder() is not None or isinstance(rr, ImageReranker)) else k
+    return k if rr.rerank_kind() == "none" else max(recall, k)
 
 
 def hit_order(metric: str) -> Callable[[Hit], tuple]:
@@ -86,10 +87,10 @@ def search(store: Store, vectors: dict[str, np.ndarray], k: int, recall: int, qu
     total = store.vectors.count(collection) if any(len(h) <= cap for h in lists) else None
     lists = [h[:cap] for h in lists]  # the first cap of the first cap + 1 in the one order
     first = [h[:n_recall] for h in lists]
-    rv = reranker.vector_embedder()
+    kind, rv = reranker.rerank_kind(), reranker.vector_embedder()
     runners: list[list[tuple[int, float]]] = [[] for _ in range(n)]
     every = [False] * n
-    if rv is not None:
+    if kind == "vector" and rv is not None:
         # the k closest and the runners-up behind them, which refresh moves up when one of
         # the k leaves the recall set
         kr = k + runners_up(k)
@@ -101,7 +102,7 @@ def search(store: Store, vectors: dict[str, np.ndarray], k: int, recall: int, qu
         both = [[(p, reranker.distance_from_score(s, rv.metric)) for p, s in by_i.get(i, [])] for i in range(n)]
         tops, runners = [b[:k] for b in both], [b[k:] for b in both]
         every = [len(b) < kr for b in both]
-    elif isinstance(reranker, ImageReranker):
+    elif kind == "pairwise":
         tops = []
         for i, h in enumerate(first):
             ids = [p for p, _ in h]

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from gmv_store.backends.base import ImageReranker
 from gmv_store.store import GENERATED, TRAINING, Store
 from gmv_store.valuation import credits as eq6_credits
 from gmv_store.vectors import Query
@@ -119,9 +118,9 @@ def settle(store: Store, b: Batch, timings: dict) -> Outcome:
     top = read_topk(store.ledger, b.set_name, b.old.gids, b.k)
     line = _old_line(b, top)
     reranker = store.reranker
-    rv = reranker.vector_embedder()
+    kind, rv = reranker.rerank_kind(), reranker.vector_embedder()
     out = Outcome([])
-    if rv is None and not isinstance(reranker, ImageReranker):
+    if kind == "none":
         # the recall set is the top-k: its first k, distances from the recall scores
         kk = min(b.k, new.ids.shape[1])
         n = np.minimum(n_new, b.k)
@@ -130,7 +129,7 @@ def settle(store: Store, b: Batch, timings: dict) -> Outcome:
                     np.where(keep, score_distances(new.scores[:, :kk], store.embedder.metric), np.inf), n,
                     np.zeros(len(n), bool))
         out.from_lists = int((~queue).sum())
-    elif rv is None:
+    elif kind == "pairwise":
         queue |= moved_set  # pairwise distances come from the images
     else:
         todo = np.flatnonzero(moved_set & ~queue)

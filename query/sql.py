@@ -22,8 +22,15 @@ import time
 
 import duckdb
 
-from gmv_store.errors import (BadInput, QueryInterrupted, QueryMemoryLimit, QueryTimeout, ReadOnlyViolation,
-                              SqlError, param)
+from gmv_store.errors import (
+    BadInput,
+    QueryInterrupted,
+    QueryMemoryLimit,
+    QueryTimeout,
+    ReadOnlyViolation,
+    SqlError,
+    param,
+)
 from gmv_store.ledger import open_ledger_readonly
 
 DEFAULT_TIMEOUT_S = 60.0

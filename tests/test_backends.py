@@ -21,11 +21,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 torch = pytest.importorskip("torch", reason="model backends need torch: pip install 'gmv-store[models]'")
 
+from fake_weights import write_dreamsim_cache, write_maniqa_checkpoint  # noqa: E402
 from PIL import Image  # noqa: E402
 from scipy import ndimage  # noqa: E402
 from skimage import data as skdata  # noqa: E402
 
-from fake_weights import write_dreamsim_cache, write_maniqa_checkpoint  # noqa: E402
 from gmv_store.backends import registry  # noqa: E402
 from gmv_store.backends.profiles import PROFILES, get_profile  # noqa: E402
 from gmv_store.backends.runtime import pick_device, quiet, to_float_batch  # noqa: E402

@@ -14,9 +14,9 @@ import time
 import urllib.request
 
 import pytest
+from ui_store import build
 
 from gmv_store import api
-from ui_store import build
 
 pytestmark = pytest.mark.browser
 

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shard_files import write_parquet, write_tar
+from sparse_copy import copy_store
 
 from gmv_store.datasets import load_mnist
 from gmv_store.store import Store
 from ingest.pipeline import ingest
 from query.value import value
 from query.verify import verify
-from shard_files import write_parquet, write_tar
-from sparse_copy import copy_store
 
 BACKENDS = dict(embedder=("pixels", {"size": 8}), rerank=("l2", {"size": 14}))
 pytestmark = pytest.mark.slow

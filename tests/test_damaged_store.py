@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from sparse_copy import copy_store
 
 from gmv_store.cli import cli
-from sparse_copy import copy_store
 
 
 def run(*args, code=0):

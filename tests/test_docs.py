@@ -16,7 +16,7 @@ def _commands(group, prefix=""):
 
 
 def test_every_command_in_readme_with_help_example():
-    for name, cmd in _commands(cli):
+    for name, _cmd in _commands(cli):
         r = CliRunner().invoke(cli, name.split() + ["--help"])
         assert r.exit_code == 0, name
         assert "Example" in r.output, f"{name}: --help has no example"
@@ -24,8 +24,9 @@ def test_every_command_in_readme_with_help_example():
 
 
 def test_readme_lists_every_sql_view():
-    from gmv_store.migrate import load_migrations
     import re
+
+    from gmv_store.migrate import load_migrations
 
     views = {m for mig in load_migrations() for m in re.findall(r"CREATE VIEW (\w+)", mig.sql)}
     for v in views:

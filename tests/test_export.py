@@ -5,12 +5,12 @@ import json
 import duckdb
 import pytest
 from click.testing import CliRunner
+from ui_store import SLASH_SET, build, fingerprint
 
 import gmv_store
 from gmv_store import api
 from gmv_store.cli import cli
 from gmv_store.lock import WriterLock
-from ui_store import SLASH_SET, build, fingerprint
 
 
 @pytest.fixture(scope="module")

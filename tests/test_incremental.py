@@ -2,14 +2,14 @@
 refresh, stored scores and values equal a from-scratch valuation of the current data."""
 import numpy as np
 import pytest
-from hypothesis import example, HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gmv_store.store import Store
 from ingest.pipeline import ingest
 from query.forget import forget_generated, forget_set, forget_training
-from query.value import value
 from query.refresh import refresh
+from query.value import value
 from query.verify import verify
 
 BACKENDS = dict(embedder=("pixels", {"size": 8}), rerank=("l2", {"size": 14}))

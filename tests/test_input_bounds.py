@@ -22,15 +22,14 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from shard_files import png, write_tar
 
 from gmv_store import api
 from gmv_store.cli import cli
 from gmv_store.datasets import load_mnist
 from gmv_store.errors import BadInput
 from gmv_store.images import MAX_FILE_BYTES, MAX_PIXELS, content_sha256, decode_bytes
-from gmv_store.sources import load_source
-from gmv_store.sources import readers, webdataset
-from shard_files import png, write_tar
+from gmv_store.sources import load_source, readers, webdataset
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 

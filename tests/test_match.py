@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from ui_store import build, fingerprint
 
 import gmv_store
 from gmv_store import api
 from gmv_store.cli import cli
 from gmv_store.lock import WriterLock
-from ui_store import build, fingerprint
 
 
 @pytest.fixture(scope="module")

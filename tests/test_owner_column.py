@@ -2,10 +2,10 @@
 column or a WebDataset `.json` key, so per-owner values work on a shard of many owners."""
 import pytest
 from click.testing import CliRunner
+from shard_files import write_parquet, write_tar
 
 from gmv_store import api
 from gmv_store.cli import cli
-from shard_files import write_parquet, write_tar
 
 OWNERS = ["ann", "bo", "cy", "di"]
 

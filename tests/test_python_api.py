@@ -6,13 +6,13 @@ import inspect
 import pytest
 from click.testing import CliRunner
 from starlette.testclient import TestClient
+from ui_store import SLASH_SET, build
 
 import gmv_store
 from gmv_store import api
 from gmv_store.cli import cli
 from gmv_store.errors import BadInput, NotFound
 from gmv_store.web import Settings, create_app
-from ui_store import SLASH_SET, build
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ def test_add_and_drop_equal_a_ranking_from_scratch(metric, ties):
     for trial in range(40):
         m = 12
         worlds, rows_ids, rows_scores, complete = [], [], [], []
-        for i in range(m):
+        for _ in range(m):
             t_ids, t_scores = world(rng, int(rng.integers(1, 30)), ties)
             b_ids, b_scores = brute(t_ids, t_scores, metric)
             length = len(b_ids) if len(b_ids) <= cap else int(rng.integers(n, cap + 1))
@@ -48,7 +48,7 @@ def test_add_and_drop_equal_a_ranking_from_scratch(metric, ties):
         e_scores = np.full((m, cap), np.nan)
         e_len = np.zeros(m, np.int64)
         e_all = np.zeros(m, np.int64)
-        for i, (t_ids, _) in enumerate(worlds):
+        for i, _ in enumerate(worlds):
             p_ids = np.arange(10_000 + 100 * i, 10_000 + 100 * i + int(rng.integers(0, 8)), dtype=np.uint64)
             p_scores = (rng.integers(0, 6, len(p_ids)) / 5 if ties else rng.random(len(p_ids))).astype(np.float64)
             news.append((p_ids, p_scores))

@@ -42,3 +42,13 @@ def test_a_missing_optional_package_names_itself(tmp_path, monkeypatch):
     r.declare("typo", "gmv_no_such_module:X")  # a wrong declaration is a bug, not a missing package
     with pytest.raises(ModuleNotFoundError):
         r.get("typo")
+
+
+def test_each_entry_says_where_it_comes_from():
+    r = Registry("embedder")
+    r.declare("mine", "fractions:Fraction")
+    r.declare("theirs", "decimal:Decimal", origin="plugin gmv-x 1.0")
+    r.add("value", 3)
+    assert [r.origin(n) for n in r] == ["built-in", "plugin gmv-x 1.0", "built-in"]
+    with pytest.raises(UnknownBackend, match="unknown embedder 'nope'"):
+        r.origin("nope")

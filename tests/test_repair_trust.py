@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from sparse_copy import copy_store
 
 from gmv_store.cli import cli
 from gmv_store.errors import SourceChanged
 from gmv_store.images import content_sha256
 from gmv_store.sources.checked import load_checked
-from sparse_copy import copy_store
 
 PARAMS = ("-p", "embedder.size=8", "-p", "rerank.size=14")
 

@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from click.testing import CliRunner
+from shard_files import member_offsets, png, write_parquet, write_tar
 
 from gmv_store import api
 from gmv_store.backends import registry
@@ -16,7 +17,6 @@ from gmv_store.images import content_sha256
 from gmv_store.sources import InputOptions, InputReport, load_source, parallel, read_batches
 from gmv_store.sources.readers import ArrayReader
 from gmv_store.store import Store
-from shard_files import member_offsets, png, write_parquet, write_tar
 
 
 def run(*args, code=0):

@@ -10,8 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from gmv_store.cli import cli
-from gmv_store.errors import (BadInput, QueryInterrupted, QueryMemoryLimit, QueryTimeout, ReadOnlyViolation,
-                              SqlError)
+from gmv_store.errors import BadInput, QueryInterrupted, QueryMemoryLimit, QueryTimeout, ReadOnlyViolation, SqlError
 from gmv_store.store import Store
 from query.sql import run_sql
 

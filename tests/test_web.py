@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 from starlette.testclient import TestClient
+from ui_store import SLASH_SET, build
 
 from gmv_store import api
 from gmv_store.web import Settings, create_app
-from ui_store import SLASH_SET, build
 
 
 @pytest.fixture(scope="module")
@@ -246,5 +246,5 @@ def test_set_page_pages_through_generated_images(client, monkeypatch):
     for gp in (1, 2, 3):
         html = client.get(f"/sets/s1?gpage={gp}").text
         seen.append(re.findall(r'<a class="tile" href="/generated/s1/([0-9a-f]{16})"', html))
-        assert ("gpage=%d" % (gp + 1) in html) == (gp < 3)
+        assert (f"gpage={gp + 1}" in html) == (gp < 3)
     assert [len(s) for s in seen] == [16, 16, 8] and len(set(sum(seen, []))) == 40

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 from starlette.testclient import TestClient
+from ui_store import build, fingerprint
 
 from gmv_store import api
 from gmv_store.lock import WriterLock
 from gmv_store.web import Settings, create_app
-from ui_store import build, fingerprint
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +85,9 @@ def test_api_errors_are_json(client, url, status, words):
 
 
 def test_api_match_equals_gmv_match_json_and_stores_nothing(client, small, tmp_path):
-    from gmv_store.cli import cli
     from click.testing import CliRunner
+
+    from gmv_store.cli import cli
 
     f = small["gen_files"][3]
     before = fingerprint(small["store"])

@@ -10,12 +10,12 @@ from urllib.parse import quote
 
 import pytest
 from starlette.testclient import TestClient
+from ui_store import SLASH_SET, build
 
 from gmv_store import api
 from gmv_store.web import Settings, create_app
 from gmv_store.web.charts import _tick, log_ticks
 from gmv_store.web.render import NumColumn, PctColumn
-from ui_store import SLASH_SET, build
 
 ROW = re.compile(r'<tr data-contributor="([0-9a-f]{16})" data-rank="(\d+)" data-value="([^"]+)">')
 
@@ -152,13 +152,13 @@ def test_sql_examples_run_and_their_sums_agree_with_the_ledger(client, small):
                for ex in examples)
     total = ledger(small, "SELECT sum(value) FROM contributor_values WHERE set_name = 's1'")[0][0]
     results = [api.sql(small["store"], ex) for ex in examples]
-    for ex, (cols, rows) in zip(examples, results):
+    for ex, (_cols, rows) in zip(examples, results):
         assert rows, ex
         assert client.get("/sql", params={"q": ex}).status_code == 200
     owners, labels, per_set, top = (dict(zip(*[c, list(zip(*r))])) for c, r in results[1:])
     assert sum(owners["value"]) == pytest.approx(total) and sum(labels["value"]) == pytest.approx(total)
     assert sum(labels["credited"]) == ledger(small, "SELECT count(*) FROM contributor_values WHERE set_name = 's1'")[0][0]
-    for name, value_total, mean_q in zip(per_set["set_name"], per_set["value_total"], per_set["mean_quality"]):
+    for _name, value_total, mean_q in zip(per_set["set_name"], per_set["value_total"], per_set["mean_quality"]):
         assert value_total == pytest.approx(mean_q)  # a set's values sum to its mean quality
     assert len(top["rank"]) == 10 and list(top["rank"]) == list(range(1, 11))
 

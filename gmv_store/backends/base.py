@@ -6,7 +6,8 @@ preprocessing (resize, colour, normalisation).
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -63,6 +64,9 @@ class Embedder(Backend):
         raise NotImplementedError
 
 
+RerankKind = Literal["vector", "pairwise", "none"]
+
+
 class Reranker(Backend):
     """The fine distance d_ij between a generated image and its recalled candidates.
 
@@ -77,6 +81,12 @@ class Reranker(Backend):
 
     def vector_embedder(self) -> Embedder | None:
         raise NotImplementedError
+
+    def rerank_kind(self) -> RerankKind:
+        """How d_ij is found, the one place the pipelines ask: "vector" (a stored re-rank
+        vector, compared inside Qdrant), "pairwise" (from the images: an ImageReranker) or
+        "none" (the recall order and distance are kept)."""
+        return "none" if self.vector_embedder() is None else "vector"
 
     def distance_from_score(self, score: float, metric: str) -> float:
         """Turn a Qdrant score of the re-rank (or recall, for `none`) vector into d_ij >= 0."""
@@ -121,8 +131,11 @@ class ImageReranker(Reranker):
     from their recorded sources and calls `pairwise` once per generated image.
     """
 
-    def vector_embedder(self):
+    def vector_embedder(self) -> Embedder | None:
         return None
+
+    def rerank_kind(self) -> RerankKind:
+        return "pairwise"
 
     def pairwise(self, generated: np.ndarray, candidates: Sequence[np.ndarray]) -> np.ndarray:
         """one (H, W, C) uint8 image, N candidate images -> (N,) float64 distances >= 0."""

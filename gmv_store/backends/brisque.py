@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -115,7 +115,7 @@ def _half(img: np.ndarray) -> np.ndarray:
 
         h, w = img.shape
         pil = Image.fromarray(img.astype(np.float32), mode="F")
-        return np.asarray(pil.resize((round(w / 2), round(h / 2)), Image.BICUBIC), dtype=np.float64)
+        return np.asarray(pil.resize((round(w / 2), round(h / 2)), Image.Resampling.BICUBIC), dtype=np.float64)
 
 
 def _luminance(px: np.ndarray) -> np.ndarray:

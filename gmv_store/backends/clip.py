@@ -101,7 +101,7 @@ class ClipEmbedder(TorchBackendMixin, ResolvedWeights, Embedder):
         )
 
     def _to_load(self, found: Path) -> Path:
-        return _checkpoint_in(found)  # type: ignore[return-value] - `present` checked it
+        return _checkpoint_in(found)  # type: ignore[return-value]  # `present` checked it
 
     # ------------------------------------------------------------------ model
     def _model(self):

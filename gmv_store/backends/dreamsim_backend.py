@@ -14,6 +14,7 @@ the torch-hub code and checkpoint for DINO-based types). Resolution order: `cach
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, ClassVar
 
 from .base import Embedder, Reranker
 from .runtime import TorchBackendMixin, cached_model, check_choice, quiet, require, to_device, to_float_batch
@@ -75,7 +76,7 @@ def _download(folder: Path, dreamsim_type: str) -> Path:
 
 
 class _DreamSimParams(TorchBackendMixin):
-    defaults = {"type": "ensemble", "cache_dir": "", "device": "auto", "batch_size": 16}
+    defaults: ClassVar[dict[str, Any]] = {"type": "ensemble", "cache_dir": "", "device": "auto", "batch_size": 16}
 
     def _setup(self, owner: str) -> None:
         self._owner = owner

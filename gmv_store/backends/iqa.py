@@ -18,8 +18,8 @@ maniqa.py, piqe.py, niqe.py and brisque.py.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -57,7 +57,7 @@ def upscaled(px: np.ndarray, min_side: int) -> np.ndarray:
     if min(h, w) >= min_side:
         return px
     s = min_side / min(h, w)
-    img = to_pil(px).resize((max(min_side, round(w * s)), max(min_side, round(h * s))), Image.BICUBIC)
+    img = to_pil(px).resize((max(min_side, round(w * s)), max(min_side, round(h * s))), Image.Resampling.BICUBIC)
     return np.asarray(img).reshape(img.size[1], img.size[0], px.shape[2])
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -69,7 +70,7 @@ def _load_trunk(model, net: str, path: Path) -> None:
 
 
 class _LPIPSParams(TorchBackendMixin, ResolvedWeights):
-    defaults = {"net": "alex", "size": 64, "mode": "auto", "max_dim": DEFAULT_MAX_DIM, "trunk": "",
+    defaults: ClassVar[dict[str, Any]] = {"net": "alex", "size": 64, "mode": "auto", "max_dim": DEFAULT_MAX_DIM, "trunk": "",
                 "device": "auto", "batch_size": 64}
     weights_param = "trunk"  # the linear heads ship in the lpips wheel: only the trunk is looked up
     random_weights = True

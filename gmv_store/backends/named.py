@@ -3,8 +3,9 @@ a vector — computed here or, for light models, in the decoding workers."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

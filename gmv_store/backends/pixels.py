@@ -1,7 +1,7 @@
 """Weight-free backends: pixel vectors for recall and pixel-space l2 re-ranking, no quality."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

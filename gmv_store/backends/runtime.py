@@ -10,7 +10,8 @@ import contextlib
 import importlib
 import io
 import threading
-from typing import Any, Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -135,7 +136,7 @@ def to_float_batch(images: Sequence[np.ndarray], size: int | tuple[int, int], mo
 
     t = torch()
     hw = (size, size) if isinstance(size, int) else size
-    method = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}[resample]
+    method = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}[resample]
     out = np.empty((len(images), hw[0], hw[1], 3), dtype=np.uint8)
     for i, px in enumerate(images):
         img = to_pil(to_rgb(px))
@@ -172,8 +173,8 @@ class TorchBackendMixin:
     """Common parameters of model backends: `device` (auto/cpu/cuda/mps) and `batch_size`.
     Neither changes the vectors, so neither is part of the recorded fingerprint."""
 
-    params: dict
-    name: str
+    params: dict[str, Any]
+    name: ClassVar[str]
 
     def _check_runtime(self, owner: str) -> None:
         bs = self.params["batch_size"]

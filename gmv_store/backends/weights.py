@@ -16,9 +16,10 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ClassVar, Sequence
+from typing import ClassVar
 
 from ..errors import MissingWeights
 from .runtime import quiet, torch

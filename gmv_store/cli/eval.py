@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from .counterfactual import lds_cmd, remove_cmd
 from .options import errors_to_lines, note, output_options, print_rows, store_option, wait_option
 
 
@@ -237,9 +238,6 @@ def recipe_cmd(out, cache, quick, generators, ood_sources, ood_qualities, n_full
     run_recipe(out, cache=cache, config=cfg, echo=click.echo)
 
 
-
 # counterfactual checks (retraining): their own module, registered here
-from .counterfactual import lds_cmd, remove_cmd
-
 eval_group.add_command(lds_cmd)
 eval_group.add_command(remove_cmd)

@@ -7,8 +7,16 @@ import sys
 import click
 
 from .. import api
-from .options import (errors_to_lines, output_options, print_rows, ray_args, ray_options, report_problems,
-                      store_option, wait_option)
+from .options import (
+    errors_to_lines,
+    output_options,
+    print_rows,
+    ray_args,
+    ray_options,
+    report_problems,
+    store_option,
+    wait_option,
+)
 from .vectors import vector_options
 
 

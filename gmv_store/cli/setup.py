@@ -6,8 +6,18 @@ import sys
 import click
 
 from .. import api
-from .options import (EXIT_ERROR, errors_to_lines, index_lines, note, output_options, parse_params, print_rows, progress,
-                      store_option, wait_option)
+from .options import (
+    EXIT_ERROR,
+    errors_to_lines,
+    index_lines,
+    note,
+    output_options,
+    parse_params,
+    print_rows,
+    progress,
+    store_option,
+    wait_option,
+)
 
 
 @click.command()
@@ -139,11 +149,13 @@ def status(store, no_count, fmt):
 @output_options
 @errors_to_lines
 def backends(fmt):
-    """List the backends (embedder, rerank, quality) with their parameters, and the profiles.
+    """List the backends (embedder, rerank, quality) with their parameters, where each comes
+    from (built-in, or the plugin distribution that adds it: docs/plugins.md), and the profiles.
 
     \b
-    Example:
+    Examples:
       gmv backends
+      pip install ./my-gmv-plugin && gmv backends --json   # its backends, origin "plugin my-gmv-plugin 0.1"
     """
     print_rows(api.backends(), fmt)
 

@@ -7,8 +7,19 @@ import sys
 import click
 
 from .. import api
-from .options import (EXIT_ERROR, errors_to_lines, index_lines, input_options, parse_meta, progress, ray_args,
-                      ray_options, report_problems, store_option, wait_option)
+from .options import (
+    EXIT_ERROR,
+    errors_to_lines,
+    index_lines,
+    input_options,
+    parse_meta,
+    progress,
+    ray_args,
+    ray_options,
+    report_problems,
+    store_option,
+    wait_option,
+)
 from .vectors import vector_options
 
 

@@ -8,8 +8,8 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from ..errors import MissingDependency
 from .settings import PIP_RAY, ClusterError, RaySettings

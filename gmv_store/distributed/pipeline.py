@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import pickle
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..config import BackendSpec
 from ..sources.decode import batched

@@ -12,7 +12,7 @@ import os
 import re
 import sys
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 RAY_CORE_LINE = re.compile(rb"^\[\d{4}-\d\d-\d\d [\d:,.]+ [DIWEF] \d+ \d+\] \S+\.(cc|h):\d+: ")
 

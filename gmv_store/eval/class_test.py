@@ -6,7 +6,6 @@ import numpy as np
 
 from .ledger_read import per_generated_rho, set_info
 
-
 DEFAULT_KS = (30, 50, 100)
 
 

@@ -37,7 +37,7 @@ def _resize(a: np.ndarray, size: int = 28) -> np.ndarray:
     from PIL import Image
 
     img = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8))
-    return np.asarray(img.resize((size, size), Image.BILINEAR))
+    return np.asarray(img.resize((size, size), Image.Resampling.BILINEAR))
 
 
 def photo_patches(n: int, seed: int = 0) -> np.ndarray:

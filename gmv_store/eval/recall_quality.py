@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 
-from gmv_store.backends.base import ImageReranker
 from gmv_store.errors import BadInput
+from gmv_store.ids import point_id
 from gmv_store.store import GENERATED, TRAINING, Store
 
 from .ledger_read import set_info
@@ -74,7 +74,7 @@ def two_stage_recall(store: Store, set_name: str, recalls=None, k: int | None = 
 
     info = set_info(store.ledger, set_name)
     k = k or info["k"]
-    if isinstance(store.reranker, ImageReranker):
+    if store.reranker.rerank_kind() == "pairwise":
         raise BadInput(f"re-rank '{store.reranker.name}' is computed pairwise from images; an exact reference would "
                        "need one model forward per (generated, training) pair; fix: measure on a store whose re-rank "
                        "has a stored vector (l2, embedding, dreamsim, lpips mode=vector)")
@@ -97,7 +97,7 @@ def two_stage_recall(store: Store, set_name: str, recalls=None, k: int | None = 
         t = time.perf_counter()
         ms = search(store, vecs, k, N, [1.0] * len(pids))
         dt = time.perf_counter() - t
-        hits = np.array([len({int(c, 16) for c in m.contributors} & e) / k for m, e in zip(ms, exact_sets)])
+        hits = np.array([len({point_id(c) for c in m.contributors} & e) / k for m, e in zip(ms, exact_sets)])
         rows.append({"set_name": set_name, "k": k, "recall_N": N, "reference": f"exact top-k by {using} vector",
                      "recall_at_k": float(hits.mean()), "min_recall_at_k": float(hits.min()),
                      "ms_per_query": 1000 * dt / len(ms), "exact_ms_per_query": 1000 * exact_s / len(ms),

@@ -20,18 +20,26 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from gmv_store.errors import BadInput
 
 from .recipe_config import MARKER, RecipeConfig, _Run, _timed, backend_specs, prepare_out
-from .recipe_steps import (step_c1, step_data, step_generators, step_grids, step_hnsw, step_membership, step_ood,
-                           step_plots)
+from .recipe_steps import (
+    step_c1,
+    step_data,
+    step_generators,
+    step_grids,
+    step_hnsw,
+    step_membership,
+    step_ood,
+    step_plots,
+)
 
 __all__ = ["MARKER", "RecipeConfig", "check_config", "rerender", "run_recipe", "with_overrides"]
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -53,7 +53,7 @@ class RecipeConfig:
     recall_queries: int = 100      # generated images per two-stage recall@k measurement
 
     @classmethod
-    def quick_config(cls, **over) -> "RecipeConfig":
+    def quick_config(cls, **over) -> RecipeConfig:
         """Small data, cheap backends: checks the pipeline in seconds, not the numbers."""
         base = dict(quick=True, generators=("gmm",), n_full=600, n_sub=400,
                     sub_combos=(("pixels", "l2"), ("pixels", "embedding")), embedding_rerank="pixels",

@@ -8,8 +8,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -86,10 +86,10 @@ class Generator:
         return {}
 
     @classmethod
-    def from_hparams(cls, quick: bool = False) -> "Generator":
+    def from_hparams(cls, quick: bool = False) -> Generator:
         return cls(**cls.hparams(quick))
 
-    def fit(self, images: np.ndarray, labels: np.ndarray, seed: int = 0) -> "Generator":
+    def fit(self, images: np.ndarray, labels: np.ndarray, seed: int = 0) -> Generator:
         raise NotImplementedError
 
     def sample(self, labels: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -99,7 +99,7 @@ class Generator:
         raise NotImplementedError
 
     @classmethod
-    def load(cls, path: Path) -> "Generator":
+    def load(cls, path: Path) -> Generator:
         raise NotImplementedError
 
 
@@ -125,7 +125,7 @@ class TorchGenerator(Generator):
         return dict(cls.QUICK if quick else cls.FULL)
 
     @classmethod
-    def from_hparams(cls, quick: bool = False) -> "TorchGenerator":
+    def from_hparams(cls, quick: bool = False) -> TorchGenerator:
         return cls(**cls.hparams(quick))
 
     def build(self):
@@ -137,7 +137,7 @@ class TorchGenerator(Generator):
     def _sample(self, y, gen):
         raise NotImplementedError
 
-    def fit(self, images, labels, seed: int = 0) -> "TorchGenerator":
+    def fit(self, images, labels, seed: int = 0) -> TorchGenerator:
         import time
 
         import torch
@@ -179,7 +179,7 @@ class TorchGenerator(Generator):
         atomic_write(Path(path), lambda tmp: torch.save(blob, tmp))
 
     @classmethod
-    def load(cls, path: Path) -> "TorchGenerator":
+    def load(cls, path: Path) -> TorchGenerator:
         import torch
 
         blob = torch.load(Path(path), map_location="cpu", weights_only=True)

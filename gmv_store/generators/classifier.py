@@ -50,7 +50,7 @@ class MnistClassifier:
     def hparams(quick: bool = False) -> dict:
         return {"epochs": 2 if quick else 3, "batch_size": 128, "lr": 1e-3}
 
-    def fit(self, images, labels, seed: int = 0) -> "MnistClassifier":
+    def fit(self, images, labels, seed: int = 0) -> MnistClassifier:
         import torch
         import torch.nn.functional as F
 
@@ -99,7 +99,7 @@ class MnistClassifier:
         atomic_write(Path(path), lambda tmp: torch.save(blob, tmp))
 
     @classmethod
-    def load(cls, path: Path) -> "MnistClassifier":
+    def load(cls, path: Path) -> MnistClassifier:
         import torch
 
         blob = torch.load(Path(path), map_location="cpu", weights_only=True)

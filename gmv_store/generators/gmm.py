@@ -112,13 +112,13 @@ class GMMGenerator(Generator):
         return {"n_pca": 50, "n_components": 10, "covariance_type": "full", "max_iter": 30, "em": 2}
 
     @classmethod
-    def from_hparams(cls, quick: bool = False) -> "GMMGenerator":
+    def from_hparams(cls, quick: bool = False) -> GMMGenerator:
         hp = cls.hparams(quick)
         hp.pop("em")
         return cls(**hp)
 
 
-    def fit(self, images, labels, seed: int = 0) -> "GMMGenerator":
+    def fit(self, images, labels, seed: int = 0) -> GMMGenerator:
         from threadpoolctl import threadpool_limits
 
         images, labels = check_images_labels(images, labels)
@@ -130,7 +130,7 @@ class GMMGenerator(Generator):
         self.train_seconds = time.perf_counter() - t0
         return self
 
-    def _fit(self, images: np.ndarray, labels: np.ndarray, seed: int) -> "GMMGenerator":
+    def _fit(self, images: np.ndarray, labels: np.ndarray, seed: int) -> GMMGenerator:
         from sklearn.decomposition import PCA
 
         x = images.reshape(len(images), -1).astype(np.float32) / 255.0
@@ -192,7 +192,7 @@ class GMMGenerator(Generator):
         atomic_write(Path(path), write)
 
     @classmethod
-    def load(cls, path: Path) -> "GMMGenerator":
+    def load(cls, path: Path) -> GMMGenerator:
         with np.load(Path(path), allow_pickle=False) as f:
             n_pca, n_components, max_iter = (int(v) for v in f["config"])
             g = cls(n_pca=n_pca, n_components=n_components, covariance_type=str(f["covariance_type"]),

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from datetime import date, datetime, time
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
-from typing import ClassVar, Iterator
+from typing import ClassVar
 
 import numpy as np
 
 from ..errors import BadInput
 from .items import InputOptions, Item
-
 
 HELP_WHOLE = "fix: store whole-number labels (pandas: .astype('Int64')) or text labels"
 

@@ -2,8 +2,8 @@
 one image as `mnist:train#5`."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import partial
-from typing import Iterator
 
 import numpy as np
 

@@ -1,7 +1,7 @@
 """Items -> canonical pixels with their content hash; bad images become problems."""
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from ..errors import BadInput
 from ..images import content_sha256

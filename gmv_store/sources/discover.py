@@ -12,8 +12,8 @@ one problem, whether named or found in a folder.
 from __future__ import annotations
 
 import glob
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import BadInput, param
 from ..images import regular_file

@@ -1,10 +1,12 @@
 """The records of the input stage: what was found, what went wrong, what was decoded."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
+
+from ..ids import short_id
 
 
 @dataclass
@@ -72,4 +74,4 @@ class Decoded:
 
     @property
     def short_id(self) -> str:
-        return self.sha256[:16]
+        return short_id(self.sha256)

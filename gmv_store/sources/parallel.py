@@ -24,11 +24,11 @@ import sys
 import threading
 import types
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from itertools import islice
-from typing import Callable, Iterable, Iterator
 
 from ..errors import GmvError
 from .decode import batched, decode_items, decode_one

@@ -14,10 +14,10 @@ thumbnails and image re-ranking of neighbouring rows cost one read.
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import BadInput
 from ..images import decode_bytes

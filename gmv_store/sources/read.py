@@ -1,7 +1,7 @@
 """The whole input stage in one call, as both pipelines use it."""
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from .decode import batched, decode_items
 from .discover import discover

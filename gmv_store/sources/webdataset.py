@@ -25,9 +25,9 @@ import json
 import mmap
 import os
 import tarfile
+from collections.abc import Iterator
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import BadInput
 from ..images import IMAGE_SUFFIXES, MAX_FILE_BYTES, decode_bytes, too_large

@@ -14,7 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import GmvError
-from .base import Hit, Query, VectorSpec, VectorStore, iter_chunks, point_id
+from ..ids import point_id  # the id rule (gmv_store/ids.py), here for the facade's callers
+from .base import Hit, Query, VectorSpec, VectorStore, iter_chunks
 
 ENGINES = ("edge", "local", "server")
 ENGINE_DIRS = {"edge": "qdrant-edge", "local": "qdrant-local"}

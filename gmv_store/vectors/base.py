@@ -6,9 +6,10 @@ returns once it is durable.
 """
 from __future__ import annotations
 
-import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -45,66 +46,76 @@ class Query:
 Hit = tuple[int, float]  # (point id, Qdrant score: cosine similarity or euclidean distance)
 
 
-def point_id(key: str) -> int:
-    """A Qdrant point id (unsigned 64-bit) from the first 16 hex digits of a digest.
-
-    Integer ids, not UUIDs: the contributor id is the same 16 hex digits, and ints cross
-    from Qdrant to Python without per-hit string conversions."""
-    try:
-        return int(key[:16], 16)
-    except ValueError:
-        return int(hashlib.sha256(key.encode()).hexdigest()[:16], 16)
-
-
-class VectorStore:
-    """The facade every engine implements."""
+class VectorStore(ABC):
+    """The facade every engine implements: an engine that lacks a method cannot be made
+    (TypeError naming it), rather than returning None from the missing call."""
 
     engine: str
 
-    def ensure_collection(self, name: str, spec: dict[str, VectorSpec], index: "IndexConfig | None" = None) -> None:
+    @abstractmethod
+    def ensure_collection(self, name: str, spec: dict[str, VectorSpec], index: IndexConfig | None = None) -> None:
         """Create the collection (with an HNSW graph on "recall" as `index` says; None: exact
         search only) or check that the existing one holds vectors of `spec`."""
         ...
+    @abstractmethod
     def has_collection(self, name: str) -> bool: ...
-    def upsert(self, name: str, ids: Sequence[int], vectors: dict[str, np.ndarray], payloads: Sequence[dict]) -> None: ...
+    @abstractmethod
+    def upsert(self, name: str, ids: Sequence[int], vectors: dict[str, np.ndarray], payloads: Sequence[dict[str, Any]]) -> None: ...
+    @abstractmethod
     def delete(self, name: str, ids: Sequence[int]) -> None: ...
+    @abstractmethod
     def set_payloads(self, name: str, ids: Sequence[int], payloads: Sequence[dict]) -> None:
         """Set these keys of each point's payload (other keys kept): `gmv relocate`."""
         ...
+    @abstractmethod
     def ids(self, name: str) -> set[int]: ...
+    @abstractmethod
     def count(self, name: str, payload_from: tuple[str, int] | None = None) -> int:
         """Points in the collection (with `payload_from`: only those, as in `Query`)."""
         ...
+    @abstractmethod
     def ensure_payload_index(self, name: str, field: str) -> None:
         """An index on an integer payload field, for range conditions only (no HNSW links
         of its own: it must not slow down building the recall graph)."""
         ...
-    def scroll(self, name: str, batch: int = 10_000) -> Iterator[list[tuple[int, dict]]]:
+    @abstractmethod
+    def scroll(self, name: str, batch: int = 10_000) -> Iterator[list[tuple[int, dict[str, Any]]]]:
         """Every point's (id, payload), a batch at a time."""
         ...
+    @abstractmethod
     def query(self, name: str, queries: Sequence[Query]) -> list[list[Hit]]: ...
+    @abstractmethod
     def vectors(self, name: str, ids: Sequence[int], using: str) -> np.ndarray: ...
+    @abstractmethod
     def vector_lists(self, name: str, ids: Sequence[int], using: str) -> list[list[float]]:
         """The stored vectors as the engine hands them over, for use as query vectors (a
         Query takes them as they are): no round trip through numpy."""
         ...
-    def reconfigure(self, name: str, spec: dict[str, VectorSpec], index: "IndexConfig") -> None:
+    @abstractmethod
+    def reconfigure(self, name: str, spec: dict[str, VectorSpec], index: IndexConfig) -> None:
         """Apply other index settings to an existing collection; `build_index` then rebuilds
         the segments they change."""
         ...
+    @abstractmethod
     def build_index(self, name: str) -> bool:
         """Bring the collection's index up to date now; True if any segment changed."""
         ...
-    def index_state(self, name: str) -> dict:
+    @abstractmethod
+    def index_state(self, name: str) -> dict[str, Any]:
         """{"points", "indexed_points", "segments"} as the engine reports them."""
         ...
+    @abstractmethod
     def close(self) -> None: ...
 
 
-def shared_filters(queries: Sequence[Query], build) -> list:
+F = TypeVar("F")
+T = TypeVar("T")
+
+
+def shared_filters(queries: Sequence[Query], build: Callable[[Query], F]) -> list[F]:
     """build(q) for each query, built once per distinct (only_ids, exclude_ids, payload_from): the
     queries of a batch often share one long id list, and building its filter is not free."""
-    built: dict[tuple, object] = {}
+    built: dict[tuple[int, int, tuple[str, int] | None], F] = {}
     out = []
     for q in queries:
         key = (id(q.only_ids), id(q.exclude_ids), q.payload_from)
@@ -120,7 +131,7 @@ def threshold_kb_for(points: int, spec: dict[str, VectorSpec]) -> int:
     return max(1, points * sum(v.dim for v in spec.values()) * 4 // 1024)
 
 
-def as_list(vector) -> list[float]:
+def as_list(vector: np.ndarray | list[float]) -> list[float]:
     """A query vector as the engines take it: float32 values in a list (lists from
     `vector_lists` pass as they are)."""
     return vector if isinstance(vector, list) else np.asarray(vector, np.float32).tolist()
@@ -138,6 +149,6 @@ def _fmt(spec: dict[str, VectorSpec]) -> str:
     return "{" + ", ".join(f"{k}: {v.dim}-d {v.metric}" for k, v in sorted(spec.items())) + "}"
 
 
-def iter_chunks(items: Sequence, size: int) -> Iterable[Sequence]:
+def iter_chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]

@@ -276,7 +276,7 @@ def _rows(v) -> list[array]:
     with memoryview slices and 197 ms with lists; benchmarks/ingest_shards.py)."""
     a = np.ascontiguousarray(v, dtype=np.float32)
     width = 4 * (a.shape[1] if a.ndim == 2 else 0)
-    raw = memoryview(a.reshape(-1)).cast("B")
+    raw = a.reshape(-1).data.cast("B")  # the array's own memoryview
     out = []
     for i in range(len(a)):
         row = array("f")

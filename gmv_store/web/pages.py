@@ -152,9 +152,8 @@ def generated_page(request: Request) -> Response:
 
 
 def contributor_page(request: Request) -> Response:
-    from query.lookup import contributor
-
     from query.browse import contributed_to
+    from query.lookup import contributor
 
     cid = require_id(request.path_params["contributor_id"], "contributor")
     c, groups = read(request, lambda con: (contributor(con, cid, limit=0), contributed_to(con, cid, per_set=TILES // 4)))

@@ -13,7 +13,6 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-
 TEMPLATES = Path(__file__).parent / "templates"
 
 
@@ -150,8 +149,19 @@ class JSON(Response):
 def status_of(exc: Exception) -> tuple[int, str]:
     """HTTP status and page title of a named library error. What is left — a store that
     cannot do it yet (no training images, unfinished writes) — is a 409."""
-    from ..errors import (BadInput, DiskFull, MissingDependency, MissingWeights, NotFound, ReadOnlyViolation,
-                          SqlError, StoreDamaged, StoreLocked, StoreMismatch, VectorStoreUnavailable)
+    from ..errors import (
+        BadInput,
+        DiskFull,
+        MissingDependency,
+        MissingWeights,
+        NotFound,
+        ReadOnlyViolation,
+        SqlError,
+        StoreDamaged,
+        StoreLocked,
+        StoreMismatch,
+        VectorStoreUnavailable,
+    )
 
     for cls, status, title in ((NotFound, 404, "Not found"), (StoreLocked, 503, "Store busy"),
                                (StoreDamaged, 503, "Store damaged"), (VectorStoreUnavailable, 503, "Qdrant unavailable"),
