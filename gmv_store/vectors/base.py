@@ -64,7 +64,7 @@ class VectorStore(ABC):
     @abstractmethod
     def delete(self, name: str, ids: Sequence[int]) -> None: ...
     @abstractmethod
-    def set_payloads(self, name: str, ids: Sequence[int], payloads: Sequence[dict]) -> None:
+    def set_payloads(self, name: str, ids: Sequence[int], payloads: Sequence[dict[str, Any]]) -> None:
         """Set these keys of each point's payload (other keys kept): `gmv relocate`."""
         ...
     @abstractmethod

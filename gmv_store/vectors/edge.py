@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from array import array
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ class EdgeVectorStore(VectorStore):
             raise MissingDependency("qdrant-edge-py is not installed; fix: pip install qdrant-edge-py") from None
         self._qe = qe
         self.root = Path(root)
-        self._shards: dict[str, object] = {}
+        self._shards: dict[str, Any] = {}
 
     def _metric(self, metric: str):
         return {"cosine": self._qe.Distance.Cosine, "euclid": self._qe.Distance.Euclid, "dot": self._qe.Distance.Dot}[metric]
