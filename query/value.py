@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -131,6 +132,21 @@ def write_generated(store: Store, set_name: str, batch: list[Decoded], matches: 
         insert_generated(con, rows, matches, json.dumps(meta), now)
 
 
+def warm_up_quality(store: Store) -> None:
+    """Import and load the quality metric in the background while inputs are read and
+    embedded (torch and pyiqa take seconds to import). A failure here is left for the first
+    `score` to raise, with its one-line fix."""
+    quality = store.quality
+
+    def prepare():
+        try:
+            quality.prepare()
+        except Exception:
+            pass
+
+    threading.Thread(target=prepare, daemon=True, name="gmv-quality-warm-up").start()
+
+
 def value(store: Store, paths: list[str], set_name: str, *, k: int = DEFAULT_K, recall: int | None = None,
           options: InputOptions | None = None, meta: dict | None = None, batch_size: int = 256,
           exact: bool = False, progress: bool = False) -> ValueReport:
@@ -141,6 +157,7 @@ def value(store: Store, paths: list[str], set_name: str, *, k: int = DEFAULT_K, 
     report = ValueReport(set_name=set_name)
     require_training(store)
     ensure_set(store, set_name, k, recall, exact)
+    warm_up_quality(store)
     bar = Progress(f"value {set_name}", enabled=progress)
     for batch in read_batches(paths, options, batch_size, report):
         known = {r[0] for r in store.ledger.execute(
