@@ -34,6 +34,7 @@ class Matcher:
         cfg = read_config(self.store)
         made = {kind: make_backend(kind, spec, self.device)
                 for kind, spec in (("embedder", cfg.embedder), ("rerank", cfg.rerank), ("quality", cfg.quality))}
+        made["quality"].prepare()  # making PIQE imports nothing yet: its first score would
         with self._lock:
             self._backends = self._backends or made
 
