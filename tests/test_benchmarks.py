@@ -43,6 +43,13 @@ def test_incremental_quick(tmp_path):
     assert re.search(r"D: .*find [\d.]+s, merge [\d.]+s", out)
 
 
+def test_quality_share_quick():
+    out = bench("quality_share.py", "--quick")
+    rows = json.loads(out.splitlines()[0])
+    assert len(rows) == 1 and rows[0]["valued"] == 200 and 0 < rows[0]["quality"] < rows[0]["seconds"], rows
+    assert re.search(r"^\| \. \| 200 \| [\d.]+ \| [\d.]+ \| [\d.]+ % \|$", out, flags=re.M), out
+
+
 def test_index_crossing_quick():
     out = bench("index_crossing.py", "--sizes", "2000,4000", "--queries", "20", "--rounds", "1")
     rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
