@@ -134,8 +134,9 @@ def write_generated(store: Store, set_name: str, batch: list[Decoded], matches: 
 
 def warm_up_quality(store: Store) -> None:
     """Import and load the quality metric in the background while inputs are read and
-    embedded (torch and pyiqa take seconds to import). A failure here is left for the first
-    `score` to raise, with its one-line fix."""
+    embedded (torch and pyiqa take ~6 s to import). It overlaps only what releases the GIL
+    (decoding, ledger queries; Qdrant's searches hold it). A failure here is left for the
+    first `score` to raise, with its one-line fix."""
     quality = store.quality
 
     def prepare():
