@@ -5,12 +5,16 @@ test set), k=50, N=500, then
   A. value 1,000 extra generated images into the set         vs  valuing all 11,000 again
   B. ingest 1,000 new training images, refresh (ingest excluded) vs re-valuing all 11,000
   C. forget 1 % of the training images, refresh               vs  re-valuing all 11,000
+  D. (--near) ingest --new training images made from generated ones (each a generated
+     image shifted by a pixel, with noise), refresh         vs  re-valuing all 11,000:
+     they enter near the top of many lists, so many top-k change (issue 21's case)
 with the split of each refresh (find entering images / merge / re-rank / write / re-score)
 and the share of generated images brought up to date. Ingest builds the index as `gmv
 ingest` does (default index mode: the store's default, `auto`). Prints a table; run:
 
     PYTHONPATH=. .venv/bin/python benchmarks/incremental.py [--train 58000] [--generated 10000]
         [--new 1000] [--extra 1000] [--k 50] [--recall 500] [--forget 0.01] [--index auto|hnsw|exact]
+    ... --near                         # add row D
     ... --quick                        # a CI-sized smoke run (seconds)
     ... --train-input SHARDS... --new-input ... --generated-input ... --extra-input ...
                                        # any inputs `gmv ingest` / `gmv value` take, instead of MNIST slices
@@ -48,9 +52,15 @@ def mnist_inputs(a, work: Path) -> dict[str, list[str]]:
     n0, n1 = a.train, a.train + a.new
     slices = {"train": (x[:n0], y[:n0]), "new": (x[n0:n1], y[n0:n1]), "extra": (x[n1:n1 + a.extra], y[n1:n1 + a.extra]),
               "gen": (xt[:a.generated], yt[:a.generated])}
+    if a.near:  # each a generated image moved by one pixel, with seeded noise
+        rng = np.random.default_rng(a.seed)
+        pick = rng.permutation(a.generated)[:a.new]
+        src = np.roll(xt[:a.generated][pick], 1, axis=2).astype(np.int16)
+        slices["near"] = (np.clip(src + rng.integers(-12, 13, src.shape), 0, 255).astype(np.uint8),
+                          yt[:a.generated][pick])
     out = {}
     for name, (imgs, labs) in slices.items():
-        given = getattr(a, f"{'generated' if name == 'gen' else name}_input")
+        given = getattr(a, f"{'generated' if name == 'gen' else name}_input", None)
         if given:
             out[name] = given
             continue
@@ -101,6 +111,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=50)
     ap.add_argument("--recall", type=int, default=None, help="N (default 10 k)")
     ap.add_argument("--forget", type=float, default=0.01, help="share of the training set forgotten in C")
+    ap.add_argument("--near", action="store_true", help="add row D: new training images near generated ones")
     ap.add_argument("--index", choices=("auto", "hnsw", "exact"), default="auto")
     ap.add_argument("--exact", action="store_true", help="value the sets with exact search (value --exact)")
     ap.add_argument("--quick", action="store_true", help="CI-sized: " + ", ".join(f"{k} {v}" for k, v in QUICK.items()))
@@ -164,6 +175,16 @@ def main() -> None:
         rows.append((f"C. forget {len(gone):,} training images ({100 * a.forget:g} %) + refresh", t_forget,
                      full_recompute(s, everything, a, "full-c"), rep))
         print(f"C: {rep.summary()}; {split(rep)}", flush=True)
+
+        if a.near:  # D. new training images near generated ones: many top-k change
+            n_near = add_training(s, inputs["near"], owner="near")
+            settled(s)
+            t = time.perf_counter()
+            rep = refresh(s)
+            t_near = time.perf_counter() - t
+            rows.append((f"D. refresh after +{n_near:,} training near generated ones", t_near,
+                         full_recompute(s, everything, a, "full-d"), rep))
+            print(f"D: {rep.summary()}; {split(rep)}", flush=True)
     finally:
         s.close()
 

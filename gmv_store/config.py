@@ -31,7 +31,12 @@ class IndexConfig(BaseModel):
     the recalled ids, where a graph would never be used."""
 
     mode: Literal["auto", "hnsw", "exact"] = "auto"  # auto: HNSW once a segment holds auto_points
-    auto_points: int = 20_000                       # Qdrant's own default indexing threshold, in points
+    # Where HNSW starts to beat exact search on the embedded engine, which splits a collection
+    # into two segments: exact / index 0.95-1.05 at 40k-60k points, 1.41 at 90k, 1.5 at 100k
+    # (benchmarks/index_crossing.py, N 500). So a segment is indexed from 50,000 points (a
+    # ~100,000-point store); below, a build (and the re-check of stored matches it queues)
+    # gains nothing. Qdrant's own threshold is 20,000.
+    auto_points: int = 50_000
     hnsw_m: int = 16
     hnsw_ef_construct: int = 100
     quantization: Literal["none", "int8"] = "none"  # int8 scalar, searched with rescoring and oversampling

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -155,6 +156,22 @@ def write_generated(store: Store, set_name: str, batch: list[Decoded], matches: 
         insert_generated(con, rows, matches, json.dumps(meta), now)
 
 
+def warm_up_quality(store: Store) -> None:
+    """Import and load the quality metric in the background while inputs are read and
+    embedded (torch and pyiqa take ~6 s to import). It overlaps only what releases the GIL
+    (decoding, ledger queries; Qdrant's searches hold it). A failure here is left for the
+    first `score` to raise, with its one-line fix."""
+    quality = store.quality
+
+    def prepare():
+        try:
+            quality.prepare()
+        except Exception:
+            pass
+
+    threading.Thread(target=prepare, daemon=True, name="gmv-quality-warm-up").start()
+
+
 def value(store: Store, paths: list[str], set_name: str, *, k: int = DEFAULT_K, recall: int | None = None,
           options: InputOptions | None = None, meta: dict | None = None, batch_size: int = 256,
           exact: bool = False, progress: bool = False, batches: Callable | None = None, ray=None) -> ValueReport:
@@ -170,6 +187,8 @@ def value(store: Store, paths: list[str], set_name: str, *, k: int = DEFAULT_K, 
     exists = ensure_set(store, set_name, k, recall, exact)
     if store.config.rerank_fallback:
         report.notes.append(f"set '{set_name}': re-ranked by the recall distance (training rows without images)")
+    if ray is None:  # with --ray the workers score quality
+        warm_up_quality(store)
     bar = Progress(f"value {set_name}", enabled=progress)
     for batch in (batches(report) if batches else input_batches(store, paths, options, batch_size, report, ray)):
         known = {r[0] for r in store.ledger.execute(

@@ -34,12 +34,29 @@ def test_scale_quick(tmp_path):
 
 
 def test_incremental_quick(tmp_path):
-    out = bench("incremental.py", "--quick", "--dir", str(tmp_path))
-    rows = re.findall(r"^\| ([ABC])\. .*? \| ([\d.]+) \| ([\d.]+) \| ([\d.]+)% \|", out, flags=re.M)
-    assert [r[0] for r in rows] == ["A", "B", "C"], out
+    out = bench("incremental.py", "--quick", "--near", "--dir", str(tmp_path))
+    rows = re.findall(r"^\| ([ABCD])\. .*? \| ([\d.]+) \| ([\d.]+) \| ([\d.]+)% \|", out, flags=re.M)
+    assert [r[0] for r in rows] == ["A", "B", "C", "D"], out
     for _, inc, full, ratio in rows:
         assert float(inc) > 0 and float(full) > 0 and float(ratio) > 0
     assert re.search(r"B: .*find [\d.]+s, merge [\d.]+s", out)
+    assert re.search(r"D: .*find [\d.]+s, merge [\d.]+s", out)
+
+
+def test_quality_share_quick():
+    out = bench("quality_share.py", "--quick")
+    rows = json.loads(out.splitlines()[0])
+    assert len(rows) == 1 and rows[0]["valued"] == 200 and 0 < rows[0]["quality"] < rows[0]["seconds"], rows
+    assert re.search(r"^\| \. \| 200 \| [\d.]+ \| [\d.]+ \| [\d.]+ % \|$", out, flags=re.M), out
+
+
+def test_index_crossing_quick():
+    out = bench("index_crossing.py", "--sizes", "2000,4000", "--queries", "20", "--rounds", "1")
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert [r["points"] for r in rows] == [2000, 4000], out
+    for r in rows:  # the graph is built at each size, and both searches are timed
+        assert r["indexed_points"] == r["points"] and r["index_ms"] > 0 and r["exact_ms"] > 0, r
+    assert "| 4,000 | " in out
 
 
 def test_ledger_small():

@@ -98,6 +98,9 @@ class Quality(Backend):
 
     kind: ClassVar[str] = "quality"
 
+    def prepare(self) -> None:
+        """Import and load what scoring needs, ahead of the first batch (safe in a thread)."""
+
     def score(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """list of (H, W, C) uint8 -> (n,) float64, every value > 0."""
         raise NotImplementedError

@@ -87,6 +87,7 @@ class ManiqaQuality(ResolvedWeights, TorchNR):
     defaults = {"dataset": "koniq", "crops": 20, "weights": "", "min_side": 224, "device": "auto",
                 "batch_size": 4}
     random_weights = True
+    cpu_threads = None  # large matrix products: torch's own thread count
 
     def __init__(self, **params):
         super().__init__(**params)

@@ -96,6 +96,21 @@ def cached_model(key: tuple, build: Callable[[], T]) -> T:
         return _MODELS[key]
 
 
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """torch's intra-op thread count set to `n` inside the block (None: left as it is)."""
+    if n is None:
+        yield
+        return
+    t = torch()
+    before = t.get_num_threads()
+    t.set_num_threads(n)
+    try:
+        yield
+    finally:
+        t.set_num_threads(before)
+
+
 # ---------------------------------------------------------------------- batching
 def run_batched(
     fn: Callable[[Sequence[np.ndarray]], np.ndarray], images: Sequence[np.ndarray], batch_size: int, what: str

@@ -34,7 +34,7 @@ from .options import (
               help="Use a Qdrant server/cluster instead [env GMV_QDRANT_URL; API key from env GMV_QDRANT_API_KEY only].")
 @click.option("--collection-prefix", default="gmv", show_default=True, help="Collection name prefix on a server.")
 @click.option("--index", "index_mode", type=click.Choice(["auto", "hnsw", "exact"]), default="auto", show_default=True,
-              help="Recall search: auto = Qdrant HNSW once a segment holds 20,000 points, hnsw = always, exact = never.")
+              help="Recall search: auto = Qdrant HNSW once a segment holds 50,000 points (~100,000 in a store), hnsw = always, exact = never.")
 @click.option("--hnsw-m", type=click.IntRange(4, 128), default=16, show_default=True, help="HNSW edges per node.")
 @click.option("--hnsw-ef-construct", type=click.IntRange(16, 4096), default=100, show_default=True,
               help="HNSW candidates while building.")

@@ -113,11 +113,11 @@ def hnsw_recall(store: Store, set_name: str, k: int | None = None, efs=None, lim
 
     if store.config.index.mode == "exact":
         raise BadInput("this store searches exactly (gmv init --index exact); fix: measure a store made with "
-                       "`gmv init --index hnsw` (or auto, past 20,000 points)")
+                       "`gmv init --index hnsw` (or auto, past ~100,000 points)")
     state = store.vectors.index_state(TRAINING)
     if not state["indexed_points"]:
         raise BadInput(f"the store's index covers none of its {state['points']:,} points yet; fix: run `gmv index` "
-                       "(auto mode indexes a segment once it holds 20,000 points)")
+                       "(auto mode indexes a segment once it holds 50,000 points)")
     info = set_info(store.ledger, set_name)
     k = k or info["k"]
     queries = store.vectors.vectors(GENERATED, _generated_points(store.ledger, set_name, limit), "recall")

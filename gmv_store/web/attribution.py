@@ -31,7 +31,6 @@ class Matcher:
         first use: seconds), without the writer lock, which only a match needs."""
         import numpy as np
 
-        from ..backends.base import ImageReranker
         from ..backends.named import embed_named
         from ..config import read_config
         from ..store import make_backend
@@ -41,7 +40,7 @@ class Matcher:
                 for kind, spec in (("embedder", cfg.embedder), ("rerank", cfg.rerank), ("quality", cfg.quality))}
         dummy = np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)
         embed_named(made["embedder"], made["rerank"], [dummy])
-        if isinstance(made["rerank"], ImageReranker):  # LPIPS and the like: a network of their own
+        if made["rerank"].rerank_kind() == "pairwise":  # LPIPS and the like: a network of their own
             made["rerank"].pairwise(dummy, [dummy])
         made["quality"].score([dummy])
         with self._lock:

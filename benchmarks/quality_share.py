@@ -1,0 +1,107 @@
+"""The quality metric's share of a valuation, for one or more code trees side by side.
+
+Each tree values the same generated images into a copy of the same store, in a fresh process
+(the metric's imports count, as they do for `gmv value`), all trees at once so that they see
+the same machine load. Prints each tree's valuation time, its quality time and the share.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/quality_share.py --store gmv-demo --make 6000 \\
+        --trees /path/to/old/checkout .          # e.g. main's tree against this one
+    ... --input gen.npz                          # your own generated images instead of --make
+    ... --quick                                  # a 2,000-image store with PIQE, 200 test digits (CI)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+CHILD = """
+import json, sys, time
+from gmv_store.store import Store
+from query.value import value
+s = Store.open(sys.argv[1])
+try:
+    r = value(s, [sys.argv[2]], "quality-share", k=50)
+finally:
+    s.close()
+print(json.dumps({"valued": r.valued, "seconds": r.seconds, **r.timings}))
+"""
+
+
+def make_images(n: int, path: Path) -> None:
+    """n digits (all classes) from the demo's generator, trained on MNIST (cached)."""
+    from gmv_store.datasets import load_mnist
+    from gmv_store.generators import load_or_train
+
+    x, y = load_mnist("train")
+    gen = load_or_train("gmm", x, y, seed=0)
+    labels = np.arange(n) % 10
+    np.savez(path, images=gen.sample(labels, seed=11), labels=labels)
+
+
+def quick_store(work: Path) -> Path:
+    from gmv_store.datasets import load_mnist
+    from gmv_store.store import Store
+    from ingest.pipeline import ingest
+
+    x, y = load_mnist("train")
+    np.savez(work / "train.npz", images=x[:2000], labels=y[:2000])
+    s = Store.init(work / "store", embedder=("pixels", {"size": 16, "color": "gray"}),
+                   rerank=("l2", {"size": 28, "color": "gray"}), quality=("piqe", {}))
+    try:
+        ingest(s, [str(work / "train.npz")])
+    finally:
+        s.close()
+    return work / "store"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--store", help="a store with training images and a quality metric (e.g. the demo's)")
+    ap.add_argument("--input", help="generated images to value (any input `gmv value` takes)")
+    ap.add_argument("--make", type=int, default=0, help="value this many GMM digits instead of --input")
+    ap.add_argument("--trees", nargs="+", default=["."], help="code trees (PYTHONPATH of each run)")
+    ap.add_argument("--quick", action="store_true", help="a 2,000-image store and 200 test digits")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="gmv-quality-") as tmp:
+        work = Path(tmp)
+        store = quick_store(work) if a.quick else Path(a.store or ap.error("give --store or --quick"))
+        images = a.input
+        if not images and a.quick:  # test digits: no generator to train
+            from gmv_store.datasets import load_mnist
+
+            images = str(work / "gen.npz")
+            np.savez(images, images=load_mnist("test")[0][:200])
+        elif not images:
+            images = str(work / "gen.npz")
+            make_images(a.make or ap.error("give --input or --make N"), Path(images))
+        procs = []
+        for i, tree in enumerate(a.trees):
+            copy = work / f"store-{i}"
+            shutil.copytree(store, copy)
+            env = {**os.environ, "PYTHONPATH": str(Path(tree).resolve()), "HF_HUB_OFFLINE": "1"}
+            procs.append(subprocess.Popen([sys.executable, "-c", CHILD, str(copy), images], env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        rows = []
+        for tree, p in zip(a.trees, procs):
+            out, err = p.communicate()
+            if p.returncode:
+                raise SystemExit(f"{tree}: valuation failed: {err.strip().splitlines()[-1] if err.strip() else p.returncode}")
+            rows.append({"tree": tree, **json.loads(out.strip().splitlines()[-1])})
+    print(json.dumps(rows))
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f}\n")
+    print("| tree | valued | valuation (s) | quality (s) | quality share |\n|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['tree']} | {r['valued']:,} | {r['seconds']:.1f} | {r['quality']:.1f} | "
+              f"{100 * r['quality'] / r['seconds']:.1f} % |")
+
+
+if __name__ == "__main__":
+    main()
