@@ -21,7 +21,7 @@ LAYERS = [
               "gmv_store.backends.*", "gmv_store.generators.*", "gmv_store.store",
               "gmv_store.distributed.*")),
     ("pipelines", ("ingest.*", "query.*")),
-    ("api", ("gmv_store", "gmv_store.api", "gmv_store.handle", "gmv_store.status", "gmv_store.repair", "gmv_store.repair_points", "gmv_store.demo",
+    ("api", ("gmv_store", "gmv_store.api", "gmv_store.api_read", "gmv_store.handle", "gmv_store.status", "gmv_store.repair", "gmv_store.repair_points", "gmv_store.demo",
              "gmv_store.eval.*", "gmv_store.export")),
     ("edge", ("gmv_store.cli.*", "gmv_store.web.*", "gmv_store.__main__")),
 ]
