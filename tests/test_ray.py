@@ -329,7 +329,11 @@ def test_node_without_this_gmv_store_is_named(cluster, inputs, tmp_path):
     r = gmv("ingest", inputs / "gen.npz", "--store", tmp_path / "s", "--ray", cluster.address, cwd=tmp_path)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 1 and len(lines) == 1, r.stderr
-    assert "cannot run gmv-store's stages" in lines[0] and "No module named 'gmv_store.distributed'" in lines[0], lines
+    # which check names it depends on how the node's Python resolves the shadow package (an
+    # editable install's finder may still supply the submodules): both are that node's line
+    assert lines[0].startswith("Error: node 127.0.0.1 "), lines
+    assert (("cannot run gmv-store's stages" in lines[0] and "No module named 'gmv_store.distributed'" in lines[0])
+            or "runs other gmv-store code" in lines[0]), lines
     assert api.status(tmp_path / "s")["training_images"] == 0
 
 

@@ -176,7 +176,7 @@ def test_traversal_attempts_read_nothing(client, small, url, monkeypatch):
 
     read = []
     real = gmv_store.sources.load_source
-    monkeypatch.setattr(gmv_store.sources, "load_source", lambda s: read.append(s) or real(s))
+    monkeypatch.setattr(gmv_store.sources, "load_source", lambda s, root=None: read.append(s) or real(s, root))
     r = client.get(url)
     assert r.status_code in (400, 404) and b"root:" not in r.content
     assert not r.headers["content-type"].startswith("image/")
@@ -232,7 +232,7 @@ def test_source_holding_another_image_gives_a_grey_placeholder(client, small, mo
 
     import gmv_store.sources
 
-    monkeypatch.setattr(gmv_store.sources, "load_source", lambda source: np.full((28, 28, 1), 7, np.uint8))
+    monkeypatch.setattr(gmv_store.sources, "load_source", lambda source, root=None: np.full((28, 28, 1), 7, np.uint8))
     cid = api.values(small["store"], "s1", limit=50)[-2]["contributor_id"]
     r = client.get(f"/img/training/{cid}.png?s=48")
     assert r.status_code == 404 and "now holds another image" in r.headers["x-gmv-error"]
