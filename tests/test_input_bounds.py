@@ -20,12 +20,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
+from cli_helpers import ledger_rows, run, tiny_store
 from PIL import Image
 from shard_files import png, write_tar
 
 from gmv_store import api
-from gmv_store.cli import cli
 from gmv_store.datasets import load_mnist
 from gmv_store.errors import BadInput
 from gmv_store.images import MAX_FILE_BYTES, MAX_PIXELS, content_sha256, decode_bytes
@@ -35,26 +34,17 @@ from gmv_store.sources import load_source, readers, webdataset
 REFERENCE = (Path(__file__).resolve().parents[1] / "docs" / "commands.md").read_text()
 
 
-def run(*args, code=0):
-    r = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    assert r.exit_code == code, (r.exit_code, r.output)
-    return r.output
-
-
 def skipped(output):
     return [line for line in output.splitlines() if line.startswith("skipped:")]
 
 
 @pytest.fixture
 def store(tmp_path):
-    path = tmp_path / "store"
-    api.init_store(path, params={"embedder": {"size": 8}, "rerank": {"size": 14}})
-    return path
+    return tiny_store(tmp_path)
 
 
 def rows(store, q="SELECT source, label, sha256 FROM training_images ORDER BY rowid"):
-    cols, data = api.sql(store, q)
-    return [dict(zip(cols, r)) for r in data]
+    return ledger_rows(store, q)
 
 
 def tar_of(path, members):
