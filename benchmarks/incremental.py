@@ -146,45 +146,37 @@ def main() -> None:
         print(f"setup: valued {a.generated:,} generated images in {time.perf_counter() - t:.1f}s", flush=True)
         everything = inputs["gen"] + inputs["extra"]
 
+        def measure(letter, label, action, report=True):
+            """Time `action` on a settled store; its row beside the full recompute it replaces."""
+            settled(s)
+            t = time.perf_counter()
+            rep = action()
+            took = time.perf_counter() - t
+            rep = rep if report else None
+            rows.append((f"{letter}. {label}", took, full_recompute(s, everything, a, f"full-{letter.lower()}"), rep))
+            if rep is not None:
+                print(f"{letter}: {rep.summary()}; {split(rep)}", flush=True)
+
         # A. extra generated images into the existing set, vs valuing all of them from scratch
-        settled(s)
-        t = time.perf_counter()
-        value(s, inputs["extra"], "g", k=a.k, recall=a.recall, exact=a.exact)
-        t_extra = time.perf_counter() - t
-        rows.append((f"A. value +{a.extra:,} generated into a set of {a.generated:,}", t_extra,
-                     full_recompute(s, everything, a, "full-a"), None))
+        measure("A", f"value +{a.extra:,} generated into a set of {a.generated:,}",
+                lambda: value(s, inputs["extra"], "g", k=a.k, recall=a.recall, exact=a.exact), report=False)
 
         # B. new training images + refresh, vs re-valuing every generated image
         n_new = add_training(s, inputs["new"], owner="new")
-        settled(s)
-        t = time.perf_counter()
-        rep = refresh(s)
-        t_refresh = time.perf_counter() - t
-        rows.append((f"B. refresh after +{n_new:,} training (ingest excluded)", t_refresh,
-                     full_recompute(s, everything, a, "full-b"), rep))
-        print(f"B: {rep.summary()}; {split(rep)}", flush=True)
+        measure("B", f"refresh after +{n_new:,} training (ingest excluded)", lambda: refresh(s))
 
         # C. forget a share of the training set + refresh, vs re-valuing every generated image
         ids = [r[0] for r in s.ledger.execute("SELECT contributor_id FROM training_images ORDER BY 1").fetchall()]
         gone = random.Random(a.seed).sample(ids, max(1, round(a.forget * len(ids))))
-        settled(s)
-        t = time.perf_counter()
-        forget_training(s, gone)
-        rep = refresh(s)
-        t_forget = time.perf_counter() - t
-        rows.append((f"C. forget {len(gone):,} training images ({100 * a.forget:g} %) + refresh", t_forget,
-                     full_recompute(s, everything, a, "full-c"), rep))
-        print(f"C: {rep.summary()}; {split(rep)}", flush=True)
+
+        def forget_and_refresh():
+            forget_training(s, gone)
+            return refresh(s)
+        measure("C", f"forget {len(gone):,} training images ({100 * a.forget:g} %) + refresh", forget_and_refresh)
 
         if a.near:  # D. new training images near generated ones: many top-k change
             n_near = add_training(s, inputs["near"], owner="near")
-            settled(s)
-            t = time.perf_counter()
-            rep = refresh(s)
-            t_near = time.perf_counter() - t
-            rows.append((f"D. refresh after +{n_near:,} training near generated ones", t_near,
-                         full_recompute(s, everything, a, "full-d"), rep))
-            print(f"D: {rep.summary()}; {split(rep)}", flush=True)
+            measure("D", f"refresh after +{n_near:,} training near generated ones", lambda: refresh(s))
     finally:
         s.close()
 

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from md_table import markdown_table  # benchmarks/, the script's own folder
 
 from gmv_store.backends import registry
 from gmv_store.config import IndexConfig
@@ -97,10 +98,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gmv-crossing-") as tmp:
         rows = run([int(s) for s in a.sizes.split(",")], a.queries, a.rounds, Path(tmp))
     print(f"\nrecall search of {LIMIT} hits (N 500), ef {IndexConfig().search_ef(LIMIT)}, ms per query\n")
-    print("| training points | segments | HNSW build | index | exact | exact / index |\n|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['points']:,} | {r['segments']} | {r['build_s']} s | {r['index_ms']:.2f} | {r['exact_ms']:.2f} "
-              f"| {r['exact_over_index']:.2f} |")
+    print(markdown_table(["training points", "segments", "HNSW build", "index", "exact", "exact / index"],
+                         [[f"{r['points']:,}", f"{r['segments']}", f"{r['build_s']} s", f"{r['index_ms']:.2f}",
+                           f"{r['exact_ms']:.2f}", f"{r['exact_over_index']:.2f}"] for r in rows]))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from md_table import markdown_table  # benchmarks/, the script's own folder
 
 CHILD = """
 import json, sys, time
@@ -97,10 +98,9 @@ def main() -> None:
             rows.append({"tree": tree, **json.loads(out.strip().splitlines()[-1])})
     print(json.dumps(rows))
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}\n")
-    print("| tree | valued | valuation (s) | quality (s) | quality share |\n|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['tree']} | {r['valued']:,} | {r['seconds']:.1f} | {r['quality']:.1f} | "
-              f"{100 * r['quality'] / r['seconds']:.1f} % |")
+    print(markdown_table(["tree", "valued", "valuation (s)", "quality (s)", "quality share"],
+                         [[f"{r['tree']}", f"{r['valued']:,}", f"{r['seconds']:.1f}", f"{r['quality']:.1f}",
+                           f"{100 * r['quality'] / r['seconds']:.1f} %"] for r in rows]))
 
 
 if __name__ == "__main__":

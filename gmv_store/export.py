@@ -4,7 +4,7 @@ images) they refer to, as Parquet or CSV files written by DuckDB's own COPY.
     from gmv_store.export import export
     export("my-store", "gan-v1", "out/")       # out/values.parquet, scores, generated, contributors, manifest.json
 
-The files come from the documented views (README, SQL reference), on a read-only ledger
+The files come from the documented views (docs/commands.md, SQL reference), on a read-only ledger
 connection (the writer's snapshot while one runs, as every reader). Each file is written
 under a temporary name and renamed when complete, so a file that exists is whole.
 `manifest.json` records the set's k, N and m, the store's backends, row counts and when.

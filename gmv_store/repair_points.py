@@ -192,10 +192,7 @@ def rows_from_points(store: Store, report, k, recall,
                     except Exception:  # noqa: BLE001 - recorded as 0, said in the report
                         p["height"] = p["width"] = p["channels"] = 0
                         report.unreadable.append(p.get("source", str(pid)))
-                for c in cols:
-                    cols[c].append(pid if c == "point_id" else p.get(c))
-                cols["meta"][-1] = json.dumps(p.get("meta") or {})
-                cols["ingested_at"][-1] = _time(p.get("ingested_at"), now)
+                _append_row(cols, pid, p, "ingested_at", now)
             insert_columns(con, "training_images", cols)
             n_train += len(chunk)
         known = {r[0] for r in con.execute("SELECT set_name FROM generated_sets").fetchall()}
@@ -211,16 +208,21 @@ def rows_from_points(store: Store, report, k, recall,
                         raise BadInput(f"generated points of set '{p['set_name']}' do not record their k and N; "
                                        "fix: pass --k K --recall N as that set was valued")
                     sets[p["set_name"]] = (int(kk), int(nn), bool(p.get("exact", False)))
-                for c in cols:
-                    cols[c].append(pid if c == "point_id" else p.get(c))
-                cols["meta"][-1] = json.dumps(p.get("meta") or {})
-                cols["valued_at"][-1] = _time(p.get("valued_at"), now)
+                _append_row(cols, pid, p, "valued_at", now)
             insert_columns(con, "generated_images", cols)
             n_gen += len(chunk)
         for name, (kk, nn, exact) in sets.items():
             con.execute("INSERT INTO generated_sets (set_name, k, recall, exact, created_at) "
                         "VALUES (?, ?, ?, ?, current_timestamp)", [name, kk, nn, exact])
     return n_train, n_gen, len(sets)
+
+
+def _append_row(cols: dict[str, list], pid: int, p: dict, stamp: str, now) -> None:
+    """A point's payload as the next row of `cols`: its point id, meta as JSON, `stamp` as a time."""
+    for c in cols:
+        cols[c].append(pid if c == "point_id" else p.get(c))
+    cols["meta"][-1] = json.dumps(p.get("meta") or {})
+    cols[stamp][-1] = _time(p.get(stamp), now)
 
 
 def _time(text, default):

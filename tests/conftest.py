@@ -30,3 +30,14 @@ def data_files(tmp_path, mnist_small):
 @pytest.fixture
 def store_path(tmp_path):
     return tmp_path / "store"
+
+
+@pytest.fixture(scope="module")
+def client(small):
+    """The web UI in-process (Starlette's TestClient) over the module's own `small` store."""
+    from starlette.testclient import TestClient
+
+    from gmv_store.web import Settings, create_app
+
+    with TestClient(create_app(Settings(store=small["store"]))) as c:
+        yield c

@@ -5,17 +5,10 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from cli_helpers import run
 from PIL import Image
 
-from gmv_store.cli import cli
 from gmv_store.lock import WriterLock
-
-
-def run(*args, input=None, code=0):
-    r = CliRunner().invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False)
-    assert r.exit_code == code, (r.exit_code, r.output)
-    return r.output
 
 
 @pytest.fixture

@@ -6,24 +6,16 @@ import textwrap
 import time
 
 import pytest
-from click.testing import CliRunner
-
-from gmv_store.cli import cli
-
-
-def run(*args, code=0):
-    r = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    assert r.exit_code == code, (r.exit_code, r.output)
-    return r
+from cli_helpers import invoke
 
 
 @pytest.fixture
 def held_store(store_path, data_files):
     """A store with values, and a separate process holding it as writer for 60 s."""
     train, gen = data_files
-    run("init", "--store", store_path, "-p", "embedder.size=8", "-p", "rerank.size=14")
-    run("ingest", train, "--store", store_path)
-    run("value", gen, "--set", "s1", "--k", "5", "--store", store_path)
+    invoke("init", "--store", store_path, "-p", "embedder.size=8", "-p", "rerank.size=14")
+    invoke("ingest", train, "--store", store_path)
+    invoke("value", gen, "--set", "s1", "--k", "5", "--store", store_path)
     code = textwrap.dedent(f"""
         import sys, time
         from gmv_store.store import Store
@@ -43,23 +35,23 @@ def held_store(store_path, data_files):
 
 def test_second_writer_refused_with_pid(held_store, data_files):
     store, proc = held_store
-    r = run("ingest", data_files[0], "--store", store, code=1)
+    r = invoke("ingest", data_files[0], "--store", store, code=1)
     assert f"in use by pid {proc.pid}" in r.output
 
 
 def test_wait_gives_up_after_timeout(held_store, data_files):
     store, proc = held_store
     t = time.monotonic()
-    r = run("ingest", data_files[0], "--store", store, "--wait", "1", code=1)
+    r = invoke("ingest", data_files[0], "--store", store, "--wait", "1", code=1)
     assert time.monotonic() - t >= 1.0 and "in use by pid" in r.output
 
 
 def test_readers_use_snapshot_while_writer_runs(held_store):
     store, proc = held_store
-    r = run("values", "--set", "s1", "--store", store, "--json")
+    r = invoke("values", "--set", "s1", "--store", store, "--json")
     rows = json.loads(r.stdout)
     assert "reading its snapshot" in r.stderr
     assert rows and rows[0]["rank"] == 1
-    r = run("sql", "SELECT m FROM sets", "--store", store, "--json")
+    r = invoke("sql", "SELECT m FROM sets", "--store", store, "--json")
     assert json.loads(r.stdout) == [{"m": 40}]
     assert "reading its snapshot" in r.stderr

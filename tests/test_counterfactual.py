@@ -5,9 +5,8 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from cli_helpers import invoke
 
-from gmv_store.cli import cli
 from gmv_store.errors import BadInput
 from gmv_store.eval import lds_math
 from gmv_store.generators import load_or_train
@@ -16,12 +15,6 @@ from gmv_store.generators.spec import contributor_ids, generator_meta, generator
 
 LDS_KEYS = {"lds", "lds_ci", "subsets", "baselines"}
 REMOVE_KEYS = {"drop_top", "drop_random", "p_value", "removed"}
-
-
-def run(*args, code=0):
-    r = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    assert r.exit_code == code, (r.exit_code, r.output)
-    return r
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +150,7 @@ def test_spec_names_the_store_training_images_and_kinds_without_likelihood(small
 
 def test_lds_and_remove_quick_json_and_cached_rerun(small):
     store, cache = small["store"], small["cache"]
-    out = json.loads(run("eval", "lds", "--store", store, "--set", "gmm", "--quick", "--subsets", "6",
+    out = json.loads(invoke("eval", "lds", "--store", store, "--set", "gmm", "--quick", "--subsets", "6",
                          "--workers", "2", "--cache", cache, "--json").stdout)
     assert LDS_KEYS <= set(out) and set(out["baselines"]) == {"random", "no_quality", "no_rerank"}
     assert out["subsets"] == 6 and out["fits"]["fits"] == 6 and out["fits"]["workers"] == 2
@@ -167,35 +160,35 @@ def test_lds_and_remove_quick_json_and_cached_rerun(small):
     assert out["baselines"]["no_quality"] == pytest.approx(out["lds"])
     assert out["likelihood"].startswith("exact") and out["m"] == 20 and out["n_train"] == 300
     assert set(out["per_class"]) == {str(c) for c in range(10)}
-    again = json.loads(run("eval", "lds", "--store", store, "--set", "gmm", "--quick", "--subsets", "6",
+    again = json.loads(invoke("eval", "lds", "--store", store, "--set", "gmm", "--quick", "--subsets", "6",
                            "--cache", cache, "--json").stdout)
     assert again["fits"]["fits"] == 0 and again["fits"]["cached"] == 6 and again["lds"] == out["lds"]
     # a damaged cache entry (a disk fault, a kill mid-write elsewhere) is refit, not trusted
     min(cache.glob("*.npy")).write_bytes(b"not an array")
-    fixed = json.loads(run("eval", "lds", "--store", store, "--set", "gmm", "--quick", "--subsets", "6",
+    fixed = json.loads(invoke("eval", "lds", "--store", store, "--set", "gmm", "--quick", "--subsets", "6",
                            "--workers", "1", "--cache", cache, "--json").stdout)
     assert fixed["fits"]["fits"] == 1 and fixed["lds"] == pytest.approx(out["lds"])
 
-    rem = json.loads(run("eval", "remove", "--store", store, "--set", "gmm", "--quick", "--fraction", "0.1",
+    rem = json.loads(invoke("eval", "remove", "--store", store, "--set", "gmm", "--quick", "--fraction", "0.1",
                          "--cache", cache, "--json").stdout)
     assert REMOVE_KEYS <= set(rem) and rem["removed"] == 30 and rem["seeds"] == 2
     assert 0 <= rem["p_value"] <= 1 and np.isfinite(rem["drop_top"]) and np.isfinite(rem["drop_random"])
     assert rem["fits"]["fits"] == 4  # all, without the top 30, two random removals
     # 20 images x top-10 credit at most 200 images: the top 30 by value are all credited
     assert rem["removed_credited"] == 30 and 0 < rem["value_share_removed"] <= 1
-    table = run("eval", "remove", "--store", store, "--set", "gmm", "--quick", "--fraction", "0.1", "--cache", cache)
+    table = invoke("eval", "remove", "--store", store, "--set", "gmm", "--quick", "--fraction", "0.1", "--cache", cache)
     assert "drop_top" in table.stdout
 
 
 def test_sets_without_a_usable_generator_are_refused_in_one_line(small):
     store = small["store"]
-    r = run("eval", "lds", "--store", store, "--set", "outside", "--quick", code=1)
+    r = invoke("eval", "lds", "--store", store, "--set", "outside", "--quick", code=1)
     assert "records no generator" in r.output and "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
-    r = run("eval", "remove", "--store", store, "--set", "outside", code=1)
+    r = invoke("eval", "remove", "--store", store, "--set", "outside", code=1)
     assert "records no generator" in r.output and len(r.output.strip().splitlines()) == 1
-    r = run("eval", "lds", "--store", store, "--set", "wrong-data", "--quick", code=1)
+    r = invoke("eval", "lds", "--store", store, "--set", "wrong-data", "--quick", code=1)
     assert "not those images" in r.output and len(r.output.strip().splitlines()) == 1
-    r = run("eval", "lds", "--store", store, "--set", "nope", code=1)
+    r = invoke("eval", "lds", "--store", store, "--set", "nope", code=1)
     assert "does not exist" in r.output
 
 

@@ -6,16 +6,11 @@ import shutil
 
 import numpy as np
 import pytest
+from cli_helpers import run
 from click.testing import CliRunner
 from sparse_copy import copy_store
 
 from gmv_store.cli import cli
-
-
-def run(*args, code=0):
-    r = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    assert r.exit_code == code, (r.exit_code, r.output)
-    return r.output
 
 
 @pytest.fixture(scope="module")

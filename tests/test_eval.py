@@ -5,20 +5,12 @@ import math
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from cli_helpers import run
 
-from gmv_store.cli import cli
 from gmv_store.errors import BadInput
 from gmv_store.eval import metrics
 from gmv_store.eval.foreign import SOURCES, foreign_images, n_foreign_for
 from gmv_store.eval.recall_quality import exact_topk
-
-
-def run(*args, code=0):
-    r = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    assert r.exit_code == code, (r.exit_code, r.output)
-    return r.output
-
 
 # ----------------------------------------------------------------------------- metrics
 

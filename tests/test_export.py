@@ -4,24 +4,17 @@ import json
 
 import duckdb
 import pytest
-from click.testing import CliRunner
+from cli_helpers import invoke
 from ui_store import SLASH_SET, build, fingerprint
 
 import gmv_store
 from gmv_store import api
-from gmv_store.cli import cli
 from gmv_store.lock import WriterLock
 
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory, mnist_small):
     return build(tmp_path_factory.mktemp("export"), mnist_small)
-
-
-def gmv(*args, code=0):
-    r = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    assert r.exit_code == code, (r.exit_code, r.output)
-    return r
 
 
 def view(store, sql, params=()):
@@ -40,7 +33,7 @@ def read_file(path):
 def test_parquet_export_equals_the_views(small, tmp_path):
     s, out = small["store"], tmp_path / "out"
     before = fingerprint(s)
-    r = gmv("export", "--set", "s1", "--out", out, "--store", s)
+    r = invoke("export", "--set", "s1", "--out", out, "--store", s)
     assert "values.parquet" in r.output and "manifest.json" in r.output
     values = read_file(out / "values.parquet")
     want = view(s, "SELECT contributor_id, value, value_sum, n_credits FROM contributor_values WHERE set_name = 's1'")
@@ -66,21 +59,21 @@ def test_parquet_export_equals_the_views(small, tmp_path):
 
 def test_csv_export_refuses_to_overwrite_without_force(small, tmp_path):
     s, out = small["store"], tmp_path / "csv"
-    gmv("export", "--set", SLASH_SET, "--out", out, "--format", "csv", "--store", s)
+    invoke("export", "--set", SLASH_SET, "--out", out, "--format", "csv", "--store", s)
     rows = read_file(out / "scores.csv")
     assert len(rows) == 12 * 5 and rows[0]["set_name"] == SLASH_SET
-    r = gmv("export", "--set", SLASH_SET, "--out", out, "--format", "csv", "--store", s, code=1)
+    r = invoke("export", "--set", SLASH_SET, "--out", out, "--format", "csv", "--store", s, code=1)
     assert r.output.startswith("Error: ") and "exists" in r.output and "--force" in r.output
-    gmv("export", "--set", SLASH_SET, "--out", out, "--format", "csv", "--force", "--store", s)
+    invoke("export", "--set", SLASH_SET, "--out", out, "--format", "csv", "--force", "--store", s)
     assert not list(out.glob("*.tmp"))
 
 
 def test_export_unknown_set_and_bad_folder(small, tmp_path):
-    r = gmv("export", "--set", "nope", "--out", tmp_path / "x", "--store", small["store"], code=1)
+    r = invoke("export", "--set", "nope", "--out", tmp_path / "x", "--store", small["store"], code=1)
     assert "set 'nope' does not exist" in r.output and "s1" in r.output
     blocker = tmp_path / "file"
     blocker.write_text("")
-    r = gmv("export", "--set", "s1", "--out", blocker / "sub", "--store", small["store"], code=1)
+    r = invoke("export", "--set", "s1", "--out", blocker / "sub", "--store", small["store"], code=1)
     assert r.output.startswith("Error: --out")
 
 

@@ -13,10 +13,9 @@ import sys
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from cli_helpers import run  # in-process, for commands that cannot reach a memory-mapped write
 
 from gmv_store import diskspace
-from gmv_store.cli import cli
 from gmv_store.datasets import load_mnist
 from gmv_store.errors import DiskFull
 from gmv_store.store import Store
@@ -33,13 +32,6 @@ def gmv(*args, check_rc=None):
     if check_rc is not None:
         assert r.returncode == check_rc, (r.returncode, r.stdout, r.stderr)
     return r
-
-
-def run(*args, code=0):
-    """In-process, for commands that cannot reach a memory-mapped write."""
-    r = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    assert r.exit_code == code, (r.exit_code, r.output)
-    return r.output
 
 
 def one_error_line(stderr: str) -> str:

@@ -12,16 +12,11 @@ import time
 
 import numpy as np
 import pytest
+from cli_helpers import run
 from click.testing import CliRunner
 
 from gmv_store.cli import cli
 from tests.test_incremental import tie_variants
-
-
-def run(*args, code=0):
-    r = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    assert r.exit_code == code, (r.exit_code, r.output)
-    return r.output
 
 
 def collections(store):

@@ -20,24 +20,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
+from cli_helpers import ledger_rows, run, tiny_store
 from PIL import Image
 from shard_files import png, write_tar
 
 from gmv_store import api
-from gmv_store.cli import cli
 from gmv_store.datasets import load_mnist
 from gmv_store.errors import BadInput
 from gmv_store.images import MAX_FILE_BYTES, MAX_PIXELS, content_sha256, decode_bytes
 from gmv_store.sources import load_source, readers, webdataset
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-
-
-def run(*args, code=0):
-    r = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    assert r.exit_code == code, (r.exit_code, r.output)
-    return r.output
+# the bounds are stated in the command reference (moved there from README.md)
+REFERENCE = (Path(__file__).resolve().parents[1] / "docs" / "commands.md").read_text()
 
 
 def skipped(output):
@@ -46,14 +40,11 @@ def skipped(output):
 
 @pytest.fixture
 def store(tmp_path):
-    path = tmp_path / "store"
-    api.init_store(path, params={"embedder": {"size": 8}, "rerank": {"size": 14}})
-    return path
+    return tiny_store(tmp_path)
 
 
 def rows(store, q="SELECT source, label, sha256 FROM training_images ORDER BY rowid"):
-    cols, data = api.sql(store, q)
-    return [dict(zip(cols, r)) for r in data]
+    return ledger_rows(store, q)
 
 
 def tar_of(path, members):
@@ -349,7 +340,7 @@ def _png_header(w: int, h: int) -> bytes:
 
 def test_bomb_message_and_readme_name_one_limit():
     limit = f"{MAX_PIXELS // 10**6} megapixels"
-    assert f"over {limit}" in README
+    assert f"over {limit}" in REFERENCE
     for w, h in ((9000, 8000), (12000, 12000)):  # PIL warns over the limit and raises over twice it
         with pytest.raises(BadInput) as e:
             decode_bytes(_png_header(w, h), "bomb.png")
@@ -381,4 +372,4 @@ def test_exif_orientation_is_applied(fmt):
         got = decode_bytes(tagged.getvalue(), "tagged")
         assert got.shape == shown.shape, (tag, got.shape)
         assert np.abs(got.astype(int) - shown.astype(int)).max() <= 2, tag  # JPEG: the same encoder, near-equal
-    assert "EXIF orientation" in README
+    assert "EXIF orientation" in REFERENCE

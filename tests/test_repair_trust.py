@@ -11,6 +11,7 @@ import textwrap
 import duckdb
 import numpy as np
 import pytest
+from cli_helpers import run
 from click.testing import CliRunner
 from PIL import Image
 from sparse_copy import copy_store
@@ -21,12 +22,6 @@ from gmv_store.images import content_sha256
 from gmv_store.sources.checked import load_checked
 
 PARAMS = ("-p", "embedder.size=8", "-p", "rerank.size=14")
-
-
-def run(*args, code=0):
-    r = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    assert r.exit_code == code, (r.exit_code, r.output)
-    return r.output
 
 
 def one_line(*args, code=1):

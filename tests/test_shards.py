@@ -6,35 +6,25 @@ import shutil
 import numpy as np
 import pyarrow as pa
 import pytest
-from click.testing import CliRunner
+from cli_helpers import ledger_rows, run, tiny_store
 from shard_files import member_offsets, png, write_parquet, write_tar
 
 from gmv_store import api
 from gmv_store.backends import registry
 from gmv_store.backends.named import embed_named, worker_embedding
-from gmv_store.cli import cli
 from gmv_store.images import content_sha256
 from gmv_store.sources import InputOptions, InputReport, load_source, parallel, read_batches
 from gmv_store.sources.readers import ArrayReader
 from gmv_store.store import Store
 
 
-def run(*args, code=0):
-    r = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    assert r.exit_code == code, (r.exit_code, r.output)
-    return r.output
-
-
 @pytest.fixture
 def store(tmp_path):
-    path = tmp_path / "store"
-    api.init_store(path, params={"embedder": {"size": 8}, "rerank": {"size": 14}})
-    return path
+    return tiny_store(tmp_path)
 
 
 def rows(store, q="SELECT source, label, meta, sha256 FROM training_images ORDER BY rowid"):
-    cols, data = api.sql(store, q)
-    return [dict(zip(cols, r)) for r in data]
+    return ledger_rows(store, q)
 
 
 def skipped(output):

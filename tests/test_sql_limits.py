@@ -7,9 +7,8 @@ import sys
 import time
 
 import pytest
-from click.testing import CliRunner
+from cli_helpers import run
 
-from gmv_store.cli import cli
 from gmv_store.errors import BadInput, QueryInterrupted, QueryMemoryLimit, QueryTimeout, ReadOnlyViolation, SqlError
 from gmv_store.store import Store
 from query.sql import run_sql
@@ -25,12 +24,6 @@ def store(tmp_path_factory):
     path = tmp_path_factory.mktemp("sql") / "store"
     Store.init(path, embedder=("pixels", {"size": 8}), rerank=("l2", {"size": 8})).close()
     return path
-
-
-def run(*args, code=0):
-    r = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
-    assert r.exit_code == code, (r.exit_code, r.output)
-    return r.output
 
 
 def one_error_line(out: str) -> str:

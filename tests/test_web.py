@@ -9,7 +9,6 @@ from urllib.parse import quote
 import numpy as np
 import pytest
 from PIL import Image
-from starlette.testclient import TestClient
 from ui_store import SLASH_SET, build
 
 from gmv_store import api
@@ -19,12 +18,6 @@ from gmv_store.web import Settings, create_app
 @pytest.fixture(scope="module")
 def small(tmp_path_factory, mnist_small):
     return build(tmp_path_factory.mktemp("web"), mnist_small)
-
-
-@pytest.fixture(scope="module")
-def client(small):
-    with TestClient(create_app(Settings(store=small["store"]))) as c:
-        yield c
 
 
 def attrs(html: str, tag_attr: str) -> list[str]:

@@ -9,11 +9,9 @@ import re
 from urllib.parse import quote
 
 import pytest
-from starlette.testclient import TestClient
 from ui_store import SLASH_SET, build
 
 from gmv_store import api
-from gmv_store.web import Settings, create_app
 from gmv_store.web.charts import _tick, log_ticks
 from gmv_store.web.render import NumColumn, PctColumn
 
@@ -23,12 +21,6 @@ ROW = re.compile(r'<tr data-contributor="([0-9a-f]{16})" data-rank="(\d+)" data-
 @pytest.fixture(scope="module")
 def small(tmp_path_factory, mnist_small):
     return build(tmp_path_factory.mktemp("tables"), mnist_small)
-
-
-@pytest.fixture(scope="module")
-def client(small):
-    with TestClient(create_app(Settings(store=small["store"]))) as c:
-        yield c
 
 
 def ledger(small, q, params=()):

@@ -42,7 +42,7 @@ from .options import (
               help="int8 scalar quantization of the recall vector (searched with rescoring, oversampling 3).")
 @click.option("--hnsw-ef-factor", type=click.FloatRange(1.0, 16.0), default=2.0, show_default=True,
               help="Search ef = this x the hits asked for (N + reserve): lower is faster, recall a little lower "
-                   "(README: Scale). Fixed for the store's life: stored matches are its own search's.")
+                   "(docs/scale.md). Fixed for the store's life: stored matches are its own search's.")
 @click.option("--shards", type=click.IntRange(1), default=None, help="Server: shards per collection.")
 @click.option("--replicas", type=click.IntRange(1), default=None, help="Server: replication factor.")
 @click.option("--write-consistency", type=click.IntRange(1), default=None, help="Server: write consistency factor.")

@@ -170,6 +170,16 @@ def _hparams(spec: dict, quick: bool) -> dict:
     return {**spec, "hparams": generator_class(spec["kind"]).hparams(True), "quick": True}
 
 
+def _fit_setup(store, set_name: str, quick: bool, note: Note | None) -> tuple[Setup, dict, str]:
+    """What both counterfactual checks start from: the set's setup, its generator's spec (the
+    quick hyper-parameters with `quick`) and the likelihood that spec is scored by."""
+    from gmv_store.generators.likelihood import likelihood_kind
+
+    su = load_setup(store, set_name, note)
+    spec = _hparams(su.spec, quick)
+    return su, spec, likelihood_kind(spec["kind"])
+
+
 def _per_class(y: np.ndarray, v: np.ndarray) -> dict:
     return {str(c): {"m": int((y == c).sum()), "mean": nanmean(v[y == c])} for c in np.unique(y)}
 
@@ -178,16 +188,12 @@ def lds(store, set_name: str, *, subsets: int = 32, fraction: float = 0.5, seed:
         workers: int | None = None, cache=None, use_cache: bool = True, resamples: int = 1000,
         note: Note | None = None) -> dict:
     """The linear datamodeling score of the set's values (see the module doc and lds_math)."""
-    from gmv_store.generators.likelihood import likelihood_kind
-
     from .retrain import run_fits
 
     t0 = time.perf_counter()
     if subsets < 3:
         raise BadInput(f"--subsets {subsets}: a rank correlation needs at least 3 subsets")
-    su = load_setup(store, set_name, note)
-    spec = _hparams(su.spec, quick)
-    what = likelihood_kind(spec["kind"])
+    su, spec, what = _fit_setup(store, set_name, quick, note)
     n, m = len(su.train_ids), len(su.gen_x)
     masks = subset_masks(n, subsets, fraction, seed)
     if note:
@@ -239,16 +245,12 @@ def remove(store, set_name: str, *, fraction: float = 0.05, seeds: int = 5, seed
     """Remove-and-retrain: drop the top `fraction` of the training images by the set's values,
     and as many at random (`seeds` draws), refit, and compare each generated image's drop in
     log-likelihood against the model fit on all of them (paired one-sided tests, top > random)."""
-    from gmv_store.generators.likelihood import likelihood_kind
-
     from .retrain import run_fits
 
     t0 = time.perf_counter()
     if seeds < 1:
         raise BadInput(f"--seeds {seeds}: at least one random draw is needed")
-    su = load_setup(store, set_name, note)
-    spec = _hparams(su.spec, quick)
-    what = likelihood_kind(spec["kind"])
+    su, spec, what = _fit_setup(store, set_name, quick, note)
     n = len(su.train_ids)
     n_remove = round(fraction * n)
     if not 0 < fraction < 1 or not 1 <= n_remove < n:

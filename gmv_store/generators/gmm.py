@@ -110,7 +110,7 @@ class GMMGenerator(Generator):
     @classmethod
     def hparams(cls, quick: bool = False) -> dict:
         # "em" names the EM implementation revision (part of the cache key, not a constructor arg).
-        # 10 EM steps, not 30: a third of the fit, and the demo's rho is the same (README, demo)
+        # 10 EM steps, not 30: a third of the fit, and the demo's rho is the same (docs/speed.md)
         if quick:
             return {"n_pca": 20, "n_components": 3, "covariance_type": "full", "max_iter": 20, "em": 2}
         return {"n_pca": 50, "n_components": 10, "covariance_type": "full", "max_iter": 10, "em": 3}

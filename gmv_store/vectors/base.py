@@ -131,6 +131,18 @@ def threshold_kb_for(points: int, spec: dict[str, VectorSpec]) -> int:
     return max(1, points * sum(v.dim for v in spec.values()) * 4 // 1024)
 
 
+def scroll_pages(fetch: Callable[[Any], tuple[Sequence[Any], Any]]) -> Iterator[list[tuple[int, dict[str, Any]]]]:
+    """Every point as (id, payload), a page at a time: `fetch(offset)` returns a page of points
+    and the next page's offset, None after the last page (both engines' scroll)."""
+    offset = None
+    while True:
+        pts, offset = fetch(offset)
+        if pts:
+            yield [(int(p.id), dict(p.payload or {})) for p in pts]
+        if offset is None:
+            return
+
+
 def as_list(vector: np.ndarray | list[float]) -> list[float]:
     """A query vector as the engines take it: float32 values in a list (lists from
     `vector_lists` pass as they are)."""

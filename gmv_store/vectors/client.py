@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MissingDependency, StoreLocked, VectorStoreUnavailable
-from .base import Query, VectorSpec, VectorStore, as_list, check_spec, shared_filters, threshold_kb_for
+from .base import Query, VectorSpec, VectorStore, as_list, check_spec, scroll_pages, shared_filters, threshold_kb_for
 
 API_KEY_ENV = "GMV_QDRANT_API_KEY"
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)  # seconds between attempts for transient failures
@@ -219,14 +219,8 @@ class ClientVectorStore(VectorStore):
                 return out
 
     def scroll(self, name, batch=10_000):
-        offset = None
-        while True:
-            pts, offset = self._call(self.client.scroll, self._c(name), limit=batch, offset=offset,
-                                     with_payload=True, with_vectors=False)
-            if pts:
-                yield [(int(p.id), dict(p.payload or {})) for p in pts]
-            if offset is None:
-                return
+        yield from scroll_pages(lambda offset: self._call(self.client.scroll, self._c(name), limit=batch, offset=offset,
+                                                          with_payload=True, with_vectors=False))
 
     def count(self, name, payload_from=None):
         f = self._filter(Query({}, "", 0, payload_from=payload_from)) if payload_from else None

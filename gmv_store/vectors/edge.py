@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import diskspace
 from ..errors import GmvError, MissingDependency, StoreDamaged
-from .base import Query, VectorSpec, VectorStore, as_list, check_spec, shared_filters, threshold_kb_for
+from .base import Query, VectorSpec, VectorStore, as_list, check_spec, scroll_pages, shared_filters, threshold_kb_for
 
 SPEC_FILE = "gmv-vectors.json"    # the vector sizes/metrics a shard was created with
 STATE_FILE = "gmv-index-state.json"  # points / indexed vectors / segments at the last close, for readers
@@ -183,14 +183,8 @@ class EdgeVectorStore(VectorStore):
 
     def scroll(self, name, batch=10_000):
         qe = self._qe
-        offset = None
-        while True:
-            pts, offset = self._shard(name).scroll(
-                qe.ScrollRequest(offset=offset, limit=batch, with_payload=True, with_vector=False))
-            if pts:
-                yield [(int(p.id), dict(p.payload or {})) for p in pts]
-            if offset is None:
-                return
+        yield from scroll_pages(lambda offset: self._shard(name).scroll(
+            qe.ScrollRequest(offset=offset, limit=batch, with_payload=True, with_vector=False)))
 
     def count(self, name, payload_from=None):
         f = self._filter(Query({}, "", 0, payload_from=payload_from)) if payload_from else None

@@ -42,12 +42,7 @@ def histogram_svg(hist: dict, title: str) -> Markup:
     bw = pw / len(counts)
     lo, hi = math.log10(edges[0]), math.log10(edges[-1])
     span = (hi - lo) or 1.0
-    parts = [f'<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="{escape(title)}">',
-             f"<title>{escape(title)}</title>",
-             f'<line x1="{LEFT}" y1="{TOP + ph}" x2="{W - RIGHT}" y2="{TOP + ph}" class="axis"/>',
-             f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + ph}" class="axis"/>',
-             f'<text x="{LEFT - 6}" y="{TOP + 10}" text-anchor="end" class="tick">{top:,}</text>',
-             f'<text x="{LEFT - 6}" y="{TOP + ph}" text-anchor="end" class="tick">0</text>']
+    parts = _frame(title) + _axes(top, ph, y_axis=True)
     for i, c in enumerate(counts):
         h = ph * c / top
         x = LEFT + i * bw
@@ -66,6 +61,15 @@ def histogram_svg(hist: dict, title: str) -> Markup:
 def _frame(title: str, h: int = H) -> list[str]:
     return [f'<svg class="chart" viewBox="0 0 {W} {h}" role="img" aria-label="{escape(title)}">',
             f"<title>{escape(title)}</title>"]
+
+
+def _axes(top: int, ph: float, y_axis: bool = False) -> list[str]:
+    """A histogram's x axis (and y axis), with its count ticks 0 and `top`."""
+    lines = [f'<line x1="{LEFT}" y1="{TOP + ph}" x2="{W - RIGHT}" y2="{TOP + ph}" class="axis"/>']
+    if y_axis:
+        lines.append(f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + ph}" class="axis"/>')
+    return lines + [f'<text x="{LEFT - 6}" y="{TOP + 10}" text-anchor="end" class="tick">{top:,}</text>',
+                    f'<text x="{LEFT - 6}" y="{TOP + ph}" text-anchor="end" class="tick">0</text>']
 
 
 def bars_svg(items: list[tuple[str, float]], title: str, fmt=lambda v: f"{100 * v:.1f} %") -> Markup:
@@ -101,10 +105,7 @@ def linear_histogram_svg(values: list[float], title: str, xlabel: str, bins: int
     top = max(counts)
     pw, ph = W - LEFT - RIGHT, H - TOP - BOTTOM
     bw = pw / nb
-    parts = _frame(title) + [
-        f'<line x1="{LEFT}" y1="{TOP + ph}" x2="{W - RIGHT}" y2="{TOP + ph}" class="axis"/>',
-        f'<text x="{LEFT - 6}" y="{TOP + 10}" text-anchor="end" class="tick">{top:,}</text>',
-        f'<text x="{LEFT - 6}" y="{TOP + ph}" text-anchor="end" class="tick">0</text>']
+    parts = _frame(title) + _axes(top, ph)
     for i, c in enumerate(counts):
         h = ph * c / top
         a = lo + i * width
