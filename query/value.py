@@ -161,7 +161,7 @@ def warm_up_quality(store: Store) -> None:
     embedded (torch and pyiqa take ~6 s to import). It overlaps only what releases the GIL
     (decoding, ledger queries; Qdrant's searches hold it). A failure here is left for the
     first `score` to raise, with its one-line fix."""
-    store.embedder  # made first, as the valuation uses them: a missing backend is named in that order
+    _ = store.embedder  # made first, as the valuation uses them: a missing backend is named in that order
     quality = store.quality
 
     def prepare():
