@@ -102,9 +102,9 @@ def upsert_costs(work: Path, reps: int = 5, n: int = 1000) -> dict:
 
     import qdrant_edge as qe
 
+    from gmv_store.ledger.records import training_payload
     from gmv_store.vectors import VectorSpec, edge
     from gmv_store.vectors.edge import EdgeVectorStore
-    from ingest.write import training_payload
 
     rng = np.random.default_rng(0)
     spec = {"recall": VectorSpec(256, "cosine"), "rerank": VectorSpec(1024, "euclid")}

@@ -61,10 +61,11 @@ def bare_upsert(folder: Path, work: Path, batch: int) -> float:
     import pyarrow.parquet as pq
 
     from gmv_store.config import IndexConfig
+    from gmv_store.ledger.records import training_payload
     from gmv_store.sources.vectors import id_sha256
     from gmv_store.vectors import VectorSpec, point_id
     from gmv_store.vectors.edge import EdgeVectorStore
-    from ingest.write import SEQ, training_payload
+    from ingest.write import SEQ
 
     d = work / "bare"
     shutil.rmtree(d, ignore_errors=True)

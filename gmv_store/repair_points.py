@@ -9,6 +9,16 @@ from datetime import datetime, timezone
 from .errors import BadInput, GmvError, SourceChanged, StoreDamaged
 from .integrity import begin_repair, check_vector_spec, recreate_views, schema_problems, sum_problems, unfinished_repair
 from .ledger import insert_columns, transaction
+from .ledger.records import (
+    GENERATED_COLUMNS,
+    TRAINING_COLUMNS,
+    SetRow,
+    generated_payload,
+    payload_columns,
+    payload_set,
+    training_payload,
+)
+from .ledger.sets import insert_set, set_names
 from .store import GENERATED, TABLES, TRAINING, Store
 
 BATCH = 256
@@ -84,8 +94,6 @@ def _set_aside(store: Store, collection: str, report) -> None:
 
 
 def _reembed_missing(store: Store, report, collection: str, missing: set[int], drop: bool) -> None:
-    from ingest.write import training_payload
-    from query.value import generated_payload
 
     ids = sorted(missing)
     if collection == TRAINING:
@@ -183,8 +191,6 @@ def rows_from_points(store: Store, report, k, recall,
     with transaction(con):
         for chunk in store.vectors.scroll(TRAINING):
             chunk = [(pid, p) for pid, p in chunk if only is None or pid in only.get(TRAINING, ())]
-            cols = {c: [] for c in ("contributor_id", "point_id", "sha256", "source", "owner", "label", "meta",
-                                    "height", "width", "channels", "ingested_at")}
             for pid, p in chunk:
                 if "height" not in p:  # points written before payloads carried the shape
                     try:
@@ -192,41 +198,21 @@ def rows_from_points(store: Store, report, k, recall,
                     except Exception:  # noqa: BLE001 - recorded as 0, said in the report
                         p["height"] = p["width"] = p["channels"] = 0
                         report.unreadable.append(p.get("source", str(pid)))
-                _append_row(cols, pid, p, "ingested_at", now)
-            insert_columns(con, "training_images", cols)
+            insert_columns(con, "training_images", payload_columns(chunk, TRAINING_COLUMNS, "ingested_at", now))
             n_train += len(chunk)
-        known = {r[0] for r in con.execute("SELECT set_name FROM generated_sets").fetchall()}
-        sets: dict[str, tuple[int, int, bool]] = {}
+        known = set_names(con)
+        sets: dict[str, SetRow] = {}
         for chunk in store.vectors.scroll(GENERATED):
             chunk = [(pid, p) for pid, p in chunk if only is None or pid in only.get(GENERATED, ())]
-            cols = {c: [] for c in ("set_name", "generated_id", "point_id", "sha256", "source", "label", "meta",
-                                    "quality", "valued_at")}
-            for pid, p in chunk:
+            for _pid, p in chunk:
                 if p["set_name"] not in sets and p["set_name"] not in known:
-                    kk, nn = p.get("k", k), p.get("recall", recall)
-                    if kk is None or nn is None:
+                    found = payload_set(p, k, recall)
+                    if found is None:
                         raise BadInput(f"generated points of set '{p['set_name']}' do not record their k and N; "
                                        "fix: pass --k K --recall N as that set was valued")
-                    sets[p["set_name"]] = (int(kk), int(nn), bool(p.get("exact", False)))
-                _append_row(cols, pid, p, "valued_at", now)
-            insert_columns(con, "generated_images", cols)
+                    sets[p["set_name"]] = found
+            insert_columns(con, "generated_images", payload_columns(chunk, GENERATED_COLUMNS, "valued_at", now))
             n_gen += len(chunk)
-        for name, (kk, nn, exact) in sets.items():
-            con.execute("INSERT INTO generated_sets (set_name, k, recall, exact, created_at) "
-                        "VALUES (?, ?, ?, ?, current_timestamp)", [name, kk, nn, exact])
+        for found in sets.values():
+            insert_set(con, found)
     return n_train, n_gen, len(sets)
-
-
-def _append_row(cols: dict[str, list], pid: int, p: dict, stamp: str, now) -> None:
-    """A point's payload as the next row of `cols`: its point id, meta as JSON, `stamp` as a time."""
-    for c in cols:
-        cols[c].append(pid if c == "point_id" else p.get(c))
-    cols["meta"][-1] = json.dumps(p.get("meta") or {})
-    cols[stamp][-1] = _time(p.get(stamp), now)
-
-
-def _time(text, default):
-    try:
-        return datetime.fromisoformat(text) if text else default
-    except ValueError:
-        return default

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 
 from gmv_store.errors import BadInput, param
 from gmv_store.ledger import insert_columns
+from gmv_store.ledger.records import training_payload
 from gmv_store.sources import Decoded
 from gmv_store.sources.location import to_record
 from gmv_store.store import TRAINING, Store
@@ -16,15 +17,6 @@ from gmv_store.vectors import point_id
 # payload field: when a training point was written (µs). Refresh finds the points waiting to
 # be matched by a range on it (one small indexed condition) rather than by their ids.
 SEQ = "ingest_seq"
-
-
-def training_payload(contributor_id: str, sha256: str, source: str, owner: str | None, label: str | None,
-                     meta: dict, ingested_at: datetime, shape: tuple[int, int, int]) -> dict:
-    """What a training point carries in Qdrant: its ledger row, so filters work on a server
-    and `gmv repair` can rebuild a lost ledger from the collection."""
-    return {"contributor_id": contributor_id, "sha256": sha256, "source": source, "owner": owner, "label": label,
-            "meta": meta, "ingested_at": ingested_at.isoformat(timespec="seconds"),
-            "height": int(shape[0]), "width": int(shape[1]), "channels": int(shape[2])}
 
 
 def image_meta(d: Decoded, meta: dict) -> dict:

@@ -14,6 +14,8 @@ import numpy as np
 
 from gmv_store.backends.named import batch_vectors
 from gmv_store.errors import BadInput, GmvError, param
+from gmv_store.ledger.records import SetRow, generated_payload
+from gmv_store.ledger.sets import get_set, insert_set
 from gmv_store.progress import Progress
 from gmv_store.sources import Decoded, InputOptions, InputReport, read_batches, unique_new
 from gmv_store.sources.checked import load_checked
@@ -60,12 +62,12 @@ def ensure_set(store: Store, set_name: str, k: int, recall: int, exact: bool = F
         raise BadInput(f"{param('k')} {k}: must be at least 1")
     if recall < k:
         raise BadInput(f"{param('recall')} {recall}: must be at least {param('k')} ({k})")
-    row = store.ledger.execute("SELECT k, recall, exact FROM generated_sets WHERE set_name = ?", [set_name]).fetchone()
+    row = get_set(store.ledger, set_name)
     if row is None:
         return False
-    if tuple(row) != (k, recall, exact):
-        was = (param("k", cli=f"--k {row[0]}", value=row[0]) + " " + param("recall", cli=f"--recall {row[1]}", value=row[1])
-               + (" " + param("exact", cli="--exact", value="True") if row[2] else ""))
+    if (row.k, row.recall, row.exact) != (k, recall, exact):
+        was = (param("k", cli=f"--k {row.k}", value=row.k) + " " + param("recall", cli=f"--recall {row.recall}", value=row.recall)
+               + (" " + param("exact", cli="--exact", value="True") if row.exact else ""))
         raise BadInput(
             f"set '{set_name}' was valued with {was}; values within a set must share them; "
             f"fix: pass {was} or choose another {param('set_name', cli='--set')}"
@@ -127,21 +129,16 @@ def input_batches(store: Store, paths, options: InputOptions | None, batch_size:
     return store_batches(store, paths, options, batch_size, report, ray, with_quality=True)
 
 
-def generated_payload(set_name: str, generated_id: str, sha256: str, source: str, label: str | None, quality: float,
-                      meta: dict, valued_at: datetime, k: int, recall: int, exact: bool) -> dict:
-    """What a generated point carries in Qdrant: its ledger row and its set's k and N, so
-    `gmv repair` can rebuild a lost ledger from the collection."""
-    return {"set_name": set_name, "generated_id": generated_id, "sha256": sha256, "source": source, "label": label,
-            "quality": quality, "meta": meta, "valued_at": valued_at.isoformat(timespec="seconds"), "k": k,
-            "recall": recall, "exact": exact}
-
-
 def write_generated(store: Store, set_name: str, batch: list[Decoded], matches: list[Match], quality: np.ndarray,
                     vectors: dict, meta: dict, new_set: tuple[int, int, bool] | None = None) -> None:
     """`new_set`: (k, N, exact) of a set made now, in the same transaction as its first rows."""
     now = datetime.now(timezone.utc).replace(tzinfo=None)
-    k, recall, exact = new_set or store.ledger.execute(
-        "SELECT k, recall, exact FROM generated_sets WHERE set_name = ?", [set_name]).fetchone()
+    if new_set is not None:
+        k, recall, exact = new_set
+    else:
+        known = get_set(store.ledger, set_name)
+        assert known is not None, f"set {set_name} has no row"  # value made it, or the caller passes new_set
+        k, recall, exact = known.k, known.recall, known.exact
     rows = [GeneratedRow(set_name, d.short_id, generated_point_id(set_name, d.sha256), d.sha256,
                          to_record(d.source, store.root), d.label,
                          float(qj), k, recall, exact) for d, qj in zip(batch, quality)]
@@ -151,8 +148,7 @@ def write_generated(store: Store, set_name: str, batch: list[Decoded], matches: 
                       ledger_rows=len(rows) + 2 * sum(len(m.contributors) for m in matches),
                       blob_bytes=sum(list_bytes(len(m.recall_ids)) for m in matches)) as con:
         if new_set is not None:
-            con.execute("INSERT INTO generated_sets (set_name, k, recall, exact, created_at) "
-                        "VALUES (?, ?, ?, ?, current_timestamp)", [set_name, k, recall, exact])
+            insert_set(con, SetRow(set_name, k, recall, exact))
         insert_generated(con, rows, matches, json.dumps(meta), now)
 
 

@@ -16,7 +16,7 @@ MAX_LINES = 400
 # put it in a package already listed with ".*".
 LAYERS = [
     ("core", ("gmv_store.errors", "gmv_store.config", "gmv_store.images", "gmv_store.datasets", "gmv_store.valuation",
-              "gmv_store.progress", "gmv_store.output", "gmv_store.lock", "gmv_store.ledger", "gmv_store.migrate",
+              "gmv_store.progress", "gmv_store.output", "gmv_store.lock", "gmv_store.ledger.*", "gmv_store.migrate",
               "gmv_store.registry", "gmv_store.diskspace", "gmv_store.ids", "gmv_store.integrity", "gmv_store.sources.*", "gmv_store.vectors.*",
               "gmv_store.backends.*", "gmv_store.generators.*", "gmv_store.store",
               "gmv_store.distributed.*")),
@@ -32,6 +32,41 @@ FORBIDDEN = [
     ("ingest.*", "query.refresh", "refresh after ingest is decided in the api layer (api.ingest), not in ingest"),
     ("ingest.*", "query.settle", "refresh after ingest is decided in the api layer (api.ingest), not in ingest"),
 ]
+
+# Only these run SQL (issue 18): the ledger package owns every table; `query.sql` runs the
+# user's ad-hoc read-only SQL; `gmv_store.migrate` applies migrations/*.sql.
+SQL_OWNERS = ("gmv_store.ledger.*", "query.sql", "gmv_store.migrate")
+# Modules whose SQL has not moved into the ledger package yet: each entry is a debt, to shrink
+# to nothing. A module not listed here that runs SQL fails the test.
+SQL_NOT_MOVED_YET = (
+    "gmv_store.api_read", "gmv_store.cli.read", "gmv_store.eval.counterfactual", "gmv_store.eval.grid",
+    "gmv_store.eval.ledger_read", "gmv_store.eval.recall_quality", "gmv_store.eval.recipe_steps",
+    "gmv_store.eval.runtime", "gmv_store.export", "gmv_store.handle", "gmv_store.integrity", "gmv_store.repair",
+    "gmv_store.repair_points", "gmv_store.sources.location", "gmv_store.store", "gmv_store.web.app",
+    "gmv_store.web.pages", "gmv_store.web.jsonapi", "ingest.pipeline",
+    "ingest.vectors_in", "ingest.write", "query.attribute", "query.browse", "query.forget", "query.lookup",
+    "query.matches", "query.recall_lists", "query.refresh", "query.relocate", "query.table", "query.value",
+    "query.verify",
+)
+SQL_CALLS = {"execute", "executemany", "sql"}  # a DuckDB connection's ways to run a statement
+SQL_HELPERS = {"rows", "insert_columns"}  # ledger helpers that take a table name or a statement
+
+
+def sql_uses(path: Path) -> list[str]:
+    """Where a module runs SQL: calls of `.execute`/`.executemany`/`.sql` on anything, and
+    imports of the ledger helpers that take SQL or a table name."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in SQL_CALLS:
+            out.append(f"line {node.lineno}: .{node.func.attr}(")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[-1] in ("ledger", "connection"):
+            out += [f"line {node.lineno}: imports {a.name}" for a in node.names if a.name in SQL_HELPERS]
+    return out
+
+
+def sql_outside_ledger(mods: dict[str, Path], allowed=SQL_OWNERS + SQL_NOT_MOVED_YET) -> list[str]:
+    return sorted(f"{m} {use}" for m, p in mods.items() if not any(matches(m, e) for e in allowed)
+                  for use in sql_uses(p))
 
 
 def modules(root: Path = ROOT, packages=PACKAGES) -> dict[str, Path]:
@@ -197,6 +232,18 @@ def test_cli_import_loads_no_heavy_library():
     assert out.strip() == "", f"importing the CLI loaded: {out.strip()}"
 
 
+def test_only_the_ledger_runs_sql():
+    bad = sql_outside_ledger(modules())
+    assert not bad, "SQL outside gmv_store/ledger/ (add a function there and call it):\n" + "\n".join(bad)
+
+
+def test_sql_debt_names_only_modules_that_still_run_sql():
+    mods = modules()
+    done = [m for m in SQL_NOT_MOVED_YET if m in mods and not sql_uses(mods[m])]
+    gone = [m for m in SQL_NOT_MOVED_YET if m not in mods]
+    assert not done + gone, f"remove from SQL_NOT_MOVED_YET (no SQL left, or no such module): {done + gone}"
+
+
 def test_layers_name_only_existing_modules():
     names = set(modules())
     stale = [e for _, entries in LAYERS for e in entries if not any(matches(n, e) for n in names)]
@@ -216,6 +263,8 @@ def test_the_checks_fail_on_a_tree_that_breaks_each_rule(tmp_path):
         "ingest/pipeline.py": "def run():\n    from query.refresh import refresh\n",
         "query/__init__.py": "",
         "query/refresh.py": "from importlib import import_module\nP = import_module('ingest.pipeline')\n",
+        "gmv_store/ledger/__init__.py": "",
+        "query/lookup.py": "from gmv_store.ledger import rows\n\ndef f(con):\n    return con.execute('SELECT 1')\n",
     }
     for rel, text in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -227,3 +276,5 @@ def test_the_checks_fail_on_a_tree_that_breaks_each_rule(tmp_path):
     assert upward(g) == ["gmv_store.errors (core) imports gmv_store.cli.x (edge)"]
     assert forbidden(g) == ["ingest.pipeline imports query.refresh: " + FORBIDDEN[0][2]]
     assert cycles(g) == [["ingest.pipeline", "query.refresh"]]
+    assert sql_outside_ledger(modules(tmp_path, PACKAGES), SQL_OWNERS) == [
+        "query.lookup line 1: imports rows", "query.lookup line 4: .execute("]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 from .. import api
 from ..config import LEDGER_FILE
@@ -67,7 +68,7 @@ class Reader:
         self.store, self.hold = Path(store), hold
         self.config = {**SAFE_CONFIG, "memory_limit": memory_limit_setting(sql_memory_limit)}
         self._lock = threading.Lock()
-        self._warm = None
+        self._warm: Any = None  # a held read-only connection, or None
         self._timer: threading.Timer | None = None
 
     def _keep_warm(self) -> None:

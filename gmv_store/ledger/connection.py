@@ -10,18 +10,20 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
-from .config import LEDGER_FILE, default_store_path, read_config
-from .errors import GmvError, StoreDamaged, StoreLocked
-from .integrity import describe_unfinished, schema_problems, unfinished_repair
-from .lock import current_holder
+from ..config import LEDGER_FILE, default_store_path, read_config
+from ..errors import GmvError, StoreDamaged, StoreLocked
+from ..integrity import describe_unfinished, schema_problems, unfinished_repair
+from ..lock import current_holder
 
 SNAPSHOT_FILE = "ledger.snapshot.duckdb"
+Connection = duckdb.DuckDBPyConnection
 READER_WAIT_S = 10.0  # how long opening the ledger waits for a reader's file lock
 
 
@@ -32,8 +34,8 @@ def _damaged(path: Path, what: str) -> StoreDamaged:
     )
 
 
-def connect_ledger(path: Path, read_only: bool = False, config: dict | None = None, create: bool = False,
-                   wait: float = READER_WAIT_S):
+def connect_ledger(path: Path, read_only: bool = False, config: dict[str, Any] | None = None, create: bool = False,
+                   wait: float = READER_WAIT_S) -> Connection:
     """Open a ledger file. `create` only for `gmv init`: elsewhere a missing file is damage.
     A file lock held by a reader (lookups are short) is waited out for up to `wait` seconds."""
     if not create and not path.is_file():
@@ -85,8 +87,8 @@ def _file_users(path: Path) -> str | None:
     return ", ".join(found[:3]) or None
 
 
-def open_ledger_readonly(store: str | Path | None, config: dict | None = None,
-                         on_snapshot: Callable[[str], None] | None = None, unfinished_ok: bool = False):
+def open_ledger_readonly(store: str | Path | None, config: dict[str, Any] | None = None,
+                         on_snapshot: Callable[[str], None] | None = None, unfinished_ok: bool = False) -> Connection:
     """A read-only ledger connection. While a writer holds the store, read the snapshot it
     publishes instead, and tell `on_snapshot(message)` how old it is. A store whose repair
     did not finish is refused (StoreDamaged) unless `unfinished_ok` (`gmv status`).
@@ -111,7 +113,7 @@ def open_ledger_readonly(store: str | Path | None, config: dict | None = None,
     return _whole(connect_ledger(snap, read_only=True, config=config), snap)
 
 
-def _whole(con, path: Path):
+def _whole(con: Connection, path: Path) -> Connection:
     """The connection, if the ledger has every table and view its migrations make."""
     lacking = schema_problems(con)
     if lacking:
@@ -120,7 +122,7 @@ def _whole(con, path: Path):
     return con
 
 
-def insert_columns(con, table: str, columns: dict[str, Sequence], conflict: str = "") -> None:
+def insert_columns(con: Connection, table: str, columns: dict[str, Sequence[Any]], conflict: str = "") -> None:
     """Bulk insert: one statement with a list parameter per column (unnested side by side).
     DuckDB's executemany runs row by row and is ~50x slower."""
     if not columns or not len(next(iter(columns.values()))):
@@ -134,7 +136,7 @@ def insert_columns(con, table: str, columns: dict[str, Sequence], conflict: str 
 
 
 @contextmanager
-def transaction(con):
+def transaction(con: Connection) -> Iterator[Connection]:
     con.execute("BEGIN TRANSACTION")
     try:
         yield con
@@ -144,19 +146,19 @@ def transaction(con):
     con.execute("COMMIT")
 
 
-def rows(con, sql: str, params: Sequence = ()) -> list[dict]:
+def rows(con: Connection, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
     """A query's rows as dicts keyed by column name."""
     cur = con.execute(sql, list(params))
     cols = [d[0] for d in cur.description]
     return [dict(zip(cols, r)) for r in cur.fetchall()]
 
 
-def copy_snapshot(con, root: Path) -> float | None:
+def copy_snapshot(con: Connection, root: Path) -> float | None:
     """Checkpoint the writer's ledger and copy it to the readers' snapshot file (replaced
     whole); the seconds the copy took, or None when the disk has no room for it."""
     import shutil
 
-    from . import diskspace
+    from .. import diskspace
 
     tmp = root / (SNAPSHOT_FILE + ".tmp")
     try:
