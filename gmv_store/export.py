@@ -16,33 +16,18 @@ import os
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from .errors import BadInput, GmvError, param
+from .ledger import export as ledger_export
 
-FORMATS = {"parquet": "(FORMAT parquet, COMPRESSION zstd)", "csv": "(FORMAT csv, HEADER)"}
-
-# name -> the query of its rows (? = the set); the views are the stable interface
-TABLES = {
-    "values": "SELECT row_number() OVER (ORDER BY value DESC, contributor_id) AS rank, set_name, contributor_id, "
-              "value, value_sum, n_credits FROM contributor_values WHERE set_name = ? ORDER BY rank",
-    "scores": "SELECT set_name, generated_id, contributor_id, rank, distance, credit FROM scores "
-              "WHERE set_name = ? ORDER BY generated_id, rank",
-    "generated": "SELECT generated_id, set_name, source, sha256, label, quality, meta, valued_at FROM generated "
-                 "WHERE set_name = ? ORDER BY generated_id",
-    # every training image: a contributor without a row in `values` has value 0 in the set
-    "contributors": "SELECT contributor_id, source, sha256, owner, label, meta, height, width, ingested_at "
-                    "FROM contributors ORDER BY contributor_id",
-}
+FORMATS = ledger_export.FORMATS
+TABLES = ledger_export.TABLES
 MANIFEST = "manifest.json"
 
 
-def _literal(path: Path) -> str:
-    """A file name as a SQL string literal (COPY takes no parameter for its target)."""
-    return "'" + str(path).replace("'", "''") + "'"
-
-
-def export(path, set_name: str, out, fmt: str = "parquet", *, overwrite: bool = False,
-           note: Callable[[str], None] | None = None) -> dict:
+def export(path: str | Path | None, set_name: str, out: str | Path, fmt: str = "parquet", *,
+           overwrite: bool = False, note: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Write `values`, `scores`, `generated` and `contributors` of one set into the folder
     `out` (created if missing), plus manifest.json; returns the manifest.
 
@@ -72,22 +57,21 @@ def export(path, set_name: str, out, fmt: str = "parquet", *, overwrite: bool = 
         if note is not None:
             note(msg)
 
-    def write_all(con) -> dict:
+    def write_all(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         info = set_info(con, set_name)  # NotFound naming the sets there are
         counts = {}
-        for name, query in TABLES.items():
-            params = [set_name] if "?" in query else []
+        for name in TABLES:
             tmp = files[name].with_name(files[name].name + ".tmp")
             try:
-                con.execute(f"COPY ({query}) TO {_literal(tmp)} {FORMATS[fmt]}", params)
+                ledger_export.copy_table(con, name, set_name, tmp, fmt)
                 os.replace(tmp, files[name])
             except duckdb.Error as e:
                 raise GmvError(f"writing {files[name]}: {str(e).strip().splitlines()[0]}; fix: check free space and "
                                "permissions in --out") from None
             finally:
                 tmp.unlink(missing_ok=True)
-            counts[name] = con.execute(f"SELECT count(*) FROM ({query})", params).fetchone()[0]
-        version = con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0]
+            counts[name] = ledger_export.count_rows(con, name, set_name)
+        version = ledger_export.schema_version(con)
         return {"set": info, "rows": counts, "schema_version": version}
 
     got = read(path, write_all, note=heard)

@@ -2,14 +2,19 @@
 carry its label, averaged over the set's labelled generated images (method.md)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from .ledger_read import per_generated_rho, set_info
 
+if TYPE_CHECKING:
+    from duckdb import DuckDBPyConnection as Connection
+
 DEFAULT_KS = (30, 50, 100)
 
 
-def class_ratio(con, set_name: str, ks: list[int] | None = None) -> list[dict]:
+def class_ratio(con: Connection, set_name: str, ks: list[int] | None = None) -> list[dict[str, Any]]:
     """rho for each k <= the set's k (the top-k for a smaller k is a prefix of the stored one).
     Default: 30, 50 and 100 where the set's k allows, else the set's k."""
     if not ks:

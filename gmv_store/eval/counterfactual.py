@@ -15,15 +15,22 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from gmv_store.errors import BadInput
 from gmv_store.generators.spec import ids_sha256
+from gmv_store.ledger import evaluation as ledger
 
 from .lds_math import bootstrap_ci, lds_scores, nanmean, paired_greater, row_spearman, subset_masks
+from .ledger_read import set_info
+
+if TYPE_CHECKING:
+    from duckdb import DuckDBPyConnection as Connection
 
 Note = Callable[[str], None]
 RANDOM_DRAWS = 10
@@ -37,7 +44,7 @@ class Setup:
     """What both checks need of one set, read from the store."""
 
     set_name: str
-    spec: dict
+    spec: dict[str, Any]
     k: int
     train_ids: list[str]
     train_x: np.ndarray      # (n, 28, 28) uint8, ordered by contributor id
@@ -51,24 +58,22 @@ class Setup:
     outside: int             # credits to training images outside the generator's training data
 
 
-def set_spec(con, set_name: str) -> dict:
+def set_spec(con: Connection, set_name: str) -> dict[str, Any]:
     """The generator spec recorded with the set's images; BadInput (one line) when none or several."""
-    from .ledger_read import set_info
-
     if set_info(con, set_name)["m"] == 0:
         raise BadInput(f"set '{set_name}' holds no generated images; fix: value the generator's images into it first")
-    rows = con.execute("SELECT json_extract_string(meta, '$.generator') AS g, count(*) FROM generated "
-                       "WHERE set_name = ? GROUP BY g", [set_name]).fetchall()
+    rows = ledger.generator_counts(con, set_name)
     specs = [r for r in rows if r[0] is not None]
     if not rows or not specs:
         raise BadInput(NO_SPEC.format(s=set_name))
     if len(rows) > 1:
         raise BadInput(f"set '{set_name}' mixes images of {len(specs)} generators"
                        f"{' and outside images' if len(specs) < len(rows) else ''}; fix: check one set per generator")
-    return json.loads(specs[0][0])
+    spec: dict[str, Any] = json.loads(str(specs[0][0]))
+    return spec
 
 
-def _int_labels(labels, what: str) -> np.ndarray:
+def _int_labels(labels: Sequence[Any], what: str) -> np.ndarray:
     try:
         y = np.array([int(v) for v in labels], dtype=np.int64)
     except (TypeError, ValueError):
@@ -79,7 +84,7 @@ def _int_labels(labels, what: str) -> np.ndarray:
     return y
 
 
-def _pixels(sources, what: str, root) -> np.ndarray:
+def _pixels(sources: Sequence[str], what: str, root: Path) -> np.ndarray:
     from gmv_store.sources import load_source
 
     out = np.empty((len(sources), 28, 28), dtype=np.uint8)
@@ -91,7 +96,8 @@ def _pixels(sources, what: str, root) -> np.ndarray:
     return out
 
 
-def load_setup(store, set_name: str, note: Note | None = None) -> Setup:
+def load_setup(store: str | Path | None, set_name: str, note: Note | None = None) -> Setup:
+    from gmv_store.backends.base import Embedder
     from gmv_store.backends.registry import backend_class
     from gmv_store.config import default_store_path, read_config
     from gmv_store.ledger import open_ledger_readonly
@@ -100,36 +106,32 @@ def load_setup(store, set_name: str, note: Note | None = None) -> Setup:
     con = open_ledger_readonly(root, on_snapshot=note)
     try:
         spec = set_spec(con, set_name)
-        k = con.execute("SELECT k FROM sets WHERE set_name = ?", [set_name]).fetchone()[0]
+        k = set_info(con, set_name)["k"]
         owners = spec["train"]["owners"]
-        where = " WHERE owner IN (SELECT unnest(?))" if owners is not None else ""
-        train = con.execute(f"SELECT contributor_id, source, label FROM contributors{where} ORDER BY contributor_id",
-                            [owners] if owners is not None else []).fetchall()
+        train = ledger.training_images(con, owners)
         ids = [r[0] for r in train]
         if len(ids) != spec["train"]["n"] or ids_sha256(ids) != spec["train"]["ids_sha256"]:
             sel = f"owners {', '.join(owners)}" if owners is not None else "all owners"
             raise BadInput(f"set '{set_name}': its {spec['kind']} generator was trained on {spec['train']['n']:,} "
                            f"images, but the store's training images of {sel} ({len(ids):,}) are not those images; "
                            "fix: run the check on a store that holds exactly the generator's training data")
-        gen = con.execute("SELECT generated_id, source, label, quality FROM generated WHERE set_name = ? "
-                          "ORDER BY generated_id", [set_name]).fetchall()
+        gen = ledger.generated_images(con, set_name)
         index = {c: i for i, c in enumerate(ids)}
         gpos = {g[0]: j for j, g in enumerate(gen)}
         credits = np.zeros((len(gen), len(ids)))
         outside = 0
-        for gid, cid, credit in con.execute("SELECT generated_id, contributor_id, credit FROM scores WHERE set_name = ?",
-                                            [set_name]).fetchall():
+        for gid, cid, credit in ledger.credits_in_set(con, set_name):
             if cid in index:
                 credits[gpos[gid], index[cid]] = credit
             else:
                 outside += 1
         values = np.zeros(len(ids))
-        for cid, v in con.execute("SELECT contributor_id, value FROM contributor_values WHERE set_name = ?",
-                                  [set_name]).fetchall():
+        for cid, v in ledger.credited_values(con, set_name):
             if cid in index:
                 values[index[cid]] = v
         quality = np.array([g[3] for g in gen], dtype=np.float64)
-        metric = backend_class("embedder", read_config(root).embedder.name).metric
+        embedder = cast("type[Embedder]", backend_class("embedder", read_config(root).embedder.name))
+        metric = embedder.metric
         no_rr = _recall_credits(con, set_name, k, metric, gpos, index, quality)
     finally:
         con.close()
@@ -140,7 +142,8 @@ def load_setup(store, set_name: str, note: Note | None = None) -> Setup:
                  _int_labels([g[2] for g in gen], f"set '{set_name}'"), quality, credits, no_rr, values, outside)
 
 
-def _recall_credits(con, set_name, k, metric, gpos, index, quality) -> np.ndarray:
+def _recall_credits(con: Connection, set_name: str, k: int, metric: str, gpos: dict[str, int], index: dict[str, int],
+                    quality: np.ndarray) -> np.ndarray:
     """The credits the same pipeline gives without re-ranking: the first k of each stored recall
     list (the recall stage's ranking) with the recall distance (as `query.search` does with the
     `none` re-rank)."""
@@ -162,7 +165,7 @@ def _recall_credits(con, set_name, k, metric, gpos, index, quality) -> np.ndarra
     return out
 
 
-def _hparams(spec: dict, quick: bool) -> dict:
+def _hparams(spec: dict[str, Any], quick: bool) -> dict[str, Any]:
     if not quick:
         return spec
     from gmv_store.generators import generator_class
@@ -170,7 +173,8 @@ def _hparams(spec: dict, quick: bool) -> dict:
     return {**spec, "hparams": generator_class(spec["kind"]).hparams(True), "quick": True}
 
 
-def _fit_setup(store, set_name: str, quick: bool, note: Note | None) -> tuple[Setup, dict, str]:
+def _fit_setup(store: str | Path | None, set_name: str, quick: bool,
+               note: Note | None) -> tuple[Setup, dict[str, Any], str]:
     """What both counterfactual checks start from: the set's setup, its generator's spec (the
     quick hyper-parameters with `quick`) and the likelihood that spec is scored by."""
     from gmv_store.generators.likelihood import likelihood_kind
@@ -180,13 +184,13 @@ def _fit_setup(store, set_name: str, quick: bool, note: Note | None) -> tuple[Se
     return su, spec, likelihood_kind(spec["kind"])
 
 
-def _per_class(y: np.ndarray, v: np.ndarray) -> dict:
+def _per_class(y: np.ndarray, v: np.ndarray) -> dict[str, dict[str, Any]]:
     return {str(c): {"m": int((y == c).sum()), "mean": nanmean(v[y == c])} for c in np.unique(y)}
 
 
-def lds(store, set_name: str, *, subsets: int = 32, fraction: float = 0.5, seed: int = 0, quick: bool = False,
-        workers: int | None = None, cache=None, use_cache: bool = True, resamples: int = 1000,
-        note: Note | None = None) -> dict:
+def lds(store: str | Path | None, set_name: str, *, subsets: int = 32, fraction: float = 0.5, seed: int = 0,
+        quick: bool = False, workers: int | None = None, cache: str | Path | None = None, use_cache: bool = True,
+        resamples: int = 1000, note: Note | None = None) -> dict[str, Any]:
     """The linear datamodeling score of the set's values (see the module doc and lds_math)."""
     from .retrain import run_fits
 
@@ -212,7 +216,7 @@ def lds(store, set_name: str, *, subsets: int = 32, fraction: float = 0.5, seed:
     # set's mean log-likelihood (here the quality weighting matters: it weighs images)
     phi = {"values": su.values, "no_quality": scores["no_quality"].sum(0) / m, "no_rerank": scores["no_rerank"].sum(0) / m}
     mean_ll = ll.mean(1)
-    set_level = {name: _set_lds(masks @ p, mean_ll, resamples, seed) for name, p in phi.items()}
+    set_level: dict[str, tuple[float, list[float] | None]] = {name: _set_lds(masks @ p, mean_ll, resamples, seed) for name, p in phi.items()}
     set_level["random"] = (nanmean([row_spearman((masks @ rng.standard_normal(n))[None], mean_ll[None])[0]
                                     for _ in range(RANDOM_DRAWS)]), None)
     return {"set": set_name, "generator": spec["kind"], "likelihood": what, "quick": quick,
@@ -240,8 +244,9 @@ def _set_lds(predicted: np.ndarray, actual: np.ndarray, resamples: int, seed: in
     return rho, ci
 
 
-def remove(store, set_name: str, *, fraction: float = 0.05, seeds: int = 5, seed: int = 0, quick: bool = False,
-           workers: int | None = None, cache=None, use_cache: bool = True, note: Note | None = None) -> dict:
+def remove(store: str | Path | None, set_name: str, *, fraction: float = 0.05, seeds: int = 5, seed: int = 0,
+           quick: bool = False, workers: int | None = None, cache: str | Path | None = None, use_cache: bool = True,
+           note: Note | None = None) -> dict[str, Any]:
     """Remove-and-retrain: drop the top `fraction` of the training images by the set's values,
     and as many at random (`seeds` draws), refit, and compare each generated image's drop in
     log-likelihood against the model fit on all of them (paired one-sided tests, top > random)."""

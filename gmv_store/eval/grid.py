@@ -2,23 +2,29 @@
 whose generated and training sources can be read back (files, .npz/.npy entries, mnist:...)."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gmv_store.errors import BadInput
+from gmv_store.ledger import evaluation as ledger
 
 from .ledger_read import set_info
 
+if TYPE_CHECKING:
+    from duckdb import DuckDBPyConnection as Connection
 
-def pick_generated(con, set_name: str, rows: int, one_per_label: bool = True) -> list[str]:
+
+def pick_generated(con: Connection, set_name: str, rows: int, one_per_label: bool = True) -> list[str]:
     """Generated ids to show: the first of each label (in id order) when labelled, else the first ones."""
-    got = con.execute("SELECT generated_id, label FROM generated WHERE set_name = ? ORDER BY label, generated_id",
-                      [set_name]).fetchall()
+    got = ledger.generated_labels(con, set_name)
     if not got:
         raise BadInput(f"set '{set_name}' has no generated images")
     if one_per_label and any(lab is not None for _, lab in got):
-        seen, out = set(), []
+        seen: set[str | None] = set()
+        out: list[str] = []
         for g, lab in got:
             if lab not in seen:
                 seen.add(lab)
@@ -29,8 +35,8 @@ def pick_generated(con, set_name: str, rows: int, one_per_label: bool = True) ->
     return got_ids[:rows]
 
 
-def contributor_grid(con, set_name: str, path, *, rows: int = 6, top: int = 8, generated_ids=None,
-                     title: str | None = None) -> Path:
+def contributor_grid(con: Connection, set_name: str, path: str | Path, *, rows: int = 6, top: int = 8,
+                     generated_ids: Iterable[str] | None = None, title: str | None = None) -> Path:
     """A PNG: one row per generated image: the image, then its `top` contributors with their
     label and credit (label in green when it matches the generated image's label, else red)."""
     from gmv_store.sources import load_source
@@ -44,15 +50,11 @@ def contributor_grid(con, set_name: str, path, *, rows: int = 6, top: int = 8, g
     plt = _plt()
     fig, axes = plt.subplots(len(ids), top + 1, figsize=(1.05 * (top + 1), 1.2 * len(ids) + 0.5), squeeze=False)
     for i, g in enumerate(ids):
-        row = con.execute("SELECT source, label, quality FROM generated WHERE set_name = ? AND generated_id = ?",
-                          [set_name, g]).fetchone()
+        row = ledger.generated_image(con, set_name, g)
         if row is None:
             raise BadInput(f"generated image {g} is not in set '{set_name}'")
         src, glab, q = row
-        contribs = con.execute(
-            """SELECT s.rank, c.source, c.label, s.credit FROM scores s JOIN contributors c USING (contributor_id)
-               WHERE s.set_name = ? AND s.generated_id = ? AND s.rank <= ? ORDER BY s.rank""",
-            [set_name, g, top]).fetchall()
+        contribs = ledger.top_contributors(con, set_name, g, top)
         _show(axes[i][0], load_source(src, root), f"gen {glab}\nq={q:.2f}", "black")
         for j in range(top):
             ax = axes[i][j + 1]
@@ -67,7 +69,7 @@ def contributor_grid(con, set_name: str, path, *, rows: int = 6, top: int = 8, g
     return _save(fig, path)
 
 
-def _show(ax, pixels: np.ndarray, text: str, color: str) -> None:
+def _show(ax: Any, pixels: np.ndarray, text: str, color: str) -> None:
     img = pixels[:, :, 0] if pixels.ndim == 3 and pixels.shape[2] == 1 else pixels
     ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
     ax.set_title(text, fontsize=6, color=color)

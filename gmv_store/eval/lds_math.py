@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from gmv_store.errors import BadInput
 
@@ -52,7 +53,7 @@ def lds_scores(scores: np.ndarray, masks: np.ndarray, actual: np.ndarray) -> np.
     return row_spearman(predicted, np.asarray(actual, dtype=np.float64).T)
 
 
-def bootstrap_ci(values, resamples: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(values: ArrayLike, resamples: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of `values` (NaNs left out)."""
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
@@ -64,22 +65,22 @@ def bootstrap_ci(values, resamples: int = 1000, seed: int = 0, level: float = 0.
     return (float(lo), float(hi))
 
 
-def paired_greater(a, b) -> dict:
+def paired_greater(a: ArrayLike, b: ArrayLike) -> dict[str, float]:
     """One-sided paired tests that a > b: the t-test (p_value) and Wilcoxon's signed-rank test."""
     from scipy.stats import ttest_rel, wilcoxon
 
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape or a.ndim != 1 or len(a) < 2:
-        raise BadInput(f"paired test: need two equal-length samples of at least 2, got {a.shape} and {b.shape}")
-    d = a - b
+    xa, xb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if xa.shape != xb.shape or xa.ndim != 1 or len(xa) < 2:
+        raise BadInput(f"paired test: need two equal-length samples of at least 2, got {xa.shape} and {xb.shape}")
+    d = xa - xb
     if np.all(d == d[0]):  # no spread: the t statistic is undefined
         return {"t": math.nan, "p_value": 0.0 if d[0] > 0 else 1.0, "p_wilcoxon": 0.0 if d[0] > 0 else 1.0}
-    t = ttest_rel(a, b, alternative="greater")
-    w = wilcoxon(a, b, alternative="greater") if np.any(d != 0) else None
+    t = ttest_rel(xa, xb, alternative="greater")
+    w = wilcoxon(xa, xb, alternative="greater") if np.any(d != 0) else None
     return {"t": float(t.statistic), "p_value": float(t.pvalue), "p_wilcoxon": float(w.pvalue) if w else 1.0}
 
 
-def nanmean(v) -> float:
-    v = np.asarray(v, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    return float(v.mean()) if len(v) else math.nan
+def nanmean(v: ArrayLike) -> float:
+    x = np.asarray(v, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if len(x) else math.nan

@@ -3,18 +3,24 @@ writer's `store.ledger` or a read-only one), through the documented views only."
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gmv_store.errors import BadInput, NotFound
+from gmv_store.ledger import evaluation as ledger
+
+if TYPE_CHECKING:
+    from duckdb import DuckDBPyConnection as Connection
 
 
-def set_info(con, set_name: str) -> dict:
-    row = con.execute("SELECT k, recall, m FROM sets WHERE set_name = ?", [set_name]).fetchone()
-    if row is None:
-        names = [r[0] for r in con.execute("SELECT set_name FROM sets ORDER BY 1").fetchall()]
+def set_info(con: Connection, set_name: str) -> dict[str, int]:
+    """The set's {"k", "recall", "m"}; NotFound naming the sets there are."""
+    size = ledger.set_size(con, set_name)
+    if size is None:
+        names = ledger.sorted_set_names(con)
         raise NotFound(f"set '{set_name}' does not exist; fix: pass one of: {', '.join(names) or 'none (value a set first)'}")
-    return {"k": int(row[0]), "recall": int(row[1]), "m": int(row[2])}
+    return size._asdict()
 
 
 @dataclass
@@ -31,21 +37,14 @@ class Values:
         return len(self.value)
 
 
-def all_values(con, set_name: str) -> Values:
+def all_values(con: Connection, set_name: str) -> Values:
     set_info(con, set_name)
-    rows = con.execute(
-        """
-        SELECT c.contributor_id, c.owner, c.label, c.source, coalesce(v.value, 0.0)
-        FROM contributors c
-        LEFT JOIN contributor_values v ON v.contributor_id = c.contributor_id AND v.set_name = ?
-        ORDER BY c.contributor_id
-        """,
-        [set_name],
-    ).fetchall()
+    rows = ledger.values_in_set(con, set_name)
     if not rows:
         raise BadInput("the store has no training images; fix: ingest some first")
     cols = list(zip(*rows))
-    return Values(*(np.array(c, dtype=object) for c in cols[:4]), np.array(cols[4], dtype=np.float64))
+    return Values(np.array(cols[0], dtype=object), np.array(cols[1], dtype=object), np.array(cols[2], dtype=object),
+                  np.array(cols[3], dtype=object), np.array(cols[4], dtype=np.float64))
 
 
 def select(values: Values, *, owner: str | None = None, source_glob: str | None = None,
@@ -66,23 +65,13 @@ def select(values: Values, *, owner: str | None = None, source_glob: str | None 
     return mask
 
 
-def per_generated_rho(con, set_name: str, k: int) -> dict[str, float]:
+def per_generated_rho(con: Connection, set_name: str, k: int) -> dict[str, float]:
     """rho of each labelled generated image of the set at k (its top-k is a prefix of the stored top-k)."""
     info = set_info(con, set_name)
     if k > info["k"]:
         raise BadInput(f"k={k} exceeds the set's k={info['k']}; fix: value into a set with --k {k} or more")
-    rows = con.execute(
-        """
-        SELECT s.generated_id, avg(CASE WHEN c.label = g.label THEN 1.0 ELSE 0.0 END)
-        FROM scores s
-        JOIN generated g USING (set_name, generated_id)
-        JOIN contributors c USING (contributor_id)
-        WHERE s.set_name = ? AND s.rank <= ? AND g.label IS NOT NULL AND c.label IS NOT NULL
-        GROUP BY s.generated_id ORDER BY s.generated_id
-        """,
-        [set_name, k],
-    ).fetchall()
-    if not rows:
+    rho = ledger.same_label_share(con, set_name, k)
+    if not rho:
         raise BadInput(f"set '{set_name}' has no labelled generated images with labelled contributors; "
                        "fix: value with --label/--label-from and ingest labelled training images")
-    return {g: float(r) for g, r in rows}
+    return rho

@@ -4,13 +4,19 @@ the mean values, Welch's one-sided t-test (trained > held-out) and the ROC AUC o
 as a membership-inference score ("higher value => was in the training set")."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from gmv_store.errors import BadInput
 
 from .ledger_read import all_values, select
 from .metrics import one_sided_ttest, roc_auc, roc_curve
 
+if TYPE_CHECKING:
+    from duckdb import DuckDBPyConnection as Connection
 
-def membership_test(con, set_name: str, *, trained_owner: str, heldout_owner: str, curve: bool = False) -> dict:
+
+def membership_test(con: Connection, set_name: str, *, trained_owner: str, heldout_owner: str,
+                    curve: bool = False) -> dict[str, Any]:
     v = all_values(con, set_name)
     tr = select(v, owner=trained_owner, what="trained half")
     ho = select(v, owner=heldout_owner, what="held-out half")
@@ -23,7 +29,7 @@ def membership_test(con, set_name: str, *, trained_owner: str, heldout_owner: st
     n = len(v)
     both = tr | ho
     t = one_sided_ttest(a, b)
-    out = {
+    out: dict[str, Any] = {
         "set_name": set_name,
         "n_trained": int(tr.sum()),
         "n_heldout": int(ho.sum()),

@@ -7,11 +7,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from gmv_store.errors import BadInput
 
 
-def _scores_and_labels(scores, positive) -> tuple[np.ndarray, np.ndarray]:
+def _scores_and_labels(scores: ArrayLike, positive: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     s = np.asarray(scores, dtype=np.float64).ravel()
     y = np.asarray(positive, dtype=bool).ravel()
     if s.shape != y.shape:
@@ -21,7 +22,7 @@ def _scores_and_labels(scores, positive) -> tuple[np.ndarray, np.ndarray]:
     return s, y
 
 
-def roc_auc(scores, positive) -> float:
+def roc_auc(scores: ArrayLike, positive: ArrayLike) -> float:
     """Area under the ROC curve of "higher score => positive":
     P(score of a positive > score of a negative) + 0.5 * P(tie) (the Mann-Whitney U / (n+ n-)).
     NaN when either class is empty."""
@@ -36,7 +37,7 @@ def roc_auc(scores, positive) -> float:
     return float(u / (n_pos * n_neg))
 
 
-def roc_curve(scores, positive) -> tuple[np.ndarray, np.ndarray]:
+def roc_curve(scores: ArrayLike, positive: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """(false positive rate, true positive rate) at every distinct threshold, from (0, 0) to
     (1, 1); tied scores move both rates at once (a diagonal step)."""
     s, y = _scores_and_labels(scores, positive)
@@ -51,7 +52,7 @@ def roc_curve(scores, positive) -> tuple[np.ndarray, np.ndarray]:
     return np.r_[0.0, fp / n_neg], np.r_[0.0, tp / n_pos]
 
 
-def descending_ranks(values) -> np.ndarray:
+def descending_ranks(values: ArrayLike) -> np.ndarray:
     """Rank 1 = the highest value; ties share their average rank."""
     from scipy.stats import rankdata
 
@@ -59,20 +60,20 @@ def descending_ranks(values) -> np.ndarray:
     return rankdata(-v)
 
 
-def one_sided_ttest(a, b) -> dict:
+def one_sided_ttest(a: ArrayLike, b: ArrayLike) -> dict[str, float]:
     """Welch's t-test of mean(a) > mean(b) (unequal variances). Returns t, p, dof."""
     from scipy.stats import ttest_ind
 
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    if len(a) < 2 or len(b) < 2:
-        raise BadInput(f"t-test needs at least 2 values per group, got {len(a)} and {len(b)}")
-    r = ttest_ind(a, b, equal_var=False, alternative="greater")
+    xa = np.asarray(a, dtype=np.float64)
+    xb = np.asarray(b, dtype=np.float64)
+    if len(xa) < 2 or len(xb) < 2:
+        raise BadInput(f"t-test needs at least 2 values per group, got {len(xa)} and {len(xb)}")
+    r = ttest_ind(xa, xb, equal_var=False, alternative="greater")
     dof = getattr(r, "df", float("nan"))
     return {"t": float(r.statistic), "p": float(r.pvalue), "dof": float(dof)}
 
 
-def mean_std(xs) -> tuple[float, float]:
+def mean_std(xs: ArrayLike) -> tuple[float, float]:
     """Mean and sample standard deviation (ddof=1; 0 for a single value)."""
     x = np.asarray(xs, dtype=np.float64)
     if x.size == 0:
@@ -80,7 +81,7 @@ def mean_std(xs) -> tuple[float, float]:
     return float(x.mean()), float(x.std(ddof=1)) if x.size > 1 else 0.0
 
 
-def fmt_p(p: float) -> str:
+def fmt_p(p: float | None) -> str:
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return "n/a"
     return f"{p:.2g}" if p >= 1e-300 else "<1e-300"

@@ -4,6 +4,8 @@ image of the store (uncredited images have value 0 and tie with each other), plu
 foreign images rank (rank 1 = the highest value)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from gmv_store.errors import BadInput
@@ -11,9 +13,12 @@ from gmv_store.errors import BadInput
 from .ledger_read import all_values, select
 from .metrics import descending_ranks, roc_auc, roc_curve
 
+if TYPE_CHECKING:
+    from duckdb import DuckDBPyConnection as Connection
 
-def ood_detection(con, set_name: str, *, foreign_owner: str | None = None, foreign_source: str | None = None,
-                  foreign_label: str | None = None, curve: bool = False) -> dict:
+
+def ood_detection(con: Connection, set_name: str, *, foreign_owner: str | None = None, foreign_source: str | None = None,
+                  foreign_label: str | None = None, curve: bool = False) -> dict[str, Any]:
     """AUC of -value as a detector of the foreign training images, and their value ranks.
 
     Foreign images are those matching every given selector (owner, source glob, label).

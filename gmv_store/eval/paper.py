@@ -19,7 +19,7 @@ def paper_rho(generator: str, rerank: str, k: int) -> tuple[float, str] | None:
     """The paper's rho % for our generator and re-rank at k, with where it comes from, or None.
     Table 9 states no k: its number stands for every k (the source says so)."""
     pr = PAPER_RERANK_FOR.get(rerank)
-    if (generator, pr) in PAPER_TABLE7 and k in PAPER_KS:
+    if pr is not None and (generator, pr) in PAPER_TABLE7 and k in PAPER_KS:
         return PAPER_TABLE7[(generator, pr)][PAPER_KS.index(k)], f"T7 {generator}, {pr}"
     if generator == "vae" and pr in PAPER_TABLE9_VAE:
         return PAPER_TABLE9_VAE[pr], f"T9 β-VAE, {pr}, k not stated"

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from gmv_store.errors import MissingDependency
 
 
-def _plt():
+def _plt() -> Any:
     try:
         import matplotlib
 
@@ -17,7 +18,7 @@ def _plt():
     return plt
 
 
-def _save(fig, path: Path, tight: bool = True) -> Path:
+def _save(fig: Any, path: str | Path, tight: bool = True) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if tight:
@@ -27,7 +28,7 @@ def _save(fig, path: Path, tight: bool = True) -> Path:
     return path
 
 
-def _finish(fig, ax, path, title: str, xlabel: str, ylabel: str, log_x: bool = False) -> Path:
+def _finish(fig: Any, ax: Any, path: str | Path, title: str, xlabel: str, ylabel: str, log_x: bool = False) -> Path:
     """The common tail of a one-panel line plot: log axis, labels, grid, legend, saved PNG."""
     if log_x:
         ax.set_xscale("log")
@@ -39,7 +40,7 @@ def _finish(fig, ax, path, title: str, xlabel: str, ylabel: str, log_x: bool = F
     return _save(fig, path)
 
 
-def rho_vs_k(panels: dict[str, dict[str, list[dict]]], path, title: str = "Identical-class ratio against k") -> Path:
+def rho_vs_k(panels: dict[str, dict[str, list[dict[str, Any]]]], path: str | Path, title: str = "Identical-class ratio against k") -> Path:
     """panels: panel title (e.g. generator) -> line label -> rows with 'k' and 'rho' (0..1).
     One panel per key; a line label keeps its colour across panels; labels starting with
     "sub" are dashed."""
@@ -68,7 +69,7 @@ def rho_vs_k(panels: dict[str, dict[str, list[dict]]], path, title: str = "Ident
     return _save(fig, path, tight=False)
 
 
-def rho_vs_m(series: dict[str, list[dict]], path, title: str = "rho against m (mean ± std over repeats)") -> Path:
+def rho_vs_m(series: dict[str, list[dict[str, Any]]], path: str | Path, title: str = "rho against m (mean ± std over repeats)") -> Path:
     """series: label -> rows with 'm', 'rho_mean', 'rho_std'."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -81,7 +82,7 @@ def rho_vs_m(series: dict[str, list[dict]], path, title: str = "rho against m (m
     return _finish(fig, ax, path, title, "m (generated images)", "rho (%)", log_x=True)
 
 
-def ood_ranks(rows: list[dict], path, title: str = "Value ranks of the foreign training images") -> Path:
+def ood_ranks(rows: list[dict[str, Any]], path: str | Path, title: str = "Value ranks of the foreign training images") -> Path:
     """rows: dicts with 'label' and 'foreign_rank_fractions' (0 = highest value, 1 = lowest).
     One strip per row; the box shows the quartiles."""
     plt = _plt()
@@ -101,7 +102,7 @@ def ood_ranks(rows: list[dict], path, title: str = "Value ranks of the foreign t
     return _save(fig, path)
 
 
-def roc(curves: dict[str, tuple[list, list, float]], path, title: str) -> Path:
+def roc(curves: dict[str, tuple[list[float], list[float], float]], path: str | Path, title: str) -> Path:
     """curves: label -> (fpr, tpr, auc)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.2, 5.0))
@@ -116,7 +117,7 @@ def roc(curves: dict[str, tuple[list, list, float]], path, title: str) -> Path:
     return _save(fig, path)
 
 
-def recall_vs_n(series: dict[str, list[dict]], path, title: str = "Two-stage recall@k against N") -> Path:
+def recall_vs_n(series: dict[str, list[dict[str, Any]]], path: str | Path, title: str = "Two-stage recall@k against N") -> Path:
     """series: label -> rows with 'recall_N' and 'recall_at_k'."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.0, 4.0))

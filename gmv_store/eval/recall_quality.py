@@ -13,24 +13,29 @@ Two different losses, measured separately:
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gmv_store.errors import BadInput
 from gmv_store.ids import point_id
+from gmv_store.ledger import evaluation as ledger
 from gmv_store.store import GENERATED, TRAINING, Store
 
 from .ledger_read import set_info
 
+if TYPE_CHECKING:
+    from duckdb import DuckDBPyConnection as Connection
 
-def _generated_points(con, set_name: str, limit: int | None) -> list[int]:
-    rows = con.execute("SELECT point_id FROM generated_images WHERE set_name = ? ORDER BY generated_id",
-                       [set_name]).fetchall()
+
+def _generated_points(con: Connection, set_name: str, limit: int | None) -> list[int]:
+    pids = ledger.generated_point_ids(con, set_name)
     if limit:
-        rows = rows[:limit]
-    if not rows:
+        pids = pids[:limit]
+    if not pids:
         raise BadInput(f"set '{set_name}' has no generated images")
-    return [r[0] for r in rows]
+    return pids
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -61,14 +66,14 @@ def exact_topk(queries: np.ndarray, base: np.ndarray, k: int, metric: str, chunk
     return out
 
 
-def _training_vectors(store: Store, using: str, chunk: int = 5000) -> tuple[list[str], np.ndarray]:
+def _training_vectors(store: Store, using: str, chunk: int = 5000) -> tuple[list[int], np.ndarray]:
     ids = sorted(store.vectors.ids(TRAINING))
     parts = [store.vectors.vectors(TRAINING, ids[i:i + chunk], using) for i in range(0, len(ids), chunk)]
     return ids, np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
-def two_stage_recall(store: Store, set_name: str, recalls=None, k: int | None = None,
-                     limit: int | None = None) -> list[dict]:
+def two_stage_recall(store: Store, set_name: str, recalls: Iterable[int] | None = None, k: int | None = None,
+                     limit: int | None = None) -> list[dict[str, Any]]:
     """recall@k of recall-N-then-re-rank against the exact re-rank top-k, per N."""
     from query.search import search
 
@@ -105,7 +110,8 @@ def two_stage_recall(store: Store, set_name: str, recalls=None, k: int | None = 
     return rows
 
 
-def hnsw_recall(store: Store, set_name: str, k: int | None = None, efs=None, limit: int | None = None) -> list[dict]:
+def hnsw_recall(store: Store, set_name: str, k: int | None = None, efs: Iterable[int | None] | None = None,
+                limit: int | None = None) -> list[dict[str, Any]]:
     """recall@k of the store's own HNSW index (on the training recall vector) against exact
     search of the same vectors, for each search-time ef (None: the ef the store's searches use;
     Qdrant never searches with an ef below the limit k)."""
@@ -122,7 +128,7 @@ def hnsw_recall(store: Store, set_name: str, k: int | None = None, efs=None, lim
     k = k or info["k"]
     queries = store.vectors.vectors(GENERATED, _generated_points(store.ledger, set_name, limit), "recall")
 
-    def run(**opts):
+    def run(**opts: Any) -> tuple[list[set[int]], float]:
         qs = [Query({"recall": v}, using="recall", limit=k, **opts) for v in queries]
         t0 = time.perf_counter()
         res = store.vectors.query(TRAINING, qs)

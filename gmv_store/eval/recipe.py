@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +64,8 @@ def check_config(cfg: RecipeConfig) -> None:
         raise BadInput(f"m values {cfg.sens_ms} must be <= sens_pool {cfg.sens_pool}")
 
 
-def run_recipe(out, cache=None, config: RecipeConfig | None = None, echo: Callable[[str], None] = print) -> dict:
+def run_recipe(out: str | Path, cache: str | Path | None = None, config: RecipeConfig | None = None,
+               echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every criterion and write the report folder `out` (report.md, results.json, PNGs,
     the stores under stores/ and the data they reference under work/)."""
     from .report import write_report
@@ -81,7 +83,7 @@ def run_recipe(out, cache=None, config: RecipeConfig | None = None, echo: Callab
              ("hnsw", "[4/7] recall quality of an HNSW index", step_hnsw),
              ("membership", "[5/7] trained vs held-out", step_membership),
              ("ood", "[6/7] C3 out-of-distribution", step_ood),
-             ("report", "[7/7] plots, grids, report", lambda run: (step_plots(run), step_grids(run)))]
+             ("report", "[7/7] plots, grids, report", _step_pictures)]
     for key, title, fn in steps:
         echo(title)
         with _timed(r, key):
@@ -94,15 +96,21 @@ def run_recipe(out, cache=None, config: RecipeConfig | None = None, echo: Callab
     return r.results
 
 
-def rerender(out, echo: Callable[[str], None] = print) -> Path:
+def _step_pictures(r: _Run) -> None:
+    step_plots(r)
+    step_grids(r)
+
+
+def rerender(out: str | Path, echo: Callable[[str], None] = print) -> Path:
     """Redraw the plots and grids and rewrite report.md of a recipe folder from its
     results.json and stores, recomputing no criterion."""
     from .report import load_results, write_report
 
     out = Path(out)
     res = load_results(out)
-    cfg = RecipeConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in res["config"].items()
-                          if k in RecipeConfig.__dataclass_fields__})
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in res["config"].items()
+                              if k in RecipeConfig.__dataclass_fields__}
+    cfg = RecipeConfig(**fields)
     r = _Run(cfg, out, None, echo, results=res)
     step_plots(r)
     if (out / "stores").is_dir():
@@ -111,7 +119,7 @@ def rerender(out, echo: Callable[[str], None] = print) -> Path:
     return write_report(res, out / "report.md")
 
 
-def _json_default(o):
+def _json_default(o: object) -> Any:
     if isinstance(o, (np.floating, np.integer)):
         return o.item()
     if isinstance(o, np.ndarray):
@@ -121,6 +129,6 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o)}")
 
 
-def with_overrides(cfg: RecipeConfig, **over) -> RecipeConfig:
+def with_overrides(cfg: RecipeConfig, **over: Any) -> RecipeConfig:
     """A copy with the given fields replaced (None values ignored)."""
     return replace(cfg, **{k: v for k, v in over.items() if v is not None})

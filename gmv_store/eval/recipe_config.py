@@ -6,10 +6,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gmv_store.errors import BadInput
+
+if TYPE_CHECKING:
+    from gmv_store.generators.classifier import MnistClassifier
 
 MARKER = ".gmv-eval-recipe"
 
@@ -49,13 +54,13 @@ class RecipeConfig:
     ood_k: int = 50
     ood_qualities: tuple[str, ...] = ("piqe", "brisque")  # each compared with "none"
     # recall quality
-    hnsw_efs: tuple | None = None  # None: Qdrant's default, 2k and 4k
+    hnsw_efs: tuple[int | None, ...] | None = None  # None: Qdrant's default, 2k and 4k
     recall_queries: int = 100      # generated images per two-stage recall@k measurement
 
     @classmethod
-    def quick_config(cls, **over) -> RecipeConfig:
+    def quick_config(cls, **over: Any) -> RecipeConfig:
         """Small data, cheap backends: checks the pipeline in seconds, not the numbers."""
-        base = dict(quick=True, generators=("gmm",), n_full=600, n_sub=400,
+        base: dict[str, Any] = dict(quick=True, generators=("gmm",), n_full=600, n_sub=400,
                     sub_combos=(("pixels", "l2"), ("pixels", "embedding")), embedding_rerank="pixels",
                     m=20, sens_pool=60, ood_qualities=("piqe",), sens_repeats=3, member_n=300, member_m=100, ood_n=300, ood_m=100,
                     recall_queries=20)
@@ -69,10 +74,10 @@ class _Run:
     out: Path
     cache: Path | None
     echo: Callable[[str], None]
-    results: dict = field(default_factory=dict)
-    data: dict = field(default_factory=dict)
-    gens: dict = field(default_factory=dict)
-    classifier: object = None
+    results: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    gens: dict[str, dict[str, Any]] = field(default_factory=dict)
+    classifier: MnistClassifier | None = None
 
     @property
     def work(self) -> Path:
@@ -86,14 +91,15 @@ class _Run:
 # ----------------------------------------------------------------------------- helpers
 
 
-def backend_specs(cfg: RecipeConfig, embedder: str, rerank: str, quality: str = "none") -> dict:
+def backend_specs(cfg: RecipeConfig, embedder: str, rerank: str,
+                  quality: str = "none") -> dict[str, tuple[str, dict[str, Any]]]:
     """Store backends for a (recall embedder, re-rank) name pair, tuned for 28x28 MNIST."""
-    emb = {"pixels": ("pixels", {"size": 16, "color": "gray"}),
+    emb: dict[str, tuple[str, dict[str, Any]]] = {"pixels": ("pixels", {"size": 16, "color": "gray"}),
            "effnet-lite0": ("effnet-lite0", {"size": cfg.effnet_size})}
     if embedder not in emb:
         raise BadInput(f"recipe embedder '{embedder}': unknown; fix: use pixels or effnet-lite0")
     inner = {"effnet-lite0": {"size": cfg.effnet_size}, "pixels": {"size": 28, "color": "gray"}}
-    rr = {"none": ("none", {}), "l2": ("l2", {"size": 28, "color": "gray"}),
+    rr: dict[str, tuple[str, dict[str, Any]]] = {"none": ("none", {}), "l2": ("l2", {"size": 28, "color": "gray"}),
           "embedding": ("embedding", {"embedder": cfg.embedding_rerank, "params": inner.get(cfg.embedding_rerank, {})})}
     if rerank not in rr:
         raise BadInput(f"recipe re-rank '{rerank}': unknown; fix: use none, l2 or embedding")
@@ -115,16 +121,22 @@ def _save_npz(path: Path, images: np.ndarray, labels: np.ndarray) -> Path:
     return path
 
 
-def _timed(r: _Run, stage: str):
-    class _T:
-        def __enter__(self):
-            self.t = time.perf_counter()
-            return self
+class _Timed:
+    """Records the seconds its `with` block takes as results["stage_seconds"][stage]."""
 
-        def __exit__(self, *exc):
-            r.results.setdefault("stage_seconds", {})[stage] = round(time.perf_counter() - self.t, 2)
+    def __init__(self, r: _Run, stage: str) -> None:
+        self.r, self.stage, self.t = r, stage, 0.0
 
-    return _T()
+    def __enter__(self) -> _Timed:
+        self.t = time.perf_counter()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.r.results.setdefault("stage_seconds", {})[self.stage] = round(time.perf_counter() - self.t, 2)
+
+
+def _timed(r: _Run, stage: str) -> _Timed:
+    return _Timed(r, stage)
 
 
 def prepare_out(out: Path) -> None:

@@ -2,12 +2,20 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gmv_store.errors import BadInput, GmvError
+from gmv_store.ledger import evaluation as ledger
 
 from .recipe_config import RecipeConfig, _Run, _save_npz, backend_specs, combo_name
+
+if TYPE_CHECKING:
+    from gmv_store.generators.base import Generator
+    from gmv_store.generators.classifier import MnistClassifier
+    from gmv_store.store import Store
 
 
 def step_data(r: _Run) -> None:
@@ -20,7 +28,7 @@ def step_data(r: _Run) -> None:
         raise BadInput(f"the recipe needs {need} MNIST images but MNIST train has {len(x)}; fix: lower the pool sizes")
     perm = np.random.default_rng(cfg.seed).permutation(len(x))
 
-    def pool(idx):
+    def pool(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         idx = np.sort(idx)
         return x[idx], y[idx]
 
@@ -38,7 +46,8 @@ def available_generators(cfg: RecipeConfig) -> tuple[list[str], dict[str, str]]:
     from gmv_store.generators import GENERATORS, generator_class
 
     wanted = list(cfg.generators) if cfg.generators else list(GENERATORS)
-    ok, skipped = [], {}
+    ok: list[str] = []
+    skipped: dict[str, str] = {}
     for name in wanted:
         if name not in GENERATORS:
             skipped[name] = f"not registered (registered: {', '.join(GENERATORS)})"
@@ -53,7 +62,7 @@ def available_generators(cfg: RecipeConfig) -> tuple[list[str], dict[str, str]]:
     return ok, skipped
 
 
-def train(r: _Run, name: str, images, labels, role: str):
+def train(r: _Run, name: str, images: np.ndarray, labels: np.ndarray, role: str) -> Generator:
     """load_or_train with the wall time and whether it came from the cache."""
     from gmv_store.generators import cache_path, default_cache_dir, load_or_train
 
@@ -68,7 +77,7 @@ def train(r: _Run, name: str, images, labels, role: str):
     return gen
 
 
-def _meta(r: _Run, name: str, images, labels, owners: list[str]) -> dict:
+def _meta(r: _Run, name: str, images: np.ndarray, labels: np.ndarray, owners: list[str]) -> dict[str, Any]:
     """What the sets of this generator record, so `gmv eval lds` / `remove` can retrain it."""
     from gmv_store.generators.spec import generator_meta
 
@@ -93,7 +102,7 @@ def step_generators(r: _Run) -> None:
         r.results["classifier"] = {"error": str(e)}
     except ImportError as e:
         r.results["classifier"] = {"error": f"needs {e.name}"}
-    acc = {}
+    acc: dict[str, float] = {}
     for name in names:
         r.echo(f"  generator {name}: training on {len(xf):,} images (cached after the first run) ...")
         gen = train(r, name, xf, yf, "C1 / sensitivity (full pool)")
@@ -113,14 +122,14 @@ def step_generators(r: _Run) -> None:
     r.classifier = clf
 
 
-def _classifier_test_accuracy(clf) -> float:
+def _classifier_test_accuracy(clf: MnistClassifier) -> float:
     from gmv_store.datasets import load_mnist
 
     xt, yt = load_mnist("test")
     return clf.accuracy_on(xt, yt)
 
 
-def _new_store(r: _Run, name: str, specs: dict):
+def _new_store(r: _Run, name: str, specs: dict[str, tuple[str, dict[str, Any]]]) -> Store:
     """A recipe store. Made with an HNSW index configured but not built: its valuations search
     exactly until `step_hnsw` builds the index to measure it."""
     from gmv_store.config import IndexConfig
@@ -143,7 +152,12 @@ def step_c1(r: _Run) -> None:
 
     cfg = r.cfg
     k, N = cfg.k_max, cfg.recall_factor * cfg.k_max
-    c1, curves, runtime, recall_rows, sens_m, sens_k = [], {}, [], [], {}, {}
+    c1: list[dict[str, Any]] = []
+    curves: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    runtime: list[dict[str, Any]] = []
+    recall_rows: list[dict[str, Any]] = []
+    sens_m: dict[str, list[dict[str, Any]]] = {}
+    sens_k: dict[str, list[dict[str, Any]]] = {}
     plan = [("full", c) for c in cfg.full_combos] + [("sub", c) for c in cfg.sub_combos]
     for pool, (emb, rr) in plan:
         name = f"{pool}-{emb}-{rr}"
@@ -212,6 +226,19 @@ def step_hnsw(r: _Run) -> None:
     r.results["hnsw_recall"] = rows
 
 
+def _train_and_sample(r: _Run, name: str, images: np.ndarray, labels: np.ndarray, role: str, m: int, seed: int,
+                      path: Path, accuracy_at: tuple[str, str]) -> Path:
+    """Train generator `name` (cached), sample m images of the classes 0..9 in turn into the
+    .npz `path`, and record their sample accuracy at results[accuracy_at[0]][accuracy_at[1]]."""
+    gen = train(r, name, images, labels, role)
+    wanted = np.arange(m) % 10
+    fake = gen.sample(wanted, seed=seed)
+    out = _save_npz(path, fake, wanted)
+    if r.classifier is not None:
+        r.results.setdefault(accuracy_at[0], {})[accuracy_at[1]] = r.classifier.accuracy_on(fake, wanted)
+    return out
+
+
 def step_membership(r: _Run) -> None:
     from ingest.pipeline import ingest
     from query.value import value
@@ -227,12 +254,8 @@ def step_membership(r: _Run) -> None:
         ingest(s, [str(r.work / "data" / "heldout.npz")], owner="heldout")
         for g in r.results["generators"]:
             r.echo(f"  trained vs held-out, {g}: training on {len(xt):,} images, valuing {cfg.member_m} samples ...")
-            gen = train(r, g, xt, yt, "trained vs held-out (one half)")
-            labels = np.arange(cfg.member_m) % 10
-            fake = gen.sample(labels, seed=cfg.seed + 3)
-            path = _save_npz(r.work / "generated" / f"{g}-member.npz", fake, labels)
-            if r.classifier is not None:
-                r.results.setdefault("member_sample_accuracy", {})[g] = r.classifier.accuracy_on(fake, labels)
+            path = _train_and_sample(r, g, xt, yt, "trained vs held-out (one half)", cfg.member_m, cfg.seed + 3,
+                                     r.work / "generated" / f"{g}-member.npz", ("member_sample_accuracy", g))
             value(s, [str(path)], f"member-{g}", k=cfg.member_k, meta=_meta(r, g, xt, yt, ["trained"]))
             rows.append({"generator": g, **membership_test(s.ledger, f"member-{g}", trained_owner="trained",
                                                            heldout_owner="heldout", curve=True)})
@@ -256,16 +279,14 @@ def step_ood(r: _Run) -> None:
         xf, yf = foreign_images(src, n_f, seed=cfg.seed)
         fpath = _save_npz(r.work / "data" / f"foreign-{src}.npz", xf, yf)
         mix_x, mix_y = np.concatenate([xc, xf]), np.concatenate([yc, yf])
-        gen_paths, metas = {}, {}
+        gen_paths: dict[str, Path] = {}
+        metas: dict[str, dict[str, Any]] = {}
         for g in r.results["generators"]:
             r.echo(f"  C3 {src}: {g} trained on {len(xc):,} MNIST + {n_f} foreign images ...")
-            gen = train(r, g, mix_x, mix_y, f"C3 ({src}, {cfg.ood_fraction:.0%} foreign)")
-            labels = np.arange(cfg.ood_m) % 10
-            fake = gen.sample(labels, seed=cfg.seed + 4)
-            gen_paths[g] = _save_npz(r.work / "generated" / f"{g}-ood-{src}.npz", fake, labels)
+            gen_paths[g] = _train_and_sample(r, g, mix_x, mix_y, f"C3 ({src}, {cfg.ood_fraction:.0%} foreign)",
+                                             cfg.ood_m, cfg.seed + 4, r.work / "generated" / f"{g}-ood-{src}.npz",
+                                             ("ood_sample_accuracy", f"{g}/{src}"))
             metas[g] = _meta(r, g, mix_x, mix_y, ["foreign", "mnist"])
-            if r.classifier is not None:
-                r.results.setdefault("ood_sample_accuracy", {})[f"{g}/{src}"] = r.classifier.accuracy_on(fake, labels)
         for quality in ("none", *[q for q in cfg.ood_qualities if q != "none"]):
             s = _new_store(r, f"ood-{src}-q-{quality}", backend_specs(cfg, "pixels", "l2", quality))
             try:
@@ -274,8 +295,7 @@ def step_ood(r: _Run) -> None:
                 for g in r.results["generators"]:
                     rep = value(s, [str(gen_paths[g])], f"ood-{g}", k=cfg.ood_k, meta=metas[g])
                     res = ood_detection(s.ledger, f"ood-{g}", foreign_owner="foreign", curve=True)
-                    qs = [row[0] for row in s.ledger.execute(
-                        "SELECT quality FROM generated WHERE set_name = ?", [f"ood-{g}"]).fetchall()]
+                    qs = ledger.qualities(s.ledger, f"ood-{g}")
                     rows.append({"generator": g, "source": src, "quality": quality, "fraction": cfg.ood_fraction,
                                  "quality_mean": float(np.mean(qs)), "value_s": rep.seconds, **res})
             finally:
@@ -327,7 +347,7 @@ def step_plots(r: _Run) -> None:
             {m["generator"]: (m["roc_fpr"], m["roc_tpr"], m["auc_membership"]) for m in res["membership"]},
             r.out / "membership_roc.png", "Trained vs held-out: high value => trained").name
     if res.get("two_stage_recall"):
-        series = {}
+        series: dict[str, list[dict[str, Any]]] = {}
         for row in res["two_stage_recall"]:
             series.setdefault(row["label"], []).append(row)
         files["recall_vs_n"] = plots.recall_vs_n(series, r.out / "recall_vs_n.png",

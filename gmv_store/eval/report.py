@@ -4,35 +4,37 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from .metrics import fmt_p
 from .paper import paper_rho
 
 
-def md_table(headers: list[str], rows: list[list]) -> str:
+def md_table(headers: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     for row in rows:
         lines.append("| " + " | ".join("" if c is None else str(c) for c in row) + " |")
     return "\n".join(lines)
 
 
-def pct(x) -> str:
+def pct(x: float | None) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}"
 
 
-def paper_c1(generator: str, rerank: str, ks) -> str:
+def paper_c1(generator: str, rerank: str, ks: Sequence[int]) -> str:
     found = [paper_rho(generator, rerank, k) for k in ks]
     sources = {f[1] for f in found if f}
     if not sources:
         return "–"
     if len({f[0] for f in found if f}) == 1 and "k not stated" in next(iter(sources)):
-        return f"{found[0][0]:.2f} ({next(iter(sources))})"
+        return f"{next(f for f in found if f)[0]:.2f} ({next(iter(sources))})"
     return " / ".join(f"{f[0]:.2f}" if f else "–" for f in found) + f" ({next(iter(sources))})"
 
 
-def c1_table(res: dict) -> str:
+def c1_table(res: dict[str, Any]) -> str:
     """Every C1 row: generator x pool x recall x re-rank, rho at each k, the paper beside."""
     cfg = res["config"]
     ks = cfg["ks"]
@@ -51,7 +53,7 @@ def _paper_at(generator: str, rerank: str, k: int) -> str:
     return f"{found[0]:.2f}" + ("*" if "k not stated" in found[1] else "")
 
 
-def headline_tables(res: dict) -> str:
+def headline_tables(res: dict[str, Any]) -> str:
     """The compact tables meant for the README."""
     cfg = res["config"]
     ks = cfg["ks"]
@@ -62,7 +64,7 @@ def headline_tables(res: dict) -> str:
     by = {(c["generator"], c["pool"], c["recall"], c["rerank"]): c for c in res.get("c1", [])}
     gens = list(dict.fromkeys(c["generator"] for c in res.get("c1", [])))
 
-    def head(pool, n, rec, rr):
+    def head(pool: str, n: int, rec: str, rr: str) -> str:
         rr_s = f"emb({cfg['embedding_rerank'].replace('-lite0', '')})" if rr == "embedding" else rr
         return f"{rec.replace('-lite0', '')} / {rr_s} ({n // 1000}k)"
 
@@ -78,19 +80,19 @@ def headline_tables(res: dict) -> str:
     if res.get("ood"):
         out.append(f"\n**C3 out-of-distribution** ({cfg['ood_fraction']:.0%} foreign images in the training set, "
                    f"m = {cfg['ood_m']}, k = {cfg['ood_k']}): ROC AUC of \"low value ⇒ foreign\"\n")
-        by = {}
+        by_source: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
         for o in res["ood"]:
-            by.setdefault((o["generator"], o["source"]), {})[o["quality"]] = o
+            by_source.setdefault((o["generator"], o["source"]), {})[o["quality"]] = o
         quals = [q for q in cfg["ood_qualities"] if q != "none"]
 
-        def auc(d, q):
+        def auc(d: dict[str, dict[str, Any]], q: str) -> str:
             return f"{d[q]['auc_low_value_is_foreign']:.3f}" if q in d else "n/a"
 
-        def med(d, q):
+        def med(d: dict[str, dict[str, Any]], q: str) -> str:
             return f"{d[q]['median_rank_fraction_foreign']:.2f}" if q in d else "n/a"
 
         rows = [[g, src, auc(d, "none"), *[auc(d, q) for q in quals], " / ".join(med(d, q) for q in ["none", *quals])]
-                for (g, src), d in by.items()]
+                for (g, src), d in by_source.items()]
         out.append(md_table(["generator", "foreign source", "AUC, no quality", *[f"AUC, quality {q}" for q in quals],
                              "median rank fraction of foreign (" + " / ".join(["none", *quals]) + ")"], rows))
     if res.get("membership"):
@@ -121,7 +123,7 @@ def headline_tables(res: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_report(res: dict, path) -> Path:
+def write_report(res: dict[str, Any], path: str | Path) -> Path:
     path = Path(path)
     cfg = res["config"]
     parts = [f"# GMValuator evaluation on MNIST{' (quick: pipeline check, numbers not meaningful)' if cfg['quick'] else ''}\n",
@@ -257,11 +259,12 @@ def write_report(res: dict, path) -> Path:
     return path
 
 
-def load_results(folder) -> dict:
+def load_results(folder: str | Path) -> dict[str, Any]:
     """results.json of a recipe folder."""
     from gmv_store.errors import BadInput
 
     f = Path(folder) / "results.json"
     if not f.is_file():
         raise BadInput(f"{f}: missing; fix: pass --out a folder written by `gmv eval recipe`")
-    return json.loads(f.read_text())
+    res: dict[str, Any] = json.loads(f.read_text())
+    return res

@@ -12,6 +12,7 @@ its numerical libraries on one thread, so two workers use two cores.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -114,7 +115,7 @@ def run_fits(spec: dict, train_x: np.ndarray, train_y: np.ndarray, gen_x: np.nda
                     out[i] = ll
                     fit_s.append(seconds)
                     if use_cache:
-                        atomic_write(root / f"{keys[i]}.npy", lambda tmp, ll=ll: _save(tmp, ll))
+                        atomic_write(root / f"{keys[i]}.npy", functools.partial(_save, a=ll))
                     if note:
                         note(f"  fit {done}/{len(todo)} ({len(subsets[i]):,} images, {seconds:.1f}s)")
     return out, {"fits": len(todo), "cached": len(subsets) - len(todo),

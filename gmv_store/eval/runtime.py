@@ -8,19 +8,26 @@ sums, in one transaction per batch) and the rest (decoding images, de-duplicatio
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gmv_store.ledger import evaluation as ledger
 from gmv_store.valuation import credits
 
+if TYPE_CHECKING:
+    from duckdb import DuckDBPyConnection as Connection
 
-def scoring_seconds(con, set_name: str, generated_ids=None, repeats: int = 3) -> float:
+    from ingest.pipeline import IngestReport
+    from query.value import ValueReport
+
+
+def scoring_seconds(con: Connection, set_name: str, generated_ids: Iterable[str] | None = None,
+                    repeats: int = 3) -> float:
     """Seconds Eq. 6 takes for the given generated images of the set (best of `repeats`),
     recomputed from the stored distances and qualities."""
-    rows = con.execute(
-        """SELECT s.generated_id, list(s.distance ORDER BY s.rank), any_value(g.quality)
-           FROM scores s JOIN generated g USING (set_name, generated_id)
-           WHERE s.set_name = ? GROUP BY s.generated_id""", [set_name]).fetchall()
+    rows = ledger.stored_scores(con, set_name)
     if generated_ids is not None:
         wanted = set(generated_ids)
         rows = [r for r in rows if r[0] in wanted]
@@ -33,7 +40,7 @@ def scoring_seconds(con, set_name: str, generated_ids=None, repeats: int = 3) ->
     return best if rows else 0.0
 
 
-def value_split(report, scoring_s: float) -> dict:
+def value_split(report: ValueReport, scoring_s: float) -> dict[str, Any]:
     """Seconds per stage of one `query.value.value` call, and per generated image (ms)."""
     t = report.timings
     n = max(report.valued, 1)
@@ -47,11 +54,11 @@ def value_split(report, scoring_s: float) -> dict:
     return out
 
 
-def add_splits(splits: list[dict]) -> dict:
+def add_splits(splits: list[dict[str, Any]]) -> dict[str, Any]:
     """Sum several `value_split` results (e.g. one store's sets)."""
     keys = ("forwards", "search", "scoring", "write", "other")
     n = sum(s["generated"] for s in splits)
-    out = {"generated": n, "total_s": sum(s["total_s"] for s in splits)}
+    out: dict[str, Any] = {"generated": n, "total_s": sum(s["total_s"] for s in splits)}
     out["ms_per_image"] = 1000 * out["total_s"] / max(n, 1)
     for k in keys:
         out[f"{k}_s"] = sum(s[f"{k}_s"] for s in splits)
@@ -59,7 +66,7 @@ def add_splits(splits: list[dict]) -> dict:
     return out
 
 
-def ingest_split(report) -> dict:
+def ingest_split(report: IngestReport) -> dict[str, Any]:
     n = max(report.added, 1)
     other = max(report.seconds - report.embed_seconds - report.write_seconds, 0.0)
     return {"added": report.added, "total_s": report.seconds, "embed_s": report.embed_seconds,
@@ -67,6 +74,6 @@ def ingest_split(report) -> dict:
             "embed_ms": 1000 * report.embed_seconds / n, "write_ms": 1000 * report.write_seconds / n}
 
 
-def summarize(values) -> dict:
+def summarize(values: Iterable[float] | np.ndarray) -> dict[str, float]:
     v = np.asarray(values, dtype=np.float64)
     return {"mean": float(v.mean()), "min": float(v.min()), "max": float(v.max())} if v.size else {}

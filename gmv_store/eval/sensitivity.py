@@ -4,6 +4,9 @@ the number of generated images m (the paper's Fig. 7): rho over random subsets o
 generated images of the set, repeated, as mean +- standard deviation."""
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from gmv_store.errors import BadInput
@@ -11,11 +14,14 @@ from gmv_store.errors import BadInput
 from .ledger_read import per_generated_rho, set_info
 from .metrics import mean_std
 
+if TYPE_CHECKING:
+    from duckdb import DuckDBPyConnection as Connection
+
 DEFAULT_KS = (1, 5, 10, 20, 30, 50, 75, 100)
 DEFAULT_MS = (1, 10, 30, 50)
 
 
-def rho_vs_k(con, set_name: str, ks=DEFAULT_KS) -> list[dict]:
+def rho_vs_k(con: Connection, set_name: str, ks: Iterable[int] = DEFAULT_KS) -> list[dict[str, Any]]:
     """rho (mean over generated images) and its standard deviation across images, per k."""
     k_set = set_info(con, set_name)["k"]
     rows = []
@@ -28,7 +34,8 @@ def rho_vs_k(con, set_name: str, ks=DEFAULT_KS) -> list[dict]:
     return rows
 
 
-def rho_vs_m(con, set_name: str, k: int, ms=DEFAULT_MS, repeats: int = 10, seed: int = 0) -> list[dict]:
+def rho_vs_m(con: Connection, set_name: str, k: int, ms: Iterable[int] = DEFAULT_MS, repeats: int = 10,
+             seed: int = 0) -> list[dict[str, Any]]:
     """For each m: `repeats` subsets of m generated images drawn without replacement (seeded),
     rho of each subset; mean +- std over the repeats."""
     if repeats < 1:
@@ -48,8 +55,8 @@ def rho_vs_m(con, set_name: str, k: int, ms=DEFAULT_MS, repeats: int = 10, seed:
     return rows
 
 
-def sensitivity(con, set_name: str, ks=None, ms=None, m_k: int | None = None, repeats: int = 10,
-                seed: int = 0) -> list[dict]:
+def sensitivity(con: Connection, set_name: str, ks: Iterable[int] | None = None, ms: Iterable[int] | None = None,
+                m_k: int | None = None, repeats: int = 10, seed: int = 0) -> list[dict[str, Any]]:
     """`gmv eval sensitivity`: one row per k (rho against k) and per m (rho against m at m_k,
     default the set's k; default m values up to the set's m)."""
     info = set_info(con, set_name)
