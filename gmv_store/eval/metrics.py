@@ -57,7 +57,8 @@ def descending_ranks(values: ArrayLike) -> np.ndarray:
     from scipy.stats import rankdata
 
     v = np.asarray(values, dtype=np.float64)
-    return rankdata(-v)
+    ranks: np.ndarray = rankdata(-v)
+    return ranks
 
 
 def one_sided_ttest(a: ArrayLike, b: ArrayLike) -> dict[str, float]:

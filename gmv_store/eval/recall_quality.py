@@ -40,7 +40,8 @@ def _generated_points(con: Connection, set_name: str, limit: int | None) -> list
 
 def _unit(x: np.ndarray) -> np.ndarray:
     n = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, n, out=np.zeros_like(x), where=n > 0)
+    unit: np.ndarray = np.divide(x, n, out=np.zeros_like(x), where=n > 0)
+    return unit
 
 
 def exact_topk(queries: np.ndarray, base: np.ndarray, k: int, metric: str, chunk: int = 128) -> np.ndarray:

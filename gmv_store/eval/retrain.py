@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ from gmv_store.errors import GmvError
 from gmv_store.generators.base import atomic_write
 
 LL_VERSION = 1  # bump when gmv_store.generators.likelihood changes what it computes
-_DATA: dict = {}
+_DATA: dict[str, np.ndarray] = {}
 
 
 def default_workers() -> int:
@@ -47,7 +48,7 @@ def _digest(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
-def fit_key(spec: dict, gen_x: np.ndarray, gen_y: np.ndarray, keep: np.ndarray) -> str:
+def fit_key(spec: dict[str, Any], gen_x: np.ndarray, gen_y: np.ndarray, keep: np.ndarray) -> str:
     payload = {"kind": spec["kind"], "hparams": spec["hparams"], "seed": spec["seed"],
                "train": spec["train"]["ids_sha256"], "keep": _digest(np.asarray(keep, dtype=np.int64)),
                "generated": _digest(gen_x) + _digest(np.asarray(gen_y, dtype=np.int64)), "ll": LL_VERSION}
@@ -68,16 +69,16 @@ def _init(folder: str) -> None:
         _DATA[name] = np.load(Path(folder) / f"{name}.npy", mmap_mode="r")
 
 
-def _fit(kind: str, hparams: dict, seed: int, keep: np.ndarray) -> tuple[np.ndarray, float]:
+def _fit(kind: str, hparams: dict[str, Any], seed: int, keep: np.ndarray) -> tuple[np.ndarray, float]:
     from gmv_store.generators.likelihood import fit_and_score
 
     return fit_and_score(kind, hparams, seed, np.asarray(_DATA["train_x"][keep]), np.asarray(_DATA["train_y"][keep]),
                          np.asarray(_DATA["gen_x"]), np.asarray(_DATA["gen_y"]))
 
 
-def run_fits(spec: dict, train_x: np.ndarray, train_y: np.ndarray, gen_x: np.ndarray, gen_y: np.ndarray,
+def run_fits(spec: dict[str, Any], train_x: np.ndarray, train_y: np.ndarray, gen_x: np.ndarray, gen_y: np.ndarray,
              subsets: Sequence[np.ndarray], *, workers: int | None = None, cache: str | Path | None = None,
-             use_cache: bool = True, note: Callable[[str], None] | None = None) -> tuple[np.ndarray, dict]:
+             use_cache: bool = True, note: Callable[[str], None] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     """log p(generated | label) under a generator fit on each subset (indices into train_x):
     an (len(subsets), m) array, and what it cost ({"fits", "cached", "fit_s", "wall_s"})."""
     t0 = time.perf_counter()
