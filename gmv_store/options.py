@@ -45,7 +45,7 @@ class Limit:
     def problem(self, value: float) -> str | None:
         """None when `value` is within the range, else the reason in click's words."""
         if (self.lo is not None and value < self.lo) or (self.hi is not None and value > self.hi):
-            return f"{value} is not in the range {self.describe()}."
+            return f"{value if self.whole else float(value)} is not in the range {self.describe()}."
         return None
 
 
@@ -93,68 +93,64 @@ class _Checked:
 # ------------------------------------------------------------------------ writers
 
 
+# The groups that several commands share, each written once: how inputs are read (and where
+# models run), the file-format columns, rows given with their vectors or read on a Ray
+# cluster, and the search's k and N (one rule for `value` and `match`).
+
+
 @dataclass(frozen=True)
-class IngestOptions(_Checked):
+class _Reading(_Checked):
+    label_from: str | None = None  # "parent": a file's parent folder name
+    label: str | None = None
+    batch_size: int | None = _opt(None, 1, 100_000)
+    wait: float = 0.0
+    device: str | None = None
+
+
+@dataclass(frozen=True)
+class _Columns(_Checked):
+    image_column: str | None = None
+    label_column: str | None = None
+    meta: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class _Elsewhere(_Checked):
+    vectors: Vectors = None
+    ray: str | None = None
+    ray_workers: int | None = _opt(None, 1)
+    ray_gpus_per_worker: float | None = _opt(None, 0, whole=False)
+
+
+@dataclass(frozen=True)
+class _Search(_Checked):
+    k: int = _opt(DEFAULT_K, 1, 10_000)
+    recall: int | None = _opt(None, 1, 100_000)
+    exact: bool = False
+
+
+@dataclass(frozen=True)
+class IngestOptions(_Reading, _Columns, _Elsewhere):
     """`gmv ingest` / `api.ingest` / `GmvStore.ingest`."""
 
     owner: str | None = None
-    label_from: str | None = None
-    label: str | None = None
-    meta: dict[str, str] | None = None
-    batch_size: int | None = _opt(None, 1, 100_000)
+    owner_column: str | None = None
+    workers: int | None = _opt(None, 0, 512)
     refresh: bool = True
     index: bool = True
-    wait: float = 0.0
-    device: str | None = None
     progress: bool = False
-    image_column: str | None = None
-    label_column: str | None = None
-    workers: int | None = _opt(None, 0, 512)
-    owner_column: str | None = None
-    vectors: Vectors = None
-    ray: str | None = None
-    ray_workers: int | None = _opt(None, 1)
-    ray_gpus_per_worker: float | None = _opt(None, 0, whole=False)
 
 
 @dataclass(frozen=True)
-class ValueOptions(_Checked):
+class ValueOptions(_Search, _Reading, _Columns, _Elsewhere):
     """`gmv value` / `api.value` / `GmvStore.value`."""
 
-    k: int = _opt(DEFAULT_K, 1, 10_000)
-    recall: int | None = _opt(None, 1, 100_000)
-    label_from: str | None = None
-    label: str | None = None
-    meta: dict[str, str] | None = None
-    batch_size: int | None = _opt(None, 1, 100_000)
-    exact: bool = False
-    wait: float = 0.0
-    device: str | None = None
     progress: bool = False
-    image_column: str | None = None
-    label_column: str | None = None
-    vectors: Vectors = None
-    ray: str | None = None
-    ray_workers: int | None = _opt(None, 1)
-    ray_gpus_per_worker: float | None = _opt(None, 0, whole=False)
 
 
 @dataclass(frozen=True)
-class MatchOptions(_Checked):
+class MatchOptions(_Search, _Reading, _Elsewhere):
     """`gmv match` / `api.match` / `GmvStore.match`: k and N under the same rule as `value`."""
-
-    k: int = _opt(DEFAULT_K, 1, 10_000)
-    recall: int | None = _opt(None, 1, 100_000)
-    exact: bool = False
-    label_from: str | None = None
-    label: str | None = None
-    batch_size: int | None = _opt(None, 1, 100_000)
-    wait: float = 0.0
-    device: str | None = None
-    vectors: Vectors = None
-    ray: str | None = None
-    ray_workers: int | None = _opt(None, 1)
-    ray_gpus_per_worker: float | None = _opt(None, 0, whole=False)
 
 
 @dataclass(frozen=True)

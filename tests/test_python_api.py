@@ -27,7 +27,7 @@ def test_methods_show_the_options_of_the_calls_they_make(small):
     assert sig.parameters["k"].default == 50 and "recall" in sig.parameters and "label_from" in sig.parameters
     assert "path" not in sig.parameters and "wait" not in sig.parameters
     assert inspect.signature(store.ingest).parameters["owner"].default is None
-    assert "Options (as `gmv_store.api.ingest`)" in store.ingest.__doc__
+    assert "options as `gmv_store.api.ingest`" in store.ingest.__doc__
     assert inspect.signature(store.forget).parameters["refresh"].default is True
 
 
