@@ -13,7 +13,6 @@ from .options import (
     errors_to_lines,
     output_options,
     print_rows,
-    ray_args,
     ray_options,
     record_option,
     report_problems,
@@ -59,7 +58,8 @@ def match(store: str | None, paths: tuple[str, ...], k: int, recall: int | None,
       gmv match samples/ --json --ray 10.0.0.5:6379    # embeddings on a Ray cluster
     """
     report = api.match(store, paths, k=k, recall=recall, exact=exact, label=label, label_from=label_from,
-                       device=device, wait=wait, vectors=vectors, **ray_args(ray, ray_workers, ray_gpus_per_worker))
+                       device=device, wait=wait, vectors=vectors, ray=ray, ray_workers=ray_workers,
+                       ray_gpus_per_worker=ray_gpus_per_worker)
     results = report.results
     if fmt == "json":
         print_rows(results, "json")

@@ -102,11 +102,6 @@ def _ray_options(record: type, f: F) -> F:
     return f
 
 
-def ray_args(ray: str | None, ray_workers: int | None, ray_gpus_per_worker: float | None) -> dict[str, Any]:
-    """The API's keyword arguments for the --ray options (none without --ray)."""
-    return {"ray": ray, "ray_workers": ray_workers, "ray_gpus_per_worker": ray_gpus_per_worker}
-
-
 def _one_line(e: BaseException) -> str:
     text = " ".join((e.for_cli() if isinstance(e, GmvError) else str(e)).split()) or type(e).__name__
     return text[:400]

@@ -17,7 +17,6 @@ from .options import (
     no_refresh_option,
     parse_meta,
     progress,
-    ray_args,
     ray_options,
     record_option,
     report_problems,
@@ -75,7 +74,8 @@ def ingest(store: str | None, paths: tuple[str, ...], owner: str | None, owner_c
     r = api.ingest(store, paths, owner=owner, owner_column=owner_column, label_from=label_from, label=label, meta=parse_meta(meta),
                    refresh=not no_refresh, index=not no_index, wait=wait, device=device, progress=progress(),
                    image_column=image_column, label_column=label_column, workers=workers, vectors=vectors,
-                   batch_size=batch_size, **ray_args(ray, ray_workers, ray_gpus_per_worker))
+                   batch_size=batch_size, ray=ray, ray_workers=ray_workers,
+                   ray_gpus_per_worker=ray_gpus_per_worker)
     ids = getattr(r, "without_images", 0)  # ingest --vectors --id-column
     click.echo(f"ingested {r.added:,} new training images ({r.duplicates:,} already stored, {r.skipped:,} skipped"
                f"{f', {r.ignored_files:,} non-image files ignored' if r.ignored_files else ''}"
@@ -123,7 +123,7 @@ def value(store: str | None, paths: tuple[str, ...], set_name: str, k: int, reca
     r = api.value(store, paths, set_name, k=k, recall=recall, label_from=label_from, label=label, meta=parse_meta(meta),
                   exact=exact, wait=wait, device=device, progress=progress(), image_column=image_column,
                   label_column=label_column, vectors=vectors, batch_size=batch_size,
-                  **ray_args(ray, ray_workers, ray_gpus_per_worker))
+                  ray=ray, ray_workers=ray_workers, ray_gpus_per_worker=ray_gpus_per_worker)
     per = f", {1000 * r.seconds / r.valued:.1f} ms/image" if r.valued else ""
     click.echo(f"valued {r.valued:,} generated images into set '{set_name}' ({r.already_valued:,} already in it, "
                f"{r.skipped:,} skipped) in {r.seconds:.1f}s{per}")
