@@ -15,7 +15,7 @@ from .options import errors_to_lines, note, store_option
               help="File format.")
 @click.option("--force", is_flag=True, help="Replace the files of an earlier export in DIR.")
 @errors_to_lines
-def export(store, set_name, out, fmt, force):
+def export(store: str | None, set_name: str, out: str, fmt: str, force: bool) -> None:
     """Write one set's values, scores and generated images, and the contributors (every
     training image; one without a row in values has value 0) as files for pandas, polars,
     Spark or DuckDB, plus manifest.json (k, N, m, backends, row counts). Reads the ledger

@@ -50,8 +50,10 @@ from .options import (
               help="Keep original vectors on disk, memory-mapped and read when a search touches them: the re-rank "
                    "vector always, the recall vector when an int8 copy searches in RAM (bounded memory at millions).")
 @errors_to_lines
-def init(store, profile, embedder, rerank, quality, params, engine, qdrant_url, collection_prefix, index_mode, hnsw_m,
-         hnsw_ef_construct, quantization, hnsw_ef_factor, shards, replicas, write_consistency, on_disk):
+def init(store: str | None, profile: str | None, embedder: str | None, rerank: str | None, quality: str | None,
+         params: tuple[str, ...], engine: str, qdrant_url: str | None, collection_prefix: str, index_mode: str,
+         hnsw_m: int, hnsw_ef_construct: int, quantization: str, hnsw_ef_factor: float, shards: int | None,
+         replicas: int | None, write_consistency: int | None, on_disk: bool) -> None:
     """Create a store: a DuckDB ledger plus embedded Qdrant (or a Qdrant server).
 
     \b
@@ -80,7 +82,7 @@ def init(store, profile, embedder, rerank, quality, params, engine, qdrant_url, 
 @click.option("--list", "list_", is_flag=True, help="Show applied and pending migrations; changes nothing.")
 @output_options
 @errors_to_lines
-def migrate(store, list_, fmt):
+def migrate(store: str | None, list_: bool, fmt: str) -> None:
     """Apply pending ledger migrations (numbered .sql files shipped in `migrations/`).
 
     \b
@@ -102,7 +104,7 @@ def migrate(store, list_, fmt):
                    "count them (opening costs what a writer's start does: seconds at 1M points).")
 @output_options
 @errors_to_lines
-def status(store, no_count, fmt):
+def status(store: str | None, no_count: bool, fmt: str) -> None:
     """Counts, backends, locations and pending work of a store. Each vector collection's
     points are counted (when no writer holds the store) and compared with the ledger's rows;
     a disagreement is a warning with its fix (docs/repair.md).
@@ -148,7 +150,7 @@ def status(store, no_count, fmt):
 @click.command()
 @output_options
 @errors_to_lines
-def backends(fmt):
+def backends(fmt: str) -> None:
     """List the backends (embedder, rerank, quality) with their parameters, where each comes
     from (built-in, or the plugin distribution that adds it: docs/plugins.md), and the profiles.
 
@@ -169,7 +171,7 @@ def backends(fmt):
                    "or any `gmv backends` profile [default: default, or basic without torch].")
 @click.option("--quick", is_flag=True, help="Use 5,000 training images (seconds, for a smoke test).")
 @errors_to_lines
-def demo(store, m, profile, quick):
+def demo(store: str, m: int, profile: str | None, quick: bool) -> None:
     """Run the main job end to end on MNIST, offline: ingest 60,000 training images, train a
     class-conditional generator, generate m images, value them, print the results.
 
@@ -193,7 +195,7 @@ def demo(store, m, profile, quick):
                    "one stored (checked by sha256), instead of stopping at them.")
 @wait_option
 @errors_to_lines
-def repair(store, k, recall, drop_unreadable, wait):
+def repair(store: str | None, k: int | None, recall: int | None, drop_unreadable: bool, wait: float) -> None:
     """Rebuild a missing or damaged part of a store: the ledger from the vector collections
     (its read snapshot when that matches them, else the points' payloads, then every
     generated image re-matched), or a vector collection's missing points from the recorded
@@ -235,7 +237,8 @@ def repair(store, k, recall, drop_unreadable, wait):
 @click.option("--no-refresh", is_flag=True, help="Do not re-check stored matches after a build; `gmv refresh` later.")
 @wait_option
 @errors_to_lines
-def index_cmd(store, index_mode, hnsw_m, hnsw_ef_construct, quantization, on_disk, no_refresh, wait):
+def index_cmd(store: str | None, index_mode: str | None, hnsw_m: int | None, hnsw_ef_construct: int | None,
+              quantization: str | None, on_disk: bool | None, no_refresh: bool, wait: float) -> None:
     """Build the training collection's HNSW index now (ingest does this at its end unless
     --no-index). A build changes what an approximate search returns, so every stored match is
     then checked again (only those that change are rewritten). A killed build leaves a store
