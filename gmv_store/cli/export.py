@@ -26,9 +26,9 @@ def export(store: str | None, set_name: str, out: str, fmt: str, force: bool) ->
       gmv export --set gan-v1 --out exports/gan-v1
       gmv export --set gan-v1 --out exports/csv --format csv --force
     """
-    from ..export import export as run
+    from ..export import export as export_set
 
-    m = run(store, set_name, out, fmt, overwrite=force, note=note)
+    m = export_set(store, set_name, out, fmt, overwrite=force, note=note)
     for name, f in m["files"].items():
         click.echo(f"{m['out']}/{f['file']}: {f['rows']:,} rows ({name})")
     click.echo(f"set {set_name}: m={m['m']}, k={m['k']}, recall={m['recall']}; manifest {m['out']}/manifest.json")
