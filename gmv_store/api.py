@@ -139,7 +139,7 @@ def _ray(ray: str | None, workers: int | None, gpus: float | None, vectors: Vect
 
 
 def ingest(path: StorePath, paths: Sequence[str | Path], *, owner: str | None = None, label_from: str | None = None,
-           label: str | None = None, meta: dict[str, str] | None = None, batch_size: int | None = None,
+           label: str | None = None, meta: dict[str, Any] | None = None, batch_size: int | None = None,
            refresh: bool = True, index: bool = True, wait: float = 0.0, device: str | None = None,
            progress: bool = False, image_column: str | None = None, label_column: str | None = None,
            workers: int | None = None, owner_column: str | None = None, vectors: Vectors = None, ray: str | None = None,
@@ -234,7 +234,7 @@ def _refresh_due(store: Store) -> bool:
 
 
 def value(path: StorePath, paths: Sequence[str | Path], set_name: str, *, k: int = DEFAULT_K, recall: int | None = None,
-          label_from: str | None = None, label: str | None = None, meta: dict[str, str] | None = None,
+          label_from: str | None = None, label: str | None = None, meta: dict[str, Any] | None = None,
           batch_size: int | None = None, exact: bool = False, wait: float = 0.0, device: str | None = None,
           progress: bool = False, image_column: str | None = None, label_column: str | None = None,
           vectors: Vectors = None, ray: str | None = None, ray_workers: int | None = None,

@@ -63,7 +63,7 @@ class GmvStore:
 
     # ------------------------------------------------------------------ writers
     def ingest(self, paths: str | Path | Sequence[str | Path], *, owner: str | None = None,
-               label_from: str | None = None, label: str | None = None, meta: dict[str, str] | None = None,
+               label_from: str | None = None, label: str | None = None, meta: dict[str, Any] | None = None,
                batch_size: int | None = None, refresh: bool = True, index: bool = True, progress: bool = False,
                image_column: str | None = None, label_column: str | None = None, workers: int | None = None,
                owner_column: str | None = None, vectors: Vectors = None, ray: str | None = None,
@@ -81,7 +81,7 @@ class GmvStore:
 
     def value(self, paths: str | Path | Sequence[str | Path], set_name: str, *, k: int = DEFAULT_K,
               recall: int | None = None, label_from: str | None = None, label: str | None = None,
-              meta: dict[str, str] | None = None, batch_size: int | None = None, exact: bool = False,
+              meta: dict[str, Any] | None = None, batch_size: int | None = None, exact: bool = False,
               progress: bool = False, image_column: str | None = None, label_column: str | None = None,
               vectors: Vectors = None, ray: str | None = None, ray_workers: int | None = None,
               ray_gpus_per_worker: float | None = None) -> ValueReport:

@@ -111,7 +111,7 @@ class _Reading(_Checked):
 class _Columns(_Checked):
     image_column: str | None = None
     label_column: str | None = None
-    meta: dict[str, str] | None = None
+    meta: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
