@@ -39,6 +39,8 @@ from .options import (
     IngestOptions,
     MatchOptions,
     RefreshOptions,
+    RelocateOptions,
+    RepairOptions,
     ValueOptions,
     VerifyOptions,
     options_of,
@@ -338,18 +340,20 @@ def relocate(path: StorePath, old: str | Path, new: str | Path, *, dry_run: bool
              wait: float = 0.0) -> RelocateReport:
     """Data outside the store moved from folder `old` to `new`: rewrite the recorded sources
     (ledger and vector payloads, journaled). Returns a RelocateReport (see `query.relocate`)."""
+    o = options_of(RelocateOptions, locals())
     from query.relocate import relocate as relocate_sources
 
-    with _writer(path, wait) as s:
-        return relocate_sources(s, old, new, dry_run=dry_run)
+    with _writer(path, o.wait) as s:
+        return relocate_sources(s, old, new, dry_run=o.dry_run)
 
 
 def repair(path: StorePath, *, k: int | None = None, recall: int | None = None, drop_unreadable: bool = False,
            wait: float = 0.0) -> RepairReport:
     """Rebuild a missing or damaged ledger or vector collection (see `gmv_store.repair`)."""
+    o = options_of(RepairOptions, locals())
     from .repair import repair as repair_store
 
-    return repair_store(path, k=k, recall=recall, drop_unreadable=drop_unreadable, wait=wait)
+    return repair_store(path, k=o.k, recall=o.recall, drop_unreadable=o.drop_unreadable, wait=o.wait)
 
 
 def migrate(path: StorePath) -> list[dict[str, Any]]:

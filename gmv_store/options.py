@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     Vectors = str | Mapping[str, Any] | VectorOptions | None
 
 DEFAULT_K = 50  # contributors credited (value) or listed (match) per generated image
+K_RANGE = (1, 10_000)  # k of `value`, `match` and `repair`
+RECALL_RANGE = (1, 100_000)  # N, the candidates recalled before re-ranking
 DEFAULT_SQL_TIMEOUT_S: float = 60  # `gmv sql` stops a query after this long (`--help` shows 60)
 
 
@@ -124,8 +126,8 @@ class _Elsewhere(_Checked):
 
 @dataclass(frozen=True)
 class _Search(_Checked):
-    k: int = _opt(DEFAULT_K, 1, 10_000)
-    recall: int | None = _opt(None, 1, 100_000)
+    k: int = _opt(DEFAULT_K, *K_RANGE)
+    recall: int | None = _opt(None, *RECALL_RANGE)
     exact: bool = False
 
 
@@ -166,6 +168,22 @@ class ForgetOptions(_Checked):
     refresh: bool = True
     wait: float = 0.0
     progress: bool = False
+
+
+@dataclass(frozen=True)
+class RepairOptions(_Checked):
+    """`k` and `recall` of sets whose points do not record them, under the rule of `value`."""
+
+    k: int | None = _opt(None, *K_RANGE)
+    recall: int | None = _opt(None, *RECALL_RANGE)
+    drop_unreadable: bool = False
+    wait: float = 0.0
+
+
+@dataclass(frozen=True)
+class RelocateOptions(_Checked):
+    dry_run: bool = False
+    wait: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from gmv_store.options import (
     IngestOptions,
     MatchOptions,
     RefreshOptions,
+    RelocateOptions,
+    RepairOptions,
     SqlOptions,
     TopOptions,
     ValueOptions,
@@ -36,6 +38,8 @@ COMMANDS = [
     (RefreshOptions, api.refresh, 0, "refresh", {"progress"}),
     (ForgetOptions, api.forget, 1, "forget", {"progress"}),
     (VerifyOptions, api.verify, 0, "verify", set()),
+    (RepairOptions, api.repair, 0, "repair", set()),
+    (RelocateOptions, api.relocate, 2, "relocate", set()),
     (TopOptions, api.top, 1, "top", set()),
     (ContributorOptions, api.contributor, 1, "contributor", set()),
     (ValuesOptions, api.values, 1, "values", set()),
@@ -103,7 +107,7 @@ def test_k_is_written_once_and_value_and_match_share_its_limits():
     assert ValueOptions().k == MatchOptions().k == DEFAULT_K == 50
     assert inspect.signature(handle.GmvStore.match).parameters["k"].default == DEFAULT_K
     for name in ("k", "recall"):
-        assert limit_of(ValueOptions, name) == limit_of(MatchOptions, name)
+        assert limit_of(ValueOptions, name) == limit_of(MatchOptions, name) == limit_of(RepairOptions, name)
 
 
 # (command line, the same call in Python): each with one value out of its limits
@@ -114,6 +118,7 @@ BAD = [
     (["ingest", "x.png", "--workers", "513"], lambda p: api.ingest(p, ["x.png"], workers=513)),
     (["ingest", "x.png", "--ray-gpus-per-worker", "-1"], lambda p: api.ingest(p, ["x.png"], ray_gpus_per_worker=-1)),
     (["verify", "--sample", "0"], lambda p: api.verify(p, sample=0)),
+    (["repair", "--k", "10001"], lambda p: api.repair(p, k=10001)),
     (["values", "--set", "s", "--limit", "-1"], lambda p: api.values(p, "s", limit=-1)),
     (["sql", "SELECT 1", "--timeout", "-1"], lambda p: api.sql(p, "SELECT 1", timeout=-1)),
 ]

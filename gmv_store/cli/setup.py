@@ -6,6 +6,7 @@ import sys
 import click
 
 from .. import api
+from ..options import RepairOptions
 from .options import (
     EXIT_ERROR,
     errors_to_lines,
@@ -15,6 +16,7 @@ from .options import (
     parse_params,
     print_rows,
     progress,
+    record_option,
     store_option,
     wait_option,
 )
@@ -187,9 +189,9 @@ def demo(store: str, m: int, profile: str | None, quick: bool) -> None:
 
 @click.command()
 @store_option
-@click.option("--k", type=click.IntRange(1), default=None,
-              help="k of sets whose points do not record it (stores made before payloads carried it).")
-@click.option("--recall", type=click.IntRange(1), default=None, help="N of such sets, likewise.")
+@record_option(RepairOptions, "k", "--k",
+               help="k of sets whose points do not record it (stores made before payloads carried it).")
+@record_option(RepairOptions, "recall", "--recall", help="N of such sets, likewise.")
 @click.option("--drop-unreadable", is_flag=True,
               help="Forget images whose recorded source cannot be read, or now holds another image than the "
                    "one stored (checked by sha256), instead of stopping at them.")
