@@ -43,6 +43,7 @@ from .options import (
     RepairOptions,
     ValueOptions,
     VerifyOptions,
+    check_index_settings,
     options_of,
 )
 
@@ -89,6 +90,7 @@ def init_store(path: StorePath, profile: str | None = None, embedder: str | None
     from .config import IndexConfig
     from .store import Store
 
+    check_index_settings(index or {})
     try:
         index_config = IndexConfig(**(index or {}))
     except ValidationError as e:
@@ -216,6 +218,7 @@ def index(path: StorePath, *, settings: dict[str, Any] | None = None, refresh: b
     changed anything."""
     from pydantic import ValidationError
 
+    check_index_settings(settings or {})
     with _writer(path, wait) as s:
         if settings:
             try:

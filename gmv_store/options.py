@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from .errors import BadInput, param
 
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     # `vectors=`: a path, a dict of VectorOptions fields, or VectorOptions (docs/precomputed.md)
     Vectors = str | Mapping[str, Any] | VectorOptions | None
 
+IndexMode = Literal["auto", "hnsw", "exact"]  # auto: HNSW once a segment is large enough (config.IndexConfig)
+Quantization = Literal["none", "int8"]
 DEFAULT_K = 50  # contributors credited (value) or listed (match) per generated image
 K_RANGE = (1, 10_000)  # k of `value`, `match` and `repair`
 RECALL_RANGE = (1, 100_000)  # N, the candidates recalled before re-ranking
@@ -51,9 +53,12 @@ class Limit:
         return None
 
 
-def _opt(default: Any, lo: float | None = None, hi: float | None = None, whole: bool = True) -> Any:
-    """A field with its default and, where given, its limit."""
-    return field(default=default, metadata={"limit": Limit(lo, hi, whole)} if lo is not None or hi is not None else {})
+def _opt(default: Any, lo: float | None = None, hi: float | None = None, whole: bool = True,
+         flag: str | None = None) -> Any:
+    """A field with its default and, where given, its limit and its command-line flag (when
+    not `--` + the name with dashes)."""
+    meta: dict[str, Any] = {"limit": Limit(lo, hi, whole)} if lo is not None or hi is not None else {}
+    return field(default=default, metadata={**meta, **({"flag": flag} if flag else {})})
 
 
 def limit_of(record: type, name: str) -> Limit | None:
@@ -74,8 +79,8 @@ def check_limits(record: object) -> None:
             continue
         problem = limit.problem(value)
         if problem:
-            flag = "'--" + f.name.replace("_", "-") + "'"
-            raise BadInput(f"Invalid value for {param(f.name, flag)}: {problem}")
+            flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+            raise BadInput(f"Invalid value for {param(f.name, repr(flag))}: {problem}")
 
 
 R = TypeVar("R")
@@ -90,6 +95,32 @@ def options_of(record: type[R], given: Mapping[str, Any]) -> R:
 class _Checked:
     def __post_init__(self) -> None:
         check_limits(self)
+
+
+# ------------------------------------------------------------------------ the store
+
+
+@dataclass(frozen=True)
+class IndexOptions(_Checked):
+    """The index settings of `gmv init` / `gmv index` and of `api.init_store(index=)` /
+    `api.index(settings=)`: the fields of `config.IndexConfig`, whose defaults are these."""
+
+    mode: IndexMode = "auto"
+    hnsw_m: int = _opt(16, 4, 128)
+    hnsw_ef_construct: int = _opt(100, 16, 4096)
+    quantization: Quantization = "none"
+    ef_factor: float = _opt(2.0, 1.0, 16.0, whole=False, flag="--hnsw-ef-factor")
+    shard_number: int | None = _opt(None, 1, flag="--shards")
+    replication_factor: int | None = _opt(None, 1, flag="--replicas")
+    write_consistency_factor: int | None = _opt(None, 1, flag="--write-consistency")
+    on_disk_vectors: bool = _opt(False, flag="--on-disk")
+
+
+def check_index_settings(settings: Mapping[str, Any]) -> None:
+    """The limits of IndexOptions on a dict of index settings (other keys are IndexConfig's
+    to judge)."""
+    names = {f.name for f in fields(IndexOptions)}
+    IndexOptions(**{k: v for k, v in settings.items() if k in names})
 
 
 # ------------------------------------------------------------------------ writers

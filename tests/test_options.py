@@ -16,6 +16,7 @@ from gmv_store.options import (
     DEFAULT_K,
     ContributorOptions,
     ForgetOptions,
+    IndexOptions,
     IngestOptions,
     MatchOptions,
     RefreshOptions,
@@ -103,6 +104,34 @@ def test_the_cli_offers_them_with_the_same_defaults_and_limits(record, call, pos
             assert p.is_flag and p.get_default(ctx) is False and defaults[CLI_NAMES[p.name]] is True
 
 
+# `gmv init`'s and `gmv index`'s flags for the index settings (the keys of `index=` / `settings=`)
+INDEX_FLAGS = {"index_mode": "mode", "hnsw_m": "hnsw_m", "hnsw_ef_construct": "hnsw_ef_construct",
+               "quantization": "quantization", "hnsw_ef_factor": "ef_factor", "shards": "shard_number",
+               "replicas": "replication_factor", "write_consistency": "write_consistency_factor",
+               "on_disk": "on_disk_vectors"}
+
+
+@pytest.mark.parametrize("name", ["init", "index"])
+def test_index_settings_have_one_set_of_defaults_and_limits(name):
+    from gmv_store.config import IndexConfig
+
+    defaults = _defaults(IndexOptions)
+    assert {k: v for k, v in IndexConfig().model_dump().items() if k in defaults} == defaults
+    command = cli.commands[name]
+    ctx = click.Context(command)
+    offered = {p.name: p for p in command.params if p.name in INDEX_FLAGS}
+    assert {INDEX_FLAGS[n] for n in offered} == (set(defaults) if name == "init" else
+                                                 {"mode", "hnsw_m", "hnsw_ef_construct", "quantization",
+                                                  "on_disk_vectors"})
+    for flag, p in offered.items():
+        field = INDEX_FLAGS[flag]
+        # init starts from the defaults; index changes only what is given
+        assert p.get_default(ctx) == (defaults[field] if name == "init" else None), (name, flag)
+        limit = limit_of(IndexOptions, field)
+        if limit is not None:
+            assert (p.type.min, p.type.max) == (limit.lo, limit.hi), (name, flag)
+
+
 def test_k_is_written_once_and_value_and_match_share_its_limits():
     assert ValueOptions().k == MatchOptions().k == DEFAULT_K == 50
     assert inspect.signature(handle.GmvStore.match).parameters["k"].default == DEFAULT_K
@@ -121,6 +150,10 @@ BAD = [
     (["repair", "--k", "10001"], lambda p: api.repair(p, k=10001)),
     (["values", "--set", "s", "--limit", "-1"], lambda p: api.values(p, "s", limit=-1)),
     (["sql", "SELECT 1", "--timeout", "-1"], lambda p: api.sql(p, "SELECT 1", timeout=-1)),
+    (["init", "--hnsw-m", "2"], lambda p: api.init_store(p, index={"hnsw_m": 2})),
+    (["init", "--hnsw-ef-factor", "0.5"], lambda p: api.init_store(p, index={"ef_factor": 0.5})),
+    (["init", "--shards", "0"], lambda p: api.init_store(p, index={"shard_number": 0})),
+    (["index", "--hnsw-ef-construct", "8"], lambda p: api.index(p, settings={"hnsw_ef_construct": 8})),
 ]
 
 
@@ -132,6 +165,5 @@ def test_a_value_out_of_its_limits_is_refused_with_the_same_line(tmp_path, argv,
         call(store)
     line = f"Error: {e.value.for_cli()}"
     assert line in out.splitlines(), (line, out)
-    flag = argv[-2]
-    assert f"'{flag}'" in line and flag.lstrip("-").replace("-", "_") in str(e.value)  # Python names the keyword
+    assert f"'{argv[-2]}'" in line and "--" not in str(e.value)  # Python names the keyword
     assert not store.exists()

@@ -25,14 +25,15 @@ DEBUG_ENV = "GMV_DEBUG"
 
 
 def record_option(record: type, name: str, *decls: str, **attrs: Any) -> Callable[[F], F]:
-    """A click option for option `name` of a record of gmv_store/options.py: its default and
-    its limit (click.IntRange / FloatRange) come from the record."""
+    """A click option for option `name` of a record of gmv_store/options.py: its default (unless
+    given) and its limit (click.IntRange / FloatRange) come from the record."""
     limit = limit_of(record, name)
     if limit is not None and limit.whole:
         attrs["type"] = click.IntRange(_whole(limit.lo), _whole(limit.hi))
     elif limit is not None:
         attrs["type"] = click.FloatRange(limit.lo, limit.hi)
-    return click.option(*decls, default=default_of(record, name), **attrs)
+    attrs.setdefault("default", default_of(record, name))  # `gmv index`: None, "leave as it is"
+    return click.option(*decls, **attrs)
 
 
 def _whole(bound: float | None) -> int | None:

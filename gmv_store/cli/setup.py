@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import sys
+from typing import get_args
 
 import click
 
 from .. import api
-from ..options import RepairOptions
+from ..options import IndexMode, IndexOptions, Quantization, RepairOptions
 from .options import (
     EXIT_ERROR,
     errors_to_lines,
@@ -35,19 +36,20 @@ from .options import (
 @click.option("--qdrant-url", envvar="GMV_QDRANT_URL", default=None,
               help="Use a Qdrant server/cluster instead [env GMV_QDRANT_URL; API key from env GMV_QDRANT_API_KEY only].")
 @click.option("--collection-prefix", default="gmv", show_default=True, help="Collection name prefix on a server.")
-@click.option("--index", "index_mode", type=click.Choice(["auto", "hnsw", "exact"]), default="auto", show_default=True,
-              help="Recall search: auto = Qdrant HNSW once a segment holds 50,000 points (~100,000 in a store), hnsw = always, exact = never.")
-@click.option("--hnsw-m", type=click.IntRange(4, 128), default=16, show_default=True, help="HNSW edges per node.")
-@click.option("--hnsw-ef-construct", type=click.IntRange(16, 4096), default=100, show_default=True,
-              help="HNSW candidates while building.")
-@click.option("--quantization", type=click.Choice(["none", "int8"]), default="none", show_default=True,
-              help="int8 scalar quantization of the recall vector (searched with rescoring, oversampling 3).")
-@click.option("--hnsw-ef-factor", type=click.FloatRange(1.0, 16.0), default=2.0, show_default=True,
-              help="Search ef = this x the hits asked for (N + reserve): lower is faster, recall a little lower "
-                   "(docs/scale.md). Fixed for the store's life: stored matches are its own search's.")
-@click.option("--shards", type=click.IntRange(1), default=None, help="Server: shards per collection.")
-@click.option("--replicas", type=click.IntRange(1), default=None, help="Server: replication factor.")
-@click.option("--write-consistency", type=click.IntRange(1), default=None, help="Server: write consistency factor.")
+@record_option(IndexOptions, "mode", "--index", "index_mode", type=click.Choice(get_args(IndexMode)), show_default=True,
+               help="Recall search: auto = Qdrant HNSW once a segment holds 50,000 points (~100,000 in a store), hnsw = always, exact = never.")
+@record_option(IndexOptions, "hnsw_m", "--hnsw-m", show_default=True, help="HNSW edges per node.")
+@record_option(IndexOptions, "hnsw_ef_construct", "--hnsw-ef-construct", show_default=True,
+               help="HNSW candidates while building.")
+@record_option(IndexOptions, "quantization", "--quantization", type=click.Choice(get_args(Quantization)),
+               show_default=True, help="int8 scalar quantization of the recall vector (searched with rescoring, oversampling 3).")
+@record_option(IndexOptions, "ef_factor", "--hnsw-ef-factor", "hnsw_ef_factor", show_default=True,
+               help="Search ef = this x the hits asked for (N + reserve): lower is faster, recall a little lower "
+                    "(docs/scale.md). Fixed for the store's life: stored matches are its own search's.")
+@record_option(IndexOptions, "shard_number", "--shards", "shards", help="Server: shards per collection.")
+@record_option(IndexOptions, "replication_factor", "--replicas", "replicas", help="Server: replication factor.")
+@record_option(IndexOptions, "write_consistency_factor", "--write-consistency", "write_consistency",
+               help="Server: write consistency factor.")
 @click.option("--on-disk", is_flag=True,
               help="Keep original vectors on disk, memory-mapped and read when a search touches them: the re-rank "
                    "vector always, the recall vector when an int8 copy searches in RAM (bounded memory at millions).")
@@ -230,11 +232,13 @@ def repair(store: str | None, k: int | None, recall: int | None, drop_unreadable
 
 @click.command("index")
 @store_option
-@click.option("--index", "index_mode", type=click.Choice(["auto", "hnsw", "exact"]), default=None,
-              help="Change the index mode (kept in store.json).")
-@click.option("--hnsw-m", type=click.IntRange(4, 128), default=None, help="Change HNSW edges per node (rebuilds).")
-@click.option("--hnsw-ef-construct", type=click.IntRange(16, 4096), default=None, help="Change build candidates (rebuilds).")
-@click.option("--quantization", type=click.Choice(["none", "int8"]), default=None, help="Change quantization (rebuilds).")
+@record_option(IndexOptions, "mode", "--index", "index_mode", type=click.Choice(get_args(IndexMode)), default=None,
+               help="Change the index mode (kept in store.json).")
+@record_option(IndexOptions, "hnsw_m", "--hnsw-m", default=None, help="Change HNSW edges per node (rebuilds).")
+@record_option(IndexOptions, "hnsw_ef_construct", "--hnsw-ef-construct", default=None,
+               help="Change build candidates (rebuilds).")
+@record_option(IndexOptions, "quantization", "--quantization", type=click.Choice(get_args(Quantization)), default=None,
+               help="Change quantization (rebuilds).")
 @click.option("--on-disk/--in-ram", "on_disk", default=None, help="Change where original vectors live (rewrites them).")
 @click.option("--no-refresh", is_flag=True, help="Do not re-check stored matches after a build; `gmv refresh` later.")
 @wait_option
