@@ -12,6 +12,7 @@ and Python say the same: `Invalid value for k: 0 is not in the range 1<=x<=10000
 """
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -46,10 +47,13 @@ class Limit:
             return f"{self.lo}<=x<={self.hi}"
         return f"x>={self.lo}" if self.lo is not None else f"x<={self.hi}"
 
-    def problem(self, value: float) -> str | None:
+    def problem(self, value: object) -> str | None:
         """None when `value` is within the range, else the reason in click's words."""
-        if (self.lo is not None and value < self.lo) or (self.hi is not None and value > self.hi):
-            return f"{value if self.whole else float(value)} is not in the range {self.describe()}."
+        if not isinstance(value, numbers.Real):
+            return f"{value!r} is not a valid {'integer' if self.whole else 'float'} range."
+        v = float(value)
+        if (self.lo is not None and v < self.lo) or (self.hi is not None and v > self.hi):
+            return f"{value if self.whole else v} is not in the range {self.describe()}."
         return None
 
 
