@@ -14,11 +14,14 @@ calls; readers open the ledger read-only (its snapshot while a writer runs).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from .api_read import (  # noqa: F401 - the API's readers, re-exported: api.status, api.values, ...
+from .api_read import (  # the API's readers, re-exported: api.status, api.values, ...
     PARAM_STAGES,
     Note,
+    StorePath,
     backends,
     contributor,
     describe,
@@ -30,16 +33,54 @@ from .api_read import (  # noqa: F401 - the API's readers, re-exported: api.stat
     values,
 )
 from .errors import BadInput
+from .options import (
+    DEFAULT_K,
+    ForgetOptions,
+    IngestOptions,
+    MatchOptions,
+    RefreshOptions,
+    RelocateOptions,
+    RepairOptions,
+    ValueOptions,
+    VerifyOptions,
+    check_index_settings,
+    options_of,
+)
+
+if TYPE_CHECKING:
+    from ingest.index import IndexReport
+    from ingest.pipeline import IngestReport
+    from query.attribute import MatchReport
+    from query.forget import ForgetReport
+    from query.refresh import RefreshReport
+    from query.relocate import RelocateReport
+    from query.value import ValueReport
+    from query.verify import VerifyReport
+
+    from .distributed.settings import RaySettings
+    from .options import Vectors
+    from .repair import RepairReport
+    from .sources import InputOptions
+    from .sources.items import Decoded, InputReport
+    from .store import Store
+
+__all__ = [  # the calls; readers from api_read
+    "PARAM_STAGES", "Note", "StorePath", "backends", "contributor", "describe", "forget", "forget_generated",
+    "forget_set", "index", "ingest", "init_store", "match", "migrate", "migrations", "read", "refresh", "relocate",
+    "repair", "sql", "status", "top", "value", "values", "verify",
+]
 
 # Heavy modules (duckdb, numpy, pydantic, Pillow) are imported inside the calls, so that
-# importing the API (and the CLI over it) stays fast.
+# importing the API (and the CLI over it) stays fast. Each call's options are one record of
+# gmv_store/options.py (defaults and limits there); the first line of a call builds it.
 
 # ----------------------------------------------------------------------------- store lifecycle
 
 
-def init_store(path, profile: str | None = None, embedder: str | None = None, rerank: str | None = None,
-               quality: str | None = None, params: dict[str, dict] | None = None, engine: str = "edge",
-               qdrant_url: str | None = None, collection_prefix: str = "gmv", index: dict | None = None) -> dict:
+def init_store(path: StorePath, profile: str | None = None, embedder: str | None = None, rerank: str | None = None,
+               quality: str | None = None, params: dict[str, dict[str, Any]] | None = None, engine: str = "edge",
+               qdrant_url: str | None = None, collection_prefix: str = "gmv",
+               index: dict[str, Any] | None = None) -> dict[str, Any]:
     """Create a store from a profile (default `basic`) with optional per-stage overrides and
     index settings (`IndexConfig` fields, e.g. {"mode": "hnsw", "quantization": "int8"});
     returns its description (as `status`)."""
@@ -49,6 +90,7 @@ def init_store(path, profile: str | None = None, embedder: str | None = None, re
     from .config import IndexConfig
     from .store import Store
 
+    check_index_settings(index or {})
     try:
         index_config = IndexConfig(**(index or {}))
     except ValidationError as e:
@@ -58,7 +100,7 @@ def init_store(path, profile: str | None = None, embedder: str | None = None, re
     unknown = sorted(set(extra) - set(PARAM_STAGES))
     if unknown:
         raise BadInput(f"parameters for unknown stage(s) {', '.join(unknown)}; stages: {', '.join(PARAM_STAGES)}")
-    chosen = {}
+    chosen: dict[str, tuple[str, dict[str, Any]]] = {}
     for stage, override in zip(PARAM_STAGES, (embedder, rerank, quality)):
         base = prof[stage]
         name = override or base["name"]
@@ -72,7 +114,7 @@ def init_store(path, profile: str | None = None, embedder: str | None = None, re
     return describe(path)
 
 
-def _writer(path, wait: float = 0.0, device: str | None = None):
+def _writer(path: StorePath, wait: float = 0.0, device: str | None = None) -> Store:
     """Open as the writer; a `gmv repair` that was killed or stopped is finished first."""
     from .errors import RepairUnfinished
     from .store import Store
@@ -86,7 +128,7 @@ def _writer(path, wait: float = 0.0, device: str | None = None):
         return Store.open(path, wait=wait, device=device)
 
 
-def _ray(ray: str | None, workers: int | None, gpus: float | None, vectors=None):
+def _ray(ray: str | None, workers: int | None, gpus: float | None, vectors: Vectors = None) -> RaySettings | None:
     """RaySettings for `ray=` (host:port, "auto", "local"), or None: the in-process path."""
     from .distributed.settings import ray_settings
 
@@ -100,12 +142,12 @@ def _ray(ray: str | None, workers: int | None, gpus: float | None, vectors=None)
 # ----------------------------------------------------------------------------- writers
 
 
-def ingest(path, paths: Sequence[str], *, owner: str | None = None, label_from: str | None = None,
-           label: str | None = None, meta: dict | None = None, batch_size: int | None = None,
+def ingest(path: StorePath, paths: Sequence[str | Path], *, owner: str | None = None, label_from: str | None = None,
+           label: str | None = None, meta: dict[str, Any] | None = None, batch_size: int | None = None,
            refresh: bool = True, index: bool = True, wait: float = 0.0, device: str | None = None,
            progress: bool = False, image_column: str | None = None, label_column: str | None = None,
-           workers: int | None = None, owner_column: str | None = None, vectors=None, ray: str | None = None,
-           ray_workers: int | None = None, ray_gpus_per_worker: float | None = None):
+           workers: int | None = None, owner_column: str | None = None, vectors: Vectors = None, ray: str | None = None,
+           ray_workers: int | None = None, ray_gpus_per_worker: float | None = None) -> IngestReport:
     """Add training images, bring the index up to date (unless index=False), then (unless
     refresh=False) bring earlier generated images up to date. `image_column`/`label_column`
     pick Parquet columns (WebDataset: the image extension and the .json label key);
@@ -117,30 +159,40 @@ def ingest(path, paths: Sequence[str], *, owner: str | None = None, label_from: 
     decodes and embeds instead (docs/scale-out.md), with `ray_workers` forward actors of
     `ray_gpus_per_worker` GPUs. Returns an
     IngestReport whose `.index` holds the IndexReport and `.refresh` the RefreshReport (or None)."""
-    from ingest.pipeline import ingest as run
+    o = options_of(IngestOptions, locals())
+    from ingest.pipeline import ingest as ingest_images
 
-    from .sources import InputOptions, default_workers
+    from .sources import default_workers
 
-    opts = InputOptions(label_from=label_from, label=label, image_column=image_column, label_column=label_column)
-    cluster = _ray(ray, ray_workers, ray_gpus_per_worker, vectors)
-    with _writer(path, wait, device) as s:
-        if vectors is not None:
+    opts = _inputs(o.label_from, o.label, o.image_column, o.label_column)
+    cluster = _ray(o.ray, o.ray_workers, o.ray_gpus_per_worker, o.vectors)
+    batch = {"batch_size": o.batch_size} if o.batch_size else {}
+    with _writer(path, o.wait, o.device) as s:
+        report: IngestReport
+        if o.vectors is not None:
             from ingest.vectors_in import ingest_vectors
 
             from .sources.vectors import vector_options
 
-            report = ingest_vectors(s, vector_options(vectors), owner=owner, owner_column=owner_column, options=opts,
-                                    meta=meta, progress=progress, **({"batch_size": batch_size} if batch_size else {}))
+            report = ingest_vectors(s, vector_options(o.vectors), owner=o.owner, owner_column=o.owner_column,
+                                    options=opts, meta=o.meta, progress=o.progress, **batch)
         else:
-            report = run(s, [str(p) for p in paths], owner=owner, owner_column=owner_column, options=opts, meta=meta, progress=progress,
-                         workers=default_workers() if workers is None else workers, ray=cluster,
-                         **({"batch_size": batch_size} if batch_size else {}))
-        report.index = _index_and_recheck(s, progress) if index else None
-        report.refresh = _refresh(s, progress) if refresh else None
+            report = ingest_images(s, [str(p) for p in paths], owner=o.owner, owner_column=o.owner_column,
+                                   options=opts, meta=o.meta, progress=o.progress,
+                                   workers=default_workers() if o.workers is None else o.workers, ray=cluster, **batch)
+        report.index = _index_and_recheck(s, o.progress) if o.index else None
+        report.refresh = _refresh(s, o.progress) if o.refresh else None
     return report
 
 
-def _index_and_recheck(store, progress: bool):
+def _inputs(label_from: str | None, label: str | None, image_column: str | None = None,
+            label_column: str | None = None) -> InputOptions:
+    from .sources import InputOptions
+
+    return InputOptions(label_from=label_from, label=label, image_column=image_column, label_column=label_column)
+
+
+def _index_and_recheck(store: Store, progress: bool) -> IndexReport:
     """Build the index; a build changes what an approximate search returns, so every stored
     match is queued to be matched again (the pending merge is covered by that)."""
     from ingest.index import build_index
@@ -152,19 +204,21 @@ def _index_and_recheck(store, progress: bool):
     return report
 
 
-def _refresh(store, progress: bool):
-    from query.refresh import refresh as run_refresh
+def _refresh(store: Store, progress: bool) -> RefreshReport:
+    from query.refresh import refresh as refresh_store
 
-    return run_refresh(store, progress=progress)
+    return refresh_store(store, progress=progress)
 
 
-def index(path, *, settings: dict | None = None, refresh: bool = True, wait: float = 0.0, progress: bool = False):
+def index(path: StorePath, *, settings: dict[str, Any] | None = None, refresh: bool = True, wait: float = 0.0,
+          progress: bool = False) -> IndexReport:
     """Build the training collection's HNSW index now (gmv index), after applying new index
     `settings` (IndexConfig fields: mode, hnsw_m, hnsw_ef_construct, quantization) if given.
     Returns the IndexReport, with `.refresh` the re-check of stored matches when the build
     changed anything."""
     from pydantic import ValidationError
 
+    check_index_settings(settings or {})
     with _writer(path, wait) as s:
         if settings:
             try:
@@ -178,33 +232,35 @@ def index(path, *, settings: dict | None = None, refresh: bool = True, wait: flo
     return report
 
 
-def _refresh_due(store) -> bool:
+def _refresh_due(store: Store) -> bool:
     from query.refresh import refresh_due
 
     return any(refresh_due(store.ledger))
 
 
-def value(path, paths: Sequence[str], set_name: str, *, k: int = 50, recall: int | None = None,
-          label_from: str | None = None, label: str | None = None, meta: dict | None = None,
+def value(path: StorePath, paths: Sequence[str | Path], set_name: str, *, k: int = DEFAULT_K, recall: int | None = None,
+          label_from: str | None = None, label: str | None = None, meta: dict[str, Any] | None = None,
           batch_size: int | None = None, exact: bool = False, wait: float = 0.0, device: str | None = None,
-          progress: bool = False, image_column: str | None = None, label_column: str | None = None, vectors=None,
-          ray: str | None = None, ray_workers: int | None = None, ray_gpus_per_worker: float | None = None):
+          progress: bool = False, image_column: str | None = None, label_column: str | None = None,
+          vectors: Vectors = None, ray: str | None = None, ray_workers: int | None = None,
+          ray_gpus_per_worker: float | None = None) -> ValueReport:
     """Value generated images into a set (exact=True: bypass the index). `vectors`: rows with
     their recall vectors instead of `paths` (as `ingest`); `ray` as in `ingest` (decoding,
     embedding and quality on the cluster). Returns a ValueReport."""
-    from query.value import value as run
+    o = options_of(ValueOptions, locals())
+    from query.value import value as value_images
 
-    from .sources import InputOptions
+    opts = _inputs(o.label_from, o.label, o.image_column, o.label_column)
+    cluster = _ray(o.ray, o.ray_workers, o.ray_gpus_per_worker, o.vectors)
+    with _writer(path, o.wait, o.device) as s:
+        return value_images(s, [str(p) for p in paths], set_name, k=o.k, recall=o.recall, options=opts, meta=o.meta,
+                            exact=o.exact, progress=o.progress, ray=cluster,
+                            batches=_given(s, o.vectors, opts, o.batch_size or 256),
+                            **({"batch_size": o.batch_size} if o.batch_size else {}))
 
-    opts = InputOptions(label_from=label_from, label=label, image_column=image_column, label_column=label_column)
-    cluster = _ray(ray, ray_workers, ray_gpus_per_worker, vectors)
-    with _writer(path, wait, device) as s:
-        return run(s, [str(p) for p in paths], set_name, k=k, recall=recall, options=opts, meta=meta, exact=exact,
-                   progress=progress, ray=cluster, batches=_given(s, vectors, opts, batch_size or 256),
-                   **({"batch_size": batch_size} if batch_size else {}))
 
-
-def _given(store, vectors, options, batch_size: int):
+def _given(store: Store, vectors: Vectors, options: InputOptions, batch_size: int
+           ) -> Callable[[InputReport], Iterator[list[Decoded]]] | None:
     """The batches of rows given with their vectors (`vectors=`), or None: read `paths`."""
     if vectors is None:
         return None
@@ -216,92 +272,96 @@ def _given(store, vectors, options, batch_size: int):
     return lambda report: given_batches(store, vo, options, batch_size, report)
 
 
-def match(path, paths: Sequence[str], *, k: int = 50, recall: int | None = None, exact: bool = False,
-          label_from: str | None = None, label: str | None = None, batch_size: int | None = None,
-          wait: float = 0.0, device: str | None = None, vectors=None, ray: str | None = None,
-          ray_workers: int | None = None, ray_gpus_per_worker: float | None = None):
+def match(path: StorePath, paths: Sequence[str | Path], *, k: int = DEFAULT_K, recall: int | None = None,
+          exact: bool = False, label_from: str | None = None, label: str | None = None, batch_size: int | None = None,
+          wait: float = 0.0, device: str | None = None, vectors: Vectors = None, ray: str | None = None,
+          ray_workers: int | None = None, ray_gpus_per_worker: float | None = None) -> MatchReport:
     """Top-k contributors and credits of images in no set; nothing is written (`vectors`:
     rows with their recall vectors instead of `paths`, `ray` as in `ingest`). Returns a
     MatchReport whose `.results` hold one dict per image (what `gmv match --json` prints).
     The embedded engines let one process open the vectors: this takes the writer lock for
     the call (`wait` seconds for a running writer), see `Store.open_reader`."""
-    from query.attribute import match as run
+    o = options_of(MatchOptions, locals())
+    from query.attribute import match as match_images
 
-    from .sources import InputOptions
     from .store import Store
 
-    opts = InputOptions(label_from=label_from, label=label)
-    cluster = _ray(ray, ray_workers, ray_gpus_per_worker, vectors)
-    with Store.open_reader(path, wait=wait, device=device) as s:
-        return run(s, [str(p) for p in paths], k=k, recall=recall, exact=exact, options=opts, ray=cluster,
-                   batches=_given(s, vectors, opts, batch_size or 64), **({"batch_size": batch_size} if batch_size else {}))
+    opts = _inputs(o.label_from, o.label)
+    cluster = _ray(o.ray, o.ray_workers, o.ray_gpus_per_worker, o.vectors)
+    with Store.open_reader(path, wait=o.wait, device=o.device) as s:
+        return match_images(s, [str(p) for p in paths], k=o.k, recall=o.recall, exact=o.exact, options=opts,
+                            ray=cluster, batches=_given(s, o.vectors, opts, o.batch_size or 64),
+                            **({"batch_size": o.batch_size} if o.batch_size else {}))
 
 
-def refresh(path, *, wait: float = 0.0, progress: bool = False):
+def refresh(path: StorePath, *, wait: float = 0.0, progress: bool = False) -> RefreshReport:
     """Re-score what pending training-set changes may alter. Returns a RefreshReport."""
-    from query.refresh import refresh as run
+    o = options_of(RefreshOptions, locals())
+    with _writer(path, o.wait) as s:
+        return _refresh(s, o.progress)
 
-    with _writer(path, wait) as s:
-        return run(s, progress=progress)
 
-
-def forget(path, ids: Sequence[str] = (), *, owner: str | None = None, source: str | None = None,
-           refresh: bool = True, wait: float = 0.0, progress: bool = False):
+def forget(path: StorePath, ids: Sequence[str] = (), *, owner: str | None = None, source: str | None = None,
+           refresh: bool = True, wait: float = 0.0, progress: bool = False) -> ForgetReport:
     """Remove training images (by id, owner or source glob), then re-score what they touched.
     Returns a ForgetReport whose `.refresh` holds the RefreshReport (or None)."""
+    o = options_of(ForgetOptions, locals())
     from query.forget import forget_training
-    from query.refresh import refresh as run_refresh
 
-    with _writer(path, wait) as s:
-        report = forget_training(s, list(ids), owner=owner, source=source)
-        report.refresh = run_refresh(s, progress=progress) if refresh else None
+    with _writer(path, o.wait) as s:
+        report = forget_training(s, list(ids), owner=o.owner, source=o.source)
+        report.refresh = _refresh(s, o.progress) if o.refresh else None
     return report
 
 
-def forget_set(path, set_name: str, *, wait: float = 0.0):
-    from query.forget import forget_set as run
+def forget_set(path: StorePath, set_name: str, *, wait: float = 0.0) -> ForgetReport:
+    """Remove a generated set: its generated images, scores and values (audited)."""
+    from query.forget import forget_set as forget_one_set
 
     with _writer(path, wait) as s:
-        return run(s, set_name)
+        return forget_one_set(s, set_name)
 
 
-def forget_generated(path, set_name: str, ids: Sequence[str], *, wait: float = 0.0):
-    from query.forget import forget_generated as run
+def forget_generated(path: StorePath, set_name: str, ids: Sequence[str], *, wait: float = 0.0) -> ForgetReport:
+    """Remove single generated images from a set; the set's values are updated (m shrinks)."""
+    from query.forget import forget_generated as forget_images
 
     with _writer(path, wait) as s:
-        return run(s, set_name, list(ids))
+        return forget_images(s, set_name, list(ids))
 
 
-def verify(path, *, full: bool = False, sample: int = 200, seed: int = 0, wait: float = 0.0):
+def verify(path: StorePath, *, full: bool = False, sample: int = 200, seed: int = 0, wait: float = 0.0) -> VerifyReport:
     """Recompute and compare (see `query.verify`). Returns a VerifyReport."""
-    from query.verify import verify as run
+    o = options_of(VerifyOptions, locals())
+    from query.verify import verify as verify_store
 
-    with _writer(path, wait) as s:
-        return run(s, sample=None if full else sample, seed=seed)
+    with _writer(path, o.wait) as s:
+        return verify_store(s, sample=None if o.full else o.sample, seed=o.seed)
 
 
-def relocate(path, old, new, *, dry_run: bool = False, wait: float = 0.0):
+def relocate(path: StorePath, old: str | Path, new: str | Path, *, dry_run: bool = False,
+             wait: float = 0.0) -> RelocateReport:
     """Data outside the store moved from folder `old` to `new`: rewrite the recorded sources
     (ledger and vector payloads, journaled). Returns a RelocateReport (see `query.relocate`)."""
-    from query.relocate import relocate as run
+    o = options_of(RelocateOptions, locals())
+    from query.relocate import relocate as relocate_sources
 
-    with _writer(path, wait) as s:
-        return run(s, old, new, dry_run=dry_run)
+    with _writer(path, o.wait) as s:
+        return relocate_sources(s, old, new, dry_run=o.dry_run)
 
 
-def repair(path, *, k: int | None = None, recall: int | None = None, drop_unreadable: bool = False,
-           wait: float = 0.0):
+def repair(path: StorePath, *, k: int | None = None, recall: int | None = None, drop_unreadable: bool = False,
+           wait: float = 0.0) -> RepairReport:
     """Rebuild a missing or damaged ledger or vector collection (see `gmv_store.repair`)."""
-    from .repair import repair as run
+    o = options_of(RepairOptions, locals())
+    from .repair import repair as repair_store
 
-    return run(path, k=k, recall=recall, drop_unreadable=drop_unreadable, wait=wait)
+    return repair_store(path, k=o.k, recall=o.recall, drop_unreadable=o.drop_unreadable, wait=o.wait)
 
 
-def migrate(path) -> list[dict]:
+def migrate(path: StorePath) -> list[dict[str, Any]]:
     """Apply pending ledger migrations (opening as the writer does it); returns the status."""
     from .migrate import migration_status
 
     with _writer(path) as s:
         return migration_status(s.ledger)
-
-

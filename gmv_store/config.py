@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from .errors import StoreMismatch, StoreNotFound
+from .options import IndexMode, IndexOptions, Quantization
 
 CONFIG_FILE = "store.json"
 LEDGER_FILE = "ledger.duckdb"
@@ -30,17 +31,17 @@ class IndexConfig(BaseModel):
     out on a server. Only the recall vector gets a graph: the re-rank vector is searched among
     the recalled ids, where a graph would never be used."""
 
-    mode: Literal["auto", "hnsw", "exact"] = "auto"  # auto: HNSW once a segment holds auto_points
+    mode: IndexMode = IndexOptions.mode  # auto: HNSW once a segment holds auto_points
     # Where HNSW starts to beat exact search on the embedded engine, which splits a collection
     # into two segments: exact / index 0.95-1.05 at 40k-60k points, 1.41 at 90k, 1.5 at 100k
     # (benchmarks/index_crossing.py, N 500). So a segment is indexed from 50,000 points (a
     # ~100,000-point store); below, a build (and the re-check of stored matches it queues)
     # gains nothing. Qdrant's own threshold is 20,000.
     auto_points: int = 50_000
-    hnsw_m: int = 16
-    hnsw_ef_construct: int = 100
-    quantization: Literal["none", "int8"] = "none"  # int8 scalar, searched with rescoring and oversampling
-    ef_factor: float = 2.0                          # search ef = max(ef_min, ef_factor * limit)
+    hnsw_m: int = IndexOptions.hnsw_m  # defaults and limits: gmv_store/options.py
+    hnsw_ef_construct: int = IndexOptions.hnsw_ef_construct
+    quantization: Quantization = IndexOptions.quantization  # int8 scalar, searched with rescoring and oversampling
+    ef_factor: float = IndexOptions.ef_factor                         # search ef = max(ef_min, ef_factor * limit)
     ef_min: int = 256
     # server / cluster layout (docker-compose.cluster.yml); ignored by the embedded engines
     shard_number: int | None = None

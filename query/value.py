@@ -16,6 +16,7 @@ from gmv_store.backends.named import batch_vectors
 from gmv_store.errors import BadInput, GmvError, param
 from gmv_store.ledger.records import SetRow, generated_payload
 from gmv_store.ledger.sets import get_set, insert_set
+from gmv_store.options import DEFAULT_K
 from gmv_store.progress import Progress
 from gmv_store.sources import Decoded, InputOptions, InputReport, read_batches, unique_new
 from gmv_store.sources.checked import load_checked
@@ -26,8 +27,6 @@ from gmv_store.vectors import point_id
 from .matches import GeneratedRow, Match, insert_generated
 from .recall_lists import list_bytes
 from .search import contributor_of, search
-
-DEFAULT_K = 50
 
 
 @dataclass(kw_only=True)

@@ -16,7 +16,7 @@ MAX_LINES = 400
 # put it in a package already listed with ".*".
 LAYERS = [
     ("core", ("gmv_store.errors", "gmv_store.config", "gmv_store.images", "gmv_store.datasets", "gmv_store.valuation",
-              "gmv_store.progress", "gmv_store.output", "gmv_store.lock", "gmv_store.ledger.*", "gmv_store.migrate",
+              "gmv_store.progress", "gmv_store.output", "gmv_store.lock", "gmv_store.ledger.*", "gmv_store.migrate", "gmv_store.options",
               "gmv_store.registry", "gmv_store.diskspace", "gmv_store.ids", "gmv_store.integrity", "gmv_store.sources.*", "gmv_store.vectors.*",
               "gmv_store.backends.*", "gmv_store.generators.*", "gmv_store.store",
               "gmv_store.distributed.*")),
@@ -39,7 +39,7 @@ SQL_OWNERS = ("gmv_store.ledger.*", "query.sql", "gmv_store.migrate")
 # Modules whose SQL has not moved into the ledger package yet: each entry is a debt, to shrink
 # to nothing. A module not listed here that runs SQL fails the test.
 SQL_NOT_MOVED_YET = (
-    "gmv_store.api_read", "gmv_store.cli.read", "gmv_store.handle", "gmv_store.integrity", "gmv_store.repair",
+    "gmv_store.integrity", "gmv_store.repair",
     "gmv_store.repair_points", "gmv_store.sources.location", "gmv_store.store", "gmv_store.web.app",
     "gmv_store.web.pages", "gmv_store.web.jsonapi", "ingest.pipeline",
     "ingest.vectors_in", "ingest.write", "query.attribute", "query.browse", "query.forget", "query.lookup",
@@ -47,6 +47,9 @@ SQL_NOT_MOVED_YET = (
     "query.verify",
 )
 SQL_CALLS = {"execute", "executemany", "sql"}  # a DuckDB connection's ways to run a statement
+# `api.sql(...)` is the Python API's ad-hoc SQL (query.sql's fenced, read-only run_sql), not a
+# connection's: the CLI's `gmv sql` and `GmvStore.sql` call it
+SQL_API_MODULES = {"api"}
 SQL_HELPERS = {"rows", "insert_columns"}  # ledger helpers that take a table name or a statement
 
 
@@ -56,6 +59,8 @@ def sql_uses(path: Path) -> list[str]:
     out = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in SQL_CALLS:
+            if isinstance(node.func.value, ast.Name) and node.func.value.id in SQL_API_MODULES:
+                continue
             out.append(f"line {node.lineno}: .{node.func.attr}(")
         elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[-1] in ("ledger", "connection"):
             out += [f"line {node.lineno}: imports {a.name}" for a in node.names if a.name in SQL_HELPERS]
@@ -257,6 +262,8 @@ def test_the_checks_fail_on_a_tree_that_breaks_each_rule(tmp_path):
         "gmv_store/newthing.py": "",  # listed nowhere: once fell into the api layer by a catch-all prefix
         "gmv_store/cli/__init__.py": "",
         "gmv_store/cli/x.py": "",
+        # the Python API's ad-hoc SQL is no connection's; a connection's `.sql(` is
+        "gmv_store/cli/y.py": "def f(api, con):\n    api.sql(None, 'SELECT 1')\n    return con.sql('SELECT 2')\n",
         "ingest/__init__.py": "",
         "ingest/pipeline.py": "def run():\n    from query.refresh import refresh\n",
         "query/__init__.py": "",
@@ -275,4 +282,4 @@ def test_the_checks_fail_on_a_tree_that_breaks_each_rule(tmp_path):
     assert forbidden(g) == ["ingest.pipeline imports query.refresh: " + FORBIDDEN[0][2]]
     assert cycles(g) == [["ingest.pipeline", "query.refresh"]]
     assert sql_outside_ledger(modules(tmp_path, PACKAGES), SQL_OWNERS) == [
-        "query.lookup line 1: imports rows", "query.lookup line 4: .execute("]
+        "gmv_store.cli.y line 3: .sql(", "query.lookup line 1: imports rows", "query.lookup line 4: .execute("]

@@ -10,6 +10,7 @@ export, serve (the browser UI), eval.
 from __future__ import annotations
 
 import warnings
+from typing import TextIO
 
 import click
 
@@ -19,7 +20,7 @@ from . import export, match, read, relocate, serve, setup, write
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="gmv-store")
-def cli():
+def cli() -> None:
     """gmv-store: which training images made this generated image, and what is each worth?
 
     \b
@@ -39,11 +40,12 @@ for module in (setup, write, read, match, export, serve, relocate):
 cli.add_command(eval_commands.eval_group, "eval")
 
 
-def _warning_line(message, category, filename, lineno, file=None, line=None):
+def _warning_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: TextIO | None = None, line: str | None = None) -> None:
     # libraries' warnings (e.g. an API key sent over plain http) as one line, not two with a path
     click.echo(f"warning: {message}", err=True)
 
 
-def main():
+def main() -> None:
     warnings.showwarning = _warning_line
     cli()

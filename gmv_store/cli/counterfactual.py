@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import click
 
-from .options import errors_to_lines, note, output_options, print_rows, store_option
+from .options import F, errors_to_lines, note, output_options, print_rows, store_option
 
 
-def _clean(v):
+def _clean(v: Any) -> Any:
     """JSON without NaN (not valid JSON): undefined numbers become null."""
     if isinstance(v, float) and not math.isfinite(v):
         return None
@@ -21,7 +22,7 @@ def _clean(v):
     return v
 
 
-def _common(f):
+def _common(f: F) -> F:
     f = click.option("--cache", default=None, type=click.Path(file_okay=False),
                      help="Where fit results are kept, so a re-run or another k of the same generated images reuses "
                           "them [default: $GMV_CACHE/counterfactual or ~/.cache/gmv-store/counterfactual].")(f)
@@ -33,7 +34,7 @@ def _common(f):
     return f
 
 
-def _emit(result: dict, rows: list[dict], fmt: str) -> None:
+def _emit(result: dict[str, Any], rows: list[dict[str, Any]], fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(_clean(result), indent=2))
     else:
@@ -50,7 +51,8 @@ def _emit(result: dict, rows: list[dict], fmt: str) -> None:
 @_common
 @output_options
 @errors_to_lines
-def lds_cmd(store, set_name, subsets, fraction, seed, cache, no_cache, workers, quick, fmt):
+def lds_cmd(store: str | None, set_name: str, subsets: int | None, fraction: float, seed: int, cache: str | None,
+            no_cache: bool, workers: int | None, quick: bool, fmt: str) -> None:
     """Linear datamodeling score: refit the set's generator on random subsets of its training
     data; for each generated image, the Spearman correlation over the subsets between the sum
     of its credits over the subset and its log-likelihood under the subset's model (exact for
@@ -89,7 +91,8 @@ def lds_cmd(store, set_name, subsets, fraction, seed, cache, no_cache, workers, 
 @_common
 @output_options
 @errors_to_lines
-def remove_cmd(store, set_name, fraction, seeds, seed, cache, no_cache, workers, quick, fmt):
+def remove_cmd(store: str | None, set_name: str, fraction: float, seeds: int | None, seed: int, cache: str | None,
+               no_cache: bool, workers: int | None, quick: bool, fmt: str) -> None:
     """Remove-and-retrain: refit the set's generator without its top-valued training images,
     and without as many chosen at random (several seeds); the mean drop in the generated
     images' log-likelihood against the fit on all of them, with a paired one-sided test

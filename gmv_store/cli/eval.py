@@ -2,13 +2,18 @@
 one library function of `gmv_store.eval` and prints the rows; the library is click-free."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
 
 from .counterfactual import lds_cmd, remove_cmd
 from .options import errors_to_lines, note, output_options, print_rows, store_option, wait_option
 
+T = TypeVar("T")
 
-def _read(store, fn, *args, **kwargs):
+
+def _read(store: str | None, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """fn(con, *args, **kwargs) on a read-only ledger connection (its snapshot under a writer)."""
     from .. import api
 
@@ -16,7 +21,7 @@ def _read(store, fn, *args, **kwargs):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-def eval_group():
+def eval_group() -> None:
     """Evaluate a store's values: the paper's criteria and the scalars it lacks.
 
     \b
@@ -42,7 +47,7 @@ def eval_group():
               help="k values (repeatable) [default: 30, 50, 100 up to the set's k].")
 @output_options
 @errors_to_lines
-def class_test_cmd(store, set_name, ks, fmt):
+def class_test_cmd(store: str | None, set_name: str, ks: tuple[int, ...], fmt: str) -> None:
     """C1, the identical-class test: rho = share of each generated image's top-k contributors
     whose label equals its label, averaged over the set's labelled generated images.
 
@@ -64,7 +69,8 @@ def class_test_cmd(store, set_name, ks, fmt):
 @click.option("--foreign-label", default=None, help="Foreign training images by label.")
 @output_options
 @errors_to_lines
-def ood_cmd(store, set_name, foreign_owner, foreign_source, foreign_label, fmt):
+def ood_cmd(store: str | None, set_name: str, foreign_owner: str | None, foreign_source: str | None,
+            foreign_label: str | None, fmt: str) -> None:
     """C3: how well a low value flags the foreign training images (ROC AUC over every training
     image, uncredited ones at value 0), and where the foreign images rank.
 
@@ -86,7 +92,7 @@ def ood_cmd(store, set_name, foreign_owner, foreign_source, foreign_label, fmt):
 @click.option("--heldout-owner", required=True, help="Owner of images the generator never saw.")
 @output_options
 @errors_to_lines
-def membership_cmd(store, set_name, trained_owner, heldout_owner, fmt):
+def membership_cmd(store: str | None, set_name: str, trained_owner: str, heldout_owner: str, fmt: str) -> None:
     """Trained vs held-out (paper Table 6): mean values, Welch's one-sided t-test (trained >
     held-out) and the ROC AUC of the value as a membership-inference score.
 
@@ -111,7 +117,8 @@ def membership_cmd(store, set_name, trained_owner, heldout_owner, fmt):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the subsets.")
 @output_options
 @errors_to_lines
-def sensitivity_cmd(store, set_name, ks, ms, m_k, repeats, seed, fmt):
+def sensitivity_cmd(store: str | None, set_name: str, ks: tuple[int, ...], ms: tuple[int, ...], m_k: int | None,
+                    repeats: int, seed: int, fmt: str) -> None:
     """rho against k, and against the number of generated images m (random subsets of the set,
     mean ± std over repeats, the paper's Fig. 7). One row per k and per m.
 
@@ -139,7 +146,8 @@ def sensitivity_cmd(store, set_name, ks, ms, m_k, repeats, seed, fmt):
 @wait_option
 @output_options
 @errors_to_lines
-def recall_quality_cmd(store, set_name, k, recalls, limit, hnsw, efs, wait, fmt):
+def recall_quality_cmd(store: str | None, set_name: str, k: int | None, recalls: tuple[int, ...], limit: int,
+                       hnsw: bool, efs: tuple[int, ...], wait: float, fmt: str) -> None:
     """recall@k of the store's search against exact search. Default: recall-N-then-re-rank
     against the exact top-k by the re-rank distance (numpy brute force), per N. With --hnsw:
     the store's HNSW index against exact search of the same vectors, per ef.
@@ -169,7 +177,7 @@ def recall_quality_cmd(store, set_name, k, recalls, limit, hnsw, efs, wait, fmt)
 @click.option("--top", type=click.IntRange(1, 50), default=8, show_default=True, help="Contributors per generated image.")
 @click.option("--id", "ids", multiple=True, help="Show these generated ids instead (repeatable).")
 @errors_to_lines
-def grid_cmd(store, set_name, out, rows, top, ids):
+def grid_cmd(store: str | None, set_name: str, out: str, rows: int, top: int, ids: tuple[str, ...]) -> None:
     """An image grid: each generated image beside its top contributors with their label and
     credit (the paper's Fig. 6). Needs matplotlib and readable sources.
 
@@ -204,8 +212,9 @@ def grid_cmd(store, set_name, out, rows, top, ids):
               help="Recompute nothing: redraw DIR's plots and grids and rewrite report.md from results.json.")
 @click.option("--headline", is_flag=True, help="Recompute nothing: print DIR's headline tables (Markdown, for a README).")
 @errors_to_lines
-def recipe_cmd(out, cache, quick, generators, ood_sources, ood_qualities, n_full, n_sub, effnet_size, seed,
-               report_only, headline):
+def recipe_cmd(out: str, cache: str | None, quick: bool, generators: tuple[str, ...], ood_sources: tuple[str, ...],
+               ood_qualities: tuple[str, ...], n_full: int | None, n_sub: int | None, effnet_size: int | None,
+               seed: int | None, report_only: bool, headline: bool) -> None:
     """The paper's criteria on real MNIST with locally trained class-conditional generators:
     C1 per generator x recall embedder x re-rank beside the paper's numbers, sensitivity to k
     and m, C3 with and without quality calibration, trained vs held-out, recall@k against

@@ -15,7 +15,7 @@ from .options import errors_to_lines, note, store_option
               help="File format.")
 @click.option("--force", is_flag=True, help="Replace the files of an earlier export in DIR.")
 @errors_to_lines
-def export(store, set_name, out, fmt, force):
+def export(store: str | None, set_name: str, out: str, fmt: str, force: bool) -> None:
     """Write one set's values, scores and generated images, and the contributors (every
     training image; one without a row in values has value 0) as files for pandas, polars,
     Spark or DuckDB, plus manifest.json (k, N, m, backends, row counts). Reads the ledger
@@ -26,9 +26,9 @@ def export(store, set_name, out, fmt, force):
       gmv export --set gan-v1 --out exports/gan-v1
       gmv export --set gan-v1 --out exports/csv --format csv --force
     """
-    from ..export import export as run
+    from ..export import export as export_set
 
-    m = run(store, set_name, out, fmt, overwrite=force, note=note)
+    m = export_set(store, set_name, out, fmt, overwrite=force, note=note)
     for name, f in m["files"].items():
         click.echo(f"{m['out']}/{f['file']}: {f['rows']:,} rows ({name})")
     click.echo(f"set {set_name}: m={m['m']}, k={m['k']}, recall={m['recall']}; manifest {m['out']}/manifest.json")

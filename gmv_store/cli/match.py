@@ -3,16 +3,18 @@ point, no ledger row, no value."""
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
 from .. import api
+from ..options import MatchOptions
 from .options import (
     errors_to_lines,
     output_options,
     print_rows,
-    ray_args,
     ray_options,
+    record_option,
     report_problems,
     store_option,
     wait_option,
@@ -23,8 +25,8 @@ from .vectors import vector_options
 @click.command()
 @store_option
 @click.argument("paths", nargs=-1, metavar="IMAGE...")
-@click.option("--k", type=click.IntRange(1), default=50, show_default=True, help="Contributors per image.")
-@click.option("--recall", type=click.IntRange(1), default=None, help="Candidates recalled before re-ranking [default: 10·k].")
+@record_option(MatchOptions, "k", "--k", show_default=True, help="Contributors per image.")
+@record_option(MatchOptions, "recall", "--recall", help="Candidates recalled before re-ranking [default: 10·k].")
 @click.option("--exact", is_flag=True, help="Search exhaustively instead of through an approximate (HNSW) index.")
 @click.option("--label", default=None, help="A label shown with every image (not stored).")
 @click.option("--label-from", type=click.Choice(["parent"]), default=None, help="Each file's label from its parent folder.")
@@ -33,10 +35,11 @@ from .vectors import vector_options
 @wait_option
 @output_options
 @vector_options
-@ray_options
+@ray_options(MatchOptions)
 @errors_to_lines
-def match(store, paths, k, recall, exact, label, label_from, device, wait, fmt, vectors, ray, ray_workers,
-          ray_gpus_per_worker):
+def match(store: str | None, paths: tuple[str, ...], k: int, recall: int | None, exact: bool, label: str | None,
+          label_from: str | None, device: str | None, wait: float, fmt: str, vectors: dict[str, Any] | None,
+          ray: str | None, ray_workers: int | None, ray_gpus_per_worker: float | None) -> None:
     """Top-k contributors and their credits for images that are in no set (files, folders,
     .npz/.npy arrays, datasets). Same embedding, quality and search as `gmv value`; nothing
     is stored. `--json` prints one object per image with its `contributors` list, as
@@ -55,7 +58,8 @@ def match(store, paths, k, recall, exact, label, label_from, device, wait, fmt, 
       gmv match samples/ --json --ray 10.0.0.5:6379    # embeddings on a Ray cluster
     """
     report = api.match(store, paths, k=k, recall=recall, exact=exact, label=label, label_from=label_from,
-                       device=device, wait=wait, vectors=vectors, **ray_args(ray, ray_workers, ray_gpus_per_worker))
+                       device=device, wait=wait, vectors=vectors, ray=ray, ray_workers=ray_workers,
+                       ray_gpus_per_worker=ray_gpus_per_worker)
     results = report.results
     if fmt == "json":
         print_rows(results, "json")

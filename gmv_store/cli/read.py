@@ -7,17 +7,18 @@ import sys
 import click
 
 from .. import api
-from .options import errors_to_lines, note, output_options, print_rows, store_option
+from ..options import ContributorOptions, SqlOptions, TopOptions, ValuesOptions
+from .options import errors_to_lines, note, output_options, print_rows, record_option, store_option
 
 
 @click.command()
 @store_option
 @click.argument("refs", nargs=-1, required=True, metavar="IMAGE_OR_ID...")
-@click.option("--set", "set_name", default=None, help="Only this generated set.")
-@click.option("--limit", type=click.IntRange(1), default=None, help="Show only the first N contributors.")
+@record_option(TopOptions, "set_name", "--set", "set_name", help="Only this generated set.")
+@record_option(TopOptions, "limit", "--limit", help="Show only the first N contributors.")
 @output_options
 @errors_to_lines
-def top(store, refs, set_name, limit, fmt):
+def top(store: str | None, refs: tuple[str, ...], set_name: str | None, limit: int | None, fmt: str) -> None:
     """Top-k contributors of generated images (by path or generated id).
 
     \b
@@ -43,10 +44,10 @@ def top(store, refs, set_name, limit, fmt):
 @click.command()
 @store_option
 @click.argument("contributor_id")
-@click.option("--limit", type=click.IntRange(1), default=10, show_default=True, help="Generated images to list.")
+@record_option(ContributorOptions, "limit", "--limit", show_default=True, help="Generated images to list.")
 @output_options
 @errors_to_lines
-def contributor(store, contributor_id, limit, fmt):
+def contributor(store: str | None, contributor_id: str, limit: int, fmt: str) -> None:
     """A training image's value in each set, its rank, and what it contributed most to.
 
     \b
@@ -71,11 +72,12 @@ def contributor(store, contributor_id, limit, fmt):
 @click.command()
 @store_option
 @click.option("--set", "set_name", required=True, help="Generated set.")
-@click.option("--by", type=click.Choice(["owner", "label"]), default=None, help="Roll values up per owner or label.")
-@click.option("--limit", type=click.IntRange(0), default=20, show_default=True, help="Rows to show (0 = all).")
+@record_option(ValuesOptions, "by", "--by", type=click.Choice(["owner", "label"]),
+               help="Roll values up per owner or label.")
+@record_option(ValuesOptions, "limit", "--limit", show_default=True, help="Rows to show (0 = all).")
 @output_options
 @errors_to_lines
-def values(store, set_name, by, limit, fmt):
+def values(store: str | None, set_name: str, by: str | None, limit: int, fmt: str) -> None:
     """Leaderboard of a set: value φ = value_sum / m per contributor (or per owner).
 
     \b
@@ -90,13 +92,14 @@ def values(store, set_name, by, limit, fmt):
 @store_option
 @click.argument("sql", required=False)
 @click.option("-p", "--param", "params", multiple=True, help="Positional parameter for ? placeholders (repeatable).")
-@click.option("--timeout", type=click.FloatRange(min=0), default=60, show_default=True, metavar="SECONDS",
-              help="Stop the query after this long (0 = no limit).")
-@click.option("--memory-limit", default=None, metavar="SIZE",
-              help="Memory the query may use: a DuckDB size (2GB, 512MB) or a share of RAM (10%) [default: 25%].")
+@record_option(SqlOptions, "timeout", "--timeout", show_default=True, metavar="SECONDS",
+               help="Stop the query after this long (0 = no limit).")
+@record_option(SqlOptions, "memory_limit", "--memory-limit", metavar="SIZE",
+               help="Memory the query may use: a DuckDB size (2GB, 512MB) or a share of RAM (10%) [default: 25%].")
 @output_options
 @errors_to_lines
-def sql(store, sql, params, timeout, memory_limit, fmt):
+def sql(store: str | None, sql: str | None, params: tuple[str, ...], timeout: float, memory_limit: str | None,
+        fmt: str) -> None:
     """Read-only SQL over the documented views (SQL as argument or on stdin).
 
     Views: contributors, generated, scores, sets, contributor_values, owner_values, forgotten.
@@ -113,5 +116,5 @@ def sql(store, sql, params, timeout, memory_limit, fmt):
     """
     if sql is None:
         sql = sys.stdin.read()
-    cols, rows = api.sql(store, sql, list(params), note=note, timeout=timeout, memory_limit=memory_limit)
+    cols, rows = api.sql(store, sql, list(params), timeout=timeout, memory_limit=memory_limit, note=note)
     print_rows([dict(zip(cols, r)) for r in rows], fmt)

@@ -14,7 +14,7 @@ from .options import errors_to_lines, store_option, wait_option
 @click.option("--dry-run", is_flag=True, help="Only count the sources that would be rewritten.")
 @wait_option
 @errors_to_lines
-def relocate(store, old, new, dry_run, wait):
+def relocate(store: str | None, old: str, new: str, dry_run: bool, wait: float) -> None:
     """Data the store points to moved from folder OLD to folder NEW: rewrite the recorded
     sources (ledger and vector payloads, journaled like any write).
 

@@ -8,7 +8,8 @@ import sys
 import click
 
 from ..errors import GmvError, MissingDependency
-from .options import errors_to_lines, store_option
+from ..options import SqlOptions
+from .options import errors_to_lines, record_option, store_option
 
 TOKEN_ENV = "GMV_SERVE_TOKEN"
 HOLD_S = 2.0  # a ledger connection kept open after a read, for the rest of a page's requests (web/reading.py)
@@ -49,15 +50,16 @@ def bind(host: str, port: int) -> socket.socket:
               help="Require `Authorization: Bearer TOKEN` (browsers: log in once at /login). Never printed or stored.")
 @click.option("--max-upload-mb", type=click.FloatRange(0.01, 1000), default=10, show_default=True,
               help="Largest image the attribution form accepts.")
-@click.option("--sql-timeout", type=click.FloatRange(min=0), default=60, show_default=True, metavar="SECONDS",
-              help="Time limit of a query on the SQL page (0 = none).")
+@record_option(SqlOptions, "timeout", "--sql-timeout", show_default=True, metavar="SECONDS",
+               help="Time limit of a query on the SQL page (0 = none).")
 @click.option("--sql-memory-limit", default=None, metavar="SIZE", help="Memory cap of SQL queries [default: 25%].")
 @click.option("--match-wait", type=click.FloatRange(min=0), default=5, show_default=True, metavar="SECONDS",
               help="How long an attribution waits for a running writer before answering 503.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default=None,
               help="Where model backends run for attribution [default: auto].")
 @errors_to_lines
-def serve(store, host, port, token, max_upload_mb, sql_timeout, sql_memory_limit, match_wait, device):
+def serve(store: str | None, host: str, port: int, token: str | None, max_upload_mb: float, sql_timeout: float,
+          sql_memory_limit: str | None, match_wait: float, device: str | None) -> None:
     """Serve a read-only web UI of the store: overview, sets (leaderboard with thumbnails,
     value histogram, owners, ρ), generated images with their top-k contributors,
     contributors, owners, an "attribute an image" upload form (`gmv match`, nothing

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import sys
+from typing import get_args
 
 import click
 
 from .. import api
+from ..options import IndexMode, IndexOptions, Quantization, RepairOptions
 from .options import (
     EXIT_ERROR,
     errors_to_lines,
@@ -15,6 +17,7 @@ from .options import (
     parse_params,
     print_rows,
     progress,
+    record_option,
     store_option,
     wait_option,
 )
@@ -33,25 +36,28 @@ from .options import (
 @click.option("--qdrant-url", envvar="GMV_QDRANT_URL", default=None,
               help="Use a Qdrant server/cluster instead [env GMV_QDRANT_URL; API key from env GMV_QDRANT_API_KEY only].")
 @click.option("--collection-prefix", default="gmv", show_default=True, help="Collection name prefix on a server.")
-@click.option("--index", "index_mode", type=click.Choice(["auto", "hnsw", "exact"]), default="auto", show_default=True,
-              help="Recall search: auto = Qdrant HNSW once a segment holds 50,000 points (~100,000 in a store), hnsw = always, exact = never.")
-@click.option("--hnsw-m", type=click.IntRange(4, 128), default=16, show_default=True, help="HNSW edges per node.")
-@click.option("--hnsw-ef-construct", type=click.IntRange(16, 4096), default=100, show_default=True,
-              help="HNSW candidates while building.")
-@click.option("--quantization", type=click.Choice(["none", "int8"]), default="none", show_default=True,
-              help="int8 scalar quantization of the recall vector (searched with rescoring, oversampling 3).")
-@click.option("--hnsw-ef-factor", type=click.FloatRange(1.0, 16.0), default=2.0, show_default=True,
-              help="Search ef = this x the hits asked for (N + reserve): lower is faster, recall a little lower "
-                   "(docs/scale.md). Fixed for the store's life: stored matches are its own search's.")
-@click.option("--shards", type=click.IntRange(1), default=None, help="Server: shards per collection.")
-@click.option("--replicas", type=click.IntRange(1), default=None, help="Server: replication factor.")
-@click.option("--write-consistency", type=click.IntRange(1), default=None, help="Server: write consistency factor.")
+@record_option(IndexOptions, "mode", "--index", "index_mode", type=click.Choice(get_args(IndexMode)), show_default=True,
+               help="Recall search: auto = Qdrant HNSW once a segment holds 50,000 points (~100,000 in a store), hnsw = always, exact = never.")
+@record_option(IndexOptions, "hnsw_m", "--hnsw-m", show_default=True, help="HNSW edges per node.")
+@record_option(IndexOptions, "hnsw_ef_construct", "--hnsw-ef-construct", show_default=True,
+               help="HNSW candidates while building.")
+@record_option(IndexOptions, "quantization", "--quantization", type=click.Choice(get_args(Quantization)),
+               show_default=True, help="int8 scalar quantization of the recall vector (searched with rescoring, oversampling 3).")
+@record_option(IndexOptions, "ef_factor", "--hnsw-ef-factor", "hnsw_ef_factor", show_default=True,
+               help="Search ef = this x the hits asked for (N + reserve): lower is faster, recall a little lower "
+                    "(docs/scale.md). Fixed for the store's life: stored matches are its own search's.")
+@record_option(IndexOptions, "shard_number", "--shards", "shards", help="Server: shards per collection.")
+@record_option(IndexOptions, "replication_factor", "--replicas", "replicas", help="Server: replication factor.")
+@record_option(IndexOptions, "write_consistency_factor", "--write-consistency", "write_consistency",
+               help="Server: write consistency factor.")
 @click.option("--on-disk", is_flag=True,
               help="Keep original vectors on disk, memory-mapped and read when a search touches them: the re-rank "
                    "vector always, the recall vector when an int8 copy searches in RAM (bounded memory at millions).")
 @errors_to_lines
-def init(store, profile, embedder, rerank, quality, params, engine, qdrant_url, collection_prefix, index_mode, hnsw_m,
-         hnsw_ef_construct, quantization, hnsw_ef_factor, shards, replicas, write_consistency, on_disk):
+def init(store: str | None, profile: str | None, embedder: str | None, rerank: str | None, quality: str | None,
+         params: tuple[str, ...], engine: str, qdrant_url: str | None, collection_prefix: str, index_mode: str,
+         hnsw_m: int, hnsw_ef_construct: int, quantization: str, hnsw_ef_factor: float, shards: int | None,
+         replicas: int | None, write_consistency: int | None, on_disk: bool) -> None:
     """Create a store: a DuckDB ledger plus embedded Qdrant (or a Qdrant server).
 
     \b
@@ -80,7 +86,7 @@ def init(store, profile, embedder, rerank, quality, params, engine, qdrant_url, 
 @click.option("--list", "list_", is_flag=True, help="Show applied and pending migrations; changes nothing.")
 @output_options
 @errors_to_lines
-def migrate(store, list_, fmt):
+def migrate(store: str | None, list_: bool, fmt: str) -> None:
     """Apply pending ledger migrations (numbered .sql files shipped in `migrations/`).
 
     \b
@@ -102,7 +108,7 @@ def migrate(store, list_, fmt):
                    "count them (opening costs what a writer's start does: seconds at 1M points).")
 @output_options
 @errors_to_lines
-def status(store, no_count, fmt):
+def status(store: str | None, no_count: bool, fmt: str) -> None:
     """Counts, backends, locations and pending work of a store. Each vector collection's
     points are counted (when no writer holds the store) and compared with the ledger's rows;
     a disagreement is a warning with its fix (docs/repair.md).
@@ -148,7 +154,7 @@ def status(store, no_count, fmt):
 @click.command()
 @output_options
 @errors_to_lines
-def backends(fmt):
+def backends(fmt: str) -> None:
     """List the backends (embedder, rerank, quality) with their parameters, where each comes
     from (built-in, or the plugin distribution that adds it: docs/plugins.md), and the profiles.
 
@@ -169,7 +175,7 @@ def backends(fmt):
                    "or any `gmv backends` profile [default: default, or basic without torch].")
 @click.option("--quick", is_flag=True, help="Use 5,000 training images (seconds, for a smoke test).")
 @errors_to_lines
-def demo(store, m, profile, quick):
+def demo(store: str, m: int, profile: str | None, quick: bool) -> None:
     """Run the main job end to end on MNIST, offline: ingest 60,000 training images, train a
     class-conditional generator, generate m images, value them, print the results.
 
@@ -185,15 +191,15 @@ def demo(store, m, profile, quick):
 
 @click.command()
 @store_option
-@click.option("--k", type=click.IntRange(1), default=None,
-              help="k of sets whose points do not record it (stores made before payloads carried it).")
-@click.option("--recall", type=click.IntRange(1), default=None, help="N of such sets, likewise.")
+@record_option(RepairOptions, "k", "--k",
+               help="k of sets whose points do not record it (stores made before payloads carried it).")
+@record_option(RepairOptions, "recall", "--recall", help="N of such sets, likewise.")
 @click.option("--drop-unreadable", is_flag=True,
               help="Forget images whose recorded source cannot be read, or now holds another image than the "
                    "one stored (checked by sha256), instead of stopping at them.")
 @wait_option
 @errors_to_lines
-def repair(store, k, recall, drop_unreadable, wait):
+def repair(store: str | None, k: int | None, recall: int | None, drop_unreadable: bool, wait: float) -> None:
     """Rebuild a missing or damaged part of a store: the ledger from the vector collections
     (its read snapshot when that matches them, else the points' payloads, then every
     generated image re-matched), or a vector collection's missing points from the recorded
@@ -226,16 +232,19 @@ def repair(store, k, recall, drop_unreadable, wait):
 
 @click.command("index")
 @store_option
-@click.option("--index", "index_mode", type=click.Choice(["auto", "hnsw", "exact"]), default=None,
-              help="Change the index mode (kept in store.json).")
-@click.option("--hnsw-m", type=click.IntRange(4, 128), default=None, help="Change HNSW edges per node (rebuilds).")
-@click.option("--hnsw-ef-construct", type=click.IntRange(16, 4096), default=None, help="Change build candidates (rebuilds).")
-@click.option("--quantization", type=click.Choice(["none", "int8"]), default=None, help="Change quantization (rebuilds).")
+@record_option(IndexOptions, "mode", "--index", "index_mode", type=click.Choice(get_args(IndexMode)), default=None,
+               help="Change the index mode (kept in store.json).")
+@record_option(IndexOptions, "hnsw_m", "--hnsw-m", default=None, help="Change HNSW edges per node (rebuilds).")
+@record_option(IndexOptions, "hnsw_ef_construct", "--hnsw-ef-construct", default=None,
+               help="Change build candidates (rebuilds).")
+@record_option(IndexOptions, "quantization", "--quantization", type=click.Choice(get_args(Quantization)), default=None,
+               help="Change quantization (rebuilds).")
 @click.option("--on-disk/--in-ram", "on_disk", default=None, help="Change where original vectors live (rewrites them).")
 @click.option("--no-refresh", is_flag=True, help="Do not re-check stored matches after a build; `gmv refresh` later.")
 @wait_option
 @errors_to_lines
-def index_cmd(store, index_mode, hnsw_m, hnsw_ef_construct, quantization, on_disk, no_refresh, wait):
+def index_cmd(store: str | None, index_mode: str | None, hnsw_m: int | None, hnsw_ef_construct: int | None,
+              quantization: str | None, on_disk: bool | None, no_refresh: bool, wait: float) -> None:
     """Build the training collection's HNSW index now (ingest does this at its end unless
     --no-index). A build changes what an approximate search returns, so every stored match is
     then checked again (only those that change are rewritten). A killed build leaves a store

@@ -4,8 +4,11 @@ whose recall vectors come with the data (docs/precomputed.md). The command recei
 from __future__ import annotations
 
 import functools
+from typing import Any, cast
 
 import click
+
+from .options import F
 
 _OPTIONS = (
     click.option("--vectors", "vectors_path", default=None, metavar="PATH",
@@ -26,10 +29,10 @@ _OPTIONS = (
 _FIELDS = ("vector_column", "metadata", "id_column", "images", "rerank_vectors", "vectors_model")
 
 
-def vector_options(f):
+def vector_options(f: F) -> F:
     """Adds the options; the command gets `paths` (may be empty with --vectors) and `vectors`."""
     @functools.wraps(f)
-    def wrapper(*args, vectors_path=None, **kwargs):
+    def wrapper(*args: Any, vectors_path: str | None = None, **kwargs: Any) -> Any:
         given = {k: kwargs.pop(k) for k in _FIELDS}
         if vectors_path is None:
             extra = [f"--{k.replace('_', '-')}" for k, v in given.items() if v]
@@ -44,6 +47,7 @@ def vector_options(f):
         spec = {"path": vectors_path, **{k: v for k, v in given.items() if v}, **({"model": model} if model else {})}
         return f(*args, vectors=spec, **kwargs)
 
+    decorated: Any = wrapper
     for opt in reversed(_OPTIONS):
-        wrapper = opt(wrapper)
-    return wrapper
+        decorated = opt(decorated)
+    return cast(F, decorated)

@@ -3,28 +3,31 @@ forget-generated, verify (which recomputes, and so runs as the writer)."""
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
 from .. import api
+from ..options import IngestOptions, ValueOptions, VerifyOptions
 from .options import (
     EXIT_ERROR,
     errors_to_lines,
     index_lines,
     input_options,
+    no_refresh_option,
     parse_meta,
     progress,
-    ray_args,
     ray_options,
+    record_option,
     report_problems,
     store_option,
     wait_option,
 )
 from .vectors import vector_options
 
-
-def _batch(batch_size):
-    return {"batch_size": batch_size} if batch_size else {}
+if TYPE_CHECKING:
+    from ingest.index import IndexReport
+    from query.refresh import RefreshReport
 
 
 @click.command()
@@ -33,16 +36,19 @@ def _batch(batch_size):
 @click.option("--owner", default=None, help="Data owner recorded with each image (for per-owner values).")
 @click.option("--owner-column", default=None, metavar="NAME",
               help="Each image's owner from this Parquet column or WebDataset .json key (--owner where it has none).")
-@click.option("--no-refresh", is_flag=True, help="Do not re-score earlier generated images now; `gmv refresh` later.")
+@no_refresh_option("earlier")
 @click.option("--no-index", is_flag=True, help="Do not bring the HNSW index up to date now; `gmv index` later.")
-@click.option("--workers", type=click.IntRange(0, 512), default=None, metavar="N",
-              help="Processes decoding images [default: the core count; 0 or 1: in-process].")
-@input_options
+@record_option(IngestOptions, "workers", "--workers", metavar="N",
+               help="Processes decoding images [default: the core count; 0 or 1: in-process].")
+@input_options(IngestOptions)
 @vector_options
-@ray_options
+@ray_options(IngestOptions)
 @errors_to_lines
-def ingest(store, paths, owner, owner_column, no_refresh, no_index, workers, meta, label, label_from, image_column,
-           label_column, batch_size, wait, device, vectors, ray, ray_workers, ray_gpus_per_worker):
+def ingest(store: str | None, paths: tuple[str, ...], owner: str | None, owner_column: str | None, no_refresh: bool,
+           no_index: bool, workers: int | None, meta: tuple[str, ...], label: str | None, label_from: str | None,
+           image_column: str | None, label_column: str | None, batch_size: int | None, wait: float,
+           device: str | None, vectors: dict[str, Any] | None, ray: str | None, ray_workers: int | None,
+           ray_gpus_per_worker: float | None) -> None:
     """Add training images: files, folders (recursive), .npz/.npy arrays, Parquet tables,
     WebDataset .tar shards, glob patterns of these, mnist:train, mnist:test.
 
@@ -68,15 +74,17 @@ def ingest(store, paths, owner, owner_column, no_refresh, no_index, workers, met
     r = api.ingest(store, paths, owner=owner, owner_column=owner_column, label_from=label_from, label=label, meta=parse_meta(meta),
                    refresh=not no_refresh, index=not no_index, wait=wait, device=device, progress=progress(),
                    image_column=image_column, label_column=label_column, workers=workers, vectors=vectors,
-                   **_batch(batch_size), **ray_args(ray, ray_workers, ray_gpus_per_worker))
+                   batch_size=batch_size, ray=ray, ray_workers=ray_workers,
+                   ray_gpus_per_worker=ray_gpus_per_worker)
     ids = getattr(r, "without_images", 0)  # ingest --vectors --id-column
     click.echo(f"ingested {r.added:,} new training images ({r.duplicates:,} already stored, {r.skipped:,} skipped"
                f"{f', {r.ignored_files:,} non-image files ignored' if r.ignored_files else ''}"
                f"{f', {ids:,} identified by id without an image' if ids else ''}) in {r.seconds:.1f}s")
-    for line in index_lines(r.index):
+    for line in index_lines(cast("IndexReport | None", r.index)):
         click.echo(line)
-    if r.refresh is not None and r.refresh.total_generated:
-        click.echo(r.refresh.summary())
+    refreshed = cast("RefreshReport | None", r.refresh)
+    if refreshed is not None and refreshed.total_generated:
+        click.echo(refreshed.summary())
     elif no_refresh:
         click.echo("refresh deferred: run `gmv refresh` to re-score earlier generated images")
     sys.exit(report_problems(r))
@@ -86,15 +94,18 @@ def ingest(store, paths, owner, owner_column, no_refresh, no_index, workers, met
 @store_option
 @click.argument("paths", nargs=-1)
 @click.option("--set", "set_name", required=True, help="Name of the generated set (e.g. the model or run).")
-@click.option("--k", type=click.IntRange(1, 10_000), default=50, show_default=True, help="Contributors credited per generated image.")
-@click.option("--recall", type=click.IntRange(1, 100_000), default=None, help="Candidates recalled before re-ranking [default: 10·k].")
+@record_option(ValueOptions, "k", "--k", show_default=True, help="Contributors credited per generated image.")
+@record_option(ValueOptions, "recall", "--recall", help="Candidates recalled before re-ranking [default: 10·k].")
 @click.option("--exact", is_flag=True, help="Search exactly, not through the HNSW index (kept for the set, like k and N).")
-@input_options
+@input_options(ValueOptions)
 @vector_options
-@ray_options
+@ray_options(ValueOptions)
 @errors_to_lines
-def value(store, paths, set_name, k, recall, exact, meta, label, label_from, image_column, label_column, batch_size,
-          wait, device, vectors, ray, ray_workers, ray_gpus_per_worker):
+def value(store: str | None, paths: tuple[str, ...], set_name: str, k: int, recall: int | None, exact: bool,
+          meta: tuple[str, ...], label: str | None, label_from: str | None, image_column: str | None,
+          label_column: str | None, batch_size: int | None, wait: float, device: str | None,
+          vectors: dict[str, Any] | None, ray: str | None, ray_workers: int | None,
+          ray_gpus_per_worker: float | None) -> None:
     """Value generated images: recall, re-rank, quality, credit (Eq. 6), update the set's values.
 
     Accepts the same inputs as `ingest`. A generated image's label is the class or prompt it
@@ -111,8 +122,8 @@ def value(store, paths, set_name, k, recall, exact, meta, label, label_from, ima
     """
     r = api.value(store, paths, set_name, k=k, recall=recall, label_from=label_from, label=label, meta=parse_meta(meta),
                   exact=exact, wait=wait, device=device, progress=progress(), image_column=image_column,
-                  label_column=label_column, vectors=vectors, **_batch(batch_size),
-                  **ray_args(ray, ray_workers, ray_gpus_per_worker))
+                  label_column=label_column, vectors=vectors, batch_size=batch_size,
+                  ray=ray, ray_workers=ray_workers, ray_gpus_per_worker=ray_gpus_per_worker)
     per = f", {1000 * r.seconds / r.valued:.1f} ms/image" if r.valued else ""
     click.echo(f"valued {r.valued:,} generated images into set '{set_name}' ({r.already_valued:,} already in it, "
                f"{r.skipped:,} skipped) in {r.seconds:.1f}s{per}")
@@ -123,7 +134,7 @@ def value(store, paths, set_name, k, recall, exact, meta, label, label_from, ima
 @store_option
 @wait_option
 @errors_to_lines
-def refresh(store, wait):
+def refresh(store: str | None, wait: float) -> None:
     """Re-score generated images that training-set changes may have altered (after
     `ingest --no-refresh`, or to finish an interrupted refresh).
 
@@ -140,10 +151,11 @@ def refresh(store, wait):
 @click.argument("ids", nargs=-1)
 @click.option("--owner", default=None, help="Forget every training image of this owner.")
 @click.option("--source", default=None, metavar="PATTERN", help="Forget training images whose source matches this glob.")
-@click.option("--no-refresh", is_flag=True, help="Do not re-score affected generated images now; `gmv refresh` later.")
+@no_refresh_option("affected")
 @wait_option
 @errors_to_lines
-def forget(store, ids, owner, source, no_refresh, wait):
+def forget(store: str | None, ids: tuple[str, ...], owner: str | None, source: str | None, no_refresh: bool,
+           wait: float) -> None:
     """Remove training images from Qdrant and the ledger; their credit flows to the next
     contributors. An audit row (ids, count, values they had; no image content) is kept in
     the `forgotten` view.
@@ -157,7 +169,8 @@ def forget(store, ids, owner, source, no_refresh, wait):
     r = api.forget(store, ids, owner=owner, source=source, refresh=not no_refresh, wait=wait, progress=progress())
     vals = ", ".join(f"{k}: {v:.6g}" for k, v in r.values_before.items()) or "none"
     click.echo(f"forgot {r.removed:,} training images (value they held per set: {vals})")
-    click.echo(r.refresh.summary() if r.refresh else "refresh deferred: run `gmv refresh`")
+    refreshed = cast("RefreshReport | None", r.refresh)
+    click.echo(refreshed.summary() if refreshed else "refresh deferred: run `gmv refresh`")
 
 
 @click.command("forget-set")
@@ -165,7 +178,7 @@ def forget(store, ids, owner, source, no_refresh, wait):
 @click.argument("set_name")
 @wait_option
 @errors_to_lines
-def forget_set(store, set_name, wait):
+def forget_set(store: str | None, set_name: str, wait: float) -> None:
     """Remove a generated set: its generated images, scores and values (audited).
 
     \b
@@ -182,7 +195,7 @@ def forget_set(store, set_name, wait):
 @click.option("--set", "set_name", required=True, help="The set the generated images belong to.")
 @wait_option
 @errors_to_lines
-def forget_generated(store, ids, set_name, wait):
+def forget_generated(store: str | None, ids: tuple[str, ...], set_name: str, wait: float) -> None:
     """Remove single generated images from a set; the set's values are updated (m shrinks).
 
     \b
@@ -196,11 +209,11 @@ def forget_generated(store, ids, set_name, wait):
 @click.command()
 @store_option
 @click.option("--full", is_flag=True, help="Recompute every generated image (default: a sample).")
-@click.option("--sample", type=click.IntRange(1), default=200, show_default=True, help="Generated images to recompute.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample.")
+@record_option(VerifyOptions, "sample", "--sample", show_default=True, help="Generated images to recompute.")
+@record_option(VerifyOptions, "seed", "--seed", type=int, show_default=True, help="Seed of the sample.")
 @wait_option
 @errors_to_lines
-def verify(store, full, sample, seed, wait):
+def verify(store: str | None, full: bool, sample: int, seed: int, wait: float) -> None:
     """Recompute and compare: Qdrant and ledger ids, running sums, and scores of generated
     images re-matched from their stored vectors. Exits 1 and prints each difference.
 
