@@ -11,12 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from gmv_store.errors import BadInput, param
 from gmv_store.images import content_sha256, decode_bytes
-from gmv_store.ledger import rows as _rows
+from gmv_store.ledger.connection import Connection
+from gmv_store.ledger.lookups import contributor_cards, nearest_distance_quantile, sets_holding
 from gmv_store.sources import Decoded, InputOptions, InputReport
 from gmv_store.store import Store
 
@@ -83,18 +85,11 @@ def decode_upload(data: bytes, filename: str | None) -> Decoded:
     return Decoded(f"upload:{name}", None, pixels, content_sha256(pixels))
 
 
-def describe(con, batch: list[Decoded], matches: list[Match], quality: np.ndarray, k: int, recall: int,
-             exact: bool) -> list[dict]:
+def describe(con: Connection, batch: list[Decoded], matches: list[Match], quality: np.ndarray, k: int, recall: int,
+             exact: bool) -> list[dict[str, Any]]:
     """Result objects with the contributors' ledger rows (label, owner, source)."""
-    ids = sorted({c for m in matches for c in m.contributors})
-    info = {r["contributor_id"]: r for r in _rows(
-        con, "SELECT contributor_id, label, owner, source FROM contributors WHERE contributor_id IN (SELECT unnest(?))",
-        [ids])}
-    sets: dict[str, list[str]] = {}
-    for gid, set_name in con.execute(
-            "SELECT generated_id, set_name FROM generated WHERE generated_id IN (SELECT unnest(?)) ORDER BY set_name",
-            [[d.short_id for d in batch]]).fetchall():
-        sets.setdefault(gid, []).append(set_name)
+    info = contributor_cards(con, sorted({c for m in matches for c in m.contributors}))
+    sets = sets_holding(con, [d.short_id for d in batch])
     out = []
     for d, m, q in zip(batch, matches, quality):
         contributors = []
@@ -108,11 +103,11 @@ def describe(con, batch: list[Decoded], matches: list[Match], quality: np.ndarra
     return out
 
 
-def usual_nearest(con, share: float = 0.99) -> float | None:
+def usual_nearest(con: Connection, share: float = 0.99) -> float | None:
     """The `share` quantile of the stored top-1 distances (every set's generated images to
     their closest training image): beyond it, an image is unlike what the store has matched."""
-    row = con.execute("SELECT quantile_cont(distance, ?), count(*) FROM scores WHERE rank = 1", [share]).fetchone()
-    return float(row[0]) if row[1] >= 20 else None  # too few stored matches to say what is usual
+    q, n = nearest_distance_quantile(con, share)
+    return q if n >= 20 else None  # too few stored matches to say what is usual
 
 
 def flag_unusual(result: dict, p99: float | None) -> dict:

@@ -42,10 +42,9 @@ SQL_NOT_MOVED_YET = (
     "gmv_store.api_read", "gmv_store.cli.read", "gmv_store.eval.counterfactual", "gmv_store.eval.grid",
     "gmv_store.eval.ledger_read", "gmv_store.eval.recall_quality", "gmv_store.eval.recipe_steps",
     "gmv_store.eval.runtime", "gmv_store.export", "gmv_store.handle", "gmv_store.integrity", "gmv_store.repair",
-    "gmv_store.repair_points", "gmv_store.sources.location", "gmv_store.store", "gmv_store.web.app",
-    "gmv_store.web.pages", "gmv_store.web.jsonapi", "ingest.pipeline",
-    "ingest.vectors_in", "ingest.write", "query.attribute", "query.browse", "query.forget", "query.lookup",
-    "query.matches", "query.recall_lists", "query.refresh", "query.relocate", "query.table", "query.value",
+    "gmv_store.repair_points", "gmv_store.sources.location", "gmv_store.store", "ingest.pipeline",
+    "ingest.vectors_in", "ingest.write", "query.forget",
+    "query.matches", "query.recall_lists", "query.refresh", "query.value",
     "query.verify",
 )
 SQL_CALLS = {"execute", "executemany", "sql"}  # a DuckDB connection's ways to run a statement

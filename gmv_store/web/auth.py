@@ -21,7 +21,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from .render import error, page
+from .routing import Routes
 
+route = Routes()  # this module's addresses, in order (routing.py)
 COOKIE = "gmv_session"
 OPEN_PATHS = ("/login", "/static/")
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -83,6 +85,7 @@ def _next(request: Request) -> str:
     return target if target.startswith("/") and not target.startswith("//") else "/"
 
 
+@route("/login", methods=["GET", "POST"])
 async def login(request: Request) -> Response:
     cfg = request.app.state.cfg
     if request.method == "GET" or cfg.token is None:
@@ -96,6 +99,7 @@ async def login(request: Request) -> Response:
     return resp
 
 
+@route("/logout")
 async def logout(request: Request) -> Response:
     resp = RedirectResponse("/login", status_code=303)
     resp.delete_cookie(COOKIE, path="/")

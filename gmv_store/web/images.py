@@ -21,7 +21,9 @@ from starlette.responses import Response
 
 from ..errors import BadInput
 from .render import error
+from .routing import Routes
 
+route = Routes()  # this module's addresses, in order (routing.py)
 SIZES = (48, 96, 192, 384)
 DEFAULT_SIZE = 192
 CACHE_BYTES = 64 * 1024 * 1024
@@ -30,7 +32,8 @@ CACHE_BYTES = 64 * 1024 * 1024
 def remember(request: Request, generation, training=(), generated=()) -> None:
     """Pages call this with the generation they read in (taken before reading) and the
     rows they list: dicts with contributor_id / (set_name, generated_id) and source."""
-    items = {("src", "t", r["contributor_id"]): r["source"] for r in training if r.get("source")}
+    items: dict[tuple[str, ...], str] = {("src", "t", r["contributor_id"]): r["source"]
+                                         for r in training if r.get("source")}
     items.update({("src", "g", r["set_name"], r["generated_id"]): r["source"] for r in generated if r.get("source")})
     request.app.state.memo.put(generation, items)
 
@@ -73,9 +76,9 @@ def scaled_png(pixels, size: int) -> bytes:
     side = max(w, h)
     if side * 2 <= size:
         f = size // side
-        img = img.resize((w * f, h * f), Image.NEAREST)
+        img = img.resize((w * f, h * f), Image.Resampling.NEAREST)
     elif side > size:
-        img.thumbnail((size, size), Image.LANCZOS)
+        img.thumbnail((size, size), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
@@ -127,6 +130,7 @@ def _send(request: Request, key: tuple, lookup, *args) -> Response:
     return Response(data, media_type="image/png", headers=headers)
 
 
+@route("/img/training/{contributor_id}.png")
 def training_image(request: Request) -> Response:
     from query.browse import is_id, training_source
 
@@ -136,6 +140,7 @@ def training_image(request: Request) -> Response:
     return _send(request, ("t", cid), training_source, cid)
 
 
+@route("/img/generated/{set_name:path}/{generated_id}.png")
 def generated_image(request: Request) -> Response:
     from query.browse import generated_source, is_id
 

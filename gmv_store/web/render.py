@@ -7,6 +7,7 @@ import json
 import math
 from functools import partial
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -124,7 +125,7 @@ def source_check(request: Request) -> dict | None:
     return got
 
 
-def page(request: Request, template: str, status: int = 200, **ctx) -> HTMLResponse:
+def page(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
     cfg = request.app.state.cfg
     moved = unreachable(request) if template not in ("error.html", "login.html") else None
     html = ENV.get_template(template).render(request=request, notes=getattr(request.state, "notes", []),
