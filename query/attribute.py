@@ -9,9 +9,9 @@ source — plus the k and N it was matched with and the sets that already hold i
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from gmv_store.store import Store
 from .matches import Match
 from .value import DEFAULT_K, input_batches, require_training, score_batch
 
+if TYPE_CHECKING:
+    from gmv_store.distributed.settings import RaySettings
+
 UPLOAD_NAME_MAX = 120
 
 
@@ -33,7 +36,7 @@ class MatchReport(InputReport):
     k: int
     recall: int
     exact: bool = False
-    results: list[dict] = field(default_factory=list, repr=False)
+    results: list[dict[str, Any]] = field(default_factory=list, repr=False)
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=lambda: {"embed": 0.0, "quality": 0.0, "search": 0.0})
 
@@ -49,8 +52,8 @@ def check_sizes(k: int, recall: int | None) -> tuple[int, int]:
 
 
 def match(store: Store, paths: Sequence[str], *, k: int = DEFAULT_K, recall: int | None = None, exact: bool = False,
-          options: InputOptions | None = None, batch_size: int = 64, batches: Callable | None = None,
-          ray=None) -> MatchReport:
+          options: InputOptions | None = None, batch_size: int = 64, batches: Callable[[MatchReport], Iterable[list[Decoded]]] | None = None,
+          ray: RaySettings | None = None) -> MatchReport:
     """Top-k contributors of each image found under `paths` (files, folders, arrays,
     datasets), in input order. Bad inputs go to `report.problems`; nothing is stored.
     `batches(report)`: the decoded batches, when not read from `paths` (`query.given`);
@@ -68,7 +71,7 @@ def match(store: Store, paths: Sequence[str], *, k: int = DEFAULT_K, recall: int
 
 
 def match_decoded(store: Store, batch: list[Decoded], k: int, recall: int, exact: bool = False,
-                  timings: dict | None = None) -> list[dict]:
+                  timings: dict[str, float] | None = None) -> list[dict[str, Any]]:
     """One result object per decoded image (see the module docstring)."""
     if not batch:
         return []
@@ -110,7 +113,7 @@ def usual_nearest(con: Connection, share: float = 0.99) -> float | None:
     return q if n >= 20 else None  # too few stored matches to say what is usual
 
 
-def flag_unusual(result: dict, p99: float | None) -> dict:
+def flag_unusual(result: dict[str, Any], p99: float | None) -> dict[str, Any]:
     """Adds `nearest_distance`, `usual_nearest_p99` and `unlike_training` (True when the
     nearest training image is farther than 99 % of stored matches' nearest ones)."""
     d1 = result["contributors"][0]["distance"] if result["contributors"] else None

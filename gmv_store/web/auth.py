@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import time
 
-from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -24,6 +24,7 @@ from .render import error, page
 from .routing import Routes
 
 route = Routes()  # this module's addresses, in order (routing.py)
+
 COOKIE = "gmv_session"
 OPEN_PATHS = ("/login", "/static/")
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -57,7 +58,7 @@ def host_name(request: Request) -> str:
 
 
 class Guard(BaseHTTPMiddleware):
-    async def dispatch(self, request: Request, call_next) -> Response:
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         t0 = time.perf_counter()
         cfg = request.app.state.cfg
         request.state.notes = []

@@ -13,16 +13,20 @@ A `meta` field is the JSON object that was recorded, not a string holding it.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import BadInput
+from ..ledger.connection import Connection
 from .attribution import attribute
 from .pages import read, require_id
 from .render import JSON
 from .routing import Routes
 
 route = Routes()  # this module's addresses, in order (routing.py)
+
 MAX_ROWS = 100_000
 
 
@@ -35,7 +39,7 @@ def _count(request: Request, name: str, default: int, low: int = 0) -> int:
     return int(raw)
 
 
-def _objects(x):
+def _objects(x: Any) -> Any:
     """Recorded metadata (a JSON column, which DuckDB hands over as text) as objects."""
     import json
 
@@ -101,7 +105,7 @@ def generated(request: Request) -> Response:
     name = request.path_params["set_name"]
     limit, offset = _count(request, "limit", 100), _count(request, "offset", 0)
 
-    def run(con):
+    def run(con: Connection) -> dict[str, Any]:
         s = one_set(con, name)  # NotFound names the sets there are
         page = generated_details(con, name, limit or MAX_ROWS, offset)
         return {"set_name": name, "total": s["m"], "offset": offset, "generated": page}

@@ -4,7 +4,8 @@ the CLI makes — `query.lookup` for leaderboards, top-k lists and contributors 
 and `gmv top/values/contributor` show the same numbers."""
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -12,14 +13,18 @@ from starlette.responses import Response
 
 from ..api import sql
 from ..errors import BadInput, GmvError, NotFound
+from ..ledger.connection import Connection
 from .attribution import MAX_K, MAX_RECALL, attribute
 from .charts import bars_svg, histogram_svg, linear_histogram_svg, rho_k_svg
 from .images import data_uri, remember
+from .reading import Reader
 from .render import one_line, page, source_check, status_of
 from .routing import Routes
 from .tables import export, paged
 
+T = TypeVar("T")
 route = Routes()  # this module's addresses, in order (routing.py)
+
 BOARD_ROWS = 50
 TILES = 48
 STATUS_SHOWN = {"store", "qdrant", "ledger", "embedder", "rerank", "quality", "training_images", "owners", "sets",
@@ -27,10 +32,10 @@ STATUS_SHOWN = {"store", "qdrant", "ledger", "embedder", "rerank", "quality", "t
                 "warnings", "collections", "unreachable_sources"}
 
 
-def read(request: Request, fn, *args, **kwargs):
+def read(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """fn(con, ...) on a read-only ledger connection; a note about a snapshot goes on the page.
     The ledger generation read in is kept in `request.state.generation` (see `remember`)."""
-    reader = request.app.state.reader
+    reader: Reader = request.app.state.reader
     request.state.generation = reader.generation()
     return reader.read(fn, *args, note=request.state.notes.append, **kwargs)
 
@@ -48,7 +53,7 @@ def require_id(text: str, what: str) -> str:
     return text
 
 
-def rho_groups(con) -> list[dict]:
+def rho_groups(con: Connection) -> list[dict[str, Any]]:
     """ρ at each labelled set's k, grouped by the generated images the sets share."""
     from query.browse import set_groups
 
@@ -100,7 +105,7 @@ def set_page(request: Request) -> Response:
     memo, generation = request.app.state.memo, request.app.state.reader.generation()
     known = memo.get(generation, ("set", name))  # only a write changes them
 
-    def aggregates(con) -> dict:
+    def aggregates(con: Connection) -> dict[str, Any]:
         s = one_set(con, name)
         try:
             rho = class_ratio(con, name, [s["k"]])[0] if s["labelled"] else None
@@ -115,7 +120,7 @@ def set_page(request: Request) -> Response:
     board_key = ("facets", name) + tuple(request.query_params.get(k) for k in ("label", "owner", "q"))
     facets = memo.get(generation, board_key)  # only a write or another filter changes them
 
-    def gather(con):
+    def gather(con: Connection) -> dict[str, Any]:
         agg = known or aggregates(con)  # one_set first: an unknown set is a 404 before any table
         unfiltered = board_key[2:] == (None, None, None)
         return {**agg, "board": paged(leaderboard, con, name, request, "", BOARD_ROWS, facets=facets,
@@ -148,7 +153,7 @@ def generated_page(request: Request) -> Response:
     name = request.path_params["set_name"]
     gid = require_id(request.path_params["generated_id"], "generated image")
 
-    def gather(con):
+    def gather(con: Connection) -> dict[str, Any]:
         g = top(con, [gid], set_name=name)[0]
         return {"g": g, "share": label_share(con, name, gid), "others": other_sets_of(con, gid, name)}
 
@@ -189,7 +194,7 @@ def owner_page(request: Request) -> Response:
     name, pg = request.path_params["owner"], page_number(request)
     wanted = request.query_params.get("set")
 
-    def gather(con):
+    def gather(con: Connection) -> dict[str, Any]:
         o = owner(con, name)
         names = [s["set_name"] for s in o["sets"]]
         chosen = wanted if wanted in names else (names[0] if names else None)
@@ -207,7 +212,7 @@ def owner_page(request: Request) -> Response:
     return page(request, "owner.html", **d)
 
 
-def _attribute_page(request: Request, status: int = 200, **ctx) -> Response:
+def _attribute_page(request: Request, status: int = 200, **ctx: Any) -> Response:
     cfg = request.app.state.cfg
     ctx.setdefault("k", cfg.default_k)
     return page(request, "attribute.html", status=status, limit_mb=f"{cfg.max_upload_bytes / 1e6:g}", max_k=MAX_K,
@@ -249,13 +254,14 @@ def sql_examples(first_set: str | None) -> list[str]:
     return [ex.replace("{set}", name) for ex in SQL_EXAMPLES]
 
 
-def run_query(request: Request, q: str) -> tuple[list[str], list[tuple]]:
+def run_query(request: Request, q: str) -> tuple[list[str], list[tuple[Any, ...]]]:
     cfg = request.app.state.cfg
-    return sql(cfg.store, q, [], note=request.state.notes.append, timeout=cfg.sql_timeout,
-                   memory_limit=cfg.sql_memory_limit)
+    cols, rows = sql(cfg.store, q, [], note=request.state.notes.append, timeout=cfg.sql_timeout,
+                     memory_limit=cfg.sql_memory_limit)
+    return cols, rows
 
 
-def sql_columns(cols: list[str], rows: list[tuple]) -> list[dict]:
+def sql_columns(cols: list[str], rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
     """How each result column shows: "float" (one format for the column, render.NumColumn),
     "int", a link kind for ids, set and owner names, or plain text."""
     from .render import NumColumn
