@@ -9,19 +9,24 @@ source — plus the k and N it was matched with and the sets that already hold i
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gmv_store.errors import BadInput, param
 from gmv_store.images import content_sha256, decode_bytes
-from gmv_store.ledger import rows as _rows
+from gmv_store.ledger.connection import Connection
+from gmv_store.ledger.lookups import contributor_cards, nearest_distance_quantile, sets_holding
 from gmv_store.sources import Decoded, InputOptions, InputReport
 from gmv_store.store import Store
 
 from .matches import Match
 from .value import DEFAULT_K, input_batches, require_training, score_batch
+
+if TYPE_CHECKING:
+    from gmv_store.distributed.settings import RaySettings
 
 UPLOAD_NAME_MAX = 120
 
@@ -31,7 +36,7 @@ class MatchReport(InputReport):
     k: int
     recall: int
     exact: bool = False
-    results: list[dict] = field(default_factory=list, repr=False)
+    results: list[dict[str, Any]] = field(default_factory=list, repr=False)
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=lambda: {"embed": 0.0, "quality": 0.0, "search": 0.0})
 
@@ -47,8 +52,8 @@ def check_sizes(k: int, recall: int | None) -> tuple[int, int]:
 
 
 def match(store: Store, paths: Sequence[str], *, k: int = DEFAULT_K, recall: int | None = None, exact: bool = False,
-          options: InputOptions | None = None, batch_size: int = 64, batches: Callable | None = None,
-          ray=None) -> MatchReport:
+          options: InputOptions | None = None, batch_size: int = 64, batches: Callable[[MatchReport], Iterable[list[Decoded]]] | None = None,
+          ray: RaySettings | None = None) -> MatchReport:
     """Top-k contributors of each image found under `paths` (files, folders, arrays,
     datasets), in input order. Bad inputs go to `report.problems`; nothing is stored.
     `batches(report)`: the decoded batches, when not read from `paths` (`query.given`);
@@ -66,7 +71,7 @@ def match(store: Store, paths: Sequence[str], *, k: int = DEFAULT_K, recall: int
 
 
 def match_decoded(store: Store, batch: list[Decoded], k: int, recall: int, exact: bool = False,
-                  timings: dict | None = None) -> list[dict]:
+                  timings: dict[str, float] | None = None) -> list[dict[str, Any]]:
     """One result object per decoded image (see the module docstring)."""
     if not batch:
         return []
@@ -83,18 +88,11 @@ def decode_upload(data: bytes, filename: str | None) -> Decoded:
     return Decoded(f"upload:{name}", None, pixels, content_sha256(pixels))
 
 
-def describe(con, batch: list[Decoded], matches: list[Match], quality: np.ndarray, k: int, recall: int,
-             exact: bool) -> list[dict]:
+def describe(con: Connection, batch: list[Decoded], matches: list[Match], quality: np.ndarray, k: int, recall: int,
+             exact: bool) -> list[dict[str, Any]]:
     """Result objects with the contributors' ledger rows (label, owner, source)."""
-    ids = sorted({c for m in matches for c in m.contributors})
-    info = {r["contributor_id"]: r for r in _rows(
-        con, "SELECT contributor_id, label, owner, source FROM contributors WHERE contributor_id IN (SELECT unnest(?))",
-        [ids])}
-    sets: dict[str, list[str]] = {}
-    for gid, set_name in con.execute(
-            "SELECT generated_id, set_name FROM generated WHERE generated_id IN (SELECT unnest(?)) ORDER BY set_name",
-            [[d.short_id for d in batch]]).fetchall():
-        sets.setdefault(gid, []).append(set_name)
+    info = contributor_cards(con, sorted({c for m in matches for c in m.contributors}))
+    sets = sets_holding(con, [d.short_id for d in batch])
     out = []
     for d, m, q in zip(batch, matches, quality):
         contributors = []
@@ -108,14 +106,14 @@ def describe(con, batch: list[Decoded], matches: list[Match], quality: np.ndarra
     return out
 
 
-def usual_nearest(con, share: float = 0.99) -> float | None:
+def usual_nearest(con: Connection, share: float = 0.99) -> float | None:
     """The `share` quantile of the stored top-1 distances (every set's generated images to
     their closest training image): beyond it, an image is unlike what the store has matched."""
-    row = con.execute("SELECT quantile_cont(distance, ?), count(*) FROM scores WHERE rank = 1", [share]).fetchone()
-    return float(row[0]) if row[1] >= 20 else None  # too few stored matches to say what is usual
+    q, n = nearest_distance_quantile(con, share)
+    return q if n >= 20 else None  # too few stored matches to say what is usual
 
 
-def flag_unusual(result: dict, p99: float | None) -> dict:
+def flag_unusual(result: dict[str, Any], p99: float | None) -> dict[str, Any]:
     """Adds `nearest_distance`, `usual_nearest_p99` and `unlike_training` (True when the
     nearest training image is farther than 99 % of stored matches' nearest ones)."""
     d1 = result["contributors"][0]["distance"] if result["contributors"] else None

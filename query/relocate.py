@@ -16,8 +16,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
+from typing import Any
 
 from gmv_store.errors import BadInput
+from gmv_store.ledger.connection import Connection
+from gmv_store.ledger.relocate import BROWSED_TABLES, row_count, sample_sources, set_sources, sources_under
 from gmv_store.sources.location import source_file, to_record
 from gmv_store.store import TABLES, Store
 
@@ -29,7 +32,7 @@ SAMPLE = 200    # sources checked per table by `unreachable`
 class RelocateReport:
     old: str
     new: str
-    rewritten: dict = field(default_factory=dict)  # collection -> sources rewritten
+    rewritten: dict[str, int] = field(default_factory=dict)  # collection -> sources rewritten
     made_relative: int = 0                         # of those, now recorded relative to the store
     dry_run: bool = False
 
@@ -60,12 +63,11 @@ def relocate(store: Store, old: str | Path, new: str | Path, *, dry_run: bool = 
         raise BadInput(f"{new}: no such file or folder; fix: give the folder the data lies in now as NEW")
     report = RelocateReport(o, n, dry_run=dry_run)
     for collection, table in TABLES.items():
-        rows = store.ledger.execute(
-            f"SELECT point_id, source FROM {table} WHERE source = ? OR starts_with(source, ?) OR starts_with(source, ?)",
-            [o, o.rstrip("/") + "/", o + "#"]).fetchall()
         changed = []
-        for pid, src in rows:
-            moved = to_record(_rewrite(src, o, n), store.root)
+        for pid, src in sources_under(store.ledger, table, o):
+            rewritten = _rewrite(src, o, n)
+            assert rewritten is not None  # sources_under matched the same prefix
+            moved = to_record(rewritten, store.root)
             if moved != src:
                 changed.append((pid, moved))
                 report.made_relative += not os.path.isabs(moved.split("#", 1)[0])
@@ -76,9 +78,7 @@ def relocate(store: Store, old: str | Path, new: str | Path, *, dry_run: bool = 
             part = changed[lo:lo + CHUNK]
             pids = [p for p, _ in part]
             with store.relocating(collection, pids, {"old": o, "new": n}) as con:
-                con.execute(f"UPDATE {table} SET source = n.source FROM (SELECT unnest(?) AS point_id, "
-                            f"unnest(?) AS source) n WHERE {table}.point_id = n.point_id",
-                            [pids, [s for _, s in part]])
+                set_sources(con, table, pids, [s for _, s in part])
     return report
 
 
@@ -93,7 +93,7 @@ def _guess_fix(missing: Path, root: Path) -> tuple[str, str] | None:
     return None
 
 
-def unreachable(con, root: Path, sample: int = SAMPLE) -> dict:
+def unreachable(con: Connection, root: Path, sample: int = SAMPLE) -> dict[str, Any]:
     """Recorded sources whose file is missing, from a sample of each table: {"checked",
     "missing", "estimate" (of all sources), "total", "example", "fix"}. Dataset sources
     (`mnist:train#5`) count as reachable."""
@@ -101,14 +101,13 @@ def unreachable(con, root: Path, sample: int = SAMPLE) -> dict:
     total = checked = missing = estimate = 0
     example = None
     seen: dict[Path, bool] = {}
-    for table in ("contributors", "generated"):
-        n = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    for table in BROWSED_TABLES:
+        n = row_count(con, table)
         if not n:
             continue
-        rows = con.execute(f"SELECT source FROM {table} USING SAMPLE reservoir({int(sample)} ROWS) REPEATABLE (7)"
-                           if n > sample else f"SELECT source FROM {table}").fetchall()
+        rows = sample_sources(con, table, sample, n)
         gone = 0
-        for (src,) in rows:
+        for src in rows:
             f = source_file(src, root)
             if f is not None and not seen.setdefault(f, f.exists()):
                 gone += 1
@@ -124,7 +123,7 @@ def unreachable(con, root: Path, sample: int = SAMPLE) -> dict:
     return out
 
 
-def describe_unreachable(u: dict) -> str | None:
+def describe_unreachable(u: dict[str, Any]) -> str | None:
     """One line for a status warning or a page's banner; None when nothing is missing."""
     if not u["missing"]:
         return None

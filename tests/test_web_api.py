@@ -231,9 +231,9 @@ def test_every_response_carries_the_security_headers(client):
 
 
 def test_unexpected_errors_are_a_page_without_traceback(small, monkeypatch):
-    import query.browse
+    import gmv_store.ledger.browse
 
-    monkeypatch.setattr(query.browse, "counts", lambda con: 1 / 0)
+    monkeypatch.setattr(gmv_store.ledger.browse, "counts", lambda con: 1 / 0)
     with TestClient(create_app(Settings(store=small["store"])), raise_server_exceptions=False) as c:
         r = c.get("/")
     assert r.status_code == 500 and "unexpected ZeroDivisionError" in r.text and "Traceback" not in r.text

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.routing import Mount, Route
+from starlette.responses import Response
+from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from ..errors import GmvError
@@ -45,45 +48,25 @@ class Settings:
     warm_up: bool = False             # at start, in the background: MNIST's array, the upload's backends
 
 
-ROUTES = [
-    Route("/", pages.overview),
-    Route("/sets/{set_name:path}", pages.set_page),
-    Route("/generated/{set_name:path}/{generated_id}", pages.generated_page),
-    Route("/contributors/{contributor_id}", pages.contributor_page),
-    Route("/owners", pages.owners_page),
-    Route("/owners/{owner:path}", pages.owner_page),
-    Route("/attribute", pages.attribute_page, methods=["GET", "POST"]),
-    Route("/sql", pages.sql_page),
-    Route("/sql.csv", pages.sql_csv),
-    Route("/img/training/{contributor_id}.png", images.training_image),
-    Route("/img/generated/{set_name:path}/{generated_id}.png", images.generated_image),
-    Route("/api/status", jsonapi.status),
-    Route("/api/values", jsonapi.values),
-    Route("/api/top/{set_name:path}/{generated_id}", jsonapi.top),
-    Route("/api/contributors/{contributor_id}", jsonapi.contributor),
-    Route("/api/match", jsonapi.match, methods=["POST"]),
-    Route("/api/sets", jsonapi.sets),
-    Route("/api/sets/{set_name:path}/generated", jsonapi.generated),
-    Route("/api/sql", jsonapi.sql),
-    Route("/login", auth.login, methods=["GET", "POST"]),
-    Route("/logout", auth.logout),
-    Mount("/static", StaticFiles(directory=STATIC), name="static"),
-]
+# Starlette tries them in this order (each module's in the order it defines them)
+ROUTES = [*pages.route.routes, *images.route.routes, *jsonapi.route.routes, *auth.route.routes,
+          Mount("/static", StaticFiles(directory=STATIC), name="static")]
 
-async def on_gmv_error(request: Request, exc: GmvError):
+
+async def on_gmv_error(request: Request, exc: GmvError) -> Response:
     status, title = status_of(exc)
     headers = {"Retry-After": "10"} if status == 503 else None
     return error(request, status, title, one_line(exc), headers=headers)
 
 
-async def on_http_error(request: Request, exc: HTTPException):
+async def on_http_error(request: Request, exc: HTTPException) -> Response:
     titles = {404: "Not found", 405: "Method not allowed", 411: "Length required", 413: "Upload too large"}
     message = "no page at this address" if exc.status_code == 404 else exc.detail
     return error(request, exc.status_code, titles.get(exc.status_code, "Bad request"), message,
                  headers=getattr(exc, "headers", None))
 
 
-async def on_unexpected(request: Request, exc: Exception):
+async def on_unexpected(request: Request, exc: Exception) -> Response:
     # Starlette raises the exception again after this page is sent: the ASGI server logs it
     return error(request, 500, "Unexpected error", f"unexpected {type(exc).__name__}; the traceback is in the "
                                                    "server's log")
@@ -94,12 +77,12 @@ def _warm_up(reader: Reader, matcher: Matcher) -> None:
     one training image read (a dataset source such as `mnist:train#i` loads its whole array
     once, ~2 s) and the backends an upload needs, each run once on a dummy image of the
     training images' shape (a quality metric imports torch on its first score)."""
+    from ..ledger.lookups import training_shape_sample
     from ..sources import load_source
 
     shape = (28, 28, 1)
     try:
-        row = reader.read(lambda con: con.execute("SELECT source, height, width, channels FROM contributors "
-                                                  "LIMIT 1").fetchone())
+        row = reader.read(training_shape_sample)
         if row:
             shape = (row[1], row[2], row[3]) if row[1] >= 8 and row[2] >= 8 else shape
             load_source(row[0], reader.store)
@@ -119,15 +102,17 @@ def create_app(settings: Settings) -> Starlette:
     reader = Reader(settings.store, settings.sql_memory_limit, hold=settings.hold_s)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app):
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if settings.warm_up:
             threading.Thread(target=_warm_up, args=(reader, app.state.matcher), daemon=True,
                              name="gmv-warm-up").start()
         yield
         reader.close()  # no ledger connection outlives the server
 
-    app = Starlette(routes=ROUTES, middleware=[Middleware(auth.Guard)], lifespan=lifespan,
-                    exception_handlers={GmvError: on_gmv_error, HTTPException: on_http_error, Exception: on_unexpected})
+    # each handler takes the type it is registered for (Starlette's type says Exception)
+    handlers: dict[Any, Callable[[Request, Any], Awaitable[Response]]] = {
+        GmvError: on_gmv_error, HTTPException: on_http_error, Exception: on_unexpected}
+    app = Starlette(routes=ROUTES, middleware=[Middleware(auth.Guard)], lifespan=lifespan, exception_handlers=handlers)
     app.state.cfg = settings
     app.state.reader = reader
     app.state.thumbs = ThumbCache()

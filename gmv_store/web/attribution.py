@@ -9,21 +9,27 @@ and while one runs the answer is 503 naming it. Backends are made once and kept.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+
+if TYPE_CHECKING:
+    from ..sources import Decoded
 
 MAX_K = 500
 MAX_RECALL = 20_000
 
 
 class Matcher:
-    def __init__(self, store, wait: float = 5.0, device: str | None = None, ledger_config: dict | None = None):
+    def __init__(self, store: Path, wait: float = 5.0, device: str | None = None,
+                 ledger_config: dict[str, Any] | None = None) -> None:
         self.store, self.wait, self.device, self.ledger_config = store, wait, device, ledger_config
         self._lock = threading.Lock()  # one match at a time: they share the vectors and backends
-        self._backends: dict | None = None
+        self._backends: dict[str, Any] | None = None
 
     def prepare(self, shape: tuple[int, int, int] = (28, 28, 1)) -> None:
         """Make the store's backends ahead of the first upload and score one dummy image of
@@ -46,7 +52,7 @@ class Matcher:
         with self._lock:
             self._backends = self._backends or made
 
-    def match(self, decoded, k: int, recall: int | None, exact: bool) -> dict:
+    def match(self, decoded: Decoded, k: int, recall: int | None, exact: bool) -> dict[str, Any]:
         from query.attribute import check_sizes, flag_unusual, match_decoded, usual_nearest
         from query.value import require_training
 
@@ -62,7 +68,7 @@ class Matcher:
         return result
 
 
-def _int(form, name: str, default: int | None, top: int) -> int | None:
+def _int(form: FormData, name: str, default: int | None, top: int) -> int | None:
     raw = str(form.get(name) or "").strip()
     if not raw:
         return default
@@ -71,7 +77,7 @@ def _int(form, name: str, default: int | None, top: int) -> int | None:
     return int(raw)
 
 
-async def read_upload(request: Request) -> tuple:
+async def read_upload(request: Request) -> tuple[Decoded, int | None, int | None, bool]:
     """(decoded image, k, recall, exact) from a multipart form with the file in `image`."""
     from query.attribute import decode_upload
 
@@ -105,7 +111,7 @@ async def read_upload(request: Request) -> tuple:
     return decoded, k, recall, exact
 
 
-async def attribute(request: Request) -> tuple:
+async def attribute(request: Request) -> tuple[Decoded, dict[str, Any]]:
     """(decoded image, result object of `gmv match --json`) for the uploaded image."""
     decoded, k, recall, exact = await read_upload(request)
     result = await run_in_threadpool(request.app.state.matcher.match, decoded, k, recall, exact)

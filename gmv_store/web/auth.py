@@ -16,11 +16,14 @@ import hashlib
 import hmac
 import time
 
-from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from .render import error, page
+from .routing import Routes
+
+route = Routes()  # this module's addresses, in order (routing.py)
 
 COOKIE = "gmv_session"
 OPEN_PATHS = ("/login", "/static/")
@@ -55,7 +58,7 @@ def host_name(request: Request) -> str:
 
 
 class Guard(BaseHTTPMiddleware):
-    async def dispatch(self, request: Request, call_next) -> Response:
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         t0 = time.perf_counter()
         cfg = request.app.state.cfg
         request.state.notes = []
@@ -83,6 +86,7 @@ def _next(request: Request) -> str:
     return target if target.startswith("/") and not target.startswith("//") else "/"
 
 
+@route("/login", methods=["GET", "POST"])
 async def login(request: Request) -> Response:
     cfg = request.app.state.cfg
     if request.method == "GET" or cfg.token is None:
@@ -96,6 +100,7 @@ async def login(request: Request) -> Response:
     return resp
 
 
+@route("/logout")
 async def logout(request: Request) -> Response:
     resp = RedirectResponse("/login", status_code=303)
     resp.delete_cookie(COOKIE, path="/")

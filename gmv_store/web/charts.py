@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 from markupsafe import Markup, escape
 
@@ -31,7 +33,7 @@ def log_ticks(lo: float, hi: float) -> list[float]:
     return inside
 
 
-def histogram_svg(hist: dict, title: str) -> Markup:
+def histogram_svg(hist: dict[str, Any], title: str) -> Markup:
     """Bars of `hist["counts"]` over log-spaced `hist["edges"]` (query.browse.value_histogram),
     decade ticks on x, the largest count on y; each bar's range and count in its tooltip."""
     counts, edges = hist["counts"], hist["edges"]
@@ -72,7 +74,8 @@ def _axes(top: int, ph: float, y_axis: bool = False) -> list[str]:
                     f'<text x="{LEFT - 6}" y="{TOP + ph}" text-anchor="end" class="tick">0</text>']
 
 
-def bars_svg(items: list[tuple[str, float]], title: str, fmt=lambda v: f"{100 * v:.1f} %") -> Markup:
+def bars_svg(items: list[tuple[str, float]], title: str,
+             fmt: Callable[[float], str] = lambda v: f"{100 * v:.1f} %") -> Markup:
     """Horizontal bars, one per (name, value), largest first as given; the value beside each."""
     if not items:
         return Markup('<p class="muted">Nothing to show yet.</p>')
@@ -118,7 +121,7 @@ def linear_histogram_svg(values: list[float], title: str, xlabel: str, bins: int
     return Markup("".join(parts))
 
 
-def rho_k_svg(groups: list[dict], title: str) -> Markup:
+def rho_k_svg(groups: list[dict[str, Any]], title: str) -> Markup:
     """ρ (share of the top-k with the generated image's label) against k: one line per
     group of sets valuing the same generated images, a labelled point per set."""
     pts = [p for g in groups for p in g["points"]]
@@ -127,10 +130,17 @@ def rho_k_svg(groups: list[dict], title: str) -> Markup:
     ks = [p["k"] for p in pts]
     rs = [p["rho"] for p in pts]
     k_lo, k_hi = min(ks), max(ks)
+    r_lo: float
+    r_hi: float
     r_lo, r_hi = max(0.0, math.floor(min(rs) * 20 - 1) / 20), min(1.0, math.ceil(max(rs) * 20 + 1) / 20)
     pw, ph = W - LEFT - RIGHT - 60, H - TOP - BOTTOM
-    x = lambda k: LEFT + (pw * (k - k_lo) / (k_hi - k_lo) if k_hi > k_lo else pw / 2)  # noqa: E731
-    y = lambda r: TOP + ph - ph * (r - r_lo) / ((r_hi - r_lo) or 1)  # noqa: E731
+
+    def x(k: float) -> float:
+        return LEFT + (pw * (k - k_lo) / (k_hi - k_lo) if k_hi > k_lo else pw / 2)
+
+    def y(r: float) -> float:
+        return TOP + ph - ph * (r - r_lo) / ((r_hi - r_lo) or 1)
+
     parts = _frame(title) + [
         f'<line x1="{LEFT}" y1="{TOP + ph}" x2="{LEFT + pw}" y2="{TOP + ph}" class="axis"/>',
         f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + ph}" class="axis"/>']

@@ -15,22 +15,32 @@ import base64
 import io
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import BadInput
 from .render import error
+from .routing import Routes
+
+if TYPE_CHECKING:
+    import numpy as np
+
+route = Routes()  # this module's addresses, in order (routing.py)
 
 SIZES = (48, 96, 192, 384)
 DEFAULT_SIZE = 192
 CACHE_BYTES = 64 * 1024 * 1024
 
 
-def remember(request: Request, generation, training=(), generated=()) -> None:
+def remember(request: Request, generation: Hashable, training: Iterable[dict[str, Any]] = (),
+             generated: Iterable[dict[str, Any]] = ()) -> None:
     """Pages call this with the generation they read in (taken before reading) and the
     rows they list: dicts with contributor_id / (set_name, generated_id) and source."""
-    items = {("src", "t", r["contributor_id"]): r["source"] for r in training if r.get("source")}
+    items: dict[tuple[str, ...], str] = {("src", "t", r["contributor_id"]): r["source"]
+                                         for r in training if r.get("source")}
     items.update({("src", "g", r["set_name"], r["generated_id"]): r["source"] for r in generated if r.get("source")})
     request.app.state.memo.put(generation, items)
 
@@ -38,19 +48,19 @@ def remember(request: Request, generation, training=(), generated=()) -> None:
 class ThumbCache:
     """PNG bytes by (kind, content id, size), least recently used dropped past `limit` bytes."""
 
-    def __init__(self, limit: int = CACHE_BYTES):
+    def __init__(self, limit: int = CACHE_BYTES) -> None:
         self.limit, self.used = limit, 0
-        self._items: OrderedDict[tuple, bytes] = OrderedDict()
+        self._items: OrderedDict[Hashable, bytes] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key):
+    def get(self, key: Hashable) -> bytes | None:
         with self._lock:
             data = self._items.get(key)
             if data is not None:
                 self._items.move_to_end(key)
             return data
 
-    def put(self, key, data: bytes) -> None:
+    def put(self, key: Hashable, data: bytes) -> None:
         with self._lock:
             if key in self._items:
                 return
@@ -61,7 +71,7 @@ class ThumbCache:
                 self.used -= len(old)
 
 
-def scaled_png(pixels, size: int) -> bytes:
+def scaled_png(pixels: np.ndarray, size: int) -> bytes:
     """Small images (28×28 digits) grow by a whole factor with nearest-neighbour, so pixels
     stay crisp; large ones shrink to fit `size` with Lanczos."""
     from PIL import Image
@@ -73,15 +83,15 @@ def scaled_png(pixels, size: int) -> bytes:
     side = max(w, h)
     if side * 2 <= size:
         f = size // side
-        img = img.resize((w * f, h * f), Image.NEAREST)
+        img = img.resize((w * f, h * f), Image.Resampling.NEAREST)
     elif side > size:
-        img.thumbnail((size, size), Image.LANCZOS)
+        img.thumbnail((size, size), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
 
 
-def data_uri(pixels, size: int = DEFAULT_SIZE) -> str:
+def data_uri(pixels: np.ndarray, size: int = DEFAULT_SIZE) -> str:
     """An uploaded image shown back on its result page (it is stored nowhere, so no URL)."""
     return "data:image/png;base64," + base64.b64encode(scaled_png(pixels, size)).decode()
 
@@ -99,7 +109,7 @@ def _placeholder(size: int) -> bytes:
     return buf.getvalue()
 
 
-def _send(request: Request, key: tuple, lookup, *args) -> Response:
+def _send(request: Request, key: tuple[str, ...], lookup: Callable[..., tuple[str, str]], *args: Any) -> Response:
     from ..sources.checked import load_checked
 
     size = _size(request)
@@ -127,6 +137,7 @@ def _send(request: Request, key: tuple, lookup, *args) -> Response:
     return Response(data, media_type="image/png", headers=headers)
 
 
+@route("/img/training/{contributor_id}.png")
 def training_image(request: Request) -> Response:
     from query.browse import is_id, training_source
 
@@ -136,6 +147,7 @@ def training_image(request: Request) -> Response:
     return _send(request, ("t", cid), training_source, cid)
 
 
+@route("/img/generated/{set_name:path}/{generated_id}.png")
 def generated_image(request: Request) -> Response:
     from query.browse import generated_source, is_id
 

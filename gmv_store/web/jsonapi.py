@@ -13,13 +13,19 @@ A `meta` field is the JSON object that was recorded, not a string holding it.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import BadInput
+from ..ledger.connection import Connection
 from .attribution import attribute
 from .pages import read, require_id
 from .render import JSON
+from .routing import Routes
+
+route = Routes()  # this module's addresses, in order (routing.py)
 
 MAX_ROWS = 100_000
 
@@ -33,7 +39,7 @@ def _count(request: Request, name: str, default: int, low: int = 0) -> int:
     return int(raw)
 
 
-def _objects(x):
+def _objects(x: Any) -> Any:
     """Recorded metadata (a JSON column, which DuckDB hands over as text) as objects."""
     import json
 
@@ -44,10 +50,12 @@ def _objects(x):
     return x
 
 
+@route("/api/status")
 def status(request: Request) -> Response:
     return JSON(request.app.state.reader.status(note=request.state.notes.append))
 
 
+@route("/api/values")
 def values(request: Request) -> Response:
     from query.lookup import values as run
 
@@ -59,6 +67,7 @@ def values(request: Request) -> Response:
     return JSON(read(request, run, set_name, by=by, limit=limit or MAX_ROWS, offset=offset))
 
 
+@route("/api/top/{set_name:path}/{generated_id}")
 def top(request: Request) -> Response:
     from query.lookup import top as run
 
@@ -66,6 +75,7 @@ def top(request: Request) -> Response:
     return JSON(_objects(read(request, run, [gid], set_name=request.path_params["set_name"])[0]))
 
 
+@route("/api/contributors/{contributor_id}")
 def contributor(request: Request) -> Response:
     from query.lookup import contributor as run
 
@@ -73,34 +83,37 @@ def contributor(request: Request) -> Response:
     return JSON(_objects(read(request, run, cid, limit=_count(request, "limit", 10, low=1))))
 
 
+@route("/api/match", methods=["POST"])
 async def match(request: Request) -> Response:
     _, result = await attribute(request)
     return JSON(result)
 
 
+@route("/api/sets")
 def sets(request: Request) -> Response:
-    from query.browse import sets as run
+    from ..ledger.browse import sets as run
 
     return JSON(read(request, run))
 
 
+@route("/api/sets/{set_name:path}/generated")
 def generated(request: Request) -> Response:
     from query.browse import one_set
 
-    from ..ledger import rows
+    from ..ledger.lookups import generated_details
 
     name = request.path_params["set_name"]
     limit, offset = _count(request, "limit", 100), _count(request, "offset", 0)
 
-    def run(con):
+    def run(con: Connection) -> dict[str, Any]:
         s = one_set(con, name)  # NotFound names the sets there are
-        page = rows(con, "SELECT generated_id, label, quality, source, meta, valued_at FROM generated WHERE set_name = ? "
-                         "ORDER BY quality DESC, generated_id LIMIT ? OFFSET ?", [name, limit or MAX_ROWS, offset])
+        page = generated_details(con, name, limit or MAX_ROWS, offset)
         return {"set_name": name, "total": s["m"], "offset": offset, "generated": page}
 
     return JSON(_objects(read(request, run)))
 
 
+@route("/api/sql")
 def sql(request: Request) -> Response:
     from .pages import run_query
 

@@ -4,17 +4,26 @@ the CLI makes — `query.lookup` for leaderboards, top-k lists and contributors 
 and `gmv top/values/contributor` show the same numbers."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .. import api
+from ..api import sql
 from ..errors import BadInput, GmvError, NotFound
+from ..ledger.connection import Connection
 from .attribution import MAX_K, MAX_RECALL, attribute
 from .charts import bars_svg, histogram_svg, linear_histogram_svg, rho_k_svg
 from .images import data_uri, remember
+from .reading import Reader
 from .render import one_line, page, source_check, status_of
+from .routing import Routes
 from .tables import export, paged
+
+T = TypeVar("T")
+route = Routes()  # this module's addresses, in order (routing.py)
 
 BOARD_ROWS = 50
 TILES = 48
@@ -23,10 +32,10 @@ STATUS_SHOWN = {"store", "qdrant", "ledger", "embedder", "rerank", "quality", "t
                 "warnings", "collections", "unreachable_sources"}
 
 
-def read(request: Request, fn, *args, **kwargs):
+def read(request: Request, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """fn(con, ...) on a read-only ledger connection; a note about a snapshot goes on the page.
     The ledger generation read in is kept in `request.state.generation` (see `remember`)."""
-    reader = request.app.state.reader
+    reader: Reader = request.app.state.reader
     request.state.generation = reader.generation()
     return reader.read(fn, *args, note=request.state.notes.append, **kwargs)
 
@@ -44,7 +53,7 @@ def require_id(text: str, what: str) -> str:
     return text
 
 
-def rho_groups(con) -> list[dict]:
+def rho_groups(con: Connection) -> list[dict[str, Any]]:
     """ρ at each labelled set's k, grouped by the generated images the sets share."""
     from query.browse import set_groups
 
@@ -64,8 +73,9 @@ def rho_groups(con) -> list[dict]:
     return groups
 
 
+@route("/")
 def overview(request: Request) -> Response:
-    from query.browse import counts, sets
+    from ..ledger.browse import counts, sets
 
     memo, generation = request.app.state.memo, request.app.state.reader.generation()
     known = memo.get(generation, ("rho",))
@@ -82,18 +92,20 @@ def overview(request: Request) -> Response:
     return page(request, "overview.html", info=info, extra=extra, rho_chart=chart, **data)
 
 
+@route("/sets/{set_name:path}")
 def set_page(request: Request) -> Response:
-    from query.browse import one_set, qualities, value_by_label, value_histogram
+    from query.browse import one_set, value_histogram
     from query.lookup import values
     from query.table import generated, leaderboard
 
     from ..eval.class_test import class_ratio
+    from ..ledger.browse import qualities, value_by_label
 
     name = request.path_params["set_name"]
     memo, generation = request.app.state.memo, request.app.state.reader.generation()
     known = memo.get(generation, ("set", name))  # only a write changes them
 
-    def aggregates(con) -> dict:
+    def aggregates(con: Connection) -> dict[str, Any]:
         s = one_set(con, name)
         try:
             rho = class_ratio(con, name, [s["k"]])[0] if s["labelled"] else None
@@ -108,7 +120,7 @@ def set_page(request: Request) -> Response:
     board_key = ("facets", name) + tuple(request.query_params.get(k) for k in ("label", "owner", "q"))
     facets = memo.get(generation, board_key)  # only a write or another filter changes them
 
-    def gather(con):
+    def gather(con: Connection) -> dict[str, Any]:
         agg = known or aggregates(con)  # one_set first: an unknown set is a 404 before any table
         unfiltered = board_key[2:] == (None, None, None)
         return {**agg, "board": paged(leaderboard, con, name, request, "", BOARD_ROWS, facets=facets,
@@ -123,25 +135,27 @@ def set_page(request: Request) -> Response:
     if data is not None:
         return data
     remember(request, generation, training=d["board"]["rows"], generated=[{**g, "set_name": name} for g in d["gens"]["rows"]])
-    charts = {"histogram": histogram_svg(d["hist"], f"values of the credited contributors in {name}"),
-              "label_chart": bars_svg(d["by_label"], f"share of {name}'s value by contributor label"),
-              "quality_chart": linear_histogram_svg(d["qualities"], f"quality q of {name}'s generated images",
-                                                    "quality q of a generated image (= the credits it hands out)")}
+    charts: dict[str, Any] = {"histogram": histogram_svg(d["hist"], f"values of the credited contributors in {name}"),
+                              "label_chart": bars_svg(d["by_label"], f"share of {name}'s value by contributor label"),
+                              "quality_chart": linear_histogram_svg(
+                                  d["qualities"], f"quality q of {name}'s generated images",
+                                  "quality q of a generated image (= the credits it hands out)")}
     return page(request, "set.html", **charts, **d)
 
 
+@route("/generated/{set_name:path}/{generated_id}")
 def generated_page(request: Request) -> Response:
-    from query.browse import label_share
     from query.lookup import top
+
+    from ..ledger.browse import label_share
+    from ..ledger.lookups import other_sets_of
 
     name = request.path_params["set_name"]
     gid = require_id(request.path_params["generated_id"], "generated image")
 
-    def gather(con):
+    def gather(con: Connection) -> dict[str, Any]:
         g = top(con, [gid], set_name=name)[0]
-        others = [r[0] for r in con.execute("SELECT set_name FROM generated WHERE generated_id = ? AND set_name <> ? "
-                                            "ORDER BY 1", [gid, name]).fetchall()]
-        return {"g": g, "share": label_share(con, name, gid), "others": others}
+        return {"g": g, "share": label_share(con, name, gid), "others": other_sets_of(con, gid, name)}
 
     d = read(request, gather)
     data = export(request, {"contributors": d["g"]["contributors"]})
@@ -151,6 +165,7 @@ def generated_page(request: Request) -> Response:
     return page(request, "generated.html", **d)
 
 
+@route("/contributors/{contributor_id}")
 def contributor_page(request: Request) -> Response:
     from query.browse import contributed_to
     from query.lookup import contributor
@@ -162,20 +177,24 @@ def contributor_page(request: Request) -> Response:
     return data or page(request, "contributor.html", c=c, groups=groups)
 
 
+@route("/owners")
 def owners_page(request: Request) -> Response:
-    from query.browse import owners
+    from ..ledger.browse import owners
 
     rows = read(request, owners)
     return export(request, {"owners": rows}) or page(request, "owners.html", owners=rows)
 
 
+@route("/owners/{owner:path}")
 def owner_page(request: Request) -> Response:
-    from query.browse import owner, owner_images
+    from query.browse import owner
+
+    from ..ledger.browse import owner_images
 
     name, pg = request.path_params["owner"], page_number(request)
     wanted = request.query_params.get("set")
 
-    def gather(con):
+    def gather(con: Connection) -> dict[str, Any]:
         o = owner(con, name)
         names = [s["set_name"] for s in o["sets"]]
         chosen = wanted if wanted in names else (names[0] if names else None)
@@ -193,13 +212,14 @@ def owner_page(request: Request) -> Response:
     return page(request, "owner.html", **d)
 
 
-def _attribute_page(request: Request, status: int = 200, **ctx) -> Response:
+def _attribute_page(request: Request, status: int = 200, **ctx: Any) -> Response:
     cfg = request.app.state.cfg
     ctx.setdefault("k", cfg.default_k)
     return page(request, "attribute.html", status=status, limit_mb=f"{cfg.max_upload_bytes / 1e6:g}", max_k=MAX_K,
                 max_recall=MAX_RECALL, **ctx)
 
 
+@route("/attribute", methods=["GET", "POST"])
 async def attribute_page(request: Request) -> Response:
     if request.method == "GET":
         return _attribute_page(request)
@@ -234,13 +254,14 @@ def sql_examples(first_set: str | None) -> list[str]:
     return [ex.replace("{set}", name) for ex in SQL_EXAMPLES]
 
 
-def run_query(request: Request, q: str) -> tuple[list[str], list[tuple]]:
+def run_query(request: Request, q: str) -> tuple[list[str], list[tuple[Any, ...]]]:
     cfg = request.app.state.cfg
-    return api.sql(cfg.store, q, [], note=request.state.notes.append, timeout=cfg.sql_timeout,
-                   memory_limit=cfg.sql_memory_limit)
+    cols, rows = sql(cfg.store, q, [], note=request.state.notes.append, timeout=cfg.sql_timeout,
+                     memory_limit=cfg.sql_memory_limit)
+    return cols, rows
 
 
-def sql_columns(cols: list[str], rows: list[tuple]) -> list[dict]:
+def sql_columns(cols: list[str], rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
     """How each result column shows: "float" (one format for the column, render.NumColumn),
     "int", a link kind for ids, set and owner names, or plain text."""
     from .render import NumColumn
@@ -258,13 +279,16 @@ def sql_columns(cols: list[str], rows: list[tuple]) -> list[dict]:
     return out
 
 
+@route("/sql")
 def sql_page(request: Request) -> Response:
+    from ..ledger.lookups import first_set_name
+
     cfg = request.app.state.cfg
     q = request.query_params.get("q", "").strip()
-    first = read(request, lambda con: con.execute("SELECT min(set_name) FROM sets").fetchone()[0])
-    ctx = {"q": q, "timeout": f"{cfg.sql_timeout:g}" if cfg.sql_timeout else "no limit",
-           "memory": cfg.sql_memory_limit or "25 %", "examples": sql_examples(first), "cols": None, "rows": [],
-           "total": 0}
+    first = read(request, first_set_name)
+    ctx: dict[str, Any] = {"q": q, "timeout": f"{cfg.sql_timeout:g}" if cfg.sql_timeout else "no limit",
+                           "memory": cfg.sql_memory_limit or "25 %", "examples": sql_examples(first), "cols": None,
+                           "rows": [], "total": 0}
     if q:
         try:
             cols, rows = run_query(request, q)
@@ -275,6 +299,7 @@ def sql_page(request: Request) -> Response:
     return page(request, "sql.html", **ctx)
 
 
+@route("/sql.csv")
 def sql_csv(request: Request) -> Response:
     import csv
     import io

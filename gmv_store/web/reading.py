@@ -22,16 +22,19 @@ aggregates (histogram, owners, ρ), which only a write changes.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import api
 from ..config import LEDGER_FILE
 from ..ledger import SNAPSHOT_FILE, open_ledger_readonly
 from ..lock import current_holder
 
+T = TypeVar("T")
 
-def _state(path: Path):
+
+def _state(path: Path) -> tuple[int, int, int] | None:
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -44,19 +47,19 @@ class Memo:
 
     LIMIT = 200_000
 
-    def __init__(self):
-        self._gen = None
-        self._items: dict = {}
+    def __init__(self) -> None:
+        self._gen: Hashable = None
+        self._items: dict[Hashable, Any] = {}
         self._lock = threading.Lock()
 
-    def put(self, generation, items: dict) -> None:
+    def put(self, generation: Hashable, items: dict[Hashable, Any]) -> None:
         with self._lock:
             if generation != self._gen:
                 self._gen, self._items = generation, {}
             if len(self._items) < self.LIMIT:
                 self._items.update(items)
 
-    def get(self, generation, key):
+    def get(self, generation: Hashable, key: Hashable) -> Any:
         with self._lock:
             return self._items.get(key) if generation == self._gen else None
 
@@ -94,16 +97,18 @@ class Reader:
                 self._warm.close()
                 self._warm = None
 
-    def read(self, fn, *args, note=None, **kwargs):
+    def read(self, fn: Callable[..., T], *args: Any, note: Callable[[str], None] | None = None, **kwargs: Any) -> T:
         """fn(con, *args, **kwargs) on a read-only connection, as `api.read`."""
         self._keep_warm()
-        return api.read(self.store, fn, *args, note=note, config=self.config, **kwargs)
+        got: T = api.read(self.store, fn, *args, note=note, config=self.config, **kwargs)
+        return got
 
-    def status(self, note=None, also=None, sources: dict | None = None) -> dict:
+    def status(self, note: Callable[[str], None] | None = None, also: Callable[[Any], Any] | None = None,
+               sources: dict[str, Any] | None = None) -> dict[str, Any]:
         self._keep_warm()
         return api.status(self.store, note=note, config=self.config, also=also, sources=sources)
 
-    def generation(self) -> tuple:
+    def generation(self) -> tuple[Any, ...]:
         if current_holder(self.store):
             return ("snapshot", _state(self.store / SNAPSHOT_FILE))
         return ("ledger", _state(self.store / LEDGER_FILE), _state(self.store / (LEDGER_FILE + ".wal")))

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -16,18 +18,18 @@ from starlette.responses import HTMLResponse, Response
 TEMPLATES = Path(__file__).parent / "templates"
 
 
-def fmt_value(v) -> str:
+def fmt_value(v: float | None) -> str:
     """Values and credits: 4 significant digits (full precision sits in the title)."""
     if v is None:
         return "–"
     return f"{float(v):.4g}"
 
 
-def fmt_int(v) -> str:
+def fmt_int(v: int | None) -> str:
     return "–" if v is None else f"{int(v):,}"
 
 
-def fmt_pct(v) -> str:
+def fmt_pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * float(v):.1f} %"
 
 
@@ -39,7 +41,7 @@ class NumColumn:
     in the header: `×10⁻⁵`) with as many decimals as 4 significant digits of its largest
     value need, so that the digits of every row line up and compare at a glance."""
 
-    def __init__(self, values, digits: int = 4):
+    def __init__(self, values: Iterable[float | None], digits: int = 4) -> None:
         vals = [abs(float(v)) for v in values if v is not None]
         top = max(vals, default=0.0)
         self.exp = 0 if top == 0 or 1e-2 <= top < 1e5 else math.floor(math.log10(top))
@@ -47,23 +49,23 @@ class NumColumn:
         self.decimals = max(0, digits - 1 - lead)
         self.unit = f"×10{str(self.exp).translate(SUPERSCRIPT)}" if self.exp else ""
 
-    def __call__(self, v) -> str:
+    def __call__(self, v: float | None) -> str:
         return "–" if v is None else f"{float(v) / 10 ** self.exp:,.{self.decimals}f}"
 
 
 class PctColumn:
     """Shares in per cent, with the decimals 2 significant digits of the column's largest need."""
 
-    def __init__(self, values):
+    def __init__(self, values: Iterable[float | None]) -> None:
         top = max((abs(float(v)) for v in values if v is not None), default=0.0) * 100
         self.decimals = 1 if top == 0 or top >= 10 else min(6, 1 - math.floor(math.log10(top)))
         self.unit = "%"
 
-    def __call__(self, v) -> str:
+    def __call__(self, v: float | None) -> str:
         return "–" if v is None else f"{100 * float(v):.{self.decimals}f} %"
 
 
-def url(request: Request, anchor: str = "", **changes) -> str:
+def url(request: Request, anchor: str = "", **changes: Any) -> str:
     """The current address with some parameters changed (None: removed) and `#anchor`."""
     params = dict(request.query_params)
     params.pop("format", None)
@@ -77,7 +79,7 @@ def url(request: Request, anchor: str = "", **changes) -> str:
     return request.url.path + (f"?{qs}" if qs else "") + (f"#{anchor}" if anchor else "")
 
 
-def seg(text) -> str:
+def seg(text: object) -> str:
     """One URL path segment: any character of a set or owner name, '/' included, escaped."""
     return quote(str(text), safe="")
 
@@ -96,14 +98,14 @@ ENV = _env()
 RECHECK_S = 60.0  # files can come back (or go) without a ledger write: look again after this
 
 
-def unreachable(request: Request) -> dict | None:
+def unreachable(request: Request) -> dict[str, Any] | None:
     """The reachability check when sources are missing (every page shows it as a banner
     with the fix), else None."""
     got = source_check(request)
     return got if got and got["missing"] else None
 
 
-def source_check(request: Request) -> dict | None:
+def source_check(request: Request) -> dict[str, Any] | None:
     """The sampled count of recorded sources that cannot be read (query.relocate), kept for
     the ledger's generation and at most a minute; None when the store cannot be read."""
     import time
@@ -114,7 +116,7 @@ def source_check(request: Request) -> dict | None:
 
     state = request.app.state
     gen = state.reader.generation()
-    got = state.memo.get(gen, ("unreachable",))
+    got: dict[str, Any] | None = state.memo.get(gen, ("unreachable",))
     if got is None or time.monotonic() - got["at"] > RECHECK_S:
         try:
             got = {**state.reader.read(check, state.cfg.store), "at": time.monotonic()}
@@ -124,7 +126,7 @@ def source_check(request: Request) -> dict | None:
     return got
 
 
-def page(request: Request, template: str, status: int = 200, **ctx) -> HTMLResponse:
+def page(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
     cfg = request.app.state.cfg
     moved = unreachable(request) if template not in ("error.html", "login.html") else None
     html = ENV.get_template(template).render(request=request, notes=getattr(request.state, "notes", []),
@@ -133,7 +135,7 @@ def page(request: Request, template: str, status: int = 200, **ctx) -> HTMLRespo
     return HTMLResponse(html, status_code=status)
 
 
-def _default(v):
+def _default(v: Any) -> str:
     return v.isoformat() if hasattr(v, "isoformat") else str(v)
 
 
@@ -142,7 +144,7 @@ class JSON(Response):
 
     media_type = "application/json"
 
-    def render(self, content) -> bytes:
+    def render(self, content: Any) -> bytes:
         return json.dumps(content, default=_default, allow_nan=False).encode()
 
 
@@ -181,7 +183,7 @@ def wants_json(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
-def error(request: Request, status: int, title: str, message: str, headers: dict | None = None) -> Response:
+def error(request: Request, status: int, title: str, message: str, headers: dict[str, str] | None = None) -> Response:
     """The one error response: JSON under /api/, else a readable page."""
     if wants_json(request):
         return JSON({"error": message, "status": status}, status_code=status, headers=headers)

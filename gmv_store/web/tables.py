@@ -8,6 +8,8 @@ import csv
 import io
 import json
 import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -15,10 +17,15 @@ from starlette.responses import Response
 from ..errors import BadInput
 from .render import JSON
 
+if TYPE_CHECKING:
+    from query.table import Query
+
+    from ..ledger.connection import Connection
+
 MAX_PAGE = 100_000
 
 
-def table_query(request: Request, prefix: str = "", limit: int = 50, page: int | None = None):
+def table_query(request: Request, prefix: str = "", limit: int = 50, page: int | None = None) -> tuple[Query, int]:
     """The Query a table's parameters ask for, and its page number (1 = first)."""
     from query.table import Query
 
@@ -31,7 +38,8 @@ def table_query(request: Request, prefix: str = "", limit: int = 50, page: int |
                  limit=limit, offset=(page - 1) * limit), page
 
 
-def paged(fn, con, name: str, request: Request, prefix: str = "", limit: int = 50, **known) -> dict:
+def paged(fn: Callable[..., dict[str, Any]], con: Connection, name: str, request: Request, prefix: str = "",
+          limit: int = 50, **known: Any) -> dict[str, Any]:
     """fn(con, name, Query, **known) for the page asked for; past the end: the last page. Adds
     "page", "pages" and "filters" (the active filters, for the page to show and clear)."""
     qy, page = table_query(request, prefix, limit)
@@ -45,7 +53,7 @@ def paged(fn, con, name: str, request: Request, prefix: str = "", limit: int = 5
     return got
 
 
-def export(request: Request, tables: dict[str, list[dict]]) -> Response | None:
+def export(request: Request, tables: dict[str, list[dict[str, Any]]]) -> Response | None:
     """None unless `format=` asks for data: then the rows of `table=` (default: the first
     table), as JSON (an array of objects) or CSV."""
     fmt = request.query_params.get("format")
