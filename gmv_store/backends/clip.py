@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from ..errors import BadInput
 from .base import Embedder
 from .runtime import TorchBackendMixin, cached_model, quiet, require, to_device
 from .weights import ResolvedWeights, WeightsSpec, hf_cached
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy as np
 
 DEFAULT_ARCH = "ViT-B-32"
 DEFAULT_TAG = "laion2b_s34b_b79k"
@@ -133,7 +139,7 @@ class ClipEmbedder(TorchBackendMixin, ResolvedWeights, Embedder):
 
         return cached_model(key, build)
 
-    def embed(self, images):
+    def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         from ..images import to_pil, to_rgb
 
         t = require("torch")

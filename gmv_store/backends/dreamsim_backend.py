@@ -14,11 +14,16 @@ the torch-hub code and checkpoint for DINO-based types). Resolution order: `cach
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .base import Embedder, Reranker
 from .runtime import TorchBackendMixin, cached_model, check_choice, quiet, require, to_device, to_float_batch
 from .weights import ResolvedWeights, WeightsSpec, gmv_cache_dir, sha256_files
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy as np
 
 # Files each DreamSim type loads from its cache folder (dreamsim.model.download_weights),
 # plus what torch.hub.load fetches into the same folder for the DINO backbones.
@@ -118,10 +123,11 @@ class DreamSimEmbedder(_DreamSimParams, ResolvedWeights, Embedder):
             missing_part=lambda p: _missing(p, kind) or str(p),
         )
 
-    def weights_sha256(self):
+    def weights_sha256(self) -> str | None:
         kind = self.params["type"]
         hub_checkpoints = [f for f in HUB_FILES.get(kind, []) if f.startswith("checkpoints/")]
-        return sha256_files(self.weights_path(), REQUIRED[kind] + hub_checkpoints)
+        path = self.weights_path()  # None only with random weights, which DreamSim has not
+        return sha256_files(path, REQUIRED[kind] + hub_checkpoints) if path else None
 
     def _model(self):
         folder, device, kind = self.weights_path(), self.device, self.params["type"]
@@ -142,7 +148,7 @@ class DreamSimEmbedder(_DreamSimParams, ResolvedWeights, Embedder):
 
         return cached_model(key, build)
 
-    def embed(self, images):
+    def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         t = require("torch")
         model, device = self._model(), self.device
 
@@ -170,8 +176,8 @@ class DreamSimReranker(_DreamSimParams, Reranker):
         self._vector._owner = self._owner
         self._vector._alternative = "--rerank l2, or embedding with embedder effnet-lite0 (see docs/backends.md)"
 
-    def vector_embedder(self):
+    def vector_embedder(self) -> DreamSimEmbedder:
         return self._vector
 
-    def weights_sha256(self):
+    def weights_sha256(self) -> str | None:
         return self._vector.weights_sha256()

@@ -18,6 +18,7 @@ Trunk weights (torchvision ImageNet files), in order: `trunk=FILE` ->
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -169,7 +170,7 @@ class LPIPSVector(_LPIPSParams, Embedder):
     def dim(self) -> int:
         return self.vector_dim()
 
-    def embed(self, images):
+    def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         t = require("torch")
         size, device = self.params["size"], self.device
         self._model()

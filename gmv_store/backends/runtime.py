@@ -10,7 +10,8 @@ import contextlib
 import importlib
 import io
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from types import ModuleType
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -28,7 +29,7 @@ T = TypeVar("T")
 
 
 # ---------------------------------------------------------------------- imports
-def require(module: str, package: str | None = None):
+def require(module: str, package: str | None = None) -> ModuleType:
     """Import a heavy optional module or raise MissingDependency naming the fix."""
     try:
         return importlib.import_module(module)
@@ -39,12 +40,12 @@ def require(module: str, package: str | None = None):
         ) from None
 
 
-def torch():
+def torch() -> ModuleType:
     return require("torch")
 
 
 @contextlib.contextmanager
-def quiet(stderr: bool = False):
+def quiet(stderr: bool = False) -> Iterator[None]:
     """Silence libraries that print ("Loading model from ...") on stdout (and stderr when
     asked) or log below ERROR while a model loads."""
     import logging
@@ -97,7 +98,7 @@ def cached_model(key: tuple, build: Callable[[], T]) -> T:
 
 
 @contextlib.contextmanager
-def torch_threads(n: int | None):
+def torch_threads(n: int | None) -> Iterator[None]:
     """torch's intra-op thread count set to `n` inside the block (None: left as it is)."""
     if n is None:
         yield
@@ -139,7 +140,7 @@ def group_by_shape(images: Sequence[np.ndarray]) -> dict[tuple, list[int]]:
 
 # ---------------------------------------------------------------------- images -> tensors
 def to_float_batch(images: Sequence[np.ndarray], size: int | tuple[int, int], mode: str = "squash",
-                   resample: str = "bicubic"):
+                   resample: str = "bicubic") -> Any:
     """(n, 3, size, size) float32 tensor in [0, 1].
 
     mode 'squash': resize to size x size (aspect not kept, nothing cropped);
@@ -169,7 +170,7 @@ def to_float_batch(images: Sequence[np.ndarray], size: int | tuple[int, int], mo
     return t.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def to_device(x, device: str):
+def to_device(x: Any, device: str) -> Any:
     """A batch onto the model's device. On CUDA from pinned host memory with a non-blocking
     copy, so the next batch's preprocessing overlaps the transfer (the forward that reads it
     waits on the same stream); elsewhere a plain move."""

@@ -10,6 +10,8 @@ import socket
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 
 from ..errors import MissingDependency
 from .settings import PIP_RAY, ClusterError, RaySettings
@@ -17,7 +19,7 @@ from .settings import PIP_RAY, ClusterError, RaySettings
 LOOPBACK = "127.0.0.1"
 
 
-def require_ray():
+def require_ray() -> ModuleType:
     try:
         ray = importlib.import_module("ray")
         importlib.import_module("ray.data")
@@ -81,7 +83,7 @@ def _reachable(address: str, timeout: float = 5.0) -> None:
 
 
 def _init(ray, settings: RaySettings) -> None:
-    kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR,
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR,
               "configure_logging": True}
     if settings.loopback:
         kwargs["_node_ip_address"] = LOOPBACK

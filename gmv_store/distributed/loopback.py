@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,7 +96,7 @@ def ray_start(args: list[str], env: dict) -> None:
 
 
 @contextlib.contextmanager
-def loopback_cluster(temp_dir: Path, worker_cpus: list[int] = (1,), head_cpus: int = 0,
+def loopback_cluster(temp_dir: Path, worker_cpus: Sequence[int] = (1,), head_cpus: int = 0,
                      env: dict | None = None, worker_env: dict | None = None) -> Iterator[LoopbackCluster]:
     """A head node with `head_cpus` CPUs and one node per entry of `worker_cpus`, all on
     127.0.0.1 with random ports; stopped on exit, also after a failure."""

@@ -24,7 +24,7 @@ from .settings import ClusterError, RaySettings
 from .stages import PROTOCOL, decode_rows, forwards_for
 
 
-def ray_batches(paths, options: InputOptions | None, batch_size: int, report: InputReport, settings: RaySettings,
+def ray_batches(paths: list[str], options: InputOptions | None, batch_size: int, report: InputReport, settings: RaySettings,
                 specs: dict[str, BackendSpec], with_quality: bool = False,
                 device: str | None = None) -> Iterator[list[Decoded]]:
     """`read_batches` on a Ray cluster, with the forwards done there (see the module doc)."""
@@ -127,7 +127,8 @@ def _named_failures(settings: RaySettings):
 
 def worker_failure(e: BaseException) -> str | None:
     """The message of a WorkerFailure raised on a worker, from the text Ray brings back."""
-    seen, stack = set(), [e]
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [e]
     while stack:
         x = stack.pop()
         if x is None or id(x) in seen:

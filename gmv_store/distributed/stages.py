@@ -31,7 +31,10 @@ def code_fingerprint() -> str:
     with the same fingerprint compute the same vectors and decode the same way."""
     h = hashlib.sha256()
     for pkg in CODE_PACKAGES:
-        root = Path(importlib.import_module(pkg).__file__).parent
+        init = importlib.import_module(pkg).__file__
+        if init is None:  # not reached: each is a regular package, with an __init__.py
+            raise RuntimeError(f"{pkg} has no __init__.py to fingerprint from")
+        root = Path(init).parent
         for f in sorted(root.rglob("*.py")):
             h.update(f"{f.relative_to(root.parent)}\0".encode())
             h.update(f.read_bytes())
@@ -106,10 +109,12 @@ class Forwards:
         if good:
             pixels = [d.pixels for d in good]
             vectors = self._embed(self.embedder, self.reranker, pixels)
-            quality = np.asarray(self.quality.score(pixels), dtype=np.float64) if self.quality else None
-            if quality is not None and quality.shape != (len(good),):
-                raise WorkerFailure(f"quality backend '{self.quality.name}' returned {quality.shape} scores for "
-                                    f"{len(good)} images")
+            quality = None
+            if self.quality:
+                quality = np.asarray(self.quality.score(pixels), dtype=np.float64)
+                if quality.shape != (len(good),):
+                    raise WorkerFailure(f"quality backend '{self.quality.name}' returned {quality.shape} scores "
+                                        f"for {len(good)} images")
             for i, d in enumerate(good):
                 d.vectors = {name: v[i] for name, v in vectors.items()}
                 if quality is not None:

@@ -18,11 +18,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import BadInput
 from ..images import decode_bytes
 from .base import HELP_WHOLE, Reader, bad_item, file_label, file_stamp, json_value, label_text
 from .items import InputOptions, Item
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
 
 BATCH_ROWS = 1024  # rows per record batch: bounded memory, and few Python calls per row
 HELP_IMAGE = "fix: name the column of encoded image bytes with --image-column"
@@ -42,7 +47,7 @@ def _is_bytes(t) -> bool:
     return pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t)
 
 
-def image_kind(t) -> str | None:
+def image_kind(t: pa.DataType) -> str | None:
     """'binary' for a bytes column, 'struct' for a `{bytes, path}` struct, else None."""
     pa, _ = _pa()
     if _is_bytes(t):
@@ -108,11 +113,11 @@ class Layout:
         return [self.image] + ([self.label] if self.label else []) + list(self.meta)
 
 
-def default_image_column(schema) -> str | None:
+def default_image_column(schema: pa.Schema) -> str | None:
     return next((f.name for f in schema if image_kind(f.type)), None)
 
 
-def layout(schema, path: Path, opts: InputOptions) -> Layout:
+def layout(schema: pa.Schema, path: Path, opts: InputOptions) -> Layout:
     default = default_image_column(schema)
     image = opts.image_column or default
     if image is None:
@@ -178,7 +183,7 @@ class ParquetReader(Reader):
     suffixes = frozenset({".parquet", ".pq"})
     keyed = True
 
-    def items(self, path, opts):
+    def items(self, path: Path, opts: InputOptions) -> Iterator[Item]:
         _, pq = _pa()
         pf, starts, total = _open(*file_stamp(path))
         lay = layout(pf.schema_arrow, path, opts)
@@ -209,7 +214,7 @@ class ParquetReader(Reader):
         rg = bisect_right(starts, row) - 1
         return pf, row, rg, starts[rg], column or None
 
-    def item(self, path, key, opts):
+    def item(self, path: Path, key: str, opts: InputOptions) -> Item:
         pf, row, rg, start, column = self._locate(path, key)
         lay = layout(pf.schema_arrow, path, InputOptions(label_from=opts.label_from, label=opts.label,
                                                          image_column=column or opts.image_column,
@@ -217,7 +222,7 @@ class ParquetReader(Reader):
         table = pf.read_row_group(rg, columns=lay.columns, use_threads=False).slice(row - start, 1)
         return next(_items(path, table.to_batches()[0], row, lay, opts))
 
-    def load(self, path, key):
+    def load(self, path: Path, key: str | None) -> np.ndarray:
         if not path.exists():
             raise BadInput(f"{path}: no such file")
         _, row, rg, start, column = self._locate(path, key or "")

@@ -9,7 +9,7 @@ from .items import Decoded, Discovery, InputOptions, InputReport
 from .parallel import decode_parallel
 
 
-def read_batches(paths, options: InputOptions | None, batch_size: int, report: InputReport,
+def read_batches(paths: list[str], options: InputOptions | None, batch_size: int, report: InputReport,
                  workers: int = 0, embed: Callable | None = None) -> Iterator[list[Decoded]]:
     """Decoded images of the inputs in batches; bad inputs go to `report.problems` (bad
     arguments first) and files no reader claims to `report.ignored_files`. `workers` > 1
