@@ -11,6 +11,24 @@ PACKAGES = ("gmv_store", "ingest", "query")
 # A module not listed here that misses a hint fails the test; a listed one that has become
 # clean fails the next test until it is taken off.
 NOT_ANNOTATED_YET = (
+    "gmv_store.api", "gmv_store.api_read", "gmv_store.cli", "gmv_store.cli.counterfactual",
+    "gmv_store.cli.eval", "gmv_store.cli.export", "gmv_store.cli.match", "gmv_store.cli.options",
+    "gmv_store.cli.read", "gmv_store.cli.relocate", "gmv_store.cli.serve", "gmv_store.cli.setup",
+    "gmv_store.cli.vectors", "gmv_store.cli.write", "gmv_store.demo", "gmv_store.diskspace",
+    "gmv_store.eval.class_test", "gmv_store.eval.counterfactual", "gmv_store.eval.grid",
+    "gmv_store.eval.lds_math", "gmv_store.eval.ledger_read", "gmv_store.eval.membership",
+    "gmv_store.eval.metrics", "gmv_store.eval.ood", "gmv_store.eval.plots", "gmv_store.eval.recall_quality",
+    "gmv_store.eval.recipe", "gmv_store.eval.recipe_config", "gmv_store.eval.recipe_steps",
+    "gmv_store.eval.report", "gmv_store.eval.runtime", "gmv_store.eval.sensitivity", "gmv_store.export",
+    "gmv_store.generators.base", "gmv_store.generators.classifier", "gmv_store.generators.gan",
+    "gmv_store.generators.gmm", "gmv_store.generators.likelihood", "gmv_store.generators.spec",
+    "gmv_store.generators.vae", "gmv_store.handle", "gmv_store.integrity", "gmv_store.repair",
+    "gmv_store.repair_points", "gmv_store.sources.location", "gmv_store.store", "gmv_store.vectors.client",
+    "gmv_store.vectors.edge", "gmv_store.web.app", "gmv_store.web.attribution", "gmv_store.web.auth",
+    "gmv_store.web.charts", "gmv_store.web.images", "gmv_store.web.pages", "gmv_store.web.reading",
+    "gmv_store.web.render", "gmv_store.web.tables", "ingest.pipeline", "query.attribute", "query.browse",
+    "query.lookup", "query.matches", "query.merge", "query.recall_lists", "query.refresh", "query.relocate",
+    "query.settle", "query.sql", "query.table", "query.value",
 )
 
 
