@@ -60,7 +60,8 @@ def _flatten_alpha(rgba: np.ndarray) -> np.ndarray:
     """Composite onto white, as viewers show transparent images."""
     rgb = rgba[:, :, :3].astype(np.float32)
     a = rgba[:, :, 3:4].astype(np.float32) / 255.0
-    return np.clip(rgb * a + 255.0 * (1.0 - a) + 0.5, 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(rgb * a + 255.0 * (1.0 - a) + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 def _kind(mode: int) -> str:
@@ -83,7 +84,7 @@ def regular_file(path: str | os.PathLike[str]) -> os.stat_result:
     return st
 
 
-def _not_regular(path, mode: int) -> str:
+def _not_regular(path: str | os.PathLike[str], mode: int) -> str:
     target = os.path.realpath(path)
     link = "" if not os.path.islink(path) else \
         f", through a symlink to {target}" if os.path.exists(target) else ", through a symlink"  # /dev/stdin: pipe:[N]

@@ -36,7 +36,8 @@ class CosineView(Embedder):
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         x = np.asarray(self.inner.embed(images), dtype=np.float32)
         norm = np.linalg.norm(x, axis=1, keepdims=True)
-        return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+        out: np.ndarray = np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+        return out
 
     def weights_sha256(self) -> str | None:
         return self.inner.weights_sha256()

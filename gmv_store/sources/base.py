@@ -13,7 +13,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import numpy as np
 
@@ -58,7 +58,7 @@ def file_label(path: Path, opts: InputOptions) -> str | None:
     return path.parent.name if opts.label_from == "parent" else opts.label
 
 
-def _refuse(reason: str):
+def _refuse(reason: str) -> NoReturn:
     raise BadInput(reason)
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from ..errors import BadInput
@@ -33,7 +34,7 @@ BATCH_ROWS = 1024  # rows per record batch: bounded memory, and few Python calls
 HELP_IMAGE = "fix: name the column of encoded image bytes with --image-column"
 
 
-def _pa():
+def _pa() -> tuple[ModuleType, ModuleType]:
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq

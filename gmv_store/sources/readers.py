@@ -71,7 +71,7 @@ class ArrayReader(Reader):
                            f"{float(labels[bad[0]])!r}); {HELP_WHOLE}")
         return images, labels
 
-    def _item(self, path, images, labels, i, opts) -> Item:
+    def _item(self, path: Path, images: np.ndarray, labels: np.ndarray | None, i: int, opts: InputOptions) -> Item:
         src = f"{path}#{i}"
         lab = label_text(labels[i]) if labels is not None else file_label(path, opts)
         # np.asarray: a plain view (of the memory map for .npy), pickled as its own pixels
@@ -82,7 +82,7 @@ class ArrayReader(Reader):
         for i in range(len(images)):
             yield self._item(path, images, labels, i, opts)
 
-    def _index(self, path, images, key) -> int:
+    def _index(self, path: Path, images: np.ndarray, key: str) -> int:
         if not key.isdigit():
             raise BadInput(f"{path}#{key}: '{key}' is not an image number; fix: give one of #0 to "
                            f"#{len(images) - 1} (the array holds {len(images):,} images)")
@@ -117,7 +117,7 @@ def half_memory() -> int | None:
 
 
 @lru_cache(maxsize=2)
-def _cached_read(path: str, mtime_ns: int, size: int):
+def _cached_read(path: str, mtime_ns: int, size: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Thumbnails and image re-ranking read many rows of one array: read (or map) it once."""
     return ArrayReader().read(Path(path))
 
