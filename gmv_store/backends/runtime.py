@@ -85,16 +85,17 @@ def pick_device(requested: str = "auto") -> str:
 
 
 # ---------------------------------------------------------------------- model cache
-_MODELS: dict[tuple, Any] = {}
+_MODELS: dict[tuple[Any, ...], Any] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def cached_model(key: tuple, build: Callable[[], T]) -> T:
+def cached_model(key: tuple[Any, ...], build: Callable[[], T]) -> T:
     """Load each model once per process: `key` is (backend name, model params, weights, device)."""
     with _MODELS_LOCK:
         if key not in _MODELS:
             _MODELS[key] = build()
-        return _MODELS[key]
+        model: T = _MODELS[key]
+        return model
 
 
 @contextlib.contextmanager
@@ -130,9 +131,9 @@ def run_batched(
     return np.concatenate(out, axis=0)
 
 
-def group_by_shape(images: Sequence[np.ndarray]) -> dict[tuple, list[int]]:
+def group_by_shape(images: Sequence[np.ndarray]) -> dict[tuple[int, ...], list[int]]:
     """Indices of images sharing a shape, so that each group batches without resizing."""
-    groups: dict[tuple, list[int]] = {}
+    groups: dict[tuple[int, ...], list[int]] = {}
     for i, px in enumerate(images):
         groups.setdefault(px.shape, []).append(i)
     return groups
@@ -203,8 +204,8 @@ class TorchBackendMixin:
     def device(self) -> str:
         return pick_device(self.params["device"])
 
-    def fingerprint(self) -> dict:
-        fp = super().fingerprint()  # type: ignore[misc]
+    def fingerprint(self) -> dict[str, Any]:
+        fp: dict[str, Any] = super().fingerprint()  # type: ignore[misc]
         fp["params"] = {k: v for k, v in fp["params"].items() if k not in RUNTIME_PARAMS}
         return fp
 
