@@ -60,7 +60,7 @@ def list_matrix(col: pa.Array, dim: int, where: str, first: int, problems: list[
 
 def open_npy(path: Path, dim: int, what: str, notes: list[str]) -> np.ndarray:
     try:
-        a = np.load(path, mmap_mode="r", allow_pickle=False)
+        a: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
         raise BadInput(f"{path}: unreadable .npy ({str(e).splitlines()[0]}); fix: re-save it with numpy") from None
     if a.ndim != 2 or a.shape[1] != dim:

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,6 +41,9 @@ from .items import Decoded, InputOptions, InputReport, Item, Problem
 from .parquet import _is_scalar, _open, _pa, image_kind
 from .vector_arrays import as_float32, list_matrix, open_npy
 from .webdataset import WebDatasetReader, _index
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 NO_PIXELS = np.zeros((0, 0, 0), np.uint8)  # a row identified by --id-column: no image, size 0×0×0
 MODEL_KEYS = (b"embedder", b"model")        # Parquet key-value metadata naming the model, when a file has it
@@ -132,7 +135,8 @@ def parts(path: Path, vo: VectorOptions) -> list[Part]:
 class _Rows:
     """The identity of each row of one table: its image (path, column, shard) or its id."""
 
-    def __init__(self, part: Part, schema, vo: VectorOptions, opts: InputOptions, shards: dict | None):
+    def __init__(self, part: Part, schema: pa.Schema, vo: VectorOptions, opts: InputOptions,
+                 shards: dict[str, Path] | None):
         names = set(schema.names)
         self.part, self.vo, self.opts, self.shards = part, vo, opts, shards
         default = next((f.name for f in schema if image_kind(f.type)), None)
@@ -167,7 +171,7 @@ class _Rows:
         used = {"column": self.image_col, "path": self.path_col, "id": vo.id_column, "shard": self.key_col}[self.mode]
         self.columns = sorted(c for c in {used, self.label, *self.meta} if c is not None)
 
-    def item(self, cols: dict, i: int, row: int) -> Item | Decoded | Problem:
+    def item(self, cols: dict[Any, list[Any]], i: int, row: int) -> Item | Decoded | Problem:  # column -> values
         """An Item for an image row (to decode), a Decoded without pixels for an id row, or
         the row's problem."""
         lab = cols[self.label][i] if self.label else None
@@ -221,7 +225,7 @@ def shard_keys(shards: tuple[str, ...]) -> dict[str, Path]:
     return out
 
 
-def _model_name(schema) -> str | None:
+def _model_name(schema: pa.Schema) -> str | None:
     md = schema.metadata or {}
     v = next((md[k] for k in MODEL_KEYS if k in md), None)
     return v.decode("utf-8", "replace") if v is not None else None
@@ -277,8 +281,8 @@ def read_vector_batches(vo: VectorOptions, opts: InputOptions | None, expect: Ex
         yield batch
 
 
-def _part_rows(part: Part, vo: VectorOptions, opts: InputOptions, expect: Expect, shards, report: InputReport,
-               seen: set[str]) -> Iterator[Decoded]:
+def _part_rows(part: Part, vo: VectorOptions, opts: InputOptions, expect: Expect, shards: dict[str, Path] | None,
+               report: InputReport, seen: set[str]) -> Iterator[Decoded]:
     from .base import file_stamp
 
     if not part.table.is_file():

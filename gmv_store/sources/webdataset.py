@@ -28,7 +28,7 @@ import tarfile
 from collections.abc import Container, Iterator
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
 from ..errors import BadInput
 from ..images import IMAGE_SUFFIXES, MAX_FILE_BYTES, decode_bytes, too_large
@@ -108,7 +108,7 @@ def split_key(key: str) -> tuple[str, str | None]:
     return (base, ext) if sep and ext.lower() in IMAGE_EXTS else (key, None)
 
 
-def _tail_is_clean(f, offset: int) -> bool:
+def _tail_is_clean(f: BinaryIO, offset: int) -> bool:
     """After the last member: the zero blocks that end every archive (and record padding).
     Nothing there means the file was cut between members."""
     f.seek(offset)
@@ -228,7 +228,7 @@ class WebDatasetReader(Reader):
             return decode_bytes(_pread(f, *entry[chosen], f"{path}#{key}"), f"{path}#{key}")
 
 
-def _pread(f, offset: int, size: int, where: str) -> bytes:
+def _pread(f: BinaryIO, offset: int, size: int, where: str) -> bytes:
     if size > MAX_FILE_BYTES:
         raise BadInput(f"{where}: {too_large(size, MAX_FILE_BYTES)}")
     f.seek(offset)
@@ -330,7 +330,7 @@ def _scan(path: str) -> list[tuple[str, int, int]]:
         mm.close()
 
 
-def _checksums_ok(mm, starts: list[int], stored: list[int]) -> int:
+def _checksums_ok(mm: mmap.mmap, starts: list[int], stored: list[int]) -> int:
     """How many headers, from the first, carry a right checksum (the byte sum of the
     header with its checksum field read as spaces)."""
     import numpy as np
@@ -371,6 +371,6 @@ def _scan_tarfile(path: str) -> Iterator[tuple[str, int, int]]:
         raise OSError(str(e)) from None
 
 
-def index_size(path: str | os.PathLike) -> int:
+def index_size(path: str | os.PathLike[str]) -> int:
     """Samples in a shard's index (for tests and benchmarks)."""
     return len(_index(*file_stamp(Path(path))))
