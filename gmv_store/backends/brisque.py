@@ -11,6 +11,7 @@ import importlib.util
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -133,7 +134,7 @@ class BrisqueQuality(ResolvedWeights, Quality):
     defaults = {"model_dir": "", "min_side": 64}
     weights_param = "model_dir"  # a folder: the SVR and its feature ranges
 
-    def __init__(self, **params):
+    def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         check_min_side("quality 'brisque'", self.params["min_side"], 32)
         self._model = None

@@ -99,7 +99,7 @@ class DreamSimEmbedder(_DreamSimParams, ResolvedWeights, Embedder):
     metric = "cosine"
     weights_param = "cache_dir"  # a folder: DreamSim's checkpoint layout
 
-    def __init__(self, **params):
+    def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._setup("embedder 'dreamsim'")
         self._alternative = "--embedder effnet-lite0 (see docs/backends.md)"
@@ -129,11 +129,11 @@ class DreamSimEmbedder(_DreamSimParams, ResolvedWeights, Embedder):
         path = self.weights_path()  # None only with random weights, which DreamSim has not
         return sha256_files(path, REQUIRED[kind] + hub_checkpoints) if path else None
 
-    def _model(self):
+    def _model(self):  # left untyped: weights_path() is never None here (DreamSim has no random weights)
         folder, device, kind = self.weights_path(), self.device, self.params["type"]
         key = ("dreamsim", kind, str(folder.resolve()), self.weights_sha256(), device)
 
-        def build():
+        def build() -> Any:
             t = require("torch")
             require("peft")
             dreamsim = require("dreamsim").dreamsim
@@ -152,7 +152,7 @@ class DreamSimEmbedder(_DreamSimParams, ResolvedWeights, Embedder):
         t = require("torch")
         model, device = self._model(), self.device
 
-        def forward(batch):
+        def forward(batch: Sequence[np.ndarray]) -> np.ndarray:
             x = to_device(to_float_batch(batch, IMG_SIZE, mode="squash"), device)
             e = model.embed(x).float().reshape(len(batch), -1)
             return t.nn.functional.normalize(e, dim=1).cpu().numpy()
@@ -168,7 +168,7 @@ class DreamSimReranker(_DreamSimParams, Reranker):
     )
     defaults = _DreamSimParams.defaults
 
-    def __init__(self, **params):
+    def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._setup("rerank 'dreamsim'")
         self._vector = DreamSimEmbedder(**self.params)

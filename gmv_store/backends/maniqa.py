@@ -90,7 +90,7 @@ class ManiqaQuality(ResolvedWeights, TorchNR):
     random_weights = True
     cpu_threads = None  # large matrix products: torch's own thread count
 
-    def __init__(self, **params):
+    def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         owner = "quality 'maniqa'"
         self._check_runtime(owner)
@@ -105,11 +105,11 @@ class ManiqaQuality(ResolvedWeights, TorchNR):
         return pyiqa_file(f"quality 'maniqa' ({ds})", "maniqa_arch", ds, MANIQA_FILES[ds],
                           "--quality piqe (or niqe, brisque)")
 
-    def _net(self):
+    def _net(self) -> Any:
         path, device = self.weights_path(), self.device
         ds, crops = self.params["dataset"], self.params["crops"]
 
-        def build():
+        def build() -> Any:
             if path is None:
                 require("torch").manual_seed(0)
             with quiet():
@@ -120,5 +120,5 @@ class ManiqaQuality(ResolvedWeights, TorchNR):
 
         return cached_model(("maniqa", ds, crops, *self.weights_key(), device), build)
 
-    def _map(self, raw):
+    def _map(self, raw: np.ndarray) -> np.ndarray:
         return np.clip(raw, Q_FLOOR, 1.0)

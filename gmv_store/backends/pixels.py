@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,7 @@ class PixelsEmbedder(Embedder):
     metric = "cosine"
     light = True
 
-    def __init__(self, **params):
+    def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         _check_pixel_params("embedder 'pixels'", self.params)
 
@@ -74,7 +75,7 @@ class L2Reranker(Reranker):
     defaults = {"size": 32, "color": "gray"}
     light = True
 
-    def __init__(self, **params):
+    def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         _check_pixel_params("rerank 'l2'", self.params)
         self._vector = PixelL2Vector(**self.params)
