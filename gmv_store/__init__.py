@@ -13,10 +13,12 @@ use, so importing a submodule (`gmv_store.errors`, ...) stays cheap.
 """
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = ["GmvStore", "init", "open"]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in __all__:
         from . import handle
 

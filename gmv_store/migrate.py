@@ -6,8 +6,12 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .errors import MigrationError
+
+if TYPE_CHECKING:
+    from duckdb import DuckDBPyConnection
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -38,23 +42,23 @@ def load_migrations(folder: Path | None = None) -> list[Migration]:
     return found
 
 
-def _ensure_ledger(con) -> None:
+def _ensure_ledger(con: DuckDBPyConnection) -> None:
     con.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)"
     )
 
 
-def applied_versions(con) -> dict[int, str]:
+def applied_versions(con: DuckDBPyConnection) -> dict[int, str]:
     exists = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
-    ).fetchone()[0]
-    if not exists:
+    ).fetchone()
+    if exists is None or not exists[0]:  # count(*) always gives a row
         return {}
     return dict(con.execute("SELECT version, name FROM schema_migrations").fetchall())
 
 
-def migration_status(con, folder: Path | None = None) -> list[dict]:
+def migration_status(con: DuckDBPyConnection, folder: Path | None = None) -> list[dict[str, Any]]:
     """Listing never writes."""
     applied = applied_versions(con)
     return [
@@ -63,7 +67,7 @@ def migration_status(con, folder: Path | None = None) -> list[dict]:
     ]
 
 
-def migrate(con, folder: Path | None = None) -> list[Migration]:
+def migrate(con: DuckDBPyConnection, folder: Path | None = None) -> list[Migration]:
     """Apply pending migrations in order; returns the ones applied now."""
     _ensure_ledger(con)
     applied = applied_versions(con)

@@ -18,7 +18,7 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-def _default(v: Any):
+def _default(v: Any) -> str:
     if isinstance(v, (datetime, date)):
         return v.isoformat()
     return str(v)
@@ -28,7 +28,7 @@ def to_json(data: Any) -> str:
     return json.dumps(data, indent=2, default=_default)
 
 
-def to_csv(rows: list[dict]) -> str:
+def to_csv(rows: list[dict[str, Any]]) -> str:
     buf = io.StringIO()
     if rows:
         w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
@@ -38,20 +38,21 @@ def to_csv(rows: list[dict]) -> str:
     return buf.getvalue().rstrip("\n")
 
 
-def to_table(rows: list[dict], max_width: int = 48) -> str:
+def to_table(rows: list[dict[str, Any]], max_width: int = 48) -> str:
     if not rows:
         return "(no rows)"
     cols = list(rows[0])
     cells = [[_cell(r.get(c)) for c in cols] for r in rows]
     cells = [[c if len(c) <= max_width else "…" + c[-(max_width - 1):] for c in row] for row in cells]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths)).rstrip()  # noqa: E731
+    def line(vals: list[str]) -> str:
+        return "  ".join(v.ljust(w) for v, w in zip(vals, widths)).rstrip()
     out = [line(cols), line(["-" * w for w in widths])]
     out += [line(row) for row in cells]
     return "\n".join(out)
 
 
-def render(rows: list[dict], fmt: str) -> str:
+def render(rows: list[dict[str, Any]], fmt: str) -> str:
     if fmt == "json":
         return to_json(rows)
     if fmt == "csv":

@@ -53,7 +53,8 @@ class Embedder(Backend):
     """Maps images to fixed-size vectors compared by `metric` inside Qdrant."""
 
     kind: ClassVar[str] = "embedder"
-    metric: ClassVar[str] = "cosine"  # "cosine", "euclid" or "dot" (precomputed vectors)
+    # "cosine", "euclid" or "dot"; a class value, except `precomputed` sets it per instance
+    metric: str = "cosine"
 
     @property
     def dim(self) -> int:

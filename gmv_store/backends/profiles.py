@@ -8,25 +8,26 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 from ..registry import Registry
 
 STAGES = ("embedder", "rerank", "quality")
 
 
-def profile(description: str, embedder: tuple[str, dict], rerank: tuple[str, dict],
-            quality: tuple[str, dict]) -> dict:
+def profile(description: str, embedder: tuple[str, dict[str, Any]], rerank: tuple[str, dict[str, Any]],
+            quality: tuple[str, dict[str, Any]]) -> dict[str, Any]:
     """A profile from (name, params) per stage."""
     stages = dict(zip(STAGES, (embedder, rerank, quality)))
     return {"description": description, **{k: {"name": n, "params": dict(p)} for k, (n, p) in stages.items()}}
 
 
-def stages(prof: dict) -> dict[str, tuple[str, dict]]:
+def stages(prof: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
     """stage -> (backend name, params copy), as `Store.init` takes them."""
     return {k: (prof[k]["name"], dict(prof[k].get("params", {}))) for k in STAGES}
 
 
-PROFILES: Registry[dict] = Registry("profile")
+PROFILES: Registry[dict[str, Any]] = Registry("profile")
 PROFILES.add("basic", profile(
     "weight-free, no torch: pixel recall, pixel l2 re-rank, no quality calibration",
     embedder=("pixels", {}), rerank=("l2", {}), quality=("none", {}),
@@ -45,6 +46,6 @@ PROFILES.add("offline", profile(
 ))
 
 
-def get_profile(name: str) -> dict:
+def get_profile(name: str) -> dict[str, Any]:
     """A copy of the named profile (UnknownBackend, listing the profiles, for another name)."""
     return copy.deepcopy(PROFILES.get(name))

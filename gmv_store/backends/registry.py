@@ -8,7 +8,7 @@ built-ins when a name is not a built-in's, and checked when first looked up.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, overload
 
 from ..errors import BadPlugin, GmvError, UnknownBackend
 from ..registry import Registry
@@ -90,7 +90,16 @@ def backend_class(kind: str, name: str) -> type[Backend]:
     return cls
 
 
+@overload
+def create(kind: Literal["embedder"], name: str, params: dict[str, Any] | None = None) -> Embedder: ...
+@overload
+def create(kind: Literal["rerank"], name: str, params: dict[str, Any] | None = None) -> Reranker: ...
+@overload
+def create(kind: Literal["quality"], name: str, params: dict[str, Any] | None = None) -> Quality: ...
+@overload
+def create(kind: str, name: str, params: dict[str, Any] | None = None) -> Backend: ...
 def create(kind: str, name: str, params: dict[str, Any] | None = None) -> Backend:
+    """A backend of `kind` (an instance of that kind's base class: backend_class checks plugins)."""
     return backend_class(kind, name)(**(params or {}))
 
 

@@ -10,7 +10,8 @@ import contextlib
 import importlib
 import io
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from types import ModuleType
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -28,7 +29,7 @@ T = TypeVar("T")
 
 
 # ---------------------------------------------------------------------- imports
-def require(module: str, package: str | None = None):
+def require(module: str, package: str | None = None) -> ModuleType:
     """Import a heavy optional module or raise MissingDependency naming the fix."""
     try:
         return importlib.import_module(module)
@@ -39,12 +40,12 @@ def require(module: str, package: str | None = None):
         ) from None
 
 
-def torch():
+def torch() -> ModuleType:
     return require("torch")
 
 
 @contextlib.contextmanager
-def quiet(stderr: bool = False):
+def quiet(stderr: bool = False) -> Iterator[None]:
     """Silence libraries that print ("Loading model from ...") on stdout (and stderr when
     asked) or log below ERROR while a model loads."""
     import logging
@@ -84,20 +85,21 @@ def pick_device(requested: str = "auto") -> str:
 
 
 # ---------------------------------------------------------------------- model cache
-_MODELS: dict[tuple, Any] = {}
+_MODELS: dict[tuple[Any, ...], Any] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def cached_model(key: tuple, build: Callable[[], T]) -> T:
+def cached_model(key: tuple[Any, ...], build: Callable[[], T]) -> T:
     """Load each model once per process: `key` is (backend name, model params, weights, device)."""
     with _MODELS_LOCK:
         if key not in _MODELS:
             _MODELS[key] = build()
-        return _MODELS[key]
+        model: T = _MODELS[key]
+        return model
 
 
 @contextlib.contextmanager
-def torch_threads(n: int | None):
+def torch_threads(n: int | None) -> Iterator[None]:
     """torch's intra-op thread count set to `n` inside the block (None: left as it is)."""
     if n is None:
         yield
@@ -129,9 +131,9 @@ def run_batched(
     return np.concatenate(out, axis=0)
 
 
-def group_by_shape(images: Sequence[np.ndarray]) -> dict[tuple, list[int]]:
+def group_by_shape(images: Sequence[np.ndarray]) -> dict[tuple[int, ...], list[int]]:
     """Indices of images sharing a shape, so that each group batches without resizing."""
-    groups: dict[tuple, list[int]] = {}
+    groups: dict[tuple[int, ...], list[int]] = {}
     for i, px in enumerate(images):
         groups.setdefault(px.shape, []).append(i)
     return groups
@@ -139,7 +141,7 @@ def group_by_shape(images: Sequence[np.ndarray]) -> dict[tuple, list[int]]:
 
 # ---------------------------------------------------------------------- images -> tensors
 def to_float_batch(images: Sequence[np.ndarray], size: int | tuple[int, int], mode: str = "squash",
-                   resample: str = "bicubic"):
+                   resample: str = "bicubic") -> Any:
     """(n, 3, size, size) float32 tensor in [0, 1].
 
     mode 'squash': resize to size x size (aspect not kept, nothing cropped);
@@ -169,7 +171,7 @@ def to_float_batch(images: Sequence[np.ndarray], size: int | tuple[int, int], mo
     return t.from_numpy(out).permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def to_device(x, device: str):
+def to_device(x: Any, device: str) -> Any:
     """A batch onto the model's device. On CUDA from pinned host memory with a non-blocking
     copy, so the next batch's preprocessing overlaps the transfer (the forward that reads it
     waits on the same stream); elsewhere a plain move."""
@@ -202,8 +204,8 @@ class TorchBackendMixin:
     def device(self) -> str:
         return pick_device(self.params["device"])
 
-    def fingerprint(self) -> dict:
-        fp = super().fingerprint()  # type: ignore[misc]
+    def fingerprint(self) -> dict[str, Any]:
+        fp: dict[str, Any] = super().fingerprint()  # type: ignore[misc]
         fp["params"] = {k: v for k, v in fp["params"].items() if k not in RUNTIME_PARAMS}
         return fp
 

@@ -19,7 +19,7 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..errors import MissingWeights
 from .runtime import quiet, torch
@@ -79,10 +79,10 @@ def gmv_cache_dir() -> Path:
 
 
 # ---------------------------------------------------------------------- checksums
-_SHA: dict[tuple, str] = {}
+_SHA: dict[tuple[str, int, int], str] = {}
 
 
-def sha256_file(path: str | os.PathLike) -> str:
+def sha256_file(path: str | os.PathLike[str]) -> str:
     """sha256 of a file, memoised per (path, size, mtime) within the process."""
     p = Path(path).resolve()
     st = p.stat()
@@ -120,7 +120,7 @@ class WeightsSpec:
     param: str = "weights"
     explicit: str | None = None
     cache: list[Path] = field(default_factory=list)
-    download: Callable[[], str | os.PathLike] | None = None
+    download: Callable[[], str | os.PathLike[str]] | None = None
     host: str | None = None
     alternative: str = ""
     present: Callable[[Path], bool] = Path.is_file
@@ -128,7 +128,7 @@ class WeightsSpec:
     expected: str = ""  # what to put there, when `filename` is a folder (e.g. "model.safetensors from hf.co/x")
 
 
-def torch_hub_file(owner: str, subdir: str, filename: str, download: Callable[[], str | os.PathLike],
+def torch_hub_file(owner: str, subdir: str, filename: str, download: Callable[[], str | os.PathLike[str]],
                    host: str, alternative: str, also: Sequence[Path] = ()) -> WeightsSpec:
     """A weights file that its library keeps in `$TORCH_HOME/hub/<subdir>/` (torchvision's
     trunks, pyiqa's checkpoints); `also` are further places to look before downloading."""
@@ -191,7 +191,7 @@ class ResolvedWeights:
 
     weights_param: ClassVar[str] = "weights"
     random_weights: ClassVar[bool] = False
-    params: dict
+    params: dict[str, Any]
     _weights: Path | None = None
 
     def weights_spec(self) -> WeightsSpec:

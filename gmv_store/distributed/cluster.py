@@ -10,6 +10,8 @@ import socket
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 
 from ..errors import MissingDependency
 from .settings import PIP_RAY, ClusterError, RaySettings
@@ -17,7 +19,7 @@ from .settings import PIP_RAY, ClusterError, RaySettings
 LOOPBACK = "127.0.0.1"
 
 
-def require_ray():
+def require_ray() -> ModuleType:
     try:
         ray = importlib.import_module("ray")
         importlib.import_module("ray.data")
@@ -27,7 +29,7 @@ def require_ray():
 
 
 @contextlib.contextmanager
-def _loopback_kept(keep: bool):
+def _loopback_kept(keep: bool) -> Iterator[None]:
     """Ray rewrites 127.0.0.1 into this machine's outward address (so that other machines
     can reach a node); a cluster on the loopback, or a private one, must stay there."""
     from ray._private import services
@@ -44,7 +46,7 @@ def _loopback_kept(keep: bool):
 
 @dataclass
 class Cluster:
-    nodes: list[dict]   # alive nodes with CPUs or GPUs: {"id", "ip", "cpus", "gpus"}
+    nodes: list[dict[str, Any]]   # alive nodes with CPUs or GPUs: {"id", "ip", "cpus", "gpus"}
     cpus: float
     gpus: float
 
@@ -80,8 +82,8 @@ def _reachable(address: str, timeout: float = 5.0) -> None:
                            "--ray local") from None
 
 
-def _init(ray, settings: RaySettings) -> None:
-    kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR,
+def _init(ray: ModuleType, settings: RaySettings) -> None:
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR,
               "configure_logging": True}
     if settings.loopback:
         kwargs["_node_ip_address"] = LOOPBACK
@@ -111,7 +113,7 @@ def _init_failure(address: str, e: Exception) -> str:
             "`ray start --head` printed (host:port), that the cluster runs, or use --ray local")
 
 
-def _check(ray, settings: RaySettings) -> Cluster:
+def _check(ray: ModuleType, settings: RaySettings) -> Cluster:
     nodes = [{"id": n["NodeID"], "ip": n["NodeManagerAddress"], "cpus": n["Resources"].get("CPU", 0.0),
               "gpus": n["Resources"].get("GPU", 0.0)} for n in ray.nodes() if n.get("Alive")]
     working = [n for n in nodes if n["cpus"] or n["gpus"]]
@@ -122,7 +124,7 @@ def _check(ray, settings: RaySettings) -> Cluster:
     return Cluster(working, sum(n["cpus"] for n in working), sum(n["gpus"] for n in working))
 
 
-def _check_nodes(ray, nodes: list[dict]) -> None:
+def _check_nodes(ray: ModuleType, nodes: list[dict[str, Any]]) -> None:
     """Every working node imports this gmv-store with the same code as this process."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 

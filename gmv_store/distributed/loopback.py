@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,14 +29,15 @@ LOOPBACK = "127.0.0.1"
 def free_port() -> int:
     with contextlib.closing(socket.socket()) as s:
         s.bind((LOOPBACK, 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 @dataclass
 class LoopbackCluster:
     address: str
     temp_dir: Path
-    env: dict = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
 
     def pids(self) -> list[int]:
         """This cluster's processes: those naming its temp folder or GCS address, and their
@@ -87,7 +88,7 @@ def _alive(pids: list[int]) -> list[int]:
     return out
 
 
-def ray_start(args: list[str], env: dict) -> None:
+def ray_start(args: list[str], env: dict[str, str]) -> None:
     """`ray start ARGS` through this module, so that 127.0.0.1 stays the node address."""
     r = subprocess.run([sys.executable, "-m", "gmv_store.distributed.loopback", "start", *args], env=env,
                        capture_output=True, text=True, timeout=180)
@@ -96,8 +97,9 @@ def ray_start(args: list[str], env: dict) -> None:
 
 
 @contextlib.contextmanager
-def loopback_cluster(temp_dir: Path, worker_cpus: list[int] = (1,), head_cpus: int = 0,
-                     env: dict | None = None, worker_env: dict | None = None) -> Iterator[LoopbackCluster]:
+def loopback_cluster(temp_dir: Path, worker_cpus: Sequence[int] = (1,), head_cpus: int = 0,
+                     env: dict[str, str] | None = None, worker_env: dict[str, str] | None = None
+                     ) -> Iterator[LoopbackCluster]:
     """A head node with `head_cpus` CPUs and one node per entry of `worker_cpus`, all on
     127.0.0.1 with random ports; stopped on exit, also after a failure."""
     temp_dir = Path(temp_dir)
@@ -129,7 +131,7 @@ def _main(argv: list[str]) -> None:
     from ray.scripts.scripts import main
 
     sys.argv = ["ray", *argv]
-    main()
+    main()  # type: ignore[no-untyped-call]  # Ray's click command
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ import contextlib
 import pickle
 import re
 from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
 
 from ..config import BackendSpec
 from ..sources.decode import batched
@@ -24,7 +26,7 @@ from .settings import ClusterError, RaySettings
 from .stages import PROTOCOL, decode_rows, forwards_for
 
 
-def ray_batches(paths, options: InputOptions | None, batch_size: int, report: InputReport, settings: RaySettings,
+def ray_batches(paths: list[str], options: InputOptions | None, batch_size: int, report: InputReport, settings: RaySettings,
                 specs: dict[str, BackendSpec], with_quality: bool = False,
                 device: str | None = None) -> Iterator[list[Decoded]]:
     """`read_batches` on a Ray cluster, with the forwards done there (see the module doc)."""
@@ -54,7 +56,8 @@ def worker_layout(settings: RaySettings, cluster: Cluster) -> tuple[int, float]:
 
 
 def _decoded(items: Iterator[Item], problems: list[Problem], batch_size: int, settings: RaySettings,
-             cluster: Cluster, specs: dict, with_quality: bool, device: str | None) -> Iterator[Decoded]:
+             cluster: Cluster, specs: dict[str, dict[str, Any]], with_quality: bool, device: str | None
+             ) -> Iterator[Decoded]:
     ray = require_ray()
     workers, gpus = worker_layout(settings, cluster)
     seq = 0  # rows are numbered batches: each comes back as the one due, or the run stops
@@ -99,7 +102,7 @@ def _windows(items: Iterator[Item], batch_size: int, settings: RaySettings) -> I
 
 
 @contextlib.contextmanager
-def _in_order(ray):
+def _in_order(ray: ModuleType) -> Iterator[None]:
     """Ray Data's results in input order for this run (the setting is per process)."""
     ctx = ray.data.DataContext.get_current()
     saved, ctx.execution_options.preserve_order = ctx.execution_options.preserve_order, True
@@ -110,7 +113,7 @@ def _in_order(ray):
 
 
 @contextlib.contextmanager
-def _named_failures(settings: RaySettings):
+def _named_failures(settings: RaySettings) -> Iterator[None]:
     """A named error raised on a worker (weights that do not match the store, a missing
     model library) comes back in its own words, one line; other Ray failures name the cluster."""
     try:
@@ -127,13 +130,14 @@ def _named_failures(settings: RaySettings):
 
 def worker_failure(e: BaseException) -> str | None:
     """The message of a WorkerFailure raised on a worker, from the text Ray brings back."""
-    seen, stack = set(), [e]
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [e]
     while stack:
         x = stack.pop()
         if x is None or id(x) in seen:
             continue
         seen.add(id(x))
-        found = re.findall(r"WorkerFailure: (.+)", str(x))
+        found: list[str] = re.findall(r"WorkerFailure: (.+)", str(x))
         if found:
             return found[-1].strip()
         cause = getattr(x, "cause", None)

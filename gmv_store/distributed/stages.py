@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import GmvError
 from ..sources.decode import decode_one
-from ..sources.items import Decoded
+from ..sources.items import Decoded, Problem
 
 PROTOCOL = 5  # out-of-band-capable pickles: pixels and vectors copied once
 
@@ -31,7 +31,10 @@ def code_fingerprint() -> str:
     with the same fingerprint compute the same vectors and decode the same way."""
     h = hashlib.sha256()
     for pkg in CODE_PACKAGES:
-        root = Path(importlib.import_module(pkg).__file__).parent
+        init = importlib.import_module(pkg).__file__
+        if init is None:  # not reached: each is a regular package, with an __init__.py
+            raise RuntimeError(f"{pkg} has no __init__.py to fingerprint from")
+        root = Path(init).parent
         for f in sorted(root.rglob("*.py")):
             h.update(f"{f.relative_to(root.parent)}\0".encode())
             h.update(f.read_bytes())
@@ -50,7 +53,7 @@ def decode_rows(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
                                                       for blob in batch["items"]])}
 
 
-def _pickles(rows: list[list]) -> np.ndarray:
+def _pickles(rows: list[list[Decoded | Problem]]) -> np.ndarray:
     out = np.empty(len(rows), dtype=object)
     out[:] = [pickle.dumps(r, protocol=PROTOCOL) for r in rows]
     return out
@@ -71,14 +74,14 @@ class Forwards:
     WITH_QUALITY = False
     DEVICE: str | None = None
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.error: str | None = None
         try:
             self._build(self.SPECS, self.WITH_QUALITY, self.DEVICE)
         except GmvError as e:  # reported by the first call: a failed actor start is retried by Ray, not named
             self.error = f"worker on node {_node_ip()}: {e}"
 
-    def _build(self, specs: dict, with_quality: bool, device: str | None) -> None:
+    def _build(self, specs: dict[str, dict[str, Any]], with_quality: bool, device: str | None) -> None:
         from ..backends.named import embed_named
         from ..config import BackendSpec
         from ..store import make_backend
@@ -106,10 +109,12 @@ class Forwards:
         if good:
             pixels = [d.pixels for d in good]
             vectors = self._embed(self.embedder, self.reranker, pixels)
-            quality = np.asarray(self.quality.score(pixels), dtype=np.float64) if self.quality else None
-            if quality is not None and quality.shape != (len(good),):
-                raise WorkerFailure(f"quality backend '{self.quality.name}' returned {quality.shape} scores for "
-                                    f"{len(good)} images")
+            quality = None
+            if self.quality:
+                quality = np.asarray(self.quality.score(pixels), dtype=np.float64)
+                if quality.shape != (len(good),):
+                    raise WorkerFailure(f"quality backend '{self.quality.name}' returned {quality.shape} scores "
+                                        f"for {len(good)} images")
             for i, d in enumerate(good):
                 d.vectors = {name: v[i] for name, v in vectors.items()}
                 if quality is not None:
@@ -132,6 +137,7 @@ def _node_ip() -> str:
     try:
         import ray
 
-        return ray.util.get_node_ip_address()
+        ip: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+        return ip
     except Exception:  # noqa: BLE001 - only for the message
         return socket.gethostname()

@@ -13,7 +13,7 @@ from datetime import date, datetime, time
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import numpy as np
 
@@ -23,7 +23,7 @@ from .items import InputOptions, Item
 HELP_WHOLE = "fix: store whole-number labels (pandas: .astype('Int64')) or text labels"
 
 
-def label_text(value, column: str = "label") -> str | None:
+def label_text(value: object, column: str = "label") -> str | None:
     """A label from any array or column value, as the text stored in the ledger. A float
     label is a class number stored as a float (pandas turns an integer column with a missing
     value into floats): a whole one is stored as the integer ("7", not "7.0"), NaN or a
@@ -41,7 +41,7 @@ def label_text(value, column: str = "label") -> str | None:
     return str(value)
 
 
-def json_value(value):
+def json_value(value: Any) -> Any:
     """A column or .json value as plain JSON (NaN -> null, dates -> ISO text)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -58,7 +58,7 @@ def file_label(path: Path, opts: InputOptions) -> str | None:
     return path.parent.name if opts.label_from == "parent" else opts.label
 
 
-def _refuse(reason: str):
+def _refuse(reason: str) -> NoReturn:
     raise BadInput(reason)
 
 

@@ -45,7 +45,7 @@ def _with_channel(image: np.ndarray) -> np.ndarray:
 
 def load_dataset_image(name: str, key: str) -> np.ndarray:
     images, _ = load_mnist(_split(name))
-    return images[_index(name, key, len(images))][:, :, None]
+    return _with_channel(images[_index(name, key, len(images))])
 
 
 def _index(name: str, key: str, n: int) -> int:

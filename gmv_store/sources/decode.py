@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import TypeVar
 
 from ..errors import BadInput
 from ..images import content_sha256
 from .items import Decoded, Item, Problem
+
+T = TypeVar("T")
 
 
 def decode_one(item: Item) -> Decoded | Problem:
@@ -27,8 +30,8 @@ def decode_items(items: Iterable[Item], problems: list[Problem]) -> Iterator[Dec
             yield d
 
 
-def batched(it: Iterable, size: int) -> Iterator[list]:
-    batch = []
+def batched(it: Iterable[T], size: int) -> Iterator[list[T]]:
+    batch: list[T] = []
     for x in it:
         batch.append(x)
         if len(batch) >= size:

@@ -89,7 +89,10 @@ def _single(base: str, key: str, opts: InputOptions) -> Item:
     if not path.exists():
         raise BadInput("no such file")
     regular_file(path)
-    return reader_for(path).item(path.absolute(), key, opts)
+    reader = reader_for(path)
+    if reader is None:  # not reached: split_source gives a key only where a keyed reader claims the file
+        raise BadInput("no reader takes a #key for this file")
+    return reader.item(path.absolute(), key, opts)
 
 
 def _path_items(path: Path, opts: InputOptions, found: Discovery) -> Iterator[Item]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,7 @@ class Item:
     source: str
     load: Callable[[], np.ndarray]  # -> canonical pixels; raises BadInput
     label: str | None = None
-    meta: dict | None = None  # the image's own metadata (Parquet columns, a WebDataset .json)
+    meta: dict[str, Any] | None = None  # the image's own metadata (Parquet columns, a WebDataset .json)
 
 
 @dataclass
@@ -52,6 +53,10 @@ class InputReport:
         return len(self.problems)
 
 
+# images -> named vectors ("recall", and "rerank" when stored): what a decoding worker may run
+Embed = Callable[[list[np.ndarray]], dict[str, np.ndarray]]
+
+
 @dataclass(frozen=True)
 class InputOptions:
     """How to read labels and columns from the inputs."""
@@ -68,7 +73,7 @@ class Decoded:
     label: str | None
     pixels: np.ndarray  # canonical (H, W, C) uint8
     sha256: str
-    meta: dict | None = None
+    meta: dict[str, Any] | None = None
     vectors: dict[str, np.ndarray] | None = None  # named vectors, when a decoding worker embedded it
     quality: float | None = None  # its quality score, when a worker (--ray) scored it
 

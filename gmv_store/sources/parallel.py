@@ -24,15 +24,17 @@ import sys
 import threading
 import types
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from itertools import islice
+from multiprocessing.connection import Connection
+from multiprocessing.context import BaseContext
 
 from ..errors import GmvError
 from .decode import batched, decode_items, decode_one
-from .items import Decoded, Item, Problem
+from .items import Decoded, Embed, Item, Problem
 
 SERIAL_FIRST = 1024  # decode this many in-process first: small inputs never pay a process start
 CHUNK = 64           # items per task: large enough to amortise pickling, small enough to balance
@@ -47,7 +49,7 @@ def default_workers() -> int:
 
 
 @contextmanager
-def _main_hidden():
+def _main_hidden() -> Iterator[None]:
     """Start workers without the caller's main script. A fresh interpreter otherwise imports
     it again: a script without an `if __name__ == "__main__":` guard (or one read from stdin)
     would run again in every worker, ingest included. The workers need only gmv_store's own
@@ -61,7 +63,7 @@ def _main_hidden():
             sys.modules["__main__"] = saved
 
 
-def _context():
+def _context() -> BaseContext:
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     if ctx.get_start_method() == "forkserver":
@@ -69,12 +71,12 @@ def _context():
     return ctx
 
 
-def _watch_parent(alive) -> None:
+def _watch_parent(alive: Connection) -> None:
     """Worker start-up: leave Ctrl-C to the main process, and exit once it is gone (`alive`:
     the read end of the main process's pipe)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    def watch():
+    def watch() -> None:
         try:
             alive.recv_bytes()  # nothing is ever sent: this returns at end-of-file
         except (EOFError, OSError):
@@ -84,7 +86,7 @@ def _watch_parent(alive) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-def _decode_chunk(items: list[Item], embed: Callable | None = None) -> list[Decoded | Problem]:
+def _decode_chunk(items: list[Item], embed: Embed | None = None) -> list[Decoded | Problem]:
     out = [decode_one(it) for it in items]
     good = [d for d in out if isinstance(d, Decoded)]
     if embed is not None and good:
@@ -95,7 +97,7 @@ def _decode_chunk(items: list[Item], embed: Callable | None = None) -> list[Deco
 
 
 def decode_parallel(items: Iterable[Item], problems: list[Problem], workers: int, ahead: int = 1024,
-                    embed: Callable | None = None) -> Iterator[Decoded]:
+                    embed: Embed | None = None) -> Iterator[Decoded]:
     """decode_items(items, problems) with `workers` processes; `ahead`: items in flight.
     `embed` (picklable: images -> named vectors) also runs in the workers, per chunk, and
     fills `Decoded.vectors` (not for the first items, decoded in this process)."""
@@ -107,7 +109,7 @@ def decode_parallel(items: Iterable[Item], problems: list[Problem], workers: int
     ctx = _context()
     alive, keep = ctx.Pipe(duplex=False)  # `keep` stays here only: its end-of-file tells the workers to go
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_watch_parent, initargs=(alive,))
-    pending: deque = deque()
+    pending: deque[Future[list[Decoded | Problem]]] = deque()
     limit = max(2 * workers, -(-ahead // CHUNK))
     try:
         for chunk in batched(it, CHUNK):
@@ -126,7 +128,7 @@ def decode_parallel(items: Iterable[Item], problems: list[Problem], workers: int
         alive.close()
 
 
-def _results(future, problems: list[Problem]) -> Iterator[Decoded]:
+def _results(future: Future[list[Decoded | Problem]], problems: list[Problem]) -> Iterator[Decoded]:
     for r in future.result():
         if isinstance(r, Problem):
             problems.append(r)

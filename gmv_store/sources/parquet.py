@@ -18,17 +18,24 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from ..errors import BadInput
 from ..images import decode_bytes
 from .base import HELP_WHOLE, Reader, bad_item, file_label, file_stamp, json_value, label_text
 from .items import InputOptions, Item
 
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
 BATCH_ROWS = 1024  # rows per record batch: bounded memory, and few Python calls per row
 HELP_IMAGE = "fix: name the column of encoded image bytes with --image-column"
 
 
-def _pa():
+def _pa() -> tuple[ModuleType, ModuleType]:
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -37,12 +44,13 @@ def _pa():
     return pa, pq
 
 
-def _is_bytes(t) -> bool:
+def _is_bytes(t: pa.DataType) -> bool:
     pa, _ = _pa()
-    return pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t)
+    yes: bool = pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t)
+    return yes
 
 
-def image_kind(t) -> str | None:
+def image_kind(t: pa.DataType) -> str | None:
     """'binary' for a bytes column, 'struct' for a `{bytes, path}` struct, else None."""
     pa, _ = _pa()
     if _is_bytes(t):
@@ -52,7 +60,7 @@ def image_kind(t) -> str | None:
     return None
 
 
-def _is_scalar(t, label: bool = False) -> bool:
+def _is_scalar(t: pa.DataType, label: bool = False) -> bool:
     """A label is an integer, a string, a bool or a float; metadata may also be a date or a
     decimal. Lists, structs, maps and bytes are neither."""
     pa, _ = _pa()
@@ -64,12 +72,13 @@ def _is_scalar(t, label: bool = False) -> bool:
     return ok or (not label and (ty.is_temporal(t) or ty.is_decimal(t)))
 
 
-def _floats(t) -> bool:
+def _floats(t: pa.DataType) -> bool:
     pa, _ = _pa()
-    return pa.types.is_floating(t.value_type if pa.types.is_dictionary(t) else t)
+    yes: bool = pa.types.is_floating(t.value_type if pa.types.is_dictionary(t) else t)
+    return yes
 
 
-def _whole_labels(pf, path: Path, label: str) -> None:
+def _whole_labels(pf: pq.ParquetFile, path: Path, label: str) -> None:
     """A float label column holds class numbers stored as floats (pandas turns an integer
     column with a missing value into floats; the missing value becomes null, no label):
     refuse the file, before reading images, if any value is NaN or a fraction. One pass over
@@ -89,7 +98,7 @@ def _whole_labels(pf, path: Path, label: str) -> None:
         row += batch.num_rows
 
 
-def _columns(schema) -> str:
+def _columns(schema: pa.Schema) -> str:
     return ", ".join(f"{f.name} ({f.type})" for f in schema) or "none"
 
 
@@ -108,11 +117,11 @@ class Layout:
         return [self.image] + ([self.label] if self.label else []) + list(self.meta)
 
 
-def default_image_column(schema) -> str | None:
+def default_image_column(schema: pa.Schema) -> str | None:
     return next((f.name for f in schema if image_kind(f.type)), None)
 
 
-def layout(schema, path: Path, opts: InputOptions) -> Layout:
+def layout(schema: pa.Schema, path: Path, opts: InputOptions) -> Layout:
     default = default_image_column(schema)
     image = opts.image_column or default
     if image is None:
@@ -137,7 +146,7 @@ def layout(schema, path: Path, opts: InputOptions) -> Layout:
 
 
 @lru_cache(maxsize=8)
-def _open(path: str, mtime_ns: int, size: int):
+def _open(path: str, mtime_ns: int, size: int) -> tuple[pq.ParquetFile, tuple[int, ...], int]:
     """An open ParquetFile with its row-group starts (cumulative row counts)."""
     _, pq = _pa()
     try:
@@ -146,14 +155,15 @@ def _open(path: str, mtime_ns: int, size: int):
     except Exception as e:  # noqa: BLE001 - pyarrow raises several kinds for a bad file
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise BadInput(f"{path}: not a readable Parquet file ({first[:160]}); fix: re-export it or remove it") from None
-    starts, total = [], 0
+    starts: list[int] = []
+    total = 0
     for i in range(pf.metadata.num_row_groups):
         starts.append(total)
         total += pf.metadata.row_group(i).num_rows
     return pf, tuple(starts), total
 
 
-def _items(path: Path, batch, first_row: int, lay: Layout, opts: InputOptions) -> Iterator[Item]:
+def _items(path: Path, batch: pa.RecordBatch, first_row: int, lay: Layout, opts: InputOptions) -> Iterator[Item]:
     col = batch.column(lay.image)
     data = (col.field("bytes") if lay.struct else col).to_pylist()
     if lay.struct and col.null_count:  # a null struct's child slot is undefined
@@ -178,7 +188,7 @@ class ParquetReader(Reader):
     suffixes = frozenset({".parquet", ".pq"})
     keyed = True
 
-    def items(self, path, opts):
+    def items(self, path: Path, opts: InputOptions) -> Iterator[Item]:
         _, pq = _pa()
         pf, starts, total = _open(*file_stamp(path))
         lay = layout(pf.schema_arrow, path, opts)
@@ -197,7 +207,7 @@ class ParquetReader(Reader):
                     yield bad_item(f"{path}#{row}-{end - 1}", f"unreadable rows {row}..{end - 1} (row group {rg}: "
                                                               f"{first[:160]}); fix: re-export the file")
 
-    def _locate(self, path: Path, key: str):
+    def _locate(self, path: Path, key: str) -> tuple[pq.ParquetFile, int, int, int, str | None]:
         row_text, _, column = key.partition("@")
         pf, starts, total = _open(*file_stamp(path))
         if not row_text.isdigit():
@@ -209,7 +219,7 @@ class ParquetReader(Reader):
         rg = bisect_right(starts, row) - 1
         return pf, row, rg, starts[rg], column or None
 
-    def item(self, path, key, opts):
+    def item(self, path: Path, key: str, opts: InputOptions) -> Item:
         pf, row, rg, start, column = self._locate(path, key)
         lay = layout(pf.schema_arrow, path, InputOptions(label_from=opts.label_from, label=opts.label,
                                                          image_column=column or opts.image_column,
@@ -217,7 +227,7 @@ class ParquetReader(Reader):
         table = pf.read_row_group(rg, columns=lay.columns, use_threads=False).slice(row - start, 1)
         return next(_items(path, table.to_batches()[0], row, lay, opts))
 
-    def load(self, path, key):
+    def load(self, path: Path, key: str | None) -> np.ndarray:
         if not path.exists():
             raise BadInput(f"{path}: no such file")
         _, row, rg, start, column = self._locate(path, key or "")
@@ -228,7 +238,7 @@ class ParquetReader(Reader):
 
 
 @lru_cache(maxsize=16)  # Hugging Face writes image tables in row groups of 100 rows: small
-def _image_column(path: str, mtime_ns: int, size: int, rg: int, column: str | None):
+def _image_column(path: str, mtime_ns: int, size: int, rg: int, column: str | None) -> pa.Array:
     """The image bytes of one row group (read once for neighbouring rows)."""
     pf, _, _ = _open(path, mtime_ns, size)
     lay = layout(pf.schema_arrow, Path(path), InputOptions(image_column=column))

@@ -1,16 +1,16 @@
 """The whole input stage in one call, as both pipelines use it."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from .decode import batched, decode_items
 from .discover import discover
-from .items import Decoded, Discovery, InputOptions, InputReport
+from .items import Decoded, Discovery, Embed, InputOptions, InputReport
 from .parallel import decode_parallel
 
 
-def read_batches(paths, options: InputOptions | None, batch_size: int, report: InputReport,
-                 workers: int = 0, embed: Callable | None = None) -> Iterator[list[Decoded]]:
+def read_batches(paths: list[str], options: InputOptions | None, batch_size: int, report: InputReport,
+                 workers: int = 0, embed: Embed | None = None) -> Iterator[list[Decoded]]:
     """Decoded images of the inputs in batches; bad inputs go to `report.problems` (bad
     arguments first) and files no reader claims to `report.ignored_files`. `workers` > 1
     decodes in that many processes, with the same results in the same order, and runs

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import zipfile
 import zlib
+from collections.abc import Iterator
 from functools import lru_cache, partial
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 from ..errors import BadInput
 from ..images import IMAGE_SUFFIXES, array_to_canonical, decode_file
 from .base import HELP_WHOLE, Reader, file_label, file_stamp, label_text
-from .items import Item
+from .items import InputOptions, Item
 from .parquet import ParquetReader
 from .webdataset import CompressedShardReader, WebDatasetReader, is_compressed_shard
 
@@ -26,10 +27,10 @@ class ImageFileReader(Reader):
     name = "image"
     suffixes = frozenset(IMAGE_SUFFIXES)
 
-    def items(self, path, opts):
+    def items(self, path: Path, opts: InputOptions) -> Iterator[Item]:
         yield Item(str(path), partial(decode_file, path), file_label(path, opts))
 
-    def load(self, path, key):
+    def load(self, path: Path, key: str | None) -> np.ndarray:
         return decode_file(path)
 
 
@@ -70,18 +71,18 @@ class ArrayReader(Reader):
                            f"{float(labels[bad[0]])!r}); {HELP_WHOLE}")
         return images, labels
 
-    def _item(self, path, images, labels, i, opts) -> Item:
+    def _item(self, path: Path, images: np.ndarray, labels: np.ndarray | None, i: int, opts: InputOptions) -> Item:
         src = f"{path}#{i}"
         lab = label_text(labels[i]) if labels is not None else file_label(path, opts)
         # np.asarray: a plain view (of the memory map for .npy), pickled as its own pixels
         return Item(src, partial(array_to_canonical, np.asarray(images[i]), src), lab)
 
-    def items(self, path, opts):
+    def items(self, path: Path, opts: InputOptions) -> Iterator[Item]:
         images, labels = self.read(path)
         for i in range(len(images)):
             yield self._item(path, images, labels, i, opts)
 
-    def _index(self, path, images, key) -> int:
+    def _index(self, path: Path, images: np.ndarray, key: str) -> int:
         if not key.isdigit():
             raise BadInput(f"{path}#{key}: '{key}' is not an image number; fix: give one of #0 to "
                            f"#{len(images) - 1} (the array holds {len(images):,} images)")
@@ -89,11 +90,11 @@ class ArrayReader(Reader):
             raise BadInput(f"{path}#{key}: index out of range (the array holds {len(images)} images)")
         return int(key)
 
-    def item(self, path, key, opts):
+    def item(self, path: Path, key: str, opts: InputOptions) -> Item:
         images, labels = self.read(path)
         return self._item(path, images, labels, self._index(path, images, key), opts)
 
-    def load(self, path, key):
+    def load(self, path: Path, key: str | None) -> np.ndarray:
         images, _ = _cached_read(*file_stamp(path)) if path.exists() else self.read(path)
         return array_to_canonical(images[self._index(path, images, key or "")], f"{path}#{key}")
 
@@ -116,7 +117,7 @@ def half_memory() -> int | None:
 
 
 @lru_cache(maxsize=2)
-def _cached_read(path: str, mtime_ns: int, size: int):
+def _cached_read(path: str, mtime_ns: int, size: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Thumbnails and image re-ranking read many rows of one array: read (or map) it once."""
     return ArrayReader().read(Path(path))
 

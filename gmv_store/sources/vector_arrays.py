@@ -4,12 +4,16 @@ refused, float64 converted (the caller says so)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import BadInput
 from .items import Problem
 from .parquet import _pa
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 def as_float32(a: np.ndarray, where: str, notes: list[str]) -> np.ndarray:
@@ -22,7 +26,7 @@ def as_float32(a: np.ndarray, where: str, notes: list[str]) -> np.ndarray:
     return np.asarray(a, dtype=np.float32)
 
 
-def list_matrix(col, dim: int, where: str, first: int, problems: list[Problem]) -> tuple[np.ndarray, np.ndarray]:
+def list_matrix(col: pa.Array, dim: int, where: str, first: int, problems: list[Problem]) -> tuple[np.ndarray, np.ndarray]:
     """A Parquet list column -> (rows × dim float array, ok mask); a null or wrong-length row
     is a problem naming it."""
     pa, _ = _pa()
@@ -56,7 +60,7 @@ def list_matrix(col, dim: int, where: str, first: int, problems: list[Problem]) 
 
 def open_npy(path: Path, dim: int, what: str, notes: list[str]) -> np.ndarray:
     try:
-        a = np.load(path, mmap_mode="r", allow_pickle=False)
+        a: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
         raise BadInput(f"{path}: unreadable .npy ({str(e).splitlines()[0]}); fix: re-save it with numpy") from None
     if a.ndim != 2 or a.shape[1] != dim:

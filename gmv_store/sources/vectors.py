@@ -23,11 +23,13 @@ from the shards, or an id seen before in the same call. float64 is converted (a 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,6 +41,9 @@ from .items import Decoded, InputOptions, InputReport, Item, Problem
 from .parquet import _is_scalar, _open, _pa, image_kind
 from .vector_arrays import as_float32, list_matrix, open_npy
 from .webdataset import WebDatasetReader, _index
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 NO_PIXELS = np.zeros((0, 0, 0), np.uint8)  # a row identified by --id-column: no image, size 0×0×0
 MODEL_KEYS = (b"embedder", b"model")        # Parquet key-value metadata naming the model, when a file has it
@@ -70,11 +75,11 @@ class Expect:
     check_norm: bool = False             # a real cosine model: a norm far from 1 is a note
 
 
-def vector_options(v) -> VectorOptions:
+def vector_options(v: VectorOptions | Mapping[str, Any] | str | os.PathLike[str]) -> VectorOptions:
     """`vectors=` of the Python API: a path, a dict of VectorOptions fields, or VectorOptions."""
     if isinstance(v, VectorOptions):
         return v
-    if isinstance(v, dict):
+    if isinstance(v, Mapping):
         unknown = sorted(set(v) - set(VectorOptions.__dataclass_fields__))
         if unknown or "path" not in v:
             raise BadInput(f"vectors=: unknown or missing fields {unknown or ['path']}; fields: "
@@ -130,7 +135,8 @@ def parts(path: Path, vo: VectorOptions) -> list[Part]:
 class _Rows:
     """The identity of each row of one table: its image (path, column, shard) or its id."""
 
-    def __init__(self, part: Part, schema, vo: VectorOptions, opts: InputOptions, shards: dict | None):
+    def __init__(self, part: Part, schema: pa.Schema, vo: VectorOptions, opts: InputOptions,
+                 shards: dict[str, Path] | None):
         names = set(schema.names)
         self.part, self.vo, self.opts, self.shards = part, vo, opts, shards
         default = next((f.name for f in schema if image_kind(f.type)), None)
@@ -163,9 +169,9 @@ class _Rows:
         skip = {vo.vector_column, self.image_col, self.label, vo.rerank_vectors, self.path_col if shards is None else None}
         self.meta = [f.name for f in schema if f.name not in skip and not f.name.startswith("__") and _is_scalar(f.type)]
         used = {"column": self.image_col, "path": self.path_col, "id": vo.id_column, "shard": self.key_col}[self.mode]
-        self.columns = sorted(({used, self.label} | set(self.meta)) - {None})
+        self.columns = sorted(c for c in {used, self.label, *self.meta} if c is not None)
 
-    def item(self, cols: dict, i: int, row: int) -> Item | Decoded | Problem:
+    def item(self, cols: dict[Any, list[Any]], i: int, row: int) -> Item | Decoded | Problem:  # column -> values
         """An Item for an image row (to decode), a Decoded without pixels for an id row, or
         the row's problem."""
         lab = cols[self.label][i] if self.label else None
@@ -179,7 +185,7 @@ class _Rows:
             return Decoded(ident, lab, NO_PIXELS, id_sha256(ident), meta)
         if self.mode == "shard":
             key = cols[self.key_col][i]
-            shard = self.shards.get(str(key))
+            shard = (self.shards or {}).get(str(key))  # mode "shard" has shards
             if shard is None:
                 return Problem(f"{self.part.where}#{row}", f"key {key!r} is in none of the --images shards")
             try:
@@ -219,7 +225,7 @@ def shard_keys(shards: tuple[str, ...]) -> dict[str, Path]:
     return out
 
 
-def _model_name(schema) -> str | None:
+def _model_name(schema: pa.Schema) -> str | None:
     md = schema.metadata or {}
     v = next((md[k] for k in MODEL_KEYS if k in md), None)
     return v.decode("utf-8", "replace") if v is not None else None
@@ -275,8 +281,8 @@ def read_vector_batches(vo: VectorOptions, opts: InputOptions | None, expect: Ex
         yield batch
 
 
-def _part_rows(part: Part, vo: VectorOptions, opts: InputOptions, expect: Expect, shards, report: InputReport,
-               seen: set[str]) -> Iterator[Decoded]:
+def _part_rows(part: Part, vo: VectorOptions, opts: InputOptions, expect: Expect, shards: dict[str, Path] | None,
+               report: InputReport, seen: set[str]) -> Iterator[Decoded]:
     from .base import file_stamp
 
     if not part.table.is_file():
@@ -298,12 +304,13 @@ def _part_rows(part: Part, vo: VectorOptions, opts: InputOptions, expect: Expect
         raise BadInput(f"--rerank-vectors {vo.rerank_vectors}: the store keeps no re-rank vector (its re-rank compares "
                        "images or none); fix: drop --rerank-vectors")
     want_rerank = bool(vo.rerank_vectors)
+    rdim = expect.rerank_dim or 0  # used only when want_rerank, which has a rerank_dim (checked above)
     if want_rerank:
         if part.npy is not None:
             if part.rerank_npy is None or not part.rerank_npy.is_file():
                 raise BadInput(f"{part.where}: no re-rank vectors beside it under --rerank-vectors {vo.rerank_vectors}; "
                                "fix: give a folder or .npy row-aligned with --vectors")
-            rvec = open_npy(part.rerank_npy, expect.rerank_dim, "re-rank", notes)
+            rvec = open_npy(part.rerank_npy, rdim, "re-rank", notes)
         elif vo.rerank_vectors not in schema.names:
             raise BadInput(f"{part.where}: no column '{vo.rerank_vectors}' for --rerank-vectors; fix: name the column "
                            "of re-rank vectors")
@@ -329,10 +336,10 @@ def _part_rows(part: Part, vo: VectorOptions, opts: InputOptions, expect: Expect
             if rvec is not None:
                 r = as_float32(np.asarray(rvec[row:row + m]), where, [])
             else:
-                r, rok = list_matrix(b.column(vo.rerank_vectors), expect.rerank_dim, where, row, report.problems)
+                r, rok = list_matrix(b.column(vo.rerank_vectors), rdim, where, row, report.problems)
                 ok &= rok
-        bad = ~np.isfinite(v).all(1) | (~np.isfinite(r).all(1) if r is not None else False)
-        zero = ~v.any(1) if expect.metric == "cosine" else np.zeros(m, bool)
+        bad = np.asarray(~np.isfinite(v).all(1) | (~np.isfinite(r).all(1) if r is not None else False))
+        zero = np.asarray(~v.any(1)) if expect.metric == "cosine" else np.zeros(m, bool)
         if expect.check_norm and not norm_noted:
             norms = np.linalg.norm(v[ok & ~bad], axis=1)
             if len(norms) and np.abs(norms - 1).max() > NORM_TOLERANCE:

@@ -25,14 +25,18 @@ import json
 import mmap
 import os
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from functools import lru_cache, partial
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
 from ..errors import BadInput
 from ..images import IMAGE_SUFFIXES, MAX_FILE_BYTES, decode_bytes, too_large
 from .base import Reader, bad_item, file_label, file_stamp, json_value, label_text
 from .items import InputOptions, Item
+
+if TYPE_CHECKING:
+    import numpy as np
 
 PREFERRED = ("png", "jpg", "jpeg", "webp")
 IMAGE_EXTS = PREFERRED + tuple(sorted(s[1:] for s in IMAGE_SUFFIXES if s[1:] not in PREFERRED))
@@ -52,7 +56,7 @@ def split_name(name: str) -> tuple[str, str] | None:
     return (f"{head}/{stem}" if head else stem), ext.lower()
 
 
-def image_ext(exts, wanted: str | None) -> str | None:
+def image_ext(exts: Container[str], wanted: str | None) -> str | None:
     """The sample's image member: the one asked for, else the first of IMAGE_EXTS present."""
     if wanted:
         return wanted.lower().lstrip(".") if wanted.lower().lstrip(".") in exts else None
@@ -104,7 +108,7 @@ def split_key(key: str) -> tuple[str, str | None]:
     return (base, ext) if sep and ext.lower() in IMAGE_EXTS else (key, None)
 
 
-def _tail_is_clean(f, offset: int) -> bool:
+def _tail_is_clean(f: BinaryIO, offset: int) -> bool:
     """After the last member: the zero blocks that end every archive (and record padding).
     Nothing there means the file was cut between members."""
     f.seek(offset)
@@ -127,18 +131,18 @@ class CompressedShardReader(Reader):
     suffixes = frozenset()  # matched by the whole name ending (readers.reader_for)
     keyed = True
 
-    def _refuse(self, path):
+    def _refuse(self, path: Path) -> NoReturn:
         raise BadInput(f"{path}: a compressed tar shard; gmv reads plain .tar shards (it reads one image back by "
                        "its offset in the file, which a compressed stream lacks); fix: decompress it first "
                        "(gunzip -k, unxz -k, zstd -d) and give the .tar")
 
-    def items(self, path, opts):
+    def items(self, path: Path, opts: InputOptions) -> Iterator[Item]:
         self._refuse(path)
 
-    def item(self, path, key, opts):
+    def item(self, path: Path, key: str, opts: InputOptions) -> Item:
         self._refuse(path)
 
-    def load(self, path, key):
+    def load(self, path: Path, key: str | None) -> np.ndarray:
         self._refuse(path)
 
 
@@ -147,7 +151,7 @@ class WebDatasetReader(Reader):
     suffixes = frozenset({".tar"})
     keyed = True
 
-    def items(self, path, opts):
+    def items(self, path: Path, opts: InputOptions) -> Iterator[Item]:
         wanted = set(IMAGE_EXTS) | set(TEXT_EXTS)
         with open(path, "rb") as f:
             try:
@@ -155,10 +159,11 @@ class WebDatasetReader(Reader):
             except tarfile.TarError as e:
                 raise BadInput(f"{path}: not a readable tar file ({e}); {HELP_SHARD}") from None
             # skip: the current key's members are not read (a repeated key, a member too large)
+            parts: dict[str, bytes]
             key, parts, member, seen, skip = None, {}, None, set(), False
             try:
                 while (member := tar.next()) is not None:
-                    tar.members.clear()  # tarfile keeps every header it read: memory would grow
+                    tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every header it read: memory would grow
                     named = split_name(member.name) if member.isfile() else None
                     if named is None:
                         continue
@@ -180,7 +185,10 @@ class WebDatasetReader(Reader):
                         yield bad_item(f"{path}#{key}", f"member {member.name}: {why}")
                         skip = True
                     else:
-                        parts[named[1]] = tar.extractfile(member).read()
+                        data = tar.extractfile(member)  # never None for a file member (checked above)
+                        if data is None:
+                            raise tarfile.TarError(f"no data in member {member.name}")
+                        parts[named[1]] = data.read()
             except (tarfile.TarError, EOFError, OSError) as e:
                 where = f"{path}#{key}" if key is not None else str(path)
                 inside = f"inside member {member.name}" if member is not None else "in a header"
@@ -195,7 +203,7 @@ class WebDatasetReader(Reader):
             if key is not None and not skip:
                 yield _sample(path, key, parts, opts)
 
-    def item(self, path, key, opts):
+    def item(self, path: Path, key: str, opts: InputOptions) -> Item:
         base, ext = split_key(key)
         entry = _index(*file_stamp(path)).get(base)
         if entry is None:
@@ -207,20 +215,20 @@ class WebDatasetReader(Reader):
                                 label_column=opts.label_column)
         return _sample(path, base, parts, opts)
 
-    def load(self, path, key):
+    def load(self, path: Path, key: str | None) -> np.ndarray:
         if not path.exists():
             raise BadInput(f"{path}: no such file")
         key = key or ""
         base, ext = split_key(key)
-        entry = _index(*file_stamp(path)).get(base)
-        chosen = image_ext(entry or {}, ext)
+        entry = _index(*file_stamp(path)).get(base) or {}
+        chosen = image_ext(entry, ext)
         if chosen is None:
             raise BadInput(f"{path}#{key}: no image member with this key in the shard")
         with open(path, "rb") as f:
             return decode_bytes(_pread(f, *entry[chosen], f"{path}#{key}"), f"{path}#{key}")
 
 
-def _pread(f, offset: int, size: int, where: str) -> bytes:
+def _pread(f: BinaryIO, offset: int, size: int, where: str) -> bytes:
     if size > MAX_FILE_BYTES:
         raise BadInput(f"{where}: {too_large(size, MAX_FILE_BYTES)}")
     f.seek(offset)
@@ -322,7 +330,7 @@ def _scan(path: str) -> list[tuple[str, int, int]]:
         mm.close()
 
 
-def _checksums_ok(mm, starts: list[int], stored: list[int]) -> int:
+def _checksums_ok(mm: mmap.mmap, starts: list[int], stored: list[int]) -> int:
     """How many headers, from the first, carry a right checksum (the byte sum of the
     header with its checksum field read as spaces)."""
     import numpy as np
@@ -356,13 +364,13 @@ def _scan_tarfile(path: str) -> Iterator[tuple[str, int, int]]:
     try:
         with tarfile.open(path, mode="r:") as tar:
             while (m := tar.next()) is not None:
-                tar.members.clear()
+                tar.members.clear()  # type: ignore[attr-defined]  # not in the stubs; bounds memory
                 if m.isfile():
                     yield m.name, m.offset_data, m.size
     except tarfile.TarError as e:
         raise OSError(str(e)) from None
 
 
-def index_size(path: str | os.PathLike) -> int:
+def index_size(path: str | os.PathLike[str]) -> int:
     """Samples in a shard's index (for tests and benchmarks)."""
     return len(_index(*file_stamp(Path(path))))
