@@ -21,7 +21,7 @@ LAYERS = [
               "gmv_store.backends.*", "gmv_store.generators.*", "gmv_store.store",
               "gmv_store.distributed.*")),
     ("pipelines", ("ingest.*", "query.*")),
-    ("api", ("gmv_store", "gmv_store.api", "gmv_store.api_read", "gmv_store.handle", "gmv_store.status", "gmv_store.repair", "gmv_store.repair_points", "gmv_store.demo",
+    ("api", ("gmv_store", "gmv_store.api", "gmv_store.api_read", "gmv_store.handle", "gmv_store.status", "gmv_store.repair", "gmv_store.repair_points", "gmv_store.repair_vectors", "gmv_store.demo",
              "gmv_store.eval.*", "gmv_store.export")),
     ("edge", ("gmv_store.cli.*", "gmv_store.web.*", "gmv_store.__main__")),
 ]
@@ -41,8 +41,7 @@ SQL_OWNERS = ("gmv_store.ledger.*", "query.sql", "gmv_store.migrate")
 SQL_NOT_MOVED_YET = (
     "gmv_store.api_read", "gmv_store.cli.read", "gmv_store.eval.counterfactual", "gmv_store.eval.grid",
     "gmv_store.eval.ledger_read", "gmv_store.eval.recall_quality", "gmv_store.eval.recipe_steps",
-    "gmv_store.eval.runtime", "gmv_store.export", "gmv_store.handle", "gmv_store.integrity", "gmv_store.repair",
-    "gmv_store.repair_points", "gmv_store.sources.location", "gmv_store.store", "gmv_store.web.app",
+    "gmv_store.eval.runtime", "gmv_store.export", "gmv_store.handle", "gmv_store.sources.location", "gmv_store.store", "gmv_store.web.app",
     "gmv_store.web.pages", "gmv_store.web.jsonapi", "ingest.pipeline",
     "ingest.vectors_in", "ingest.write", "query.attribute", "query.browse", "query.forget", "query.lookup",
     "query.matches", "query.recall_lists", "query.refresh", "query.relocate", "query.table", "query.value",

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -62,6 +63,13 @@ class InputOptions:
     label_column: str | None = None  # Parquet: the label column; WebDataset: the .json key [default: label]
 
 
+class VectorOrigin(NamedTuple):
+    """Where a given vector (`--vectors`) was read: the file, its Parquet column (None: a .npy), the row."""
+    file: str
+    column: str | None
+    row: int
+
+
 @dataclass
 class Decoded:
     source: str
@@ -71,6 +79,7 @@ class Decoded:
     meta: dict | None = None
     vectors: dict[str, np.ndarray] | None = None  # named vectors, when a decoding worker embedded it
     quality: float | None = None  # its quality score, when a worker (--ray) scored it
+    origins: dict[str, VectorOrigin] | None = None  # where given vectors were read (`gmv repair` reads them again)
 
     @property
     def short_id(self) -> str:
