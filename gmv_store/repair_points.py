@@ -45,7 +45,7 @@ class RepairReport:
 
     @property
     def repaired(self) -> bool:
-        return bool(self.actions)
+        return bool(self.actions) or not self.finished
 
     @property
     def finished(self) -> bool:
@@ -138,8 +138,8 @@ def _rewrite_missing(store: Store, report: RepairReport, collection: str, missin
     rest = [r for r in rows if "recall" not in given.get(r.point_id, {})]
     bad: list[tuple[Stored, str]] = []
     if rest and store.config.embedder.name == "precomputed":  # nothing can compute them
-        bad += [(r, "vectors: its vectors came with the data, and where from was not recorded (written before "
-                    "gmv recorded it)") for r in rest]
+        bad += [(r, f"vectors: {r.source}: no record of the file its vectors were read from (written before gmv "
+                    "recorded them, or the ledger was rebuilt from the collections)") for r in rest]
         rest = []
     bad_embedded = _reembed(store, collection, rest)
     bad_read: list[tuple[Stored, str]] = []
@@ -147,13 +147,15 @@ def _rewrite_missing(store: Store, report: RepairReport, collection: str, missin
         from .repair_vectors import reread_given
 
         bad_read = reread_given(store, collection, reread, given)
-    if rest or not reread:
+    if rest:
         report.actions.append(f"re-embedded {len(rest) - len(bad_embedded):,} missing {collection} points from their "
                               "sources")
     if reread:
         report.actions.append(f"read the given vectors of {len(reread) - len(bad_read):,} missing {collection} points "
                               "again from their recorded files (each checked against its recorded digest)")
     bad += bad_embedded + bad_read
+    if len(bad) == len(rows):
+        report.actions.append(f"could write none of the {len(rows):,} missing {collection} points again")
     if bad:
         _unreadable(store, report, collection, bad, drop)
 
