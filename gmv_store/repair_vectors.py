@@ -14,7 +14,7 @@ from ingest.vectors_in import complete
 
 from .backends.named import batch_vectors
 from .errors import BadInput, GmvError, SourceChanged
-from .ledger.origins import Origin, vector_digest
+from .ledger.origins import Origin, vector_digests
 from .ledger.rebuild import StoredGenerated, StoredTraining
 from .sources.checked import load_checked
 from .sources.items import Decoded
@@ -76,8 +76,8 @@ def _read_all(rows: Sequence[Stored], given: dict[int, dict[str, Origin]],
         except (BadInput, OSError, ValueError) as e:
             reason = f"{where} cannot be read ({(str(e).splitlines() or [type(e).__name__])[0][:160]})"
         else:
-            for (pid, o), v in zip(items, got):
-                if vector_digest(v) == o.digest:
+            for (pid, o), v, digest in zip(items, got, vector_digests(got).tolist()):
+                if digest == o.digest:
                     found[name][pid] = v
                 else:
                     failed.setdefault(pid, f"{where} row {o.row} now holds another vector than the one stored")

@@ -1,7 +1,8 @@
 -- Where vectors given with the data (`gmv ingest --vectors`, `gmv value --vectors`) were read
 -- from, so that `gmv repair` can read them again when a vector collection is lost (they
--- cannot be computed from the images). One row per point and named vector; the digest
--- shows that the file still holds the vector that was stored.
+-- cannot be computed from the images). One row per point and named vector (a point forgotten
+-- and given again: a row per time, the latest counts); the digest shows that the file still
+-- holds the vector that was stored.
 CREATE TABLE vector_origins (
     collection VARCHAR NOT NULL,   -- 'training' or 'generated'
     point_id   UBIGINT NOT NULL,
@@ -9,6 +10,5 @@ CREATE TABLE vector_origins (
     file       VARCHAR NOT NULL,   -- the .npy or Parquet file, absolute
     col        VARCHAR,            -- the Parquet column holding it; NULL for a .npy
     row_index  BIGINT NOT NULL,    -- its row in the file, from 0
-    digest     UBIGINT NOT NULL,   -- first 8 bytes of the blake2b of the float32 vector, little-endian
-    PRIMARY KEY (collection, point_id, vector)
+    digest     UBIGINT NOT NULL    -- ledger/origins.py vector_digests: the float32 bits dotted with fixed weights
 );

@@ -7,21 +7,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
-
-from .connection import insert_columns
 
 if TYPE_CHECKING:
     from duckdb import DuckDBPyConnection as Connection
 
     from ..sources.items import Decoded
-
-COLUMNS = ("collection", "point_id", "vector", "file", "col", "row_index", "digest")
-# a point forgotten and given again: its new origin replaces the old one
-_REPLACE = "ON CONFLICT DO UPDATE SET file = excluded.file, col = excluded.col, row_index = excluded.row_index, " \
-           "digest = excluded.digest"
 
 
 @dataclass(frozen=True)
@@ -34,32 +28,57 @@ class Origin:
     digest: int
 
 
-def vector_digest(v: np.ndarray) -> int:
-    """The first 8 bytes of the blake2b of a vector as float32, as an unsigned integer."""
-    data = np.ascontiguousarray(v, dtype=np.float32).tobytes()
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+@lru_cache(maxsize=16)
+def _weights(dim: int) -> np.ndarray:
+    """Fixed odd 64-bit weights, from a hash (not a random generator, whose stream may change)."""
+    raw = hashlib.shake_128(b"gmv-store vector digest").digest(8 * dim)
+    weights: np.ndarray = np.frombuffer(raw, dtype="<u8").astype(np.uint64) | np.uint64(1)
+    return weights
+
+
+def vector_digests(vectors: np.ndarray) -> np.ndarray:
+    """One 64-bit digest per row of a (n, dim) matrix taken as float32: its bits as unsigned
+    32-bit integers dotted with fixed odd weights, modulo 2**64. Any one changed value changes
+    it (an odd weight times a nonzero difference under 2**32 is never 0 mod 2**64). Not a
+    defence against a forger: it finds files changed by accident. One matrix-vector product
+    per batch, where a hash per row cost ingest several times more."""
+    bits = np.ascontiguousarray(vectors, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    digests: np.ndarray = bits @ _weights(bits.shape[1])
+    return digests
 
 
 def record_origins(con: Connection, collection: str, point_ids: Sequence[int], batch: Sequence[Decoded]) -> None:
     """Record the origins of a batch's given vectors (rows without any: nothing). Run in the
-    transaction that writes the batch's ledger rows."""
+    transaction that writes the batch's ledger rows. One statement per file and vector name."""
     if not any(d.origins for d in batch):
         return
-    cols: dict[str, list[object]] = {c: [] for c in COLUMNS}
+    groups: dict[tuple[str, str, str | None], list[tuple[int, int, np.ndarray]]] = {}
     for pid, d in zip(point_ids, batch):
         for name, o in (d.origins or {}).items():
-            if d.vectors is None or name not in d.vectors:
-                continue
-            for c, v in zip(COLUMNS, (collection, pid, name, o.file, o.column, o.row, vector_digest(d.vectors[name]))):
-                cols[c].append(v)
-    insert_columns(con, "vector_origins", cols, _REPLACE)
+            if d.vectors is not None and name in d.vectors:
+                groups.setdefault((name, o.file, o.column), []).append((pid, o.row, d.vectors[name]))
+    import pyarrow as pa
+
+    for (name, file, column), rows in groups.items():
+        # an Arrow table scanned by DuckDB: ~3x faster than list parameters of 64-bit integers
+        part = pa.table({"point_id": pa.array([p for p, _, _ in rows], pa.uint64()),
+                         "row_index": pa.array([r for _, r, _ in rows], pa.int64()),
+                         "digest": pa.array(vector_digests(np.stack([v for _, _, v in rows])), pa.uint64())})
+        con.register("_vector_origins_batch", part)
+        try:
+            con.execute("INSERT INTO vector_origins SELECT $1, point_id, $2, $3, $4, row_index, digest "
+                        "FROM _vector_origins_batch", [collection, name, file, column])
+        finally:
+            con.unregister("_vector_origins_batch")
 
 
 def origins_of(con: Connection, collection: str, point_ids: Sequence[int]) -> dict[int, dict[str, Origin]]:
-    """{point id: {vector name: Origin}} of these points (those without any: absent)."""
+    """{point id: {vector name: Origin}} of these points (those without any: absent). A point
+    forgotten and given again has a row per time: the latest counts."""
     out: dict[int, dict[str, Origin]] = {}
     for pid, name, file, col, row, digest in con.execute(
             "SELECT point_id, vector, file, col, row_index, digest FROM vector_origins "
-            "WHERE collection = ? AND point_id IN (SELECT unnest(?))", [collection, list(point_ids)]).fetchall():
+            "WHERE collection = ? AND point_id IN (SELECT unnest(?)) ORDER BY rowid",
+            [collection, list(point_ids)]).fetchall():
         out.setdefault(pid, {})[name] = Origin(file, col, int(row), int(digest))
     return out
