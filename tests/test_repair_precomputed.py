@@ -158,3 +158,12 @@ def test_a_store_of_images_records_no_origins(base, tmp_path):
     rows = json.loads(run("sql", "SELECT vector, count(*) AS n FROM vector_origins GROUP BY ALL ORDER BY 1",
                           "--store", base / "images", "--json"))
     assert rows == [{"vector": "recall", "n": N_TRAIN + N_GEN}]  # the re-rank vectors came from the images
+
+
+def test_forgotten_points_take_their_origins_with_them(base, tmp_path):
+    store = copy_store(base / "ids", tmp_path / "ids")
+    cid = json.loads(run("sql", "SELECT contributor_id FROM contributors ORDER BY 1 LIMIT 1", "--store", store,
+                         "--json"))[0]["contributor_id"]
+    run("forget", cid, "--store", store)
+    count = "SELECT count(*) AS n FROM vector_origins WHERE collection = 'training'"
+    assert json.loads(run("sql", count, "--store", store, "--json"))[0]["n"] == N_TRAIN - 1

@@ -60,16 +60,21 @@ def record_origins(con: Connection, collection: str, point_ids: Sequence[int], b
     import pyarrow as pa
 
     for (name, file, column), rows in groups.items():
-        # an Arrow table scanned by DuckDB: ~3x faster than list parameters of 64-bit integers
-        part = pa.table({"point_id": pa.array([p for p, _, _ in rows], pa.uint64()),
-                         "row_index": pa.array([r for _, r, _ in rows], pa.int64()),
-                         "digest": pa.array(vector_digests(np.stack([v for _, _, v in rows])), pa.uint64())})
-        con.register("_vector_origins_batch", part)
-        try:
-            con.execute("INSERT INTO vector_origins SELECT $1, point_id, $2, $3, $4, row_index, digest "
-                        "FROM _vector_origins_batch", [collection, name, file, column])
-        finally:
-            con.unregister("_vector_origins_batch")
+        # An Arrow table read by name from this frame (DuckDB's replacement scan of Python
+        # variables): ~3x faster than list parameters of 64-bit integers, and unlike
+        # `con.register` it may follow a statement whose result was not fetched.
+        origins_batch = pa.table({"point_id": pa.array([p for p, _, _ in rows], pa.uint64()),
+                                  "row_index": pa.array([r for _, r, _ in rows], pa.int64()),
+                                  "digest": pa.array(vector_digests(np.stack([v for _, _, v in rows])), pa.uint64())})
+        con.execute("INSERT INTO vector_origins SELECT $1, point_id, $2, $3, $4, row_index, digest FROM origins_batch",
+                    [collection, name, file, column])
+        del origins_batch
+
+
+def forget_origins(con: Connection, collection: str, point_ids: Sequence[int]) -> None:
+    """Removed points' origins go with them (an image given again later is recorded anew)."""
+    con.execute("DELETE FROM vector_origins WHERE collection = ? AND point_id IN (SELECT unnest(?))",
+                [collection, list(point_ids)])
 
 
 def origins_of(con: Connection, collection: str, point_ids: Sequence[int]) -> dict[int, dict[str, Origin]]:
