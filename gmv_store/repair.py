@@ -43,8 +43,8 @@ from .repair_points import RepairReport, mend_points, rematch_all, rows_from_poi
 from .store import TABLES, Store
 
 
-def repair(path: str | os.PathLike[str] | None, *, k: int | None = None, recall: int | None = None, drop_unreadable: bool = False,
-           wait: float = 0.0) -> RepairReport:
+def repair(path: str | os.PathLike[str] | None, *, k: int | None = None, recall: int | None = None,
+           drop_unreadable: bool = False, wait: float = 0.0) -> RepairReport:
     """Repair what is damaged (nothing when the store is whole). `k`/`recall` are used only
     for sets whose points do not record them."""
     t0 = time.perf_counter()

@@ -14,10 +14,11 @@ from ingest.vectors_in import complete
 
 from .backends.named import batch_vectors
 from .errors import BadInput, GmvError, SourceChanged
-from .ledger.origins import Origin, vector_digests
+from .ledger.origins import Origin
 from .ledger.rebuild import StoredGenerated, StoredTraining
 from .sources.checked import load_checked
 from .sources.items import Decoded
+from .sources.vector_arrays import vector_digests
 from .sources.vector_rows import read_rows
 from .sources.vectors import NO_PIXELS, id_sha256
 from .store import Store

@@ -167,3 +167,15 @@ def test_forgotten_points_take_their_origins_with_them(base, tmp_path):
     run("forget", cid, "--store", store)
     count = "SELECT count(*) AS n FROM vector_origins WHERE collection = 'training'"
     assert json.loads(run("sql", count, "--store", store, "--json"))[0]["n"] == N_TRAIN - 1
+
+
+def test_digest_is_pinned_and_sees_one_changed_value():
+    """Digests are stored in ledgers, so their definition is pinned; one changed value (the
+    smallest step of one float) changes its row's digest and no other."""
+    from gmv_store.sources.vector_arrays import vector_digests
+
+    v = np.arange(32, dtype=np.float32).reshape(2, 16) / 7
+    assert vector_digests(v).tolist() == [8555620845131521303, 10604608231803992040]
+    w = v.copy()
+    w[1, 5] = np.nextafter(w[1, 5], np.float32(10))
+    assert (vector_digests(w) != vector_digests(v)).tolist() == [False, True]

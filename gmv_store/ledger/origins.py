@@ -4,13 +4,9 @@ cannot be computed from the images). Each carries a digest of the vector as stor
 file that now holds other vectors is found, not used."""
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING
-
-import numpy as np
 
 if TYPE_CHECKING:
     from duckdb import DuckDBPyConnection as Connection
@@ -28,35 +24,17 @@ class Origin:
     digest: int
 
 
-@lru_cache(maxsize=16)
-def _weights(dim: int) -> np.ndarray:
-    """Fixed odd 64-bit weights, from a hash (not a random generator, whose stream may change)."""
-    raw = hashlib.shake_128(b"gmv-store vector digest").digest(8 * dim)
-    weights: np.ndarray = np.frombuffer(raw, dtype="<u8").astype(np.uint64) | np.uint64(1)
-    return weights
-
-
-def vector_digests(vectors: np.ndarray) -> np.ndarray:
-    """One 64-bit digest per row of a (n, dim) matrix taken as float32: its bits as unsigned
-    32-bit integers dotted with fixed odd weights, modulo 2**64. Any one changed value changes
-    it (an odd weight times a nonzero difference under 2**32 is never 0 mod 2**64). Not a
-    defence against a forger: it finds files changed by accident. One matrix-vector product
-    per batch, where a hash per row cost ingest several times more."""
-    bits = np.ascontiguousarray(vectors, dtype=np.float32).view(np.uint32).astype(np.uint64)
-    digests: np.ndarray = bits @ _weights(bits.shape[1])
-    return digests
-
-
 def record_origins(con: Connection, collection: str, point_ids: Sequence[int], batch: Sequence[Decoded]) -> None:
-    """Record the origins of a batch's given vectors (rows without any: nothing). Run in the
-    transaction that writes the batch's ledger rows. One statement per file and vector name."""
+    """Record the origins of a batch's given vectors (rows without any: nothing), with the
+    digests the reader computed (`sources.vector_arrays.vector_digests`, in the reading
+    thread). Run in the transaction that writes the batch's ledger rows. One statement per
+    file and vector name."""
     if not any(d.origins for d in batch):
         return
-    groups: dict[tuple[str, str, str | None], list[tuple[int, int, np.ndarray]]] = {}
+    groups: dict[tuple[str, str, str | None], list[tuple[int, int, int]]] = {}
     for pid, d in zip(point_ids, batch):
         for name, o in (d.origins or {}).items():
-            if d.vectors is not None and name in d.vectors:
-                groups.setdefault((name, o.file, o.column), []).append((pid, o.row, d.vectors[name]))
+            groups.setdefault((name, o.file, o.column), []).append((pid, o.row, o.digest))
     import pyarrow as pa
 
     for (name, file, column), rows in groups.items():
@@ -65,7 +43,7 @@ def record_origins(con: Connection, collection: str, point_ids: Sequence[int], b
         # `con.register` it may follow a statement whose result was not fetched.
         origins_batch = pa.table({"point_id": pa.array([p for p, _, _ in rows], pa.uint64()),
                                   "row_index": pa.array([r for _, r, _ in rows], pa.int64()),
-                                  "digest": pa.array(vector_digests(np.stack([v for _, _, v in rows])), pa.uint64())})
+                                  "digest": pa.array([g for _, _, g in rows], pa.uint64())})
         con.execute("INSERT INTO vector_origins SELECT $1, point_id, $2, $3, $4, row_index, digest FROM origins_batch",
                     [collection, name, file, column])
         del origins_batch
@@ -78,8 +56,8 @@ def forget_origins(con: Connection, collection: str, point_ids: Sequence[int]) -
 
 
 def origins_of(con: Connection, collection: str, point_ids: Sequence[int]) -> dict[int, dict[str, Origin]]:
-    """{point id: {vector name: Origin}} of these points (those without any: absent). A point
-    forgotten and given again has a row per time: the latest counts."""
+    """{point id: {vector name: Origin}} of these points (those without any: absent). Rows go
+    with their points (`forget_origins`); should a point have two, the latest counts."""
     out: dict[int, dict[str, Origin]] = {}
     for pid, name, file, col, row, digest in con.execute(
             "SELECT point_id, vector, file, col, row_index, digest FROM vector_origins "

@@ -64,10 +64,12 @@ class InputOptions:
 
 
 class VectorOrigin(NamedTuple):
-    """Where a given vector (`--vectors`) was read: the file, its Parquet column (None: a .npy), the row."""
+    """Where a given vector (`--vectors`) was read: the file, its Parquet column (None: a .npy),
+    the row, and the vector's digest (`vector_arrays.vector_digests`)."""
     file: str
     column: str | None
     row: int
+    digest: int
 
 
 @dataclass

@@ -37,7 +37,7 @@ from .base import json_value, label_text
 from .decode import decode_one
 from .items import Decoded, InputOptions, InputReport, Item, Problem, VectorOrigin
 from .parquet import _is_scalar, _open, _pa, image_kind
-from .vector_arrays import as_float32, list_matrix, open_npy
+from .vector_arrays import as_float32, list_matrix, open_npy, vector_digests
 from .webdataset import WebDatasetReader, _index
 
 NO_PIXELS = np.zeros((0, 0, 0), np.uint8)  # a row identified by --id-column: no image, size 0×0×0
@@ -336,6 +336,7 @@ def _part_rows(part: Part, vo: VectorOptions, opts: InputOptions, expect: Expect
                 r, rok = list_matrix(b.column(vo.rerank_vectors), expect.rerank_dim, where, row, report.problems)
                 ok &= rok
         bad = ~np.isfinite(v).all(1) | (~np.isfinite(r).all(1) if r is not None else False)
+        dv, dr = vector_digests(v).tolist(), (vector_digests(r).tolist() if r is not None else [])
         zero = ~v.any(1) if expect.metric == "cosine" else np.zeros(m, bool)
         if expect.check_norm and not norm_noted:
             norms = np.linalg.norm(v[ok & ~bad], axis=1)
@@ -357,8 +358,8 @@ def _part_rows(part: Part, vo: VectorOptions, opts: InputOptions, expect: Expect
             d = _decoded(rows.item(data, i, row + i), report, seen)
             if d is not None:
                 d.vectors = {"recall": v[i]} if r is None else {"recall": v[i], "rerank": r[i]}
-                d.origins = {"recall": VectorOrigin(*origin, row + i)} if r is None else \
-                    {"recall": VectorOrigin(*origin, row + i), "rerank": VectorOrigin(*rorigin, row + i)}
+                d.origins = {"recall": VectorOrigin(*origin, row + i, dv[i])} if r is None else \
+                    {"recall": VectorOrigin(*origin, row + i, dv[i]), "rerank": VectorOrigin(*rorigin, row + i, dr[i])}
                 yield d
         row += m
 
