@@ -1,10 +1,12 @@
-"""Checks that a store's parts agree, by counting, not by what a writer last recorded.
+"""Checks that a store's parts agree, by counting, not by what a writer last recorded. The
+SQL they run lives in `gmv_store.ledger.checks`; this module words what they find.
 
 - `count_problems`: the ledger's rows of each collection against the collection's real
   point count (both ways), and the running value sums against the credits they sum. Each
   is one aggregate (a count of the engine's id tracker, two sums over the ledger), so every
   writer runs it when it opens the store.
-- `schema_problems`: the tables and views the migrations make, by name.
+- `check_whole`: the schema (the tables and views the migrations make, by name), the
+  journal, then the counts.
 - The repair marker (`repair.json`): written before `gmv repair` changes anything, removed
   when it is done. While it is there the store is incomplete; writers finish the repair
   first and readers refuse with the fix.
@@ -13,25 +15,48 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from datetime import datetime, timezone
-from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .config import LEDGER_FILE
+from .config import LEDGER_FILE, IndexConfig, StoreConfig
 from .errors import DiskFull, StoreDamaged, StoreMismatch
+
+if TYPE_CHECKING:
+    from duckdb import DuckDBPyConnection as Connection
+
+    from .vectors import VectorSpec, VectorStore
+
+# The ledger package imports this module (the repair marker) when it opens a ledger, so
+# `gmv_store.ledger.checks` is imported inside the functions that run its checks.
 
 REPAIR_FILE = "repair.json"
 SUM_TOLERANCE = 1e-6  # running sums are float64 additions of the same credits in another order
 
 
-def count_problems(ledger, vectors, root: Path, tables: dict[str, str]) -> list[str]:
+class CheckedStore(Protocol):
+    """What the checks read of a `Store` (store.py imports this module)."""
+
+    root: Path
+    config: StoreConfig
+    ledger: Connection
+
+    @property
+    def vectors(self) -> VectorStore: ...
+    def recover(self) -> int: ...
+    def vector_spec(self) -> dict[str, VectorSpec]: ...
+    def collection_index(self, collection: str) -> IndexConfig: ...
+
+
+def count_problems(ledger: Connection, vectors: VectorStore, root: Path, tables: dict[str, str]) -> list[str]:
     """One line per disagreement, each with the fix. Call with the journal empty (after
     `Store.recover`): then rows and points must be equal in number. A collection the disk has
     no room to open is not counted."""
+    from .ledger.checks import row_count
+
     out = []
     for collection, table in tables.items():
-        rows = ledger.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        rows = row_count(ledger, table)
         if not vectors.has_collection(collection):
             continue  # Store.check_collections names a missing collection
         try:
@@ -45,12 +70,11 @@ def count_problems(ledger, vectors, root: Path, tables: dict[str, str]) -> list[
     return out + sum_problems(ledger, root)
 
 
-def sum_problems(ledger, root: Path) -> list[str]:
+def sum_problems(ledger: Connection, root: Path) -> list[str]:
     """The running value sums against the credits they add up (two aggregates)."""
-    n_sums, n_credits, v_sums, v_credits = ledger.execute(
-        "SELECT (SELECT coalesce(sum(n_credits), 0) FROM value_sums), (SELECT count(*) FROM credits), "
-        "(SELECT coalesce(sum(value_sum), 0) FROM value_sums), (SELECT coalesce(sum(credit), 0) FROM credits)"
-    ).fetchone()
+    from .ledger.checks import value_totals
+
+    n_sums, n_credits, v_sums, v_credits = value_totals(ledger)
     if n_sums != n_credits or abs(v_sums - v_credits) > SUM_TOLERANCE * max(1.0, abs(v_sums)):
         return [f"the ledger's running value sums count {n_sums:,} credits ({v_sums:.6g} in all) but the credits "
                 f"table holds {n_credits:,} ({v_credits:.6g}); fix: run `gmv repair --store {root}` "
@@ -58,10 +82,12 @@ def sum_problems(ledger, root: Path) -> list[str]:
     return []
 
 
-def check_whole(store, tables: dict[str, str]) -> None:
+def check_whole(store: CheckedStore, tables: dict[str, str]) -> None:
     """What a writer checks on opening, after the collections are there: the schema, then the
     journal's unfinished work finished (`Store.recover`), then the counts. StoreDamaged with
     the first problem and the fix."""
+    from .ledger.checks import schema_problems
+
     lacking = schema_problems(store.ledger)
     if lacking:
         names = ", ".join(f"{kind} {name}" for kind, name in lacking)
@@ -73,7 +99,7 @@ def check_whole(store, tables: dict[str, str]) -> None:
         raise StoreDamaged(problems[0] + more)
 
 
-def check_vector_spec(store, tables) -> None:
+def check_vector_spec(store: CheckedStore, tables: list[str] | dict[str, str]) -> None:
     """StoreMismatch naming both when store.json's backends make other vectors than the
     collections hold (e.g. an edited size): no repair can change stored vectors."""
     from .config import describe_backend
@@ -91,68 +117,6 @@ def check_vector_spec(store, tables) -> None:
                 "backup (gmv repair cannot change stored vectors), or use a new store") from None
 
 
-_DDL = re.compile(r"\b(?:CREATE\s+(?:OR\s+REPLACE\s+)?(TABLE|VIEW)\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)"
-                  r"|DROP\s+(TABLE|VIEW)\s+(?:IF\s+EXISTS\s+)?(\w+)"
-                  r"|ALTER\s+(TABLE|VIEW)\s+(\w+)\s+RENAME\s+TO\s+(\w+))", re.IGNORECASE)
-
-
-@lru_cache(maxsize=8)
-def expected_schema(version: int | None = None) -> frozenset[tuple[str, str]]:
-    """(kind, name) of every table and view the migrations up to `version` (None: all) make,
-    read from their statements (CREATE, DROP, RENAME; a pass over the text, not running them:
-    every command opening a ledger checks this). tests/test_repair_trust.py checks it against
-    a ledger the migrations made."""
-    from .migrate import load_migrations
-
-    objects = {("table", "schema_migrations")}
-    for mig in load_migrations():
-        if version is not None and mig.version > version:
-            break
-        text = re.sub(r"--[^\n]*", "", mig.sql)
-        for m in _DDL.finditer(text):
-            if m.group(1):
-                objects.add((m.group(1).lower(), m.group(2).lower()))
-            elif m.group(3):
-                objects.discard((m.group(3).lower(), m.group(4).lower()))
-            else:
-                kind = m.group(5).lower()
-                objects.discard((kind, m.group(6).lower()))
-                objects.add((kind, m.group(7).lower()))
-    return frozenset(objects)
-
-
-def _objects(con) -> set[tuple[str, str]]:
-    return ({("table", r[0]) for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE NOT temporary")
-             .fetchall()}
-            | {("view", r[0]) for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal "
-                                                   "AND NOT temporary").fetchall()})
-
-
-def schema_problems(ledger) -> list[tuple[str, str]]:
-    """The tables and views the ledger's applied migrations make that it lacks, as (kind, name)."""
-    have = _objects(ledger)
-    if ("table", "schema_migrations") not in have:
-        return [("table", "schema_migrations")]
-    version = ledger.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] or 0
-    return sorted(expected_schema(version) - have)
-
-
-def recreate_views(ledger, names) -> None:
-    """Make missing views again with the definitions the migrations give them."""
-    import duckdb
-
-    from .migrate import migrate
-
-    mem = duckdb.connect(":memory:")
-    try:
-        migrate(mem)
-        for name in names:
-            sql = mem.execute("SELECT sql FROM duckdb_views() WHERE view_name = ?", [name]).fetchone()[0]
-            ledger.execute(sql)
-    finally:
-        mem.close()
-
-
 # ----------------------------------------------------------------------------- the repair marker
 
 
@@ -168,21 +132,22 @@ def begin_repair(root: Path, what: str) -> None:
     os.replace(tmp, path)
 
 
-def unfinished_repair(root: Path) -> dict | None:
+def unfinished_repair(root: Path) -> dict[str, Any] | None:
     """The marker of a repair that has not finished (killed, or stopped at unreadable sources)."""
     path = root / REPAIR_FILE
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text())
+        found = json.loads(path.read_text())
     except (OSError, ValueError):
-        return {"repairing": "unknown", "started": "?"}
+        found = None
+    return found if isinstance(found, dict) else {"repairing": "unknown", "started": "?"}
 
 
 def end_repair(root: Path) -> None:
     (root / REPAIR_FILE).unlink(missing_ok=True)
 
 
-def describe_unfinished(root: Path, marker: dict) -> str:
+def describe_unfinished(root: Path, marker: dict[str, Any]) -> str:
     return (f"a `gmv repair` of the {marker.get('repairing')} started {marker.get('started')} did not finish, so the "
             f"store is incomplete; fix: run `gmv repair --store {root}` to finish it")

@@ -9,9 +9,12 @@ disagree with each other (found by counting, see `integrity`).
   report says so. A missing view is made again from its migration.
 - A collection missing, unopenable (kept aside as `NAME.damaged-TIME`) or short of points:
   the missing points are made again by embedding each image from its recorded source (same
-  ids), its content checked against the stored sha256; points without ledger rows get their
-  rows back from their payloads; then every match is recomputed from scratch. Sources that
-  cannot be read or now hold another image are listed; `drop_unreadable` forgets them.
+  ids), its content checked against the stored sha256, or, for vectors that came with the
+  data (`--vectors`), by reading them again from their recorded files, each checked against
+  its recorded digest (`repair_vectors`); points without ledger rows get their rows back
+  from their payloads; then every match is recomputed from scratch. Sources or vector files
+  that cannot be read or now hold something else are listed; `drop_unreadable` forgets those
+  images.
 - Running sums that disagree with the credits: every match recomputed from scratch.
 
 Journaled like a write: `repair.json` is written before the first change and removed when
@@ -24,41 +27,26 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from .config import LEDGER_FILE, default_store_path, read_config
 from .errors import StoreDamaged
-from .integrity import begin_repair, end_repair, schema_problems, unfinished_repair
+from .integrity import begin_repair, end_repair, unfinished_repair
 from .ledger import SNAPSHOT_FILE, connect_ledger
+from .ledger.checks import schema_problems
+from .ledger.connection import Connection
+from .ledger.rebuild import journal_entries, point_ids
 from .lock import WriterLock
+from .repair_points import RepairReport, mend_points, rematch_all, rows_from_points
 from .store import TABLES, Store
 
 
-@dataclass
-class RepairReport:
-    actions: list[str] = field(default_factory=list)
-    lost: list[str] = field(default_factory=list)  # what could not be brought back
-    unreadable: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)  # sources that now hold another image
-    seconds: float = 0.0
-
-    @property
-    def repaired(self) -> bool:
-        return bool(self.actions)
-
-    @property
-    def finished(self) -> bool:
-        return not (self.unreadable or self.changed)
-
-
-def repair(path, *, k: int | None = None, recall: int | None = None, drop_unreadable: bool = False,
-           wait: float = 0.0) -> RepairReport:
+def repair(path: str | os.PathLike[str] | None, *, k: int | None = None, recall: int | None = None,
+           drop_unreadable: bool = False, wait: float = 0.0) -> RepairReport:
     """Repair what is damaged (nothing when the store is whole). `k`/`recall` are used only
     for sets whose points do not record them."""
-    from .repair_points import mend_points
-
     t0 = time.perf_counter()
     root = default_store_path(path)
     config = read_config(root)
@@ -94,7 +82,7 @@ def repair(path, *, k: int | None = None, recall: int | None = None, drop_unread
     return report
 
 
-def finish_repair(path, wait: float = 0.0) -> RepairReport:
+def finish_repair(path: str | os.PathLike[str] | None, wait: float = 0.0) -> RepairReport:
     """What a writer runs on a store whose repair did not finish; StoreDamaged if it cannot."""
     root = default_store_path(path)
     report = repair(path, wait=wait)
@@ -104,16 +92,22 @@ def finish_repair(path, wait: float = 0.0) -> RepairReport:
 
 
 def unreadable_line(report: RepairReport, root: Path) -> str:
+    """The one line saying why a repair stopped short, and the fix."""
     parts = []
     if report.unreadable:
         parts.append(f"{len(report.unreadable):,} recorded sources cannot be read (first: {report.unreadable[0]})")
     if report.changed:
         parts.append(f"{len(report.changed):,} now hold another image than the one stored (first: {report.changed[0]})")
-    return (f"the repair cannot finish: {' and '.join(parts)}; fix: restore them and run `gmv repair --store {root}` "
-            "again, or pass --drop-unreadable to forget those images")
+    if report.vectors:
+        parts.append(f"the given vectors of {len(report.vectors):,} images cannot be read again (first: "
+                     f"{report.vectors[0]})")
+    fix = f"restore them and run `gmv repair --store {root}` again, or pass --drop-unreadable to forget those images"
+    if report.vectors:
+        fix += " (then ingest them again with `gmv ingest --vectors PATH`)"
+    return f"the repair cannot finish: {' and '.join(parts)}; fix: {fix}"
 
 
-def _open_or_set_aside(root: Path, report: RepairReport, marker: dict | None):
+def _open_or_set_aside(root: Path, report: RepairReport, marker: dict[str, Any] | None) -> tuple[Connection, bool]:
     """The ledger, or a new empty one (True) after keeping a damaged one aside. A ledger left
     by a killed ledger rebuild is only part of one: it is deleted and the rebuild starts over."""
     path = root / LEDGER_FILE
@@ -125,7 +119,7 @@ def _open_or_set_aside(root: Path, report: RepairReport, marker: dict | None):
     try:
         con = connect_ledger(path)
     except StoreDamaged:
-        con, why = None, "damaged"
+        why = "damaged"
     else:
         lacking = [name for kind, name in schema_problems(con) if kind == "table"]
         if not lacking:
@@ -146,9 +140,7 @@ def _open_or_set_aside(root: Path, report: RepairReport, marker: dict | None):
 # ----------------------------------------------------------------------------- ledger from Qdrant
 
 
-def _rebuild_ledger(store: Store, root: Path, report: RepairReport, k, recall) -> None:
-    from .repair_points import rematch_all, rows_from_points
-
+def _rebuild_ledger(store: Store, root: Path, report: RepairReport, k: int | None, recall: int | None) -> None:
     for name in TABLES:
         if not store.vectors.has_collection(name):
             raise StoreDamaged(f"the ledger and the vector collection '{name}' are both missing; nothing to rebuild "
@@ -176,10 +168,9 @@ def _restore_snapshot(store: Store, root: Path, report: RepairReport) -> bool:
         if schema_problems(con):
             return False
         for collection, table in TABLES.items():
-            held = {r[0] for r in con.execute(f"SELECT point_id FROM {table}").fetchall()}
-            if held != store.vectors.ids(collection):
+            if point_ids(con, table) != store.vectors.ids(collection):
                 return False
-        pending = con.execute("SELECT count(*) FROM journal").fetchone()[0]
+        pending = journal_entries(con)
     finally:
         con.close()
     if pending:

@@ -2,30 +2,60 @@
 ledger's points (see `gmv_store.repair`), then every match recomputed from scratch."""
 from __future__ import annotations
 
-import json
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from .errors import BadInput, GmvError, SourceChanged, StoreDamaged
-from .integrity import begin_repair, check_vector_spec, recreate_views, schema_problems, sum_problems, unfinished_repair
-from .ledger import insert_columns, transaction
-from .ledger.records import (
-    GENERATED_COLUMNS,
-    TRAINING_COLUMNS,
-    SetRow,
-    generated_payload,
-    payload_columns,
-    payload_set,
-    training_payload,
+from .integrity import begin_repair, check_vector_spec, sum_problems, unfinished_repair
+from .ledger import transaction
+from .ledger.checks import recreate_views, schema_problems
+from .ledger.origins import origins_of
+from .ledger.rebuild import (
+    StoredGenerated,
+    StoredTraining,
+    clear_matches,
+    clear_refresh_queues,
+    generated_rows_of,
+    insert_generated_from_payloads,
+    insert_training_from_payloads,
+    point_ids,
+    training_rows_of,
 )
+from .ledger.records import SetRow, payload_set
 from .ledger.sets import insert_set, set_names
 from .store import GENERATED, TABLES, TRAINING, Store
+
+Stored = StoredTraining | StoredGenerated
 
 BATCH = 256
 READ_CHECK = 10_000  # vectors read per call when checking that a collection is readable
 
 
-def mend_points(store: Store, report, drop_unreadable: bool, k, recall) -> None:
+@dataclass
+class RepairReport:
+    """What `gmv repair` did, what it could not bring back, and what stops it finishing."""
+    actions: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)  # what could not be brought back
+    unreadable: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)  # sources that now hold another image
+    vectors: list[str] = field(default_factory=list)  # given vectors that cannot be read again, with why
+    seconds: float = 0.0
+
+    @property
+    def repaired(self) -> bool:
+        return bool(self.actions) or not self.finished
+
+    @property
+    def finished(self) -> bool:
+        return not (self.unreadable or self.changed or self.vectors)
+
+
+def mend_points(store: Store, report: RepairReport, drop_unreadable: bool, k: int | None,
+                recall: int | None) -> None:
+    """Collections mended to hold exactly the ledger's points (their views and sums too),
+    then, if anything changed, every generated image matched again."""
     root = store.root
     resuming = unfinished_repair(root) is not None
     readable = {c: store.vectors.has_collection(c) and _opens(store, c) for c in TABLES}
@@ -47,13 +77,13 @@ def mend_points(store: Store, report, drop_unreadable: bool, k, recall) -> None:
     extra: dict[str, set[int]] = {}
     changed = resuming
     for collection, table in TABLES.items():
-        rows = {r[0] for r in store.ledger.execute(f"SELECT point_id FROM {table}").fetchall()}
+        rows = point_ids(store.ledger, table)
         held = store.vectors.ids(collection)
         if held - rows:
             extra[collection] = held - rows
         if rows - held:
             begin_repair(root, f"vector collection {collection}")
-            _reembed_missing(store, report, collection, rows - held, drop_unreadable)
+            _rewrite_missing(store, report, collection, rows - held, drop_unreadable)
             changed = True
     if extra:
         begin_repair(root, "ledger rows")
@@ -82,104 +112,118 @@ def _opens(store: Store, collection: str) -> bool:
         return False
 
 
-def _set_aside(store: Store, collection: str, report) -> None:
+def _set_aside(store: Store, collection: str, report: RepairReport) -> None:
     if store.config.engine != "edge":
         raise StoreDamaged(f"vector collection '{collection}' cannot be opened and this engine's files cannot be "
                            f"set aside by gmv; fix: restore {store.vectors_location()} from a backup")
-    store.vectors.release(collection)
+    from .vectors.edge import EdgeVectorStore
+
+    vectors = store.vectors
+    if isinstance(vectors, EdgeVectorStore):  # the engine is edge (above): its files are the collection's
+        vectors.release(collection)
     path = store.root / "qdrant-edge" / collection
     aside = path.with_name(f"{collection}.damaged-{datetime.now().strftime('%Y%m%d-%H%M%S')}")
     os.replace(path, aside)
     report.actions.append(f"kept the damaged vector collection '{collection}' aside as {aside.name}")
 
 
-def _reembed_missing(store: Store, report, collection: str, missing: set[int], drop: bool) -> None:
-
+def _rewrite_missing(store: Store, report: RepairReport, collection: str, missing: set[int], drop: bool) -> None:
+    """Write the missing points again under their old ids: vectors given with the data read
+    again from their recorded files, the others embedded again from their sources."""
     ids = sorted(missing)
-    if collection == TRAINING:
-        rows = store.ledger.execute(
-            "SELECT point_id, contributor_id, sha256, source, owner, label, meta, ingested_at FROM training_images "
-            "WHERE point_id IN (SELECT unnest(?)) ORDER BY contributor_id", [ids]).fetchall()
-        bad = _reembed(store, TRAINING, rows, lambda r, px: training_payload(
-            r[1], r[2], r[3], r[4], r[5], json.loads(r[6] or "{}"), r[7], px.shape), report)
-    else:
-        rows = store.ledger.execute(
-            "SELECT g.point_id, g.set_name, g.generated_id, g.sha256, g.source, g.label, g.quality, g.meta, "
-            "g.valued_at, s.k, s.recall, s.exact FROM generated_images g JOIN generated_sets s USING (set_name) "
-            "WHERE g.point_id IN (SELECT unnest(?)) ORDER BY 2, 3", [ids]).fetchall()
-        bad = _reembed(store, GENERATED, rows, lambda r, px: generated_payload(
-            r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7] or "{}"), r[8], r[9], r[10], r[11]), report)
-    report.actions.append(f"re-embedded {len(rows) - len(bad):,} missing {collection} points from their sources")
+    rows: list[Stored] = list(training_rows_of(store.ledger, ids) if collection == TRAINING
+                              else generated_rows_of(store.ledger, ids))
+    given = origins_of(store.ledger, collection, ids)
+    reread = [r for r in rows if "recall" in given.get(r.point_id, {})]
+    rest = [r for r in rows if "recall" not in given.get(r.point_id, {})]
+    bad: list[tuple[Stored, str]] = []
+    if rest and store.config.embedder.name == "precomputed":  # nothing can compute them
+        bad += [(r, f"vectors: {r.source}: no record of the file its vectors were read from (written before gmv "
+                    "recorded them, or the ledger was rebuilt from the collections)") for r in rest]
+        rest = []
+    bad_embedded = _reembed(store, collection, rest)
+    bad_read: list[tuple[Stored, str]] = []
+    if reread:
+        from .repair_vectors import reread_given
+
+        bad_read = reread_given(store, collection, reread, given)
+    if rest:
+        report.actions.append(f"re-embedded {len(rest) - len(bad_embedded):,} missing {collection} points from their "
+                              "sources")
+    if reread:
+        report.actions.append(f"read the given vectors of {len(reread) - len(bad_read):,} missing {collection} points "
+                              "again from their recorded files (each checked against its recorded digest)")
+    bad += bad_embedded + bad_read
+    if len(bad) == len(rows):
+        report.actions.append(f"could write none of the {len(rows):,} missing {collection} points again")
     if bad:
         _unreadable(store, report, collection, bad, drop)
 
 
-def _reembed(store: Store, collection: str, rows: list[tuple], payload, report) -> list[tuple]:
+def _reembed(store: Store, collection: str, rows: Sequence[Stored]) -> list[tuple[Stored, str]]:
     """Embed each row's source again, checked against its sha256, and upsert it under its
     old id; returns the rows whose source cannot be read or now holds another image."""
     from .sources.checked import load_checked
 
-    src, sha = (3, 2) if collection == TRAINING else (4, 3)
-    bad = []
+    bad: list[tuple[Stored, str]] = []
     for i in range(0, len(rows), BATCH):
         ok, pixels = [], []
         for r in rows[i:i + BATCH]:
             try:
-                pixels.append(load_checked(r[src], r[sha], store.root))
+                pixels.append(load_checked(r.source, r.sha256, store.root))
                 ok.append(r)
             except SourceChanged:
                 bad.append((r, "changed"))
             except (GmvError, OSError, ValueError):
                 bad.append((r, "unreadable"))
         if ok:
-            store.vectors.upsert(collection, [r[0] for r in ok], store.embed(pixels),
-                                 [payload(r, px) for r, px in zip(ok, pixels)])
+            store.vectors.upsert(collection, [r.point_id for r in ok], store.embed(pixels), [r.payload() for r in ok])
     return bad
 
 
-def _unreadable(store: Store, report, collection: str, bad: list[tuple], drop: bool) -> None:
-    src = 3 if collection == TRAINING else 4
+def _unreadable(store: Store, report: RepairReport, collection: str, bad: list[tuple[Stored, str]],
+                drop: bool) -> None:
     if not drop:
-        report.unreadable += [r[src] for r, why in bad if why == "unreadable"]
-        report.changed += [r[src] for r, why in bad if why == "changed"]
+        report.unreadable += [r.source for r, why in bad if why == "unreadable"]
+        report.changed += [r.source for r, why in bad if why == "changed"]
+        report.vectors += [why.removeprefix("vectors: ") for _, why in bad if why.startswith("vectors: ")]
         return
     from query.forget import forget_generated, forget_training
 
-    rows = [r for r, _ in bad]
     if collection == TRAINING:
-        forget_training(store, [r[1] for r in rows])
+        forget_training(store, [r.contributor_id for r, _ in bad if isinstance(r, StoredTraining)])
     else:
-        for set_name in sorted({r[1] for r in rows}):
-            forget_generated(store, set_name, [r[2] for r in rows if r[1] == set_name])
+        gen = [r for r, _ in bad if isinstance(r, StoredGenerated)]
+        for set_name in sorted({r.set_name for r in gen}):
+            forget_generated(store, set_name, [r.generated_id for r in gen if r.set_name == set_name])
     n_changed = sum(why == "changed" for _, why in bad)
+    n_vectors = sum(why.startswith("vectors: ") for _, why in bad)
     report.actions.append(f"forgot {len(bad):,} {collection} images whose sources cannot be read"
-                          + (f" ({n_changed:,} of them now hold another image)" if n_changed else ""))
+                          + (f" ({n_changed:,} of them now hold another image)" if n_changed else "")
+                          + (f" ({n_vectors:,} of them: their given vectors)" if n_vectors else ""))
 
 
 def rematch_all(store: Store) -> None:
     """Every generated image matched again from the stored vectors, from scratch: credits,
     running sums and recall lists are emptied first, so damage to them cannot carry over.
     This covers whatever refresh work was pending, so the queues are emptied with it."""
-    from query.matches import generated_rows, replace_matches
+    from query.matches import Match, generated_rows, replace_matches
     from query.refresh import rescore
 
-    with transaction(store.ledger) as con:
-        for table in ("credits", "value_sums", "recall_lists", "recall_changes"):
-            con.execute(f"DELETE FROM {table}")
+    clear_matches(store.ledger)
     rows = generated_rows(store.ledger)
     for i in range(0, len(rows), BATCH):
         part = rows[i:i + BATCH]
-        by_set: dict[str, dict] = {}
+        by_set: dict[str, dict[str, Match]] = {}
         for r, m in zip(part, rescore(store, part)):
             by_set.setdefault(r.set_name, {})[r.generated_id] = m
         with transaction(store.ledger) as con:
             for set_name, matches in by_set.items():
                 replace_matches(con, set_name, matches, {})
-    for table in ("refresh_queue", "pending_refresh", "pending_removal"):
-        store.ledger.execute(f"DELETE FROM {table}")
+    clear_refresh_queues(store.ledger)
 
 
-def rows_from_points(store: Store, report, k, recall,
+def rows_from_points(store: Store, report: RepairReport, k: int | None, recall: int | None,
                      only: dict[str, set[int]] | None = None) -> tuple[int, int, int]:
     """Ledger rows made from the points' payloads (every point, or those in `only`), with a
     set row for each set not in the ledger. Returns (training rows, generated rows, new sets)."""
@@ -198,7 +242,7 @@ def rows_from_points(store: Store, report, k, recall,
                     except Exception:  # noqa: BLE001 - recorded as 0, said in the report
                         p["height"] = p["width"] = p["channels"] = 0
                         report.unreadable.append(p.get("source", str(pid)))
-            insert_columns(con, "training_images", payload_columns(chunk, TRAINING_COLUMNS, "ingested_at", now))
+            insert_training_from_payloads(con, chunk, now)
             n_train += len(chunk)
         known = set_names(con)
         sets: dict[str, SetRow] = {}
@@ -211,7 +255,7 @@ def rows_from_points(store: Store, report, k, recall,
                         raise BadInput(f"generated points of set '{p['set_name']}' do not record their k and N; "
                                        "fix: pass --k K --recall N as that set was valued")
                     sets[p["set_name"]] = found
-            insert_columns(con, "generated_images", payload_columns(chunk, GENERATED_COLUMNS, "valued_at", now))
+            insert_generated_from_payloads(con, chunk, now)
             n_gen += len(chunk)
         for found in sets.values():
             insert_set(con, found)

@@ -29,6 +29,7 @@ from .config import LEDGER_FILE, BackendSpec, IndexConfig, StoreConfig, default_
 from .errors import GmvError, RepairUnfinished, StoreDamaged, StoreMismatch
 from .integrity import count_problems, describe_unfinished, unfinished_repair
 from .ledger import READER_WAIT_S, SNAPSHOT_FILE, connect_ledger, copy_snapshot, open_ledger_readonly, transaction
+from .ledger.origins import forget_origins
 from .lock import WriterLock
 from .vectors import VectorSpec, VectorStore, open_vector_store
 
@@ -359,6 +360,7 @@ class Store:
         with transaction(self.ledger) as con:
             op = self._journal(kind, collection, point_ids, detail)
             yield con
+            forget_origins(con, collection, point_ids)
         if len(point_ids):
             self.vectors.delete(collection, point_ids)
         self.ledger.execute("DELETE FROM journal WHERE op_id = ?", [op])

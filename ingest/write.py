@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 
 from gmv_store.errors import BadInput, param
 from gmv_store.ledger import insert_columns
+from gmv_store.ledger.origins import record_origins
 from gmv_store.ledger.records import training_payload
 from gmv_store.sources import Decoded
 from gmv_store.sources.location import to_record
@@ -63,6 +64,7 @@ def write_training(store: Store, batch: list[Decoded], vectors: dict, owner: str
     }
     with store.adding("ingest", TRAINING, ids, vectors, payloads) as con:
         insert_columns(con, "training_images", cols)
+        record_origins(con, TRAINING, ids, batch)  # given vectors (--vectors): where gmv repair re-reads them
         # Generated images valued before may now have closer contributors: a refresh is due.
         if con.execute("SELECT count(*) FROM generated_images").fetchone()[0]:
             insert_columns(con, "pending_refresh", {"contributor_id": cols["contributor_id"], "point_id": ids,

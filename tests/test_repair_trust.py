@@ -258,15 +258,15 @@ def test_edited_backend_sizes_named_and_not_repairable(base, tmp_path):
 
 
 def test_expected_schema_read_from_the_migrations_is_what_they_make():
-    from gmv_store.integrity import _objects, expected_schema
+    from gmv_store.ledger.checks import expected_schema, ledger_objects
     from gmv_store.migrate import load_migrations
 
     con = duckdb.connect(":memory:")
     con.execute("CREATE TABLE schema_migrations (version INTEGER)")
     for mig in load_migrations():
         con.execute(mig.sql)
-        assert expected_schema(mig.version) == _objects(con), mig.name
-    assert expected_schema() == _objects(con)
+        assert expected_schema(mig.version) == ledger_objects(con), mig.name
+    assert expected_schema() == ledger_objects(con)
 
 
 # ----------------------------------------------------------------------------- 7, 13: verify, versions

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,9 @@ import duckdb
 
 from ..config import LEDGER_FILE, default_store_path, read_config
 from ..errors import GmvError, StoreDamaged, StoreLocked
-from ..integrity import describe_unfinished, schema_problems, unfinished_repair
+from ..integrity import describe_unfinished, unfinished_repair
 from ..lock import current_holder
+from .checks import schema_problems
 
 SNAPSHOT_FILE = "ledger.snapshot.duckdb"
 Connection = duckdb.DuckDBPyConnection
@@ -122,7 +123,7 @@ def _whole(con: Connection, path: Path) -> Connection:
     return con
 
 
-def insert_columns(con: Connection, table: str, columns: dict[str, Sequence[Any]], conflict: str = "") -> None:
+def insert_columns(con: Connection, table: str, columns: Mapping[str, Sequence[Any]], conflict: str = "") -> None:
     """Bulk insert: one statement with a list parameter per column (unnested side by side).
     DuckDB's executemany runs row by row and is ~50x slower."""
     if not columns or not len(next(iter(columns.values()))):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -67,6 +67,15 @@ class InputOptions:
     label_column: str | None = None  # Parquet: the label column; WebDataset: the .json key [default: label]
 
 
+class VectorOrigin(NamedTuple):
+    """Where a given vector (`--vectors`) was read: the file, its Parquet column (None: a .npy),
+    the row, and the vector's digest (`vector_arrays.vector_digests`)."""
+    file: str
+    column: str | None
+    row: int
+    digest: int
+
+
 @dataclass
 class Decoded:
     source: str
@@ -76,6 +85,7 @@ class Decoded:
     meta: dict[str, Any] | None = None
     vectors: dict[str, np.ndarray] | None = None  # named vectors, when a decoding worker embedded it
     quality: float | None = None  # its quality score, when a worker (--ray) scored it
+    origins: dict[str, VectorOrigin] | None = None  # where given vectors were read (`gmv repair` reads them again)
 
     @property
     def short_id(self) -> str:

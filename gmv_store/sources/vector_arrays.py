@@ -1,8 +1,11 @@
 """Arrays of vectors as `--vectors` reads them (sources/vectors.py): a float32 matrix from a
 .npy (memory-mapped) or a Parquet list column, its dtype and size checked; integer arrays
-refused, float64 converted (the caller says so)."""
+refused, float64 converted (the caller says so); and each vector's digest, recorded so that
+`gmv repair` can tell a file still holds the vector stored (ledger/origins.py)."""
 from __future__ import annotations
 
+import hashlib
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,3 +73,22 @@ def open_npy(path: Path, dim: int, what: str, notes: list[str]) -> np.ndarray:
     if a.dtype == np.float64:
         notes.append(f"{path}: float64 vectors converted to float32")
     return a
+
+
+@lru_cache(maxsize=16)
+def _weights(dim: int) -> np.ndarray:
+    """Fixed odd 64-bit weights, from a hash (not a random generator, whose stream may change)."""
+    raw = hashlib.shake_128(b"gmv-store vector digest").digest(8 * dim)
+    weights: np.ndarray = np.frombuffer(raw, dtype="<u8").astype(np.uint64) | np.uint64(1)
+    return weights
+
+
+def vector_digests(vectors: np.ndarray) -> np.ndarray:
+    """One 64-bit digest per row of a (n, dim) matrix taken as float32: its bits as unsigned
+    32-bit integers dotted with fixed odd weights, modulo 2**64. Any one changed value changes
+    it (an odd weight times a nonzero difference under 2**32 is never 0 mod 2**64). Not a
+    defence against a forger: it finds files changed by accident. One matrix-vector product
+    per batch, where a hash per row cost ingest several times more."""
+    bits = np.ascontiguousarray(vectors, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    digests: np.ndarray = bits @ _weights(bits.shape[1])
+    return digests

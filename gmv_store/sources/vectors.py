@@ -37,9 +37,9 @@ from ..errors import BadInput
 from ..images import decode_bytes, decode_file
 from .base import json_value, label_text
 from .decode import decode_one
-from .items import Decoded, InputOptions, InputReport, Item, Problem
+from .items import Decoded, InputOptions, InputReport, Item, Problem, VectorOrigin
 from .parquet import _is_scalar, _open, _pa, image_kind
-from .vector_arrays import as_float32, list_matrix, open_npy
+from .vector_arrays import as_float32, list_matrix, open_npy, vector_digests
 from .webdataset import WebDatasetReader, _index
 
 if TYPE_CHECKING:
@@ -322,6 +322,10 @@ def _part_rows(part: Part, vo: VectorOptions, opts: InputOptions, expect: Expect
     cols = rows.columns + ([vo.vector_column] if vec is None else []) + \
         ([vo.rerank_vectors] if want_rerank and part.npy is None else [])
     row, norm_noted = 0, False
+    # recorded with each row (gmv repair reads a lost collection's vectors again from them)
+    origin = (str(part.npy.absolute()), None) if part.npy else (str(part.table.absolute()), vo.vector_column)
+    rorigin = (str(part.rerank_npy.absolute()), None) if rvec is not None and part.rerank_npy else \
+        (str(part.table.absolute()), vo.rerank_vectors)
     for b in pf.iter_batches(4096, columns=list(dict.fromkeys(cols)), use_threads=False):
         m = b.num_rows
         where = part.where
@@ -339,6 +343,7 @@ def _part_rows(part: Part, vo: VectorOptions, opts: InputOptions, expect: Expect
                 r, rok = list_matrix(b.column(vo.rerank_vectors), rdim, where, row, report.problems)
                 ok &= rok
         bad = np.asarray(~np.isfinite(v).all(1) | (~np.isfinite(r).all(1) if r is not None else False))
+        dv, dr = vector_digests(v).tolist(), (vector_digests(r).tolist() if r is not None else [])
         zero = np.asarray(~v.any(1)) if expect.metric == "cosine" else np.zeros(m, bool)
         if expect.check_norm and not norm_noted:
             norms = np.linalg.norm(v[ok & ~bad], axis=1)
@@ -360,6 +365,8 @@ def _part_rows(part: Part, vo: VectorOptions, opts: InputOptions, expect: Expect
             d = _decoded(rows.item(data, i, row + i), report, seen)
             if d is not None:
                 d.vectors = {"recall": v[i]} if r is None else {"recall": v[i], "rerank": r[i]}
+                d.origins = {"recall": VectorOrigin(*origin, row + i, dv[i])} if r is None else \
+                    {"recall": VectorOrigin(*origin, row + i, dv[i]), "rerank": VectorOrigin(*rorigin, row + i, dr[i])}
                 yield d
         row += m
 
