@@ -23,6 +23,7 @@ ingest` does (default index mode: the store's default, `auto`). Prints a table; 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import random
 import shutil
 import tempfile
@@ -120,6 +121,8 @@ def main() -> None:
     ap.add_argument("--store", default=None, help="existing store holding the training set (changed in place)")
     ap.add_argument("--dir", default=None, help="work folder (default: a temporary one)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--profile", default=None, metavar="FILE",
+                    help="cProfile the incremental step of each row into FILE.<row> (pstats format)")
     a = ap.parse_args()
     if a.quick:
         for k, v in QUICK.items():
@@ -149,9 +152,15 @@ def main() -> None:
         def measure(letter, label, action, report=True):
             """Time `action` on a settled store; its row beside the full recompute it replaces."""
             settled(s)
+            prof = cProfile.Profile() if a.profile else None
             t = time.perf_counter()
+            if prof is not None:
+                prof.enable()
             rep = action()
             took = time.perf_counter() - t
+            if prof is not None:
+                prof.disable()
+                prof.dump_stats(f"{a.profile}.{letter}")
             rep = rep if report else None
             rows.append((f"{letter}. {label}", took, full_recompute(s, everything, a, f"full-{letter.lower()}"), rep))
             if rep is not None:

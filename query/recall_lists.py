@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pyarrow as pa
 
-from .merge import columns, isin_sorted, merge_positions, order_key, place, scatter, sort_rows
+from .merge import columns, isin_rows, isin_sorted, merge_positions, order_key, place, scatter, sort_rows
 
 RESERVE_SHARE = 0.1  # candidates kept beyond N, as a share of N: forgetting 1 % stays far inside it
 RESERVE_MIN = 4
@@ -255,8 +255,9 @@ def read_lists(con, set_name: str, gids: Sequence[str] | None = None, *, metric:
     dropped = _padded(drop_ids, n_dropped, np.uint64(0))
     ids, scores = _padded(base_ids, base_len, np.uint64(0)), _padded(base_scores, base_len, np.nan)
     keep = np.arange(ids.shape[1]) < base_len[:, None]
-    for r in np.flatnonzero(n_dropped):  # few lists carry drops, each a few ids
-        keep[r] &= ~np.isin(ids[r], dropped[r, :n_dropped[r]])
+    rows_d = np.flatnonzero(n_dropped)  # after a forget most lists carry drops, each a few ids
+    if len(rows_d):
+        keep[rows_d] &= ~isin_rows(ids[rows_d], dropped[rows_d], _upto(n_dropped[rows_d], dropped))
     n_keep, ids, scores = columns(keep, ids, scores)
     scores[np.arange(scores.shape[1]) >= n_keep[:, None]] = np.nan
     a_ids, a_scores = _padded(add_ids, add_len, np.uint64(0)), _padded(add_scores, add_len, np.nan)

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from gmv_store.backends.base import Embedder, Reranker
+from gmv_store.errors import GmvError
 from gmv_store.store import GENERATED, TRAINING, Store
 from gmv_store.valuation import credits as eq6_credits
 from gmv_store.vectors import Query
@@ -168,9 +170,11 @@ def settle(store: Store, b: Batch, timings: dict) -> Outcome:
     return out
 
 
-def _fresh_distances(store: Store, b: Batch, rv, todo: np.ndarray, fresh: np.ndarray):
+def _fresh_distances(store: Store, b: Batch, rv: Embedder, todo: np.ndarray,
+                     fresh: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Re-rank distances of the newcomers to each recall set (rows `todo`), from Qdrant:
-    padded (m, F) ids and distances, and counts (rows not in `todo`: none)."""
+    padded (m, F) ids and distances, and counts (rows not in `todo`: none). A row's
+    newcomers come back in Qdrant's order, not the list's: `_merge_line` sorts them."""
     new = b.moved.lists
     mask = fresh & np.isin(np.arange(len(fresh)), todo)[:, None]
     n_fresh, f_ids = columns(mask, new.ids)
@@ -180,10 +184,27 @@ def _fresh_distances(store: Store, b: Batch, rv, todo: np.ndarray, fresh: np.nda
     hits = store.vectors.query(TRAINING, [
         Query({"rerank": vecs[j]}, using="rerank", limit=int(n_fresh[i]), only_ids=tuple(f_ids[i, :n_fresh[i]].tolist()),
               exact=True) for j, i in enumerate(asked)])
-    for i, h in zip(asked, hits):
-        d = {p: rv_distance(store, rv, s) for p, s in h}
-        f_dist[i, :n_fresh[i]] = [d[int(p)] for p in f_ids[i, :n_fresh[i]]]
+    got = np.array([len(h) for h in hits], dtype=np.int64)
+    if len(asked) and (got != n_fresh[asked]).any():
+        raise GmvError("the vector store returned fewer re-rank scores than the points it was asked about; "
+                       "fix: run `gmv verify` (a training point may be missing from Qdrant)")
+    if len(asked):
+        cells = np.arange(f_ids.shape[1]) < n_fresh[asked, None]
+        sub_ids, sub_scores = f_ids[asked], np.zeros(cells.shape)
+        sub_ids[cells] = np.fromiter((p for h in hits for p, _ in h), np.uint64, int(got.sum()))
+        sub_scores[cells] = np.fromiter((s for h in hits for _, s in h), np.float64, int(got.sum()))
+        f_ids[asked] = sub_ids
+        f_dist[asked] = np.where(cells, distances_of(store, rv, sub_scores), np.inf)
     return f_ids, f_dist, n_fresh
+
+
+def distances_of(store: Store, rv: Embedder, scores: np.ndarray) -> np.ndarray:
+    """`distance_from_score` over an array: the vectorised twin of the base rule (same float
+    operations), or the re-ranker's own method score by score where it has one."""
+    rr = store.reranker
+    if type(rr).distance_from_score is Reranker.distance_from_score:
+        return score_distances(scores, rv.metric)
+    return np.vectorize(lambda s: rr.distance_from_score(float(s), rv.metric), otypes=[np.float64])(scores)
 
 
 def _merge_line(b: Batch, line: Line, todo: np.ndarray, left: np.ndarray, f_ids: np.ndarray, f_dist: np.ndarray,
