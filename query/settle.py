@@ -21,18 +21,19 @@ Every search here is among given ids and exact, so it adds no approximation of a
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
 from gmv_store.backends.base import Embedder, Reranker
 from gmv_store.errors import GmvError
+from gmv_store.ledger.credits import replace_credits
 from gmv_store.store import GENERATED, TRAINING, Store
 from gmv_store.valuation import credits as eq6_credits
 from gmv_store.vectors import Query
 
-from .matches import GeneratedRow, read_topk, replace_credits
+from .matches import GeneratedRow, TopK, read_topk
 from .merge import columns, isin_rows, score_distances
 from .recall_lists import Lists, Moved, runners_up, write_lists
 from .search import ranked
@@ -55,7 +56,7 @@ class Outcome:
     queued: list[str]          # generated ids that need a full re-score
     from_lists: int = 0        # brought up to date from their lists alone (or newcomers' distances)
     reranked: int = 0          # by a re-rank search among their new recall set
-    changed: list[str] = None  # generated ids whose top-k changed
+    changed: list[str] = field(default_factory=list)  # generated ids whose top-k changed
 
 
 @dataclass
@@ -90,7 +91,7 @@ def _recall_sets(b: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return left, fresh, n_new
 
 
-def _old_line(b: Batch, top) -> Line:
+def _old_line(b: Batch, top: TopK) -> Line:
     """The stored top-k followed by the stored runners-up."""
     o = b.old
     width = b.k + o.runner_ids.shape[1]
@@ -105,11 +106,11 @@ def _old_line(b: Batch, top) -> Line:
     return Line(ids, dist, n, o.runners_all.copy())
 
 
-def _rerank_vectors(store: Store, rows: list[GeneratedRow], idx: np.ndarray) -> list:
+def _rerank_vectors(store: Store, rows: list[GeneratedRow], idx: np.ndarray) -> list[list[float]]:
     return store.vectors.vector_lists(GENERATED, [rows[i].point_id for i in idx], "rerank") if len(idx) else []
 
 
-def settle(store: Store, b: Batch, timings: dict) -> Outcome:
+def settle(store: Store, b: Batch, timings: dict[str, float]) -> Outcome:
     """New top-k for every image of the batch; writes lists and changed credits (caller's
     transaction). Returns which images must be re-scored instead."""
     t = time.perf_counter()
@@ -134,6 +135,7 @@ def settle(store: Store, b: Batch, timings: dict) -> Outcome:
     elif kind == "pairwise":
         queue |= moved_set  # pairwise distances come from the images
     else:
+        assert rv is not None, "a vector re-ranker has a re-rank embedder"
         todo = np.flatnonzero(moved_set & ~queue)
         timings["merge"] += time.perf_counter() - t
         t = time.perf_counter()
@@ -246,7 +248,7 @@ def _merge_line(b: Batch, line: Line, todo: np.ndarray, left: np.ndarray, f_ids:
     return todo[(count < b.k) & ~line.every[todo]]
 
 
-def _rerank_among(store: Store, b: Batch, rv, rows: np.ndarray, n_new: np.ndarray, line: Line) -> None:
+def _rerank_among(store: Store, b: Batch, rv: Embedder, rows: np.ndarray, n_new: np.ndarray, line: Line) -> None:
     """Rows whose line fell short: the closest of the new recall set, by a search among it."""
     if not len(rows):
         return
@@ -265,7 +267,7 @@ def _rerank_among(store: Store, b: Batch, rv, rows: np.ndarray, n_new: np.ndarra
         line.every[i] = len(h) < cap
 
 
-def rv_distance(store: Store, rv, score: float) -> float:
+def rv_distance(store: Store, rv: Embedder, score: float) -> float:
     return store.reranker.distance_from_score(score, rv.metric)
 
 

@@ -44,9 +44,8 @@ SQL_NOT_MOVED_YET = (
     "gmv_store.eval.runtime", "gmv_store.export", "gmv_store.handle", "gmv_store.integrity", "gmv_store.repair",
     "gmv_store.repair_points", "gmv_store.sources.location", "gmv_store.store", "gmv_store.web.app",
     "gmv_store.web.pages", "gmv_store.web.jsonapi", "ingest.pipeline",
-    "ingest.vectors_in", "ingest.write", "query.attribute", "query.browse", "query.forget", "query.lookup",
-    "query.matches", "query.recall_lists", "query.refresh", "query.relocate", "query.table", "query.value",
-    "query.verify",
+    "ingest.vectors_in", "ingest.write", "query.attribute", "query.browse", "query.lookup",
+    "query.relocate", "query.table",
 )
 SQL_CALLS = {"execute", "executemany", "sql"}  # a DuckDB connection's ways to run a statement
 SQL_HELPERS = {"rows", "insert_columns"}  # ledger helpers that take a table name or a statement
