@@ -28,7 +28,7 @@ import pyarrow as pa
 from gmv_store.ledger.connection import Connection
 from gmv_store.ledger.credits import list_rows, store_list_rows
 
-from .merge import columns, isin_rows, isin_sorted, merge_positions, order_key, place, scatter, sort_rows
+from .merge import columns, isin_sorted, merge_positions, order_key, place, scatter, sort_rows
 
 RESERVE_SHARE = 0.1  # candidates kept beyond N, as a share of N: forgetting 1 % stays far inside it
 RESERVE_MIN = 4
@@ -247,9 +247,8 @@ def read_lists(con: Connection, set_name: str, gids: Sequence[str] | None = None
     dropped = _padded(drop_ids, n_dropped, np.uint64(0))
     ids, scores = _padded(base_ids, base_len, np.uint64(0)), _padded(base_scores, base_len, np.nan)
     keep = np.arange(ids.shape[1]) < base_len[:, None]
-    rows_d = np.flatnonzero(n_dropped)  # after a forget most lists carry drops, each a few ids
-    if len(rows_d):
-        keep[rows_d] &= ~isin_rows(ids[rows_d], dropped[rows_d], _upto(n_dropped[rows_d], dropped))
+    if len(drop_ids):  # after a forget most lists carry drops, each a few ids
+        keep &= ~_dropped_cells(ids, dropped, n_dropped, np.unique(drop_ids))
     n_keep, ids, scores = columns(keep, ids, scores)
     scores[np.arange(scores.shape[1]) >= n_keep[:, None]] = np.nan
     a_ids, a_scores = _padded(add_ids, add_len, np.uint64(0)), _padded(add_scores, add_len, np.nan)
@@ -266,6 +265,18 @@ def read_lists(con: Connection, set_name: str, gids: Sequence[str] | None = None
                  scatter(shape, False, (np.ones(ids.shape, bool), pa_), (np.zeros(a_ids.shape, bool), pb)),
                  dropped, n_dropped, np.ones(len(length), bool), _padded(run_ids, n_run, np.uint64(0)),
                  _padded(run_dist, n_run, np.inf), n_run, tbl.column("runners_all").to_numpy(zero_copy_only=False).astype(bool))
+
+
+def _dropped_cells(ids: np.ndarray, dropped: np.ndarray, n_dropped: np.ndarray, every: np.ndarray) -> np.ndarray:
+    """(m, W) bool: ids[i, j] is among row i's dropped ids. Cells whose id no row dropped
+    (`every`: all dropped ids, sorted) are ruled out by one binary search; the few others
+    are checked against their own row's drops."""
+    maybe = isin_sorted(ids, every)
+    r, c = np.nonzero(maybe)
+    own = (dropped[r] == ids[r, c][:, None]) & (np.arange(dropped.shape[1]) < n_dropped[r, None])
+    out = np.zeros(ids.shape, dtype=bool)
+    out[r[own.any(axis=1)], c[own.any(axis=1)]] = True
+    return out
 
 
 def write_lists(con: Connection, set_name: str, lists: Lists, new: bool = False) -> None:
