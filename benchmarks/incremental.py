@@ -154,7 +154,7 @@ def main() -> None:
         def measure(letter, label, action, report=True):
             """Time `action` on a settled store; its row beside the full recompute it replaces."""
             settled(s)
-            prof = cProfile.Profile() if a.profile else None
+            prof = cProfile.Profile(time.process_time) if a.profile else None  # CPU: load-proof
             t, c = time.perf_counter(), time.process_time()
             if prof is not None:
                 prof.enable()
