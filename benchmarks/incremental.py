@@ -19,10 +19,12 @@ ingest` does (default index mode: the store's default, `auto`). Prints a table; 
     ... --train-input SHARDS... --new-input ... --generated-input ... --extra-input ...
                                        # any inputs `gmv ingest` / `gmv value` take, instead of MNIST slices
     ... --store PATH                   # a store already holding the training set (changed in place: pass a copy)
+    ... --profile FILE                 # cProfile each row's incremental step into FILE.A ... FILE.D
 """
 from __future__ import annotations
 
 import argparse
+import cProfile
 import random
 import shutil
 import tempfile
@@ -87,13 +89,14 @@ def settled(s: Store) -> None:
     s.snapshot()
 
 
-def full_recompute(s: Store, paths: list[str], a, name: str) -> float:
+def full_recompute(s: Store, paths: list[str], a, name: str) -> tuple[float, float]:
+    """(wall, CPU) seconds of valuing every generated image again into a new set."""
     settled(s)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     value(s, paths, name, k=a.k, recall=a.recall, exact=a.exact)
-    seconds = time.perf_counter() - t
+    seconds, cpu = time.perf_counter() - t, time.process_time() - c
     forget_set(s, name)
-    return seconds
+    return seconds, cpu
 
 
 def split(rep) -> str:
@@ -120,6 +123,8 @@ def main() -> None:
     ap.add_argument("--store", default=None, help="existing store holding the training set (changed in place)")
     ap.add_argument("--dir", default=None, help="work folder (default: a temporary one)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--profile", default=None, metavar="FILE",
+                    help="cProfile the incremental step of each row into FILE.<row> (pstats format)")
     a = ap.parse_args()
     if a.quick:
         for k, v in QUICK.items():
@@ -149,11 +154,18 @@ def main() -> None:
         def measure(letter, label, action, report=True):
             """Time `action` on a settled store; its row beside the full recompute it replaces."""
             settled(s)
-            t = time.perf_counter()
+            prof = cProfile.Profile(time.process_time) if a.profile else None  # CPU: load-proof
+            t, c = time.perf_counter(), time.process_time()
+            if prof is not None:
+                prof.enable()
             rep = action()
-            took = time.perf_counter() - t
+            took, cpu = time.perf_counter() - t, time.process_time() - c
+            if prof is not None:
+                prof.disable()
+                prof.dump_stats(f"{a.profile}.{letter}")
             rep = rep if report else None
-            rows.append((f"{letter}. {label}", took, full_recompute(s, everything, a, f"full-{letter.lower()}"), rep))
+            full, full_cpu = full_recompute(s, everything, a, f"full-{letter.lower()}")
+            rows.append((f"{letter}. {label}", took, full, rep, cpu, full_cpu))
             if rep is not None:
                 print(f"{letter}: {rep.summary()}; {split(rep)}", flush=True)
 
@@ -180,13 +192,16 @@ def main() -> None:
     finally:
         s.close()
 
+    # CPU seconds (this process, all its threads) beside the wall clock: on a machine shared
+    # with other jobs the wall-clock ratio moves with their load, the CPU ratio much less
     print("\n| operation | incremental (s) | full recompute (s) | ratio | "
-          "updated from lists / re-ranked / re-scored |")
-    print("|---|---|---|---|---|")
-    for name, inc, full, rep in rows:
+          "updated from lists / re-ranked / re-scored | CPU incremental / full (s) | CPU ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for name, inc, full, rep, cpu, full_cpu in rows:
         f = "-" if rep is None else (f"{rep.merged - rep.reranked:,} / {rep.reranked:,} / {rep.rescored:,} "
                                      f"of {rep.total_generated:,}")
-        print(f"| {name} | {inc:.2f} | {full:.2f} | {100 * inc / full:.1f}% | {f} |")
+        print(f"| {name} | {inc:.2f} | {full:.2f} | {100 * inc / full:.1f}% | {f} | {cpu:.2f} / {full_cpu:.2f} | "
+              f"{100 * cpu / full_cpu:.1f}% |")
     if not a.dir:
         shutil.rmtree(work, ignore_errors=True)
 

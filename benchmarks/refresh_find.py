@@ -106,7 +106,7 @@ def main() -> None:
             con = s.ledger
             new_ids = [r[0] for r in con.execute("SELECT point_id FROM pending_refresh ORDER BY 1").fetchall()]
             (set_name, k, n), = con.execute("SELECT set_name, k, recall FROM generated_sets LIMIT 1").fetchall()
-            rows = generated_rows(con, "g.set_name = ?", [set_name])
+            rows = generated_rows(con, set_name)
             lists = read_lists(con, set_name, [r.generated_id for r in rows], metric=s.embedder.metric)
             n_train = con.execute("SELECT count(*) FROM training_images").fetchone()[0]
             cap = capacity(recall_size(s, k, n))

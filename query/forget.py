@@ -8,13 +8,16 @@ from the recall lists holding them, so credit flows to the next contributors.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from typing import Any
 
 from gmv_store.errors import BadInput, NotFound
-from gmv_store.ledger import insert_columns
+from gmv_store.ledger import queues
+from gmv_store.ledger.connection import Connection
+from gmv_store.ledger.credits import any_generated, generated_points, remove_set, set_total, values_of
+from gmv_store.ledger.forget_log import forgotten_training, log_forget, remove_training_rows, training_selected
+from gmv_store.ledger.sets import get_set
 from gmv_store.sources.location import to_record
 from gmv_store.store import GENERATED, TRAINING, Store
 
@@ -25,14 +28,8 @@ from .matches import remove_generated
 class ForgetReport:
     kind: str
     removed: int
-    values_before: dict
-    refresh: object = None  # the RefreshReport, when the caller ran one after forgetting
-
-
-def _log(con, kind: str, selector: str, ids: list[str], values_before: dict) -> None:
-    fid = con.execute("SELECT coalesce(max(forget_id), 0) + 1 FROM forget_log").fetchone()[0]
-    con.execute("INSERT INTO forget_log VALUES (?, current_timestamp, ?, ?, ?, ?, ?)",
-                [fid, kind, selector, len(ids), ids, json.dumps(values_before)])
+    values_before: dict[str, float]
+    refresh: Any = None  # the RefreshReport, when the caller ran one after forgetting
 
 
 def forget_training(store: Store, ids: Sequence[str] = (), owner: str | None = None,
@@ -43,16 +40,12 @@ def forget_training(store: Store, ids: Sequence[str] = (), owner: str | None = N
     con = store.ledger
     # a pattern of files inside the store matches their store-relative record too
     inside = to_record(source, store.root) if source is not None else None
-    rows = con.execute(
-        "SELECT contributor_id, point_id FROM training_images WHERE contributor_id IN (SELECT unnest(?)) "
-        "OR (? IS NOT NULL AND owner = ?) OR (? IS NOT NULL AND (source GLOB ? OR source GLOB ?)) ORDER BY contributor_id",
-        [list(ids), owner, owner, source, source, inside]).fetchall()
+    rows = training_selected(con, ids, owner, source, inside)
     found = {r[0] for r in rows}
     missing = [i for i in ids if i not in found]
     if missing:
         # Ids forgotten earlier are fine (running the same forget twice is a no-op).
-        gone = {r[0] for r in con.execute(
-            "SELECT DISTINCT unnest(ids) FROM forget_log WHERE kind = 'training'").fetchall()}
+        gone = forgotten_training(con)
         unknown = [i for i in missing if i not in gone]
         if unknown:
             raise NotFound(f"contributor id(s) not in the store: {', '.join(unknown[:5])}; nothing was removed")
@@ -61,17 +54,14 @@ def forget_training(store: Store, ids: Sequence[str] = (), owner: str | None = N
     cids, pids = [r[0] for r in rows], [r[1] for r in rows]
     selector = " ".join(filter(None, [" ".join(ids), f"--owner {owner}" if owner is not None else "",
                                       f"--source {source}" if source is not None else ""]))
-    values_before = dict(con.execute(
-        "SELECT set_name, sum(value) FROM contributor_values WHERE contributor_id IN (SELECT unnest(?)) GROUP BY 1",
-        [cids]).fetchall())
+    values_before = values_of(con, cids)
     with store.removing("forget", TRAINING, pids) as con:
-        if con.execute("SELECT count(*) FROM generated_images").fetchone()[0]:
+        if any_generated(con):
             # generated images valued before may hold them in their recall lists: a refresh is due
-            insert_columns(con, "pending_removal", {"point_id": pids, "queued_at": [datetime.now()] * len(pids)},
-                           conflict="ON CONFLICT DO NOTHING")
-        con.execute("DELETE FROM training_images WHERE contributor_id IN (SELECT unnest(?))", [cids])
-        con.execute("DELETE FROM pending_refresh WHERE contributor_id IN (SELECT unnest(?))", [cids])
-        _log(con, "training", selector, cids, values_before)
+            queues.queue_removal(con, pids)
+        remove_training_rows(con, cids)
+        queues.unqueue_added(con, cids)
+        log_forget(con, "training", selector, cids, values_before)
     return ForgetReport("training", len(cids), values_before)
 
 
@@ -79,8 +69,7 @@ def forget_generated(store: Store, set_name: str, ids: list[str]) -> ForgetRepor
     """Remove single generated images from a set; values of the set are updated by difference."""
     con = store.ledger
     _require_set(con, set_name)
-    rows = con.execute("SELECT generated_id, point_id FROM generated_images WHERE set_name = ? "
-                       "AND generated_id IN (SELECT unnest(?))", [set_name, list(ids)]).fetchall()
+    rows = generated_points(con, set_name, ids)
     missing = sorted(set(ids) - {r[0] for r in rows})
     if missing:
         raise NotFound(f"generated id(s) not in set '{set_name}': {', '.join(missing[:5])}; nothing was removed")
@@ -88,23 +77,23 @@ def forget_generated(store: Store, set_name: str, ids: list[str]) -> ForgetRepor
     with store.removing("forget", GENERATED, pids) as con:
         old = remove_generated(con, set_name, gids)
         values_before = {set_name: sum(sum(m.credits) for m in old.values())}
-        _log(con, "generated", f"--set {set_name} " + " ".join(ids), gids, values_before)
+        log_forget(con, "generated", f"--set {set_name} " + " ".join(ids), gids, values_before)
     return ForgetReport("generated", len(gids), values_before)
 
 
 def forget_set(store: Store, set_name: str) -> ForgetReport:
+    """Remove a whole set: its images, credits, value sums and lists."""
     con = store.ledger
     _require_set(con, set_name)
-    rows = con.execute("SELECT generated_id, point_id FROM generated_images WHERE set_name = ?", [set_name]).fetchall()
+    rows = generated_points(con, set_name)
     gids, pids = [r[0] for r in rows], [r[1] for r in rows]
-    total = con.execute("SELECT coalesce(sum(value_sum), 0) FROM value_sums WHERE set_name = ?", [set_name]).fetchone()[0]
+    total = set_total(con, set_name)
     with store.removing("forget", GENERATED, pids) as con:
-        for table in ("credits", "value_sums", "recall_lists", "recall_changes", "refresh_queue", "generated_images", "generated_sets"):
-            con.execute(f"DELETE FROM {table} WHERE set_name = ?", [set_name])
-        _log(con, "set", set_name, gids, {set_name: total})
+        remove_set(con, set_name)
+        log_forget(con, "set", set_name, gids, {set_name: total})
     return ForgetReport("set", len(gids), {set_name: total})
 
 
-def _require_set(con, set_name: str) -> None:
-    if not con.execute("SELECT count(*) FROM generated_sets WHERE set_name = ?", [set_name]).fetchone()[0]:
+def _require_set(con: Connection, set_name: str) -> None:
+    if get_set(con, set_name) is None:
         raise NotFound(f"set '{set_name}' does not exist; nothing was removed")

@@ -16,7 +16,17 @@ from datetime import datetime
 import numpy as np
 import pyarrow as pa
 
-from gmv_store.ledger import insert_columns
+from gmv_store.ledger.connection import Connection
+from gmv_store.ledger.credits import GeneratedRow as GeneratedRow  # re-exported: the record callers know
+from gmv_store.ledger.credits import (
+    credit_rows,
+    insert_generated_rows,
+    queue_if_refresh_pending,
+    remove_generated_rows,
+    replace_credits,
+    topk_table,
+)
+from gmv_store.ledger.credits import generated_rows as generated_rows
 from gmv_store.valuation import credits as eq6_credits
 
 from .recall_lists import Lists, read_lists, write_lists
@@ -47,7 +57,8 @@ class Match:
     runners_all: bool = False  # the top-k and runners-up hold the whole recall set
 
     @classmethod
-    def scored(cls, top: Sequence[tuple[str, float]], recall_ids, recall_scores, complete: bool, quality: float,
+    def scored(cls, top: Sequence[tuple[str, float]], recall_ids: Sequence[int] | np.ndarray,
+               recall_scores: Sequence[float] | np.ndarray, complete: bool, quality: float,
                runners: Sequence[tuple[int, float]] = (), runners_all: bool = False) -> Match:
         """From (contributor, distance) pairs, closest first: credits by Eq. 6; `runners`:
         the (point id, distance) pairs next in line."""
@@ -70,9 +81,9 @@ class Match:
                 return f"rank {rank}: stored {a}, recomputed {b}"
         if len(self.contributors) != len(other.contributors):
             return f"stored {len(self.contributors)} contributors, recomputed {len(other.contributors)}"
-        for rank, (a, b) in enumerate(zip(self.distances, other.distances), start=1):
-            if abs(a - b) > TOLERANCE:
-                return f"rank {rank}: distance stored {a:.9g}, recomputed {b:.9g}"
+        for rank, (da, db) in enumerate(zip(self.distances, other.distances), start=1):
+            if abs(da - db) > TOLERANCE:
+                return f"rank {rank}: distance stored {da:.9g}, recomputed {db:.9g}"
         return "credits differ"
 
     def list_difference(self, recomputed: Match) -> str | None:
@@ -97,43 +108,11 @@ class Match:
         return None
 
 
-@dataclass(frozen=True)
-class GeneratedRow:
-    """A generated image as the ledger records it, with its set's k and N."""
-
-    set_name: str
-    generated_id: str
-    point_id: int
-    sha256: str
-    source: str
-    label: str | None
-    quality: float
-    k: int
-    recall: int
-    exact: bool = False  # the set searches exactly (valued with --exact), not through the index
-
-
-_GENERATED_SELECT = """
-    SELECT g.set_name, g.generated_id, g.point_id, g.sha256, g.source, g.label, g.quality, s.k, s.recall, s.exact
-    FROM generated_images g JOIN generated_sets s USING (set_name)"""
-
-
-def generated_rows(con, where: str = "", params: Sequence = (), limit: int | None = None) -> list[GeneratedRow]:
-    """Generated images (all, or those matching the SQL condition `where` over `g`), in
-    (set, id) order."""
-    sql = _GENERATED_SELECT + (f" WHERE {where}" if where else "") + " ORDER BY g.set_name, g.generated_id"
-    sql += f" LIMIT {int(limit)}" if limit else ""
-    return [GeneratedRow(*r) for r in con.execute(sql, list(params)).fetchall()]
-
-
-def read_matches(con, set_name: str, generated_ids: Sequence[str], recall_metric: str | None = None) -> dict[str, Match]:
+def read_matches(con: Connection, set_name: str, generated_ids: Sequence[str], recall_metric: str | None = None) -> dict[str, Match]:
     """The stored matches of generated images of one set (absent ids: no entry), with their
     recall lists when the recall metric is given."""
     out: dict[str, Match] = {}
-    for gid, cid, d, c in con.execute(
-            "SELECT generated_id, contributor_id, distance, credit FROM credits "
-            "WHERE set_name = ? AND generated_id IN (SELECT unnest(?)) ORDER BY generated_id, rank",
-            [set_name, list(generated_ids)]).fetchall():
+    for gid, cid, d, c in credit_rows(con, set_name, generated_ids):
         m = out.setdefault(gid, Match([], [], []))
         m.contributors.append(cid)
         m.distances.append(d)
@@ -160,16 +139,10 @@ class TopK:
     count: np.ndarray     # (m,)
 
 
-def read_topk(con, set_name: str, gids: Sequence[str], k: int) -> TopK:
+def read_topk(con: Connection, set_name: str, gids: Sequence[str], k: int) -> TopK:
     """The stored top-k of these generated images, in the order given (one query)."""
     m = len(gids)
-    con.register("_gmv_want", pa.table({"i": np.arange(m), "generated_id": pa.array(list(gids), pa.string())}))
-    try:
-        t = con.sql("SELECT w.i, c.rank, ('0x' || c.contributor_id)::UBIGINT AS pid, c.distance, c.credit "
-                    "FROM _gmv_want w JOIN credits c ON c.set_name = $1 AND c.generated_id = w.generated_id",
-                    params=[set_name]).to_arrow_table()
-    finally:
-        con.unregister("_gmv_want")
+    t = topk_table(con, set_name, gids)
     row, col = t.column("i").to_numpy(), t.column("rank").to_numpy().astype(np.int64) - 1
     out = TopK(np.zeros((m, k), np.uint64), np.full((m, k), np.inf), np.zeros((m, k)), np.bincount(row, minlength=m))
     out.ids[row, col] = t.column("pid").to_numpy()
@@ -190,71 +163,25 @@ def credit_table(gids: Sequence[str], matches: Sequence[Match]) -> pa.Table:
         "credit": np.array([c for m in matches for c in m.credits], dtype=np.float64)})
 
 
-def replace_credits(con, set_name: str, changed: Sequence[str], rows: pa.Table, new: bool = False) -> None:
-    """Give the generated images `changed` the credit rows `rows` (columns generated_id,
-    contributor_id — or point_id —, rank, distance, credit), moving the running value sums
-    by the difference (caller's transaction; one statement per step). `new`: the images
-    have no credit rows yet (nothing to look up: credits has no index to look it up with)."""
-    if not len(changed):
-        return
-    cid = "contributor_id" if "contributor_id" in rows.column_names else "printf('%016x', point_id)"
-    con.register("_gmv_changed", pa.table({"generated_id": pa.array(list(changed), pa.string())}))
-    con.register("_gmv_credits", rows)
-    try:
-        # the change of each contributor's running sum, then one UPDATE and one INSERT: an
-        # upsert (ON CONFLICT) of tens of thousands of keys is several times slower
-        old = "" if new else """
-                SELECT contributor_id, -credit AS c, -1 AS n FROM credits
-                WHERE set_name = $1 AND generated_id IN (SELECT generated_id FROM _gmv_changed) UNION ALL"""
-        delta = con.sql(f"""
-            SELECT contributor_id, sum(c) AS v, sum(n)::INTEGER AS n FROM ({old}
-                SELECT {cid} AS contributor_id, credit AS c, 1 AS n FROM _gmv_credits) d
-            GROUP BY contributor_id HAVING sum(n) != 0 OR sum(c) != 0""", params=[] if new else [set_name]).to_arrow_table()
-        con.register("_gmv_delta", delta)
-        con.execute("UPDATE value_sums SET value_sum = value_sum + d.v, n_credits = n_credits + d.n FROM _gmv_delta d "
-                    "WHERE value_sums.set_name = $1 AND value_sums.contributor_id = d.contributor_id", [set_name])
-        con.execute("INSERT INTO value_sums SELECT $1, contributor_id, v, n FROM _gmv_delta d WHERE NOT EXISTS "
-                    "(SELECT 1 FROM value_sums s WHERE s.set_name = $1 AND s.contributor_id = d.contributor_id)",
-                    [set_name])
-        if not new:
-            con.execute("DELETE FROM value_sums WHERE set_name = ? AND n_credits <= 0", [set_name])
-            con.execute("DELETE FROM credits WHERE set_name = ? AND generated_id IN "
-                        "(SELECT generated_id FROM _gmv_changed)", [set_name])
-        con.execute(f"INSERT INTO credits (set_name, generated_id, contributor_id, rank, distance, credit) "
-                    f"SELECT $1, generated_id, {cid}, rank, distance, credit FROM _gmv_credits", [set_name])
-    finally:
-        for name in ("_gmv_changed", "_gmv_credits", "_gmv_delta"):
-            con.unregister(name)
-
-
 def lists_of(gids: Sequence[str], matches: Sequence[Match]) -> Lists:
     return Lists.from_rows(gids, [m.recall_ids for m in matches], [m.recall_scores for m in matches],
                            [m.complete for m in matches], [m.runner_ids for m in matches],
                            [m.runner_distances for m in matches], [m.runners_all for m in matches])
 
 
-def insert_generated(con, rows: Sequence[GeneratedRow], matches: Sequence[Match], meta_json: str,
+def insert_generated(con: Connection, rows: Sequence[GeneratedRow], matches: Sequence[Match], meta_json: str,
                      now: datetime) -> None:
     """Rows, recall lists, credits and running sums of newly valued generated images of one
     set, with their first matches (caller's transaction)."""
     set_name = rows[0].set_name
-    insert_columns(con, "generated_images", {
-        "set_name": [set_name] * len(rows), "generated_id": [g.generated_id for g in rows],
-        "point_id": [g.point_id for g in rows], "sha256": [g.sha256 for g in rows],
-        "source": [g.source for g in rows], "label": [g.label for g in rows], "meta": [meta_json] * len(rows),
-        "quality": [g.quality for g in rows], "valued_at": [now] * len(rows),
-    })
+    insert_generated_rows(con, rows, meta_json, now)
     gids = [g.generated_id for g in rows]
     write_lists(con, set_name, lists_of(gids, matches), new=True)
     replace_credits(con, set_name, gids, credit_table(gids, matches), new=True)
-    if con.execute("SELECT count(*) FROM pending_refresh").fetchone()[0]:
-        # valued against training images a refresh has yet to merge: their lists hold them
-        # already, and a merge would count them twice; a re-score by that refresh is exact
-        con.execute("INSERT INTO refresh_queue SELECT ?, unnest(?), 'valued before a refresh', current_timestamp "
-                    "ON CONFLICT DO NOTHING", [set_name, gids])
+    queue_if_refresh_pending(con, set_name, gids)
 
 
-def replace_matches(con, set_name: str, fresh: dict[str, Match], old: dict[str, Match]) -> int:
+def replace_matches(con: Connection, set_name: str, fresh: dict[str, Match], old: dict[str, Match]) -> int:
     """Store fresh matches (with their recall lists) of already recorded generated images
     (caller's transaction). Values move by difference, only where the top-k changed; returns
     how many changed."""
@@ -270,12 +197,10 @@ def replace_matches(con, set_name: str, fresh: dict[str, Match], old: dict[str, 
     return len(changed)
 
 
-def remove_generated(con, set_name: str, generated_ids: Sequence[str]) -> dict[str, Match]:
+def remove_generated(con: Connection, set_name: str, generated_ids: Sequence[str]) -> dict[str, Match]:
     """Delete generated images with their credits, recall lists and queue entries; values by
     difference. Returns the matches they had."""
     old = read_matches(con, set_name, generated_ids)
     replace_credits(con, set_name, list(generated_ids), credit_table([], []))
-    for table in ("recall_lists", "recall_changes", "refresh_queue", "generated_images"):
-        con.execute(f"DELETE FROM {table} WHERE set_name = ? AND generated_id IN (SELECT unnest(?))",
-                    [set_name, list(generated_ids)])
+    remove_generated_rows(con, set_name, generated_ids)
     return old

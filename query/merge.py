@@ -7,6 +7,8 @@ ties, at the recall cut and at the k-th place alike.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from gmv_store.backends.base import higher_is_better
@@ -56,7 +58,7 @@ def place(pos: np.ndarray, valid: np.ndarray, width: int) -> tuple[np.ndarray, n
     return (np.arange(pos.shape[0])[:, None] * width + pos)[ok], ok
 
 
-def scatter(shape: tuple[int, int], fill, *parts: tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+def scatter(shape: tuple[int, int], fill: Any, *parts: tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """An (m, W) array holding each part's values at their `place`s, `fill` elsewhere."""
     out = np.full(shape, fill, dtype=parts[0][0].dtype)
     flat = out.reshape(-1)
@@ -87,7 +89,7 @@ def isin_rows(a: np.ndarray, b: np.ndarray, b_valid: np.ndarray, chunk_cells: in
     return out
 
 
-def columns(mask: np.ndarray, *arrays: np.ndarray, fill=0) -> tuple[np.ndarray, ...]:
+def columns(mask: np.ndarray, *arrays: np.ndarray, fill: Any = 0) -> tuple[np.ndarray, ...]:
     """Per row, the cells where mask holds, moved to the front (their order kept), padded
     with `fill`; returns the counts first."""
     count = mask.sum(axis=1)

@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
+from gmv_store.ledger.connection import Connection
+from gmv_store.ledger.credits import list_rows, store_list_rows
 
 from .merge import columns, isin_sorted, merge_positions, order_key, place, scatter, sort_rows
 
@@ -44,6 +48,9 @@ def runners_up(k: int) -> int:
     return max(RUNNERS_MIN, math.ceil(RUNNERS_SHARE * k))
 
 
+_UNSET = np.zeros(0)  # a Lists field not given
+
+
 @dataclass
 class Lists:
     """Recall lists of m generated images of one set, padded to a common width W."""
@@ -59,14 +66,14 @@ class Lists:
     stored: np.ndarray     # (m,) bool: read from the ledger (else new: written whole)
     # re-ranking: the candidates next in line after the top-k (the top-k itself is in
     # `credits`), so that a top-k member leaving the recall set seldom needs a new re-rank
-    runner_ids: np.ndarray = None     # (m, r) uint64
-    runner_dist: np.ndarray = None    # (m, r) float64, inf past `n_runners`
-    n_runners: np.ndarray = None      # (m,)
-    runners_all: np.ndarray = None    # (m,) bool: top-k and runners-up hold the whole recall set
+    runner_ids: np.ndarray = field(default_factory=lambda: _UNSET)   # (m, r) uint64
+    runner_dist: np.ndarray = field(default_factory=lambda: _UNSET)  # (m, r) float64, inf past `n_runners`
+    n_runners: np.ndarray = field(default_factory=lambda: _UNSET)    # (m,)
+    runners_all: np.ndarray = field(default_factory=lambda: _UNSET)  # (m,) bool: top-k and runners-up hold the whole recall set
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         m = len(self.gids)
-        if self.runner_ids is None:
+        if self.runner_ids is _UNSET:  # none given: no runners-up
             self.runner_ids, self.runner_dist = np.zeros((m, 0), np.uint64), np.zeros((m, 0))
             self.n_runners, self.runners_all = np.zeros(m, np.int64), np.zeros(m, bool)
 
@@ -101,7 +108,7 @@ class Lists:
 
     @classmethod
     def from_flat(cls, gids: Sequence[str], ids: np.ndarray, scores: np.ndarray, length: np.ndarray,
-                  complete: np.ndarray) -> Lists:
+                  complete: np.ndarray | Sequence[bool]) -> Lists:
         """New lists from the lists laid end to end (row-major order) and their lengths."""
         length = np.asarray(length, dtype=np.int64)
         m = len(length)
@@ -121,6 +128,7 @@ class Lists:
         length = np.array([len(a) for a in ids], dtype=np.int64)
         out = cls.from_flat(gids, _cat(ids, np.uint64), _cat(scores, np.float64), length, complete)
         if runner_ids is not None:
+            assert runner_dist is not None and runners_all is not None, "runners come with distances and flags"
             n = np.array([len(a) for a in runner_ids], dtype=np.int64)
             out = out.with_runners(_padded(_cat(runner_ids, np.uint64), n, np.uint64(0)),
                                    _padded(_cat(runner_dist, np.float64), n, np.inf), n,
@@ -128,7 +136,7 @@ class Lists:
         return out
 
 
-def _cat(arrays: Sequence[np.ndarray], dtype) -> np.ndarray:
+def _cat(arrays: Sequence[np.ndarray], dtype: Any) -> np.ndarray:
     return np.concatenate([np.asarray(a, dtype=dtype) for a in arrays]) if len(arrays) else np.zeros(0, dtype)
 
 
@@ -219,34 +227,18 @@ def _unblob(column: pa.ChunkedArray, dtype: str) -> tuple[np.ndarray, np.ndarray
     return raw.view(dtype).astype(np.dtype(dtype).newbyteorder("="), copy=False), np.diff(offsets) // np.dtype(dtype).itemsize
 
 
-def _padded(flat: np.ndarray, length: np.ndarray, fill) -> np.ndarray:
+def _padded(flat: np.ndarray, length: np.ndarray, fill: Any) -> np.ndarray:
     out = np.full((len(length), int(length.max()) if len(length) else 0), fill, dtype=flat.dtype)
     out[np.arange(out.shape[1]) < length[:, None]] = flat
     return out
 
 
-_COLUMNS = ("r.generated_id, r.ids, r.scores, c.added_ids, c.added_scores, c.dropped_ids, c.length, c.complete, "
-            "c.runner_ids, c.runner_distances, c.runners_all")
-_FROM = ("recall_lists r JOIN recall_changes c ON c.set_name = r.set_name AND c.generated_id = r.generated_id")
-LIST_TABLES = ("recall_lists", "recall_changes")
-
-
-def read_lists(con, set_name: str, gids: Sequence[str] | None = None, *, metric: str, ordered: bool = True) -> Lists:
+def read_lists(con: Connection, set_name: str, gids: Sequence[str] | None = None, *, metric: str, ordered: bool = True) -> Lists:
     """The stored lists of the given generated images of one set, in the order given (or of
     the whole set, by id; `metric`: the recall metric, which orders them; `ordered=False`:
     in any order, `Lists.gids` says which). Images without a list (queued to be re-scored)
     are left out."""
-    if gids is None:
-        tbl = con.sql(f"SELECT {_COLUMNS} FROM {_FROM} WHERE r.set_name = $1 ORDER BY r.generated_id",
-                      params=[set_name]).to_arrow_table()
-    else:
-        con.register("_gmv_want", pa.table({"i": np.arange(len(gids)), "generated_id": pa.array(list(gids), pa.string())}))
-        try:
-            order = " ORDER BY w.i" if ordered else ""
-            tbl = con.sql(f"SELECT {_COLUMNS} FROM _gmv_want w JOIN {_FROM} ON r.set_name = $1 "
-                          f"AND r.generated_id = w.generated_id{order}", params=[set_name]).to_arrow_table()
-        finally:
-            con.unregister("_gmv_want")
+    tbl = list_rows(con, set_name, gids, ordered=ordered)
     base_ids, base_len = _unblob(tbl.column("ids"), "<u8")
     base_scores, _ = _unblob(tbl.column("scores"), "<f8")
     add_ids, add_len = _unblob(tbl.column("added_ids"), "<u8")
@@ -255,8 +247,8 @@ def read_lists(con, set_name: str, gids: Sequence[str] | None = None, *, metric:
     dropped = _padded(drop_ids, n_dropped, np.uint64(0))
     ids, scores = _padded(base_ids, base_len, np.uint64(0)), _padded(base_scores, base_len, np.nan)
     keep = np.arange(ids.shape[1]) < base_len[:, None]
-    for r in np.flatnonzero(n_dropped):  # few lists carry drops, each a few ids
-        keep[r] &= ~np.isin(ids[r], dropped[r, :n_dropped[r]])
+    if len(drop_ids):  # after a forget most lists carry drops, each a few ids
+        keep &= ~_dropped_cells(ids, dropped, n_dropped, np.unique(drop_ids))
     n_keep, ids, scores = columns(keep, ids, scores)
     scores[np.arange(scores.shape[1]) >= n_keep[:, None]] = np.nan
     a_ids, a_scores = _padded(add_ids, add_len, np.uint64(0)), _padded(add_scores, add_len, np.nan)
@@ -275,7 +267,19 @@ def read_lists(con, set_name: str, gids: Sequence[str] | None = None, *, metric:
                  _padded(run_dist, n_run, np.inf), n_run, tbl.column("runners_all").to_numpy(zero_copy_only=False).astype(bool))
 
 
-def write_lists(con, set_name: str, lists: Lists, new: bool = False) -> None:
+def _dropped_cells(ids: np.ndarray, dropped: np.ndarray, n_dropped: np.ndarray, every: np.ndarray) -> np.ndarray:
+    """(m, W) bool: ids[i, j] is among row i's dropped ids. Cells whose id no row dropped
+    (`every`: all dropped ids, sorted) are ruled out by one binary search; the few others
+    are checked against their own row's drops."""
+    maybe = isin_sorted(ids, every)
+    r, c = np.nonzero(maybe)
+    own = (dropped[r] == ids[r, c][:, None]) & (np.arange(dropped.shape[1]) < n_dropped[r, None])
+    out = np.zeros(ids.shape, dtype=bool)
+    out[r[own.any(axis=1)], c[own.any(axis=1)]] = True
+    return out
+
+
+def write_lists(con: Connection, set_name: str, lists: Lists, new: bool = False) -> None:
     """Store these lists (one statement per form): a list read from the ledger whose changes
     are still small is stored as those changes; others are written whole (`new` ones are
     inserted, others replace what is stored or are inserted where nothing is)."""
@@ -303,24 +307,7 @@ def write_lists(con, set_name: str, lists: Lists, new: bool = False) -> None:
                         "runner_ids": _blobs(sub.runner_ids[_upto(sub.n_runners, sub.runner_ids)], sub.n_runners),
                         "runner_distances": _blobs(sub.runner_dist[_upto(sub.n_runners, sub.runner_dist)], sub.n_runners),
                         "runners_all": pa.array(sub.runners_all, pa.bool_())})
-        _store(con, set_name, tbl, whole, insert_only=new)
-
-
-def _store(con, set_name: str, tbl: pa.Table, whole: bool, insert_only: bool) -> None:
-    """Replace the rows of these images: their changes always, their base when `whole`."""
-    con.register("_gmv_lists", tbl)
-    try:
-        for table, cols, write in (("recall_lists", "ids, scores", whole),
-                                   ("recall_changes", "added_ids, added_scores, dropped_ids, length, complete, "
-                                    "runner_ids, runner_distances, runners_all", True)):
-            if not write:
-                continue
-            if not insert_only:
-                con.execute(f"DELETE FROM {table} WHERE set_name = $1 AND generated_id IN "
-                            "(SELECT generated_id FROM _gmv_lists)", [set_name])
-            con.execute(f"INSERT INTO {table} SELECT $1, generated_id, {cols} FROM _gmv_lists", [set_name])
-    finally:
-        con.unregister("_gmv_lists")
+        store_list_rows(con, set_name, tbl, whole, insert_only=new)
 
 
 def _upto(count: np.ndarray, a: np.ndarray) -> np.ndarray:

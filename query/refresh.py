@@ -28,18 +28,28 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from gmv_store.backends.base import higher_is_better
-from gmv_store.ledger import insert_columns, transaction
+from gmv_store.ledger import queues, transaction
+from gmv_store.ledger.connection import Connection
+from gmv_store.ledger.credits import (
+    generated_counts,
+    generated_rows,
+    listed_not_queued,
+    queued_rows,
+    training_count,
+    valued_sets,
+)
 from gmv_store.progress import Progress
 from gmv_store.sources.checked import load_checked
 from gmv_store.store import GENERATED, TRAINING, Store
 from gmv_store.vectors import Query
 from ingest.write import SEQ
 
-from .matches import GeneratedRow, Match, generated_rows, read_matches, replace_matches
+from .matches import GeneratedRow, Match, read_matches, replace_matches
 from .recall_lists import Lists, Moved, add, capacity, drop, read_lists
 from .search import ranked, recall_size, search
 from .settle import Batch, settle
@@ -60,9 +70,9 @@ class RefreshReport:
     total_generated: int = 0
     sets: int = 0
     seconds: float = 0.0
-    timings: dict = field(default_factory=lambda: {"find": 0.0, "merge": 0.0, "rerank": 0.0, "write": 0.0,
+    timings: dict[str, float] = field(default_factory=lambda: {"find": 0.0, "merge": 0.0, "rerank": 0.0, "write": 0.0,
                                                    "rescore": 0.0})
-    touched: set = field(default_factory=set, repr=False)  # (set, generated id) brought up to date
+    touched: set[tuple[str, str]] = field(default_factory=set, repr=False)  # (set, generated id) brought up to date
 
     def summary(self) -> str:
         return (f"re-scored {len(self.touched):,} of {self.total_generated:,} generated images in "
@@ -77,13 +87,12 @@ def _threshold(last: float, metric: str) -> float:
     return last - eps if higher_is_better(metric) else last + eps
 
 
-def pending_filter(store: Store, point_ids: list[int]) -> dict:
+def pending_filter(store: Store, point_ids: list[int]) -> dict[str, Any]:
     """How a query picks the pending training points: by the range of their write times
     (`ingest_seq` payload; a filter on 1,000 ids is copied into every query and costs about
     twice the search), when exactly those points are in it — else by their ids."""
-    con = store.ledger
-    lo, with_seq, n = con.execute("SELECT min(seq), count(seq), count(*) FROM pending_refresh").fetchone()
-    if n == len(point_ids) and with_seq == n and n:
+    lo, with_seq, n = queues.pending_seq_range(store.ledger)
+    if n == len(point_ids) and with_seq == n and n and lo is not None:
         store.vectors.ensure_payload_index(TRAINING, SEQ)
         if store.vectors.count(TRAINING, payload_from=(SEQ, lo)) == n:
             return {"payload_from": (SEQ, lo)}
@@ -91,7 +100,7 @@ def pending_filter(store: Store, point_ids: list[int]) -> dict:
 
 
 def entering(store: Store, rows: list[GeneratedRow], lists: Lists, point_ids: list[int], cap: int,
-             n_train: int, among: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+             n_train: int, among: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per generated image, the given training points that get into its list: Qdrant's recall
     scores of its stored vector against those points only (`among`: how a query picks them,
     see `pending_filter`), at least as good as the list's last score (any, for a list of
@@ -123,28 +132,21 @@ def entering(store: Store, rows: list[GeneratedRow], lists: Lists, point_ids: li
     return e_ids, e_scores, count
 
 
-def _sets(con) -> list[tuple[str, int, int]]:
-    return con.execute("SELECT set_name, k, recall FROM generated_sets ORDER BY set_name").fetchall()
-
-
 def apply_changes(store: Store, removed: list[int], added: list[int], report: RefreshReport) -> None:
     """Bring every generated image with a stored list (and not queued for a re-score) up to
     date with removed and added training points (inside the caller's transaction)."""
     con = store.ledger
-    n_train = con.execute("SELECT count(*) FROM training_images").fetchone()[0]
+    n_train = training_count(con)
     removed_ids = np.unique(np.asarray(removed, dtype=np.uint64))
     among = pending_filter(store, added) if added else None
-    for set_name, k, recall in _sets(con):
-        gids = [r[0] for r in con.execute(
-            "SELECT generated_id FROM recall_lists r WHERE set_name = ? AND NOT EXISTS (SELECT 1 FROM refresh_queue q "
-            "WHERE q.set_name = r.set_name AND q.generated_id = r.generated_id) ORDER BY generated_id",
-            [set_name]).fetchall()]
-        n = recall_size(store, k, recall)
+    for s_row in valued_sets(con):
+        set_name, k = s_row.set_name, s_row.k
+        gids = listed_not_queued(con, set_name)
+        n = recall_size(store, k, s_row.recall)
         for s in range(0, len(gids), BATCH):
             part = gids[s:s + BATCH]
             t = time.perf_counter()
-            by_id = {r.generated_id: r for r in generated_rows(
-                con, "g.set_name = ? AND g.generated_id IN (SELECT unnest(?))", [set_name, part])}
+            by_id = {r.generated_id: r for r in generated_rows(con, set_name, part)}
             lists = read_lists(con, set_name, part, metric=store.embedder.metric, ordered=False)
             rows = [by_id[g] for g in lists.gids]
             report.timings["merge"] += time.perf_counter() - t
@@ -186,11 +188,7 @@ def _apply(store: Store, report: RefreshReport, set_name: str, k: int, n: int, r
 
 
 def enqueue(store: Store, set_name: str, gids: list[str], reason: str) -> None:
-    if gids:
-        insert_columns(store.ledger, "refresh_queue", {
-            "set_name": [set_name] * len(gids), "generated_id": list(gids), "reason": [reason] * len(gids),
-            "queued_at": [np.datetime64("now").astype(object)] * len(gids),
-        }, conflict="ON CONFLICT DO NOTHING")
+    queues.queue_refresh(store.ledger, set_name, gids, reason)
 
 
 def _enqueue_rows(store: Store, rows: list[GeneratedRow], reason: str) -> None:
@@ -207,17 +205,14 @@ def queue_all(store: Store, reason: str) -> int:
     rows = generated_rows(store.ledger)
     with transaction(store.ledger):
         _enqueue_rows(store, rows, reason)
-        store.ledger.execute("DELETE FROM pending_refresh")
-        store.ledger.execute("DELETE FROM pending_removal")
+        queues.clear_pending(store.ledger)
     return len(rows)
 
 
-def refresh_due(con) -> tuple[int, int]:
+def refresh_due(con: Connection) -> tuple[int, int]:
     """(training images added or removed and not yet matched, generated images queued for
     re-scoring)."""
-    return (con.execute("SELECT (SELECT count(*) FROM pending_refresh) + (SELECT count(*) FROM pending_removal)")
-            .fetchone()[0],
-            con.execute("SELECT count(*) FROM refresh_queue").fetchone()[0])
+    return queues.refresh_due(con)
 
 
 def rescore(store: Store, rows: list[GeneratedRow]) -> list[Match]:
@@ -243,10 +238,9 @@ def drain_queue(store: Store, report: RefreshReport, progress: bool = False) -> 
     con = store.ledger
     bar = Progress("refresh", total=report.queued or None, enabled=progress)
     while True:
-        rows = generated_rows(con, "EXISTS (SELECT 1 FROM refresh_queue q WHERE q.set_name = g.set_name "
-                                   "AND q.generated_id = g.generated_id)", limit=CHUNK)
+        rows = queued_rows(con, CHUNK)
         if not rows:
-            con.execute("DELETE FROM refresh_queue")  # entries of generated images removed meanwhile
+            queues.clear_refresh_queue(con)  # entries of generated images removed meanwhile
             break
         fresh = rescore(store, rows)
         by_set: dict[str, dict[str, Match]] = {}
@@ -256,8 +250,7 @@ def drain_queue(store: Store, report: RefreshReport, progress: bool = False) -> 
             for set_name, matches in by_set.items():
                 gids = list(matches)
                 report.changed += replace_matches(con, set_name, matches, read_matches(con, set_name, gids))
-                con.execute("DELETE FROM refresh_queue WHERE set_name = ? AND generated_id IN (SELECT unnest(?))",
-                            [set_name, gids])
+                queues.dequeue(con, set_name, gids)
                 report.touched.update((set_name, g) for g in gids)
         report.rescored += len(rows)
         bar.update(len(rows))
@@ -270,23 +263,21 @@ def refresh(store: Store, progress: bool = False) -> RefreshReport:
     t0 = time.perf_counter()
     con = store.ledger
     report = RefreshReport()
-    added = [r[0] for r in con.execute("SELECT point_id FROM pending_refresh ORDER BY point_id").fetchall()]
-    removed = [r[0] for r in con.execute("SELECT point_id FROM pending_removal ORDER BY point_id").fetchall()]
+    added = queues.pending_added(con)
+    removed = queues.pending_removed(con)
     if added or removed:
         with transaction(con):
-            n_train = con.execute("SELECT count(*) FROM training_images").fetchone()[0]
+            n_train = training_count(con)
             if len(added) > FULL_RESCORE_SHARE * n_train:
                 # so many new images that searching among them costs about a full search
                 _enqueue_rows(store, generated_rows(con), "ingest")
             else:
                 apply_changes(store, removed, added, report)
-            con.execute("DELETE FROM pending_refresh")
-            con.execute("DELETE FROM pending_removal")
-    report.queued = con.execute("SELECT count(*) FROM refresh_queue").fetchone()[0]
+            queues.clear_pending(con)
+    report.queued = queues.queued_count(con)
     t = time.perf_counter()
     drain_queue(store, report, progress=progress)
     report.timings["rescore"] = time.perf_counter() - t
-    report.total_generated, report.sets = con.execute(
-        "SELECT count(*), count(DISTINCT set_name) FROM generated_images").fetchone()
+    report.total_generated, report.sets = generated_counts(con)
     report.seconds = time.perf_counter() - t0
     return report

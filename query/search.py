@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import cast
 
 import numpy as np
 
-from gmv_store.backends.base import higher_is_better, score_to_distance
+from gmv_store.backends.base import ImageReranker, higher_is_better, score_to_distance
 from gmv_store.ids import id_of_point
 from gmv_store.store import TRAINING, Store
 from gmv_store.vectors import Hit, Query, VectorStore
@@ -37,7 +38,7 @@ def recall_size(store: Store, k: int, recall: int) -> int:
     return k if rr.rerank_kind() == "none" else max(recall, k)
 
 
-def hit_order(metric: str) -> Callable[[Hit], tuple]:
+def hit_order(metric: str) -> Callable[[Hit], tuple[float, int]]:
     """Sort key of the one ranking order: better score first (cosine: higher similarity,
     euclid: smaller distance), then smaller id."""
     if higher_is_better(metric):
@@ -64,7 +65,7 @@ def ranked(vectors: VectorStore, collection: str, queries: Sequence[Query], n: i
     return out
 
 
-def search(store: Store, vectors: dict[str, np.ndarray], k: int, recall: int, quality: Sequence[float], *,
+def search(store: Store, vectors: dict[str, np.ndarray], k: int, recall: int, quality: Sequence[float] | np.ndarray, *,
            images: Sequence[np.ndarray] | None = None, collection: str = TRAINING,
            load_candidate: Callable[[int], np.ndarray] | None = None, exact: bool = False) -> list[Match]:
     """Top-k matches (with credits for the given qualities) for each row of the batch
@@ -103,10 +104,12 @@ def search(store: Store, vectors: dict[str, np.ndarray], k: int, recall: int, qu
         tops, runners = [b[:k] for b in both], [b[k:] for b in both]
         every = [len(b) < kr for b in both]
     elif kind == "pairwise":
+        assert images is not None and load_candidate is not None, "a pairwise re-rank needs the images and candidates"
+        pairwise = cast(ImageReranker, reranker).pairwise  # rerank_kind() said so
         tops = []
         for i, h in enumerate(first):
             ids = [p for p, _ in h]
-            d = reranker.pairwise(images[i], [load_candidate(p) for p in ids]) if ids else []
+            d = pairwise(images[i], [load_candidate(p) for p in ids]) if ids else np.zeros(0)
             tops.append(sorted(((p, float(x)) for p, x in zip(ids, d)), key=lambda t: (t[1], t[0]))[:k])
     else:
         tops = [[(p, score_to_distance(s, metric)) for p, s in h] for h in first]

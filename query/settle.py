@@ -21,16 +21,19 @@ Every search here is among given ids and exact, so it adds no approximation of a
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
+from gmv_store.backends.base import Embedder, Reranker
+from gmv_store.errors import GmvError
+from gmv_store.ledger.credits import replace_credits
 from gmv_store.store import GENERATED, TRAINING, Store
 from gmv_store.valuation import credits as eq6_credits
 from gmv_store.vectors import Query
 
-from .matches import GeneratedRow, read_topk, replace_credits
+from .matches import GeneratedRow, TopK, read_topk
 from .merge import columns, isin_rows, score_distances
 from .recall_lists import Lists, Moved, runners_up, write_lists
 from .search import ranked
@@ -53,7 +56,7 @@ class Outcome:
     queued: list[str]          # generated ids that need a full re-score
     from_lists: int = 0        # brought up to date from their lists alone (or newcomers' distances)
     reranked: int = 0          # by a re-rank search among their new recall set
-    changed: list[str] = None  # generated ids whose top-k changed
+    changed: list[str] = field(default_factory=list)  # generated ids whose top-k changed
 
 
 @dataclass
@@ -88,7 +91,7 @@ def _recall_sets(b: Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return left, fresh, n_new
 
 
-def _old_line(b: Batch, top) -> Line:
+def _old_line(b: Batch, top: TopK) -> Line:
     """The stored top-k followed by the stored runners-up."""
     o = b.old
     width = b.k + o.runner_ids.shape[1]
@@ -103,11 +106,11 @@ def _old_line(b: Batch, top) -> Line:
     return Line(ids, dist, n, o.runners_all.copy())
 
 
-def _rerank_vectors(store: Store, rows: list[GeneratedRow], idx: np.ndarray) -> list:
+def _rerank_vectors(store: Store, rows: list[GeneratedRow], idx: np.ndarray) -> list[list[float]]:
     return store.vectors.vector_lists(GENERATED, [rows[i].point_id for i in idx], "rerank") if len(idx) else []
 
 
-def settle(store: Store, b: Batch, timings: dict) -> Outcome:
+def settle(store: Store, b: Batch, timings: dict[str, float]) -> Outcome:
     """New top-k for every image of the batch; writes lists and changed credits (caller's
     transaction). Returns which images must be re-scored instead."""
     t = time.perf_counter()
@@ -132,6 +135,7 @@ def settle(store: Store, b: Batch, timings: dict) -> Outcome:
     elif kind == "pairwise":
         queue |= moved_set  # pairwise distances come from the images
     else:
+        assert rv is not None, "a vector re-ranker has a re-rank embedder"
         todo = np.flatnonzero(moved_set & ~queue)
         timings["merge"] += time.perf_counter() - t
         t = time.perf_counter()
@@ -168,9 +172,11 @@ def settle(store: Store, b: Batch, timings: dict) -> Outcome:
     return out
 
 
-def _fresh_distances(store: Store, b: Batch, rv, todo: np.ndarray, fresh: np.ndarray):
+def _fresh_distances(store: Store, b: Batch, rv: Embedder, todo: np.ndarray,
+                     fresh: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Re-rank distances of the newcomers to each recall set (rows `todo`), from Qdrant:
-    padded (m, F) ids and distances, and counts (rows not in `todo`: none)."""
+    padded (m, F) ids and distances, and counts (rows not in `todo`: none). A row's
+    newcomers come back in Qdrant's order, not the list's: `_merge_line` sorts them."""
     new = b.moved.lists
     mask = fresh & np.isin(np.arange(len(fresh)), todo)[:, None]
     n_fresh, f_ids = columns(mask, new.ids)
@@ -180,10 +186,27 @@ def _fresh_distances(store: Store, b: Batch, rv, todo: np.ndarray, fresh: np.nda
     hits = store.vectors.query(TRAINING, [
         Query({"rerank": vecs[j]}, using="rerank", limit=int(n_fresh[i]), only_ids=tuple(f_ids[i, :n_fresh[i]].tolist()),
               exact=True) for j, i in enumerate(asked)])
-    for i, h in zip(asked, hits):
-        d = {p: rv_distance(store, rv, s) for p, s in h}
-        f_dist[i, :n_fresh[i]] = [d[int(p)] for p in f_ids[i, :n_fresh[i]]]
+    got = np.array([len(h) for h in hits], dtype=np.int64)
+    if len(asked) and (got != n_fresh[asked]).any():
+        raise GmvError("the vector store returned fewer re-rank scores than the points it was asked about; "
+                       "fix: run `gmv verify` (a training point may be missing from Qdrant)")
+    if len(asked):
+        cells = np.arange(f_ids.shape[1]) < n_fresh[asked, None]
+        sub_ids, sub_scores = f_ids[asked], np.zeros(cells.shape)
+        sub_ids[cells] = np.fromiter((p for h in hits for p, _ in h), np.uint64, int(got.sum()))
+        sub_scores[cells] = np.fromiter((s for h in hits for _, s in h), np.float64, int(got.sum()))
+        f_ids[asked] = sub_ids
+        f_dist[asked] = np.where(cells, distances_of(store, rv, sub_scores), np.inf)
     return f_ids, f_dist, n_fresh
+
+
+def distances_of(store: Store, rv: Embedder, scores: np.ndarray) -> np.ndarray:
+    """`distance_from_score` over an array: the vectorised twin of the base rule (same float
+    operations), or the re-ranker's own method score by score where it has one."""
+    rr = store.reranker
+    if type(rr).distance_from_score is Reranker.distance_from_score:
+        return score_distances(scores, rv.metric)
+    return np.vectorize(lambda s: rr.distance_from_score(float(s), rv.metric), otypes=[np.float64])(scores)
 
 
 def _merge_line(b: Batch, line: Line, todo: np.ndarray, left: np.ndarray, f_ids: np.ndarray, f_dist: np.ndarray,
@@ -225,7 +248,7 @@ def _merge_line(b: Batch, line: Line, todo: np.ndarray, left: np.ndarray, f_ids:
     return todo[(count < b.k) & ~line.every[todo]]
 
 
-def _rerank_among(store: Store, b: Batch, rv, rows: np.ndarray, n_new: np.ndarray, line: Line) -> None:
+def _rerank_among(store: Store, b: Batch, rv: Embedder, rows: np.ndarray, n_new: np.ndarray, line: Line) -> None:
     """Rows whose line fell short: the closest of the new recall set, by a search among it."""
     if not len(rows):
         return
@@ -244,7 +267,7 @@ def _rerank_among(store: Store, b: Batch, rv, rows: np.ndarray, n_new: np.ndarra
         line.every[i] = len(h) < cap
 
 
-def rv_distance(store: Store, rv, score: float) -> float:
+def rv_distance(store: Store, rv: Embedder, score: float) -> float:
     return store.reranker.distance_from_score(score, rv.metric)
 
 

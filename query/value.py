@@ -6,14 +6,16 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
 
 from gmv_store.backends.named import batch_vectors
 from gmv_store.errors import BadInput, GmvError, param
+from gmv_store.ledger.credits import has_training, training_source, valued_sha256
 from gmv_store.ledger.origins import record_origins
 from gmv_store.ledger.records import SetRow, generated_payload
 from gmv_store.ledger.sets import get_set, insert_set
@@ -75,11 +77,10 @@ def ensure_set(store: Store, set_name: str, k: int, recall: int, exact: bool = F
     return True
 
 
-def candidate_loader(store: Store):
+def candidate_loader(store: Store) -> Callable[[int], np.ndarray]:
     """Pixels of a training point from its recorded source (for image re-rankers)."""
     def load(pid: int) -> np.ndarray:
-        row = store.ledger.execute(
-            "SELECT source, sha256 FROM training_images WHERE contributor_id = ?", [contributor_of(pid)]).fetchone()
+        row = training_source(store.ledger, contributor_of(pid))
         if row is None:
             raise GmvError(f"training point {pid} has no ledger row; fix: run `gmv verify`")
         return load_checked(row[0], row[1], store.root)  # never another image than the one stored
@@ -88,20 +89,20 @@ def candidate_loader(store: Store):
 
 
 def require_training(store: Store) -> None:
-    # the ledger, not an exact count of the collection (a pass over its ids: 0.1 s at 1M)
-    if not store.ledger.execute("SELECT EXISTS (SELECT 1 FROM training_images)").fetchone()[0]:
+    if not has_training(store.ledger):
         raise GmvError("the store has no training images; fix: run `gmv ingest PATH...` first")
 
 
-def check_quality(q: np.ndarray, n: int, name: str) -> np.ndarray:
-    q = np.asarray(q, dtype=np.float64)
+def check_quality(scores: np.ndarray | Sequence[float | None], n: int, name: str) -> np.ndarray:
+    """Quality scores as float64, if every one is finite and > 0."""
+    q = np.asarray(scores, dtype=np.float64)
     if q.shape != (n,) or not np.isfinite(q).all() or (q <= 0).any():
         raise GmvError(f"quality backend '{name}' returned invalid scores {q[:5]}...; scores must be finite and > 0")
     return q
 
 
-def score_batch(store: Store, batch: list[Decoded], k: int, recall: int, timings: dict,
-                exact: bool = False) -> tuple[list[Match], np.ndarray, dict]:
+def score_batch(store: Store, batch: list[Decoded], k: int, recall: int, timings: dict[str, float],
+                exact: bool = False) -> tuple[list[Match], np.ndarray, dict[str, np.ndarray]]:
     """Embed, score quality and match a batch of decoded generated images (no writes).
     Returns (matches, qualities, vectors)."""
     pixels = [d.pixels for d in batch]
@@ -119,26 +120,24 @@ def score_batch(store: Store, batch: list[Decoded], k: int, recall: int, timings
     return matches, q, vectors
 
 
-def input_batches(store: Store, paths, options: InputOptions | None, batch_size: int, report: InputReport, ray=None):
+def input_batches(store: Store, paths: Sequence[str], options: InputOptions | None, batch_size: int,
+                  report: InputReport, ray: Any = None) -> Iterator[list[Decoded]]:
     """Decoded generated images in batches: here, or with `ray` on a Ray cluster that also
     embeds them and scores their quality."""
     if ray is None:
-        return read_batches(paths, options, batch_size, report)
+        return read_batches(list(paths), options, batch_size, report)
     from gmv_store.distributed import store_batches
 
-    return store_batches(store, paths, options, batch_size, report, ray, with_quality=True)
+    return store_batches(store, list(paths), options, batch_size, report, ray, with_quality=True)
 
 
-def write_generated(store: Store, set_name: str, batch: list[Decoded], matches: list[Match], quality: np.ndarray,
-                    vectors: dict, meta: dict, new_set: tuple[int, int, bool] | None = None) -> None:
-    """`new_set`: (k, N, exact) of a set made now, in the same transaction as its first rows."""
+def write_generated(store: Store, the_set: SetRow, batch: list[Decoded], matches: list[Match], quality: np.ndarray,
+                    vectors: dict[str, np.ndarray], meta: dict[str, Any], new_set: bool = False) -> None:
+    """Rows, vectors and first matches of newly valued images of `the_set` (its k, N and
+    search as the caller checked them); `new_set`: the set is made now, in the same
+    transaction as its first rows."""
     now = datetime.now(timezone.utc).replace(tzinfo=None)
-    if new_set is not None:
-        k, recall, exact = new_set
-    else:
-        known = get_set(store.ledger, set_name)
-        assert known is not None, f"set {set_name} has no row"  # value made it, or the caller passes new_set
-        k, recall, exact = known.k, known.recall, known.exact
+    set_name, k, recall, exact = the_set.set_name, the_set.k, the_set.recall, the_set.exact
     rows = [GeneratedRow(set_name, d.short_id, generated_point_id(set_name, d.sha256), d.sha256,
                          to_record(d.source, store.root), d.label,
                          float(qj), k, recall, exact) for d, qj in zip(batch, quality)]
@@ -147,8 +146,8 @@ def write_generated(store: Store, set_name: str, batch: list[Decoded], matches: 
     with store.adding("value", GENERATED, [r.point_id for r in rows], vectors, payloads, {"set_name": set_name},
                       ledger_rows=len(rows) + 2 * sum(len(m.contributors) for m in matches),
                       blob_bytes=sum(list_bytes(len(m.recall_ids)) for m in matches)) as con:
-        if new_set is not None:
-            insert_set(con, SetRow(set_name, k, recall, exact))
+        if new_set:
+            insert_set(con, the_set)
         insert_generated(con, rows, matches, json.dumps(meta), now)
         record_origins(con, GENERATED, [r.point_id for r in rows], batch)  # given vectors: gmv repair re-reads them
 
@@ -161,7 +160,7 @@ def warm_up_quality(store: Store) -> None:
     _ = store.embedder  # made first, as the valuation uses them: a missing backend is named in that order
     quality = store.quality
 
-    def prepare():
+    def prepare() -> None:
         try:
             quality.prepare()
         except Exception:
@@ -171,8 +170,9 @@ def warm_up_quality(store: Store) -> None:
 
 
 def value(store: Store, paths: list[str], set_name: str, *, k: int = DEFAULT_K, recall: int | None = None,
-          options: InputOptions | None = None, meta: dict | None = None, batch_size: int = 256,
-          exact: bool = False, progress: bool = False, batches: Callable | None = None, ray=None) -> ValueReport:
+          options: InputOptions | None = None, meta: dict[str, Any] | None = None, batch_size: int = 256,
+          exact: bool = False, progress: bool = False,
+          batches: Callable[[ValueReport], Iterable[list[Decoded]]] | None = None, ray: Any = None) -> ValueReport:
     """Value generated images into `set_name`. An image already in the set is not counted
     twice. `exact`: search exactly, not through the index (fixed per set, like k and N).
     `batches(report)`: the decoded batches, when not read from `paths` (`query.given`);
@@ -183,22 +183,20 @@ def value(store: Store, paths: list[str], set_name: str, *, k: int = DEFAULT_K, 
     report = ValueReport(set_name=set_name)
     require_training(store)
     exists = ensure_set(store, set_name, k, recall, exact)
+    the_set = SetRow(set_name, k, recall, exact)  # passed down: what ensure_set checked, not read back
     if store.config.rerank_fallback:
         report.notes.append(f"set '{set_name}': re-ranked by the recall distance (training rows without images)")
     if ray is None:  # with --ray the workers score quality
         warm_up_quality(store)
     bar = Progress(f"value {set_name}", enabled=progress)
     for batch in (batches(report) if batches else input_batches(store, paths, options, batch_size, report, ray)):
-        known = {r[0] for r in store.ledger.execute(
-            "SELECT sha256 FROM generated_images WHERE set_name = ? AND sha256 IN (SELECT unnest(?))",
-            [set_name, [d.sha256 for d in batch]]).fetchall()}
+        known = valued_sha256(store.ledger, set_name, [d.sha256 for d in batch])
         new = unique_new(batch, known)
         report.already_valued += len(batch) - len(new)
         if new:
             matches, q, vectors = score_batch(store, new, k, recall, report.timings, exact=exact)
             t = time.perf_counter()
-            write_generated(store, set_name, new, matches, q, vectors, meta or {},
-                            new_set=None if exists else (k, recall, exact))
+            write_generated(store, the_set, new, matches, q, vectors, meta or {}, new_set=not exists)
             exists = True
             report.timings["write"] += time.perf_counter() - t
             report.valued += len(new)

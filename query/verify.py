@@ -7,9 +7,10 @@ import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from gmv_store.ledger.credits import GeneratedRow, generated_rows, orphan_credits, point_ids_of, sum_mismatches
 from gmv_store.store import GENERATED, TABLES, TRAINING, Store
 
-from .matches import generated_rows, read_matches
+from .matches import Match, read_matches
 from .refresh import refresh_due, rescore
 
 SHOWN = 10  # differences of one kind printed before a count
@@ -28,9 +29,9 @@ class VerifyReport:
 
 def _ids_agree(store: Store, report: VerifyReport) -> set[int]:
     """Returns the generated point ids Qdrant holds."""
-    held = {}
+    held: dict[str, set[int]] = {}
     for collection, table in TABLES.items():
-        ledger = {r[0] for r in store.ledger.execute(f"SELECT point_id FROM {table}").fetchall()}
+        ledger = point_ids_of(store.ledger, table)
         qdrant = store.vectors.ids(collection)
         held[collection] = qdrant
         for pid in sorted(qdrant - ledger)[:SHOWN]:
@@ -43,20 +44,11 @@ def _ids_agree(store: Store, report: VerifyReport) -> set[int]:
 
 
 def _sums_agree(store: Store, report: VerifyReport, stale: bool = False) -> None:
-    rows = store.ledger.execute(
-        """SELECT coalesce(v.set_name, c.set_name), coalesce(v.contributor_id, c.contributor_id),
-                  v.value_sum, c.total, v.n_credits, c.n
-           FROM value_sums v FULL OUTER JOIN
-                (SELECT set_name, contributor_id, sum(credit) AS total, count(*) AS n FROM credits GROUP BY ALL) c
-           USING (set_name, contributor_id)
-           WHERE v.value_sum IS NULL OR c.total IS NULL OR abs(v.value_sum - c.total) > 1e-9 OR v.n_credits != c.n
-           LIMIT ?""", [SHOWN]).fetchall()
+    rows = sum_mismatches(store.ledger, SHOWN)
     for set_name, cid, vs, total, n1, n2 in rows:
         report.differences.append(f"set {set_name}: contributor {cid} running sum {vs} ({n1} credits) "
                                   f"but its credits add to {total} ({n2})")
-    orphans = store.ledger.execute(
-        "SELECT count(*) FROM credits c LEFT JOIN training_images t USING (contributor_id) WHERE t.contributor_id IS NULL"
-    ).fetchone()[0]
+    orphans = orphan_credits(store.ledger)
     if orphans and not stale:
         report.differences.append(f"{orphans:,} credits name contributors that are no longer stored (refresh due)")
 
@@ -77,7 +69,8 @@ def verify(store: Store, sample: int | None = 200, seed: int = 0) -> VerifyRepor
         rows = random.Random(seed).sample(rows, sample)
     rows = [r for r in rows if r.point_id in in_qdrant]  # missing points were reported above
     fresh = rescore(store, rows) if rows else []
-    by_set, rows_of = defaultdict(list), defaultdict(list)
+    by_set: defaultdict[str, list[tuple[str, Match]]] = defaultdict(list)
+    rows_of: defaultdict[str, list[GeneratedRow]] = defaultdict(list)
     for r, m in zip(rows, fresh):
         by_set[r.set_name].append((r.generated_id, m))
         rows_of[r.set_name].append(r)

@@ -40,8 +40,6 @@ SQL_OWNERS = ("gmv_store.ledger.*", "query.sql", "gmv_store.migrate")
 # to nothing. A module not listed here that runs SQL fails the test.
 SQL_NOT_MOVED_YET = (
     "gmv_store.sources.location", "gmv_store.store", "ingest.pipeline", "ingest.vectors_in", "ingest.write",
-    "query.forget", "query.matches", "query.recall_lists", "query.refresh", "query.value",
-    "query.verify",
 )
 SQL_CALLS = {"execute", "executemany", "sql"}  # a DuckDB connection's ways to run a statement
 # `api.sql(...)` is the Python API's ad-hoc SQL (query.sql's fenced, read-only run_sql), not a

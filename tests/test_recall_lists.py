@@ -172,3 +172,20 @@ def test_changes_stored_as_deltas_read_back_exactly(tmp_path, metric):
     added, dropped = con.execute("SELECT count(*) FILTER (WHERE octet_length(added_ids) > 0), "
                                  "count(*) FILTER (WHERE octet_length(dropped_ids) > 0) FROM recall_changes").fetchone()
     assert added and dropped  # lists stored as their changes, not only rewritten whole
+
+
+def test_dropped_cells_are_per_row():
+    """A list's dropped ids hide only its own base cells: an id dropped from one list (a
+    training image forgotten, then ingested again and merged into another list) stays in a
+    list that did not drop it. Checked against np.isin row by row."""
+    from query.recall_lists import _dropped_cells
+
+    rng = np.random.default_rng(3)
+    m, w, d = 40, 30, 5
+    ids = rng.integers(1, 60, (m, w)).astype(np.uint64)  # few values: the same id in many rows
+    n_dropped = rng.integers(0, d + 1, m)
+    dropped = np.where(np.arange(d) < n_dropped[:, None], rng.integers(1, 60, (m, d)), 0).astype(np.uint64)
+    got = _dropped_cells(ids, dropped, n_dropped, np.unique(dropped[np.arange(d) < n_dropped[:, None]]))
+    want = np.stack([np.isin(ids[r], dropped[r, :n_dropped[r]]) for r in range(m)])
+    assert (got == want).all()
+    assert want.any() and (~want & np.isin(ids, dropped[np.arange(d) < n_dropped[:, None]])).any()

@@ -14,8 +14,7 @@ NOT_ANNOTATED_YET = (
     "gmv_store.demo", "gmv_store.diskspace", "gmv_store.generators.base", "gmv_store.generators.classifier",
     "gmv_store.generators.gan", "gmv_store.generators.gmm", "gmv_store.generators.likelihood",
     "gmv_store.generators.spec", "gmv_store.generators.vae", "gmv_store.sources.location", "gmv_store.store",
-    "gmv_store.vectors.client", "gmv_store.vectors.edge", "ingest.pipeline", "query.matches", "query.merge",
-    "query.recall_lists", "query.refresh", "query.settle", "query.sql", "query.value",
+    "gmv_store.vectors.client", "gmv_store.vectors.edge", "ingest.pipeline", "query.sql",
 )
 
 
