@@ -11,7 +11,17 @@ import numpy as np
 
 from .. import diskspace
 from ..errors import GmvError, MissingDependency, StoreDamaged
-from .base import Query, VectorSpec, VectorStore, as_list, check_spec, scroll_pages, shared_filters, threshold_kb_for
+from .base import (
+    PreparedUpsert,
+    Query,
+    VectorSpec,
+    VectorStore,
+    as_list,
+    check_spec,
+    scroll_pages,
+    shared_filters,
+    threshold_kb_for,
+)
 
 SPEC_FILE = "gmv-vectors.json"    # the vector sizes/metrics a shard was created with
 STATE_FILE = "gmv-index-state.json"  # points / indexed vectors / segments at the last close, for readers
@@ -137,27 +147,39 @@ class EdgeVectorStore(VectorStore):
         tmp.replace(path)
 
     def upsert(self, name, ids, vectors, payloads):
+        """Prepare and write, after checking the room: the shard's files grow through memory
+        maps, where a full disk is SIGBUS, not an error (diskspace.py). Journaled writes go
+        through `Store.adding`, which checks the room once for the ledger and the vectors and
+        calls `write_prepared`."""
+        up = self.prepare_upsert(name, ids, vectors, payloads)
+        diskspace.require_free(self.root, diskspace.upsert_need(up), f"writing {len(up.ids):,} points to '{name}'")
+        self.write_prepared(up)
+
+    def prepare_upsert(self, name, ids, vectors, payloads, payload_bytes=None):
         """The engine takes only `Point` objects (qdrant-edge-py 0.9 has no batch or array
-        form), and converting their contents dominates an upsert. Two measured savings: each
-        vector is a float32 `array.array` (`_rows`; no Python float per element), and payload
-        keys equal in every point of the batch (owner, time, shape, --meta) are set once by a
-        `set_payload` on all ids, as payload conversion costs per key per point
-        (benchmarks/ingest_shards.py times the forms side by side). A kill
-        between the two operations leaves points that are journaled and have no ledger
-        rows: recovery deletes them."""
+        form), and making them dominates an upsert (~60 µs a 768-d vector, ~20 µs a payload
+        key; the GIL is held throughout, while `update` releases it). Two measured savings:
+        each vector is a float32 `array.array` (`_rows`; no Python float per element), and
+        payload keys equal in every point of the batch (owner, time, shape, --meta) are set
+        once by a `set_payload` on all ids (benchmarks/ingest_shards.py times the forms side
+        by side). Touches no shard: ingest runs it on its preparing thread."""
         qe = self._qe
         rows = {k: _rows(v) for k, v in vectors.items()}
         shared, own = split_shared(payloads)
+        ids = list(ids)
         points = [qe.Point(pid, {k: r[i] for k, r in rows.items()}, own[i]) for i, pid in enumerate(ids)]
-        # Durable once update() returns: the shard's WAL is on (flushing per batch costs
-        # a segment write that grows with the collection). Its files grow through memory
-        # maps, where a full disk is SIGBUS, not an error: check the room first.
-        diskspace.require_free(self.root, diskspace.vectors_need(vectors, payloads),
-                               f"writing {len(points):,} points to '{name}'")
-        shard = self._shard(name)
+        return PreparedUpsert(name, ids, vectors, payloads, payload_bytes, (points, shared))
+
+    def write_prepared(self, up):
+        """Durable once update() returns: the shard's WAL is on (flushing per batch costs a
+        segment write that grows with the collection). A kill between the two operations
+        leaves points that are journaled and have no ledger rows: recovery deletes them."""
+        qe = self._qe
+        points, shared = up.engine_form
+        shard = self._shard(up.name)
         shard.update(qe.UpdateOperation.upsert_points(points))
         if shared and points:
-            shard.update(qe.UpdateOperation.set_payload(list(ids), shared))
+            shard.update(qe.UpdateOperation.set_payload(list(up.ids), shared))
 
     def set_payloads(self, name, ids, payloads):
         shard, op = self._shard(name), self._qe.UpdateOperation.set_payload
