@@ -4,8 +4,8 @@ commit (both release the GIL) overlap the next batches' reading and preparing, a
 writer never waits while a prepared batch does.
 
 The preparing thread dedupes against the rows committed when it looks (its own DuckDB
-cursor); the writer checks again just before writing, for content that an earlier batch of
-the same call committed meanwhile. Batches are written in the order they were read.
+cursor) and against the batches it handed over that are not committed yet (`InFlight`).
+Batches are written in the order they were read.
 """
 from __future__ import annotations
 
@@ -82,6 +82,28 @@ class Written:
     write_seconds: float = 0.0
 
 
+class InFlight:
+    """Contents prepared but not yet committed. The preparing thread takes those of a batch
+    before it asks the ledger, so that a batch committed in between is seen in one or the
+    other: the writer removes a batch's contents only after its commit."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: set[str] = set()
+
+    def among(self, hashes: list[str]) -> set[str]:
+        with self._lock:
+            return {h for h in hashes if h in self._held}
+
+    def add(self, hashes: list[str]) -> None:
+        with self._lock:
+            self._held.update(hashes)
+
+    def remove(self, hashes: list[str]) -> None:
+        with self._lock:
+            self._held.difference_update(hashes)
+
+
 Prepare = Callable[[list[Decoded]], tuple[dict[str, np.ndarray], list[Decoded]]]
 
 
@@ -95,27 +117,27 @@ def write_all(store: Store, batches: Iterator[list[Decoded]], prepare: Prepare, 
     _ = store.stored_reranker, store.embedder
     _ = store.vectors  # opened on this thread: the preparing one only converts points
     cursor = store.ledger.cursor()
+    in_flight = InFlight()
 
     def stage(batch: list[Decoded]) -> tuple[list[Decoded], PreparedBatch | None, float]:
-        new = unique_new(batch, known_sha256(cursor, [d.sha256 for d in batch]))
+        hashes = [d.sha256 for d in batch]
+        known = in_flight.among(hashes)  # first: see InFlight
+        new = unique_new(batch, known | known_sha256(cursor, hashes))
         if not new:
             return batch, None, 0.0
         t = time.perf_counter()
         vectors, new = prepare(new)
         embed_s = time.perf_counter() - t
-        return batch, prepare_training(store, new, vectors, owner, meta, owner_column), embed_s
+        p = prepare_training(store, new, vectors, owner, meta, owner_column)
+        in_flight.add(p.sha256)
+        return batch, p, embed_s
 
     try:
         for batch, p, embed_s in pipelined(batches, stage):
             t = time.perf_counter()
-            if p is not None and (again := known_sha256(store.ledger, p.sha256)):
-                # content an earlier batch of this call committed after this one was prepared
-                keep = [i for i, d in enumerate(p.rows) if d.sha256 not in again]
-                rows = [p.rows[i] for i in keep]
-                vectors = {k: np.asarray(v)[keep] for k, v in p.upsert.vectors.items()}
-                p = prepare_training(store, rows, vectors, owner, meta, owner_column) if rows else None
             if p is not None:
                 write_prepared(store, p)
+                in_flight.remove(p.sha256)
             yield Written(batch, p.rows if p is not None else [], embed_s, time.perf_counter() - t)
     finally:
         cursor.close()

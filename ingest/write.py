@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from gmv_store.errors import BadInput, param
+from gmv_store.ids import short_id
 from gmv_store.ledger.records import training_payload
 from gmv_store.ledger.training import insert_training, queue_new_training
 from gmv_store.sources import Decoded
@@ -80,23 +81,32 @@ def prepare_training(store: Store, batch: list[Decoded], vectors: dict[str, np.n
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     seq = time.time_ns() // 1000  # microseconds: exact as a float, which Qdrant's range filter takes
     root = Path(store.root)
-    ids = [point_id(d.sha256) for d in batch]
-    metas = [image_meta(d, meta) for d in batch]
     shared = json.dumps(meta)
-    meta_json = [json.dumps(m) if m is not meta else shared for m in metas]
-    sources = [to_record(d.source, root) for d in batch]  # inside the store: relative, so it can move
-    payloads = [training_payload(d.short_id, d.sha256, src, who, d.label, m, now, d.pixels.shape) | {SEQ: seq}
-                for d, m, src, who in zip(batch, metas, sources, owners)]
-    columns: dict[str, list[Any]] = {
-        "contributor_id": [d.short_id for d in batch], "point_id": ids, "sha256": [d.sha256 for d in batch],
-        "source": sources, "owner": owners, "label": [d.label for d in batch], "meta": meta_json,
-        "height": [d.pixels.shape[0] for d in batch], "width": [d.pixels.shape[1] for d in batch],
-        "channels": [d.pixels.shape[2] for d in batch], "ingested_at": [now] * len(batch),
-    }
-    payload_bytes = (sum(len(m) for m in meta_json) + sum(len(s) for s in sources)
-                     + sum(len(o or "") + len(lb or "") for o, lb in zip(owners, columns["label"]))
-                     + PAYLOAD_FIXED_BYTES * len(batch))
-    up = store.vectors.prepare_upsert(TRAINING, ids, vectors, payloads, payload_bytes)
+    names = ("contributor_id", "point_id", "sha256", "source", "owner", "label", "meta", "height", "width", "channels")
+    columns: dict[str, list[Any]] = {c: [] for c in names}
+    cid, pid, sha, src_c, own_c, lab_c, meta_c, h_c, w_c, c_c = (columns[c] for c in names)
+    payloads = []
+    payload_bytes = PAYLOAD_FIXED_BYTES * len(batch)
+    for d, who in zip(batch, owners):  # one pass: this runs for every row ingested
+        m = image_meta(d, meta)
+        mj = json.dumps(m) if m is not meta else shared
+        src = to_record(d.source, root)  # inside the store: relative, so it can move
+        shape = d.pixels.shape
+        short = short_id(d.sha256)
+        payloads.append(training_payload(short, d.sha256, src, who, d.label, m, now, shape) | {SEQ: seq})
+        cid.append(short)
+        pid.append(point_id(d.sha256))
+        sha.append(d.sha256)
+        src_c.append(src)
+        own_c.append(who)
+        lab_c.append(d.label)
+        meta_c.append(mj)
+        h_c.append(shape[0])
+        w_c.append(shape[1])
+        c_c.append(shape[2])
+        payload_bytes += len(mj) + len(src) + len(who or "") + len(d.label or "")
+    columns["ingested_at"] = [now] * len(batch)
+    up = store.vectors.prepare_upsert(TRAINING, pid, vectors, payloads, payload_bytes)
     return PreparedBatch(batch, columns, up, now, seq)
 
 
