@@ -19,7 +19,7 @@ import numpy as np
 
 from gmv_store.errors import BadInput, param
 from gmv_store.ids import short_id
-from gmv_store.ledger.records import training_payload
+from gmv_store.ledger.records import payload_time, training_payload
 from gmv_store.ledger.training import insert_training, queue_new_training
 from gmv_store.sources import Decoded
 from gmv_store.sources.location import to_record
@@ -37,7 +37,8 @@ PAYLOAD_FIXED_BYTES = 1024
 
 @dataclass
 class PreparedBatch:
-    """A batch ready to be written: its rows (after dedupe), ledger columns and points."""
+    """A batch ready to be written: its rows (after dedupe), ledger columns (all but
+    ingested_at, which is `now` for every row) and points."""
 
     rows: list[Decoded]
     columns: dict[str, list[Any]]
@@ -53,6 +54,8 @@ class PreparedBatch:
 def image_meta(d: Decoded, meta: dict[str, Any]) -> dict[str, Any]:
     """An image's own metadata (its Parquet columns, its .json) with `--meta` on top: what
     the user states on the command line wins."""
+    if not meta:
+        return d.meta or meta
     return {**d.meta, **meta} if d.meta else meta
 
 
@@ -82,6 +85,7 @@ def prepare_training(store: Store, batch: list[Decoded], vectors: dict[str, np.n
     seq = time.time_ns() // 1000  # microseconds: exact as a float, which Qdrant's range filter takes
     root = Path(store.root)
     shared = json.dumps(meta)
+    stamp = payload_time(now)
     names = ("contributor_id", "point_id", "sha256", "source", "owner", "label", "meta", "height", "width", "channels")
     columns: dict[str, list[Any]] = {c: [] for c in names}
     cid, pid, sha, src_c, own_c, lab_c, meta_c, h_c, w_c, c_c = (columns[c] for c in names)
@@ -93,7 +97,9 @@ def prepare_training(store: Store, batch: list[Decoded], vectors: dict[str, np.n
         src = to_record(d.source, root)  # inside the store: relative, so it can move
         shape = d.pixels.shape
         short = short_id(d.sha256)
-        payloads.append(training_payload(short, d.sha256, src, who, d.label, m, now, shape) | {SEQ: seq})
+        payload = training_payload(short, d.sha256, src, who, d.label, m, stamp, shape)
+        payload[SEQ] = seq
+        payloads.append(payload)
         cid.append(short)
         pid.append(point_id(d.sha256))
         sha.append(d.sha256)
@@ -105,7 +111,6 @@ def prepare_training(store: Store, batch: list[Decoded], vectors: dict[str, np.n
         w_c.append(shape[1])
         c_c.append(shape[2])
         payload_bytes += len(mj) + len(src) + len(who or "") + len(d.label or "")
-    columns["ingested_at"] = [now] * len(batch)
     up = store.vectors.prepare_upsert(TRAINING, pid, vectors, payloads, payload_bytes)
     return PreparedBatch(batch, columns, up, now, seq)
 
@@ -116,7 +121,7 @@ def write_prepared(store: Store, p: PreparedBatch) -> None:
         return
     cols = p.columns
     with store.adding("ingest", TRAINING, cols["point_id"], None, (), prepared=p.upsert) as con:
-        insert_training(con, cols)
+        insert_training(con, cols, p.now)
         # Generated images valued before may now have closer contributors: a refresh is due.
         queue_new_training(con, cols["contributor_id"], cols["point_id"], p.now, p.seq)
 

@@ -26,9 +26,16 @@ def known_sha256(con: Connection, hashes: Sequence[str]) -> set[str]:
                                       [list(hashes)]).fetchall()}
 
 
-def insert_training(con: Connection, columns: Mapping[str, Sequence[Any]]) -> None:
-    """A batch of training rows, one list per column (records.TRAINING_COLUMNS)."""
-    insert_columns(con, "training_images", dict(columns))
+def insert_training(con: Connection, columns: Mapping[str, Sequence[Any]], ingested_at: datetime) -> None:
+    """A batch of training rows, one list per column (records.TRAINING_COLUMNS but
+    ingested_at, the same for all: one parameter rather than a list of times)."""
+    if not columns or not len(next(iter(columns.values()))):
+        return
+    names = list(columns)
+    select = ", ".join(f"unnest(${i + 1}) AS {n}" for i, n in enumerate(names))
+    con.execute(f"INSERT INTO training_images ({', '.join(names)}, ingested_at) "
+                f"SELECT {', '.join(names)}, ${len(names) + 1} FROM (SELECT {select})",
+                [list(columns[n]) for n in names] + [ingested_at])
 
 
 def queue_new_training(con: Connection, contributor_ids: Sequence[str], point_ids: Sequence[int], queued_at: datetime,
