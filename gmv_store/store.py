@@ -12,6 +12,7 @@ finishes what a killed command left.
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,6 +63,7 @@ class Store(JournaledWrites):
         self._backends: dict[str, Any] = {}  # kind -> instance, made on first use (or given by `use_backends`)
         self._reranker: Reranker | None = None
         self._spec_checked = False
+        self._making = threading.RLock()  # ingest's preparing thread may make a backend first
         # the snapshot left by the last writer's close is current: the first copy is due a
         # period from now (at once when there is none)
         self._last_snapshot = time.monotonic() if (root / SNAPSHOT_FILE).exists() else 0.0
@@ -293,10 +295,11 @@ class Store(JournaledWrites):
 
     def _backend(self, kind: str) -> Any:
         """The store's backend of this kind (BACKEND_KINDS), made from store.json on first use."""
-        if kind not in self._backends:
-            spec: BackendSpec = getattr(self.config, kind)
-            self._backends[kind] = make_backend(kind, spec, self.device)
-        return self._backends[kind]
+        with self._making:
+            if kind not in self._backends:
+                spec: BackendSpec = getattr(self.config, kind)
+                self._backends[kind] = make_backend(kind, spec, self.device)
+            return self._backends[kind]
 
     def use_backends(self, backends: dict[str, Any]) -> None:
         """Use these instances ({"embedder", "rerank", "quality"}, any of them) instead of
@@ -355,8 +358,9 @@ class Store(JournaledWrites):
 
     def check_vector_spec(self) -> None:
         """store.json's backends make the vectors stored (once per open: it makes the backends)."""
-        if not self._spec_checked:
-            from .integrity import check_vector_spec
+        with self._making:
+            if not self._spec_checked:
+                from .integrity import check_vector_spec
 
-            check_vector_spec(self, [TRAINING])  # both collections hold one spec; a search opens this one
-            self._spec_checked = True
+                check_vector_spec(self, [TRAINING])  # both collections hold one spec; a search opens this one
+                self._spec_checked = True

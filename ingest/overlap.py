@@ -111,10 +111,8 @@ def write_all(store: Store, batches: Iterator[list[Decoded]], prepare: Prepare, 
               meta: dict[str, Any], owner_column: str | None = None) -> Iterator[Written]:
     """Write every new row of `batches`, one journaled write per batch, in order; yields what
     each batch added. `prepare(new)` -> (their vectors, the rows as completed) runs on the
-    preparing thread; the store's backends, vector spec check and engine are made here
-    first, so that thread only uses them."""
-    store.check_vector_spec()
-    _ = store.stored_reranker, store.embedder
+    preparing thread (which makes the store's backends where it first needs them, as the
+    one thread did: Store makes each once under a lock); the vector engine is opened here."""
     _ = store.vectors  # opened on this thread: the preparing one only converts points
     cursor = store.ledger.cursor()
     in_flight = InFlight()
