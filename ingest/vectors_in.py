@@ -1,5 +1,6 @@
 """Training rows whose vectors come with the data (`gmv ingest --vectors`): read -> dedupe ->
-write, through the same `write_training` (journaled by `Store.adding`) as images. The
+write, through the same two-thread `write_all` (ingest/overlap.py; journaled by
+`Store.adding`) as images. The
 recall vector is never computed; the rows' images, where they name them, give identity,
 size and thumbnails, and the re-rank vector when none is given (`complete`).
 """
