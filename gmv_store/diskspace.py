@@ -35,10 +35,17 @@ import errno
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .errors import DiskFull
+
+StrPath = str | os.PathLike[str]
+
+if TYPE_CHECKING:
+    from .vectors.base import PreparedUpsert
 
 MiB = 1 << 20
 SLACK = 4 * MiB  # page rounding, id tracker, segment metadata, a journal row
@@ -56,14 +63,14 @@ class Mount:
     fstype: str
 
 
-def _existing(path) -> str:
+def _existing(path: StrPath) -> str:
     p = os.path.abspath(os.fspath(path))
     while not os.path.exists(p) and os.path.dirname(p) != p:
         p = os.path.dirname(p)
     return p
 
 
-def mount_of(path) -> Mount:
+def mount_of(path: StrPath) -> Mount:
     """The mount point and filesystem type holding `path` (or its nearest existing parent)."""
     p = os.path.realpath(_existing(path))
     best = Mount("/", "unknown")
@@ -86,7 +93,7 @@ def mount_of(path) -> Mount:
     return best
 
 
-def free_bytes(path) -> int | None:
+def free_bytes(path: StrPath) -> int | None:
     """Bytes an unprivileged writer may still use on the filesystem holding `path`;
     None if the filesystem does not say (some network and FUSE mounts report no blocks)."""
     st = os.statvfs(_existing(path))
@@ -102,7 +109,7 @@ def fmt_bytes(n: int) -> str:
     return f"{n} B"
 
 
-def require_free(path, need: int, what: str) -> None:
+def require_free(path: StrPath, need: int, what: str) -> None:
     """Raise DiskFull, before anything is written, unless `need` bytes are free under `path`."""
     free = free_bytes(path)
     if free is None or free >= need:
@@ -118,18 +125,26 @@ def require_free(path, need: int, what: str) -> None:
 # ----------------------------------------------------------------------------- estimates
 
 
-def vectors_need(vectors: dict, payloads=(), slack: int = SLACK) -> int:
+def vectors_need(vectors: dict[str, Any], payloads: Sequence[dict[str, Any]] = (), slack: int = SLACK,
+                 payload_bytes: int | None = None) -> int:
     """Upper bound of what one Qdrant upsert allocates. It writes the data twice (the WAL
     record, then the vector chunks and payload pages: measured 2.0x the float32 vectors +
-    JSON payload); 3x leaves half again for page rounding and record framing."""
+    JSON payload); 3x leaves half again for page rounding and record framing. The payloads'
+    JSON size is `payload_bytes` where the caller knows it, else they are serialised once."""
     import numpy as np
 
     vec = sum(int(np.asarray(v).size) * 4 for v in vectors.values())
-    pay = len(json.dumps(list(payloads), default=str)) if payloads else 0
-    return 3 * (vec + pay) + slack
+    if payload_bytes is None:
+        payload_bytes = len(json.dumps(list(payloads), default=str)) if payloads else 0
+    return 3 * (vec + payload_bytes) + slack
 
 
-def ledger_need(ledger_path, rows: int, blob_bytes: int = 0) -> int:
+def upsert_need(up: PreparedUpsert, slack: int = SLACK) -> int:
+    """`vectors_need` of a prepared batch."""
+    return vectors_need(up.vectors, up.payloads, slack, up.payload_bytes)
+
+
+def ledger_need(ledger_path: StrPath, rows: int, blob_bytes: int = 0) -> int:
     """Upper bound of one ledger transaction: its rows, plus the current DuckDB WAL (an
     automatic checkpoint after the commit may rewrite that much into the database file)."""
     wal = Path(str(ledger_path) + ".wal")
@@ -137,7 +152,7 @@ def ledger_need(ledger_path, rows: int, blob_bytes: int = 0) -> int:
     return rows * ROW_BYTES + 2 * blob_bytes + wal_bytes + SLACK
 
 
-def shard_open_need(shard_dir) -> int:
+def shard_open_need(shard_dir: StrPath) -> int:
     """What opening a qdrant-edge shard can allocate: on tmpfs, the holes of its vector chunks."""
     need = SLACK
     if mount_of(shard_dir).fstype in POPULATING_FS:
@@ -147,21 +162,23 @@ def shard_open_need(shard_dir) -> int:
     return need
 
 
-def require_room_to_open(shard_dir, name: str) -> None:
+def require_room_to_open(shard_dir: StrPath, name: str) -> None:
     need = shard_open_need(shard_dir)
     note = " (on tmpfs, opening backs its memory-mapped 32 MiB vector chunks in full)" if need > SLACK else ""
     require_free(shard_dir, need, f"opening vector collection '{name}'{note}")
 
 
-def check_write(store, what: str, *, vectors: dict | None = None, payloads=(), rows: int = 0,
+def check_write(root: Path, engine: str, what: str, *, upsert: PreparedUpsert | None = None, rows: int = 0,
                 blob_bytes: int = 0) -> None:
-    """Before a journaled write (journal row, Qdrant upsert, ledger transaction): room for all three."""
+    """Before a journaled write (journal row, Qdrant upsert, ledger transaction) in the store
+    at `root`: room for all three, checked once (the engine's `write_prepared` does not
+    check again)."""
     from .config import LEDGER_FILE
 
-    need = ledger_need(store.root / LEDGER_FILE, rows, blob_bytes)
-    if vectors is not None and store.config.engine != "server":  # a server keeps vectors on its own disk
-        need += vectors_need(vectors, payloads, slack=0)
-    require_free(store.root, need, what)
+    need = ledger_need(root / LEDGER_FILE, rows, blob_bytes)
+    if upsert is not None and engine != "server":  # a server keeps vectors on its own disk
+        need += upsert_need(upsert, slack=0)
+    require_free(root, need, what)
 
 
 # ----------------------------------------------------------------------------- engine errors
@@ -186,7 +203,7 @@ def is_disk_full(exc: BaseException) -> bool:
     return False
 
 
-def raise_if_full(exc: BaseException, root) -> None:
+def raise_if_full(exc: BaseException, root: StrPath) -> None:
     """Re-raise an engine's disk-full error as one DiskFull naming the store's filesystem."""
     if not is_disk_full(exc):
         return

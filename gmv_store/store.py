@@ -6,18 +6,20 @@ the journal, so every command starts from a consistent store. Read-only lookups 
 `ledger.open_ledger_readonly` and never touch Qdrant.
 
 Every write that touches Qdrant goes through `adding` or `removing`, which own the write
-order (see their docstrings); `recover` undoes or finishes what a killed command left.
+order (see their docstrings in journaled.py, a mixin of Store); `recover` undoes or
+finishes what a killed command left.
 """
 from __future__ import annotations
 
-import json
 import shutil
+import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from functools import cached_property
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, cast
+
+import numpy as np
 
 from . import diskspace
 from . import migrate as migrations
@@ -28,25 +30,40 @@ from .backends.stored import backend_summary, make_backend  # make_backend: also
 from .config import LEDGER_FILE, BackendSpec, IndexConfig, StoreConfig, default_store_path, read_config, write_config
 from .errors import GmvError, RepairUnfinished, StoreDamaged, StoreMismatch
 from .integrity import count_problems, describe_unfinished, unfinished_repair
-from .ledger import READER_WAIT_S, SNAPSHOT_FILE, connect_ledger, copy_snapshot, open_ledger_readonly, transaction
-from .ledger.origins import forget_origins
+from .journaled import GENERATED, TABLES, TRAINING, JournaledWrites  # the names: importers take them from here
+from .ledger import (
+    READER_WAIT_S,
+    SNAPSHOT_FILE,
+    connect_ledger,
+    copy_snapshot,
+    journal,
+    open_ledger_readonly,
+)
+from .ledger.connection import Connection
+from .ledger.training import count_points
 from .lock import WriterLock
 from .vectors import VectorSpec, VectorStore, open_vector_store
 
-TRAINING = "training"
-GENERATED = "generated"
-TABLES = {TRAINING: "training_images", GENERATED: "generated_images"}  # ledger table of each collection
 SNAPSHOT_EVERY_S = 60.0
 SNAPSHOT_SHARE = 0.05  # at most this share of a long write spent copying the ledger for readers
 
 
-class Store:
-    def __init__(self, root: Path, config: StoreConfig, ledger, lock: WriterLock):
+BACKEND_KINDS = ("embedder", "rerank", "quality")  # the backends store.json records, made once per open
+
+
+class Store(JournaledWrites):
+    def __init__(self, root: Path, config: StoreConfig, ledger: Connection, lock: WriterLock | None) -> None:
         self.root = root
         self.config = config
-        self.ledger = ledger
+        # a DuckDB connection; typed Any until the query modules handle fetchone()'s None
+        self.ledger: Any = ledger
+        self._ledger_open = True
         self._lock = lock
         self._vectors: VectorStore | None = None
+        self._backends: dict[str, Any] = {}  # kind -> instance, made on first use (or given by `use_backends`)
+        self._reranker: Reranker | None = None
+        self._spec_checked = False
+        self._making = threading.RLock()  # ingest's preparing thread may make a backend first
         # the snapshot left by the last writer's close is current: the first copy is due a
         # period from now (at once when there is none)
         self._last_snapshot = time.monotonic() if (root / SNAPSHOT_FILE).exists() else 0.0
@@ -80,8 +97,8 @@ class Store:
             "quality": registry.create("quality", *quality),
         }
         specs = {k: BackendSpec(**b.fingerprint()) for k, b in backends.items()}
-        config = StoreConfig(**specs, engine=engine, qdrant_url=qdrant_url, collection_prefix=collection_prefix,
-                             index=index or IndexConfig())
+        config = StoreConfig.model_validate({**specs, "engine": engine, "qdrant_url": qdrant_url,
+                                             "collection_prefix": collection_prefix, "index": index or IndexConfig()})
         if (root / "store.json").exists():
             have = read_config(root)
             if not have.backends_equal(config) or have.engine != config.engine or (index and have.index != index):
@@ -98,9 +115,7 @@ class Store:
             ledger = connect_ledger(root / LEDGER_FILE, create=True)
             migrations.migrate(ledger)
             store = cls(root, config, ledger, lock)
-            store.__dict__["embedder"] = backends["embedder"]
-            store.__dict__["stored_reranker"] = backends["rerank"]
-            store.__dict__["quality"] = backends["quality"]
+            store.use_backends(backends)
             for name in (TRAINING, GENERATED):
                 store.vectors.ensure_collection(name, store.vector_spec(), store.collection_index(name))
             write_config(root, config)  # last: a store exists once store.json does
@@ -159,15 +174,13 @@ class Store:
             store.read_only, store.device = True, device
             if (marker := unfinished_repair(root)) is not None:
                 raise StoreDamaged(describe_unfinished(root, marker))
-            if ledger.execute("SELECT count(*) FROM journal").fetchone()[0]:
+            if journal.unfinished_count(ledger):
                 raise GmvError(f"store {root} holds unfinished writes of an interrupted command; fix: run "
                                f"`gmv refresh --store {root}` (any writer completes them), then try again")
             # only the collection a search opens (opening one rewrites some of its files)
             if lock is not None and (problems := count_problems(ledger, store.vectors, root, {TRAINING: TABLES[TRAINING]})):
                 raise StoreDamaged(problems[0])
-            for kind, attr in (("embedder", "embedder"), ("rerank", "stored_reranker"), ("quality", "quality")):
-                if backends and kind in backends:
-                    store.__dict__[attr] = backends[kind]
+            store.use_backends(backends or {})
         except BaseException:
             if "store" in locals() and store._vectors is not None:
                 store._vectors.close()
@@ -183,7 +196,7 @@ class Store:
         for collection, table in TABLES.items():
             if self.vectors.has_collection(collection):
                 continue
-            n = self.ledger.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+            n = count_points(self.ledger, table)
             if n:
                 raise StoreDamaged(
                     f"vector collection '{collection}' is missing ({self.vectors_location()}) while the ledger holds "
@@ -204,7 +217,7 @@ class Store:
         index = self.config.index
         return index if collection == TRAINING else index.model_copy(update={"mode": "exact"})
 
-    def reconfigure_index(self, **changes) -> IndexConfig:
+    def reconfigure_index(self, **changes: Any) -> IndexConfig:
         """New index settings (IndexConfig fields) for the training collection, recorded in
         store.json; the next `build_index` rebuilds what they change."""
         index = IndexConfig(**{**self.config.index.model_dump(), **changes})
@@ -223,7 +236,7 @@ class Store:
 
     def vectors_location(self) -> str:
         c = self.config
-        return c.qdrant_url if c.engine == "server" else str(self.root / f"qdrant-{c.engine}")
+        return c.qdrant_url or "" if c.engine == "server" else str(self.root / f"qdrant-{c.engine}")
 
     def snapshot(self) -> bool:
         """Publish a consistent copy of the ledger for readers (between transactions only).
@@ -242,7 +255,7 @@ class Store:
 
     def close(self) -> None:
         try:
-            if self.ledger is not None and not self.read_only:
+            if self._ledger_open and not self.read_only:
                 try:
                     self.snapshot()
                 except Exception:  # a failed copy must not hide the command's own outcome
@@ -251,16 +264,16 @@ class Store:
                 vectors, self._vectors = self._vectors, None
                 vectors.close()
         finally:
-            if self.ledger is not None:
+            if self._ledger_open:
+                self._ledger_open = False
                 self.ledger.close()
-                self.ledger = None
             if self._lock is not None:
                 self._lock.release()
 
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         """Close; an engine's disk-full error (from the command or from closing) becomes DiskFull."""
         try:
             self.close()
@@ -280,27 +293,51 @@ class Store:
             self._vectors = open_vector_store(c.engine, self.root, url=c.qdrant_url, prefix=c.collection_prefix)
         return self._vectors
 
-    def _backend(self, kind: str, spec: BackendSpec):
-        return make_backend(kind, spec, self.device)
+    def _backend(self, kind: str) -> Any:
+        """The store's backend of this kind (BACKEND_KINDS), made from store.json on first use."""
+        with self._making:
+            if kind not in self._backends:
+                spec: BackendSpec = getattr(self.config, kind)
+                self._backends[kind] = make_backend(kind, spec, self.device)
+            return self._backends[kind]
 
-    @cached_property
+    def use_backends(self, backends: dict[str, Any]) -> None:
+        """Use these instances ({"embedder", "rerank", "quality"}, any of them) instead of
+        making them: `init` has just made them, a server keeps them across requests."""
+        unknown = set(backends) - set(BACKEND_KINDS)
+        if unknown:
+            raise ValueError(f"unknown backend kinds {sorted(unknown)}; kinds: {', '.join(BACKEND_KINDS)}")
+        self._backends.update(backends)
+        self._reranker = None
+
+    @property
     def embedder(self) -> Embedder:
-        return self._backend("embedder", self.config.embedder)
+        return cast(Embedder, self._backend("embedder"))
 
-    @cached_property
+    @property
     def stored_reranker(self) -> Reranker:
         """The re-ranker store.json records: it decides the stored vectors."""
-        return self._backend("rerank", self.config.rerank)
+        return cast(Reranker, self._backend("rerank"))
 
-    @cached_property
+    @property
     def reranker(self) -> Reranker:
         """The re-ranker searches use: the recorded one, or `none` (the recall distance) where
         training rows came without images (`ingest --vectors --id-column`, docs/precomputed.md)."""
-        return registry.create("rerank", "none") if self.config.rerank_fallback else self.stored_reranker
+        if self._reranker is None:
+            self._reranker = (registry.create("rerank", "none") if self.config.rerank_fallback
+                              else self.stored_reranker)
+        return self._reranker
 
-    @cached_property
+    def fall_back_to_recall_distance(self) -> None:
+        """Record that searches re-rank by the recall distance (rows came with neither images
+        nor re-rank vectors): store.json says so, and `reranker` is `none` from now on."""
+        self.config = self.config.model_copy(update={"rerank_fallback": True})
+        write_config(self.root, self.config)
+        self._reranker = None
+
+    @property
     def quality(self) -> Quality:
-        return self._backend("quality", self.config.quality)
+        return cast(Quality, self._backend("quality"))
 
     def vector_spec(self) -> dict[str, VectorSpec]:
         spec = {"recall": VectorSpec(self.embedder.dim, self.embedder.metric)}
@@ -309,7 +346,7 @@ class Store:
             spec["rerank"] = VectorSpec(rv.dim, rv.metric)
         return spec
 
-    def embed(self, images) -> dict[str, Any]:
+    def embed(self, images: Sequence[np.ndarray]) -> dict[str, Any]:
         """Every stored named vector for a batch of images: one forward per model."""
         self.check_vector_spec()
         return embed_named(self.embedder, self.stored_reranker, images)
@@ -321,80 +358,9 @@ class Store:
 
     def check_vector_spec(self) -> None:
         """store.json's backends make the vectors stored (once per open: it makes the backends)."""
-        if not self.__dict__.get("_spec_checked"):
-            from .integrity import check_vector_spec
+        with self._making:
+            if not self._spec_checked:
+                from .integrity import check_vector_spec
 
-            check_vector_spec(self, [TRAINING])  # both collections hold one spec; a search opens this one
-            self._spec_checked = True
-
-    # ------------------------------------------------------------------ journaled writes
-    def _journal(self, kind: str, collection: str, point_ids: Sequence[int], detail: dict | None) -> int:
-        op_id = self.ledger.execute("SELECT coalesce(max(op_id), 0) + 1 FROM journal").fetchone()[0]
-        self.ledger.execute("INSERT INTO journal VALUES (?, ?, ?, ?, ?, current_timestamp)",
-                            [op_id, kind, collection, list(point_ids), json.dumps(detail or {})])
-        return op_id
-
-    @contextmanager
-    def adding(self, kind: str, collection: str, point_ids: Sequence[int], vectors: dict, payloads: Sequence[dict],
-               detail: dict | None = None, ledger_rows: int | None = None, blob_bytes: int = 0) -> Iterator[Any]:
-        """Add points and their ledger rows. Order: room checked for all of it (a full disk
-        must stop the write before it starts, see diskspace.py) -> journal row (committed) ->
-        Qdrant upsert (durable) -> the block's ledger writes (about `ledger_rows` rows, default
-        2 per point) and the journal row's removal in one transaction. A crash before that
-        commit leaves journaled points without rows, which `recover` deletes. Yields the
-        ledger connection inside the transaction."""
-        diskspace.check_write(self, f"writing {len(point_ids):,} {collection} images", vectors=vectors,
-                              payloads=payloads, rows=2 * len(point_ids) if ledger_rows is None else ledger_rows,
-                              blob_bytes=blob_bytes)
-        op = self._journal(kind, collection, point_ids, detail)
-        self.vectors.upsert(collection, point_ids, vectors, payloads)
-        with transaction(self.ledger) as con:
-            yield con
-            con.execute("DELETE FROM journal WHERE op_id = ?", [op])
-
-    @contextmanager
-    def removing(self, kind: str, collection: str, point_ids: Sequence[int], detail: dict | None = None) -> Iterator[Any]:
-        """Remove points and their ledger rows. Order: the block's ledger writes and a journal
-        row in one transaction -> Qdrant delete -> journal row removed. A crash after the
-        commit leaves journaled points without rows, which `recover` deletes."""
-        with transaction(self.ledger) as con:
-            op = self._journal(kind, collection, point_ids, detail)
-            yield con
-            forget_origins(con, collection, point_ids)
-        if len(point_ids):
-            self.vectors.delete(collection, point_ids)
-        self.ledger.execute("DELETE FROM journal WHERE op_id = ?", [op])
-
-    @contextmanager
-    def relocating(self, collection: str, point_ids: Sequence[int], detail: dict | None = None) -> Iterator[Any]:
-        """Rewrite recorded sources (`gmv relocate`). Order: the block's ledger updates and a
-        journal row in one transaction -> each point's payload `source` set from its row ->
-        journal row removed. A crash after the commit leaves the row; `recover` sets the
-        payloads again."""
-        with transaction(self.ledger) as con:
-            op = self._journal("relocate", collection, point_ids, detail)
-            yield con
-        self.sync_sources(collection, point_ids)
-        self.ledger.execute("DELETE FROM journal WHERE op_id = ?", [op])
-
-    def sync_sources(self, collection: str, point_ids: Sequence[int]) -> None:
-        """Copy the ledger's recorded source of these points into their payloads."""
-        rows = self.ledger.execute(f"SELECT point_id, source FROM {TABLES[collection]} "
-                                   "WHERE point_id IN (SELECT unnest(?))", [list(point_ids)]).fetchall()
-        self.vectors.set_payloads(collection, [r[0] for r in rows], [{"source": r[1]} for r in rows])
-
-    def recover(self) -> int:
-        """Finish or undo Qdrant writes a killed command left: the ledger is the truth, so a
-        journaled point is kept only if its row exists (a relocation's points get their
-        rows' sources again). Returns the number of entries."""
-        entries = self.ledger.execute("SELECT op_id, collection, point_ids, kind FROM journal ORDER BY op_id").fetchall()
-        for op_id, collection, point_ids, kind in entries:
-            if kind == "relocate":
-                self.sync_sources(collection, point_ids)
-                self.ledger.execute("DELETE FROM journal WHERE op_id = ?", [op_id])
-                continue
-            kept = {r[0] for r in self.ledger.execute(
-                f"SELECT point_id FROM {TABLES[collection]} WHERE point_id IN (SELECT unnest(?))", [point_ids]).fetchall()}
-            self.vectors.delete(collection, [p for p in point_ids if p not in kept])
-            self.ledger.execute("DELETE FROM journal WHERE op_id = ?", [op_id])
-        return len(entries)
+                check_vector_spec(self, [TRAINING])  # both collections hold one spec; a search opens this one
+                self._spec_checked = True

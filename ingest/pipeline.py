@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from gmv_store.backends.named import batch_vectors
 from gmv_store.progress import Progress
-from gmv_store.sources import InputOptions, InputReport, read_batches, unique_new
+from gmv_store.sources import InputOptions, InputReport, read_batches
 from gmv_store.store import TRAINING, Store
 
-from .write import SEQ, write_training
+from .overlap import write_all
+from .write import SEQ
 
 
 @dataclass
@@ -23,20 +25,13 @@ class IngestReport(InputReport):
     seconds: float = 0.0
     embed_seconds: float = 0.0
     write_seconds: float = 0.0
-    index: object = None    # the IndexReport, when the caller brought the index up to date
-    refresh: object = None  # the RefreshReport, when the caller ran one after ingesting
-
-
-def known_hashes(store: Store, batch) -> set[str]:
-    rows = store.ledger.execute(
-        "SELECT sha256 FROM training_images WHERE sha256 IN (SELECT unnest(?))", [[d.sha256 for d in batch]]
-    ).fetchall()
-    return {r[0] for r in rows}
+    index: Any = None    # the IndexReport, when the caller brought the index up to date
+    refresh: Any = None  # the RefreshReport, when the caller ran one after ingesting
 
 
 def ingest(store: Store, paths: list[str], *, owner: str | None = None, options: InputOptions | None = None,
-           meta: dict | None = None, batch_size: int = 512, progress: bool = False, workers: int = 0,
-           owner_column: str | None = None, ray=None) -> IngestReport:
+           meta: dict[str, Any] | None = None, batch_size: int = 512, progress: bool = False, workers: int = 0,
+           owner_column: str | None = None, ray: Any = None) -> IngestReport:
     """Add training images to the store. Re-ingesting known content adds nothing.
     `owner_column`: each image's owner from that key of its own metadata (a Parquet column,
     a WebDataset .json key), `owner` where an image has none.
@@ -56,18 +51,15 @@ def ingest(store: Store, paths: list[str], *, owner: str | None = None, options:
     else:
         embed = store.worker_embedding() if workers > 1 else None
         batches = read_batches(paths, options, batch_size, report, workers=workers, embed=embed)
-    for batch in batches:
-        new = unique_new(batch, known_hashes(store, batch))
-        report.duplicates += len(batch) - len(new)
-        if new:
-            t = time.perf_counter()
-            vectors = batch_vectors(new, store.embed)
-            report.embed_seconds += time.perf_counter() - t
-            t = time.perf_counter()
-            write_training(store, new, vectors, owner, meta or {}, owner_column=owner_column)
-            report.write_seconds += time.perf_counter() - t
-        report.added += len(new)
-        bar.update(len(batch))
+    # dedupe, embedding (where the workers did not) and the points' conversion run on a
+    # second thread, overlapping the writes (ingest/overlap.py)
+    for w in write_all(store, batches, lambda new: (batch_vectors(new, store.embed), new), owner, meta or {},
+                       owner_column):
+        report.duplicates += len(w.batch) - len(w.rows)
+        report.added += len(w.rows)
+        report.embed_seconds += w.embed_seconds
+        report.write_seconds += w.write_seconds
+        bar.update(len(w.batch))
         store.maybe_snapshot()
     bar.close()
     report.seconds = time.perf_counter() - t0

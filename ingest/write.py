@@ -1,28 +1,62 @@
 """Write a batch of training images: vectors to Qdrant, rows to the ledger, journaled by
-`Store.adding` so the two never disagree. Payloads repeat the ledger row."""
+`Store.adding` so the two never disagree. Payloads repeat the ledger row.
+
+In two steps, so that ingest can run the first off the writing thread (ingest/overlap.py):
+`prepare_training` makes everything a write needs from the batch (ids, payloads, ledger
+columns, the engine's points) and touches neither the ledger nor the collection;
+`write_prepared` journals, upserts and inserts. `write_training` is both, in one thread.
+"""
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from gmv_store.errors import BadInput, param
-from gmv_store.ledger import insert_columns
+from gmv_store.ids import short_id
 from gmv_store.ledger.origins import record_origins
-from gmv_store.ledger.records import training_payload
+from gmv_store.ledger.records import payload_time, training_payload
+from gmv_store.ledger.training import insert_training, queue_new_training
 from gmv_store.sources import Decoded
 from gmv_store.sources.location import to_record
 from gmv_store.store import TRAINING, Store
-from gmv_store.vectors import point_id
+from gmv_store.vectors import PreparedUpsert, point_id
 
 # payload field: when a training point was written (µs). Refresh finds the points waiting to
 # be matched by a range on it (one small indexed condition) rather than by their ids.
 SEQ = "ingest_seq"
+# JSON bytes of a training payload besides its meta and source (keys, sha256, id, time,
+# shape, owner, label; measured ~330 with a short owner and label): with the meta JSON the
+# ledger column needs anyway, the disk-room check needs no second serialisation
+PAYLOAD_FIXED_BYTES = 1024
 
 
-def image_meta(d: Decoded, meta: dict) -> dict:
+@dataclass
+class PreparedBatch:
+    """A batch ready to be written: its rows (after dedupe), ledger columns (all but
+    ingested_at, which is `now` for every row) and points."""
+
+    rows: list[Decoded]
+    columns: dict[str, list[Any]]
+    upsert: PreparedUpsert
+    now: datetime
+    seq: int
+
+    @property
+    def sha256(self) -> list[str]:
+        return self.columns["sha256"]
+
+
+def image_meta(d: Decoded, meta: dict[str, Any]) -> dict[str, Any]:
     """An image's own metadata (its Parquet columns, its .json) with `--meta` on top: what
     the user states on the command line wins."""
+    if not meta:
+        return d.meta or meta
     return {**d.meta, **meta} if d.meta else meta
 
 
@@ -42,30 +76,59 @@ def row_owners(batch: list[Decoded], owner: str | None, column: str | None) -> l
     return [owner if v is None else str(v) for v in got]
 
 
-def write_training(store: Store, batch: list[Decoded], vectors: dict, owner: str | None, meta: dict,
-                   owner_column: str | None = None) -> None:
-    if not batch:
-        return
+def prepare_training(store: Store, batch: list[Decoded], vectors: dict[str, np.ndarray], owner: str | None,
+                     meta: dict[str, Any], owner_column: str | None = None) -> PreparedBatch:
+    """Everything a write of these rows needs, made from the batch alone: safe on a thread
+    other than the writer's (it reads the store's root and vector engine, changes nothing).
+    Each row's meta is serialised to JSON once, for its ledger column and the room check."""
     owners = row_owners(batch, owner, owner_column)
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     seq = time.time_ns() // 1000  # microseconds: exact as a float, which Qdrant's range filter takes
-    ids = [point_id(d.sha256) for d in batch]
-    metas = [image_meta(d, meta) for d in batch]
-    sources = [to_record(d.source, store.root) for d in batch]  # inside the store: relative, so it can move
-    payloads = [training_payload(d.short_id, d.sha256, src, who, d.label, m, now, d.pixels.shape) | {SEQ: seq}
-                for d, m, src, who in zip(batch, metas, sources, owners)]
+    root = Path(store.root)
     shared = json.dumps(meta)
-    cols = {
-        "contributor_id": [d.short_id for d in batch], "point_id": ids, "sha256": [d.sha256 for d in batch],
-        "source": sources, "owner": owners, "label": [d.label for d in batch],
-        "meta": [json.dumps(m) if m is not meta else shared for m in metas], "height": [d.pixels.shape[0] for d in batch],
-        "width": [d.pixels.shape[1] for d in batch], "channels": [d.pixels.shape[2] for d in batch],
-        "ingested_at": [now] * len(batch),
-    }
-    with store.adding("ingest", TRAINING, ids, vectors, payloads) as con:
-        insert_columns(con, "training_images", cols)
-        record_origins(con, TRAINING, ids, batch)  # given vectors (--vectors): where gmv repair re-reads them
+    stamp = payload_time(now)
+    names = ("contributor_id", "point_id", "sha256", "source", "owner", "label", "meta", "height", "width", "channels")
+    columns: dict[str, list[Any]] = {c: [] for c in names}
+    cid, pid, sha, src_c, own_c, lab_c, meta_c, h_c, w_c, c_c = (columns[c] for c in names)
+    payloads = []
+    payload_bytes = PAYLOAD_FIXED_BYTES * len(batch)
+    for d, who in zip(batch, owners):  # one pass: this runs for every row ingested
+        m = image_meta(d, meta)
+        mj = json.dumps(m) if m is not meta else shared
+        src = to_record(d.source, root)  # inside the store: relative, so it can move
+        shape = d.pixels.shape
+        short = short_id(d.sha256)
+        payload = training_payload(short, d.sha256, src, who, d.label, m, stamp, shape)
+        payload[SEQ] = seq
+        payloads.append(payload)
+        cid.append(short)
+        pid.append(point_id(d.sha256))
+        sha.append(d.sha256)
+        src_c.append(src)
+        own_c.append(who)
+        lab_c.append(d.label)
+        meta_c.append(mj)
+        h_c.append(shape[0])
+        w_c.append(shape[1])
+        c_c.append(shape[2])
+        payload_bytes += len(mj) + len(src) + len(who or "") + len(d.label or "")
+    up = store.vectors.prepare_upsert(TRAINING, pid, vectors, payloads, payload_bytes)
+    return PreparedBatch(batch, columns, up, now, seq)
+
+
+def write_prepared(store: Store, p: PreparedBatch) -> None:
+    """Journal, upsert and insert a prepared batch (Store.adding's order)."""
+    if not p.rows:
+        return
+    cols = p.columns
+    with store.adding("ingest", TRAINING, cols["point_id"], None, (), prepared=p.upsert) as con:
+        insert_training(con, cols, p.now)
+        record_origins(con, TRAINING, cols["point_id"], p.rows)  # given vectors (--vectors): where gmv repair re-reads them
         # Generated images valued before may now have closer contributors: a refresh is due.
-        if con.execute("SELECT count(*) FROM generated_images").fetchone()[0]:
-            insert_columns(con, "pending_refresh", {"contributor_id": cols["contributor_id"], "point_id": ids,
-                                                    "queued_at": [now] * len(ids), "seq": [seq] * len(ids)})
+        queue_new_training(con, cols["contributor_id"], cols["point_id"], p.now, p.seq)
+
+
+def write_training(store: Store, batch: list[Decoded], vectors: dict[str, np.ndarray], owner: str | None,
+                   meta: dict[str, Any], owner_column: str | None = None) -> None:
+    if batch:
+        write_prepared(store, prepare_training(store, batch, vectors, owner, meta, owner_column))

@@ -18,7 +18,7 @@ LAYERS = [
     ("core", ("gmv_store.errors", "gmv_store.config", "gmv_store.images", "gmv_store.datasets", "gmv_store.valuation",
               "gmv_store.progress", "gmv_store.output", "gmv_store.lock", "gmv_store.ledger.*", "gmv_store.migrate", "gmv_store.options",
               "gmv_store.registry", "gmv_store.diskspace", "gmv_store.ids", "gmv_store.integrity", "gmv_store.sources.*", "gmv_store.vectors.*",
-              "gmv_store.backends.*", "gmv_store.generators.*", "gmv_store.store",
+              "gmv_store.backends.*", "gmv_store.generators.*", "gmv_store.store", "gmv_store.journaled",
               "gmv_store.distributed.*")),
     ("pipelines", ("ingest.*", "query.*")),
     ("api", ("gmv_store", "gmv_store.api", "gmv_store.api_read", "gmv_store.handle", "gmv_store.status", "gmv_store.repair", "gmv_store.repair_points", "gmv_store.repair_vectors", "gmv_store.demo",
@@ -39,7 +39,6 @@ SQL_OWNERS = ("gmv_store.ledger.*", "query.sql", "gmv_store.migrate")
 # Modules whose SQL has not moved into the ledger package yet: each entry is a debt, to shrink
 # to nothing. A module not listed here that runs SQL fails the test.
 SQL_NOT_MOVED_YET = (
-    "gmv_store.sources.location", "gmv_store.store", "ingest.pipeline", "ingest.vectors_in", "ingest.write",
 )
 SQL_CALLS = {"execute", "executemany", "sql"}  # a DuckDB connection's ways to run a statement
 # `api.sql(...)` is the Python API's ad-hoc SQL (query.sql's fenced, read-only run_sql), not a

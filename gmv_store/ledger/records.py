@@ -25,12 +25,18 @@ class SetRow:
 
 
 def training_payload(contributor_id: str, sha256: str, source: str, owner: str | None, label: str | None,
-                     meta: dict[str, Any], ingested_at: datetime, shape: tuple[int, int, int]) -> dict[str, Any]:
+                     meta: dict[str, Any], ingested_at: datetime | str, shape: tuple[int, int, int]) -> dict[str, Any]:
     """What a training point carries in Qdrant: its ledger row, so filters work on a server
-    and `gmv repair` can rebuild a lost ledger from the collection."""
+    and `gmv repair` can rebuild a lost ledger from the collection. `ingested_at` may come
+    as `payload_time(t)` already (a batch shares it: formatted once)."""
     return {"contributor_id": contributor_id, "sha256": sha256, "source": source, "owner": owner, "label": label,
-            "meta": meta, "ingested_at": ingested_at.isoformat(timespec="seconds"),
+            "meta": meta, "ingested_at": ingested_at if isinstance(ingested_at, str) else payload_time(ingested_at),
             "height": int(shape[0]), "width": int(shape[1]), "channels": int(shape[2])}
+
+
+def payload_time(t: datetime) -> str:
+    """A time as payloads record it."""
+    return t.isoformat(timespec="seconds")
 
 
 def generated_payload(set_name: str, generated_id: str, sha256: str, source: str, label: str | None, quality: float,

@@ -43,6 +43,8 @@ def label_text(value: object, column: str = "label") -> str | None:
 
 def json_value(value: Any) -> Any:
     """A column or .json value as plain JSON (NaN -> null, dates -> ISO text)."""
+    if type(value) is str or type(value) is int:  # the common cases first: once per row and column
+        return value
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, (datetime, date, time)):

@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
+from ..ledger.journal import ledger_file
 from .datasets import is_dataset
 from .discover import split_source
+
+if TYPE_CHECKING:
+    from duckdb import DuckDBPyConnection as Connection
 
 
 def _join(base: str, key: str | None) -> str:
@@ -56,7 +61,6 @@ def source_file(source: str, root: Path | None) -> Path | None:
     return None if is_dataset(base) else Path(base)
 
 
-def root_of(con) -> Path:
+def root_of(con: Connection) -> Path:
     """The store folder of a ledger connection (the ledger and its snapshot both lie in it)."""
-    path = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()[0]
-    return Path(path).parent
+    return ledger_file(con).parent

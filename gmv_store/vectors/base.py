@@ -46,6 +46,24 @@ class Query:
 Hit = tuple[int, float]  # (point id, Qdrant score: cosine similarity or euclidean distance)
 
 
+@dataclass
+class PreparedUpsert:
+    """A batch of points made ready for one engine (`VectorStore.prepare_upsert`), so that the
+    costly conversion can run off the thread that writes (`write_prepared`). `payload_bytes`:
+    the payloads' size as JSON where the caller knows it (diskspace estimates the write from
+    it instead of serialising them again); `engine_form`: what the engine takes."""
+
+    name: str
+    ids: list[int]
+    vectors: dict[str, np.ndarray]
+    payloads: Sequence[dict[str, Any]]
+    payload_bytes: int | None = None
+    engine_form: Any = None
+
+    def vector_bytes(self) -> int:
+        return sum(int(np.asarray(v).size) * 4 for v in self.vectors.values())
+
+
 class VectorStore(ABC):
     """The facade every engine implements: an engine that lacks a method cannot be made
     (TypeError naming it), rather than returning None from the missing call."""
@@ -60,7 +78,20 @@ class VectorStore(ABC):
     @abstractmethod
     def has_collection(self, name: str) -> bool: ...
     @abstractmethod
-    def upsert(self, name: str, ids: Sequence[int], vectors: dict[str, np.ndarray], payloads: Sequence[dict[str, Any]]) -> None: ...
+    def upsert(self, name: str, ids: Sequence[int], vectors: dict[str, np.ndarray], payloads: Sequence[dict[str, Any]]) -> None:
+        """Write the points (durable on return), after checking the disk has room for them."""
+        ...
+    def prepare_upsert(self, name: str, ids: Sequence[int], vectors: dict[str, np.ndarray],
+                       payloads: Sequence[dict[str, Any]], payload_bytes: int | None = None) -> PreparedUpsert:
+        """The points in the form this engine writes, made without touching the collection
+        (safe on another thread than the writer's); an engine with nothing to convert keeps them as given."""
+        return PreparedUpsert(name, list(ids), vectors, payloads, payload_bytes)
+
+    def write_prepared(self, up: PreparedUpsert) -> None:
+        """Write a prepared batch (durable on return). The caller has checked the disk's room
+        (Store.adding, diskspace.check_write): this does not check it again."""
+        self.upsert(up.name, up.ids, up.vectors, up.payloads)
+
     @abstractmethod
     def delete(self, name: str, ids: Sequence[int]) -> None: ...
     @abstractmethod

@@ -12,12 +12,27 @@ import os
 import ssl
 import time
 import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import MissingDependency, StoreLocked, VectorStoreUnavailable
-from .base import Query, VectorSpec, VectorStore, as_list, check_spec, scroll_pages, shared_filters, threshold_kb_for
+from .base import (
+    Hit,
+    Query,
+    VectorSpec,
+    VectorStore,
+    as_list,
+    check_spec,
+    scroll_pages,
+    shared_filters,
+    threshold_kb_for,
+)
+
+if TYPE_CHECKING:
+    from ..config import IndexConfig
 
 API_KEY_ENV = "GMV_QDRANT_API_KEY"
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)  # seconds between attempts for transient failures
@@ -61,7 +76,7 @@ class ClientVectorStore(VectorStore):
     """qdrant-client: local mode (path) or a server (url)."""
 
     def __init__(self, *, path: Path | None = None, url: str | None = None, prefix: str = "gmv", timeout: int = 30,
-                 retry_delays: tuple[float, ...] = RETRY_DELAYS):
+                 retry_delays: tuple[float, ...] = RETRY_DELAYS) -> None:
         try:
             from qdrant_client import QdrantClient, models
         except ImportError:  # pragma: no cover - a core dependency
@@ -113,10 +128,10 @@ class ClientVectorStore(VectorStore):
         return {"cosine": self.models.Distance.COSINE, "euclid": self.models.Distance.EUCLID,
                 "dot": self.models.Distance.DOT}[metric]
 
-    def has_collection(self, name):
+    def has_collection(self, name: str) -> bool:
         return self._call(self.client.collection_exists, self._c(name))
 
-    def ensure_collection(self, name, spec, index=None):
+    def ensure_collection(self, name: str, spec: dict[str, VectorSpec], index: IndexConfig | None = None) -> None:
         m = self.models
         c = self._c(name)
         if self.has_collection(name):
@@ -155,7 +170,7 @@ class ClientVectorStore(VectorStore):
             out["on_disk_payload"] = index.on_disk_payload
         return out
 
-    def reconfigure(self, name, spec, index):
+    def reconfigure(self, name: str, spec: dict[str, VectorSpec], index: IndexConfig) -> None:
         if self.engine != "server":
             return  # local mode searches by brute force whatever the settings
         layout = self._layout(spec, index)
@@ -165,17 +180,18 @@ class ClientVectorStore(VectorStore):
         self._call(self.client.update_collection, self._c(name), vectors_config=vectors,
                    hnsw_config=layout.get("hnsw_config"), optimizers_config=layout.get("optimizers_config"))
 
-    def build_index(self, name):
+    def build_index(self, name: str) -> bool:
         # a server indexes in the background by itself; nothing to start from here
         return False
 
-    def index_state(self, name):
+    def index_state(self, name: str) -> dict[str, Any]:
         info = self._call(self.client.get_collection, self._c(name))
         n_names = max(1, len(info.config.params.vectors or {}))
         return {"points": info.points_count or 0, "indexed_points": (info.indexed_vectors_count or 0) // n_names,
                 "segments": info.segments_count or 0}
 
-    def upsert(self, name, ids, vectors, payloads):
+    def upsert(self, name: str, ids: Sequence[int], vectors: dict[str, np.ndarray],
+               payloads: Sequence[dict[str, Any]]) -> None:
         """A server takes the batch in parallel parts (each retried on its own, as every call);
         the call returns once all are durable, so the journal order holds."""
         arrays = {k: np.asarray(v, dtype=np.float32) for k, v in vectors.items()}
@@ -197,18 +213,18 @@ class ClientVectorStore(VectorStore):
             for f in [pool.submit(part, lo, hi) for lo, hi in bounds]:
                 f.result()  # the first failure (after its retries) is the command's error
 
-    def set_payloads(self, name, ids, payloads):
+    def set_payloads(self, name: str, ids: Sequence[int], payloads: Sequence[dict[str, Any]]) -> None:
         m = self.models
         ops = [m.SetPayloadOperation(set_payload=m.SetPayload(payload=p, points=[pid])) for pid, p in zip(ids, payloads)]
         for lo in range(0, len(ops), 1000):
             self._call(self.client.batch_update_points, self._c(name), update_operations=ops[lo:lo + 1000], wait=True)
 
-    def delete(self, name, ids):
+    def delete(self, name: str, ids: Sequence[int]) -> None:
         if len(ids):
             self._call(self.client.delete, self._c(name), points_selector=self.models.PointIdsList(points=list(ids)),
                        wait=True)
 
-    def ids(self, name):
+    def ids(self, name: str) -> set[int]:
         out: set[int] = set()
         offset = None
         while True:
@@ -218,15 +234,15 @@ class ClientVectorStore(VectorStore):
             if offset is None:
                 return out
 
-    def scroll(self, name, batch=10_000):
+    def scroll(self, name: str, batch: int = 10_000) -> Iterator[list[tuple[int, dict[str, Any]]]]:
         yield from scroll_pages(lambda offset: self._call(self.client.scroll, self._c(name), limit=batch, offset=offset,
                                                           with_payload=True, with_vectors=False))
 
-    def count(self, name, payload_from=None):
+    def count(self, name: str, payload_from: tuple[str, int] | None = None) -> int:
         f = self._filter(Query({}, "", 0, payload_from=payload_from)) if payload_from else None
         return self._call(self.client.count, self._c(name), count_filter=f, exact=True).count
 
-    def ensure_payload_index(self, name, field):
+    def ensure_payload_index(self, name: str, field: str) -> None:
         m = self.models
         info = self._call(self.client.get_collection, self._c(name))
         if field not in (info.payload_schema or {}):
@@ -242,7 +258,7 @@ class ClientVectorStore(VectorStore):
         must_not = [m.HasIdCondition(has_id=list(q.exclude_ids))] if q.exclude_ids else None
         return m.Filter(must=must or None, must_not=must_not) if (must or must_not) else None
 
-    def query(self, name, queries):
+    def query(self, name: str, queries: Sequence[Query]) -> list[list[Hit]]:
         m = self.models
         reqs = [m.QueryRequest(query=as_list(q.vectors[q.using]), using=q.using, limit=q.limit,
                                filter=f, score_threshold=q.score_threshold, params=self._params(q),
@@ -261,14 +277,14 @@ class ClientVectorStore(VectorStore):
             return m.SearchParams(exact=True)
         return m.SearchParams(hnsw_ef=q.ef, quantization=m.QuantizationSearchParams(rescore=True, oversampling=3.0))
 
-    def vectors(self, name, ids, using):
+    def vectors(self, name: str, ids: Sequence[int], using: str) -> np.ndarray:
         recs = self._call(self.client.retrieve, self._c(name), ids=list(ids), with_payload=False, with_vectors=[using])
         by_id = {int(r.id): r.vector[using] for r in recs}
         return np.asarray([by_id[i] for i in ids], dtype=np.float32)
 
-    def vector_lists(self, name, ids, using):
+    def vector_lists(self, name: str, ids: Sequence[int], using: str) -> list[list[float]]:
         # the same float32 values `vectors` gives (local mode and JSON hand over float64)
         return self.vectors(name, ids, using).tolist()
 
-    def close(self):
+    def close(self) -> None:
         self.client.close()

@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import json
 from array import array
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import diskspace
 from ..errors import GmvError, MissingDependency, StoreDamaged
-from .base import Query, VectorSpec, VectorStore, as_list, check_spec, scroll_pages, shared_filters, threshold_kb_for
+from .base import (
+    Hit,
+    PreparedUpsert,
+    Query,
+    VectorSpec,
+    VectorStore,
+    as_list,
+    check_spec,
+    scroll_pages,
+    shared_filters,
+    threshold_kb_for,
+)
+
+if TYPE_CHECKING:
+    from ..config import IndexConfig
 
 SPEC_FILE = "gmv-vectors.json"    # the vector sizes/metrics a shard was created with
 STATE_FILE = "gmv-index-state.json"  # points / indexed vectors / segments at the last close, for readers
@@ -22,7 +37,7 @@ OVERSAMPLING = 3.0  # int8 candidates rescored per hit kept: recall 0.99 at 1M (
 class EdgeVectorStore(VectorStore):
     engine = "edge"
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path) -> None:
         try:
             import qdrant_edge as qe
         except ImportError:  # pragma: no cover - a core dependency
@@ -59,11 +74,11 @@ class EdgeVectorStore(VectorStore):
             except Exception:  # noqa: BLE001 - its files are being set aside as damaged
                 pass
 
-    def has_collection(self, name):
+    def has_collection(self, name: str) -> bool:
         path = self.root / name
         return path.is_dir() and any(path.iterdir())
 
-    def ensure_collection(self, name, spec, index=None):
+    def ensure_collection(self, name: str, spec: dict[str, VectorSpec], index: IndexConfig | None = None) -> None:
         path = self.root / name
         if self.has_collection(name):
             self._shard(name)
@@ -108,7 +123,7 @@ class EdgeVectorStore(VectorStore):
                                                             full_scan_threshold=threshold_kb),
                              optimizers=qe.EdgeOptimizersConfig(indexing_threshold=threshold_kb))
 
-    def reconfigure(self, name, spec, index):
+    def reconfigure(self, name: str, spec: dict[str, VectorSpec], index: IndexConfig) -> None:
         # loading with a config checks it against the shard and persists it; the optimizer
         # then rebuilds every segment whose index or quantization no longer matches
         if name in self._shards:
@@ -117,12 +132,12 @@ class EdgeVectorStore(VectorStore):
         diskspace.require_room_to_open(path, name)
         self._shards[name] = self._qe.EdgeShard.load(str(path), self._config(spec, index))
 
-    def build_index(self, name):
+    def build_index(self, name: str) -> bool:
         changed = self._shard(name).optimize()
         self._write_state(name)
         return bool(changed)
 
-    def index_state(self, name):
+    def index_state(self, name: str) -> dict[str, Any]:
         info = self._shard(name).info()
         # the engine counts indexed vectors over every named vector (the graphless re-rank
         # vector of an indexed segment too): per point, that is the count over the names
@@ -136,40 +151,54 @@ class EdgeVectorStore(VectorStore):
         tmp.write_text(json.dumps(self.index_state(name)))
         tmp.replace(path)
 
-    def upsert(self, name, ids, vectors, payloads):
+    def upsert(self, name: str, ids: Sequence[int], vectors: dict[str, np.ndarray],
+               payloads: Sequence[dict[str, Any]]) -> None:
+        """Prepare and write, after checking the room: the shard's files grow through memory
+        maps, where a full disk is SIGBUS, not an error (diskspace.py). Journaled writes go
+        through `Store.adding`, which checks the room once for the ledger and the vectors and
+        calls `write_prepared`."""
+        up = self.prepare_upsert(name, ids, vectors, payloads)
+        diskspace.require_free(self.root, diskspace.upsert_need(up), f"writing {len(up.ids):,} points to '{name}'")
+        self.write_prepared(up)
+
+    def prepare_upsert(self, name: str, ids: Sequence[int], vectors: dict[str, np.ndarray],
+                       payloads: Sequence[dict[str, Any]], payload_bytes: int | None = None) -> PreparedUpsert:
         """The engine takes only `Point` objects (qdrant-edge-py 0.9 has no batch or array
-        form), and converting their contents dominates an upsert. Two measured savings: each
-        vector is a float32 `array.array` (`_rows`; no Python float per element), and payload
-        keys equal in every point of the batch (owner, time, shape, --meta) are set once by a
-        `set_payload` on all ids, as payload conversion costs per key per point
-        (benchmarks/ingest_shards.py times the forms side by side). A kill
-        between the two operations leaves points that are journaled and have no ledger
-        rows: recovery deletes them."""
+        form), and making them dominates an upsert (~60 µs a 768-d vector, ~20 µs a payload
+        key; the GIL is held throughout, while `update` releases it). Two measured savings:
+        each vector is a float32 `array.array` (`_rows`; no Python float per element), and
+        payload keys equal in every point of the batch (owner, time, shape, --meta) are set
+        once by a `set_payload` on all ids (benchmarks/ingest_shards.py times the forms side
+        by side). Touches no shard: ingest runs it on its preparing thread."""
         qe = self._qe
         rows = {k: _rows(v) for k, v in vectors.items()}
         shared, own = split_shared(payloads)
+        ids = list(ids)
         points = [qe.Point(pid, {k: r[i] for k, r in rows.items()}, own[i]) for i, pid in enumerate(ids)]
-        # Durable once update() returns: the shard's WAL is on (flushing per batch costs
-        # a segment write that grows with the collection). Its files grow through memory
-        # maps, where a full disk is SIGBUS, not an error: check the room first.
-        diskspace.require_free(self.root, diskspace.vectors_need(vectors, payloads),
-                               f"writing {len(points):,} points to '{name}'")
-        shard = self._shard(name)
+        return PreparedUpsert(name, ids, vectors, payloads, payload_bytes, (points, shared))
+
+    def write_prepared(self, up: PreparedUpsert) -> None:
+        """Durable once update() returns: the shard's WAL is on (flushing per batch costs a
+        segment write that grows with the collection). A kill between the two operations
+        leaves points that are journaled and have no ledger rows: recovery deletes them."""
+        qe = self._qe
+        points, shared = up.engine_form
+        shard = self._shard(up.name)
         shard.update(qe.UpdateOperation.upsert_points(points))
         if shared and points:
-            shard.update(qe.UpdateOperation.set_payload(list(ids), shared))
+            shard.update(qe.UpdateOperation.set_payload(list(up.ids), shared))
 
-    def set_payloads(self, name, ids, payloads):
+    def set_payloads(self, name: str, ids: Sequence[int], payloads: Sequence[dict[str, Any]]) -> None:
         shard, op = self._shard(name), self._qe.UpdateOperation.set_payload
         for pid, p in zip(ids, payloads):
             shard.update(op([pid], p))
 
-    def delete(self, name, ids):
+    def delete(self, name: str, ids: Sequence[int]) -> None:
         if len(ids):
             diskspace.require_free(self.root, diskspace.SLACK, f"deleting {len(ids):,} points from '{name}'")
             self._shard(name).update(self._qe.UpdateOperation.delete_points(list(ids)))
 
-    def ids(self, name):
+    def ids(self, name: str) -> set[int]:
         qe = self._qe
         out: set[int] = set()
         offset = None
@@ -181,16 +210,16 @@ class EdgeVectorStore(VectorStore):
             if offset is None:
                 return out
 
-    def scroll(self, name, batch=10_000):
+    def scroll(self, name: str, batch: int = 10_000) -> Iterator[list[tuple[int, dict[str, Any]]]]:
         qe = self._qe
         yield from scroll_pages(lambda offset: self._shard(name).scroll(
             qe.ScrollRequest(offset=offset, limit=batch, with_payload=True, with_vector=False)))
 
-    def count(self, name, payload_from=None):
+    def count(self, name: str, payload_from: tuple[str, int] | None = None) -> int:
         f = self._filter(Query({}, "", 0, payload_from=payload_from)) if payload_from else None
         return self._shard(name).count(self._qe.CountRequest(exact=True, filter=f))
 
-    def ensure_payload_index(self, name, field):
+    def ensure_payload_index(self, name: str, field: str) -> None:
         qe = self._qe
         shard = self._shard(name)
         if field not in (shard.info().payload_schema or {}):
@@ -205,7 +234,7 @@ class EdgeVectorStore(VectorStore):
         must_not = [qe.HasIdCondition(set(q.exclude_ids))] if q.exclude_ids else None
         return qe.Filter(must=must or None, must_not=must_not) if (must or must_not) else None
 
-    def query(self, name, queries):
+    def query(self, name: str, queries: Sequence[Query]) -> list[list[Hit]]:
         qe = self._qe
         params: dict = {}  # one SearchParams per kind in a batch, not one per query
         reqs = [qe.QueryRequest(limit=q.limit, query=qe.Query.Nearest(as_list(q.vectors[q.using]), using=q.using),
@@ -229,10 +258,10 @@ class EdgeVectorStore(VectorStore):
         # score never depends on the path that found the point.
         return qe.SearchParams(hnsw_ef=q.ef, quantization=qe.QuantizationSearchParams(rescore=True, oversampling=OVERSAMPLING))
 
-    def vectors(self, name, ids, using):
+    def vectors(self, name: str, ids: Sequence[int], using: str) -> np.ndarray:
         return np.asarray(self.vector_lists(name, ids, using), dtype=np.float32)
 
-    def vector_lists(self, name, ids, using):
+    def vector_lists(self, name: str, ids: Sequence[int], using: str) -> list[list[float]]:
         try:
             recs = self._shard(name).retrieve(list(ids), with_payload=False, with_vector=[using])
         except Exception as e:  # noqa: BLE001 - the engine raises one type for everything
@@ -240,7 +269,7 @@ class EdgeVectorStore(VectorStore):
         by_id = {int(r.id): r.vector[using] for r in recs}
         return [by_id[i] for i in ids]
 
-    def close(self):
+    def close(self) -> None:
         for name, shard in self._shards.items():
             shard.flush()
             try:
@@ -293,7 +322,7 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def split_shared(payloads) -> tuple[dict, list[dict]]:
+def split_shared(payloads: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(keys with the same value in every payload, each payload without them). A None stays
     in each point: `set_payload` drops top-level nulls (measured), a point keeps them."""
     if len(payloads) < 2:

@@ -1,0 +1,54 @@
+"""The journal: one row per Qdrant write in progress (`Store.adding`/`removing`/`relocating`).
+A row outlives its write only when a command was killed; `Store.recover` finishes or undoes
+what each names, then removes it."""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from duckdb import DuckDBPyConnection as Connection
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    op_id: int
+    collection: str
+    point_ids: list[int]
+    kind: str
+
+
+def open_entry(con: Connection, kind: str, collection: str, point_ids: Sequence[int],
+               detail: dict[str, Any] | None) -> int:
+    """Journal a write about to touch these points; its op id."""
+    row = con.execute("SELECT coalesce(max(op_id), 0) + 1 FROM journal").fetchone()
+    op_id = int(row[0]) if row else 1
+    con.execute("INSERT INTO journal VALUES (?, ?, ?, ?, ?, current_timestamp)",
+                [op_id, kind, collection, list(point_ids), json.dumps(detail or {})])
+    return op_id
+
+
+def close_entry(con: Connection, op_id: int) -> None:
+    con.execute("DELETE FROM journal WHERE op_id = ?", [op_id])
+
+
+def entries(con: Connection) -> list[JournalEntry]:
+    """The unfinished writes, oldest first."""
+    return [JournalEntry(int(r[0]), r[1], list(r[2]), r[3]) for r in
+            con.execute("SELECT op_id, collection, point_ids, kind FROM journal ORDER BY op_id").fetchall()]
+
+
+def unfinished_count(con: Connection) -> int:
+    row = con.execute("SELECT count(*) FROM journal").fetchone()
+    return int(row[0]) if row else 0
+
+
+def ledger_file(con: Connection) -> Path:
+    """The file a ledger connection has open (the ledger or its readers' snapshot)."""
+    row = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
+    if row is None:  # pragma: no cover - DuckDB always lists the current database
+        raise RuntimeError("DuckDB lists no current database")
+    return Path(row[0])

@@ -1,0 +1,141 @@
+"""Ingest as two stages on two threads: read -> dedupe -> embed -> prepare on one, write on
+the other, with a bounded queue between them, so the writer's engine upsert and ledger
+commit (both release the GIL) overlap the next batches' reading and preparing, and the
+writer never waits while a prepared batch does.
+
+The preparing thread dedupes against the rows committed when it looks (its own DuckDB
+cursor) and against the batches it handed over that are not committed yet (`InFlight`).
+Batches are written in the order they were read.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+
+from gmv_store.ledger.training import known_sha256
+from gmv_store.sources import Decoded, unique_new
+from gmv_store.store import Store
+
+from .write import PreparedBatch, prepare_training, write_prepared
+
+T = TypeVar("T")
+U = TypeVar("U")
+DEPTH = 2  # prepared batches waiting for the writer: enough to keep it busy, few to hold in memory
+
+
+def pipelined(source: Iterator[T], stage: Callable[[T], U], depth: int = DEPTH, name: str = "gmv-ingest-prepare"
+              ) -> Iterator[U]:
+    """stage(x) for each x of `source`, run up to `depth` ahead in a thread; the results in
+    the source's order. The thread's errors are raised here; when the consumer stops early
+    the thread stops at its next hand-over and `source` is closed."""
+    q: queue.Queue[Any] = queue.Queue(depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(x: Any) -> bool:
+        while not stop.is_set():  # the consumer may have stopped: never block on a full queue
+            try:
+                q.put(x, timeout=0.1)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def run() -> None:
+        try:
+            for x in source:
+                if not put(stage(x)):
+                    return
+            put(done)
+        except BaseException as e:  # handed to the consumer, which raises it
+            put(e)
+
+    t = threading.Thread(target=run, name=name, daemon=True)
+    t.start()
+    try:
+        while (r := q.get()) is not done:
+            if isinstance(r, BaseException):
+                raise r
+            yield r
+    finally:
+        stop.set()
+        t.join()
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
+
+
+@dataclass
+class Written:
+    """One batch as read, the rows of it written (new content), and the seconds spent
+    embedding them (preparing thread) and writing them (writer)."""
+
+    batch: list[Decoded]
+    rows: list[Decoded]
+    embed_seconds: float = 0.0
+    write_seconds: float = 0.0
+
+
+class InFlight:
+    """Contents prepared but not yet committed. The preparing thread takes those of a batch
+    before it asks the ledger, so that a batch committed in between is seen in one or the
+    other: the writer removes a batch's contents only after its commit."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: set[str] = set()
+
+    def among(self, hashes: list[str]) -> set[str]:
+        with self._lock:
+            return {h for h in hashes if h in self._held}
+
+    def add(self, hashes: list[str]) -> None:
+        with self._lock:
+            self._held.update(hashes)
+
+    def remove(self, hashes: list[str]) -> None:
+        with self._lock:
+            self._held.difference_update(hashes)
+
+
+Prepare = Callable[[list[Decoded]], tuple[dict[str, np.ndarray], list[Decoded]]]
+
+
+def write_all(store: Store, batches: Iterator[list[Decoded]], prepare: Prepare, owner: str | None,
+              meta: dict[str, Any], owner_column: str | None = None) -> Iterator[Written]:
+    """Write every new row of `batches`, one journaled write per batch, in order; yields what
+    each batch added. `prepare(new)` -> (their vectors, the rows as completed) runs on the
+    preparing thread (which makes the store's backends where it first needs them, as the
+    one thread did: Store makes each once under a lock); the vector engine is opened here."""
+    _ = store.vectors  # opened on this thread: the preparing one only converts points
+    cursor = store.ledger.cursor()
+    in_flight = InFlight()
+
+    def stage(batch: list[Decoded]) -> tuple[list[Decoded], PreparedBatch | None, float]:
+        hashes = [d.sha256 for d in batch]
+        known = in_flight.among(hashes)  # first: see InFlight
+        new = unique_new(batch, known | known_sha256(cursor, hashes))
+        if not new:
+            return batch, None, 0.0
+        t = time.perf_counter()
+        vectors, new = prepare(new)
+        embed_s = time.perf_counter() - t
+        p = prepare_training(store, new, vectors, owner, meta, owner_column)
+        in_flight.add(p.sha256)
+        return batch, p, embed_s
+
+    try:
+        for batch, p, embed_s in pipelined(batches, stage):
+            t = time.perf_counter()
+            if p is not None:
+                write_prepared(store, p)
+                in_flight.remove(p.sha256)
+            yield Written(batch, p.rows if p is not None else [], embed_s, time.perf_counter() - t)
+    finally:
+        cursor.close()

@@ -1,0 +1,83 @@
+"""The ingest write path on two threads (ingest/overlap.py): batches prepared ahead of the
+writer, dedupe across batches still in flight, errors of the preparing thread raised in the
+caller, and the disk's room checked once per journaled write."""
+import numpy as np
+import pytest
+from cli_helpers import ledger_rows, tiny_store
+
+from gmv_store import api, diskspace
+from gmv_store.store import Store
+from ingest.overlap import pipelined
+
+
+def test_pipelined_keeps_order_and_raises_the_threads_error():
+    assert list(pipelined(iter(range(20)), lambda x: x * x, depth=2)) == [x * x for x in range(20)]
+
+    def stage(x):
+        if x == 5:
+            raise ValueError("bad batch 5")
+        return x
+
+    got = []
+    with pytest.raises(ValueError, match="bad batch 5"):
+        for x in pipelined(iter(range(20)), stage):
+            got.append(x)
+    assert got == [0, 1, 2, 3, 4]
+
+
+def test_pipelined_stops_its_thread_when_the_consumer_stops():
+    closed = []
+
+    def source():
+        try:
+            yield from range(1000)
+        finally:
+            closed.append(True)
+
+    it = pipelined(source(), lambda x: x, depth=1)
+    assert next(it) == 0
+    it.close()  # the consumer gives up: the thread ends and the source is closed
+    assert closed == [True]
+
+
+def test_the_same_content_in_consecutive_batches_is_stored_once(tmp_path, mnist_small):
+    """Batches of 16 with each image three times, in batches that are in flight together:
+    every content once in the ledger and the collection, the rest duplicates."""
+    x = mnist_small[0][:40]
+    arr = np.concatenate([x, x[::-1], x])  # 120 images, 40 distinct, repeats 24 to 80 rows apart
+    np.save(tmp_path / "rep.npy", arr)
+    store = tiny_store(tmp_path)
+    rep = api.ingest(store, [str(tmp_path / "rep.npy")], batch_size=16, refresh=False, index=False, workers=0)
+    assert (rep.added, rep.duplicates) == (40, 80)
+    rows = ledger_rows(store, "SELECT count(*) AS n, count(DISTINCT sha256) AS d FROM training_images")
+    assert rows == [{"n": 40, "d": 40}]
+    with Store.open(store) as s:
+        assert s.vectors.count("training") == 40
+    again = api.ingest(store, [str(tmp_path / "rep.npy")], batch_size=16, refresh=False, index=False, workers=0)
+    assert (again.added, again.duplicates) == (0, 120)
+
+
+def test_room_is_checked_once_per_batch_and_payloads_not_serialised_for_it(tmp_path, mnist_small, monkeypatch):
+    np.save(tmp_path / "a.npy", mnist_small[0][:50])
+    store = tiny_store(tmp_path)
+    checks = []
+    real = diskspace.require_free
+
+    def counting(path, need, what):
+        checks.append(what)
+        return real(path, need, what)
+
+    dumped = []
+    real_need = diskspace.vectors_need
+
+    def need(vectors, payloads=(), slack=diskspace.SLACK, payload_bytes=None):
+        dumped.append(payload_bytes is None)  # None: it would serialise the payloads
+        return real_need(vectors, payloads, slack, payload_bytes)
+
+    monkeypatch.setattr(diskspace, "require_free", counting)
+    monkeypatch.setattr(diskspace, "vectors_need", need)
+    rep = api.ingest(store, [str(tmp_path / "a.npy")], batch_size=20, refresh=False, index=False, workers=0)
+    assert rep.added == 50
+    writes = [w for w in checks if w.startswith("writing")]
+    assert writes == ["writing 20 training images", "writing 20 training images", "writing 10 training images"]
+    assert dumped == [False, False, False]
