@@ -19,6 +19,9 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -102,7 +105,7 @@ def _scratch():
         return _SCRATCH[0].cursor()
 
 
-def check_read_only(sql: str, con=None) -> None:
+def check_read_only(sql: str, con: duckdb.DuckDBPyConnection | None = None) -> None:
     """Refuse anything but one SELECT statement that writes nothing (ReadOnlyViolation)."""
     try:
         statements = duckdb.extract_statements(sql)
@@ -145,8 +148,9 @@ def _checked_memory_limit(value: str) -> str:
     return value
 
 
-def run_sql(store, sql: str, params: list | None = None, timeout: float | None = DEFAULT_TIMEOUT_S,
-            memory_limit: str | None = None, on_snapshot=None) -> tuple[list[str], list[tuple]]:
+def run_sql(store: str | Path | None, sql: str, params: list[Any] | None = None,
+            timeout: float | None = DEFAULT_TIMEOUT_S, memory_limit: str | None = None,
+            on_snapshot: Callable[[str], None] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run one read-only SELECT on the store's ledger; returns (column names, rows).
 
     `timeout`: seconds before the query is stopped (QueryTimeout); 0 or None = no limit.

@@ -13,7 +13,7 @@ PACKAGES = ("gmv_store", "ingest", "query")
 NOT_ANNOTATED_YET = (
     "gmv_store.demo", "gmv_store.generators.base", "gmv_store.generators.classifier",
     "gmv_store.generators.gan", "gmv_store.generators.gmm", "gmv_store.generators.likelihood",
-    "gmv_store.generators.spec", "gmv_store.generators.vae", "query.sql",
+    "gmv_store.generators.spec", "gmv_store.generators.vae",
 )
 
 
