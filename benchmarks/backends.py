@@ -129,9 +129,9 @@ def bench_backends(args, tmp: Path) -> list[tuple[str, str, str]]:
 
 
 def bench_pipeline(args, tmp: Path) -> list[tuple[str, str, str]]:
+    from gmv_store.ingest.pipeline import ingest
+    from gmv_store.query.value import value
     from gmv_store.store import Store
-    from ingest.pipeline import ingest
-    from query.value import value
 
     train = photos(args.train, args.side)
     gen = photos(args.train + args.m, args.side)[args.train:]

@@ -39,9 +39,9 @@ def main() -> None:
     from gmv_store.eval.counterfactual import lds, remove
     from gmv_store.generators import load_or_train
     from gmv_store.generators.spec import generator_meta
+    from gmv_store.ingest.pipeline import ingest
+    from gmv_store.query.value import value
     from gmv_store.store import Store
-    from ingest.pipeline import ingest
-    from query.value import value
 
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)

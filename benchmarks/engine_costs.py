@@ -28,16 +28,16 @@ from pathlib import Path
 import numpy as np
 
 from gmv_store.config import IndexConfig
+from gmv_store.query.recall_lists import capacity, runners_up
+from gmv_store.query.search import TIE_MARGIN
 from gmv_store.store import GENERATED, TRAINING, Store
 from gmv_store.vectors import Query
-from query.recall_lists import capacity, runners_up
-from query.search import TIE_MARGIN
 
 
 def build(work: Path) -> Path:
     from gmv_store.datasets import load_mnist
-    from ingest.pipeline import ingest
-    from query.value import value
+    from gmv_store.ingest.pipeline import ingest
+    from gmv_store.query.value import value
 
     x, _ = load_mnist("train")
     xt, _ = load_mnist("test")

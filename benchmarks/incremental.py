@@ -34,12 +34,12 @@ from pathlib import Path
 import numpy as np
 
 from gmv_store.config import IndexConfig
+from gmv_store.ingest.index import build_index
+from gmv_store.ingest.pipeline import ingest
+from gmv_store.query.forget import forget_set, forget_training
+from gmv_store.query.refresh import queue_all, refresh
+from gmv_store.query.value import value
 from gmv_store.store import Store
-from ingest.index import build_index
-from ingest.pipeline import ingest
-from query.forget import forget_set, forget_training
-from query.refresh import queue_all, refresh
-from query.value import value
 
 BASIC = dict(embedder=("pixels", {"size": 16}), rerank=("l2", {"size": 28}), quality=("none", {}))
 QUICK = dict(train=3_000, generated=300, new=100, extra=100, k=10, recall=100)

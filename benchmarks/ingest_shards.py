@@ -59,8 +59,8 @@ def upsert_floor(store_dir: Path, files: list[str], work: Path, batch: int = 512
     (the same ids, vectors, payloads and batches) into a fresh collection of the store's
     settings: the engine's points made and written, one batch after another on one thread.
     Reading, embedding and the payloads are made outside the timed calls."""
+    from gmv_store.ingest.write import SEQ, prepare_training
     from gmv_store.vectors.edge import EdgeVectorStore
-    from ingest.write import SEQ, prepare_training
 
     s = Store.open(store_dir)
     d = work / "upsert-floor"

@@ -63,7 +63,7 @@ def main() -> None:
     a = ap.parse_args()
     if a.quick:
         a.training, a.generated = 100_000, 20_000
-    from query import lookup
+    from gmv_store.query import lookup
 
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "ledger.duckdb"

@@ -65,11 +65,11 @@ def bare_upsert(folder: Path, work: Path, batch: int) -> tuple[float, float]:
     import pyarrow.parquet as pq
 
     from gmv_store.config import IndexConfig
+    from gmv_store.ingest.write import SEQ
     from gmv_store.ledger.records import training_payload
     from gmv_store.sources.vectors import id_sha256
     from gmv_store.vectors import VectorSpec, point_id
     from gmv_store.vectors.edge import EdgeVectorStore
-    from ingest.write import SEQ
 
     d = work / "bare"
     shutil.rmtree(d, ignore_errors=True)
@@ -133,7 +133,7 @@ def main() -> None:
         a.n, a.images = 3_000, 1_000
     work = Path(a.dir or tempfile.mkdtemp(prefix="gmv-precomputed-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    from ingest.vectors_in import VECTOR_BATCH
+    from gmv_store.ingest.vectors_in import VECTOR_BATCH
 
     res: dict = {"n": a.n, "dim": DIM, "dtype": "float16", "batch": VECTOR_BATCH}
     try:

@@ -26,7 +26,7 @@ from md_table import markdown_table  # benchmarks/, the script's own folder
 CHILD = """
 import json, sys, time
 from gmv_store.store import Store
-from query.value import value
+from gmv_store.query.value import value
 s = Store.open(sys.argv[1])
 try:
     r = value(s, [sys.argv[2]], "quality-share", k=50)
@@ -49,8 +49,8 @@ def make_images(n: int, path: Path) -> None:
 
 def quick_store(work: Path) -> Path:
     from gmv_store.datasets import load_mnist
+    from gmv_store.ingest.pipeline import ingest
     from gmv_store.store import Store
-    from ingest.pipeline import ingest
 
     x, y = load_mnist("train")
     np.savez(work / "train.npz", images=x[:2000], labels=y[:2000])

@@ -26,18 +26,18 @@ from pathlib import Path
 
 import numpy as np
 
+from gmv_store.query.matches import generated_rows
+from gmv_store.query.recall_lists import capacity, read_lists
+from gmv_store.query.refresh import _threshold, entering, pending_filter
+from gmv_store.query.search import recall_size
 from gmv_store.store import GENERATED, TRAINING, Store
 from gmv_store.vectors import Query
-from query.matches import generated_rows
-from query.recall_lists import capacity, read_lists
-from query.refresh import _threshold, entering, pending_filter
-from query.search import recall_size
 
 
 def build(a, work: Path) -> Path:
     from gmv_store.datasets import load_mnist
-    from ingest.pipeline import ingest
-    from query.value import value
+    from gmv_store.ingest.pipeline import ingest
+    from gmv_store.query.value import value
 
     x, _ = load_mnist("train")
     xt, _ = load_mnist("test")

@@ -94,7 +94,7 @@ def value_step(store: Path, gen: Path, set_name: str, exact: bool) -> tuple[dict
     code = f"""
 import json, time
 from gmv_store.store import Store, TRAINING
-from query.value import value
+from gmv_store.query.value import value
 t = time.perf_counter()
 s = Store.open({str(store)!r})
 try:

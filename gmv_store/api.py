@@ -48,14 +48,14 @@ from .options import (
 )
 
 if TYPE_CHECKING:
-    from ingest.index import IndexReport
-    from ingest.pipeline import IngestReport
-    from query.attribute import MatchReport
-    from query.forget import ForgetReport
-    from query.refresh import RefreshReport
-    from query.relocate import RelocateReport
-    from query.value import ValueReport
-    from query.verify import VerifyReport
+    from gmv_store.ingest.index import IndexReport
+    from gmv_store.ingest.pipeline import IngestReport
+    from gmv_store.query.attribute import MatchReport
+    from gmv_store.query.forget import ForgetReport
+    from gmv_store.query.refresh import RefreshReport
+    from gmv_store.query.relocate import RelocateReport
+    from gmv_store.query.value import ValueReport
+    from gmv_store.query.verify import VerifyReport
 
     from .distributed.settings import RaySettings
     from .options import Vectors
@@ -160,7 +160,7 @@ def ingest(path: StorePath, paths: Sequence[str | Path], *, owner: str | None = 
     `ray_gpus_per_worker` GPUs. Returns an
     IngestReport whose `.index` holds the IndexReport and `.refresh` the RefreshReport (or None)."""
     o = options_of(IngestOptions, locals())
-    from ingest.pipeline import ingest as ingest_images
+    from gmv_store.ingest.pipeline import ingest as ingest_images
 
     from .sources import default_workers
 
@@ -170,7 +170,7 @@ def ingest(path: StorePath, paths: Sequence[str | Path], *, owner: str | None = 
     with _writer(path, o.wait, o.device) as s:
         report: IngestReport
         if o.vectors is not None:
-            from ingest.vectors_in import ingest_vectors
+            from gmv_store.ingest.vectors_in import ingest_vectors
 
             from .sources.vectors import vector_options
 
@@ -195,8 +195,8 @@ def _inputs(label_from: str | None, label: str | None, image_column: str | None 
 def _index_and_recheck(store: Store, progress: bool) -> IndexReport:
     """Build the index; a build changes what an approximate search returns, so every stored
     match is queued to be matched again (the pending merge is covered by that)."""
-    from ingest.index import build_index
-    from query.refresh import queue_all
+    from gmv_store.ingest.index import build_index
+    from gmv_store.query.refresh import queue_all
 
     report = build_index(store, progress=progress)
     if report.changed:
@@ -205,7 +205,7 @@ def _index_and_recheck(store: Store, progress: bool) -> IndexReport:
 
 
 def _refresh(store: Store, progress: bool) -> RefreshReport:
-    from query.refresh import refresh as refresh_store
+    from gmv_store.query.refresh import refresh as refresh_store
 
     return refresh_store(store, progress=progress)
 
@@ -233,7 +233,7 @@ def index(path: StorePath, *, settings: dict[str, Any] | None = None, refresh: b
 
 
 def _refresh_due(store: Store) -> bool:
-    from query.refresh import refresh_due
+    from gmv_store.query.refresh import refresh_due
 
     return any(refresh_due(store.ledger))
 
@@ -248,7 +248,7 @@ def value(path: StorePath, paths: Sequence[str | Path], set_name: str, *, k: int
     their recall vectors instead of `paths` (as `ingest`); `ray` as in `ingest` (decoding,
     embedding and quality on the cluster). Returns a ValueReport."""
     o = options_of(ValueOptions, locals())
-    from query.value import value as value_images
+    from gmv_store.query.value import value as value_images
 
     opts = _inputs(o.label_from, o.label, o.image_column, o.label_column)
     cluster = _ray(o.ray, o.ray_workers, o.ray_gpus_per_worker, o.vectors)
@@ -264,7 +264,7 @@ def _given(store: Store, vectors: Vectors, options: InputOptions, batch_size: in
     """The batches of rows given with their vectors (`vectors=`), or None: read `paths`."""
     if vectors is None:
         return None
-    from query.given import given_batches
+    from gmv_store.query.given import given_batches
 
     from .sources.vectors import vector_options
 
@@ -282,7 +282,7 @@ def match(path: StorePath, paths: Sequence[str | Path], *, k: int = DEFAULT_K, r
     The embedded engines let one process open the vectors: this takes the writer lock for
     the call (`wait` seconds for a running writer), see `Store.open_reader`."""
     o = options_of(MatchOptions, locals())
-    from query.attribute import match as match_images
+    from gmv_store.query.attribute import match as match_images
 
     from .store import Store
 
@@ -306,7 +306,7 @@ def forget(path: StorePath, ids: Sequence[str] = (), *, owner: str | None = None
     """Remove training images (by id, owner or source glob), then re-score what they touched.
     Returns a ForgetReport whose `.refresh` holds the RefreshReport (or None)."""
     o = options_of(ForgetOptions, locals())
-    from query.forget import forget_training
+    from gmv_store.query.forget import forget_training
 
     with _writer(path, o.wait) as s:
         report = forget_training(s, list(ids), owner=o.owner, source=o.source)
@@ -316,7 +316,7 @@ def forget(path: StorePath, ids: Sequence[str] = (), *, owner: str | None = None
 
 def forget_set(path: StorePath, set_name: str, *, wait: float = 0.0) -> ForgetReport:
     """Remove a generated set: its generated images, scores and values (audited)."""
-    from query.forget import forget_set as forget_one_set
+    from gmv_store.query.forget import forget_set as forget_one_set
 
     with _writer(path, wait) as s:
         return forget_one_set(s, set_name)
@@ -324,7 +324,7 @@ def forget_set(path: StorePath, set_name: str, *, wait: float = 0.0) -> ForgetRe
 
 def forget_generated(path: StorePath, set_name: str, ids: Sequence[str], *, wait: float = 0.0) -> ForgetReport:
     """Remove single generated images from a set; the set's values are updated (m shrinks)."""
-    from query.forget import forget_generated as forget_images
+    from gmv_store.query.forget import forget_generated as forget_images
 
     with _writer(path, wait) as s:
         return forget_images(s, set_name, list(ids))
@@ -333,7 +333,7 @@ def forget_generated(path: StorePath, set_name: str, ids: Sequence[str], *, wait
 def verify(path: StorePath, *, full: bool = False, sample: int = 200, seed: int = 0, wait: float = 0.0) -> VerifyReport:
     """Recompute and compare (see `query.verify`). Returns a VerifyReport."""
     o = options_of(VerifyOptions, locals())
-    from query.verify import verify as verify_store
+    from gmv_store.query.verify import verify as verify_store
 
     with _writer(path, o.wait) as s:
         return verify_store(s, sample=None if o.full else o.sample, seed=o.seed)
@@ -344,7 +344,7 @@ def relocate(path: StorePath, old: str | Path, new: str | Path, *, dry_run: bool
     """Data outside the store moved from folder `old` to `new`: rewrite the recorded sources
     (ledger and vector payloads, journaled). Returns a RelocateReport (see `query.relocate`)."""
     o = options_of(RelocateOptions, locals())
-    from query.relocate import relocate as relocate_sources
+    from gmv_store.query.relocate import relocate as relocate_sources
 
     with _writer(path, o.wait) as s:
         return relocate_sources(s, old, new, dry_run=o.dry_run)

@@ -81,7 +81,7 @@ def top(path: StorePath, refs: Sequence[str | Path], *, set_name: str | None = N
     """Top-k contributors of generated images (ids or image paths): one dict per generated
     image and set, with its `contributors` list."""
     o = options_of(TopOptions, locals())
-    from query.lookup import top as top_of
+    from gmv_store.query.lookup import top as top_of
 
     return read(path, top_of, [str(r) for r in refs], set_name=o.set_name, limit=o.limit, note=note)
 
@@ -90,7 +90,7 @@ def contributor(path: StorePath, contributor_id: str, *, limit: int = 10, note: 
     """A training image's ledger row, its value and rank in each set (`sets`) and the
     generated images it contributed most to (`top_generated`)."""
     o = options_of(ContributorOptions, locals())
-    from query.lookup import contributor as contributor_of
+    from gmv_store.query.lookup import contributor as contributor_of
 
     return read(path, contributor_of, contributor_id, limit=o.limit, note=note)
 
@@ -99,7 +99,7 @@ def values(path: StorePath, set_name: str, *, by: str | None = None, limit: int 
            note: Note | None = None) -> list[dict[str, Any]]:
     """The set's leaderboard, or its roll-up `by` "owner" or "label"; `limit` None: every row."""
     o = options_of(ValuesOptions, locals())
-    from query.lookup import values as values_of
+    from gmv_store.query.lookup import values as values_of
 
     return read(path, values_of, set_name, by=o.by, limit=o.limit, note=note)
 
@@ -110,7 +110,7 @@ def sql(path: StorePath, query: str, params: Sequence[Any] | None = None, *, tim
     `timeout` seconds (0 or None: no limit), `memory_limit` a DuckDB size ("2GB") or a share
     of RAM ("10%") [default 25%]."""
     o = options_of(SqlOptions, locals())
-    from query.sql import run_sql
+    from gmv_store.query.sql import run_sql
 
     return run_sql(path, query, list(params or []), timeout=o.timeout, memory_limit=o.memory_limit, on_snapshot=note)
 
@@ -123,8 +123,8 @@ def status(path: StorePath, note: Note | None = None, config: dict[str, Any] | N
     the collections (when no writer holds them) and count their points against the ledger.
     `sources`: the reachability check of the recorded sources when the caller has it (else
     sampled now)."""
-    from query.lookup import status as counts_of
-    from query.relocate import describe_unreachable, unreachable
+    from gmv_store.query.lookup import status as counts_of
+    from gmv_store.query.relocate import describe_unreachable, unreachable
 
     from .config import default_store_path
     from .integrity import sum_problems

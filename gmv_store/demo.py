@@ -50,10 +50,10 @@ def _backends(name: str | None) -> tuple[str, dict]:
 
 
 def run_demo(store: str | Path, m: int = 100, profile: str | None = None, quick: bool = False, echo=print) -> dict:
-    from ingest.index import build_index
-    from ingest.pipeline import ingest
-    from query.lookup import top, values
-    from query.value import value
+    from gmv_store.ingest.index import build_index
+    from gmv_store.ingest.pipeline import ingest
+    from gmv_store.query.lookup import top, values
+    from gmv_store.query.value import value
 
     from .eval.class_test import class_ratio
     from .generators import load_or_train

@@ -22,12 +22,12 @@ from .options import DEFAULT_K, DEFAULT_SQL_TIMEOUT_S
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ingest.pipeline import IngestReport
-    from query.forget import ForgetReport
-    from query.refresh import RefreshReport
-    from query.relocate import RelocateReport
-    from query.value import ValueReport
-    from query.verify import VerifyReport
+    from gmv_store.ingest.pipeline import IngestReport
+    from gmv_store.query.forget import ForgetReport
+    from gmv_store.query.refresh import RefreshReport
+    from gmv_store.query.relocate import RelocateReport
+    from gmv_store.query.value import ValueReport
+    from gmv_store.query.verify import VerifyReport
 
     from .options import Vectors
     from .repair import RepairReport

@@ -25,7 +25,7 @@ class Migration:
 
 def load_migrations(folder: Path | None = None) -> list[Migration]:
     """All migration files, checked: numbers unique, starting at 1, without gaps."""
-    root = folder if folder is not None else resources.files("migrations")
+    root = folder if folder is not None else resources.files("gmv_store.migrations")
     found = []
     for entry in root.iterdir():
         fname = entry.name

@@ -188,7 +188,7 @@ def _unreadable(store: Store, report: RepairReport, collection: str, bad: list[t
         report.changed += [r.source for r, why in bad if why == "changed"]
         report.vectors += [why.removeprefix("vectors: ") for _, why in bad if why.startswith("vectors: ")]
         return
-    from query.forget import forget_generated, forget_training
+    from gmv_store.query.forget import forget_generated, forget_training
 
     if collection == TRAINING:
         forget_training(store, [r.contributor_id for r, _ in bad if isinstance(r, StoredTraining)])
@@ -207,8 +207,8 @@ def rematch_all(store: Store) -> None:
     """Every generated image matched again from the stored vectors, from scratch: credits,
     running sums and recall lists are emptied first, so damage to them cannot carry over.
     This covers whatever refresh work was pending, so the queues are emptied with it."""
-    from query.matches import Match, generated_rows, replace_matches
-    from query.refresh import rescore
+    from gmv_store.query.matches import Match, generated_rows, replace_matches
+    from gmv_store.query.refresh import rescore
 
     clear_matches(store.ledger)
     rows = generated_rows(store.ledger)

@@ -2,7 +2,7 @@
 docs/precomputed.md): such vectors cannot be computed from the images, so they are read
 again from the files the ledger records (`vector_origins`), each checked against the digest
 recorded of the vector stored. A re-rank vector that was not given is made as ingest made it
-(`ingest.vectors_in.complete`: from the image, checked against its sha256, or the placeholder
+(`gmv_store.ingest.vectors_in.complete`: from the image, checked against its sha256, or the placeholder
 of a row without one)."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ingest.vectors_in import complete
+from gmv_store.ingest.vectors_in import complete
 
 from .backends.named import batch_vectors
 from .errors import BadInput, GmvError, SourceChanged

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from gmv_store.errors import BadInput
+from gmv_store.ingest.vectors_in import complete, expect
 from gmv_store.sources import Decoded, InputOptions, InputReport
 from gmv_store.sources.vectors import VectorOptions, identity_modes, read_vector_batches
 from gmv_store.store import Store
-from ingest.vectors_in import complete, expect
 
 
 def given_batches(store: Store, vo: VectorOptions, options: InputOptions | None, batch_size: int,

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from gmv_store.backends.base import higher_is_better
+from gmv_store.ingest.write import SEQ
 from gmv_store.ledger import queues, transaction
 from gmv_store.ledger.connection import Connection
 from gmv_store.ledger.credits import (
@@ -47,7 +48,6 @@ from gmv_store.progress import Progress
 from gmv_store.sources.checked import load_checked
 from gmv_store.store import GENERATED, TRAINING, Store
 from gmv_store.vectors import Query
-from ingest.write import SEQ
 
 from .matches import GeneratedRow, Match, read_matches, replace_matches
 from .recall_lists import Lists, Moved, add, capacity, drop, read_lists

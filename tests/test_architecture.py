@@ -7,6 +7,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("gmv_store", "ingest", "query")
+# The repository's top-level ingest/ and query/ folders are installed inside the one namespace
+# (linked as gmv_store/ingest and gmv_store/query): their modules are gmv_store.ingest.*, ...
+NAMESPACE = {"ingest": "gmv_store.ingest", "query": "gmv_store.query"}
 MAX_LINES = 400
 
 # Lowest first; a module may import its own layer or lower ones, never a higher one. Every
@@ -20,7 +23,7 @@ LAYERS = [
               "gmv_store.registry", "gmv_store.diskspace", "gmv_store.ids", "gmv_store.integrity", "gmv_store.sources.*", "gmv_store.vectors.*",
               "gmv_store.backends.*", "gmv_store.generators.*", "gmv_store.store", "gmv_store.journaled",
               "gmv_store.distributed.*")),
-    ("pipelines", ("ingest.*", "query.*")),
+    ("pipelines", ("gmv_store.ingest.*", "gmv_store.query.*")),
     ("api", ("gmv_store", "gmv_store.api", "gmv_store.api_read", "gmv_store.handle", "gmv_store.status", "gmv_store.repair", "gmv_store.repair_points", "gmv_store.repair_vectors", "gmv_store.demo",
              "gmv_store.eval.*", "gmv_store.export")),
     ("edge", ("gmv_store.cli.*", "gmv_store.web.*", "gmv_store.__main__")),
@@ -29,19 +32,19 @@ LAYERS = [
 # Imports that the layers allow but the design does not: (importer, imported, why); each side
 # is a module, or "pkg.*" for a package and everything under it.
 FORBIDDEN = [
-    ("ingest.*", "query.refresh", "refresh after ingest is decided in the api layer (api.ingest), not in ingest"),
-    ("ingest.*", "query.settle", "refresh after ingest is decided in the api layer (api.ingest), not in ingest"),
+    ("gmv_store.ingest.*", "gmv_store.query.refresh", "refresh after ingest is decided in the api layer (api.ingest), not in ingest"),
+    ("gmv_store.ingest.*", "gmv_store.query.settle", "refresh after ingest is decided in the api layer (api.ingest), not in ingest"),
 ]
 
 # Only these run SQL (issue 18): the ledger package owns every table; `query.sql` runs the
 # user's ad-hoc read-only SQL; `gmv_store.migrate` applies migrations/*.sql.
-SQL_OWNERS = ("gmv_store.ledger.*", "query.sql", "gmv_store.migrate")
+SQL_OWNERS = ("gmv_store.ledger.*", "gmv_store.query.sql", "gmv_store.migrate")
 # Modules whose SQL has not moved into the ledger package yet: each entry is a debt, to shrink
 # to nothing. A module not listed here that runs SQL fails the test.
 SQL_NOT_MOVED_YET = (
 )
 SQL_CALLS = {"execute", "executemany", "sql"}  # a DuckDB connection's ways to run a statement
-# `api.sql(...)` is the Python API's ad-hoc SQL (query.sql's fenced, read-only run_sql), not a
+# `api.sql(...)` is the Python API's ad-hoc SQL (gmv_store.query.sql's fenced, read-only run_sql), not a
 # connection's: the CLI's `gmv sql` and `GmvStore.sql` call it
 SQL_API_MODULES = {"api"}
 SQL_HELPERS = {"rows", "insert_columns"}  # ledger helpers that take a table name or a statement
@@ -73,6 +76,7 @@ def modules(root: Path = ROOT, packages=PACKAGES) -> dict[str, Path]:
             parts = list(f.relative_to(root).with_suffix("").parts)
             if parts[-1] == "__init__":
                 parts = parts[:-1]
+            parts[0] = NAMESPACE.get(parts[0], parts[0])
             out[".".join(parts)] = f
     return out
 
@@ -229,6 +233,31 @@ def test_cli_import_loads_no_heavy_library():
     assert out.strip() == "", f"importing the CLI loaded: {out.strip()}"
 
 
+def bare_imports(path: Path) -> list[str]:
+    """Imports of the folders' bare names (`query.value` for `gmv_store.query.value`): those
+    names are not installed."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+        out += [f"line {node.lineno}: {n}" for n in names if n.split(".")[0] in (*NAMESPACE, "migrations")]
+    return out
+
+
+def test_one_installed_namespace():
+    """Only `gmv_store` is installed at the top level; nothing imports the folders' bare names."""
+    import tomllib
+
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    assert [p for p in packages if p.split(".")[0] != "gmv_store"] == []
+    for folder in (*NAMESPACE, "migrations"):
+        link = ROOT / "gmv_store" / folder
+        assert link.is_symlink() and link.resolve() == (ROOT / folder).resolve(), f"gmv_store/{folder} -> ../{folder}"
+    tree = modules(ROOT, PACKAGES + ("tests", "benchmarks"))
+    bad = sorted(f"{m} {b}" for m, p in tree.items() for b in bare_imports(p))
+    assert not bad, "import these as gmv_store.<name>:\n" + "\n".join(bad)
+
+
 def test_only_the_ledger_runs_sql():
     bad = sql_outside_ledger(modules())
     assert not bad, "SQL outside gmv_store/ledger/ (add a function there and call it):\n" + "\n".join(bad)
@@ -259,9 +288,9 @@ def test_the_checks_fail_on_a_tree_that_breaks_each_rule(tmp_path):
         # the Python API's ad-hoc SQL is no connection's; a connection's `.sql(` is
         "gmv_store/cli/y.py": "def f(api, con):\n    api.sql(None, 'SELECT 1')\n    return con.sql('SELECT 2')\n",
         "ingest/__init__.py": "",
-        "ingest/pipeline.py": "def run():\n    from query.refresh import refresh\n",
+        "ingest/pipeline.py": "def run():\n    from gmv_store.query.refresh import refresh\n    import query.sql\n",
         "query/__init__.py": "",
-        "query/refresh.py": "from importlib import import_module\nP = import_module('ingest.pipeline')\n",
+        "query/refresh.py": "from importlib import import_module\nP = import_module('gmv_store.ingest.pipeline')\n",
         "gmv_store/ledger/__init__.py": "",
         "query/lookup.py": "from gmv_store.ledger import rows\n\ndef f(con):\n    return con.execute('SELECT 1')\n",
     }
@@ -270,10 +299,11 @@ def test_the_checks_fail_on_a_tree_that_breaks_each_rule(tmp_path):
         (tmp_path / rel).write_text(text)
     g = import_graph(tmp_path, PACKAGES)
     assert g["gmv_store.errors"] == {"gmv_store.cli.x"}  # importlib.import_module with a literal
-    assert g["query.refresh"] == {"ingest.pipeline"}  # a bare import_module too
+    assert g["gmv_store.query.refresh"] == {"gmv_store.ingest.pipeline"}  # a bare import_module too
     assert unlisted(g) == ["gmv_store.newthing"]
     assert upward(g) == ["gmv_store.errors (core) imports gmv_store.cli.x (edge)"]
-    assert forbidden(g) == ["ingest.pipeline imports query.refresh: " + FORBIDDEN[0][2]]
-    assert cycles(g) == [["ingest.pipeline", "query.refresh"]]
+    assert forbidden(g) == ["gmv_store.ingest.pipeline imports gmv_store.query.refresh: " + FORBIDDEN[0][2]]
+    assert cycles(g) == [["gmv_store.ingest.pipeline", "gmv_store.query.refresh"]]
+    assert bare_imports(tmp_path / "ingest" / "pipeline.py") == ["line 3: query.sql"]
     assert sql_outside_ledger(modules(tmp_path, PACKAGES), SQL_OWNERS) == [
-        "gmv_store.cli.y line 3: .sql(", "query.lookup line 1: imports rows", "query.lookup line 4: .execute("]
+        "gmv_store.cli.y line 3: .sql(", "gmv_store.query.lookup line 1: imports rows", "gmv_store.query.lookup line 4: .execute("]

@@ -445,10 +445,10 @@ def to3(a: np.ndarray) -> np.ndarray:
 
 def _e2e(tmp_path, embedder, rerank, quality, *, k=3, recall=20, check_top1=True, picks=(0, 7, 13),
          check_q=True):
+    from gmv_store.ingest.pipeline import ingest
+    from gmv_store.query.lookup import top
+    from gmv_store.query.value import value
     from gmv_store.store import Store
-    from ingest.pipeline import ingest
-    from query.lookup import top
-    from query.value import value
 
     train, gen = _e2e_data(tmp_path, list(picks))
     with Store.init(tmp_path / "store", embedder=embedder, rerank=rerank, quality=quality) as s:

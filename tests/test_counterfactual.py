@@ -23,9 +23,9 @@ def small(tmp_path_factory):
     images, valued at k = 10 with the generator's spec (set `gmm`); 10 MNIST test images valued
     without one (set `outside`)."""
     from gmv_store.datasets import load_mnist
+    from gmv_store.ingest.pipeline import ingest
+    from gmv_store.query.value import value
     from gmv_store.store import Store
-    from ingest.pipeline import ingest
-    from query.value import value
 
     root = tmp_path_factory.mktemp("cf")
     x, y = load_mnist("train")

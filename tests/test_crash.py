@@ -16,10 +16,10 @@ from shard_files import write_parquet, write_tar
 from sparse_copy import copy_store
 
 from gmv_store.datasets import load_mnist
+from gmv_store.ingest.pipeline import ingest
+from gmv_store.query.value import value
+from gmv_store.query.verify import verify
 from gmv_store.store import Store
-from ingest.pipeline import ingest
-from query.value import value
-from query.verify import verify
 
 BACKENDS = dict(embedder=("pixels", {"size": 8}), rerank=("l2", {"size": 14}))
 pytestmark = pytest.mark.slow

@@ -92,10 +92,10 @@ def tiny_store(tmp_path_factory, mnist_small):
     """60 MNIST images (owner mnist, 6 per class) + 6 noise images (owner foreign) + 6 other
     MNIST (owner heldout); 20 MNIST test digits valued at k = 5."""
     from gmv_store.config import IndexConfig
+    from gmv_store.ingest.index import build_index
+    from gmv_store.ingest.pipeline import ingest
+    from gmv_store.query.value import value
     from gmv_store.store import Store
-    from ingest.index import build_index
-    from ingest.pipeline import ingest
-    from query.value import value
 
     x, y, xt, yt = mnist_small
     tmp = tmp_path_factory.mktemp("tiny")

@@ -18,10 +18,10 @@ from cli_helpers import run  # in-process, for commands that cannot reach a memo
 from gmv_store import diskspace
 from gmv_store.datasets import load_mnist
 from gmv_store.errors import DiskFull
+from gmv_store.ingest.pipeline import ingest
+from gmv_store.query.refresh import refresh
+from gmv_store.query.value import value
 from gmv_store.store import Store
-from ingest.pipeline import ingest
-from query.refresh import refresh
-from query.value import value
 
 BATCH = "100"
 

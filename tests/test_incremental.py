@@ -5,12 +5,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from gmv_store.ingest.pipeline import ingest
+from gmv_store.query.forget import forget_generated, forget_set, forget_training
+from gmv_store.query.refresh import refresh
+from gmv_store.query.value import value
+from gmv_store.query.verify import verify
 from gmv_store.store import Store
-from ingest.pipeline import ingest
-from query.forget import forget_generated, forget_set, forget_training
-from query.refresh import refresh
-from query.value import value
-from query.verify import verify
 
 BACKENDS = dict(embedder=("pixels", {"size": 8}), rerank=("l2", {"size": 14}))
 K, RECALL = 4, 12
@@ -251,7 +251,7 @@ def test_changes_merged_from_the_lists_without_a_search(valued):
 def test_pending_points_picked_by_payload_or_ids(valued):
     """Refresh asks Qdrant for the pending training points by their write time, and by their
     ids when the ledger cannot vouch that the range holds exactly them."""
-    from query.refresh import pending_filter
+    from gmv_store.query.refresh import pending_filter
 
     store, d = valued
     ingest(store, [str(d / "b.npz")], owner="b")
@@ -266,7 +266,7 @@ def test_pending_points_picked_by_payload_or_ids(valued):
 def test_list_below_n_is_rescored(valued, monkeypatch):
     """Without a reserve, forgetting a recalled image leaves a list shorter than N: that
     image is re-scored from scratch."""
-    import query.recall_lists as rl
+    import gmv_store.query.recall_lists as rl
 
     store, d = valued
     monkeypatch.setattr(rl, "RESERVE_SHARE", 0.0)
@@ -283,7 +283,7 @@ def test_list_below_n_is_rescored(valued, monkeypatch):
 def test_line_short_of_k_is_reranked(valued, monkeypatch):
     """Without runners-up, a top-k member leaving the recall set leaves the re-rank line
     short: the k closest are found again by a re-rank among the new recall set only."""
-    import query.recall_lists as rl
+    import gmv_store.query.recall_lists as rl
 
     store, d = valued
     monkeypatch.setattr(rl, "RUNNERS_SHARE", 0.0)

@@ -6,8 +6,8 @@ import pytest
 from cli_helpers import ledger_rows, tiny_store
 
 from gmv_store import api, diskspace
+from gmv_store.ingest.overlap import pipelined
 from gmv_store.store import Store
-from ingest.overlap import pipelined
 
 
 def test_pipelined_keeps_order_and_raises_the_threads_error():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from gmv_store.migrate import migrate
-from query.merge import best_k, isin_rows
-from query.recall_lists import Lists, add, capacity, drop, read_lists, write_lists
+from gmv_store.query.merge import best_k, isin_rows
+from gmv_store.query.recall_lists import Lists, add, capacity, drop, read_lists, write_lists
 
 
 def brute(ids: np.ndarray, scores: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -178,7 +178,7 @@ def test_dropped_cells_are_per_row():
     """A list's dropped ids hide only its own base cells: an id dropped from one list (a
     training image forgotten, then ingested again and merged into another list) stays in a
     list that did not drop it. Checked against np.isin row by row."""
-    from query.recall_lists import _dropped_cells
+    from gmv_store.query.recall_lists import _dropped_cells
 
     rng = np.random.default_rng(3)
     m, w, d = 40, 30, 5

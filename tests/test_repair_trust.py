@@ -88,7 +88,7 @@ def die_during(store, patch: str):
     `patch` says."""
     script = textwrap.dedent("""
         import os, sys
-        import gmv_store.store, query.refresh
+        import gmv_store.store, gmv_store.query.refresh
         calls = [0]
         def dying(orig, at):
             def f(*a, **k):
@@ -132,7 +132,7 @@ def test_killed_ledger_rebuild_is_finished(base, tmp_path):
     (store / "ledger.duckdb").unlink()
     (store / "ledger.snapshot.duckdb").unlink()
     # dies re-matching: rows rebuilt from payloads, credits and sums not yet
-    die_during(store, "query.refresh.rescore = dying(query.refresh.rescore, 1)")
+    die_during(store, "gmv_store.query.refresh.rescore = dying(gmv_store.query.refresh.rescore, 1)")
     assert "gmv repair" in one_line("values", "--set", "s1", "--store", store)
     out = run("repair", "--store", store)
     assert "finishing the repair of the ledger" in out and "deleted the part of a ledger" in out

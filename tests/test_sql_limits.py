@@ -10,8 +10,8 @@ import pytest
 from cli_helpers import run
 
 from gmv_store.errors import BadInput, QueryInterrupted, QueryMemoryLimit, QueryTimeout, ReadOnlyViolation, SqlError
+from gmv_store.query.sql import run_sql
 from gmv_store.store import Store
-from query.sql import run_sql
 
 # ~1e10 rows to count: runs for minutes, keeps only 100,000 rows in memory
 SLOW = "SELECT sum((a.range * b.range) % 7) FROM range(100000) a, range(100000) b"  # 1e10 products: minutes
@@ -83,7 +83,7 @@ def test_interrupt_from_another_thread_is_query_interrupted(store, monkeypatch):
     """What the CLI's SIGINT does, in-process: a KeyboardInterrupt while waiting."""
     import threading
 
-    import query.sql as sqlmod
+    import gmv_store.query.sql as sqlmod
 
     calls = {"n": 0}
     real_wait = threading.Event.wait

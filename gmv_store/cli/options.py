@@ -15,8 +15,8 @@ from ..errors import GmvError
 from ..options import default_of, limit_of
 
 if TYPE_CHECKING:
-    from ingest.index import IndexReport
-    from query.refresh import RefreshReport
+    from gmv_store.ingest.index import IndexReport
+    from gmv_store.query.refresh import RefreshReport
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -26,8 +26,8 @@ from .options import (
 from .vectors import vector_options
 
 if TYPE_CHECKING:
-    from ingest.index import IndexReport
-    from query.refresh import RefreshReport
+    from gmv_store.ingest.index import IndexReport
+    from gmv_store.query.refresh import RefreshReport
 
 
 @click.command()

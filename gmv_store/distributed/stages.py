@@ -23,7 +23,7 @@ from ..sources.items import Decoded, Problem
 PROTOCOL = 5  # out-of-band-capable pickles: pixels and vectors copied once
 
 
-CODE_PACKAGES = ("gmv_store", "ingest", "query")  # what a worker runs must be what the writer runs
+CODE_PACKAGES = ("gmv_store", "gmv_store.ingest", "gmv_store.query")  # what a worker runs must be what the writer runs
 
 
 def code_fingerprint() -> str:

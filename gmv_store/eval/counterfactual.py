@@ -148,8 +148,8 @@ def _recall_credits(con: Connection, set_name: str, k: int, metric: str, gpos: d
     list (the recall stage's ranking) with the recall distance (as `query.search` does with the
     `none` re-rank)."""
     from gmv_store.backends.base import score_to_distance
+    from gmv_store.query.recall_lists import read_lists
     from gmv_store.valuation import credits
-    from query.recall_lists import read_lists
 
     out = np.full((len(gpos), len(index)), np.nan)
     lists = read_lists(con, set_name, metric=metric)

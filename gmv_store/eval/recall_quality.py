@@ -76,7 +76,7 @@ def _training_vectors(store: Store, using: str, chunk: int = 5000) -> tuple[list
 def two_stage_recall(store: Store, set_name: str, recalls: Iterable[int] | None = None, k: int | None = None,
                      limit: int | None = None) -> list[dict[str, Any]]:
     """recall@k of recall-N-then-re-rank against the exact re-rank top-k, per N."""
-    from query.search import search
+    from gmv_store.query.search import search
 
     info = set_info(store.ledger, set_name)
     k = k or info["k"]

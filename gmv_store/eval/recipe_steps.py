@@ -142,8 +142,8 @@ def _new_store(r: _Run, name: str, specs: dict[str, tuple[str, dict[str, Any]]])
 def step_c1(r: _Run) -> None:
     """Identical-class test for each pool x combo x generator, plus rho vs k, sensitivity in m,
     two-stage recall@k and the runtime split, all from the same stores."""
-    from ingest.pipeline import ingest
-    from query.value import value
+    from gmv_store.ingest.pipeline import ingest
+    from gmv_store.query.value import value
 
     from .class_test import class_ratio
     from .recall_quality import two_stage_recall
@@ -202,8 +202,8 @@ def step_c1(r: _Run) -> None:
 
 
 def step_hnsw(r: _Run) -> None:
+    from gmv_store.ingest.index import build_index
     from gmv_store.store import Store
-    from ingest.index import build_index
 
     from .recall_quality import hnsw_recall
 
@@ -240,8 +240,8 @@ def _train_and_sample(r: _Run, name: str, images: np.ndarray, labels: np.ndarray
 
 
 def step_membership(r: _Run) -> None:
-    from ingest.pipeline import ingest
-    from query.value import value
+    from gmv_store.ingest.pipeline import ingest
+    from gmv_store.query.value import value
 
     from .membership import membership_test
 
@@ -265,8 +265,8 @@ def step_membership(r: _Run) -> None:
 
 
 def step_ood(r: _Run) -> None:
-    from ingest.pipeline import ingest
-    from query.value import value
+    from gmv_store.ingest.pipeline import ingest
+    from gmv_store.query.value import value
 
     from .foreign import foreign_images, n_foreign_for
     from .ood import ood_detection

@@ -19,8 +19,8 @@ from gmv_store.valuation import credits
 if TYPE_CHECKING:
     from duckdb import DuckDBPyConnection as Connection
 
-    from ingest.pipeline import IngestReport
-    from query.value import ValueReport
+    from gmv_store.ingest.pipeline import IngestReport
+    from gmv_store.query.value import ValueReport
 
 
 def scoring_seconds(con: Connection, set_name: str, generated_ids: Iterable[str] | None = None,
@@ -41,7 +41,7 @@ def scoring_seconds(con: Connection, set_name: str, generated_ids: Iterable[str]
 
 
 def value_split(report: ValueReport, scoring_s: float) -> dict[str, Any]:
-    """Seconds per stage of one `query.value.value` call, and per generated image (ms)."""
+    """Seconds per stage of one `gmv_store.query.value.value` call, and per generated image (ms)."""
     t = report.timings
     n = max(report.valued, 1)
     forwards = t["embed"] + t["quality"]

@@ -53,8 +53,8 @@ class Matcher:
             self._backends = self._backends or made
 
     def match(self, decoded: Decoded, k: int, recall: int | None, exact: bool) -> dict[str, Any]:
-        from query.attribute import check_sizes, flag_unusual, match_decoded, usual_nearest
-        from query.value import require_training
+        from gmv_store.query.attribute import check_sizes, flag_unusual, match_decoded, usual_nearest
+        from gmv_store.query.value import require_training
 
         from ..store import Store
 
@@ -79,7 +79,7 @@ def _int(form: FormData, name: str, default: int | None, top: int) -> int | None
 
 async def read_upload(request: Request) -> tuple[Decoded, int | None, int | None, bool]:
     """(decoded image, k, recall, exact) from a multipart form with the file in `image`."""
-    from query.attribute import decode_upload
+    from gmv_store.query.attribute import decode_upload
 
     limit = request.app.state.cfg.max_upload_bytes
     length = request.headers.get("content-length", "")

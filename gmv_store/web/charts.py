@@ -34,7 +34,7 @@ def log_ticks(lo: float, hi: float) -> list[float]:
 
 
 def histogram_svg(hist: dict[str, Any], title: str) -> Markup:
-    """Bars of `hist["counts"]` over log-spaced `hist["edges"]` (query.browse.value_histogram),
+    """Bars of `hist["counts"]` over log-spaced `hist["edges"]` (gmv_store.query.browse.value_histogram),
     decade ticks on x, the largest count on y; each bar's range and count in its tooltip."""
     counts, edges = hist["counts"], hist["edges"]
     if not counts:

@@ -139,7 +139,7 @@ def _send(request: Request, key: tuple[str, ...], lookup: Callable[..., tuple[st
 
 @route("/img/training/{contributor_id}.png")
 def training_image(request: Request) -> Response:
-    from query.browse import is_id, training_source
+    from gmv_store.query.browse import is_id, training_source
 
     cid = request.path_params["contributor_id"]
     if not is_id(cid):
@@ -149,7 +149,7 @@ def training_image(request: Request) -> Response:
 
 @route("/img/generated/{set_name:path}/{generated_id}.png")
 def generated_image(request: Request) -> Response:
-    from query.browse import generated_source, is_id
+    from gmv_store.query.browse import generated_source, is_id
 
     set_name, gid = request.path_params["set_name"], request.path_params["generated_id"]
     if not is_id(gid):

@@ -57,7 +57,7 @@ def status(request: Request) -> Response:
 
 @route("/api/values")
 def values(request: Request) -> Response:
-    from query.lookup import values as run
+    from gmv_store.query.lookup import values as run
 
     set_name = request.query_params.get("set")
     if not set_name:
@@ -69,7 +69,7 @@ def values(request: Request) -> Response:
 
 @route("/api/top/{set_name:path}/{generated_id}")
 def top(request: Request) -> Response:
-    from query.lookup import top as run
+    from gmv_store.query.lookup import top as run
 
     gid = require_id(request.path_params["generated_id"], "generated image")
     return JSON(_objects(read(request, run, [gid], set_name=request.path_params["set_name"])[0]))
@@ -77,7 +77,7 @@ def top(request: Request) -> Response:
 
 @route("/api/contributors/{contributor_id}")
 def contributor(request: Request) -> Response:
-    from query.lookup import contributor as run
+    from gmv_store.query.lookup import contributor as run
 
     cid = require_id(request.path_params["contributor_id"], "contributor")
     return JSON(_objects(read(request, run, cid, limit=_count(request, "limit", 10, low=1))))
@@ -98,7 +98,7 @@ def sets(request: Request) -> Response:
 
 @route("/api/sets/{set_name:path}/generated")
 def generated(request: Request) -> Response:
-    from query.browse import one_set
+    from gmv_store.query.browse import one_set
 
     from ..ledger.lookups import generated_details
 

@@ -46,7 +46,7 @@ def page_number(request: Request, param: str = "page") -> int:
 
 
 def require_id(text: str, what: str) -> str:
-    from query.browse import is_id
+    from gmv_store.query.browse import is_id
 
     if not is_id(text):
         raise NotFound(f"{what} {text!r} is not an id (16 hex digits, 0-9 a-f)")
@@ -55,7 +55,7 @@ def require_id(text: str, what: str) -> str:
 
 def rho_groups(con: Connection) -> list[dict[str, Any]]:
     """ρ at each labelled set's k, grouped by the generated images the sets share."""
-    from query.browse import set_groups
+    from gmv_store.query.browse import set_groups
 
     from ..eval.class_test import class_ratio
 
@@ -94,9 +94,9 @@ def overview(request: Request) -> Response:
 
 @route("/sets/{set_name:path}")
 def set_page(request: Request) -> Response:
-    from query.browse import one_set, value_histogram
-    from query.lookup import values
-    from query.table import generated, leaderboard
+    from gmv_store.query.browse import one_set, value_histogram
+    from gmv_store.query.lookup import values
+    from gmv_store.query.table import generated, leaderboard
 
     from ..eval.class_test import class_ratio
     from ..ledger.browse import qualities, value_by_label
@@ -145,7 +145,7 @@ def set_page(request: Request) -> Response:
 
 @route("/generated/{set_name:path}/{generated_id}")
 def generated_page(request: Request) -> Response:
-    from query.lookup import top
+    from gmv_store.query.lookup import top
 
     from ..ledger.browse import label_share
     from ..ledger.lookups import other_sets_of
@@ -167,8 +167,8 @@ def generated_page(request: Request) -> Response:
 
 @route("/contributors/{contributor_id}")
 def contributor_page(request: Request) -> Response:
-    from query.browse import contributed_to
-    from query.lookup import contributor
+    from gmv_store.query.browse import contributed_to
+    from gmv_store.query.lookup import contributor
 
     cid = require_id(request.path_params["contributor_id"], "contributor")
     c, groups = read(request, lambda con: (contributor(con, cid, limit=0), contributed_to(con, cid, per_set=TILES // 4)))
@@ -187,7 +187,7 @@ def owners_page(request: Request) -> Response:
 
 @route("/owners/{owner:path}")
 def owner_page(request: Request) -> Response:
-    from query.browse import owner
+    from gmv_store.query.browse import owner
 
     from ..ledger.browse import owner_images
 

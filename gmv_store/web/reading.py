@@ -66,7 +66,7 @@ class Memo:
 
 class Reader:
     def __init__(self, store: Path, sql_memory_limit: str | None, hold: float = 0.0):
-        from query.sql import SAFE_CONFIG, memory_limit_setting
+        from gmv_store.query.sql import SAFE_CONFIG, memory_limit_setting
 
         self.store, self.hold = Path(store), hold
         self.config = {**SAFE_CONFIG, "memory_limit": memory_limit_setting(sql_memory_limit)}

@@ -106,11 +106,11 @@ def unreachable(request: Request) -> dict[str, Any] | None:
 
 
 def source_check(request: Request) -> dict[str, Any] | None:
-    """The sampled count of recorded sources that cannot be read (query.relocate), kept for
+    """The sampled count of recorded sources that cannot be read (gmv_store.query.relocate), kept for
     the ledger's generation and at most a minute; None when the store cannot be read."""
     import time
 
-    from query.relocate import unreachable as check
+    from gmv_store.query.relocate import unreachable as check
 
     from ..errors import GmvError
 

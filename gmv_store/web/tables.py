@@ -18,7 +18,7 @@ from ..errors import BadInput
 from .render import JSON
 
 if TYPE_CHECKING:
-    from query.table import Query
+    from gmv_store.query.table import Query
 
     from ..ledger.connection import Connection
 
@@ -27,7 +27,7 @@ MAX_PAGE = 100_000
 
 def table_query(request: Request, prefix: str = "", limit: int = 50, page: int | None = None) -> tuple[Query, int]:
     """The Query a table's parameters ask for, and its page number (1 = first)."""
-    from query.table import Query
+    from gmv_store.query.table import Query
 
     p = request.query_params
     raw = p.get(prefix + "page", "1")
