@@ -3,8 +3,9 @@ the other, with a bounded queue between them, so the writer's engine upsert and 
 commit (both release the GIL) overlap the next batches' reading and preparing, and the
 writer never waits while a prepared batch does.
 
-The preparing thread dedupes against the rows committed when it looks (its own DuckDB
-cursor) and against the batches it handed over that are not committed yet (`InFlight`).
+The preparing thread dedupes against the rows the store held when the run started and those
+it has written since (`StoredContents`, by point id) and against the batches it handed over
+that are not committed yet (`InFlight`).
 Batches are written in the order they were read.
 """
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from gmv_store.ledger.training import known_sha256
+from gmv_store.ids import point_id
+from gmv_store.ledger.training import training_point_ids
 from gmv_store.sources import Decoded, unique_new
 from gmv_store.store import Store
 
@@ -104,6 +106,31 @@ class InFlight:
             self._held.difference_update(hashes)
 
 
+class StoredContents:
+    """The contents the store holds, by point id: the ledger's ids read once (this process is
+    the store's only writer while it runs), then what this run writes. One column scan per
+    run, where a query per batch cost more as the store grew (6 ms a batch empty, 23 ms at
+    200,000 rows)."""
+
+    def __init__(self, base: np.ndarray):
+        self._base = base  # sorted
+        self._added: set[int] = set()
+        self._lock = threading.Lock()
+
+    def among(self, hashes: list[str]) -> set[str]:
+        ids = np.fromiter((point_id(h) for h in hashes), np.uint64, len(hashes))
+        hit = np.zeros(len(ids), bool)
+        if len(self._base):
+            pos = np.minimum(np.searchsorted(self._base, ids), len(self._base) - 1)
+            hit = self._base[pos] == ids
+        with self._lock:
+            return {h for h, i, s in zip(hashes, ids.tolist(), hit.tolist()) if s or i in self._added}
+
+    def add(self, point_ids: list[int]) -> None:
+        with self._lock:
+            self._added.update(point_ids)
+
+
 Prepare = Callable[[list[Decoded]], tuple[dict[str, np.ndarray], list[Decoded]]]
 
 
@@ -114,13 +141,13 @@ def write_all(store: Store, batches: Iterator[list[Decoded]], prepare: Prepare, 
     preparing thread (which makes the store's backends where it first needs them, as the
     one thread did: Store makes each once under a lock); the vector engine is opened here."""
     _ = store.vectors  # opened on this thread: the preparing one only converts points
-    cursor = store.ledger.cursor()
     in_flight = InFlight()
+    stored = StoredContents(training_point_ids(store.ledger))
 
     def stage(batch: list[Decoded]) -> tuple[list[Decoded], PreparedBatch | None, float]:
         hashes = [d.sha256 for d in batch]
         known = in_flight.among(hashes)  # first: see InFlight
-        new = unique_new(batch, known | known_sha256(cursor, hashes))
+        new = unique_new(batch, known | stored.among(hashes))
         if not new:
             return batch, None, 0.0
         t = time.perf_counter()
@@ -130,12 +157,10 @@ def write_all(store: Store, batches: Iterator[list[Decoded]], prepare: Prepare, 
         in_flight.add(p.sha256)
         return batch, p, embed_s
 
-    try:
-        for batch, p, embed_s in pipelined(batches, stage):
-            t = time.perf_counter()
-            if p is not None:
-                write_prepared(store, p)
-                in_flight.remove(p.sha256)
-            yield Written(batch, p.rows if p is not None else [], embed_s, time.perf_counter() - t)
-    finally:
-        cursor.close()
+    for batch, p, embed_s in pipelined(batches, stage):
+        t = time.perf_counter()
+        if p is not None:
+            write_prepared(store, p)
+            stored.add(p.columns["point_id"])  # before leaving in_flight: never in neither
+            in_flight.remove(p.sha256)
+        yield Written(batch, p.rows if p is not None else [], embed_s, time.perf_counter() - t)

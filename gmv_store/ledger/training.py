@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .connection import insert_columns
 
 if TYPE_CHECKING:
@@ -20,10 +22,10 @@ def _table(table: str) -> str:
     return table
 
 
-def known_sha256(con: Connection, hashes: Sequence[str]) -> set[str]:
-    """The contents among `hashes` that the store already holds as training rows."""
-    return {r[0] for r in con.execute("SELECT sha256 FROM training_images WHERE sha256 IN (SELECT unnest(?))",
-                                      [list(hashes)]).fetchall()}
+def training_point_ids(con: Connection) -> np.ndarray:
+    """Every training row's point id, sorted (one scan of one column)."""
+    got = con.execute("SELECT point_id FROM training_images ORDER BY point_id").fetchnumpy()["point_id"]
+    return np.asarray(got, dtype=np.uint64)
 
 
 def insert_training(con: Connection, columns: Mapping[str, Sequence[Any]], ingested_at: datetime) -> None:
