@@ -11,6 +11,7 @@ import importlib.util
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -133,7 +134,7 @@ class BrisqueQuality(ResolvedWeights, Quality):
     defaults = {"model_dir": "", "min_side": 64}
     weights_param = "model_dir"  # a folder: the SVR and its feature ranges
 
-    def __init__(self, **params):
+    def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         check_min_side("quality 'brisque'", self.params["min_side"], 32)
         self._model = None
@@ -150,8 +151,9 @@ class BrisqueQuality(ResolvedWeights, Quality):
             missing_part=lambda p: str(next((p / f for f in BRISQUE_FILES if not (p / f).is_file()), p)),
         )
 
-    def weights_sha256(self):
-        return sha256_files(self.weights_path(), list(BRISQUE_FILES))
+    def weights_sha256(self) -> str | None:
+        path = self.weights_path()
+        return sha256_files(path, list(BRISQUE_FILES)) if path else None
 
     def _svr(self):
         if self._model is None:
@@ -176,7 +178,7 @@ class BrisqueQuality(ResolvedWeights, Quality):
                 bar.update(1)
         return out
 
-    def score(self, images):
+    def score(self, images: Sequence[np.ndarray]) -> np.ndarray:
         if not len(images):
             return np.zeros(0, dtype=np.float64)
         return to_q(inverted_100(np.nan_to_num(self.raw_scores(images), nan=100.0)))

@@ -18,15 +18,19 @@ maniqa.py, piqe.py, niqe.py and brisque.py.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
+import threading
+import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import BadInput
+from ..errors import BadInput, MissingDependency
 from ..progress import Progress
 from .base import Quality
-from .runtime import TorchBackendMixin, group_by_shape, require, torch_threads
+from .runtime import PIP_MODELS, TorchBackendMixin, group_by_shape, require, torch_threads
 from .weights import WeightsSpec, torch_hub_dir, torch_hub_file
 
 Q_FLOOR = 0.001
@@ -72,16 +76,65 @@ def upscaled_batch(batch: np.ndarray, min_side: int) -> np.ndarray:
     return resize_bicubic(batch, max(min_side, round(h * s)), max(min_side, round(w * s)))
 
 
-def check_min_side(owner: str, value, low: int) -> None:
+def check_min_side(owner: str, value: object, low: int) -> None:
     if not isinstance(value, int) or not low <= value <= 4096:
         raise BadInput(f"{owner}: min_side={value!r} must be an integer in {low}..4096")
+
+
+# pyiqa's own package modules, stood in for while one of its light metrics is imported
+_PYIQA_PACKAGES = ("pyiqa", "pyiqa.utils", "pyiqa.archs")
+_PYIQA_IMPORT = threading.Lock()
+
+
+def pyiqa_arch(arch: str) -> types.ModuleType:
+    """pyiqa's `pyiqa.archs.<arch>` module, imported without running pyiqa's package
+    `__init__`s when pyiqa is not imported yet.
+
+    `import pyiqa` imports its whole API first, and through `pyiqa.utils.img_util` torchvision
+    and `torch._dynamo`: ~3 s of CPU on this project's machine, more than torch itself, for
+    modules that PIQE never uses (its arch needs torch and four small pyiqa modules). Empty
+    stand-ins for the three packages are in `sys.modules` only while the arch's own modules
+    load, then removed, so a later `import pyiqa` runs pyiqa's real `__init__`s and reuses the
+    modules loaded here (its registry among them). The code run is pyiqa's own, unchanged.
+    """
+    name = f"pyiqa.archs.{arch}"
+    with _PYIQA_IMPORT:
+        if name in sys.modules:
+            return sys.modules[name]
+        require("torch", "pyiqa")
+        if "pyiqa" in sys.modules:  # the real package: nothing left to save
+            return require(name, "pyiqa")
+        spec = importlib.util.find_spec("pyiqa")
+        if spec is None or not spec.submodule_search_locations:
+            raise MissingDependency(f"quality metrics need 'pyiqa' (not installed); fix: {PIP_MODELS}")
+        root = Path(list(spec.submodule_search_locations)[0])
+        standins = {}
+        for package in _PYIQA_PACKAGES:
+            module = types.ModuleType(package)
+            module.__path__ = [str(root.joinpath(*package.split(".")[1:]))]
+            module.__package__ = package
+            standins[package] = sys.modules[package] = module
+        try:
+            return importlib.import_module(name)
+        except ImportError:  # a pyiqa whose arch needs more of its package: imported in full
+            for module_name in [m for m in sys.modules if m == name or m.startswith("pyiqa.")]:
+                del sys.modules[module_name]
+            for package, module in standins.items():
+                if sys.modules.get(package) is module:
+                    del sys.modules[package]
+            standins = {}
+            return require(name, "pyiqa")
+        finally:
+            for package, module in standins.items():
+                if sys.modules.get(package) is module:
+                    del sys.modules[package]
 
 
 def pyiqa_file(owner: str, arch: str, key: str, filename: str, alternative: str,
                also: Sequence[Path] = ()) -> WeightsSpec:
     """One of pyiqa's checkpoints (`default_model_urls[key]` of pyiqa.archs.<arch>), which
     pyiqa itself keeps in `$TORCH_HOME/hub/pyiqa/`."""
-    def download():
+    def download() -> str:
         from pyiqa.utils.download_util import load_file_from_url
 
         url = importlib.import_module(f"pyiqa.archs.{arch}").default_model_urls[key]
@@ -126,7 +179,7 @@ class TorchNR(TorchBackendMixin, Quality):
                     bar.update(len(chunk))
         return out
 
-    def score(self, images):
+    def score(self, images: Sequence[np.ndarray]) -> np.ndarray:
         if not len(images):
             return np.zeros(0, dtype=np.float64)
         return to_q(np.nan_to_num(self._map(self.raw_scores(images)), nan=Q_FLOOR))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,7 @@ class _TimmWithoutDownload:
 _BUILD_LOCK = threading.Lock()
 
 
-def build_maniqa(dataset: str, crops: int):
+def build_maniqa(dataset: str, crops: int) -> Any:
     """pyiqa's MANIQA network with random values and no download (see `_TimmWithoutDownload`)."""
     require("pyiqa")
     from pyiqa.archs import maniqa_arch
@@ -57,7 +58,7 @@ def build_maniqa(dataset: str, crops: int):
             maniqa_arch.timm = timm
 
 
-def load_maniqa_checkpoint(net, path: Path) -> None:
+def load_maniqa_checkpoint(net: Any, path: Path) -> None:
     """Either layout pyiqa loads: `{'params': state_dict}` (its `pretrained_model_path`
     files) or a bare state dict (its hub files); 'module.' prefixes removed as pyiqa does."""
     t = require("torch")
@@ -89,7 +90,7 @@ class ManiqaQuality(ResolvedWeights, TorchNR):
     random_weights = True
     cpu_threads = None  # large matrix products: torch's own thread count
 
-    def __init__(self, **params):
+    def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         owner = "quality 'maniqa'"
         self._check_runtime(owner)

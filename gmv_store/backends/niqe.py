@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 from .iqa import TorchNR, check_min_side, inverted_open, pyiqa_file
 from .runtime import cached_model, require
@@ -31,7 +32,7 @@ class NiqeQuality(ResolvedWeights, TorchNR):
     )
     defaults = {"weights": "", "min_side": 192, "device": "auto", "batch_size": 16}
 
-    def __init__(self, **params):
+    def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._check_runtime("quality 'niqe'")
         check_min_side("quality 'niqe'", self.params["min_side"], 192)

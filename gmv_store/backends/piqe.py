@@ -1,8 +1,13 @@
 """PIQE no-reference quality (pyiqa): no weights at all; raw [0, 100], lower better."""
 from __future__ import annotations
 
-from .iqa import TorchNR, check_min_side, inverted_100
-from .runtime import cached_model, require
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .iqa import TorchNR, check_min_side, inverted_100, pyiqa_arch
+from .runtime import cached_model
 
 
 class PiqeQuality(TorchNR):
@@ -10,19 +15,17 @@ class PiqeQuality(TorchNR):
     description = "PIQE (pyiqa, no weights): raw [0,100] lower better -> q = (101 - raw) / 101"
     defaults = {"min_side": 64, "device": "auto", "batch_size": 32}
 
-    def __init__(self, **params):
+    def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._check_runtime("quality 'piqe'")
         check_min_side("quality 'piqe'", self.params["min_side"], 32)
 
-    def _net(self):
-        def build():
-            require("pyiqa")
-            from pyiqa.archs.piqe_arch import PIQE
-
-            return PIQE().eval().to(self.device)
+    def _net(self) -> Callable:
+        def build() -> Callable:
+            # pyiqa's PIQE without the rest of pyiqa's imports (torchvision, torch._dynamo)
+            return pyiqa_arch("piqe_arch").PIQE().eval().to(self.device)
 
         return cached_model(("piqe", self.device), build)
 
-    def _map(self, raw):
+    def _map(self, raw: np.ndarray) -> np.ndarray:
         return inverted_100(raw)
