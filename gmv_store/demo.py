@@ -56,7 +56,7 @@ def _backends(name: str | None) -> tuple[str, dict]:
 
 def _training_digits(quick: bool) -> tuple[np.ndarray, np.ndarray]:
     images, labels = load_mnist("train")
-    n_train = 5_000 if quick else 60_000
+    n_train = 5_000 if quick else 60_000  # as the ingest step's count
     return images[:n_train], labels[:n_train]
 
 
@@ -115,14 +115,14 @@ def run_demo(store: str | Path, m: int = 100, profile: str | None = None, quick:
     done = False
     try:
         job = pool.submit(generate_digits, str(root), m, quick)
-        images, labels = _training_digits(quick)
-        n_train = len(images)
+        n_train = 5_000 if quick else 60_000
         echo(f"[1/4] ingesting {n_train:,} MNIST training images "
              "(the generator trains in a second process meanwhile) ...")
         t = time.perf_counter()
         warm_up_quality(s)
         src = ["mnist:train"]
         if quick:
+            images, labels = _training_digits(quick)
             path = root / "demo-train-subset.npz"
             np.savez(path, images=images, labels=labels)
             src = [str(path)]
