@@ -8,10 +8,12 @@ training images and the identical-class ratio rho at k = 30/50/100.
 from __future__ import annotations
 
 import importlib.util
+import multiprocessing
 import sys
-import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ import numpy as np
 from .backends import profiles
 from .config import describe_backend
 from .datasets import load_mnist
+from .errors import GmvError
 from .images import save_png
 from .output import to_table
 from .registry import Registry
@@ -60,8 +63,8 @@ def _training_digits(quick: bool) -> tuple[np.ndarray, np.ndarray]:
 def generate_digits(root: str, m: int, quick: bool) -> dict:
     """Step 2: train (or load) the class-conditional GMM on the demo's training digits, draw m
     images of known classes as PNGs under <root>/demo-generated/<class>/, and return the sets'
-    generator metadata and the seconds it took. The demo runs it in a thread while the
-    ingest runs: it needs the digits, not the store."""
+    generator metadata and the seconds it took. The demo runs it in a second process while
+    this one ingests: it needs the digits, not the store."""
     from .generators import load_or_train
     from .generators.spec import generator_meta
 
@@ -79,28 +82,12 @@ def generate_digits(root: str, m: int, quick: bool) -> dict:
     return {"meta": meta, "seconds": time.perf_counter() - t}
 
 
-class _Background:
-    """fn(*args) in a daemon thread (one that never keeps the process alive after an error
-    elsewhere); `result()` waits for it and raises what it raised."""
-
-    def __init__(self, fn: Callable[..., dict], *args: object) -> None:
-        self._out: dict = {}
-        self._error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                self._out = fn(*args)
-            except BaseException as e:  # raised again in the caller's thread by result()
-                self._error = e
-
-        self._thread = threading.Thread(target=run, daemon=True, name="gmv-demo-generator")
-        self._thread.start()
-
-    def result(self) -> dict:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._out
+def _generated(job: Future) -> dict:
+    try:
+        return job.result()
+    except BrokenProcessPool:
+        raise GmvError("gmv demo: the generator's process ended before it finished (killed, or out of memory); "
+                       "fix: run `gmv demo` again") from None
 
 
 def run_demo(store: str | Path, m: int = 100, profile: str | None = None, quick: bool = False,
@@ -122,15 +109,15 @@ def run_demo(store: str | Path, m: int = 100, profile: str | None = None, quick:
     c = s.config
     echo(f"gmv demo: store {root.absolute()} (profile {profile}: embedder {describe_backend(c.embedder)}, "
          f"rerank {describe_backend(c.rerank)}, quality {describe_backend(c.quality)})")
-    # Step 2 needs only the digits: it runs in a thread during the ingest, which is mostly one
-    # Python thread (the GMM's matrix products release the GIL), and the quality metric loads
-    # in another meanwhile. A second process instead cost more CPU (a fresh interpreter, its
-    # imports, the digits loaded twice) than it saved on this machine under load.
+    # Step 2 needs only the digits: it runs in a second process (this machine's other core)
+    # while this one ingests, and the quality metric loads here in the background meanwhile.
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    done = False
     try:
-        job = _Background(generate_digits, str(root), m, quick)
+        job = pool.submit(generate_digits, str(root), m, quick)
         n_train = 5_000 if quick else 60_000
         echo(f"[1/4] ingesting {n_train:,} MNIST training images "
-             "(the generator trains meanwhile) ...")
+             "(the generator trains in a second process meanwhile) ...")
         t = time.perf_counter()
         warm_up_quality(s)
         src = ["mnist:train"]
@@ -147,7 +134,7 @@ def run_demo(store: str | Path, m: int = 100, profile: str | None = None, quick:
 
         echo("[2/4] training a class-conditional generator (per-class Gaussian mixture in PCA space) ...")
         t = time.perf_counter()
-        gen = job.result()
+        gen = _generated(job)
         timings["generate"] = gen["seconds"]
         timings["generate_wait"] = time.perf_counter() - t
         out_dir = root / "demo-generated"
@@ -177,7 +164,9 @@ def run_demo(store: str | Path, m: int = 100, profile: str | None = None, quick:
         rho = [class_ratio(con, f"{DEMO_SET}-k{k}", [k])[0] for k in KS]
         echo(f"\nidentical-class ratio rho (C1, m = {m}):")
         echo(to_table([{"k": r["k"], "rho %": round(100 * r["rho"], 2), "generated": r["generated"]} for r in rho]))
+        done = True
     finally:
+        pool.shutdown(wait=done, cancel_futures=True)  # on an error, not kept waiting for the generator
         s.close()
     timings["total"] = time.perf_counter() - t_all
     echo(f"\ntimes: ingest {timings['ingest']:.1f}s (the generator alongside, {timings['generate']:.1f}s; "
