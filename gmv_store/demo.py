@@ -111,6 +111,9 @@ def run_demo(store: str | Path, m: int = 100, profile: str | None = None, quick:
          f"rerank {describe_backend(c.rerank)}, quality {describe_backend(c.quality)})")
     # Step 2 needs only the digits: it runs in a second process (this machine's other core)
     # while this one ingests, and the quality metric loads here in the background meanwhile.
+    # Not a thread: the GMM fitted in a thread beside the ingest came out different in the
+    # 6th digit (PCA components up to 8e-6), and with it 10 of 100 generated images by a grey
+    # level; in a process of its own it gives the serial run's images byte for byte.
     pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
     done = False
     try:
