@@ -8,12 +8,9 @@ training images and the identical-class ratio rho at k = 30/50/100.
 from __future__ import annotations
 
 import importlib.util
-import multiprocessing
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +18,6 @@ import numpy as np
 from .backends import profiles
 from .config import describe_backend
 from .datasets import load_mnist
-from .errors import GmvError
 from .images import save_png
 from .output import to_table
 from .registry import Registry
@@ -63,8 +59,7 @@ def _training_digits(quick: bool) -> tuple[np.ndarray, np.ndarray]:
 def generate_digits(root: str, m: int, quick: bool) -> dict:
     """Step 2: train (or load) the class-conditional GMM on the demo's training digits, draw m
     images of known classes as PNGs under <root>/demo-generated/<class>/, and return the sets'
-    generator metadata and the seconds it took. The demo runs it in a second process while
-    this one ingests: it needs the digits, not the store."""
+    generator metadata and the seconds it took."""
     from .generators import load_or_train
     from .generators.spec import generator_meta
 
@@ -80,14 +75,6 @@ def generate_digits(root: str, m: int, quick: bool) -> dict:
     # the sets remember their generator, so `gmv eval lds` / `remove` can retrain it
     meta = generator_meta("gmm", images, labels, seed=0, quick=quick, owners=["mnist"])
     return {"meta": meta, "seconds": time.perf_counter() - t}
-
-
-def _generated(job: Future) -> dict:
-    try:
-        return job.result()
-    except BrokenProcessPool:
-        raise GmvError("gmv demo: the generator's process ended before it finished (killed, or out of memory); "
-                       "fix: run `gmv demo` again") from None
 
 
 def run_demo(store: str | Path, m: int = 100, profile: str | None = None, quick: bool = False,
@@ -109,20 +96,10 @@ def run_demo(store: str | Path, m: int = 100, profile: str | None = None, quick:
     c = s.config
     echo(f"gmv demo: store {root.absolute()} (profile {profile}: embedder {describe_backend(c.embedder)}, "
          f"rerank {describe_backend(c.rerank)}, quality {describe_backend(c.quality)})")
-    # Step 2 needs only the digits: it runs in a second process (this machine's other core)
-    # while this one ingests, and the quality metric loads here in the background meanwhile.
-    # Not a thread: the GMM fitted in a thread beside the ingest came out different in the
-    # 6th digit (PCA components up to 8e-6), and with it 10 of 100 generated images by a grey
-    # level; in a process of its own it gives the serial run's images byte for byte.
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-    done = False
     try:
-        job = pool.submit(generate_digits, str(root), m, quick)
         n_train = 5_000 if quick else 60_000
-        echo(f"[1/4] ingesting {n_train:,} MNIST training images "
-             "(the generator trains in a second process meanwhile) ...")
+        echo(f"[1/4] ingesting {n_train:,} MNIST training images ...")
         t = time.perf_counter()
-        warm_up_quality(s)
         src = ["mnist:train"]
         if quick:
             images, labels = _training_digits(quick)
@@ -136,13 +113,15 @@ def run_demo(store: str | Path, m: int = 100, profile: str | None = None, quick:
         echo(f"      {r.added:,} added, {r.duplicates:,} already stored{idx}, {timings['ingest']:.1f}s")
 
         echo("[2/4] training a class-conditional generator (per-class Gaussian mixture in PCA space) ...")
-        t = time.perf_counter()
-        gen = _generated(job)
+        # PIQE's import (~2 s of CPU) runs beside the fit, which spends its time in numpy's
+        # matrix products without the GIL. Measured on the shared 2-core machine, fitting in a
+        # second process during the ingest was no faster than this (six runs against main's
+        # serial demo, new/old 0.76-1.48) and in a thread it changed the GMM in the 6th digit.
+        warm_up_quality(s)
+        gen = generate_digits(str(root), m, quick)
         timings["generate"] = gen["seconds"]
-        timings["generate_wait"] = time.perf_counter() - t
         out_dir = root / "demo-generated"
-        echo(f"      {m} images of known classes in {out_dir.absolute()}, {timings['generate']:.1f}s "
-             f"alongside the ingest, {timings['generate_wait']:.1f}s waited after it")
+        echo(f"      {m} images of known classes in {out_dir.absolute()}, {timings['generate']:.1f}s")
 
         echo(f"[3/4] valuing them (k = {', '.join(map(str, KS))}; recall 10·k) ...")
         t = time.perf_counter()
@@ -167,13 +146,10 @@ def run_demo(store: str | Path, m: int = 100, profile: str | None = None, quick:
         rho = [class_ratio(con, f"{DEMO_SET}-k{k}", [k])[0] for k in KS]
         echo(f"\nidentical-class ratio rho (C1, m = {m}):")
         echo(to_table([{"k": r["k"], "rho %": round(100 * r["rho"], 2), "generated": r["generated"]} for r in rho]))
-        done = True
     finally:
-        pool.shutdown(wait=done, cancel_futures=True)  # on an error, not kept waiting for the generator
         s.close()
     timings["total"] = time.perf_counter() - t_all
-    echo(f"\ntimes: ingest {timings['ingest']:.1f}s (the generator alongside, {timings['generate']:.1f}s; "
-         f"waited {timings['generate_wait']:.1f}s for it), value {timings['value']:.1f}s "
+    echo(f"\ntimes: ingest {timings['ingest']:.1f}s, generate {timings['generate']:.1f}s, value {timings['value']:.1f}s "
          f"({per_image:.1f} ms/image), total {timings['total']:.1f}s")
     echo(f"\nexplore it:  gmv status --store {root}   |   gmv values --set {main_set} --store {root}\n"
          f"             gmv top {firsts[0]} --store {root}   |   gmv sql \"SELECT * FROM sets\" --store {root}")

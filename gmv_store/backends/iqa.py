@@ -101,7 +101,7 @@ def pyiqa_arch(arch: str) -> types.ModuleType:
     with _PYIQA_IMPORT:
         if name in sys.modules:
             return sys.modules[name]
-        require("torch", "pyiqa")
+        require("torch")
         if "pyiqa" in sys.modules:  # the real package: nothing left to save
             return require(name, "pyiqa")
         spec = importlib.util.find_spec("pyiqa")
