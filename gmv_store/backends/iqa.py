@@ -96,6 +96,7 @@ def pyiqa_arch(arch: str) -> types.ModuleType:
     stand-ins for the three packages are in `sys.modules` only while the arch's own modules
     load, then removed, so a later `import pyiqa` runs pyiqa's real `__init__`s and reuses the
     modules loaded here (its registry among them). The code run is pyiqa's own, unchanged.
+    (A store has one quality metric: no other thread imports pyiqa while the stand-ins exist.)
     """
     name = f"pyiqa.archs.{arch}"
     with _PYIQA_IMPORT:
@@ -117,11 +118,8 @@ def pyiqa_arch(arch: str) -> types.ModuleType:
         try:
             return importlib.import_module(name)
         except ImportError:  # a pyiqa whose arch needs more of its package: imported in full
-            for module_name in [m for m in sys.modules if m == name or m.startswith("pyiqa.")]:
+            for module_name in [m for m in sys.modules if m == "pyiqa" or m.startswith("pyiqa.")]:
                 del sys.modules[module_name]
-            for package, module in standins.items():
-                if sys.modules.get(package) is module:
-                    del sys.modules[package]
             standins = {}
             return require(name, "pyiqa")
         finally:
