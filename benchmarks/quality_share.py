@@ -23,16 +23,33 @@ from pathlib import Path
 import numpy as np
 from md_table import markdown_table  # benchmarks/, the script's own folder
 
+# Besides the wall seconds that `value` reports, CPU seconds, which a loaded machine distorts
+# less: the process's over the valuation, and the quality metric's own, in whichever thread
+# it runs (its warm-up import in the background, its scoring in the main thread).
 CHILD = """
 import json, sys, time
+import gmv_store
 from gmv_store.store import Store
 from gmv_store.query.value import value
 s = Store.open(sys.argv[1])
+q, cpu = s.quality, {"prepare": 0.0, "score": 0.0}
+def timed(fn, key):
+    def run(*a, **kw):
+        t = time.thread_time()
+        try:
+            return fn(*a, **kw)
+        finally:
+            cpu[key] += time.thread_time() - t
+    return run
+q.prepare, q.score = timed(q.prepare, "prepare"), timed(q.score, "score")
 try:
+    c = time.process_time()
     r = value(s, [sys.argv[2]], "quality-share", k=50)
+    cpu["valuation"] = time.process_time() - c
 finally:
     s.close()
-print(json.dumps({"valued": r.valued, "seconds": r.seconds, **r.timings}))
+cpu["quality"] = cpu["prepare"] + cpu["score"]
+print(json.dumps({"valued": r.valued, "seconds": r.seconds, **r.timings, "cpu": cpu, "code": gmv_store.__file__}))
 """
 
 
@@ -88,19 +105,27 @@ def main() -> None:
             copy = work / f"store-{i}"
             shutil.copytree(store, copy)
             env = {**os.environ, "PYTHONPATH": str(Path(tree).resolve()), "HF_HUB_OFFLINE": "1"}
-            procs.append(subprocess.Popen([sys.executable, "-c", CHILD, str(copy), images], env=env,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            # run from the temporary folder: `python -c` puts the working directory first on
+            # sys.path, so run from a checkout every tree would import that checkout's code
+            procs.append(subprocess.Popen([sys.executable, "-c", CHILD, str(copy), str(Path(images).resolve())],
+                                          env=env, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         rows = []
         for tree, p in zip(a.trees, procs):
             out, err = p.communicate()
             if p.returncode:
                 raise SystemExit(f"{tree}: valuation failed: {err.strip().splitlines()[-1] if err.strip() else p.returncode}")
             rows.append({"tree": tree, **json.loads(out.strip().splitlines()[-1])})
+            if not Path(rows[-1]["code"]).resolve().is_relative_to(Path(tree).resolve()):
+                raise SystemExit(f"{tree}: the valuation ran {rows[-1]['code']}, not this tree's code")
     print(json.dumps(rows))
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}\n")
-    print(markdown_table(["tree", "valued", "valuation (s)", "quality (s)", "quality share"],
+    print(markdown_table(["tree", "valued", "valuation (s)", "quality (s)", "quality share",
+                          "CPU: valuation / quality = load + score (s)", "CPU share"],
                          [[f"{r['tree']}", f"{r['valued']:,}", f"{r['seconds']:.1f}", f"{r['quality']:.1f}",
-                           f"{100 * r['quality'] / r['seconds']:.1f} %"] for r in rows]))
+                           f"{100 * r['quality'] / r['seconds']:.1f} %",
+                           f"{r['cpu']['valuation']:.1f} / {r['cpu']['quality']:.1f} = {r['cpu']['prepare']:.1f} + "
+                           f"{r['cpu']['score']:.1f}",
+                           f"{100 * r['cpu']['quality'] / r['cpu']['valuation']:.1f} %"] for r in rows]))
 
 
 if __name__ == "__main__":

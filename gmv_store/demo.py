@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -49,15 +50,41 @@ def _backends(name: str | None) -> tuple[str, dict]:
     return name, profiles.stages(prof)
 
 
-def run_demo(store: str | Path, m: int = 100, profile: str | None = None, quick: bool = False, echo=print) -> dict:
+def _training_digits(quick: bool) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = load_mnist("train")
+    n_train = 5_000 if quick else 60_000  # as the ingest step's count
+    return images[:n_train], labels[:n_train]
+
+
+def generate_digits(root: str, m: int, quick: bool) -> dict:
+    """Step 2: train (or load) the class-conditional GMM on the demo's training digits, draw m
+    images of known classes as PNGs under <root>/demo-generated/<class>/, and return the sets'
+    generator metadata and the seconds it took."""
+    from .generators import load_or_train
+    from .generators.spec import generator_meta
+
+    t = time.perf_counter()
+    images, labels = _training_digits(quick)
+    gen = load_or_train("gmm", images, labels, cache_dir=Path(root) / "generators", seed=0, quick=quick)
+    want = np.arange(m) % 10
+    fake = gen.sample(want, seed=1)
+    out_dir = Path(root) / "demo-generated"
+    for i, (img, lab) in enumerate(zip(fake, want)):
+        (out_dir / str(lab)).mkdir(parents=True, exist_ok=True)
+        save_png(img[:, :, None], out_dir / str(lab) / f"{i:04d}.png")
+    # the sets remember their generator, so `gmv eval lds` / `remove` can retrain it
+    meta = generator_meta("gmm", images, labels, seed=0, quick=quick, owners=["mnist"])
+    return {"meta": meta, "seconds": time.perf_counter() - t}
+
+
+def run_demo(store: str | Path, m: int = 100, profile: str | None = None, quick: bool = False,
+             echo: Callable[[str], object] = print) -> dict:
     from gmv_store.ingest.index import build_index
     from gmv_store.ingest.pipeline import ingest
     from gmv_store.query.lookup import top, values
-    from gmv_store.query.value import value
+    from gmv_store.query.value import value, warm_up_quality
 
     from .eval.class_test import class_ratio
-    from .generators import load_or_train
-    from .generators.spec import generator_meta
     from .sources import InputOptions
     from .store import Store
 
@@ -71,12 +98,11 @@ def run_demo(store: str | Path, m: int = 100, profile: str | None = None, quick:
          f"rerank {describe_backend(c.rerank)}, quality {describe_backend(c.quality)})")
     try:
         n_train = 5_000 if quick else 60_000
-        images, labels = load_mnist("train")
-        images, labels = images[:n_train], labels[:n_train]
         echo(f"[1/4] ingesting {n_train:,} MNIST training images ...")
         t = time.perf_counter()
         src = ["mnist:train"]
         if quick:
+            images, labels = _training_digits(quick)
             path = root / "demo-train-subset.npz"
             np.savez(path, images=images, labels=labels)
             src = [str(path)]
@@ -87,25 +113,22 @@ def run_demo(store: str | Path, m: int = 100, profile: str | None = None, quick:
         echo(f"      {r.added:,} added, {r.duplicates:,} already stored{idx}, {timings['ingest']:.1f}s")
 
         echo("[2/4] training a class-conditional generator (per-class Gaussian mixture in PCA space) ...")
-        t = time.perf_counter()
-        gen = load_or_train("gmm", images, labels, cache_dir=root / "generators", seed=0, quick=quick)
-        want = np.arange(m) % 10
-        fake = gen.sample(want, seed=1)
+        # PIQE's import (~2 s of CPU) runs beside the fit, which spends its time in numpy's
+        # matrix products without the GIL. Measured on the shared 2-core machine, fitting in a
+        # second process during the ingest was no faster than this (six runs against main's
+        # serial demo, new/old 0.76-1.48) and in a thread it changed the GMM in the 6th digit.
+        warm_up_quality(s)
+        gen = generate_digits(str(root), m, quick)
+        timings["generate"] = gen["seconds"]
         out_dir = root / "demo-generated"
-        for i, (img, lab) in enumerate(zip(fake, want)):
-            (out_dir / str(lab)).mkdir(parents=True, exist_ok=True)
-            save_png(img[:, :, None], out_dir / str(lab) / f"{i:04d}.png")
-        timings["generate"] = time.perf_counter() - t
         echo(f"      {m} images of known classes in {out_dir.absolute()}, {timings['generate']:.1f}s")
 
         echo(f"[3/4] valuing them (k = {', '.join(map(str, KS))}; recall 10·k) ...")
         t = time.perf_counter()
         reports = {}
-        # the sets remember their generator, so `gmv eval lds` / `remove` can retrain it
-        meta = generator_meta("gmm", images, labels, seed=0, quick=quick, owners=["mnist"])
         for k in KS:
             reports[k] = value(s, [str(out_dir)], f"{DEMO_SET}-k{k}", k=k, options=InputOptions(label_from="parent"),
-                              meta=meta, progress=sys.stderr.isatty())
+                               meta=gen["meta"], progress=sys.stderr.isatty())
         timings["value"] = time.perf_counter() - t
         n_val = sum(rep.valued for rep in reports.values())
         per_image = 1000 * timings["value"] / max(n_val, 1)

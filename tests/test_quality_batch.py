@@ -61,3 +61,42 @@ def test_batched_quality_equals_one_image_at_a_time(name):
     assert np.array_equal(np.isnan(raw), np.isnan(one)) and np.isfinite(raw).sum() >= len(raw) - 1
     assert np.nanmax(np.abs(raw - one)) <= 1e-6
     assert len(set(np.round(raw, 3))) > 5  # the images differ, and so do their scores
+
+
+def test_piqe_loads_without_the_rest_of_pyiqa_and_pyiqa_still_imports_whole():
+    """PIQE's arch is imported without pyiqa's package `__init__`s (torchvision, torch._dynamo:
+    seconds of import for nothing PIQE uses); afterwards `import pyiqa` still gives the whole
+    package, whose own PIQE scores the same images identically."""
+    pytest.importorskip("pyiqa", reason="PIQE runs through pyiqa: pip install 'gmv-store[models]'")
+    code = """
+import json, sys
+import numpy as np
+from gmv_store.backends import registry
+from gmv_store.datasets import load_mnist
+q = registry.create("quality", "piqe", {})
+q.prepare()
+light = sorted(m for m in ("pyiqa", "torchvision", "torch._dynamo", "pyiqa.api_helpers") if m in sys.modules)
+images = [d[:, :, None] for d in load_mnist("test")[0][:24]]
+ours = q.raw_scores(images)
+import pyiqa, torch
+from gmv_store.backends.iqa import upscaled_batch
+metric = pyiqa.create_metric("piqe", device="cpu", as_loss=False)
+x = torch.from_numpy(upscaled_batch(np.stack(images), 64)).permute(0, 3, 1, 2).float().div(255.0).expand(-1, 3, -1, -1)
+with torch.inference_mode():
+    theirs = metric(x).double().reshape(-1).numpy()
+print(json.dumps({"light": light, "whole": hasattr(pyiqa, "create_metric"), "ours": ours.tolist(),
+                  "theirs": theirs.tolist()}))
+"""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["light"] == [], got["light"]  # none of pyiqa's package, torchvision or dynamo loaded
+    assert got["whole"]
+    ours, theirs = np.array(got["ours"]), np.array(got["theirs"])
+    assert len(set(np.round(ours, 3))) > 5 and np.max(np.abs(ours - theirs)) <= 1e-6

@@ -18,15 +18,19 @@ maniqa.py, piqe.py, niqe.py and brisque.py.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
+import threading
+import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import BadInput
+from ..errors import BadInput, MissingDependency
 from ..progress import Progress
 from .base import Quality
-from .runtime import TorchBackendMixin, group_by_shape, require, torch_threads
+from .runtime import PIP_MODELS, TorchBackendMixin, group_by_shape, require, torch_threads
 from .weights import WeightsSpec, torch_hub_dir, torch_hub_file
 
 Q_FLOOR = 0.001
@@ -77,11 +81,58 @@ def check_min_side(owner: str, value: object, low: int) -> None:
         raise BadInput(f"{owner}: min_side={value!r} must be an integer in {low}..4096")
 
 
+# pyiqa's own package modules, stood in for while one of its light metrics is imported
+_PYIQA_PACKAGES = ("pyiqa", "pyiqa.utils", "pyiqa.archs")
+_PYIQA_IMPORT = threading.Lock()
+
+
+def pyiqa_arch(arch: str) -> types.ModuleType:
+    """pyiqa's `pyiqa.archs.<arch>` module, imported without running pyiqa's package
+    `__init__`s when pyiqa is not imported yet.
+
+    `import pyiqa` imports its whole API first, and through `pyiqa.utils.img_util` torchvision
+    and `torch._dynamo`: ~3 s of CPU on this project's machine, more than torch itself, for
+    modules that PIQE never uses (its arch needs torch and four small pyiqa modules). Empty
+    stand-ins for the three packages are in `sys.modules` only while the arch's own modules
+    load, then removed, so a later `import pyiqa` runs pyiqa's real `__init__`s and reuses the
+    modules loaded here (its registry among them). The code run is pyiqa's own, unchanged.
+    (A store has one quality metric: no other thread imports pyiqa while the stand-ins exist.)
+    """
+    name = f"pyiqa.archs.{arch}"
+    with _PYIQA_IMPORT:
+        if name in sys.modules:
+            return sys.modules[name]
+        require("torch")
+        if "pyiqa" in sys.modules:  # the real package: nothing left to save
+            return require(name, "pyiqa")
+        spec = importlib.util.find_spec("pyiqa")
+        if spec is None or not spec.submodule_search_locations:
+            raise MissingDependency(f"quality metrics need 'pyiqa' (not installed); fix: {PIP_MODELS}")
+        root = Path(list(spec.submodule_search_locations)[0])
+        standins = {}
+        for package in _PYIQA_PACKAGES:
+            module = types.ModuleType(package)
+            module.__path__ = [str(root.joinpath(*package.split(".")[1:]))]
+            module.__package__ = package
+            standins[package] = sys.modules[package] = module
+        try:
+            return importlib.import_module(name)
+        except ImportError:  # a pyiqa whose arch needs more of its package: imported in full
+            for module_name in [m for m in sys.modules if m == "pyiqa" or m.startswith("pyiqa.")]:
+                del sys.modules[module_name]
+            standins = {}
+            return require(name, "pyiqa")
+        finally:
+            for package, module in standins.items():
+                if sys.modules.get(package) is module:
+                    del sys.modules[package]
+
+
 def pyiqa_file(owner: str, arch: str, key: str, filename: str, alternative: str,
                also: Sequence[Path] = ()) -> WeightsSpec:
     """One of pyiqa's checkpoints (`default_model_urls[key]` of pyiqa.archs.<arch>), which
     pyiqa itself keeps in `$TORCH_HOME/hub/pyiqa/`."""
-    def download():
+    def download() -> str:
         from pyiqa.utils.download_util import load_file_from_url
 
         url = importlib.import_module(f"pyiqa.archs.{arch}").default_model_urls[key]

@@ -1,13 +1,12 @@
 """PIQE no-reference quality (pyiqa): no weights at all; raw [0, 100], lower better."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .iqa import TorchNR, check_min_side, inverted_100
-from .runtime import cached_model, require
+import numpy as np
 
-if TYPE_CHECKING:
-    import numpy as np
+from .iqa import TorchNR, check_min_side, inverted_100, pyiqa_arch
+from .runtime import cached_model
 
 
 class PiqeQuality(TorchNR):
@@ -22,10 +21,8 @@ class PiqeQuality(TorchNR):
 
     def _net(self) -> Any:
         def build() -> Any:
-            require("pyiqa")
-            from pyiqa.archs.piqe_arch import PIQE
-
-            return PIQE().eval().to(self.device)
+            # pyiqa's PIQE without the rest of pyiqa's imports (torchvision, torch._dynamo)
+            return pyiqa_arch("piqe_arch").PIQE().eval().to(self.device)
 
         return cached_model(("piqe", self.device), build)
 

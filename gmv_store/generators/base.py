@@ -10,6 +10,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -115,9 +116,9 @@ class TorchGenerator(Generator):
     FULL: dict = {}
     QUICK: dict = {}
 
-    def __init__(self, **hp):
+    def __init__(self, **hp: Any) -> None:
         self.hp = {**self.FULL, **hp}
-        self.net = None
+        self.net: Any = None  # the torch nn.Module once trained or loaded
         self.train_seconds: float | None = None
 
     @classmethod
@@ -128,7 +129,8 @@ class TorchGenerator(Generator):
     def from_hparams(cls, quick: bool = False) -> TorchGenerator:
         return cls(**cls.hparams(quick))
 
-    def build(self):
+    def build(self) -> Any:
+        """A new, untrained torch nn.Module."""
         raise NotImplementedError
 
     def _train(self, x, y, rng: np.random.Generator) -> None:
@@ -137,7 +139,7 @@ class TorchGenerator(Generator):
     def _sample(self, y, gen):
         raise NotImplementedError
 
-    def fit(self, images, labels, seed: int = 0) -> TorchGenerator:
+    def fit(self, images: np.ndarray, labels: np.ndarray, seed: int = 0) -> TorchGenerator:
         import time
 
         import torch
@@ -154,7 +156,7 @@ class TorchGenerator(Generator):
         self.train_seconds = time.perf_counter() - t0
         return self
 
-    def sample(self, labels, seed: int = 0, batch_size: int = 500) -> np.ndarray:
+    def sample(self, labels: np.ndarray, seed: int = 0, batch_size: int = 500) -> np.ndarray:
         import torch
 
         if self.net is None:

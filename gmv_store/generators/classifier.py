@@ -13,15 +13,17 @@ import hashlib
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from ..errors import BadInput
 from .base import atomic_write, check_images_labels, check_labels, data_sha256
 
 CACHE_VERSION = 1
 
 
-def _net():
+def _net() -> Any:  # a torch.nn.Sequential
     import torch.nn as nn
 
     return nn.Sequential(
@@ -32,7 +34,7 @@ def _net():
     )
 
 
-def _to_tensor(images: np.ndarray):
+def _to_tensor(images: np.ndarray) -> Any:  # a torch.Tensor
     import torch
 
     return torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).div_(255.0).unsqueeze(1)
@@ -43,14 +45,14 @@ class MnistClassifier:
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
-        self.net = None
+        self.net: Any = None  # the torch network once trained or loaded
         self.train_seconds: float | None = None
 
     @staticmethod
     def hparams(quick: bool = False) -> dict:
         return {"epochs": 2 if quick else 3, "batch_size": 128, "lr": 1e-3}
 
-    def fit(self, images, labels, seed: int = 0) -> MnistClassifier:
+    def fit(self, images: np.ndarray, labels: np.ndarray, seed: int = 0) -> MnistClassifier:
         import torch
         import torch.nn.functional as F
 
@@ -74,14 +76,20 @@ class MnistClassifier:
         self.train_seconds = time.perf_counter() - t0
         return self
 
+    def _trained(self) -> Any:
+        if self.net is None:
+            raise BadInput("classifier: not trained; fix: call fit() or load_or_train_classifier()")
+        return self.net
+
     def predict(self, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         import torch
 
+        net = self._trained()
         images = np.asarray(images)
         out = []
         with torch.inference_mode():
             for i in range(0, len(images), batch_size):
-                out.append(self.net(_to_tensor(images[i:i + batch_size])).argmax(1).numpy())
+                out.append(net(_to_tensor(images[i:i + batch_size])).argmax(1).numpy())
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
     def accuracy_on(self, images: np.ndarray, labels: np.ndarray) -> float:
@@ -95,7 +103,7 @@ class MnistClassifier:
         import torch
 
         blob = {"hparams": {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr},
-                "train_seconds": self.train_seconds, "state_dict": self.net.state_dict()}
+                "train_seconds": self.train_seconds, "state_dict": self._trained().state_dict()}
         atomic_write(Path(path), lambda tmp: torch.save(blob, tmp))
 
     @classmethod
@@ -111,14 +119,15 @@ class MnistClassifier:
         return clf
 
 
-def classifier_cache_path(images, labels, cache_dir: Path, seed: int = 0, quick: bool = False) -> Path:
+def classifier_cache_path(images: np.ndarray, labels: np.ndarray, cache_dir: Path, seed: int = 0,
+                          quick: bool = False) -> Path:
     payload = {"name": "classifier", "seed": int(seed), "quick": bool(quick), "data": data_sha256(images, labels),
                "hparams": MnistClassifier.hparams(quick), "version": CACHE_VERSION}
     key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
     return Path(cache_dir) / f"classifier-{'quick-' if quick else ''}s{int(seed)}-{key[:20]}.pt"
 
 
-def load_or_train_classifier(images, labels, cache_dir: Path | str | None = None, seed: int = 0,
+def load_or_train_classifier(images: np.ndarray, labels: np.ndarray, cache_dir: Path | str | None = None, seed: int = 0,
                              quick: bool = False) -> MnistClassifier:
     from . import default_cache_dir
 

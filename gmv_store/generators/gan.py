@@ -9,6 +9,8 @@ accuracy against 91% for the raw generator.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .base import NUM_CLASSES, TorchGenerator
@@ -54,7 +56,7 @@ class GANGenerator(TorchGenerator):
     FULL = {"nz": 64, "ch": 32, "epochs": 5, "batch_size": 128, "lr": 2e-4, "ema": 0.99}
     QUICK = {"nz": 16, "ch": 8, "epochs": 2, "batch_size": 64, "lr": 1e-3, "ema": 0.9}
 
-    def build(self):
+    def build(self) -> Any:
         return _build(self.hp["nz"], self.hp["ch"])
 
     def _train(self, x, y, rng: np.random.Generator) -> None:

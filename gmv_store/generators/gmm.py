@@ -14,6 +14,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,8 @@ def _kmeans(z: np.ndarray, k: int, rng: np.random.Generator, iters: int = 10) ->
 
 
 def fit_gmm(z: np.ndarray, k: int, covariance_type: str = "full", max_iter: int = 100,
-            rng: np.random.Generator | None = None, reg: float = 1e-4, tol: float = 1e-3):
+            rng: np.random.Generator | None = None, reg: float = 1e-4,
+            tol: float = 1e-3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """EM for a k-component Gaussian mixture. Returns (weights (k,), means (k,d), chols (k,d,d))."""
     from scipy.special import logsumexp
 
@@ -55,7 +57,7 @@ def fit_gmm(z: np.ndarray, k: int, covariance_type: str = "full", max_iter: int 
     resp = np.zeros((n, k), dtype=np.float32)
     resp[np.arange(n), _kmeans(z, k, rng)] = 1.0
 
-    def m_step(resp):
+    def m_step(resp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         nk = resp.sum(0, dtype=np.float64) + 1e-10
         mu = (resp.T @ z32).astype(np.float64) / nk[:, None]
         chol = np.empty((k, d, d))
@@ -122,7 +124,7 @@ class GMMGenerator(Generator):
         return cls(**hp)
 
 
-    def fit(self, images, labels, seed: int = 0) -> GMMGenerator:
+    def fit(self, images: np.ndarray, labels: np.ndarray, seed: int = 0) -> GMMGenerator:
         from threadpoolctl import threadpool_limits
 
         images, labels = check_images_labels(images, labels)
@@ -150,7 +152,7 @@ class GMMGenerator(Generator):
         self.means = np.zeros((NUM_CLASSES, k, d))
         self.chols = np.zeros((NUM_CLASSES, k, d, d))
         self.fitted = np.zeros(NUM_CLASSES, dtype=bool)
-        def fit_class(c: int):
+        def fit_class(c: int) -> tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
             zc = z[labels == c]
             kc = max(1, min(k, len(zc) // 2))
             return kc, fit_gmm(zc, kc, self.covariance_type, self.max_iter, np.random.default_rng([seed, c]))
@@ -166,29 +168,36 @@ class GMMGenerator(Generator):
                 self.fitted[c] = True
         return self
 
-    def sample(self, labels, seed: int = 0) -> np.ndarray:
-        if self.weights is None:
+    def trained_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted arrays by name (BadInput when not trained)."""
+        arrays = dict(pca_mean=self.pca_mean, pca_components=self.pca_components, weights=self.weights,
+                      means=self.means, chols=self.chols, fitted=self.fitted)
+        fitted = {k: v for k, v in arrays.items() if v is not None}
+        if len(fitted) < len(arrays):
             raise BadInput("gmm: generator is not trained; fix: call fit() or load_or_train()")
+        return fitted
+
+    def sample(self, labels: np.ndarray, seed: int = 0) -> np.ndarray:
+        g = self.trained_arrays()
         labels = check_labels(labels)
-        missing = sorted(set(labels.tolist()) - set(np.flatnonzero(self.fitted).tolist()))
+        missing = sorted(set(labels.tolist()) - set(np.flatnonzero(g["fitted"]).tolist()))
         if missing:
             raise BadInput(f"gmm: no training images of class {missing}; fix: request only trained classes")
         m = len(labels)
-        d = self.means.shape[-1]
+        d = g["means"].shape[-1]
         rng = np.random.default_rng(seed)
         u = rng.random(m)
         eps = rng.standard_normal((m, d))
-        cdf = np.cumsum(self.weights[labels], axis=1)
+        cdf = np.cumsum(g["weights"][labels], axis=1)
         cdf[:, -1] = np.maximum(cdf[:, -1], 1.0)
         comp = np.array([np.searchsorted(cdf[i], u[i], side="right") for i in range(m)], dtype=np.int64)
-        comp = np.minimum(comp, self.weights.shape[1] - 1)
-        z = self.means[labels, comp] + np.einsum("nij,nj->ni", self.chols[labels, comp], eps)
-        x = z.astype(np.float32) @ self.pca_components + self.pca_mean
+        comp = np.minimum(comp, g["weights"].shape[1] - 1)
+        z = g["means"][labels, comp] + np.einsum("nij,nj->ni", g["chols"][labels, comp], eps)
+        x = z.astype(np.float32) @ g["pca_components"] + g["pca_mean"]
         return to_uint8(x * 255.0).reshape(m, 28, 28)
 
     def save(self, path: Path) -> None:
-        arrays = dict(pca_mean=self.pca_mean, pca_components=self.pca_components, weights=self.weights,
-                      means=self.means, chols=self.chols, fitted=self.fitted,
+        arrays: dict[str, Any] = dict(self.trained_arrays(),
                       config=np.array([self.n_pca, self.n_components, self.max_iter]),
                       covariance_type=np.array(self.covariance_type),
                       train_seconds=np.array(np.nan if self.train_seconds is None else self.train_seconds))

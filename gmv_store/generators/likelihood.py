@@ -21,6 +21,8 @@ import numpy as np
 
 from ..errors import BadInput
 from .base import NUM_CLASSES, check_images_labels
+from .gmm import GMMGenerator
+from .vae import VAEGenerator
 
 KINDS = {"gmm": "exact log-likelihood (mixture in PCA space + isotropic Gaussian off it)",
          "vae": "ELBO (beta = 1, Bernoulli decoder, 16 posterior samples)"}
@@ -38,42 +40,44 @@ def _pixels(images: np.ndarray) -> np.ndarray:
     return images.reshape(len(images), -1).astype(np.float64) / 255.0
 
 
-def gmm_residual_variance(gen, images: np.ndarray) -> float:
+def gmm_residual_variance(gen: GMMGenerator, images: np.ndarray) -> float:
     """Mean squared distance per dimension of the training images from the PCA subspace."""
-    c = gen.pca_components.astype(np.float64)
+    g = gen.trained_arrays()
+    c = g["pca_components"].astype(np.float64)
     total = 0.0
     for i in range(0, len(images), 5000):  # in chunks: 60,000 float64 images are 376 MB
-        x = _pixels(images[i:i + 5000]) - gen.pca_mean
+        x = _pixels(images[i:i + 5000]) - g["pca_mean"]
         r = x - (x @ c.T) @ c
         total += float((r * r).sum())
     return max(total / (len(images) * (c.shape[1] - c.shape[0])), 1e-12)
 
 
-def gmm_log_likelihood(gen, images: np.ndarray, labels: np.ndarray, s2: float) -> np.ndarray:
+def gmm_log_likelihood(gen: GMMGenerator, images: np.ndarray, labels: np.ndarray, s2: float) -> np.ndarray:
     from scipy.special import logsumexp
 
     images, labels = check_images_labels(images, labels)
-    x = _pixels(images) - gen.pca_mean
-    c = gen.pca_components.astype(np.float64)
+    g = gen.trained_arrays()
+    x = _pixels(images) - g["pca_mean"]
+    c = g["pca_components"].astype(np.float64)
     d, big_d = c.shape[0], x.shape[1]
     z = x @ c.T
     r = x - z @ c
     out = -0.5 * (big_d - d) * np.log(2 * np.pi * s2) - 0.5 * (r * r).sum(1) / s2
     for y in np.unique(labels):
         rows = labels == y
-        if not gen.fitted[y]:
+        if not g["fitted"][y]:
             raise BadInput(f"gmm: no training images of class {y}; fix: score only trained classes")
-        w = gen.weights[y]
+        w = g["weights"][y]
         terms = []
         for j in np.flatnonzero(w > 0):
-            L = gen.chols[y, j]
-            sol = np.linalg.solve(L, (z[rows] - gen.means[y, j]).T)  # L^-1 (z - mu)
+            L = g["chols"][y, j]
+            sol = np.linalg.solve(L, (z[rows] - g["means"][y, j]).T)  # L^-1 (z - mu)
             terms.append(np.log(w[j]) - 0.5 * (sol * sol).sum(0) - np.log(np.diag(L)).sum() - 0.5 * d * np.log(2 * np.pi))
         out[rows] += logsumexp(np.stack(terms), axis=0)
     return out
 
 
-def vae_elbo(gen, images: np.ndarray, labels: np.ndarray, samples: int = ELBO_SAMPLES, seed: int = 0) -> np.ndarray:
+def vae_elbo(gen: VAEGenerator, images: np.ndarray, labels: np.ndarray, samples: int = ELBO_SAMPLES, seed: int = 0) -> np.ndarray:
     import torch
     import torch.nn.functional as F
 
@@ -103,6 +107,7 @@ def fit_and_score(kind: str, hparams: dict, seed: int, train_x: np.ndarray, trai
     t = time.perf_counter()
     gen = build_generator(kind, hparams).fit(train_x, train_y, seed=seed)
     seconds = time.perf_counter() - t
-    if kind == "gmm":
+    if isinstance(gen, GMMGenerator):
         return gmm_log_likelihood(gen, gen_x, gen_y, gmm_residual_variance(gen, train_x)), seconds
+    assert isinstance(gen, VAEGenerator), kind  # likelihood_kind admits these two
     return vae_elbo(gen, gen_x, gen_y), seconds

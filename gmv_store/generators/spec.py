@@ -21,7 +21,7 @@ import numpy as np
 
 from ..images import content_sha256
 from . import generator_class
-from .base import check_images_labels
+from .base import Generator, check_images_labels
 
 SPEC_KEY = "generator"
 SPEC_VERSION = 1
@@ -51,12 +51,13 @@ def generator_spec(kind: str, images: np.ndarray, labels: np.ndarray, *, seed: i
                       "ids_sha256": ids_sha256(ids)}}
 
 
-def generator_meta(kind: str, images: np.ndarray, labels: np.ndarray, **kw) -> dict:
+def generator_meta(kind: str, images: np.ndarray, labels: np.ndarray, *, seed: int, quick: bool = False,
+                   owners: Sequence[str] | None = None, hparams: dict | None = None) -> dict:
     """`meta` for `query.value.value`: {"generator": generator_spec(...)}."""
-    return {SPEC_KEY: generator_spec(kind, images, labels, **kw)}
+    return {SPEC_KEY: generator_spec(kind, images, labels, seed=seed, quick=quick, owners=owners, hparams=hparams)}
 
 
-def build_generator(kind: str, hparams: dict):
+def build_generator(kind: str, hparams: dict) -> Generator:
     """An untrained generator of `kind` with the recorded hyper-parameters (keys that are not
     constructor arguments, such as the GMM's EM revision tag, are dropped)."""
     import inspect

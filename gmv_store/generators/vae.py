@@ -7,6 +7,8 @@ z ~ N(0, I) with the requested class and returns the decoder's mean image.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .base import NUM_CLASSES, TorchGenerator
@@ -50,7 +52,7 @@ class VAEGenerator(TorchGenerator):
     FULL = {"hidden": 512, "latent": 16, "beta": 3.0, "epochs": 10, "batch_size": 128, "lr": 2e-3}
     QUICK = {"hidden": 64, "latent": 8, "beta": 3.0, "epochs": 2, "batch_size": 64, "lr": 2e-3}
 
-    def build(self):
+    def build(self) -> Any:
         return _build(self.hp["hidden"], self.hp["latent"])
 
     def _train(self, x, y, rng: np.random.Generator) -> None:
