@@ -23,6 +23,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from ..errors import GmvError
+from ..options import DEFAULT_K, DEFAULT_SQL_TIMEOUT_S
 from . import auth, images, jsonapi, pages
 from .attribution import Matcher
 from .images import ThumbCache
@@ -39,10 +40,10 @@ class Settings:
     loopback_only: bool = False       # answer only Host: localhost / 127.0.0.1 / ::1 (+ extra_hosts)
     extra_hosts: tuple[str, ...] = field(default=())
     max_upload_bytes: int = 10_000_000
-    sql_timeout: float = 60.0
+    sql_timeout: float = DEFAULT_SQL_TIMEOUT_S
     sql_memory_limit: str | None = None
     match_wait: float = 5.0           # seconds an upload waits for a writer to finish
-    default_k: int = 50
+    default_k: int = DEFAULT_K
     device: str | None = None
     hold_s: float = 0.0               # keep a ledger connection open this long after a read (reading.py)
     warm_up: bool = False             # at start, in the background: MNIST's array, the upload's backends
