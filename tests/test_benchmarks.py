@@ -47,7 +47,8 @@ def test_quality_share_quick():
     out = bench("quality_share.py", "--quick")
     rows = json.loads(out.splitlines()[0])
     assert len(rows) == 1 and rows[0]["valued"] == 200 and 0 < rows[0]["quality"] < rows[0]["seconds"], rows
-    assert re.search(r"^\| \. \| 200 \| [\d.]+ \| [\d.]+ \| [\d.]+ % \|$", out, flags=re.M), out
+    assert re.search(r"^\| \. \| 200 \| [\d.]+ \| [\d.]+ \| [\d.]+ % \| [\d.]+ / [\d.]+ = [\d.]+ \+ [\d.]+ \| [\d.]+ % \|$",
+                     out, flags=re.M), out
 
 
 def test_index_crossing_quick():
