@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +30,7 @@ KS = (30, 50, 100)
 # 12-66 ms per image here, 12-60 minutes for the training set), so the default recalls by
 # pixels and re-ranks by pixel l2, and calibrates with PIQE, a real no-reference quality
 # metric that needs no weights. `--profile offline` runs EfficientNet-Lite0 recall as well.
-DEMO_PROFILES: Registry[dict] = Registry("demo profile")
+DEMO_PROFILES: Registry[dict[str, Any]] = Registry("demo profile")
 _PIXELS = ("pixels", {"size": 16, "color": "gray"})
 _L2 = ("l2", {"size": 28, "color": "gray"})
 DEMO_PROFILES.add("default", profiles.profile("MNIST: pixel recall, pixel l2 re-rank, PIQE quality",
@@ -41,7 +42,7 @@ DEMO_PROFILES.add("offline", profiles.profile("MNIST: EfficientNet-Lite0 recall,
                                               quality=("piqe", {})))
 
 
-def _backends(name: str | None) -> tuple[str, dict]:
+def _backends(name: str | None) -> tuple[str, dict[str, tuple[str, dict[str, Any]]]]:
     """The demo's own profile of that name, else any `gmv backends` profile."""
     if name is None:
         has_torch = importlib.util.find_spec("torch") is not None and importlib.util.find_spec("pyiqa") is not None
@@ -56,7 +57,7 @@ def _training_digits(quick: bool) -> tuple[np.ndarray, np.ndarray]:
     return images[:n_train], labels[:n_train]
 
 
-def generate_digits(root: str, m: int, quick: bool) -> dict:
+def generate_digits(root: str, m: int, quick: bool) -> dict[str, Any]:
     """Step 2: train (or load) the class-conditional GMM on the demo's training digits, draw m
     images of known classes as PNGs under <root>/demo-generated/<class>/, and return the sets'
     generator metadata and the seconds it took."""
@@ -78,7 +79,7 @@ def generate_digits(root: str, m: int, quick: bool) -> dict:
 
 
 def run_demo(store: str | Path, m: int = 100, profile: str | None = None, quick: bool = False,
-             echo: Callable[[str], object] = print) -> dict:
+             echo: Callable[[str], object] = print) -> dict[str, Any]:
     from gmv_store.ingest.index import build_index
     from gmv_store.ingest.pipeline import ingest
     from gmv_store.query.lookup import top, values

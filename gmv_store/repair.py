@@ -39,7 +39,8 @@ from .ledger.checks import schema_problems
 from .ledger.connection import Connection
 from .ledger.rebuild import journal_entries, point_ids
 from .lock import WriterLock
-from .repair_points import RepairReport, mend_points, rematch_all, rows_from_points
+from .repair_points import RepairReport as RepairReport  # re-exported: the api's return type
+from .repair_points import mend_points, rematch_all, rows_from_points
 from .store import TABLES, Store
 
 

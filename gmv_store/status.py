@@ -4,9 +4,13 @@ parts that are missing, damaged or disagree with the ledger."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import StoreConfig
 
 
-def collections(root: Path, info: dict, count: bool = False) -> tuple[dict, list[str]]:
+def collections(root: Path, info: dict[str, Any], count: bool = False) -> tuple[dict[str, Any], list[str]]:
     """Per collection: points, indexed points, index and quantization; and the collections
     whose points were counted. With `count`, the embedded engines' collections are opened
     (under the writer lock, when it is free) and their points counted; otherwise, or while a
@@ -18,7 +22,8 @@ def collections(root: Path, info: dict, count: bool = False) -> tuple[dict, list
     cfg = read_config(root)
     ledger_points = {"training": info["training_images"], "generated": sum(s["generated"] for s in info["sets"])}
     states = _count(root, cfg) if (count or cfg.engine == "server") else None
-    out, counted_names = {}, []
+    out: dict[str, Any] = {}
+    counted_names: list[str] = []
     for name in ("training", "generated"):
         mode = cfg.index.mode if name == "training" else "exact"
         state = states.get(name) if states is not None else None
@@ -41,7 +46,7 @@ def collections(root: Path, info: dict, count: bool = False) -> tuple[dict, list
     return out, counted_names
 
 
-def _count(root: Path, cfg) -> dict | None:
+def _count(root: Path, cfg: StoreConfig) -> dict[str, dict[str, Any]] | None:
     """{collection: index state with the exact point count}, or None while a writer holds the
     store (an embedded engine lets one process open a collection). A collection that cannot
     be opened is left out: `damaged_parts` names it."""
@@ -57,7 +62,7 @@ def _count(root: Path, cfg) -> dict | None:
             return None
     try:
         vs = open_vector_store(cfg.engine, root, url=cfg.qdrant_url, prefix=cfg.collection_prefix)
-        out = {}
+        out: dict[str, dict[str, Any]] = {}
         try:
             for name in ("training", "generated"):
                 try:
@@ -73,7 +78,7 @@ def _count(root: Path, cfg) -> dict | None:
             lock.release()
 
 
-def disagreements(root: Path, info: dict) -> list[str]:
+def disagreements(root: Path, info: dict[str, Any]) -> list[str]:
     """Counted points that differ from the ledger's rows, each with its fix (none while the
     journal holds unfinished writes: the next writer finishes them first)."""
     if info.get("pending_journal"):

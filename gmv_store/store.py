@@ -26,11 +26,15 @@ from . import migrate as migrations
 from .backends import registry
 from .backends.base import Embedder, Quality, Reranker
 from .backends.named import WorkerEmbedding, embed_named, worker_embedding
-from .backends.stored import backend_summary, make_backend  # make_backend: also what workers and the web call
+from .backends.stored import backend_summary
+from .backends.stored import make_backend as make_backend  # re-exported: also what workers and the web call
 from .config import LEDGER_FILE, BackendSpec, IndexConfig, StoreConfig, default_store_path, read_config, write_config
 from .errors import GmvError, RepairUnfinished, StoreDamaged, StoreMismatch
 from .integrity import count_problems, describe_unfinished, unfinished_repair
-from .journaled import GENERATED, TABLES, TRAINING, JournaledWrites  # the names: importers take them from here
+from .journaled import GENERATED as GENERATED  # the names: importers take them from here
+from .journaled import TABLES as TABLES
+from .journaled import TRAINING as TRAINING
+from .journaled import JournaledWrites
 from .ledger import (
     READER_WAIT_S,
     SNAPSHOT_FILE,
@@ -76,9 +80,9 @@ class Store(JournaledWrites):
     def init(
         cls,
         path: str | Path | None,
-        embedder: tuple[str, dict] = ("pixels", {}),
-        rerank: tuple[str, dict] = ("l2", {}),
-        quality: tuple[str, dict] = ("none", {}),
+        embedder: tuple[str, dict[str, Any]] = ("pixels", {}),
+        rerank: tuple[str, dict[str, Any]] = ("l2", {}),
+        quality: tuple[str, dict[str, Any]] = ("none", {}),
         engine: str = "edge",
         qdrant_url: str | None = None,
         collection_prefix: str = "gmv",
@@ -154,7 +158,7 @@ class Store(JournaledWrites):
 
     @classmethod
     def open_reader(cls, path: str | Path | None, wait: float = 0.0, device: str | None = None,
-                    backends: dict[str, Any] | None = None, ledger_config: dict | None = None) -> Store:
+                    backends: dict[str, Any] | None = None, ledger_config: dict[str, Any] | None = None) -> Store:
         """Open for searching only (`gmv match`, the web UI's attribution): the ledger
         read-only, the vector collections for queries; no migration, recovery or snapshot,
         so no row, point or value changes (the embedded engine rewrites its own JSON settings
@@ -227,7 +231,7 @@ class Store(JournaledWrites):
             write_config(self.root, self.config)
         return index
 
-    def search_options(self, limit: int) -> dict:
+    def search_options(self, limit: int) -> dict[str, Any]:
         """Query options for a recall search keeping `limit` hits: exact when the store has no
         index, else HNSW with ef derived from the limit."""
         if self.config.index.mode == "exact":

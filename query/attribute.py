@@ -19,11 +19,12 @@ from gmv_store.errors import BadInput, param
 from gmv_store.images import content_sha256, decode_bytes
 from gmv_store.ledger.connection import Connection
 from gmv_store.ledger.lookups import contributor_cards, nearest_distance_quantile, sets_holding
+from gmv_store.options import DEFAULT_K
 from gmv_store.sources import Decoded, InputOptions, InputReport
 from gmv_store.store import Store
 
 from .matches import Match
-from .value import DEFAULT_K, input_batches, require_training, score_batch
+from .value import input_batches, require_training, score_batch
 
 if TYPE_CHECKING:
     from gmv_store.distributed.settings import RaySettings

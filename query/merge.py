@@ -72,7 +72,8 @@ def isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     if not len(sorted_set):
         return np.zeros(values.shape, dtype=bool)
     i = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
-    return sorted_set[i] == values
+    found: np.ndarray = sorted_set[i] == values
+    return found
 
 
 def isin_rows(a: np.ndarray, b: np.ndarray, b_valid: np.ndarray, chunk_cells: int = 1 << 24) -> np.ndarray:

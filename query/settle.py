@@ -206,7 +206,8 @@ def distances_of(store: Store, rv: Embedder, scores: np.ndarray) -> np.ndarray:
     rr = store.reranker
     if type(rr).distance_from_score is Reranker.distance_from_score:
         return score_distances(scores, rv.metric)
-    return np.vectorize(lambda s: rr.distance_from_score(float(s), rv.metric), otypes=[np.float64])(scores)
+    out: np.ndarray = np.vectorize(lambda s: rr.distance_from_score(float(s), rv.metric), otypes=[np.float64])(scores)
+    return out
 
 
 def _merge_line(b: Batch, line: Line, todo: np.ndarray, left: np.ndarray, f_ids: np.ndarray, f_dist: np.ndarray,
@@ -245,7 +246,8 @@ def _merge_line(b: Batch, line: Line, todo: np.ndarray, left: np.ndarray, f_ids:
     grown.count[todo] = count
     grown.every[todo] = every & (total <= cap)
     line.ids, line.dist, line.count, line.every = grown.ids, grown.dist, grown.count, grown.every
-    return todo[(count < b.k) & ~line.every[todo]]
+    short: np.ndarray = todo[(count < b.k) & ~line.every[todo]]
+    return short
 
 
 def _rerank_among(store: Store, b: Batch, rv: Embedder, rows: np.ndarray, n_new: np.ndarray, line: Line) -> None:

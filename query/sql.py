@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 
@@ -40,7 +40,7 @@ DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MEMORY_LIMIT = "25%"  # of this machine's memory (DuckDB's own percentage form)
 FETCH_ROWS = 10_000  # rows per fetch: between fetches the worker checks whether it was stopped
 
-SAFE_CONFIG = {
+SAFE_CONFIG: dict[str, str | bool | int | float | list[str]] = {
     "enable_external_access": False,
     "autoinstall_known_extensions": False,
     "autoload_known_extensions": False,
@@ -53,7 +53,7 @@ _NODE = re.compile(r"^([A-Z_]+)_QUERY_NODE$")
 _LEADING = re.compile(r"^(?:\s+|--[^\n]*\n?|/\*.*?\*/)*", re.S)
 
 
-def _statement_name(st) -> str:
+def _statement_name(st: duckdb.Statement) -> str:
     """What the user wrote: its leading keyword (INSTALL, CHECKPOINT, USE...), since DuckDB's
     statement types lump several together (INSTALL is a LOAD, CHECKPOINT a CALL, USE a SET)."""
     text = _LEADING.sub("", st.query, count=1)
@@ -64,18 +64,19 @@ def _statement_name(st) -> str:
     return str(st.type).rsplit(".", 1)[-1]
 
 
-def _hidden_writes(con, sql: str) -> set[str]:
+def _hidden_writes(con: duckdb.DuckDBPyConnection, sql: str) -> set[str]:
     """Data-modifying statements inside a SELECT (`WITH x AS (DELETE ... RETURNING *) SELECT ...`).
 
     Read from DuckDB's own parse tree (json_serialize_sql), not from a keyword scan: the tree
     is exactly what would run, so quoted identifiers, string literals and comments that
     contain INSERT cannot be mistaken for writes, and no spelling of a write can slip past."""
-    tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
+    row = cast(tuple[Any, ...], con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone())  # one row always
+    tree = json.loads(row[0])
     if tree.get("error"):
         raise ReadOnlyViolation(f"statement could not be checked ({tree.get('error_message', 'unknown error')}): {REFUSED}")
     found: set[str] = set()
 
-    def walk(node):
+    def walk(node: object) -> None:
         if isinstance(node, dict):
             kind = node.get("type")
             m = _NODE.match(kind) if isinstance(kind, str) else None
@@ -91,11 +92,11 @@ def _hidden_writes(con, sql: str) -> set[str]:
     return found
 
 
-_SCRATCH: list = []
+_SCRATCH: list[duckdb.DuckDBPyConnection] = []
 _SCRATCH_LOCK = threading.Lock()
 
 
-def _scratch():
+def _scratch() -> duckdb.DuckDBPyConnection:
     """A cursor on one private in-memory database for the parse-tree check: starting a
     DuckDB database costs tens of ms, a cursor on a running one nothing (the web UI's SQL
     page runs one query after another)."""
@@ -165,16 +166,17 @@ def run_sql(store: str | Path | None, sql: str, params: list[Any] | None = None,
     return _run_stoppable(con, sql, list(params or []), timeout or None, limit)
 
 
-def _run_stoppable(con, sql: str, params: list, timeout: float | None, limit: str):
-    outcome: dict = {}
+def _run_stoppable(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any], timeout: float | None,
+                   limit: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    outcome: dict[str, Any] = {}
     done = threading.Event()
     stop = threading.Event()
 
-    def work():
+    def work() -> None:
         try:
             cur = con.execute(sql, params)
             cols = [d[0] for d in cur.description] if cur.description else []
-            rows: list[tuple] = []
+            rows: list[tuple[Any, ...]] = []
             while not stop.is_set():
                 chunk = cur.fetchmany(FETCH_ROWS)
                 rows.extend(chunk)
@@ -205,7 +207,8 @@ def _run_stoppable(con, sql: str, params: list, timeout: float | None, limit: st
         # process, and closing the connection under a running query is not safe
     err = outcome.get("error")
     if err is None:
-        return outcome["result"]
+        result: tuple[list[str], list[tuple[Any, ...]]] = outcome["result"]
+        return result
     if isinstance(err, duckdb.OutOfMemoryException):
         raise QueryMemoryLimit(f"query needs more memory than its limit of {limit} ({_first_line(err)}); fix: narrow "
                                "it (WHERE, LIMIT, fewer columns) or raise --memory-limit (e.g. --memory-limit 8GB)") from None
@@ -216,7 +219,7 @@ def _run_stoppable(con, sql: str, params: list, timeout: float | None, limit: st
     raise err
 
 
-def _stop(con, stop: threading.Event, done: threading.Event, grace: float = 1.0) -> None:
+def _stop(con: duckdb.DuckDBPyConnection, stop: threading.Event, done: threading.Event, grace: float = 1.0) -> None:
     """Interrupt the running statement; repeated, since an interrupt sent before DuckDB starts
     executing is lost."""
     stop.set()

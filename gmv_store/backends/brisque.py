@@ -11,7 +11,7 @@ import importlib.util
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -68,8 +68,9 @@ def _aggd_fit(x: np.ndarray) -> tuple[float, float, float, float]:
     gamma = np.sqrt(left_sq) / np.sqrt(right_sq) if right_sq > 0 else np.inf
     big_r = r_hat * (gamma ** 3 + 1) * (gamma + 1) / (gamma ** 2 + 1) ** 2
 
-    def phi(a):
-        return special.gamma(2 / a) ** 2 / (special.gamma(1 / a) * special.gamma(3 / a)) - big_r
+    def phi(a: np.ndarray) -> np.ndarray:
+        gap: np.ndarray = special.gamma(2 / a) ** 2 / (special.gamma(1 / a) * special.gamma(3 / a)) - big_r
+        return gap
 
     alpha = float(optimize.root(phi, [0.2]).x[0])
     sigma_l, sigma_r = float(np.sqrt(left_sq)), float(np.sqrt(right_sq))
@@ -81,7 +82,8 @@ def _aggd_fit(x: np.ndarray) -> tuple[float, float, float, float]:
 def _gauss_kernel(n: int = 7, sigma: float = 7 / 6) -> np.ndarray:
     y, x = np.indices((n, n)) - n // 2
     k = np.exp(-(x ** 2 + y ** 2) / (2 * sigma ** 2))
-    return k / k.sum()
+    kernel: np.ndarray = k / k.sum()
+    return kernel
 
 
 def brisque_features(gray: np.ndarray) -> np.ndarray:
@@ -137,7 +139,8 @@ class BrisqueQuality(ResolvedWeights, Quality):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         check_min_side("quality 'brisque'", self.params["min_side"], 32)
-        self._model = None
+        # (gamma, rho, coefficients, support vectors, feature minima, feature maxima), read once
+        self._model: tuple[float, float, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def weights_spec(self) -> WeightsSpec:
         pkg = brisque_package_dir()
@@ -155,9 +158,9 @@ class BrisqueQuality(ResolvedWeights, Quality):
         path = self.weights_path()  # None only with random weights, which BRISQUE has not
         return sha256_files(path, list(BRISQUE_FILES)) if path else None
 
-    def _svr(self):
+    def _svr(self) -> tuple[float, float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         if self._model is None:
-            d = self.weights_path()
+            d = cast(Path, self.weights_path())  # None only with random weights, which BRISQUE has not
             gamma, rho, coef, sv = read_libsvm_svr(d / "svm.txt")
             with open(d / "normalize.pickle", "rb") as f:
                 scale = pickle.load(f)

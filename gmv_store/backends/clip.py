@@ -21,6 +21,7 @@ from .weights import ResolvedWeights, WeightsSpec, hf_cached
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from types import ModuleType
 
     import numpy as np
 
@@ -29,7 +30,7 @@ DEFAULT_TAG = "laion2b_s34b_b79k"
 CHECKPOINT_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth")
 
 
-def _open_clip():
+def _open_clip() -> ModuleType:
     return require("open_clip", "open_clip_torch")
 
 
@@ -92,8 +93,9 @@ class ClipEmbedder(TorchBackendMixin, ResolvedWeights, Embedder):
             host = host or urlparse(url).hostname
         source = f"hf.co/{hub.split('/')[0]}/{hub.split('/')[1]}" if hub else url
 
-        def download():
-            return _open_clip().download_pretrained(cfg)
+        def download() -> str:
+            path: str = _open_clip().download_pretrained(cfg)
+            return path
 
         return WeightsSpec(
             owner=f"embedder 'clip' ({arch}, {tag})",
@@ -148,6 +150,7 @@ class ClipEmbedder(TorchBackendMixin, ResolvedWeights, Embedder):
         def forward(batch: Sequence[np.ndarray]) -> np.ndarray:
             x = to_device(t.stack([preprocess(to_pil(to_rgb(px))) for px in batch]), device)
             f = model.encode_image(x).float()
-            return t.nn.functional.normalize(f, dim=1).cpu().numpy()
+            vectors: np.ndarray = t.nn.functional.normalize(f, dim=1).cpu().numpy()
+            return vectors
 
         return self._embed_batched(forward, images)

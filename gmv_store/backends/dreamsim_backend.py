@@ -14,7 +14,7 @@ the torch-hub code and checkpoint for DINO-based types). Resolution order: `cach
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from .base import Embedder, Reranker
 from .runtime import TorchBackendMixin, cached_model, check_choice, quiet, require, to_device, to_float_batch
@@ -129,8 +129,9 @@ class DreamSimEmbedder(_DreamSimParams, ResolvedWeights, Embedder):
         path = self.weights_path()  # None only with random weights, which DreamSim has not
         return sha256_files(path, REQUIRED[kind] + hub_checkpoints) if path else None
 
-    def _model(self):  # left untyped: weights_path() is never None here (DreamSim has no random weights)
-        folder, device, kind = self.weights_path(), self.device, self.params["type"]
+    def _model(self) -> Any:
+        # weights_path() is never None here (DreamSim has no random weights)
+        folder, device, kind = cast(Path, self.weights_path()), self.device, self.params["type"]
         key = ("dreamsim", kind, str(folder.resolve()), self.weights_sha256(), device)
 
         def build() -> Any:
@@ -155,7 +156,8 @@ class DreamSimEmbedder(_DreamSimParams, ResolvedWeights, Embedder):
         def forward(batch: Sequence[np.ndarray]) -> np.ndarray:
             x = to_device(to_float_batch(batch, IMG_SIZE, mode="squash"), device)
             e = model.embed(x).float().reshape(len(batch), -1)
-            return t.nn.functional.normalize(e, dim=1).cpu().numpy()
+            vectors: np.ndarray = t.nn.functional.normalize(e, dim=1).cpu().numpy()
+            return vectors
 
         return self._embed_batched(forward, images)
 

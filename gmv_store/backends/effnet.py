@@ -104,6 +104,7 @@ class EffNetLite0Embedder(TorchBackendMixin, ResolvedWeights, Embedder):
         def forward(batch: Sequence[np.ndarray]) -> np.ndarray:
             x = (to_float_batch(batch, size, mode="center") - mean) / std
             f = model(to_device(x, device)).float()
-            return t.nn.functional.normalize(f, dim=1).cpu().numpy()
+            vectors: np.ndarray = t.nn.functional.normalize(f, dim=1).cpu().numpy()
+            return vectors
 
         return self._embed_batched(forward, images)

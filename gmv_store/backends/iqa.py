@@ -24,6 +24,7 @@ import threading
 import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,17 +39,20 @@ Q_FLOOR = 0.001
 
 def inverted_100(raw: np.ndarray) -> np.ndarray:
     """Lower-is-better scores on a 0..100 scale -> (0, 1]: 0 -> 1, 100 (or worse) -> 1/101."""
-    return (101.0 - np.clip(raw, 0.0, 100.0)) / 101.0
+    q: np.ndarray = (101.0 - np.clip(raw, 0.0, 100.0)) / 101.0
+    return q
 
 
 def inverted_open(raw: np.ndarray, half: float = 10.0) -> np.ndarray:
     """Lower-is-better scores on [0, inf) -> (0, 1]: 0 -> 1, `half` -> 0.5."""
-    return half / (half + np.maximum(raw, 0.0))
+    q: np.ndarray = half / (half + np.maximum(raw, 0.0))
+    return q
 
 
 def to_q(q: np.ndarray) -> np.ndarray:
     """Mapped scores as stored: float64 in [Q_FLOOR, 1]."""
-    return np.clip(q, Q_FLOOR, 1.0).astype(np.float64)
+    mapped: np.ndarray = np.clip(q, Q_FLOOR, 1.0).astype(np.float64)
+    return mapped
 
 
 def upscaled(px: np.ndarray, min_side: int) -> np.ndarray:
@@ -136,7 +140,8 @@ def pyiqa_file(owner: str, arch: str, key: str, filename: str, alternative: str,
         from pyiqa.utils.download_util import load_file_from_url
 
         url = importlib.import_module(f"pyiqa.archs.{arch}").default_model_urls[key]
-        return load_file_from_url(url, model_dir=str(torch_hub_dir() / "pyiqa"))
+        path: str = load_file_from_url(url, model_dir=str(torch_hub_dir() / "pyiqa"))
+        return path
 
     return torch_hub_file(owner, "pyiqa", filename, download, "huggingface.co", alternative, also)
 
@@ -149,7 +154,7 @@ class TorchNR(TorchBackendMixin, Quality):
     # at each op's barrier) and 1.2-1.6 ms with one, side by side. MANIQA's ViT keeps torch's.
     cpu_threads: int | None = 1
 
-    def _net(self) -> Callable:
+    def _net(self) -> Callable[..., Any]:
         raise NotImplementedError
 
     def _map(self, raw: np.ndarray) -> np.ndarray:

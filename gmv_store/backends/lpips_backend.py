@@ -46,12 +46,12 @@ def _head_file(net: str, version: str = "0.1") -> Path:
     return Path(lpips.__file__).parent / "weights" / f"v{version}" / f"{net}.pth"
 
 
-def _load_trunk(model, net: str, path: Path) -> None:
+def _load_trunk(model: Any, net: str, path: Path) -> None:  # model: an lpips.LPIPS
     """Load a torchvision `features` state dict into lpips' sliced trunk (the slices hold the
     same modules as torchvision's `features`, under their original indices)."""
     t = require("torch")
     sd = t.load(str(path), map_location="cpu", weights_only=True)
-    by_index = {}
+    by_index: dict[str, Any] = {}
     for sl in model.net.children():
         for idx, mod in sl.named_children():
             by_index[idx] = mod
@@ -91,14 +91,14 @@ class _LPIPSParams(TorchBackendMixin, ResolvedWeights):
         net = self.params["net"]
         fname = TRUNK_FILES[net]
 
-        def download():
+        def download() -> Path:
             require("torch").hub.load_state_dict_from_url(TRUNK_URL + fname, progress=False, check_hash=True)
             return torch_hub_dir() / "checkpoints" / fname
 
         return torch_hub_file(f"{self._owner} (net {net})", "checkpoints", fname, download, "download.pytorch.org",
                               "--rerank l2, or embedding with embedder effnet-lite0")
 
-    def weights_sha256(self):
+    def weights_sha256(self) -> str | None:
         path = self.weights_path()
         if path is None:
             return None
@@ -121,13 +121,13 @@ class _LPIPSParams(TorchBackendMixin, ResolvedWeights):
 
         return cached_model(key, build)
 
-    def features(self, x):
+    def features(self, x: Any) -> list[Any]:  # torch tensors in and out
         """[0, 1] images (n, 3, s, s) -> list of (n, C_l, H_l, W_l) scaled feature maps whose
         squared l2 distance, summed over layers, is LPIPS."""
         t = require("torch")
         model = self._model()
         outs = model.net.forward(model.scaling_layer(2 * x - 1))
-        feats = []
+        feats: list[Any] = []
         for kk, f in enumerate(outs):
             f = f / (t.sqrt(t.sum(f ** 2, dim=1, keepdim=True)) + 1e-10)  # lpips.normalize_tensor
             w = model.lins[kk].model[-1].weight.view(1, -1, 1, 1).clamp(min=0)
@@ -140,7 +140,7 @@ class _LPIPSParams(TorchBackendMixin, ResolvedWeights):
         lpips = require("lpips")
         key = ("lpips-dim", self.params["net"], self.params["size"])
 
-        def build() -> Any:
+        def build() -> int:
             with quiet():
                 m = lpips.LPIPS(net=self.params["net"], pretrained=False, pnet_rand=True, verbose=False)
             with t.inference_mode():
@@ -151,7 +151,8 @@ class _LPIPSParams(TorchBackendMixin, ResolvedWeights):
 
     def resolved_mode(self) -> str:
         if self.params["mode"] != "auto":
-            return self.params["mode"]
+            mode: str = self.params["mode"]
+            return mode
         return "vector" if self.vector_dim() <= self.params["max_dim"] else "pairwise"
 
 
@@ -177,7 +178,8 @@ class LPIPSVector(_LPIPSParams, Embedder):
 
         def forward(batch: Sequence[np.ndarray]) -> np.ndarray:
             x = to_float_batch(batch, size, mode="squash", resample="bilinear").to(device)
-            return t.cat([f.flatten(1) for f in self.features(x)], dim=1).float().cpu().numpy()
+            vectors: np.ndarray = t.cat([f.flatten(1) for f in self.features(x)], dim=1).float().cpu().numpy()
+            return vectors
 
         return self._embed_batched(forward, images, "lpips")
 
@@ -192,7 +194,7 @@ class LPIPSReranker(_LPIPSParams, Reranker):
     )
     defaults = _LPIPSParams.defaults
 
-    def __new__(cls, **params):
+    def __new__(cls, **params: Any) -> LPIPSReranker:
         if cls is LPIPSReranker:
             probe = _Probe(**params)
             probe._setup("rerank 'lpips'")
@@ -216,7 +218,7 @@ class _LPIPSVectorReranker(LPIPSReranker):
         super().__init__(**params)
         self._vector = LPIPSVector(**{**self.params})
 
-    def vector_embedder(self):
+    def vector_embedder(self) -> Embedder | None:
         return self._vector
 
     def distance_from_score(self, score: float, metric: str) -> float:
@@ -225,10 +227,10 @@ class _LPIPSVectorReranker(LPIPSReranker):
 
 
 class _LPIPSPairwiseReranker(LPIPSReranker, ImageReranker):
-    def vector_embedder(self):
+    def vector_embedder(self) -> Embedder | None:
         return None
 
-    def pairwise(self, generated, candidates):
+    def pairwise(self, generated: np.ndarray, candidates: Sequence[np.ndarray]) -> np.ndarray:
         t = require("torch")
         size, device = self.params["size"], self.device
         if not len(candidates):
@@ -238,7 +240,8 @@ class _LPIPSPairwiseReranker(LPIPSReranker, ImageReranker):
 
         def forward(batch: Sequence[np.ndarray]) -> np.ndarray:
             x = to_float_batch(batch, size, mode="squash", resample="bilinear").to(device)
-            d = sum(((f - gf) ** 2).sum(dim=(1, 2, 3)) for f, gf in zip(self.features(x), g))
-            return d.double().cpu().numpy()
+            d: Any = sum(((f - gf) ** 2).sum(dim=(1, 2, 3)) for f, gf in zip(self.features(x), g))
+            distances: np.ndarray = d.double().cpu().numpy()
+            return distances
 
         return run_batched(forward, list(candidates), self.params["batch_size"], "lpips pairs").astype(np.float64)

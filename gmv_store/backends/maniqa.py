@@ -29,13 +29,13 @@ class _TimmWithoutDownload:
     after overwrites entirely; this forwards every call to timm but that flag.
     """
 
-    def __init__(self, timm):
+    def __init__(self, timm: Any) -> None:  # the timm module
         self._timm = timm
 
-    def create_model(self, name, pretrained=False, **kw):
+    def create_model(self, name: str, pretrained: bool = False, **kw: Any) -> Any:
         return self._timm.create_model(name, pretrained=False, **kw)
 
-    def __getattr__(self, attr):
+    def __getattr__(self, attr: str) -> Any:
         return getattr(self._timm, attr)
 
 
@@ -121,4 +121,5 @@ class ManiqaQuality(ResolvedWeights, TorchNR):
         return cached_model(("maniqa", ds, crops, *self.weights_key(), device), build)
 
     def _map(self, raw: np.ndarray) -> np.ndarray:
-        return np.clip(raw, Q_FLOOR, 1.0)
+        q: np.ndarray = np.clip(raw, Q_FLOOR, 1.0)
+        return q

@@ -13,7 +13,7 @@ from .base import Embedder, Quality, Reranker
 _COLORS = ("gray", "rgb")
 
 
-def _check_pixel_params(owner: str, params: dict) -> None:
+def _check_pixel_params(owner: str, params: dict[str, Any]) -> None:
     size = params["size"]
     if not isinstance(size, int) or not 4 <= size <= 512:
         raise BadInput(f"{owner}: size={size!r} must be an integer in 4..512")
@@ -41,14 +41,16 @@ class PixelsEmbedder(Embedder):
 
     @property
     def dim(self) -> int:
-        return self.params["size"] ** 2 * (1 if self.params["color"] == "gray" else 3)
+        dim: int = self.params["size"] ** 2 * (1 if self.params["color"] == "gray" else 3)
+        return dim
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         x = pixel_matrix(images, self.params["size"], self.params["color"])
         x = x - x.mean(axis=1, keepdims=True)
         norm = np.linalg.norm(x, axis=1, keepdims=True)
         # A flat image has no direction; leave it as zeros rather than dividing by 0.
-        return np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+        vectors: np.ndarray = np.divide(x, norm, out=np.zeros_like(x), where=norm > 0)
+        return vectors
 
 
 class PixelL2Vector(Embedder):
@@ -62,11 +64,13 @@ class PixelL2Vector(Embedder):
 
     @property
     def dim(self) -> int:
-        return self.params["size"] ** 2 * (1 if self.params["color"] == "gray" else 3)
+        dim: int = self.params["size"] ** 2 * (1 if self.params["color"] == "gray" else 3)
+        return dim
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         x = pixel_matrix(images, self.params["size"], self.params["color"])
-        return x / np.float32(np.sqrt(x.shape[1]))
+        vectors: np.ndarray = x / np.float32(np.sqrt(x.shape[1]))
+        return vectors
 
 
 class L2Reranker(Reranker):

@@ -50,7 +50,8 @@ def weights(in_size: int, out_size: int) -> np.ndarray:
 def _clip8(acc: np.ndarray) -> np.ndarray:
     """Pillow's rounding of a pass: add half, shift right (a floor), clip to 0..255."""
     acc = acc.astype(np.int64) + (1 << (PRECISION_BITS - 1))
-    return np.clip(acc >> PRECISION_BITS, 0, 255).astype(np.float64)
+    pixels: np.ndarray = np.clip(acc >> PRECISION_BITS, 0, 255).astype(np.float64)
+    return pixels
 
 
 def resize_bicubic(batch: np.ndarray, height: int, width: int) -> np.ndarray:

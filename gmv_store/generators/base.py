@@ -10,11 +10,14 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import BadInput
+
+if TYPE_CHECKING:
+    import torch
 
 NUM_CLASSES = 10
 IMAGE_SHAPE = (28, 28)
@@ -72,7 +75,8 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
     """Float images in 0..255 scale -> uint8 (clipped, rounded)."""
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    images: np.ndarray = np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    return images
 
 
 class Generator:
@@ -82,7 +86,7 @@ class Generator:
     suffix: str = ".bin"
 
     @classmethod
-    def hparams(cls, quick: bool = False) -> dict:
+    def hparams(cls, quick: bool = False) -> dict[str, Any]:
         """Hyper-parameters that define the trained model (part of the cache key)."""
         return {}
 
@@ -113,8 +117,8 @@ class TorchGenerator(Generator):
     """
 
     suffix = ".pt"
-    FULL: dict = {}
-    QUICK: dict = {}
+    FULL: dict[str, Any] = {}
+    QUICK: dict[str, Any] = {}
 
     def __init__(self, **hp: Any) -> None:
         self.hp = {**self.FULL, **hp}
@@ -122,7 +126,7 @@ class TorchGenerator(Generator):
         self.train_seconds: float | None = None
 
     @classmethod
-    def hparams(cls, quick: bool = False) -> dict:
+    def hparams(cls, quick: bool = False) -> dict[str, Any]:
         return dict(cls.QUICK if quick else cls.FULL)
 
     @classmethod
@@ -133,10 +137,10 @@ class TorchGenerator(Generator):
         """A new, untrained torch nn.Module."""
         raise NotImplementedError
 
-    def _train(self, x, y, rng: np.random.Generator) -> None:
+    def _train(self, x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> None:
         raise NotImplementedError
 
-    def _sample(self, y, gen):
+    def _sample(self, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
 
     def fit(self, images: np.ndarray, labels: np.ndarray, seed: int = 0) -> TorchGenerator:
@@ -163,7 +167,7 @@ class TorchGenerator(Generator):
             raise BadInput(f"{self.name}: generator is not trained; fix: call fit() or load_or_train()")
         labels = check_labels(labels)
         gen = torch.Generator().manual_seed(int(seed))
-        out = []
+        out: list[np.ndarray] = []
         self.net.eval()
         with torch.inference_mode():
             for i in range(0, len(labels), batch_size):

@@ -49,7 +49,7 @@ class MnistClassifier:
         self.train_seconds: float | None = None
 
     @staticmethod
-    def hparams(quick: bool = False) -> dict:
+    def hparams(quick: bool = False) -> dict[str, Any]:
         return {"epochs": 2 if quick else 3, "batch_size": 128, "lr": 1e-3}
 
     def fit(self, images: np.ndarray, labels: np.ndarray, seed: int = 0) -> MnistClassifier:
@@ -70,7 +70,7 @@ class MnistClassifier:
                 idx = order[i:i + self.batch_size]
                 loss = F.cross_entropy(self.net(x[idx]), y[idx])
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward is unannotated
                 opt.step()
         self.net.eval()
         self.train_seconds = time.perf_counter() - t0

@@ -110,7 +110,7 @@ class GMMGenerator(Generator):
         self.train_seconds: float | None = None
 
     @classmethod
-    def hparams(cls, quick: bool = False) -> dict:
+    def hparams(cls, quick: bool = False) -> dict[str, Any]:
         # "em" names the EM implementation revision (part of the cache key, not a constructor arg).
         # 10 EM steps, not 30: a third of the fit, and the demo's rho is the same (docs/speed.md)
         if quick:

@@ -16,6 +16,7 @@ In nats per image. Other kinds (the GAN) have no likelihood: BadInput.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,8 @@ def gmm_residual_variance(gen: GMMGenerator, images: np.ndarray) -> float:
         x = _pixels(images[i:i + 5000]) - g["pca_mean"]
         r = x - (x @ c.T) @ c
         total += float((r * r).sum())
-    return max(total / (len(images) * (c.shape[1] - c.shape[0])), 1e-12)
+    s2: float = max(total / (len(images) * (c.shape[1] - c.shape[0])), 1e-12)
+    return s2
 
 
 def gmm_log_likelihood(gen: GMMGenerator, images: np.ndarray, labels: np.ndarray, s2: float) -> np.ndarray:
@@ -62,7 +64,7 @@ def gmm_log_likelihood(gen: GMMGenerator, images: np.ndarray, labels: np.ndarray
     d, big_d = c.shape[0], x.shape[1]
     z = x @ c.T
     r = x - z @ c
-    out = -0.5 * (big_d - d) * np.log(2 * np.pi * s2) - 0.5 * (r * r).sum(1) / s2
+    out: np.ndarray = -0.5 * (big_d - d) * np.log(2 * np.pi * s2) - 0.5 * (r * r).sum(1) / s2
     for y in np.unique(labels):
         rows = labels == y
         if not g["fitted"][y]:
@@ -94,10 +96,11 @@ def vae_elbo(gen: VAEGenerator, images: np.ndarray, labels: np.ndarray, samples:
             z = mu + torch.randn(mu.shape, generator=g) * (0.5 * logvar).exp()
             logits = net.decode(z, y1h)
             rec += -F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1).double()
-    return (rec / samples - kl.double()).numpy()
+    elbo: np.ndarray = (rec / samples - kl.double()).numpy()
+    return elbo
 
 
-def fit_and_score(kind: str, hparams: dict, seed: int, train_x: np.ndarray, train_y: np.ndarray,
+def fit_and_score(kind: str, hparams: dict[str, Any], seed: int, train_x: np.ndarray, train_y: np.ndarray,
                   gen_x: np.ndarray, gen_y: np.ndarray) -> tuple[np.ndarray, float]:
     """Fit a generator of `kind` on (train_x, train_y) with `seed`; return log p(gen_x | gen_y)
     under it (see the module doc) and the fit's seconds."""

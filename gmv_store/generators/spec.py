@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ def ids_sha256(ids: Iterable[str]) -> str:
 
 
 def generator_spec(kind: str, images: np.ndarray, labels: np.ndarray, *, seed: int, quick: bool = False,
-                   owners: Sequence[str] | None = None, hparams: dict | None = None) -> dict:
+                   owners: Sequence[str] | None = None, hparams: dict[str, Any] | None = None) -> dict[str, Any]:
     """The spec of a generator of `kind` fit on (images, labels) with `seed`. `owners`: the store
     owners whose training images are exactly that data (None: every training image)."""
     images, labels = check_images_labels(images, labels)
@@ -52,12 +53,12 @@ def generator_spec(kind: str, images: np.ndarray, labels: np.ndarray, *, seed: i
 
 
 def generator_meta(kind: str, images: np.ndarray, labels: np.ndarray, *, seed: int, quick: bool = False,
-                   owners: Sequence[str] | None = None, hparams: dict | None = None) -> dict:
+                   owners: Sequence[str] | None = None, hparams: dict[str, Any] | None = None) -> dict[str, Any]:
     """`meta` for `query.value.value`: {"generator": generator_spec(...)}."""
     return {SPEC_KEY: generator_spec(kind, images, labels, seed=seed, quick=quick, owners=owners, hparams=hparams)}
 
 
-def build_generator(kind: str, hparams: dict) -> Generator:
+def build_generator(kind: str, hparams: dict[str, Any]) -> Generator:
     """An untrained generator of `kind` with the recorded hyper-parameters (keys that are not
     constructor arguments, such as the GMM's EM revision tag, are dropped)."""
     import inspect

@@ -7,14 +7,17 @@ z ~ N(0, I) with the requested class and returns the decoder's mean image.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .base import NUM_CLASSES, TorchGenerator
 
+if TYPE_CHECKING:
+    import torch
 
-def _build(hidden: int, latent: int):
+
+def _build(hidden: int, latent: int) -> torch.nn.Module:
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
@@ -23,7 +26,7 @@ def _build(hidden: int, latent: int):
         """MLP encoder/decoder: on CPU this is ~5x cheaper per image than a conv VAE of similar
         quality on MNIST, which lets it train for more epochs inside the time budget."""
 
-        def __init__(self):
+        def __init__(self) -> None:
             super().__init__()
             self.enc = nn.Sequential(nn.Linear(784 + NUM_CLASSES, hidden), nn.LeakyReLU(0.2),
                                      nn.Linear(hidden, hidden // 2), nn.LeakyReLU(0.2),
@@ -32,13 +35,15 @@ def _build(hidden: int, latent: int):
                                      nn.Linear(hidden // 2, hidden), nn.LeakyReLU(0.2),
                                      nn.Linear(hidden, 784))
 
-        def encode(self, x, y1h):
-            return self.enc(torch.cat([x.flatten(1), y1h], 1)).chunk(2, 1)
+        def encode(self, x: torch.Tensor, y1h: torch.Tensor) -> tuple[torch.Tensor, ...]:  # (mu, logvar)
+            halves: tuple[torch.Tensor, ...] = self.enc(torch.cat([x.flatten(1), y1h], 1)).chunk(2, 1)
+            return halves
 
-        def decode(self, z, y1h):
-            return self.dec(torch.cat([z, y1h], 1)).view(-1, 1, 28, 28)   # logits
+        def decode(self, z: torch.Tensor, y1h: torch.Tensor) -> torch.Tensor:
+            logits: torch.Tensor = self.dec(torch.cat([z, y1h], 1)).view(-1, 1, 28, 28)
+            return logits
 
-        def forward(self, x, y):
+        def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             y1h = F.one_hot(y, NUM_CLASSES).float()
             mu, logvar = self.encode(x, y1h)
             z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
@@ -55,7 +60,7 @@ class VAEGenerator(TorchGenerator):
     def build(self) -> Any:
         return _build(self.hp["hidden"], self.hp["latent"])
 
-    def _train(self, x, y, rng: np.random.Generator) -> None:
+    def _train(self, x: torch.Tensor, y: torch.Tensor, rng: np.random.Generator) -> None:
         import torch
         import torch.nn.functional as F
 
@@ -77,7 +82,7 @@ class VAEGenerator(TorchGenerator):
                 opt.step()
                 sched.step()
 
-    def _sample(self, y, gen):
+    def _sample(self, y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         import torch
         import torch.nn.functional as F
 

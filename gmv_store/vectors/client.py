@@ -12,9 +12,9 @@ import os
 import ssl
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
@@ -32,7 +32,11 @@ from .base import (
 )
 
 if TYPE_CHECKING:
+    from qdrant_client import models
+
     from ..config import IndexConfig
+
+T = TypeVar("T")
 
 API_KEY_ENV = "GMV_QDRANT_API_KEY"
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)  # seconds between attempts for transient failures
@@ -99,7 +103,7 @@ class ClientVectorStore(VectorStore):
             except RuntimeError as e:
                 raise StoreLocked(f"{path}: {e}") from None
 
-    def _call(self, fn, *args, **kwargs):
+    def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run one client call. Once the server has answered, transient failures (it restarts,
         a connection drops) are retried with backoff; a server that never answered fails at
         once. Either way the end is one line naming the URL and the fix."""
@@ -114,17 +118,18 @@ class ClientVectorStore(VectorStore):
                 self._answered = True
                 return out
             except (ApiException, OSError) as e:
-                reason, transient = describe_failure(self.url, e)
+                reason, transient = describe_failure(self.url or "", e)  # a server always has its URL
                 if not transient or attempt == len(delays):
                     if transient and attempt:
                         reason += f" (gave up after {attempt + 1} attempts)"
                     raise VectorStoreUnavailable(reason) from None
                 time.sleep(delays[attempt])
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _c(self, name: str) -> str:
         return f"{self.prefix}_{name}"
 
-    def _metric(self, metric):
+    def _metric(self, metric: str) -> models.Distance:
         return {"cosine": self.models.Distance.COSINE, "euclid": self.models.Distance.EUCLID,
                 "dot": self.models.Distance.DOT}[metric]
 
@@ -136,19 +141,19 @@ class ClientVectorStore(VectorStore):
         c = self._c(name)
         if self.has_collection(name):
             info = self._call(self.client.get_collection, c)
-            vecs = info.config.params.vectors or {}
+            vecs = cast("dict[str, models.VectorParams]", info.config.params.vectors or {})  # named vectors, always
             inv = {m.Distance.COSINE: "cosine", m.Distance.EUCLID: "euclid", m.Distance.DOT: "dot"}
             have = {k: VectorSpec(v.size, inv.get(v.distance, str(v.distance))) for k, v in vecs.items()}
             check_spec(c, spec, have)
             return
         self._call(self.client.create_collection, c, **self._layout(spec, index))
 
-    def _layout(self, spec, index) -> dict:
+    def _layout(self, spec: dict[str, VectorSpec], index: IndexConfig | None) -> dict[str, Any]:
         """create_collection arguments: the same index and quantization settings as the
         embedded engine, plus the cluster layout (shards, replicas, on-disk storage)."""
         m = self.models
         graphless = m.HnswConfigDiff(m=0)
-        vectors = {}
+        vectors: dict[str, models.VectorParams] = {}
         for k, v in spec.items():
             quant = None
             if k == "recall" and index is not None and index.quantization == "int8":
@@ -158,7 +163,7 @@ class ClientVectorStore(VectorStore):
             vectors[k] = m.VectorParams(size=v.dim, distance=self._metric(v.metric),
                                         hnsw_config=graphless if exact_only else None, quantization_config=quant,
                                         on_disk=bool(index and index.on_disk_vectors) or None)
-        out: dict = {"vectors_config": vectors}
+        out: dict[str, Any] = {"vectors_config": vectors}
         if index is not None:
             if index.mode != "exact":
                 kb = threshold_kb_for(index.auto_points if index.mode == "auto" else 1, spec)
@@ -186,7 +191,7 @@ class ClientVectorStore(VectorStore):
 
     def index_state(self, name: str) -> dict[str, Any]:
         info = self._call(self.client.get_collection, self._c(name))
-        n_names = max(1, len(info.config.params.vectors or {}))
+        n_names = max(1, len(cast("dict[str, models.VectorParams]", info.config.params.vectors or {})))
         return {"points": info.points_count or 0, "indexed_points": (info.indexed_vectors_count or 0) // n_names,
                 "segments": info.segments_count or 0}
 
@@ -250,9 +255,9 @@ class ClientVectorStore(VectorStore):
                        field_schema=m.IntegerIndexParams(type=m.IntegerIndexType.INTEGER, lookup=False, range=True,
                                                          enable_hnsw=False), wait=True)
 
-    def _filter(self, q: Query):
+    def _filter(self, q: Query) -> models.Filter | None:
         m = self.models
-        must = [m.HasIdCondition(has_id=list(q.only_ids))] if q.only_ids is not None else []
+        must: list[models.Condition] = [m.HasIdCondition(has_id=list(q.only_ids))] if q.only_ids is not None else []
         if q.payload_from is not None:
             must.append(m.FieldCondition(key=q.payload_from[0], range=m.Range(gte=q.payload_from[1])))
         must_not = [m.HasIdCondition(has_id=list(q.exclude_ids))] if q.exclude_ids else None
@@ -269,22 +274,26 @@ class ClientVectorStore(VectorStore):
         res = self._call(self.client.query_batch_points, self._c(name), requests=reqs)
         return [[(int(p.id), float(p.score)) for p in r.points] for r in res]
 
-    def _params(self, q: Query):
+    def _params(self, q: Query) -> models.SearchParams | None:
         m = self.models
         if self.engine != "server":
             return None  # local mode is brute force whatever is asked, and says so on every search
+        params: models.SearchParams
         if q.exact:
-            return m.SearchParams(exact=True)
-        return m.SearchParams(hnsw_ef=q.ef, quantization=m.QuantizationSearchParams(rescore=True, oversampling=3.0))
+            params = m.SearchParams(exact=True)
+        else:
+            params = m.SearchParams(hnsw_ef=q.ef, quantization=m.QuantizationSearchParams(rescore=True, oversampling=3.0))
+        return params
 
     def vectors(self, name: str, ids: Sequence[int], using: str) -> np.ndarray:
         recs = self._call(self.client.retrieve, self._c(name), ids=list(ids), with_payload=False, with_vectors=[using])
-        by_id = {int(r.id): r.vector[using] for r in recs}
+        by_id = {int(r.id): cast("dict[str, list[float]]", r.vector)[using] for r in recs}  # asked by name
         return np.asarray([by_id[i] for i in ids], dtype=np.float32)
 
     def vector_lists(self, name: str, ids: Sequence[int], using: str) -> list[list[float]]:
         # the same float32 values `vectors` gives (local mode and JSON hand over float64)
-        return self.vectors(name, ids, using).tolist()
+        out: list[list[float]] = self.vectors(name, ids, using).tolist()
+        return out
 
     def close(self) -> None:
         self.client.close()

@@ -46,10 +46,10 @@ class EdgeVectorStore(VectorStore):
         self.root = Path(root)
         self._shards: dict[str, Any] = {}
 
-    def _metric(self, metric: str):
+    def _metric(self, metric: str) -> Any:  # qdrant_edge's Distance (the engine ships no types)
         return {"cosine": self._qe.Distance.Cosine, "euclid": self._qe.Distance.Euclid, "dot": self._qe.Distance.Dot}[metric]
 
-    def _shard(self, name: str):
+    def _shard(self, name: str) -> Any:  # an open qdrant_edge.EdgeShard
         if name not in self._shards:
             path = self.root / name
             if not self.has_collection(name):
@@ -89,7 +89,7 @@ class EdgeVectorStore(VectorStore):
         self._shards[name] = self._qe.EdgeShard.create(str(path), self._config(spec, index))
         (path / SPEC_FILE).write_text(json.dumps({k: {"size": v.dim, "distance": v.metric} for k, v in spec.items()}))
 
-    def _config(self, spec, index):
+    def _config(self, spec: dict[str, VectorSpec], index: IndexConfig | None) -> Any:
         """The shard's configuration: without `index` (or mode exact) no segment is ever indexed;
         otherwise the recall vector gets an HNSW graph (int8-quantized if asked) once a
         segment passes the threshold, and every other vector none."""
@@ -100,8 +100,8 @@ class EdgeVectorStore(VectorStore):
         # int8 copy in RAM does the searching
         cold = qe.Memory.Cold if index is not None and index.on_disk_vectors else None
         if index is None or index.mode == "exact":
-            params = {k: qe.EdgeVectorParams(size=v.dim, distance=self._metric(v.metric), memory=None if k == "recall" else cold)
-                      for k, v in spec.items()}
+            params: dict[str, Any] = {k: qe.EdgeVectorParams(size=v.dim, distance=self._metric(v.metric),
+                                                          memory=None if k == "recall" else cold) for k, v in spec.items()}
             return qe.EdgeConfig(vectors=params)
         params = {}
         for k, v in spec.items():
@@ -145,7 +145,7 @@ class EdgeVectorStore(VectorStore):
         return {"points": info.points_count, "indexed_points": info.indexed_vectors_count // n_names,
                 "segments": info.segments_count}
 
-    def _write_state(self, name):
+    def _write_state(self, name: str) -> None:
         path = self.root / name / STATE_FILE
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.index_state(name)))
@@ -217,7 +217,8 @@ class EdgeVectorStore(VectorStore):
 
     def count(self, name: str, payload_from: tuple[str, int] | None = None) -> int:
         f = self._filter(Query({}, "", 0, payload_from=payload_from)) if payload_from else None
-        return self._shard(name).count(self._qe.CountRequest(exact=True, filter=f))
+        n: int = self._shard(name).count(self._qe.CountRequest(exact=True, filter=f))
+        return n
 
     def ensure_payload_index(self, name: str, field: str) -> None:
         qe = self._qe
@@ -226,7 +227,7 @@ class EdgeVectorStore(VectorStore):
             shard.update(qe.UpdateOperation.create_field_index(
                 field, qe.IntegerIndexParams(lookup=False, range=True, enable_hnsw=False)))
 
-    def _filter(self, q: Query):
+    def _filter(self, q: Query) -> Any:  # a qdrant_edge.Filter or None
         qe = self._qe
         must = [qe.HasIdCondition(set(q.only_ids))] if q.only_ids is not None else []
         if q.payload_from is not None:
@@ -236,7 +237,7 @@ class EdgeVectorStore(VectorStore):
 
     def query(self, name: str, queries: Sequence[Query]) -> list[list[Hit]]:
         qe = self._qe
-        params: dict = {}  # one SearchParams per kind in a batch, not one per query
+        params: dict[tuple[bool, int | None], Any] = {}  # one SearchParams per kind in a batch, not one per query
         reqs = [qe.QueryRequest(limit=q.limit, query=qe.Query.Nearest(as_list(q.vectors[q.using]), using=q.using),
                                 filter=f, score_threshold=q.score_threshold,
                                 params=params.get((q.exact, q.ef)) or params.setdefault((q.exact, q.ef), self._params(q)),
@@ -250,7 +251,7 @@ class EdgeVectorStore(VectorStore):
             raise _damage(e, name, self.root) from None
         return [[(p.id, p.score) for p in hits] for hits in res]  # already int and float
 
-    def _params(self, q: Query):
+    def _params(self, q: Query) -> Any:  # a qdrant_edge.SearchParams
         qe = self._qe
         if q.exact:
             return qe.SearchParams(exact=True)
@@ -294,14 +295,14 @@ def _damage(e: Exception, name: str, root: Path) -> Exception:
     return e
 
 
-def _rows(v) -> list[array]:
+def _rows(v: np.ndarray) -> list[array[float]]:
     """One float32 `array.array` per row: the engine reads a vector from it without a Python
     float object per element (an upsert of 1,000 basic-profile points: 118 ms, against 158 ms
     with memoryview slices and 197 ms with lists; benchmarks/ingest_shards.py)."""
     a = np.ascontiguousarray(v, dtype=np.float32)
     width = 4 * (a.shape[1] if a.ndim == 2 else 0)
     raw = a.reshape(-1).data.cast("B")  # the array's own memoryview
-    out = []
+    out: list[array[float]] = []
     for i in range(len(a)):
         row = array("f")
         row.frombytes(raw[i * width:(i + 1) * width])
@@ -309,7 +310,7 @@ def _rows(v) -> list[array]:
     return out
 
 
-def _same(a, b) -> bool:
+def _same(a: Any, b: Any) -> bool:
     """Equal as JSON values: 1, 1.0 and True are three different payload values."""
     if a is b:
         return True
@@ -319,7 +320,8 @@ def _same(a, b) -> bool:
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return a == b
+    equal: bool = a == b
+    return equal
 
 
 def split_shared(payloads: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -335,15 +337,17 @@ def split_shared(payloads: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], li
     return shared, [{k: v for k, v in p.items() if k not in shared} for p in payloads]
 
 
-def read_index_state(path: Path) -> dict | None:
+def read_index_state(path: Path) -> dict[str, Any] | None:
     """What the last writer recorded of a shard (readers cannot open a shard a writer holds)."""
     f = path / STATE_FILE
     try:
-        return json.loads(f.read_text())
+        state: dict[str, Any] = json.loads(f.read_text())
+        return state
     except (OSError, ValueError):
         return None
 
 
-def read_shard_spec(path: Path) -> dict:
+def read_shard_spec(path: Path) -> dict[str, Any]:
     f = path / SPEC_FILE
-    return json.loads(f.read_text()) if f.exists() else {}
+    spec: dict[str, Any] = json.loads(f.read_text()) if f.exists() else {}
+    return spec
