@@ -35,8 +35,8 @@ from gmv_store.errors import (
     param,
 )
 from gmv_store.ledger import open_ledger_readonly
+from gmv_store.options import DEFAULT_SQL_TIMEOUT_S
 
-DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MEMORY_LIMIT = "25%"  # of this machine's memory (DuckDB's own percentage form)
 FETCH_ROWS = 10_000  # rows per fetch: between fetches the worker checks whether it was stopped
 
@@ -150,7 +150,7 @@ def _checked_memory_limit(value: str) -> str:
 
 
 def run_sql(store: str | Path | None, sql: str, params: list[Any] | None = None,
-            timeout: float | None = DEFAULT_TIMEOUT_S, memory_limit: str | None = None,
+            timeout: float | None = DEFAULT_SQL_TIMEOUT_S, memory_limit: str | None = None,
             on_snapshot: Callable[[str], None] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run one read-only SELECT on the store's ledger; returns (column names, rows).
 
