@@ -189,3 +189,47 @@ def test_dropped_cells_are_per_row():
     want = np.stack([np.isin(ids[r], dropped[r, :n_dropped[r]]) for r in range(m)])
     assert (got == want).all()
     assert want.any() and (~want & np.isin(ids, dropped[np.arange(d) < n_dropped[:, None]])).any()
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_merge_positions_equal_a_sort_of_both(ties):
+    """The vectorised bisection places every cell where sorting both lists together would."""
+    from gmv_store.query.merge import merge_positions
+
+    rng = np.random.default_rng(7)
+    m, wa, wb = 60, 40, 9
+    a_len, b_len = rng.integers(0, wa + 1, m), rng.integers(0, wb + 1, m)
+    a_len[0], b_len[1] = 0, 0  # an empty list, a row with nothing added
+
+    def draw(w):
+        key = rng.integers(0, 12, (m, w)).astype(float) if ties else rng.random((m, w))
+        return key, rng.choice(10_000, (m, w)).astype(np.uint64)
+
+    (ak, ai), (bk, bi) = draw(wa), draw(wb)
+    bi += np.uint64(10_000)  # ids differ between the two lists, as in a refresh
+    for key, ids, n in ((ak, ai, a_len), (bk, bi, b_len)):
+        o = np.lexsort((ids, key), axis=1)
+        key[:], ids[:] = np.take_along_axis(key, o, 1), np.take_along_axis(ids, o, 1)
+        key[np.arange(key.shape[1]) >= n[:, None]] = np.inf
+    a_pos, b_pos = merge_positions(ak, ai, a_len, bk, bi, b_len)
+    for r in range(m):
+        keys = np.concatenate([ak[r, :a_len[r]], bk[r, :b_len[r]]])
+        ids = np.concatenate([ai[r, :a_len[r]], bi[r, :b_len[r]]])
+        rank = np.empty(len(keys), np.int64)
+        rank[np.lexsort((ids, keys))] = np.arange(len(keys))
+        assert a_pos[r, :a_len[r]].tolist() == rank[:a_len[r]].tolist()
+        assert b_pos[r, :b_len[r]].tolist() == rank[a_len[r]:].tolist()
+        assert (b_pos[r, b_len[r]:] == -1).all()
+
+
+def test_isin_sorted_equals_isin():
+    """The low-bits table only rules values out: hash-like ids, ids sharing low bits, small sets."""
+    from gmv_store.query.merge import isin_sorted
+
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 2**63, (40, 30), dtype=np.uint64)
+    for chosen in (np.zeros(0, np.uint64), values[3, :1], rng.choice(values.ravel(), 50),
+                   np.arange(0, 1 << 20, 1 << 12, dtype=np.uint64) + values[0, 0]):  # same low bits
+        s = np.unique(np.concatenate([chosen, rng.integers(0, 2**63, 20, dtype=np.uint64)]))
+        v = np.concatenate([values, s[None, :30] if len(s) >= 30 else values[:1]])
+        assert (isin_sorted(v, s) == np.isin(v, s)).all()

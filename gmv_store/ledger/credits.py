@@ -176,8 +176,9 @@ def replace_credits(con: Connection, set_name: str, changed: Sequence[str], rows
     con.register("_gmv_changed", pa.table({"generated_id": pa.array(list(changed), pa.string())}))
     con.register("_gmv_credits", rows)
     try:
-        # the change of each contributor's running sum, then one UPDATE and one INSERT: an
-        # upsert (ON CONFLICT) of tens of thousands of keys is several times slower
+        # the change of each contributor's running sum, then one upsert: with DuckDB 1.x/2.x an
+        # UPDATE ... FROM of 15,000 existing keys took ~0.2 s, the upsert ~0.02 s (a set's
+        # first rows, every key new: 0.06 s either way)
         old = "" if new else """
                 SELECT contributor_id, -credit AS c, -1 AS n FROM credits
                 WHERE set_name = $1 AND generated_id IN (SELECT generated_id FROM _gmv_changed) UNION ALL"""
@@ -186,11 +187,10 @@ def replace_credits(con: Connection, set_name: str, changed: Sequence[str], rows
                 SELECT {cid} AS contributor_id, credit AS c, 1 AS n FROM _gmv_credits) d
             GROUP BY contributor_id HAVING sum(n) != 0 OR sum(c) != 0""", params=[] if new else [set_name]).to_arrow_table()
         con.register("_gmv_delta", delta)
-        con.execute("UPDATE value_sums SET value_sum = value_sum + d.v, n_credits = n_credits + d.n FROM _gmv_delta d "
-                    "WHERE value_sums.set_name = $1 AND value_sums.contributor_id = d.contributor_id", [set_name])
-        con.execute("INSERT INTO value_sums SELECT $1, contributor_id, v, n FROM _gmv_delta d WHERE NOT EXISTS "
-                    "(SELECT 1 FROM value_sums s WHERE s.set_name = $1 AND s.contributor_id = d.contributor_id)",
-                    [set_name])
+        con.execute("INSERT INTO value_sums SELECT $1, contributor_id, v, n FROM _gmv_delta "
+                    "ON CONFLICT (set_name, contributor_id) DO UPDATE SET "
+                    "value_sum = value_sums.value_sum + excluded.value_sum, "
+                    "n_credits = value_sums.n_credits + excluded.n_credits", [set_name])
         if not new:
             con.execute("DELETE FROM value_sums WHERE set_name = ? AND n_credits <= 0", [set_name])
             con.execute("DELETE FROM credits WHERE set_name = ? AND generated_id IN "
