@@ -125,10 +125,10 @@ def entering(store: Store, rows: list[GeneratedRow], lists: Lists, point_ids: li
     width = int(count.max()) if len(count) else 0
     e_ids = np.zeros((len(rows), width), dtype=np.uint64)
     e_scores = np.full((len(rows), width), np.nan)
-    for i, h in enumerate(hits):
-        if h:
-            e_ids[i, :len(h)] = [p for p, _ in h]
-            e_scores[i, :len(h)] = [s for _, s in h]
+    cells = np.arange(width) < count[:, None]  # every hit laid in at once, row by row
+    total = int(count.sum())
+    e_ids[cells] = np.fromiter((p for h in hits for p, _ in h), np.uint64, total)
+    e_scores[cells] = np.fromiter((s for h in hits for _, s in h), np.float64, total)
     return e_ids, e_scores, count
 
 
