@@ -118,15 +118,16 @@ def isin_rows(a: np.ndarray, b: np.ndarray, b_valid: np.ndarray, chunk_cells: in
 
 def columns(mask: np.ndarray, *arrays: np.ndarray, fill: Any = 0) -> tuple[np.ndarray, ...]:
     """Per row, the cells where mask holds, moved to the front (their order kept), padded
-    with `fill`; returns the counts first."""
+    with `fill`; returns the counts first. (Boolean indexing reads and writes row-major, so
+    a[mask] lands in the first count cells of each row: no sort.)"""
     count = mask.sum(axis=1)
     width = int(count.max()) if len(count) else 0
-    order = np.argsort(~mask, axis=1, kind="stable")[:, :width]
     keep = np.arange(width) < count[:, None]
     out = [count]
     for a in arrays:
-        taken = np.take_along_axis(a, order, axis=1)
-        out.append(np.where(keep, taken, np.asarray(fill, dtype=a.dtype)))
+        taken = np.full((mask.shape[0], width), fill, dtype=a.dtype)
+        taken[keep] = a[mask]
+        out.append(taken)
     return tuple(out)
 
 

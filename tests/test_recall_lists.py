@@ -233,3 +233,19 @@ def test_isin_sorted_equals_isin():
         s = np.unique(np.concatenate([chosen, rng.integers(0, 2**63, 20, dtype=np.uint64)]))
         v = np.concatenate([values, s[None, :30] if len(s) >= 30 else values[:1]])
         assert (isin_sorted(v, s) == np.isin(v, s)).all()
+
+
+def test_columns_moves_masked_cells_to_the_front_in_order():
+    from gmv_store.query.merge import columns
+
+    rng = np.random.default_rng(5)
+    mask = rng.random((30, 12)) < 0.4
+    mask[0] = False  # an empty row
+    ids, dist = rng.integers(0, 1000, mask.shape).astype(np.uint64), rng.random(mask.shape)
+    count, got_ids, got_dist = columns(mask, ids, dist, fill=7)
+    assert got_ids.dtype == np.uint64 and got_ids.shape[1] == mask.sum(axis=1).max()
+    for r in range(len(mask)):
+        n = mask[r].sum()
+        assert count[r] == n
+        assert got_ids[r, :n].tolist() == ids[r][mask[r]].tolist() and (got_ids[r, n:] == 7).all()
+        assert got_dist[r, :n].tolist() == dist[r][mask[r]].tolist() and (got_dist[r, n:] == 7).all()
