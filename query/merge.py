@@ -90,7 +90,7 @@ def isin_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     if not len(sorted_set):
         return np.zeros(values.shape, dtype=bool)
     bits = int(np.clip(np.ceil(np.log2(64 * len(sorted_set))), 10, 24))
-    mask = np.uint64((1 << bits) - 1)
+    mask = (1 << bits) - 1  # a Python int: fits any integer dtype of the ids
     table = np.zeros(1 << bits, dtype=bool)
     table[(sorted_set & mask).astype(np.intp)] = True
     flat = values.reshape(-1)
