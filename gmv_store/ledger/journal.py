@@ -23,12 +23,18 @@ class JournalEntry:
 
 def open_entry(con: Connection, kind: str, collection: str, point_ids: Sequence[int],
                detail: dict[str, Any] | None) -> int:
-    """Journal a write about to touch these points; its op id."""
-    row = con.execute("SELECT coalesce(max(op_id), 0) + 1 FROM journal").fetchone()
-    op_id = int(row[0]) if row else 1
-    con.execute("INSERT INTO journal VALUES (?, ?, ?, ?, ?, current_timestamp)",
-                [op_id, kind, collection, list(point_ids), json.dumps(detail or {})])
-    return op_id
+    """Journal a write about to touch these points; its op id. One statement (each one run
+    while ingest's other thread holds the GIL waits to get it back), the ids as an Arrow
+    column rather than a list parameter converted id by id."""
+    import pyarrow as pa
+
+    journal_ids = pa.table({"p": pa.array(point_ids, pa.uint64())})  # noqa: F841 - read by name below
+    row = con.execute("INSERT INTO journal SELECT (SELECT coalesce(max(op_id), 0) + 1 FROM journal), ?, ?, "
+                      "(SELECT coalesce(list(p), []::UBIGINT[]) FROM journal_ids), ?, current_timestamp RETURNING op_id",
+                      [kind, collection, json.dumps(detail or {})]).fetchone()
+    if row is None:  # pragma: no cover - INSERT ... RETURNING always returns the row
+        raise RuntimeError("journal: no op id returned")
+    return int(row[0])
 
 
 def close_entry(con: Connection, op_id: int) -> None:
