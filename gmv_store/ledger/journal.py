@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .connection import arrow_scans_paid
+
 if TYPE_CHECKING:
     from duckdb import DuckDBPyConnection as Connection
 
@@ -23,15 +25,20 @@ class JournalEntry:
 
 def open_entry(con: Connection, kind: str, collection: str, point_ids: Sequence[int],
                detail: dict[str, Any] | None) -> int:
-    """Journal a write about to touch these points; its op id. One statement (each one run
-    while ingest's other thread holds the GIL waits to get it back), the ids as an Arrow
-    column rather than a list parameter converted id by id."""
-    import pyarrow as pa
+    """Journal a write about to touch these points; its op id. One statement (each waits
+    for the GIL when it ends, which ingest's other thread may hold), the ids as an Arrow
+    column once those are cheap (`arrow_scans_paid`), else a list parameter."""
+    sql = ("INSERT INTO journal SELECT (SELECT coalesce(max(op_id), 0) + 1 FROM journal), $1, $2, {ids}, $3, "
+           "current_timestamp RETURNING op_id")
+    params: list[Any] = [kind, collection, json.dumps(detail or {})]
+    if arrow_scans_paid():
+        import pyarrow as pa
 
-    journal_ids = pa.table({"p": pa.array(point_ids, pa.uint64())})  # noqa: F841 - read by name below
-    row = con.execute("INSERT INTO journal SELECT (SELECT coalesce(max(op_id), 0) + 1 FROM journal), ?, ?, "
-                      "(SELECT coalesce(list(p), []::UBIGINT[]) FROM journal_ids), ?, current_timestamp RETURNING op_id",
-                      [kind, collection, json.dumps(detail or {})]).fetchone()
+        journal_ids = pa.table({"p": pa.array(point_ids, pa.uint64())})  # noqa: F841 - read by name below
+        cur = con.execute(sql.format(ids="(SELECT coalesce(list(p), []::UBIGINT[]) FROM journal_ids)"), params)
+    else:
+        cur = con.execute(sql.format(ids="$4::UBIGINT[]"), params + [list(point_ids)])
+    row = cur.fetchone()
     if row is None:  # pragma: no cover - INSERT ... RETURNING always returns the row
         raise RuntimeError("journal: no op id returned")
     return int(row[0])

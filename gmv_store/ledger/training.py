@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .connection import insert_columns
+from .connection import arrow_scans_paid, insert_columns
 
 if TYPE_CHECKING:
     from duckdb import DuckDBPyConnection as Connection
@@ -36,15 +36,20 @@ TRAINING_ARROW = {"contributor_id": "string", "point_id": "uint64", "sha256": "s
 
 def insert_training(con: Connection, columns: Mapping[str, Sequence[Any]], ingested_at: datetime) -> None:
     """A batch of training rows, one list per column (records.TRAINING_COLUMNS but
-    ingested_at, the same for all: one parameter rather than a list of times). The lists go
-    in as one Arrow table: pyarrow converts them in C, and DuckDB scans it without the GIL,
-    where list parameters are converted object by object holding it (ingest's other thread
-    needs the GIL meanwhile)."""
+    ingested_at, the same for all: one parameter rather than a list of times). As an Arrow
+    table once those are cheap (`arrow_scans_paid`): the other thread of ingest needs the
+    GIL that DuckDB holds while it converts list parameters value by value."""
     if not columns or not len(next(iter(columns.values()))):
+        return
+    names = list(columns)
+    if not arrow_scans_paid():
+        select = ", ".join(f"unnest(${i + 1}) AS {n}" for i, n in enumerate(names))
+        con.execute(f"INSERT INTO training_images ({', '.join(names)}, ingested_at) "
+                    f"SELECT {', '.join(names)}, ${len(names) + 1} FROM (SELECT {select})",
+                    [list(columns[n]) for n in names] + [ingested_at])
         return
     import pyarrow as pa
 
-    names = list(columns)
     training_batch = pa.table({n: pa.array(columns[n], TRAINING_ARROW.get(n)) for n in names})  # noqa: F841 - read by name below
     con.execute(f"INSERT INTO training_images ({', '.join(names)}, ingested_at) "
                 f"SELECT {', '.join(names)}, $1 FROM training_batch", [ingested_at])
