@@ -168,16 +168,13 @@ class _Rows:
             raise BadInput(f"{part.table}: no label column '{self.label}'; fix: name one with --label-column")
         skip = {vo.vector_column, self.image_col, self.label, vo.rerank_vectors, self.path_col if shards is None else None}
         self.meta = [f.name for f in schema if f.name not in skip and not f.name.startswith("__") and _is_scalar(f.type)]
-        pa, _ = _pa()
-        # columns whose values are JSON as read (text, integers): json_value is not called per value
-        self._plain = {f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
-                       or pa.types.is_integer(f.type)}
+        t = _pa()[0].types  # columns whose values are JSON as read (text, integers): no json_value per value
+        self._plain = {f.name for f in schema if t.is_string(f.type) or t.is_large_string(f.type) or t.is_integer(f.type)}
         used = {"column": self.image_col, "path": self.path_col, "id": vo.id_column, "shard": self.key_col}[self.mode]
         self.columns = sorted(c for c in {used, self.label, *self.meta} if c is not None)
 
     def metas(self, cols: dict[Any, list[Any]], n: int) -> list[dict[str, Any] | None]:
-        """Each row's metadata (its scalar columns as JSON values), for a batch of n rows at
-        once: built by zipping the columns, the one per-row step of reading an id row."""
+        """Each row's metadata (its scalar columns as JSON values), for n rows at once."""
         if not self.meta:
             return [None] * n
         values = [cols[m] if m in self._plain else [json_value(x) for x in cols[m]] for m in self.meta]
