@@ -137,14 +137,17 @@ Prepare = Callable[[list[Decoded]], tuple[dict[str, np.ndarray], list[Decoded]]]
 
 
 def write_all(store: Store, batches: Iterator[list[Decoded]], prepare: Prepare, owner: str | None,
-              meta: dict[str, Any], owner_column: str | None = None) -> Iterator[Written]:
+              meta: dict[str, Any], owner_column: str | None = None, prepare_ahead: bool = True) -> Iterator[Written]:
     """Write every new row of `batches`, one journaled write per batch, in order; yields what
     each batch added, once its ledger rows are committed. `prepare(new)` -> (their vectors,
     the rows as completed) runs on the preparing thread (which makes the store's backends
     where it first needs them, as the one thread did: Store makes each once under a lock);
     the vector engine is opened here. Each batch's ledger transaction runs on a third thread
     (`LedgerCommits`) while this one writes the next batch's points: DuckDB works without
-    the GIL, which the engine's upsert holds."""
+    the GIL, which the engine's upsert holds. `prepare_ahead=False`: batches are prepared on
+    this thread, for input whose preparing holds the GIL throughout (precomputed vectors
+    without images: a second thread then only slows the engine's own calls, measured 2.5 s
+    on 5.3 s; benchmarks/precomputed.py)."""
     _ = store.vectors  # opened on this thread: the preparing one only converts points
     in_flight = InFlight()
     stored = StoredContents(training_point_ids(store.ledger))
@@ -170,7 +173,7 @@ def write_all(store: Store, batches: Iterator[list[Decoded]], prepare: Prepare, 
         return w
 
     with LedgerCommits(store) as commits:
-        for batch, p, embed_s in pipelined(batches, stage):
+        for batch, p, embed_s in pipelined(batches, stage) if prepare_ahead else map(stage, batches):
             t = time.perf_counter()
             op = upsert_prepared(store, p) if p is not None else None  # overlaps the previous batch's commit
             for w, done in commits.wait():  # nothing in flight while the consumer runs (it may snapshot the ledger)
@@ -192,7 +195,7 @@ class LedgerCommits:
 
     def __init__(self, store: Store):
         self._store = store
-        self._pending: tuple[Written, PreparedBatch, Future[float]] | None = None
+        self._pending: tuple[Written, PreparedBatch, Future[None]] | None = None
 
     def __enter__(self) -> LedgerCommits:
         self._con = self._store.ledger.cursor()
@@ -203,12 +206,7 @@ class LedgerCommits:
         if self._pending is not None:  # pragma: no cover - write_all waits before each submit
             raise RuntimeError("LedgerCommits: one commit at a time")
 
-        def run() -> float:
-            t = time.perf_counter()
-            commit(self._con)
-            return time.perf_counter() - t
-
-        self._pending = (w, p, self._pool.submit(run))
+        self._pending = (w, p, self._pool.submit(commit, self._con))
 
     def wait(self) -> list[tuple[Written, PreparedBatch | None]]:
         """The batch whose commit was running, once it is done (its error raised here)."""
@@ -216,7 +214,9 @@ class LedgerCommits:
             return []
         w, p, fut = self._pending
         self._pending = None
-        w.write_seconds += fut.result()
+        t = time.perf_counter()
+        fut.result()
+        w.write_seconds += time.perf_counter() - t  # the writer's wait for it (the commit itself ran beside)
         return [(w, p)]
 
     def __exit__(self, *exc: object) -> None:
