@@ -41,18 +41,34 @@ class JournaledWrites:
         transaction. A crash before that commit leaves journaled points without rows, which
         `recover` deletes. `prepared`: the points already made ready for the engine
         (`VectorStore.prepare_upsert`, off the writing thread); `vectors`/`payloads` are then
-        not used. Yields the ledger connection inside the transaction."""
+        not used. Yields the ledger connection inside the transaction. The same in two
+        halves, for a caller that commits on another thread: `journal_upsert`, `committing`."""
         if prepared is None:
             if vectors is None:
                 raise ValueError("adding: give the vectors and payloads, or a prepared upsert")
             prepared = self.vectors.prepare_upsert(collection, point_ids, vectors, payloads)
+        op = self.journal_upsert(kind, collection, point_ids, prepared, detail, ledger_rows, blob_bytes)
+        with self.committing(self.ledger, op) as con:
+            yield con
+
+    def journal_upsert(self, kind: str, collection: str, point_ids: Sequence[int], prepared: PreparedUpsert,
+                       detail: dict[str, Any] | None = None, ledger_rows: int | None = None, blob_bytes: int = 0) -> int:
+        """`adding`'s first half: room checked, journal row committed, Qdrant upsert. Returns
+        the journal op, which `committing` closes with the rows."""
         diskspace.check_write(self.root, self.config.engine, f"writing {len(point_ids):,} {collection} images", upsert=prepared,
                               rows=2 * len(point_ids) if ledger_rows is None else ledger_rows, blob_bytes=blob_bytes)
         op = journal.open_entry(self.ledger, kind, collection, point_ids, detail)
         self.vectors.write_prepared(prepared)  # room checked above: not again per batch
-        with transaction(self.ledger) as con:
-            yield con
-            journal.close_entry(con, op)
+        return op
+
+    @contextmanager
+    def committing(self, con: Any, op: int) -> Iterator[Any]:
+        """`adding`'s second half: the block's ledger writes and the removal of journal row
+        `op` in one transaction on `con` (the ledger, or a cursor of it on another thread:
+        ingest commits one batch while the next one's points are written)."""
+        with transaction(con) as c:
+            yield c
+            journal.close_entry(c, op)
 
     @contextmanager
     def removing(self, kind: str, collection: str, point_ids: Sequence[int],

@@ -14,17 +14,19 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import numpy as np
 
 from gmv_store.ids import point_id
-from gmv_store.ledger.training import training_point_ids
+from gmv_store.ledger.training import has_generated, training_point_ids
 from gmv_store.sources import Decoded, unique_new
 from gmv_store.store import Store
 
-from .write import PreparedBatch, prepare_training, write_prepared
+from .write import PreparedBatch, commit_prepared, prepare_training, upsert_prepared
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -135,14 +137,21 @@ Prepare = Callable[[list[Decoded]], tuple[dict[str, np.ndarray], list[Decoded]]]
 
 
 def write_all(store: Store, batches: Iterator[list[Decoded]], prepare: Prepare, owner: str | None,
-              meta: dict[str, Any], owner_column: str | None = None) -> Iterator[Written]:
+              meta: dict[str, Any], owner_column: str | None = None, prepare_ahead: bool = True) -> Iterator[Written]:
     """Write every new row of `batches`, one journaled write per batch, in order; yields what
-    each batch added. `prepare(new)` -> (their vectors, the rows as completed) runs on the
-    preparing thread (which makes the store's backends where it first needs them, as the
-    one thread did: Store makes each once under a lock); the vector engine is opened here."""
+    each batch added, once its ledger rows are committed. `prepare(new)` -> (their vectors,
+    the rows as completed) runs on the preparing thread (which makes the store's backends
+    where it first needs them, as the one thread did: Store makes each once under a lock);
+    the vector engine is opened here. Each batch's ledger transaction runs on a third thread
+    (`LedgerCommits`) while this one writes the next batch's points: DuckDB works without
+    the GIL, which the engine's upsert holds. `prepare_ahead=False`: batches are prepared on
+    this thread, for input whose preparing holds the GIL throughout (precomputed vectors
+    without images: a second thread then only slows the engine's own calls, measured 2.5 s
+    on 5.3 s; benchmarks/precomputed.py)."""
     _ = store.vectors  # opened on this thread: the preparing one only converts points
     in_flight = InFlight()
     stored = StoredContents(training_point_ids(store.ledger))
+    generated_exist = has_generated(store.ledger)  # once: only this process (the store's writer) can value images
 
     def stage(batch: list[Decoded]) -> tuple[list[Decoded], PreparedBatch | None, float]:
         hashes = [d.sha256 for d in batch]
@@ -157,10 +166,63 @@ def write_all(store: Store, batches: Iterator[list[Decoded]], prepare: Prepare, 
         in_flight.add(p.sha256)
         return batch, p, embed_s
 
-    for batch, p, embed_s in pipelined(batches, stage):
-        t = time.perf_counter()
+    def committed(w: Written, p: PreparedBatch | None) -> Written:
         if p is not None:
-            write_prepared(store, p)
             stored.add(p.columns["point_id"])  # before leaving in_flight: never in neither
             in_flight.remove(p.sha256)
-        yield Written(batch, p.rows if p is not None else [], embed_s, time.perf_counter() - t)
+        return w
+
+    with LedgerCommits(store) as commits:
+        for batch, p, embed_s in pipelined(batches, stage) if prepare_ahead else map(stage, batches):
+            t = time.perf_counter()
+            op = upsert_prepared(store, p) if p is not None else None  # overlaps the previous batch's commit
+            for w, done in commits.wait():  # nothing in flight while the consumer runs (it may snapshot the ledger)
+                yield committed(w, done)
+            w = Written(batch, p.rows if p is not None else [], embed_s, time.perf_counter() - t)
+            if p is not None and op is not None:
+                commits.submit(w, p, partial(commit_prepared, store, p=p, op=op, generated_exist=generated_exist))
+            else:
+                yield w
+        for w, done in commits.wait():
+            yield committed(w, done)
+
+
+class LedgerCommits:
+    """One batch's ledger transaction at a time, on its own thread and its own DuckDB cursor
+    (a connection of the same database: DuckDB connections are not shared between threads).
+    The journal op of a batch is committed before its points are written, so a commit still
+    running when the process dies leaves what `Store.recover` undoes, as in one thread."""
+
+    def __init__(self, store: Store):
+        self._store = store
+        self._pending: tuple[Written, PreparedBatch, Future[None]] | None = None
+
+    def __enter__(self) -> LedgerCommits:
+        self._con = self._store.ledger.cursor()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="gmv-ingest-ledger")
+        return self
+
+    def submit(self, w: Written, p: PreparedBatch, commit: Callable[[Any], None]) -> None:
+        if self._pending is not None:  # pragma: no cover - write_all waits before each submit
+            raise RuntimeError("LedgerCommits: one commit at a time")
+
+        self._pending = (w, p, self._pool.submit(commit, self._con))
+
+    def wait(self) -> list[tuple[Written, PreparedBatch | None]]:
+        """The batch whose commit was running, once it is done (its error raised here)."""
+        if self._pending is None:
+            return []
+        w, p, fut = self._pending
+        self._pending = None
+        t = time.perf_counter()
+        fut.result()
+        w.write_seconds += time.perf_counter() - t  # the writer's wait for it (the commit itself ran beside)
+        return [(w, p)]
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._pending is not None:  # leaving on an error: let the running commit end first
+                wait([self._pending[2]])
+        finally:
+            self._pool.shutdown(wait=True)
+            self._con.close()

@@ -105,11 +105,13 @@ def ingest_vectors(store: Store, vo: VectorOptions, *, owner: str | None = None,
     rerank_fallback(store, vo, options, report.notes)
     bar = Progress("ingest --vectors", enabled=progress)
     store.vectors.ensure_payload_index(TRAINING, SEQ)
-    # reading, dedupe and the points' conversion run on a second thread, overlapping the
-    # engine's upsert and the ledger's commit (ingest/overlap.py; benchmarks/precomputed.py)
+    # reading and dedupe run on a second thread where rows have images to read (overlapping
+    # the engine's upsert), the ledger's commits on a third (ingest/overlap.py)
     batches = read_vector_batches(vo, options, expect(store), batch_size, report)
+    # rows without images (ids only) are read and prepared holding the GIL: no thread for that
+    ahead = identity_modes(vo, options) != {"id"}
     for w in write_all(store, batches, lambda new: (batch_vectors(complete(store, new), store.embed), new), owner,
-                       meta or {}, owner_column):
+                       meta or {}, owner_column, prepare_ahead=ahead):
         report.duplicates += len(w.batch) - len(w.rows)
         report.added += len(w.rows)
         report.without_images += sum(1 for d in w.rows if not d.pixels.size)

@@ -3,8 +3,9 @@
 
 In two steps, so that ingest can run the first off the writing thread (ingest/overlap.py):
 `prepare_training` makes everything a write needs from the batch (ids, payloads, ledger
-columns, the engine's points) and touches neither the ledger nor the collection;
-`write_prepared` journals, upserts and inserts. `write_training` is both, in one thread.
+columns; the engine's points are made by the writer) and touches neither the ledger nor the collection;
+`write_prepared` journals, upserts and inserts (`upsert_prepared` then `commit_prepared`, which
+ingest runs on a third thread). `write_training` is all of it, in one thread.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import numpy as np
 from gmv_store.errors import BadInput, param
 from gmv_store.ids import short_id
 from gmv_store.ledger.origins import record_origins
-from gmv_store.ledger.records import payload_time, training_payload
+from gmv_store.ledger.records import meta_json, payload_time, training_payload
 from gmv_store.ledger.training import insert_training, queue_new_training
 from gmv_store.sources import Decoded
 from gmv_store.sources.location import to_record
@@ -94,7 +95,7 @@ def prepare_training(store: Store, batch: list[Decoded], vectors: dict[str, np.n
     payload_bytes = PAYLOAD_FIXED_BYTES * len(batch)
     for d, who in zip(batch, owners):  # one pass: this runs for every row ingested
         m = image_meta(d, meta)
-        mj = json.dumps(m) if m is not meta else shared
+        mj = meta_json(m) if m is not meta else shared
         src = to_record(d.source, root)  # inside the store: relative, so it can move
         shape = d.pixels.shape
         short = short_id(d.sha256)
@@ -112,20 +113,35 @@ def prepare_training(store: Store, batch: list[Decoded], vectors: dict[str, np.n
         w_c.append(shape[1])
         c_c.append(shape[2])
         payload_bytes += len(mj) + len(src) + len(who or "") + len(d.label or "")
-    up = store.vectors.prepare_upsert(TRAINING, pid, vectors, payloads, payload_bytes)
-    return PreparedBatch(batch, columns, up, now, seq)
+    # the engine's points are made by the writer (upsert_prepared), not here: ingest runs this
+    # on the thread that decodes and embeds, the slower of its two when images are read
+    return PreparedBatch(batch, columns, PreparedUpsert(TRAINING, pid, vectors, payloads, payload_bytes), now, seq)
 
 
-def write_prepared(store: Store, p: PreparedBatch) -> None:
-    """Journal, upsert and insert a prepared batch (Store.adding's order)."""
-    if not p.rows:
-        return
+def write_prepared(store: Store, p: PreparedBatch, generated_exist: bool | None = None) -> None:
+    """Journal, upsert and insert a prepared batch (Store.adding's order), on this thread."""
+    if p.rows:
+        commit_prepared(store, store.ledger, p, upsert_prepared(store, p), generated_exist)
+
+
+def upsert_prepared(store: Store, p: PreparedBatch) -> int:
+    """A prepared batch's journal row and points (Store.journal_upsert); the journal op that
+    `commit_prepared` closes."""
+    up = p.upsert
+    up = store.vectors.prepare_upsert(up.name, up.ids, up.vectors, up.payloads, up.payload_bytes)
+    return store.journal_upsert("ingest", TRAINING, p.columns["point_id"], up)
+
+
+def commit_prepared(store: Store, con: Any, p: PreparedBatch, op: int, generated_exist: bool | None = None) -> None:
+    """A batch's ledger rows and the end of its journal op `op`, in one transaction on `con`
+    (the ledger or a cursor of it). `generated_exist`: whether the store has valued images
+    (new rows then wait for a refresh), when the caller knows it; else the ledger is asked."""
     cols = p.columns
-    with store.adding("ingest", TRAINING, cols["point_id"], None, (), prepared=p.upsert) as con:
-        insert_training(con, cols, p.now)
-        record_origins(con, TRAINING, cols["point_id"], p.rows)  # given vectors (--vectors): where gmv repair re-reads them
+    with store.committing(con, op) as c:
+        insert_training(c, cols, p.now)
+        record_origins(c, TRAINING, cols["point_id"], p.rows)  # given vectors (--vectors): where gmv repair re-reads them
         # Generated images valued before may now have closer contributors: a refresh is due.
-        queue_new_training(con, cols["contributor_id"], cols["point_id"], p.now, p.seq)
+        queue_new_training(c, cols["contributor_id"], cols["point_id"], p.now, p.seq, generated_exist)
 
 
 def write_training(store: Store, batch: list[Decoded], vectors: dict[str, np.ndarray], owner: str | None,

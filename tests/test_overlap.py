@@ -81,3 +81,37 @@ def test_room_is_checked_once_per_batch_and_payloads_not_serialised_for_it(tmp_p
     writes = [w for w in checks if w.startswith("writing")]
     assert writes == ["writing 20 training images", "writing 20 training images", "writing 10 training images"]
     assert dumped == [False, False, False]
+
+
+def test_a_failed_ledger_commit_stops_ingest_and_leaves_nothing_half_written(tmp_path, mnist_small, monkeypatch):
+    """Each batch's ledger rows are committed on a third thread while the next batch's points
+    are written (LedgerCommits). A commit that fails is raised in the caller; the points of
+    that batch and of the one written meanwhile are journaled without rows, so the next open
+    removes them: the store holds exactly the committed batches, and ingesting again adds
+    the rest."""
+    import threading
+
+    import gmv_store.ingest.write as write
+
+    np.save(tmp_path / "a.npy", mnist_small[0][:50])
+    store = tiny_store(tmp_path)
+    real, threads = write.insert_training, []
+
+    def failing(con, columns, now):
+        threads.append(threading.current_thread().name)
+        if len(threads) == 2:
+            raise OSError("disk gone while committing batch 2")
+        return real(con, columns, now)
+
+    monkeypatch.setattr(write, "insert_training", failing)
+    with pytest.raises(OSError, match="batch 2"):
+        api.ingest(store, [str(tmp_path / "a.npy")], batch_size=20, refresh=False, index=False, workers=0)
+    assert threads and all(t.startswith("gmv-ingest-ledger") for t in threads)
+    monkeypatch.setattr(write, "insert_training", real)
+    assert api.verify(store).ok  # opening recovers: batch 2's (and 3's, if written) points are gone
+    assert ledger_rows(store, "SELECT count(*) AS n FROM training_images") == [{"n": 20}]
+    with Store.open(store) as s:
+        assert s.vectors.count("training") == 20
+    rep = api.ingest(store, [str(tmp_path / "a.npy")], batch_size=20, refresh=False, index=False, workers=0)
+    assert (rep.added, rep.duplicates) == (30, 20)
+    assert api.verify(store).ok

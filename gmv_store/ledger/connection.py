@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -121,6 +122,15 @@ def _whole(con: Connection, path: Path) -> Connection:
         con.close()
         raise _damaged(path, "lacks " + ", ".join(f"{kind} {name}" for kind, name in lacking))
     return con
+
+
+def arrow_scans_paid() -> bool:
+    """Whether DuckDB's scans of Arrow tables cost nothing more in this process. Faster than
+    list parameters per row (pyarrow converts in C, DuckDB scans without the GIL), but
+    DuckDB imports pandas at its first one (~0.35 s here), which a short ingest of images
+    should not pay; `--vectors` ingest pays it in its first batch (vector_origins) and then
+    gains on every batch."""
+    return "pandas" in sys.modules
 
 
 def insert_columns(con: Connection, table: str, columns: Mapping[str, Sequence[Any]], conflict: str = "") -> None:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .connection import arrow_scans_paid
+
 if TYPE_CHECKING:
     from duckdb import DuckDBPyConnection as Connection
 
@@ -23,12 +25,23 @@ class JournalEntry:
 
 def open_entry(con: Connection, kind: str, collection: str, point_ids: Sequence[int],
                detail: dict[str, Any] | None) -> int:
-    """Journal a write about to touch these points; its op id."""
-    row = con.execute("SELECT coalesce(max(op_id), 0) + 1 FROM journal").fetchone()
-    op_id = int(row[0]) if row else 1
-    con.execute("INSERT INTO journal VALUES (?, ?, ?, ?, ?, current_timestamp)",
-                [op_id, kind, collection, list(point_ids), json.dumps(detail or {})])
-    return op_id
+    """Journal a write about to touch these points; its op id. One statement (each waits
+    for the GIL when it ends, which ingest's other thread may hold), the ids as an Arrow
+    column once those are cheap (`arrow_scans_paid`), else a list parameter."""
+    sql = ("INSERT INTO journal SELECT (SELECT coalesce(max(op_id), 0) + 1 FROM journal), $1, $2, {ids}, $3, "
+           "current_timestamp RETURNING op_id")
+    params: list[Any] = [kind, collection, json.dumps(detail or {})]
+    if arrow_scans_paid():
+        import pyarrow as pa
+
+        journal_ids = pa.table({"p": pa.array(point_ids, pa.uint64())})  # noqa: F841 - read by name below
+        cur = con.execute(sql.format(ids="(SELECT coalesce(list(p), []::UBIGINT[]) FROM journal_ids)"), params)
+    else:
+        cur = con.execute(sql.format(ids="$4::UBIGINT[]"), params + [list(point_ids)])
+    row = cur.fetchone()
+    if row is None:  # pragma: no cover - INSERT ... RETURNING always returns the row
+        raise RuntimeError("journal: no op id returned")
+    return int(row[0])
 
 
 def close_entry(con: Connection, op_id: int) -> None:

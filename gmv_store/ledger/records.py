@@ -14,6 +14,20 @@ TRAINING_COLUMNS = ("contributor_id", "point_id", "sha256", "source", "owner", "
 GENERATED_COLUMNS = ("set_name", "generated_id", "point_id", "sha256", "source", "label", "meta",
                      "quality", "valued_at")
 
+# json.dumps(m) without its per-call set-up (a fresh encoder and a dict of seen objects to
+# catch cycles, which JSON-read metadata cannot have): 1.3 µs where dumps takes 4.3 µs for a
+# row's two-key meta, once per row ingested. The same text as json.dumps.
+_c_encoder = getattr(json.encoder, "c_make_encoder", None)
+_ENCODE = _c_encoder(None, json.JSONEncoder().default, json.encoder.encode_basestring_ascii, None, ": ", ", ",
+                     False, False, True) if _c_encoder is not None else None
+
+
+def meta_json(meta: dict[str, Any]) -> str:
+    """A row's metadata as the ledger's JSON text (exactly json.dumps(meta))."""
+    if _ENCODE is None:  # pragma: no cover - CPython has the C encoder
+        return json.dumps(meta)
+    return "".join(_ENCODE(meta, 0))
+
 
 @dataclass(frozen=True)
 class SetRow:

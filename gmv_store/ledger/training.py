@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .connection import insert_columns
+from .connection import arrow_scans_paid, insert_columns
 
 if TYPE_CHECKING:
     from duckdb import DuckDBPyConnection as Connection
@@ -28,23 +28,40 @@ def training_point_ids(con: Connection) -> np.ndarray:
     return np.asarray(got, dtype=np.uint64)
 
 
+# Arrow types of the training columns ingest writes (records.TRAINING_COLUMNS but ingested_at)
+TRAINING_ARROW = {"contributor_id": "string", "point_id": "uint64", "sha256": "string", "source": "string",
+                  "owner": "string", "label": "string", "meta": "string", "height": "int32", "width": "int32",
+                  "channels": "int32"}
+
+
 def insert_training(con: Connection, columns: Mapping[str, Sequence[Any]], ingested_at: datetime) -> None:
     """A batch of training rows, one list per column (records.TRAINING_COLUMNS but
-    ingested_at, the same for all: one parameter rather than a list of times)."""
+    ingested_at, the same for all: one parameter rather than a list of times). As an Arrow
+    table once those are cheap (`arrow_scans_paid`): the other thread of ingest needs the
+    GIL that DuckDB holds while it converts list parameters value by value."""
     if not columns or not len(next(iter(columns.values()))):
         return
     names = list(columns)
-    select = ", ".join(f"unnest(${i + 1}) AS {n}" for i, n in enumerate(names))
+    if not arrow_scans_paid():
+        select = ", ".join(f"unnest(${i + 1}) AS {n}" for i, n in enumerate(names))
+        con.execute(f"INSERT INTO training_images ({', '.join(names)}, ingested_at) "
+                    f"SELECT {', '.join(names)}, ${len(names) + 1} FROM (SELECT {select})",
+                    [list(columns[n]) for n in names] + [ingested_at])
+        return
+    import pyarrow as pa
+
+    training_batch = pa.table({n: pa.array(columns[n], TRAINING_ARROW.get(n)) for n in names})  # noqa: F841 - read by name below
     con.execute(f"INSERT INTO training_images ({', '.join(names)}, ingested_at) "
-                f"SELECT {', '.join(names)}, ${len(names) + 1} FROM (SELECT {select})",
-                [list(columns[n]) for n in names] + [ingested_at])
+                f"SELECT {', '.join(names)}, $1 FROM training_batch", [ingested_at])
 
 
 def queue_new_training(con: Connection, contributor_ids: Sequence[str], point_ids: Sequence[int], queued_at: datetime,
-                       seq: int) -> None:
+                       seq: int, generated_exist: bool | None = None) -> None:
     """New training rows wait for a refresh (pending_refresh), when generated images exist
-    whose matches they may change; `seq` is their points' write time (payload `ingest_seq`)."""
-    if has_generated(con):
+    whose matches they may change; `seq` is their points' write time (payload `ingest_seq`).
+    `generated_exist`: `has_generated` as the caller knows it (ingest asks once per run: only
+    the store's one writer can value images), else asked here."""
+    if generated_exist if generated_exist is not None else has_generated(con):
         n = len(point_ids)
         insert_columns(con, "pending_refresh", {"contributor_id": list(contributor_ids), "point_id": list(point_ids),
                                                 "queued_at": [queued_at] * n, "seq": [seq] * n})

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import glob
 from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 
 from ..errors import BadInput, param
@@ -37,10 +38,17 @@ def split_source(arg: str) -> tuple[str, str | None]:
     start = 0
     while (i := arg.find("#", start)) >= 0:
         base, key = arg[:i], arg[i + 1:]
-        if is_dataset(base) or ((r := reader_for(Path(base))) is not None and r.keyed):
+        if _keyed_base(base):
             return base, key
         start = i + 1
     return arg, None
+
+
+@lru_cache(maxsize=1024)
+def _keyed_base(base: str) -> bool:
+    """Whether `base#...` names a key inside `base` (a dataset, or a file of a keyed kind):
+    asked for every row ingest records, of a few distinct files."""
+    return is_dataset(base) or ((r := reader_for(Path(base))) is not None and r.keyed)
 
 
 def _is_pattern(arg: str) -> bool:

@@ -168,15 +168,23 @@ class _Rows:
             raise BadInput(f"{part.table}: no label column '{self.label}'; fix: name one with --label-column")
         skip = {vo.vector_column, self.image_col, self.label, vo.rerank_vectors, self.path_col if shards is None else None}
         self.meta = [f.name for f in schema if f.name not in skip and not f.name.startswith("__") and _is_scalar(f.type)]
+        t = _pa()[0].types  # columns whose values are JSON as read (text, integers): no json_value per value
+        self._plain = {f.name for f in schema if t.is_string(f.type) or t.is_large_string(f.type) or t.is_integer(f.type)}
         used = {"column": self.image_col, "path": self.path_col, "id": vo.id_column, "shard": self.key_col}[self.mode]
         self.columns = sorted(c for c in {used, self.label, *self.meta} if c is not None)
 
-    def item(self, cols: dict[Any, list[Any]], i: int, row: int) -> Item | Decoded | Problem:  # column -> values
+    def metas(self, cols: dict[Any, list[Any]], n: int) -> list[dict[str, Any] | None]:
+        """Each row's metadata (its scalar columns as JSON values), for n rows at once."""
+        if not self.meta:
+            return [None] * n
+        values = [cols[m] if m in self._plain else [json_value(x) for x in cols[m]] for m in self.meta]
+        return [dict(zip(self.meta, vs)) for vs in zip(*values)]
+
+    def item(self, cols: dict[Any, list[Any]], i: int, row: int, meta: dict[str, Any] | None) -> Item | Decoded | Problem:
         """An Item for an image row (to decode), a Decoded without pixels for an id row, or
-        the row's problem."""
+        the row's problem; `meta`: the row's from `metas`."""
         lab = cols[self.label][i] if self.label else None
         lab = label_text(lab) if lab is not None else self.opts.label
-        meta = {m: json_value(cols[m][i]) for m in self.meta} or None
         if self.mode == "id":
             ident = cols[self.vo.id_column][i]
             if ident is None or str(ident) == "":
@@ -352,20 +360,24 @@ def _part_rows(part: Part, vo: VectorOptions, opts: InputOptions, expect: Expect
                                     "a cosine model: are these the store's model's embeddings?")
                 norm_noted = True
         data = {c: b.column(c).to_pylist() for c in rows.columns}
+        metas = rows.metas(data, m)
+        # per row below: plain Python values (a numpy scalar per test costs several times more)
+        okl, badl, zerol, vl = ok.tolist(), bad.tolist(), zero.tolist(), list(v)
+        rl = list(r) if r is not None else None
         for i in range(m):
-            if not ok[i]:
+            if not okl[i]:
                 continue
-            if bad[i]:
+            if badl[i]:
                 report.problems.append(Problem(f"{where}#{row + i}", "vector holds NaN or inf; fix: re-compute it"))
                 continue
-            if zero[i]:
+            if zerol[i]:
                 report.problems.append(Problem(f"{where}#{row + i}", "all-zero vector, which has no cosine; fix: "
                                                                       "re-compute it"))
                 continue
-            d = _decoded(rows.item(data, i, row + i), report, seen)
+            d = _decoded(rows.item(data, i, row + i, metas[i]), report, seen)
             if d is not None:
-                d.vectors = {"recall": v[i]} if r is None else {"recall": v[i], "rerank": r[i]}
-                d.origins = {"recall": VectorOrigin(*origin, row + i, dv[i])} if r is None else \
+                d.vectors = {"recall": vl[i]} if rl is None else {"recall": vl[i], "rerank": rl[i]}
+                d.origins = {"recall": VectorOrigin(*origin, row + i, dv[i])} if rl is None else \
                     {"recall": VectorOrigin(*origin, row + i, dv[i]), "rerank": VectorOrigin(*rorigin, row + i, dr[i])}
                 yield d
         row += m
