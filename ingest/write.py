@@ -3,7 +3,7 @@
 
 In two steps, so that ingest can run the first off the writing thread (ingest/overlap.py):
 `prepare_training` makes everything a write needs from the batch (ids, payloads, ledger
-columns; the engine's points are made by the writer) and touches neither the ledger nor the collection;
+columns, the engine's points) and touches neither the ledger nor the collection;
 `write_prepared` journals, upserts and inserts (`upsert_prepared` then `commit_prepared`, which
 ingest runs on a third thread). `write_training` is all of it, in one thread.
 """
@@ -113,9 +113,8 @@ def prepare_training(store: Store, batch: list[Decoded], vectors: dict[str, np.n
         w_c.append(shape[1])
         c_c.append(shape[2])
         payload_bytes += len(mj) + len(src) + len(who or "") + len(d.label or "")
-    # the engine's points are made by the writer (upsert_prepared), not here: ingest runs this
-    # on the thread that decodes and embeds, the slower of its two when images are read
-    return PreparedBatch(batch, columns, PreparedUpsert(TRAINING, pid, vectors, payloads, payload_bytes), now, seq)
+    up = store.vectors.prepare_upsert(TRAINING, pid, vectors, payloads, payload_bytes)
+    return PreparedBatch(batch, columns, up, now, seq)
 
 
 def write_prepared(store: Store, p: PreparedBatch, generated_exist: bool | None = None) -> None:
@@ -127,9 +126,7 @@ def write_prepared(store: Store, p: PreparedBatch, generated_exist: bool | None 
 def upsert_prepared(store: Store, p: PreparedBatch) -> int:
     """A prepared batch's journal row and points (Store.journal_upsert); the journal op that
     `commit_prepared` closes."""
-    up = p.upsert
-    up = store.vectors.prepare_upsert(up.name, up.ids, up.vectors, up.payloads, up.payload_bytes)
-    return store.journal_upsert("ingest", TRAINING, p.columns["point_id"], up)
+    return store.journal_upsert("ingest", TRAINING, p.columns["point_id"], p.upsert)
 
 
 def commit_prepared(store: Store, con: Any, p: PreparedBatch, op: int, generated_exist: bool | None = None) -> None:
