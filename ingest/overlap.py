@@ -176,9 +176,9 @@ def write_all(store: Store, batches: Iterator[list[Decoded]], prepare: Prepare, 
         for batch, p, embed_s in pipelined(batches, stage) if prepare_ahead else map(stage, batches):
             t = time.perf_counter()
             op = upsert_prepared(store, p) if p is not None else None  # overlaps the previous batch's commit
-            for w, done in commits.wait():  # nothing in flight while the consumer runs (it may snapshot the ledger)
-                yield committed(w, done)
             w = Written(batch, p.rows if p is not None else [], embed_s, time.perf_counter() - t)
+            for prev, done in commits.wait():  # nothing in flight while the consumer runs (it may snapshot the ledger)
+                yield committed(prev, done)
             if p is not None and op is not None:
                 commits.submit(w, p, partial(commit_prepared, store, p=p, op=op, generated_exist=generated_exist))
             else:
@@ -205,7 +205,6 @@ class LedgerCommits:
     def submit(self, w: Written, p: PreparedBatch, commit: Callable[[Any], None]) -> None:
         if self._pending is not None:  # pragma: no cover - write_all waits before each submit
             raise RuntimeError("LedgerCommits: one commit at a time")
-
         self._pending = (w, p, self._pool.submit(commit, self._con))
 
     def wait(self) -> list[tuple[Written, PreparedBatch | None]]:
