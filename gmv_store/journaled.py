@@ -55,11 +55,32 @@ class JournaledWrites:
                        detail: dict[str, Any] | None = None, ledger_rows: int | None = None, blob_bytes: int = 0) -> int:
         """`adding`'s first half: room checked, journal row committed, Qdrant upsert. Returns
         the journal op, which `committing` closes with the rows."""
+        op = self.journaling(kind, collection, point_ids, prepared, detail, ledger_rows, blob_bytes)
+        self.vectors.write_prepared(prepared)  # room checked: not again per batch
+        return op
+
+    def journaling(self, kind: str, collection: str, point_ids: Sequence[int], prepared: PreparedUpsert,
+                   detail: dict[str, Any] | None = None, ledger_rows: int | None = None, blob_bytes: int = 0) -> int:
+        """`journal_upsert` without the upsert: room checked, journal row committed; the caller
+        then writes `prepared` (`vectors.write_prepared`) and `committing` closes the op."""
+        self.check_room(collection, point_ids, prepared, ledger_rows, blob_bytes)
+        return journal.open_entry(self.ledger, kind, collection, point_ids, detail)
+
+    def check_room(self, collection: str, point_ids: Sequence[int], prepared: PreparedUpsert,
+                   ledger_rows: int | None = None, blob_bytes: int = 0) -> None:
+        """Room on disk for a journaled write of these points (see diskspace.py), checked once
+        before its journal row; with `journal_in`, for a caller that opens that row inside
+        another transaction."""
         diskspace.check_write(self.root, self.config.engine, f"writing {len(point_ids):,} {collection} images", upsert=prepared,
                               rows=2 * len(point_ids) if ledger_rows is None else ledger_rows, blob_bytes=blob_bytes)
-        op = journal.open_entry(self.ledger, kind, collection, point_ids, detail)
-        self.vectors.write_prepared(prepared)  # room checked above: not again per batch
-        return op
+
+    @staticmethod
+    def journal_in(con: Any, kind: str, collection: str, point_ids: Sequence[int], detail: dict[str, Any] | None = None) -> int:
+        """A journal row in the caller's transaction on `con`, once `check_room` passed: ingest
+        opens the row of a batch two ahead inside the commit of the current one, so that the
+        writing thread never commits a ledger statement itself. Its points may be written
+        once that transaction has committed."""
+        return journal.open_entry(con, kind, collection, point_ids, detail)
 
     @contextmanager
     def committing(self, con: Any, op: int) -> Iterator[Any]:

@@ -26,7 +26,7 @@ from gmv_store.ledger.training import has_generated, training_point_ids
 from gmv_store.sources import Decoded, unique_new
 from gmv_store.store import Store
 
-from .write import PreparedBatch, commit_prepared, prepare_training, upsert_prepared
+from .write import PreparedBatch, check_room_prepared, commit_prepared, journal_prepared, prepare_training
 
 T = TypeVar("T")
 U = TypeVar("U")
@@ -172,19 +172,79 @@ def write_all(store: Store, batches: Iterator[list[Decoded]], prepare: Prepare, 
             in_flight.remove(p.sha256)
         return w
 
-    with LedgerCommits(store) as commits:
-        for batch, p, embed_s in pipelined(batches, stage) if prepare_ahead else map(stage, batches):
-            t = time.perf_counter()
-            op = upsert_prepared(store, p) if p is not None else None  # overlaps the previous batch's commit
-            w = Written(batch, p.rows if p is not None else [], embed_s, time.perf_counter() - t)
-            for prev, done in commits.wait():  # nothing in flight while the consumer runs (it may snapshot the ledger)
-                yield committed(prev, done)
-            if p is not None and op is not None:
-                commits.submit(w, p, partial(commit_prepared, store, p=p, op=op, generated_exist=generated_exist))
-            else:
-                yield w
-        for w, done in commits.wait():
-            yield committed(w, done)
+    # Per batch: its points (its journal row committed before), then the batch two ahead
+    # taken (prepared here or by the preparing thread), then this batch's commit started,
+    # which also opens that batch's journal row: the writing thread commits nothing itself.
+    # (An auto-committed journal insert beside a running commit waited for it: 20 ms a
+    # batch at 1M rows.) The first two batches are journaled here, before any commit.
+    items = pipelined(batches, stage) if prepare_ahead else map(stage, batches)
+    try:
+        with LedgerCommits(store) as commits:
+            cur, error = _take(items)
+            nxt, error = _take(items) if cur is not None and error is None else (None, error)
+            for s in (cur, nxt):
+                if s is not None and s.p is not None:
+                    s.op = journal_prepared(store, s.p)
+            while cur is not None:
+                t = time.perf_counter()
+                if cur.p is not None:
+                    store.vectors.write_prepared(cur.p.upsert)  # overlaps the previous batch's commit
+                w = Written(cur.batch, cur.p.rows if cur.p is not None else [], cur.embed_s, time.perf_counter() - t)
+                # an error taking the next one (a bad file, Ctrl-C) is raised once the batches in hand are committed
+                after, error = _take(items) if nxt is not None and error is None else (None, error)
+                for prev, done in commits.wait():  # nothing in flight while the consumer runs (it may snapshot the ledger)
+                    yield committed(prev, done)
+                t = time.perf_counter()
+                ahead = after.p if after is not None else None
+                if ahead is not None:
+                    try:
+                        check_room_prepared(store, ahead)
+                    except BaseException as e:  # a full disk: the batches in hand are still committed, then it is raised
+                        after, ahead, error = None, None, e
+                if cur.p is not None and cur.op is not None:
+                    commits.submit(w, cur.p, partial(_commit, store, cur, after, generated_exist))
+                else:
+                    if after is not None and ahead is not None:  # no commit to open its row in (nothing in flight)
+                        after.op = journal_prepared(store, ahead)
+                    yield w
+                w.write_seconds += time.perf_counter() - t
+                cur, nxt = nxt, after
+            for w, done in commits.wait():
+                yield committed(w, done)
+            if error is not None:
+                raise error
+    finally:
+        close = getattr(items, "close", None)  # the preparing thread stops where the consumer stopped early
+        if close is not None:
+            close()
+
+
+@dataclass
+class _Step:
+    """A batch as prepared, and its journal op once its row is committed."""
+
+    batch: list[Decoded]
+    p: PreparedBatch | None
+    embed_s: float
+    op: int | None = None
+
+
+def _commit(store: Store, step: _Step, after: _Step | None, generated_exist: bool, con: Any) -> None:
+    """`step`'s commit on the ledger thread, opening `after`'s journal row in it."""
+    assert step.p is not None and step.op is not None
+    op = commit_prepared(store, con, step.p, step.op, generated_exist, after.p if after is not None else None)
+    if after is not None:
+        after.op = op  # read by the writer once it has waited for this commit
+
+
+def _take(items: Iterator[tuple[list[Decoded], PreparedBatch | None, float]]) -> tuple[_Step | None, BaseException | None]:
+    """The next batch, or None at the end or on an error (returned, for the caller to raise
+    once what it has in hand is committed)."""
+    try:
+        x = next(items, None)
+    except BaseException as e:
+        return None, e
+    return (_Step(*x) if x is not None else None), None
 
 
 class LedgerCommits:

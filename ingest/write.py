@@ -129,16 +129,33 @@ def upsert_prepared(store: Store, p: PreparedBatch) -> int:
     return store.journal_upsert("ingest", TRAINING, p.columns["point_id"], p.upsert)
 
 
-def commit_prepared(store: Store, con: Any, p: PreparedBatch, op: int, generated_exist: bool | None = None) -> None:
+def journal_prepared(store: Store, p: PreparedBatch) -> int:
+    """A prepared batch's journal row alone (Store.journaling): its points are written next
+    (`store.vectors.write_prepared(p.upsert)`), then `commit_prepared` closes the op."""
+    return store.journaling("ingest", TRAINING, p.columns["point_id"], p.upsert)
+
+
+def check_room_prepared(store: Store, p: PreparedBatch) -> None:
+    """Room for a prepared batch (Store.check_room), before `commit_prepared(journal_next=p)`."""
+    store.check_room(TRAINING, p.columns["point_id"], p.upsert)
+
+
+def commit_prepared(store: Store, con: Any, p: PreparedBatch, op: int, generated_exist: bool | None = None,
+                    journal_next: PreparedBatch | None = None) -> int | None:
     """A batch's ledger rows and the end of its journal op `op`, in one transaction on `con`
     (the ledger or a cursor of it). `generated_exist`: whether the store has valued images
-    (new rows then wait for a refresh), when the caller knows it; else the ledger is asked."""
+    (new rows then wait for a refresh), when the caller knows it; else the ledger is asked.
+    `journal_next`: a later batch whose journal row opens in the same transaction (its room
+    checked by the caller, `Store.check_room`); returns that row's op."""
     cols = p.columns
     with store.committing(con, op) as c:
         insert_training(c, cols, p.now)
         record_origins(c, TRAINING, cols["point_id"], p.rows)  # given vectors (--vectors): where gmv repair re-reads them
         # Generated images valued before may now have closer contributors: a refresh is due.
         queue_new_training(c, cols["contributor_id"], cols["point_id"], p.now, p.seq, generated_exist)
+        if journal_next is None:
+            return None
+        return store.journal_in(c, "ingest", TRAINING, journal_next.columns["point_id"])
 
 
 def write_training(store: Store, batch: list[Decoded], vectors: dict[str, np.ndarray], owner: str | None,

@@ -115,3 +115,33 @@ def test_a_failed_ledger_commit_stops_ingest_and_leaves_nothing_half_written(tmp
     rep = api.ingest(store, [str(tmp_path / "a.npy")], batch_size=20, refresh=False, index=False, workers=0)
     assert (rep.added, rep.duplicates) == (30, 20)
     assert api.verify(store).ok
+
+
+def test_a_reading_error_commits_the_batch_in_hand_before_it_is_raised(tmp_path, mnist_small, monkeypatch):
+    """The writer takes the next batch (and journals it) before it starts the commit of the
+    batch it has just written, so that the journal row's commit never waits behind a batch's.
+    An error while taking it (a bad file, Ctrl-C) is raised only once the batch in hand is
+    committed: nothing written is left to be undone, and ingesting again adds the rest."""
+    import gmv_store.ingest.overlap as overlap
+
+    np.save(tmp_path / "a.npy", mnist_small[0][:50])
+    store = tiny_store(tmp_path)
+    real, calls = overlap.prepare_training, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the user stops it while batch 3 is prepared
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(overlap, "prepare_training", failing)
+    with pytest.raises(KeyboardInterrupt):
+        api.ingest(store, [str(tmp_path / "a.npy")], batch_size=20, refresh=False, index=False, workers=0)
+    monkeypatch.setattr(overlap, "prepare_training", real)
+    # both written batches committed: no journal row left for the next open to undo
+    assert ledger_rows(store, "SELECT count(*) AS n FROM journal") == [{"n": 0}]
+    assert ledger_rows(store, "SELECT count(*) AS n FROM training_images") == [{"n": 40}]
+    assert api.verify(store).ok
+    rep = api.ingest(store, [str(tmp_path / "a.npy")], batch_size=20, refresh=False, index=False, workers=0)
+    assert (rep.added, rep.duplicates) == (10, 40)
+    assert api.verify(store).ok
