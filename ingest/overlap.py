@@ -77,11 +77,13 @@ def pipelined(source: Iterator[T], stage: Callable[[T], U], depth: int = DEPTH, 
 
 @dataclass
 class Written:
-    """One batch as read, the rows of it written (new content), and the seconds spent
-    embedding them (preparing thread) and writing them (writer)."""
+    """One batch: the rows read, those written (new content) and of them those without an
+    image (an --id-column row), and the seconds spent embedding them (preparing thread) and
+    writing them (writer)."""
 
-    batch: list[Decoded]
-    rows: list[Decoded]
+    read: int
+    added: int
+    without_images: int = 0
     embed_seconds: float = 0.0
     write_seconds: float = 0.0
 
@@ -142,42 +144,55 @@ def write_all(store: Store, batches: Iterator[list[Decoded]], prepare: Prepare, 
     each batch added, once its ledger rows are committed. `prepare(new)` -> (their vectors,
     the rows as completed) runs on the preparing thread (which makes the store's backends
     where it first needs them, as the one thread did: Store makes each once under a lock);
-    the vector engine is opened here. Each batch's ledger transaction runs on a third thread
-    (`LedgerCommits`) while this one writes the next batch's points: DuckDB works without
-    the GIL, which the engine's upsert holds. `prepare_ahead=False`: batches are prepared on
-    this thread, for input whose preparing holds the GIL throughout (precomputed vectors
-    without images: a second thread then only slows the engine's own calls, measured 2.5 s
-    on 5.3 s; benchmarks/precomputed.py)."""
+    the vector engine is opened here. `prepare_ahead=False`: batches are prepared on this
+    thread, for input whose preparing holds the GIL throughout (precomputed vectors without
+    images: a second thread then only slows the engine's own calls, measured 2.5 s on 5.3 s;
+    benchmarks/precomputed.py)."""
     _ = store.vectors  # opened on this thread: the preparing one only converts points
     in_flight = InFlight()
     stored = StoredContents(training_point_ids(store.ledger))
-    generated_exist = has_generated(store.ledger)  # once: only this process (the store's writer) can value images
 
-    def stage(batch: list[Decoded]) -> tuple[list[Decoded], PreparedBatch | None, float]:
+    def stage(batch: list[Decoded]) -> Staged:
         hashes = [d.sha256 for d in batch]
         known = in_flight.among(hashes)  # first: see InFlight
         new = unique_new(batch, known | stored.among(hashes))
         if not new:
-            return batch, None, 0.0
+            return len(batch), None, 0.0
         t = time.perf_counter()
         vectors, new = prepare(new)
         embed_s = time.perf_counter() - t
         p = prepare_training(store, new, vectors, owner, meta, owner_column)
         in_flight.add(p.sha256)
-        return batch, p, embed_s
+        return len(batch), p, embed_s
 
-    def committed(w: Written, p: PreparedBatch | None) -> Written:
-        if p is not None:
-            stored.add(p.columns["point_id"])  # before leaving in_flight: never in neither
-            in_flight.remove(p.sha256)
+    def committed(p: PreparedBatch) -> None:
+        stored.add(p.columns["point_id"])  # before leaving in_flight: never in neither
+        in_flight.remove(p.sha256)
+
+    yield from write_staged(store, pipelined(batches, stage) if prepare_ahead else map(stage, batches), committed)
+
+
+Staged = tuple[int, "PreparedBatch | None", float]  # rows read, the new ones prepared (None: none), embed seconds
+
+
+def write_staged(store: Store, items: Iterator[Staged], committed: Callable[[PreparedBatch], None] | None = None
+                 ) -> Iterator[Written]:
+    """Write prepared batches in order, one journaled write each; yields each once its
+    ledger rows are committed (after `committed(p)`). Each batch's ledger transaction runs
+    on a third thread (`LedgerCommits`) while this one writes the next batch's points:
+    DuckDB works without the GIL, which the engine holds. Per batch: its points (its journal
+    row committed before), then the batch two ahead taken (prepared, or made ready by
+    whoever yields `items`), then this batch's commit started, which also opens that
+    batch's journal row: this thread commits nothing itself. (An auto-committed journal
+    insert beside a running commit waited for it: 20 ms a batch at 1M rows.) The first two
+    batches are journaled here, before any commit."""
+    generated_exist = has_generated(store.ledger)  # once: only this process (the store's writer) can value images
+
+    def done(w: Written, p: PreparedBatch | None) -> Written:
+        if p is not None and committed is not None:
+            committed(p)
         return w
 
-    # Per batch: its points (its journal row committed before), then the batch two ahead
-    # taken (prepared here or by the preparing thread), then this batch's commit started,
-    # which also opens that batch's journal row: the writing thread commits nothing itself.
-    # (An auto-committed journal insert beside a running commit waited for it: 20 ms a
-    # batch at 1M rows.) The first two batches are journaled here, before any commit.
-    items = pipelined(batches, stage) if prepare_ahead else map(stage, batches)
     try:
         with LedgerCommits(store) as commits:
             cur, error = _take(items)
@@ -189,11 +204,11 @@ def write_all(store: Store, batches: Iterator[list[Decoded]], prepare: Prepare, 
                 t = time.perf_counter()
                 if cur.p is not None:
                     store.vectors.write_prepared(cur.p.upsert)  # overlaps the previous batch's commit
-                w = Written(cur.batch, cur.p.rows if cur.p is not None else [], cur.embed_s, time.perf_counter() - t)
+                w = _written(cur, time.perf_counter() - t)
                 # an error taking the next one (a bad file, Ctrl-C) is raised once the batches in hand are committed
                 after, error = _take(items) if nxt is not None and error is None else (None, error)
-                for prev, done in commits.wait():  # nothing in flight while the consumer runs (it may snapshot the ledger)
-                    yield committed(prev, done)
+                for prev, p in commits.wait():  # nothing in flight while the consumer runs (it may snapshot the ledger)
+                    yield done(prev, p)
                 t = time.perf_counter()
                 ahead = after.p if after is not None else None
                 if ahead is not None:
@@ -209,8 +224,8 @@ def write_all(store: Store, batches: Iterator[list[Decoded]], prepare: Prepare, 
                     yield w
                 w.write_seconds += time.perf_counter() - t
                 cur, nxt = nxt, after
-            for w, done in commits.wait():
-                yield committed(w, done)
+            for w, p in commits.wait():
+                yield done(w, p)
             if error is not None:
                 raise error
     finally:
@@ -223,10 +238,16 @@ def write_all(store: Store, batches: Iterator[list[Decoded]], prepare: Prepare, 
 class _Step:
     """A batch as prepared, and its journal op once its row is committed."""
 
-    batch: list[Decoded]
+    read: int
     p: PreparedBatch | None
     embed_s: float
     op: int | None = None
+
+
+def _written(s: _Step, write_s: float) -> Written:
+    if s.p is None:
+        return Written(s.read, 0, 0, s.embed_s, write_s)
+    return Written(s.read, s.p.size, s.p.columns["height"].count(0), s.embed_s, write_s)  # height 0: no image
 
 
 def _commit(store: Store, step: _Step, after: _Step | None, generated_exist: bool, con: Any) -> None:
@@ -237,7 +258,7 @@ def _commit(store: Store, step: _Step, after: _Step | None, generated_exist: boo
         after.op = op  # read by the writer once it has waited for this commit
 
 
-def _take(items: Iterator[tuple[list[Decoded], PreparedBatch | None, float]]) -> tuple[_Step | None, BaseException | None]:
+def _take(items: Iterator[Staged]) -> tuple[_Step | None, BaseException | None]:
     """The next batch, or None at the end or on an error (returned, for the caller to raise
     once what it has in hand is committed)."""
     try:

@@ -55,11 +55,11 @@ def ingest(store: Store, paths: list[str], *, owner: str | None = None, options:
     # second thread, overlapping the writes (ingest/overlap.py)
     for w in write_all(store, batches, lambda new: (batch_vectors(new, store.embed), new), owner, meta or {},
                        owner_column):
-        report.duplicates += len(w.batch) - len(w.rows)
-        report.added += len(w.rows)
+        report.duplicates += w.read - w.added
+        report.added += w.added
         report.embed_seconds += w.embed_seconds
         report.write_seconds += w.write_seconds
-        bar.update(len(w.batch))
+        bar.update(w.read)
         store.maybe_snapshot()
     bar.close()
     report.seconds = time.perf_counter() - t0

@@ -1,28 +1,29 @@
 """Training rows whose vectors come with the data (`gmv ingest --vectors`): read -> dedupe ->
-write, through the same two-thread `write_all` (ingest/overlap.py; journaled by
-`Store.adding`) as images. The
-recall vector is never computed; the rows' images, where they name them, give identity,
+write, through the same `write_all` (ingest/overlap.py; journaled as `Store.adding`) as
+images, or, for many rows without images, read and prepared in a second process
+(ingest/vectors_reader.py) and written by `write_staged`. The recall vector is never computed; the rows' images, where they name them, give identity,
 size and thumbnails, and the re-rank vector when none is given (`complete`).
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from gmv_store.backends.named import batch_vectors
 from gmv_store.config import describe_backend
 from gmv_store.errors import GmvError
-from gmv_store.ledger.training import has_generated
+from gmv_store.ledger.training import has_generated, training_point_ids
 from gmv_store.progress import Progress
 from gmv_store.sources import Decoded, InputOptions
-from gmv_store.sources.vectors import Expect, VectorOptions, check_model, identity_modes, read_vector_batches
+from gmv_store.sources.vectors import Expect, VectorOptions, check_model, identity_modes, parts, read_vector_batches
 from gmv_store.store import TRAINING, Store
 
-from .overlap import write_all
+from . import vectors_reader
+from .overlap import write_all, write_staged
 from .pipeline import IngestReport
+from .vectors_reader import ReaderJob, fill_rerank, read_in_process
 from .write import SEQ
 
 VECTOR_BATCH = 2048  # rows per journaled write: larger batches amortise the ledger's and engine's per-call costs
@@ -64,34 +65,25 @@ def rerank_fallback(store: Store, vo: VectorOptions, options: InputOptions | Non
 
 
 def complete(store: Store, batch: list[Decoded]) -> list[Decoded]:
-    """Every stored named vector of each row: a re-rank vector not given is computed from
-    the row's image by the re-rank model, and for a row without an image (whose store
-    re-ranks by the recall distance, so it is never searched) is a fixed placeholder."""
+    """Every stored named vector of each row (`fill_rerank` with the store's re-rank model)."""
     rv = store.stored_reranker.vector_embedder()
-    if rv is None:
-        return batch
-    todo = [d for d in batch if "rerank" not in _given(d)]
-    pictured = [d for d in todo if d.pixels.size]
-    if pictured:
-        for d, v in zip(pictured, rv.embed([d.pixels for d in pictured])):
-            _given(d)["rerank"] = v
-    if len(pictured) < len(todo):
-        if not store.config.rerank_fallback:
-            raise GmvError("rows without images need --rerank-vectors in this store (it re-ranks with "
-                           f"'{store.config.rerank.name}'); fix: pass --rerank-vectors or name the images")
-        placeholder = np.zeros(rv.dim, np.float32)
-        placeholder[0] = 1.0  # a unit vector: valid under every metric, never searched
-        for d in todo:
-            if not d.pixels.size:
-                _given(d)["rerank"] = placeholder
-    return batch
+    return fill_rerank(batch, rv.dim if rv is not None else None, rv.embed if rv is not None else None,
+                       store.config.rerank_fallback, store.config.rerank.name)
 
 
-def _given(d: Decoded) -> dict[str, np.ndarray]:
-    """A row's named vectors (read_vector_batches gives every row its recall vector)."""
-    if d.vectors is None:
-        d.vectors = {}
-    return d.vectors
+def input_rows(vo: VectorOptions) -> int:
+    """The rows of the input's tables (their Parquet footers): unreadable ones count 0 here
+    and are reported when read."""
+    from gmv_store.sources.base import file_stamp
+    from gmv_store.sources.parquet import _open
+
+    total = 0
+    for part in parts(Path(vo.path), vo):
+        try:
+            total += int(_open(*file_stamp(part.table.absolute()))[2])
+        except (GmvError, OSError, ValueError):
+            pass
+    return total
 
 
 def ingest_vectors(store: Store, vo: VectorOptions, *, owner: str | None = None, options: InputOptions | None = None,
@@ -105,18 +97,26 @@ def ingest_vectors(store: Store, vo: VectorOptions, *, owner: str | None = None,
     rerank_fallback(store, vo, options, report.notes)
     bar = Progress("ingest --vectors", enabled=progress)
     store.vectors.ensure_payload_index(TRAINING, SEQ)
-    # reading and dedupe run on a second thread where rows have images to read (overlapping
-    # the engine's upsert), the ledger's commits on a third (ingest/overlap.py)
-    batches = read_vector_batches(vo, options, expect(store), batch_size, report)
-    # rows without images (ids only) are read and prepared holding the GIL: no thread for that
-    ahead = identity_modes(vo, options) != {"id"}
-    for w in write_all(store, batches, lambda new: (batch_vectors(complete(store, new), store.embed), new), owner,
-                       meta or {}, owner_column, prepare_ahead=ahead):
-        report.duplicates += len(w.batch) - len(w.rows)
-        report.added += len(w.rows)
-        report.without_images += sum(1 for d in w.rows if not d.pixels.size)
+    ids_only = identity_modes(vo, options) == {"id"}
+    if ids_only and input_rows(vo) >= vectors_reader.READER_PROCESS_ROWS:
+        # rows without images, many: read and prepared in a second process (ingest/vectors_reader.py)
+        job = ReaderJob(vo, options or InputOptions(), expect(store), batch_size, str(store.root), owner, meta or {},
+                        owner_column, store.config.rerank_fallback, store.config.rerank.name,
+                        training_point_ids(store.ledger))
+        written = write_staged(store, read_in_process(store, job, report))
+    else:
+        # reading and dedupe run on a second thread where rows have images to read (overlapping
+        # the engine's upsert), the ledger's commits on a third (ingest/overlap.py); rows without
+        # images (ids only) are read and prepared holding the GIL: no thread for that
+        batches = read_vector_batches(vo, options, expect(store), batch_size, report)
+        written = write_all(store, batches, lambda new: (batch_vectors(complete(store, new), store.embed), new), owner,
+                            meta or {}, owner_column, prepare_ahead=not ids_only)
+    for w in written:
+        report.duplicates += w.read - w.added
+        report.added += w.added
+        report.without_images += w.without_images
         report.write_seconds += w.write_seconds
-        bar.update(len(w.batch))
+        bar.update(w.read)
         store.maybe_snapshot()
     bar.close()
     report.seconds = time.perf_counter() - t0

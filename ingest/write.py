@@ -20,7 +20,7 @@ import numpy as np
 
 from gmv_store.errors import BadInput, param
 from gmv_store.ids import short_id
-from gmv_store.ledger.origins import record_origins
+from gmv_store.ledger.origins import OriginGroups, origin_groups, record_origins
 from gmv_store.ledger.records import meta_json, payload_time, training_payload
 from gmv_store.ledger.training import insert_training, queue_new_training
 from gmv_store.sources import Decoded
@@ -38,19 +38,40 @@ PAYLOAD_FIXED_BYTES = 1024
 
 
 @dataclass
+class TrainingRows:
+    """A batch's rows ready for the ledger and the engine, made from the batch alone (no
+    store): ledger columns (all but ingested_at, which is `now` for every row), payloads,
+    their JSON size, and where given vectors were read (`origins`, by (vector name, file,
+    column): point ids, rows, digests). Made in another process by the vectors' reader
+    (ingest/vectors_reader.py), so it pickles."""
+
+    columns: dict[str, list[Any]]
+    payloads: list[dict[str, Any]]
+    payload_bytes: int
+    now: datetime
+    seq: int
+    origins: OriginGroups
+
+
+@dataclass
 class PreparedBatch:
-    """A batch ready to be written: its rows (after dedupe), ledger columns (all but
-    ingested_at, which is `now` for every row) and points."""
+    """A batch ready to be written: its rows (after dedupe; empty where another process
+    prepared them), ledger columns and origins (`TrainingRows`), and points."""
 
     rows: list[Decoded]
     columns: dict[str, list[Any]]
     upsert: PreparedUpsert
     now: datetime
     seq: int
+    origins: OriginGroups
 
     @property
     def sha256(self) -> list[str]:
         return self.columns["sha256"]
+
+    @property
+    def size(self) -> int:
+        return len(self.columns["point_id"])
 
 
 def image_meta(d: Decoded, meta: dict[str, Any]) -> dict[str, Any]:
@@ -80,12 +101,24 @@ def row_owners(batch: list[Decoded], owner: str | None, column: str | None) -> l
 def prepare_training(store: Store, batch: list[Decoded], vectors: dict[str, np.ndarray], owner: str | None,
                      meta: dict[str, Any], owner_column: str | None = None) -> PreparedBatch:
     """Everything a write of these rows needs, made from the batch alone: safe on a thread
-    other than the writer's (it reads the store's root and vector engine, changes nothing).
-    Each row's meta is serialised to JSON once, for its ledger column and the room check."""
+    other than the writer's (it reads the store's root and vector engine, changes nothing)."""
+    t = training_rows(Path(store.root), batch, owner, meta, owner_column)
+    return with_points(store, t, vectors, batch)
+
+
+def with_points(store: Store, t: TrainingRows, vectors: dict[str, np.ndarray], batch: list[Decoded]) -> PreparedBatch:
+    """The engine's points of prepared rows (`VectorStore.prepare_upsert`)."""
+    up = store.vectors.prepare_upsert(TRAINING, t.columns["point_id"], vectors, t.payloads, t.payload_bytes)
+    return PreparedBatch(batch, t.columns, up, t.now, t.seq, t.origins)
+
+
+def training_rows(root: Path, batch: list[Decoded], owner: str | None, meta: dict[str, Any],
+                  owner_column: str | None = None) -> TrainingRows:
+    """The ledger columns and payloads of these rows (a store at `root`). Each row's meta is
+    serialised to JSON once, for its ledger column and the room check."""
     owners = row_owners(batch, owner, owner_column)
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     seq = time.time_ns() // 1000  # microseconds: exact as a float, which Qdrant's range filter takes
-    root = Path(store.root)
     shared = json.dumps(meta)
     stamp = payload_time(now)
     names = ("contributor_id", "point_id", "sha256", "source", "owner", "label", "meta", "height", "width", "channels")
@@ -113,13 +146,13 @@ def prepare_training(store: Store, batch: list[Decoded], vectors: dict[str, np.n
         w_c.append(shape[1])
         c_c.append(shape[2])
         payload_bytes += len(mj) + len(src) + len(who or "") + len(d.label or "")
-    up = store.vectors.prepare_upsert(TRAINING, pid, vectors, payloads, payload_bytes)
-    return PreparedBatch(batch, columns, up, now, seq)
+    # given vectors (--vectors): where gmv repair re-reads them
+    return TrainingRows(columns, payloads, payload_bytes, now, seq, origin_groups(pid, batch))
 
 
 def write_prepared(store: Store, p: PreparedBatch, generated_exist: bool | None = None) -> None:
     """Journal, upsert and insert a prepared batch (Store.adding's order), on this thread."""
-    if p.rows:
+    if p.size:
         commit_prepared(store, store.ledger, p, upsert_prepared(store, p), generated_exist)
 
 
@@ -150,7 +183,7 @@ def commit_prepared(store: Store, con: Any, p: PreparedBatch, op: int, generated
     cols = p.columns
     with store.committing(con, op) as c:
         insert_training(c, cols, p.now)
-        record_origins(c, TRAINING, cols["point_id"], p.rows)  # given vectors (--vectors): where gmv repair re-reads them
+        record_origins(c, TRAINING, p.origins)  # given vectors (--vectors): where gmv repair re-reads them
         # Generated images valued before may now have closer contributors: a refresh is due.
         queue_new_training(c, cols["contributor_id"], cols["point_id"], p.now, p.seq, generated_exist)
         if journal_next is None:

@@ -16,7 +16,7 @@ import numpy as np
 from gmv_store.backends.named import batch_vectors
 from gmv_store.errors import BadInput, GmvError, param
 from gmv_store.ledger.credits import has_training, training_source, valued_sha256
-from gmv_store.ledger.origins import record_origins
+from gmv_store.ledger.origins import origin_groups, record_origins
 from gmv_store.ledger.records import SetRow, generated_payload
 from gmv_store.ledger.sets import get_set, insert_set
 from gmv_store.options import DEFAULT_K
@@ -149,7 +149,7 @@ def write_generated(store: Store, the_set: SetRow, batch: list[Decoded], matches
         if new_set:
             insert_set(con, the_set)
         insert_generated(con, rows, matches, json.dumps(meta), now)
-        record_origins(con, GENERATED, [r.point_id for r in rows], batch)  # given vectors: gmv repair re-reads them
+        record_origins(con, GENERATED, origin_groups([r.point_id for r in rows], batch))  # given vectors: gmv repair re-reads them
 
 
 def warm_up_quality(store: Store) -> None:

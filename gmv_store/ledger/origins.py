@@ -4,7 +4,7 @@ cannot be computed from the images). Each carries a digest of the vector as stor
 file that now holds other vectors is found, not used."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -12,6 +12,9 @@ if TYPE_CHECKING:
     from duckdb import DuckDBPyConnection as Connection
 
     from ..sources.items import Decoded
+
+# by (vector name, file, Parquet column or None): the points' ids, rows and digests
+OriginGroups = dict[tuple[str, str, "str | None"], tuple[list[int], list[int], list[int]]]
 
 
 @dataclass(frozen=True)
@@ -24,26 +27,32 @@ class Origin:
     digest: int
 
 
-def record_origins(con: Connection, collection: str, point_ids: Sequence[int], batch: Sequence[Decoded]) -> None:
-    """Record the origins of a batch's given vectors (rows without any: nothing), with the
-    digests the reader computed (`sources.vector_arrays.vector_digests`, in the reading
-    thread). Run in the transaction that writes the batch's ledger rows. One statement per
-    file and vector name."""
-    if not any(d.origins for d in batch):
-        return
-    groups: dict[tuple[str, str, str | None], list[tuple[int, int, int]]] = {}
+def origin_groups(point_ids: Sequence[int], batch: Sequence[Decoded]) -> OriginGroups:
+    """The given vectors' origins of a batch (`Decoded.origins`), grouped for `record_origins`."""
+    groups: OriginGroups = {}
     for pid, d in zip(point_ids, batch):
         for name, o in (d.origins or {}).items():
-            groups.setdefault((name, o.file, o.column), []).append((pid, o.row, o.digest))
+            g = groups.setdefault((name, o.file, o.column), ([], [], []))
+            g[0].append(pid)
+            g[1].append(o.row)
+            g[2].append(o.digest)
+    return groups
+
+
+def record_origins(con: Connection, collection: str,
+                   groups: Mapping[tuple[str, str, str | None], tuple[Sequence[int], Sequence[int], Sequence[int]]]) -> None:
+    """Record where a batch's given vectors were read: by (vector name, file, Parquet column
+    or None), the points' ids, rows and digests (computed by the reader,
+    `sources.vector_arrays.vector_digests`). Run in the transaction that writes the batch's
+    ledger rows. One statement per file and vector name; rows without given vectors: none."""
     import pyarrow as pa
 
-    for (name, file, column), rows in groups.items():
+    for (name, file, column), (pids, rows, digests) in groups.items():
         # An Arrow table read by name from this frame (DuckDB's replacement scan of Python
         # variables): ~3x faster than list parameters of 64-bit integers, and unlike
         # `con.register` it may follow a statement whose result was not fetched.
-        origins_batch = pa.table({"point_id": pa.array([p for p, _, _ in rows], pa.uint64()),
-                                  "row_index": pa.array([r for _, r, _ in rows], pa.int64()),
-                                  "digest": pa.array([g for _, _, g in rows], pa.uint64())})
+        origins_batch = pa.table({"point_id": pa.array(pids, pa.uint64()), "row_index": pa.array(rows, pa.int64()),
+                                  "digest": pa.array(digests, pa.uint64())})
         con.execute("INSERT INTO vector_origins SELECT $1, point_id, $2, $3, $4, row_index, digest FROM origins_batch",
                     [collection, name, file, column])
         del origins_batch

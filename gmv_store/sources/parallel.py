@@ -49,7 +49,7 @@ def default_workers() -> int:
 
 
 @contextmanager
-def _main_hidden() -> Iterator[None]:
+def main_hidden() -> Iterator[None]:
     """Start workers without the caller's main script. A fresh interpreter otherwise imports
     it again: a script without an `if __name__ == "__main__":` guard (or one read from stdin)
     would run again in every worker, ingest included. The workers need only gmv_store's own
@@ -63,7 +63,7 @@ def _main_hidden() -> Iterator[None]:
             sys.modules["__main__"] = saved
 
 
-def _context() -> BaseContext:
+def worker_context() -> BaseContext:
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     if ctx.get_start_method() == "forkserver":
@@ -71,7 +71,7 @@ def _context() -> BaseContext:
     return ctx
 
 
-def _watch_parent(alive: Connection) -> None:
+def watch_parent(alive: Connection) -> None:
     """Worker start-up: leave Ctrl-C to the main process, and exit once it is gone (`alive`:
     the read end of the main process's pipe)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -106,14 +106,14 @@ def decode_parallel(items: Iterable[Item], problems: list[Problem], workers: int
     yield from decode_items(head, problems)
     if len(head) < SERIAL_FIRST:
         return
-    ctx = _context()
+    ctx = worker_context()
     alive, keep = ctx.Pipe(duplex=False)  # `keep` stays here only: its end-of-file tells the workers to go
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_watch_parent, initargs=(alive,))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=watch_parent, initargs=(alive,))
     pending: deque[Future[list[Decoded | Problem]]] = deque()
     limit = max(2 * workers, -(-ahead // CHUNK))
     try:
         for chunk in batched(it, CHUNK):
-            with _main_hidden():  # the executor starts its processes inside submit()
+            with main_hidden():  # the executor starts its processes inside submit()
                 pending.append(pool.submit(_decode_chunk, chunk, embed))
             if len(pending) >= limit:
                 yield from _results(pending.popleft(), problems)
