@@ -47,7 +47,7 @@ from gmv_store.ledger.credits import (
 from gmv_store.progress import Progress
 from gmv_store.sources.checked import load_checked
 from gmv_store.store import GENERATED, TRAINING, Store
-from gmv_store.vectors import Query
+from gmv_store.vectors import Query, flat_hits
 
 from .matches import GeneratedRow, Match, read_matches, replace_matches
 from .recall_lists import Lists, Moved, add, capacity, drop, read_lists
@@ -117,18 +117,23 @@ def entering(store: Store, rows: list[GeneratedRow], lists: Lists, point_ids: li
     first = min(cap, len(point_ids), 2 * math.ceil(cap * len(point_ids) / max(n_train, 1)) + 16)
     queries = [Query({"recall": vecs[i]}, using="recall", limit=first, score_threshold=thresholds[i], exact=True,
                      **among) for i in range(len(rows))]
-    hits = store.vectors.query(TRAINING, queries)
-    full = [i for i, h in enumerate(hits) if len(h) >= first]
-    for i, h in zip(full, ranked(store.vectors, TRAINING, [queries[i] for i in full], cap, metric)):
-        hits[i] = h
-    count = np.array([len(h) for h in hits], dtype=np.int64)
+    h_ids, h_scores, got = store.vectors.query_arrays(TRAINING, queries)
+    full = np.flatnonzero(got >= first)
+    again_ids, again_scores, again = flat_hits(ranked(store.vectors, TRAINING, [queries[i] for i in full], cap, metric))
+    count = got.copy()
+    count[full] = again
     width = int(count.max()) if len(count) else 0
     e_ids = np.zeros((len(rows), width), dtype=np.uint64)
     e_scores = np.full((len(rows), width), np.nan)
-    cells = np.arange(width) < count[:, None]  # every hit laid in at once, row by row
-    total = int(count.sum())
-    e_ids[cells] = np.fromiter((p for h in hits for p, _ in h), np.uint64, total)
-    e_scores[cells] = np.fromiter((s for h in hits for _, s in h), np.float64, total)
+    short = np.ones(len(rows), dtype=bool)
+    short[full] = False
+    cells = (np.arange(width) < got[:, None]) & short[:, None]  # every hit laid in at once, row by row
+    e_ids[cells], e_scores[cells] = h_ids[np.repeat(short, got)], h_scores[np.repeat(short, got)]
+    if len(full):  # asked again, cut in the one order
+        cells = np.arange(width) < again[:, None]
+        sub_ids, sub_scores = np.zeros((len(full), width), np.uint64), np.full((len(full), width), np.nan)
+        sub_ids[cells], sub_scores[cells] = again_ids, again_scores
+        e_ids[full], e_scores[full] = sub_ids, sub_scores
     return e_ids, e_scores, count
 
 

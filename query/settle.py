@@ -183,18 +183,16 @@ def _fresh_distances(store: Store, b: Batch, rv: Embedder, todo: np.ndarray,
     f_dist = np.full(f_ids.shape, np.inf)
     asked = np.flatnonzero(n_fresh)
     vecs = _rerank_vectors(store, b.rows, asked)
-    hits = store.vectors.query(TRAINING, [
+    h_ids, h_scores, got = store.vectors.query_arrays(TRAINING, [
         Query({"rerank": vecs[j]}, using="rerank", limit=int(n_fresh[i]), only_ids=tuple(f_ids[i, :n_fresh[i]].tolist()),
               exact=True) for j, i in enumerate(asked)])
-    got = np.array([len(h) for h in hits], dtype=np.int64)
     if len(asked) and (got != n_fresh[asked]).any():
         raise GmvError("the vector store returned fewer re-rank scores than the points it was asked about; "
                        "fix: run `gmv verify` (a training point may be missing from Qdrant)")
     if len(asked):
         cells = np.arange(f_ids.shape[1]) < n_fresh[asked, None]
         sub_ids, sub_scores = f_ids[asked], np.zeros(cells.shape)
-        sub_ids[cells] = np.fromiter((p for h in hits for p, _ in h), np.uint64, int(got.sum()))
-        sub_scores[cells] = np.fromiter((s for h in hits for _, s in h), np.float64, int(got.sum()))
+        sub_ids[cells], sub_scores[cells] = h_ids, h_scores
         f_ids[asked] = sub_ids
         f_dist[asked] = np.where(cells, distances_of(store, rv, sub_scores), np.inf)
     return f_ids, f_dist, n_fresh
