@@ -30,7 +30,7 @@ from gmv_store.backends.base import Embedder, Reranker
 from gmv_store.errors import GmvError
 from gmv_store.ledger.credits import replace_credits
 from gmv_store.store import GENERATED, TRAINING, Store
-from gmv_store.valuation import credits as eq6_credits
+from gmv_store.valuation import credits_rows as eq6_credits_rows
 from gmv_store.vectors import Query
 
 from .matches import GeneratedRow, TopK, read_topk
@@ -276,8 +276,10 @@ def _credit_rows(b: Batch, changed: np.ndarray, ids: np.ndarray, dist: np.ndarra
     n = count[changed]
     keep = np.arange(b.k) < n[:, None]
     credit = np.zeros((len(changed), b.k))
-    for j, i in enumerate(changed):
-        credit[j, :n[j]] = eq6_credits(dist[i, :n[j]], b.rows[i].quality)
+    quality = np.array([b.rows[i].quality for i in changed], dtype=np.float64)
+    for size in np.unique(n):  # images with as many contributors at once (nearly always all k)
+        at = np.flatnonzero(n == size)
+        credit[at, :size] = eq6_credits_rows(dist[changed[at], :size], quality[at])
     return pa.table({
         "generated_id": pa.array(np.repeat(np.asarray([b.old.gids[i] for i in changed], dtype=object), n), pa.string()),
         "point_id": ids[changed][keep],
