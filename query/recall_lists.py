@@ -256,16 +256,18 @@ def read_lists(con: Connection, set_name: str, gids: Sequence[str] | None = None
                  n_run, tbl.column("runners_all").to_numpy(zero_copy_only=False).astype(bool))
 
 
-def write_lists(con: Connection, set_name: str, lists: Lists, new: bool = False) -> None:
-    """Store these lists (one statement per form): a list read from the ledger whose changes
-    are still small is stored as those changes; others are written whole (`new` ones are
-    inserted, others replace what is stored or are inserted where nothing is)."""
-    if not len(lists):
+def write_lists(con: Connection, set_name: str, lists: Lists, new: bool = False, rows: np.ndarray | None = None) -> None:
+    """Store these lists (one statement per form; `rows`: only those): a list read from the
+    ledger whose changes are still small is stored as those changes; others are written
+    whole (`new` ones are inserted, others replace what is stored or are inserted where
+    nothing is)."""
+    rows = np.arange(len(lists)) if rows is None else np.asarray(rows, dtype=np.int64)
+    if not len(rows):
         return
     valid = lists.valid
     n_added = (valid & ~lists.based).sum(axis=1)
     small = lists.stored & (n_added + lists.n_dropped <= np.maximum(REWRITE_MIN, REWRITE_SHARE * lists.length))
-    for part, whole in ((np.flatnonzero(~small), True), (np.flatnonzero(small), False)):
+    for part, whole in ((rows[~small[rows]], True), (rows[small[rows]], False)):
         if not len(part):
             continue
         sub = lists.take(part)

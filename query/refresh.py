@@ -201,9 +201,15 @@ def _apply(store: Store, report: RefreshReport, set_name: str, k: int, n: int, r
     """Settle the rows `hit` that one change affected; returns the lists and rows that
     remain (queued ones left out) for the next change."""
     if len(hit):
-        old = lists.take(hit)  # as wide as its own longest list: old_pos is cut to match
-        sub = Moved(moved.lists.take(hit), moved.old_pos[hit, :old.ids.shape[1]], moved.new_pos[hit])
-        out = settle(store, Batch(set_name, k, n, [rows[i] for i in hit], old, sub), report.timings)
+        if 2 * len(hit) >= len(lists):  # most lists changed: settled where they are (a take copies them all)
+            touched = np.zeros(len(lists), dtype=bool)
+            touched[hit] = True
+            batch = Batch(set_name, k, n, rows, lists, moved, touched)
+        else:
+            old = lists.take(hit)  # as wide as its own longest list: old_pos is cut to match
+            sub = Moved(moved.lists.take(hit), moved.old_pos[hit, :old.ids.shape[1]], moved.new_pos[hit])
+            batch = Batch(set_name, k, n, [rows[i] for i in hit], old, sub)
+        out = settle(store, batch, report.timings)
         enqueue(store, set_name, out.queued, "refresh")
         report.merged += out.from_lists + out.reranked
         report.reranked += out.reranked

@@ -49,6 +49,7 @@ class Batch:
     rows: list[GeneratedRow]   # aligned with old.gids
     old: Lists
     moved: Moved
+    touched: np.ndarray | None = None  # (m,) bool: the rows the change reached (None: all); the others stand
 
 
 @dataclass
@@ -117,7 +118,8 @@ def settle(store: Store, b: Batch, timings: dict[str, float]) -> Outcome:
     new = b.moved.lists
     left, fresh, n_new = _recall_sets(b)
     moved_set = left.any(axis=1) | fresh.any(axis=1)
-    queue = (new.length < b.n) & ~new.complete
+    touched = np.ones(len(new), dtype=bool) if b.touched is None else b.touched
+    queue = (new.length < b.n) & ~new.complete & touched
     top = read_topk(store.ledger, b.set_name, b.old.gids, b.k)
     line = _old_line(b, top)
     reranker = store.reranker
@@ -131,7 +133,7 @@ def settle(store: Store, b: Batch, timings: dict[str, float]) -> Outcome:
         line = Line(np.where(keep, new.ids[:, :kk], 0).astype(np.uint64),
                     np.where(keep, score_distances(new.scores[:, :kk], store.embedder.metric), np.inf), n,
                     np.zeros(len(n), bool))
-        out.from_lists = int((~queue).sum())
+        out.from_lists = int((~queue & touched).sum())
     elif kind == "pairwise":
         queue |= moved_set  # pairwise distances come from the images
     else:
@@ -149,7 +151,7 @@ def settle(store: Store, b: Batch, timings: dict[str, float]) -> Outcome:
         timings["rerank"] += time.perf_counter() - t
         t = time.perf_counter()
         out.reranked = len(short)
-        out.from_lists = int((~queue).sum()) - len(short)
+        out.from_lists = int((~queue & touched).sum()) - len(short)
     ids, dist, count = line.ids[:, :b.k], line.dist[:, :b.k], np.minimum(line.count, b.k)
     if ids.shape[1] < b.k:
         ids = np.pad(ids, ((0, 0), (0, b.k - ids.shape[1])))
@@ -157,7 +159,7 @@ def settle(store: Store, b: Batch, timings: dict[str, float]) -> Outcome:
     valid_old = np.arange(b.k) < top.count[:, None]
     same = ((count == top.count) & ((ids == top.ids) | ~valid_old).all(axis=1)
             & ((dist == top.distances) | ~valid_old).all(axis=1))
-    changed = np.flatnonzero(~same & ~queue)
+    changed = np.flatnonzero(~same & ~queue & touched)
     out.queued = [b.old.gids[i] for i in np.flatnonzero(queue)]
     out.changed = [b.old.gids[i] for i in changed]
     n_run = np.maximum(line.count - b.k, 0)
@@ -166,7 +168,7 @@ def settle(store: Store, b: Batch, timings: dict[str, float]) -> Outcome:
         new.with_runners(np.zeros((len(new), 0), np.uint64), np.zeros((len(new), 0)), n_run, line.every)
     timings["merge"] += time.perf_counter() - t
     t = time.perf_counter()
-    write_lists(store.ledger, b.set_name, new.take(np.flatnonzero(~queue)))
+    write_lists(store.ledger, b.set_name, new, rows=np.flatnonzero(~queue & touched))
     replace_credits(store.ledger, b.set_name, out.changed, _credit_rows(b, changed, ids, dist, count))
     timings["write"] += time.perf_counter() - t
     return out
