@@ -171,12 +171,20 @@ def add(lists: Lists, e_ids: np.ndarray, e_scores: np.ndarray, e_len: np.ndarray
     width = int(length.max()) if m else 0
     va = lists.valid & (a_pos < length[:, None])
     vb = (np.arange(e_ids.shape[1]) < e_len[:, None]) & (b_pos < length[:, None])
-    shape = (m, width)
-    pa_, pb = place(a_pos, va, width), place(b_pos, vb, width)
-    out = replace(lists, ids=scatter(shape, np.uint64(0), (lists.ids, pa_), (e_ids, pb)),
-                  scores=scatter(shape, np.nan, (lists.scores, pa_), (e_scores, pb)),
-                  based=scatter(shape, False, (lists.based, pa_), (np.zeros(e_ids.shape, bool), pb)),
-                  length=length, complete=lists.complete & (lists.length + e_all <= cap))
+    # the kept cells of each list are a prefix of it, in order: they fill every place of
+    # the new list that no added cell takes (row-major boolean indexing), no index per cell
+    pb = place(b_pos, vb, width)
+    slots = np.arange(width) < length[:, None]
+    slots.reshape(-1)[pb[0]] = False
+
+    def lay(a: np.ndarray, b: np.ndarray, fill: Any) -> np.ndarray:
+        out = np.full((m, width), fill, dtype=a.dtype)
+        out[slots] = a[va]
+        out.reshape(-1)[pb[0]] = b[pb[1]]
+        return out
+
+    out = replace(lists, ids=lay(lists.ids, e_ids, np.uint64(0)), scores=lay(lists.scores, e_scores, np.nan),
+                  based=lay(lists.based, np.zeros(e_ids.shape, bool), False), length=length, complete=lists.complete & (lists.length + e_all <= cap))
     return Moved(out, np.where(va, a_pos, -1), np.where(vb, b_pos, -1))
 
 
