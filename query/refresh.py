@@ -128,10 +128,11 @@ def entering(store: Store, rows: list[GeneratedRow], lists: Lists, point_ids: li
     width = int(count.max()) if len(count) else 0
     e_ids = np.zeros((len(rows), width), dtype=np.uint64)
     e_scores = np.full((len(rows), width), np.nan)
-    short = np.ones(len(rows), dtype=bool)
-    short[full] = False
-    cells = (np.arange(width) < got[:, None]) & short[:, None]  # every hit laid in at once, row by row
-    e_ids[cells], e_scores[cells] = h_ids[np.repeat(short, got)], h_scores[np.repeat(short, got)]
+    once = np.ones(len(rows), dtype=bool)  # answered by the first search
+    once[full] = False
+    cells = (np.arange(width) < got[:, None]) & once[:, None]  # every hit laid in at once, row by row
+    kept = np.repeat(once, got)
+    e_ids[cells], e_scores[cells] = h_ids[kept], h_scores[kept]
     if len(full):  # asked again, cut in the one order
         cells = np.arange(width) < again[:, None]
         sub_ids, sub_scores = np.zeros((len(full), width), np.uint64), np.full((len(full), width), np.nan)
