@@ -195,11 +195,17 @@ def replace_credits(con: Connection, set_name: str, changed: Sequence[str], rows
     have no credit rows yet (nothing to look up: credits has no index to look it up with)."""
     if not len(changed):
         return
-    if "contributor_id" not in rows.column_names:  # ids made here once (SQL's printf: ~20 ms per 60,000, twice)
-        at = rows.column_names.index("point_id")
-        rows = rows.set_column(at, "contributor_id", id_column(rows.column("point_id").to_numpy()))
+    # the sums' delta reads the rows as given (ids from point ids in SQL, as always): with
+    # credits past one row group DuckDB sums on two threads, and how it splits the rows
+    # between them follows the plan — another projection moved ~2,000 of 50,000 sums by
+    # an ulp against main at 5,000 images (main itself moves a few hundred from run to run)
+    cid = "contributor_id" if "contributor_id" in rows.column_names else "printf('%016x', point_id)"
+    stored = rows if cid == "contributor_id" else rows.set_column(  # the rows inserted: ids made in numpy,
+        rows.column_names.index("point_id"), "contributor_id",  # ~3 ms against printf's ~20 ms per 60,000
+        id_column(rows.column("point_id").to_numpy()))
     con.register("_gmv_changed", pa.table({"generated_id": pa.array(list(changed), pa.string())}))
     con.register("_gmv_credits", rows)
+    con.register("_gmv_stored", stored)
     try:
         # the change of each contributor's running sum, then one upsert: on DuckDB 2.0, after
         # forgets and many refreshes, an UPDATE ... FROM of 15,000 existing keys took ~0.2 s,
@@ -209,7 +215,7 @@ def replace_credits(con: Connection, set_name: str, changed: Sequence[str], rows
                 WHERE set_name = $1 AND generated_id IN (SELECT generated_id FROM _gmv_changed) UNION ALL"""
         delta = con.sql(f"""
             SELECT contributor_id, sum(c) AS v, sum(n)::INTEGER AS n FROM ({old}
-                SELECT contributor_id, credit AS c, 1 AS n FROM _gmv_credits) d
+                SELECT {cid} AS contributor_id, credit AS c, 1 AS n FROM _gmv_credits) d
             GROUP BY contributor_id HAVING sum(n) != 0 OR sum(c) != 0""", params=[] if new else [set_name]).to_arrow_table()
         con.register("_gmv_delta", delta)
         con.execute("INSERT INTO value_sums SELECT $1, contributor_id, v, n FROM _gmv_delta "
@@ -221,9 +227,9 @@ def replace_credits(con: Connection, set_name: str, changed: Sequence[str], rows
             con.execute("DELETE FROM credits WHERE set_name = ? AND generated_id IN "
                         "(SELECT generated_id FROM _gmv_changed)", [set_name])
         con.execute("INSERT INTO credits (set_name, generated_id, contributor_id, rank, distance, credit) "
-                    "SELECT $1, generated_id, contributor_id, rank, distance, credit FROM _gmv_credits", [set_name])
+                    "SELECT $1, generated_id, contributor_id, rank, distance, credit FROM _gmv_stored", [set_name])
     finally:
-        for name in ("_gmv_changed", "_gmv_credits", "_gmv_delta"):
+        for name in ("_gmv_changed", "_gmv_credits", "_gmv_stored", "_gmv_delta"):
             con.unregister(name)
 
 
