@@ -19,12 +19,31 @@ def credits(distances: npt.ArrayLike, quality: float) -> npt.NDArray[np.float64]
         raise ValueError(f"distances must be 1-d, got shape {d.shape}")
     if d.size == 0:
         return np.zeros(0, dtype=np.float64)
-    if not np.isfinite(d).all():
-        raise ValueError("distances must be finite")
     if not (np.isfinite(quality) and quality > 0):
         raise ValueError(f"quality must be a finite number > 0, got {quality!r}")
-    w = np.exp(-(d - d.min()))
-    out: npt.NDArray[np.float64] = quality * w / w.sum()
+    return _eq6(d, quality)
+
+
+def credits_rows(distances: npt.ArrayLike, quality: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """`credits` for m generated images with k contributors each at once: row i of the
+    (m, k) result is credits(distances[i], quality[i]), bit for bit (the same operations
+    along each row; numpy sums a contiguous row the same way as a 1-d array)."""
+    d: npt.NDArray[np.float64] = np.ascontiguousarray(distances, dtype=np.float64)
+    q = np.asarray(quality, dtype=np.float64)
+    if d.ndim != 2 or q.shape != (d.shape[0],):
+        raise ValueError(f"distances must be (m, k) and quality (m,), got {d.shape} and {q.shape}")
+    if d.size == 0:
+        return np.zeros(d.shape, dtype=np.float64)
+    if not (np.isfinite(q).all() and (q > 0).all()):
+        raise ValueError(f"quality must be finite numbers > 0, got {q[~(np.isfinite(q) & (q > 0))][:3].tolist()!r}")
+    return _eq6(d, q[:, None])
+
+
+def _eq6(d: npt.NDArray[np.float64], quality: float | npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    if not np.isfinite(d).all():
+        raise ValueError("distances must be finite")
+    w = np.exp(-(d - d.min(axis=-1, keepdims=True)))
+    out: npt.NDArray[np.float64] = quality * w / w.sum(axis=-1, keepdims=True)
     return out
 
 

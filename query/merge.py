@@ -144,3 +144,91 @@ def best_k(ids: np.ndarray, dist: np.ndarray, valid: np.ndarray, k: int) -> tupl
 def score_distances(scores: np.ndarray, metric: str) -> np.ndarray:
     """`score_to_distance` for arrays: the same float operations, so the same numbers."""
     return 1.0 - scores if metric == "cosine" else -scores if metric == "dot" else scores.copy()
+
+
+def rebuild(base_ids: np.ndarray, base_scores: np.ndarray, base_len: np.ndarray, add_ids: np.ndarray,
+            add_scores: np.ndarray, add_len: np.ndarray, dropped: np.ndarray, n_dropped: np.ndarray,
+            length: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lists from their stored form, laid end to end row by row (flat): a base in the one
+    order; the ids of its cells that were dropped (`dropped`: padded (m, D), per row); the
+    candidates added since, in the one order; and the length each list has now (a merge
+    may leave base cells past it). Returns the padded (m, max length) ids, scores and
+    `based` (the cell comes from the base).
+
+    The added cells are few: each is placed by a binary search in its row of the base;
+    the kept base cells then fill the other places in order (row-major boolean indexing),
+    so the base is read about twice rather than padded, compacted and shifted."""
+    m = len(base_len)
+    offsets = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(base_len, out=offsets[1:])
+    keep = np.ones(len(base_ids), dtype=bool)
+    gone = _gone_cells(base_ids, offsets, dropped, n_dropped)
+    keep[gone] = False
+    n_keep = base_len - np.bincount(np.searchsorted(offsets, gone, "right") - 1, minlength=m)
+    # each added cell's place: base cells ahead of it, less the dropped ones among them,
+    # plus the added cells ahead of it in its own row
+    a_starts = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(add_len, out=a_starts[1:])
+    ra = np.repeat(np.arange(m), add_len)
+    sign = -1.0 if higher_is_better(metric) else 1.0
+    lo = offsets[ra]
+    ahead = _bisect(base_scores, base_ids, sign, lo, lo + base_len[ra], add_scores, add_ids)
+    ahead -= np.searchsorted(gone, ahead, "left") - np.searchsorted(gone, lo, "left")
+    pos = ahead - lo + np.arange(len(ra)) - a_starts[ra]
+    inside = pos < length[ra]
+    n_in = np.bincount(ra[inside], minlength=m)
+    fill = np.minimum(length, n_keep + n_in)  # cells the row holds (`length` unless the store is short of them)
+    take = fill - n_in  # the first `take` kept base cells of each row stay, the rest fall past its end
+    cut = np.flatnonzero(take < n_keep)
+    if len(cut):
+        # the first kept cell past `take`: the least s with s = row start + take + (dropped
+        # cells in [row start, s]), found by iterating from s = row start + take (few drops a row)
+        first, start = offsets[cut], offsets[cut] + take[cut]
+        while True:
+            nxt = first + take[cut] + np.searchsorted(gone, start, "right") - np.searchsorted(gone, first, "left")
+            if (nxt == start).all():
+                break
+            start = nxt
+        n_tail = offsets[cut + 1] - start
+        tail = np.repeat(start - np.cumsum(n_tail) + n_tail, n_tail) + np.arange(int(n_tail.sum()))
+        keep[tail] = False
+    width = int(length.max()) if m else 0
+    based = np.arange(width) < fill[:, None]
+    at = ra[inside] * width + pos[inside]
+    based.reshape(-1)[at] = False
+    ids = np.zeros((m, width), dtype=np.uint64)
+    scores = np.full((m, width), np.nan)
+    ids[based], scores[based] = base_ids[keep], base_scores[keep]
+    ids.reshape(-1)[at], scores.reshape(-1)[at] = add_ids[inside], add_scores[inside]
+    return ids, scores, based
+
+
+def _gone_cells(ids: np.ndarray, offsets: np.ndarray, dropped: np.ndarray, n_dropped: np.ndarray) -> np.ndarray:
+    """Sorted flat indices of the cells whose id is among their own row's dropped ids
+    (rows laid end to end, `offsets`). Cells whose id no row dropped are ruled out at once
+    (`isin_sorted`); the few others are checked against their own row's drops."""
+    every = np.unique(dropped[np.arange(dropped.shape[1]) < n_dropped[:, None]])
+    if not len(every):
+        return np.zeros(0, dtype=np.int64)
+    maybe = np.flatnonzero(isin_sorted(ids, every))
+    r = np.searchsorted(offsets, maybe, "right") - 1
+    own = ((dropped[r] == ids[maybe][:, None]) & (np.arange(dropped.shape[1]) < n_dropped[r, None])).any(axis=1)
+    out: np.ndarray = maybe[own]
+    return out
+
+
+def _bisect(scores: np.ndarray, ids: np.ndarray, sign: float, lo: np.ndarray, hi: np.ndarray, score: np.ndarray,
+            pid: np.ndarray) -> np.ndarray:
+    """For each (lo, hi, score, pid): the first index in [lo, hi) of the flat cells — sorted
+    there in the one order (`sign` * score, then id) — that does not come before it."""
+    lo, hi = lo.copy(), hi.copy()
+    key = sign * score
+    while True:
+        open_ = np.flatnonzero(lo < hi)
+        if not len(open_):
+            return lo
+        mid = (lo[open_] + hi[open_]) // 2
+        k, i = sign * scores[mid], ids[mid]
+        less = (k < key[open_]) | ((k == key[open_]) & (i < pid[open_]))
+        lo[open_] = np.where(less, mid + 1, lo[open_])
+        hi[open_] = np.where(less, hi[open_], mid)

@@ -28,7 +28,7 @@ import pyarrow as pa
 from gmv_store.ledger.connection import Connection
 from gmv_store.ledger.credits import list_rows, store_list_rows
 
-from .merge import columns, isin_sorted, merge_positions, order_key, place, scatter, sort_rows
+from .merge import columns, isin_sorted, merge_positions, order_key, place, rebuild, scatter, sort_rows
 
 RESERVE_SHARE = 0.1  # candidates kept beyond N, as a share of N: forgetting 1 % stays far inside it
 RESERVE_MIN = 4
@@ -171,12 +171,20 @@ def add(lists: Lists, e_ids: np.ndarray, e_scores: np.ndarray, e_len: np.ndarray
     width = int(length.max()) if m else 0
     va = lists.valid & (a_pos < length[:, None])
     vb = (np.arange(e_ids.shape[1]) < e_len[:, None]) & (b_pos < length[:, None])
-    shape = (m, width)
-    pa_, pb = place(a_pos, va, width), place(b_pos, vb, width)
-    out = replace(lists, ids=scatter(shape, np.uint64(0), (lists.ids, pa_), (e_ids, pb)),
-                  scores=scatter(shape, np.nan, (lists.scores, pa_), (e_scores, pb)),
-                  based=scatter(shape, False, (lists.based, pa_), (np.zeros(e_ids.shape, bool), pb)),
-                  length=length, complete=lists.complete & (lists.length + e_all <= cap))
+    # the kept cells of each list are a prefix of it, in order: they fill every place of
+    # the new list that no added cell takes (row-major boolean indexing), no index per cell
+    pb = place(b_pos, vb, width)
+    slots = np.arange(width) < length[:, None]
+    slots.reshape(-1)[pb[0]] = False
+
+    def lay(a: np.ndarray, b: np.ndarray, fill: Any) -> np.ndarray:
+        out = np.full((m, width), fill, dtype=a.dtype)
+        out[slots] = a[va]
+        out.reshape(-1)[pb[0]] = b[pb[1]]
+        return out
+
+    out = replace(lists, ids=lay(lists.ids, e_ids, np.uint64(0)), scores=lay(lists.scores, e_scores, np.nan),
+                  based=lay(lists.based, np.zeros(e_ids.shape, bool), False), length=length, complete=lists.complete & (lists.length + e_all <= cap))
     return Moved(out, np.where(va, a_pos, -1), np.where(vb, b_pos, -1))
 
 
@@ -245,50 +253,29 @@ def read_lists(con: Connection, set_name: str, gids: Sequence[str] | None = None
     add_scores, _ = _unblob(tbl.column("added_scores"), "<f8")
     drop_ids, n_dropped = _unblob(tbl.column("dropped_ids"), "<u8")
     dropped = _padded(drop_ids, n_dropped, np.uint64(0))
-    ids, scores = _padded(base_ids, base_len, np.uint64(0)), _padded(base_scores, base_len, np.nan)
-    keep = np.arange(ids.shape[1]) < base_len[:, None]
-    if len(drop_ids):  # after a forget most lists carry drops, each a few ids
-        keep &= ~_dropped_cells(ids, dropped, n_dropped, np.unique(drop_ids))
-    n_keep, ids, scores = columns(keep, ids, scores)
-    scores[np.arange(scores.shape[1]) >= n_keep[:, None]] = np.nan
-    a_ids, a_scores = _padded(add_ids, add_len, np.uint64(0)), _padded(add_scores, add_len, np.nan)
-    a_pos, b_pos = merge_positions(order_key(scores, metric), ids, n_keep, order_key(a_scores, metric), a_ids, add_len)
     length = tbl.column("length").to_numpy().astype(np.int64)
-    shape = (len(length), int(length.max()) if len(length) else 0)
-    va, vb = np.arange(ids.shape[1]) < n_keep[:, None], np.arange(a_ids.shape[1]) < add_len[:, None]
-    pa_, pb = place(a_pos, va & (a_pos < length[:, None]), shape[1]), place(b_pos, vb & (b_pos < length[:, None]), shape[1])
+    ids, scores, based = rebuild(base_ids, base_scores, base_len, add_ids, add_scores, add_len, dropped, n_dropped,
+                                 length, metric)
     run_ids, n_run = _unblob(tbl.column("runner_ids"), "<u8")
     run_dist, _ = _unblob(tbl.column("runner_distances"), "<f8")
-    return Lists(tbl.column("generated_id").to_pylist(),
-                 scatter(shape, np.uint64(0), (ids, pa_), (a_ids, pb)), scatter(shape, np.nan, (scores, pa_), (a_scores, pb)),
-                 length, tbl.column("complete").to_numpy(zero_copy_only=False).astype(bool),
-                 scatter(shape, False, (np.ones(ids.shape, bool), pa_), (np.zeros(a_ids.shape, bool), pb)),
-                 dropped, n_dropped, np.ones(len(length), bool), _padded(run_ids, n_run, np.uint64(0)),
-                 _padded(run_dist, n_run, np.inf), n_run, tbl.column("runners_all").to_numpy(zero_copy_only=False).astype(bool))
+    return Lists(tbl.column("generated_id").to_pylist(), ids, scores, length,
+                 tbl.column("complete").to_numpy(zero_copy_only=False).astype(bool), based, dropped, n_dropped,
+                 np.ones(len(length), bool), _padded(run_ids, n_run, np.uint64(0)), _padded(run_dist, n_run, np.inf),
+                 n_run, tbl.column("runners_all").to_numpy(zero_copy_only=False).astype(bool))
 
 
-def _dropped_cells(ids: np.ndarray, dropped: np.ndarray, n_dropped: np.ndarray, every: np.ndarray) -> np.ndarray:
-    """(m, W) bool: ids[i, j] is among row i's dropped ids. Cells whose id no row dropped
-    (`every`: all dropped ids, sorted) are ruled out by one binary search; the few others
-    are checked against their own row's drops."""
-    maybe = isin_sorted(ids, every)
-    r, c = np.nonzero(maybe)
-    own = (dropped[r] == ids[r, c][:, None]) & (np.arange(dropped.shape[1]) < n_dropped[r, None])
-    out = np.zeros(ids.shape, dtype=bool)
-    out[r[own.any(axis=1)], c[own.any(axis=1)]] = True
-    return out
-
-
-def write_lists(con: Connection, set_name: str, lists: Lists, new: bool = False) -> None:
-    """Store these lists (one statement per form): a list read from the ledger whose changes
-    are still small is stored as those changes; others are written whole (`new` ones are
-    inserted, others replace what is stored or are inserted where nothing is)."""
-    if not len(lists):
+def write_lists(con: Connection, set_name: str, lists: Lists, new: bool = False, rows: np.ndarray | None = None) -> None:
+    """Store these lists (one statement per form; `rows`: only those): a list read from the
+    ledger whose changes are still small is stored as those changes; others are written
+    whole (`new` ones are inserted, others replace what is stored or are inserted where
+    nothing is)."""
+    rows = np.arange(len(lists)) if rows is None else np.asarray(rows, dtype=np.int64)
+    if not len(rows):
         return
     valid = lists.valid
     n_added = (valid & ~lists.based).sum(axis=1)
     small = lists.stored & (n_added + lists.n_dropped <= np.maximum(REWRITE_MIN, REWRITE_SHARE * lists.length))
-    for part, whole in ((np.flatnonzero(~small), True), (np.flatnonzero(small), False)):
+    for part, whole in ((rows[~small[rows]], True), (rows[small[rows]], False)):
         if not len(part):
             continue
         sub = lists.take(part)

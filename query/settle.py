@@ -30,7 +30,7 @@ from gmv_store.backends.base import Embedder, Reranker
 from gmv_store.errors import GmvError
 from gmv_store.ledger.credits import replace_credits
 from gmv_store.store import GENERATED, TRAINING, Store
-from gmv_store.valuation import credits as eq6_credits
+from gmv_store.valuation import credits_rows as eq6_credits_rows
 from gmv_store.vectors import Query
 
 from .matches import GeneratedRow, TopK, read_topk
@@ -49,6 +49,7 @@ class Batch:
     rows: list[GeneratedRow]   # aligned with old.gids
     old: Lists
     moved: Moved
+    touched: np.ndarray | None = None  # (m,) bool: the rows the change reached (None: all); the others stand
 
 
 @dataclass
@@ -117,7 +118,8 @@ def settle(store: Store, b: Batch, timings: dict[str, float]) -> Outcome:
     new = b.moved.lists
     left, fresh, n_new = _recall_sets(b)
     moved_set = left.any(axis=1) | fresh.any(axis=1)
-    queue = (new.length < b.n) & ~new.complete
+    touched = np.ones(len(new), dtype=bool) if b.touched is None else b.touched
+    queue = (new.length < b.n) & ~new.complete & touched
     top = read_topk(store.ledger, b.set_name, b.old.gids, b.k)
     line = _old_line(b, top)
     reranker = store.reranker
@@ -131,7 +133,7 @@ def settle(store: Store, b: Batch, timings: dict[str, float]) -> Outcome:
         line = Line(np.where(keep, new.ids[:, :kk], 0).astype(np.uint64),
                     np.where(keep, score_distances(new.scores[:, :kk], store.embedder.metric), np.inf), n,
                     np.zeros(len(n), bool))
-        out.from_lists = int((~queue).sum())
+        out.from_lists = int((~queue & touched).sum())
     elif kind == "pairwise":
         queue |= moved_set  # pairwise distances come from the images
     else:
@@ -149,7 +151,7 @@ def settle(store: Store, b: Batch, timings: dict[str, float]) -> Outcome:
         timings["rerank"] += time.perf_counter() - t
         t = time.perf_counter()
         out.reranked = len(short)
-        out.from_lists = int((~queue).sum()) - len(short)
+        out.from_lists = int((~queue & touched).sum()) - len(short)
     ids, dist, count = line.ids[:, :b.k], line.dist[:, :b.k], np.minimum(line.count, b.k)
     if ids.shape[1] < b.k:
         ids = np.pad(ids, ((0, 0), (0, b.k - ids.shape[1])))
@@ -157,7 +159,7 @@ def settle(store: Store, b: Batch, timings: dict[str, float]) -> Outcome:
     valid_old = np.arange(b.k) < top.count[:, None]
     same = ((count == top.count) & ((ids == top.ids) | ~valid_old).all(axis=1)
             & ((dist == top.distances) | ~valid_old).all(axis=1))
-    changed = np.flatnonzero(~same & ~queue)
+    changed = np.flatnonzero(~same & ~queue & touched)
     out.queued = [b.old.gids[i] for i in np.flatnonzero(queue)]
     out.changed = [b.old.gids[i] for i in changed]
     n_run = np.maximum(line.count - b.k, 0)
@@ -166,7 +168,7 @@ def settle(store: Store, b: Batch, timings: dict[str, float]) -> Outcome:
         new.with_runners(np.zeros((len(new), 0), np.uint64), np.zeros((len(new), 0)), n_run, line.every)
     timings["merge"] += time.perf_counter() - t
     t = time.perf_counter()
-    write_lists(store.ledger, b.set_name, new.take(np.flatnonzero(~queue)))
+    write_lists(store.ledger, b.set_name, new, rows=np.flatnonzero(~queue & touched))
     replace_credits(store.ledger, b.set_name, out.changed, _credit_rows(b, changed, ids, dist, count))
     timings["write"] += time.perf_counter() - t
     return out
@@ -183,18 +185,16 @@ def _fresh_distances(store: Store, b: Batch, rv: Embedder, todo: np.ndarray,
     f_dist = np.full(f_ids.shape, np.inf)
     asked = np.flatnonzero(n_fresh)
     vecs = _rerank_vectors(store, b.rows, asked)
-    hits = store.vectors.query(TRAINING, [
+    h_ids, h_scores, got = store.vectors.query_arrays(TRAINING, [
         Query({"rerank": vecs[j]}, using="rerank", limit=int(n_fresh[i]), only_ids=tuple(f_ids[i, :n_fresh[i]].tolist()),
               exact=True) for j, i in enumerate(asked)])
-    got = np.array([len(h) for h in hits], dtype=np.int64)
     if len(asked) and (got != n_fresh[asked]).any():
         raise GmvError("the vector store returned fewer re-rank scores than the points it was asked about; "
                        "fix: run `gmv verify` (a training point may be missing from Qdrant)")
     if len(asked):
         cells = np.arange(f_ids.shape[1]) < n_fresh[asked, None]
         sub_ids, sub_scores = f_ids[asked], np.zeros(cells.shape)
-        sub_ids[cells] = np.fromiter((p for h in hits for p, _ in h), np.uint64, int(got.sum()))
-        sub_scores[cells] = np.fromiter((s for h in hits for _, s in h), np.float64, int(got.sum()))
+        sub_ids[cells], sub_scores[cells] = h_ids, h_scores
         f_ids[asked] = sub_ids
         f_dist[asked] = np.where(cells, distances_of(store, rv, sub_scores), np.inf)
     return f_ids, f_dist, n_fresh
@@ -278,8 +278,10 @@ def _credit_rows(b: Batch, changed: np.ndarray, ids: np.ndarray, dist: np.ndarra
     n = count[changed]
     keep = np.arange(b.k) < n[:, None]
     credit = np.zeros((len(changed), b.k))
-    for j, i in enumerate(changed):
-        credit[j, :n[j]] = eq6_credits(dist[i, :n[j]], b.rows[i].quality)
+    quality = np.array([b.rows[i].quality for i in changed], dtype=np.float64)
+    for size in np.unique(n):  # images with as many contributors at once (nearly always all k)
+        at = np.flatnonzero(n == size)
+        credit[at, :size] = eq6_credits_rows(dist[changed[at], :size], quality[at])
     return pa.table({
         "generated_id": pa.array(np.repeat(np.asarray([b.old.gids[i] for i in changed], dtype=object), n), pa.string()),
         "point_id": ids[changed][keep],

@@ -351,3 +351,26 @@ def test_ledger_without_lists_is_rescored_once(valued):
         assert values_of(store.ledger) == pytest.approx(before)
     finally:
         store.close()
+
+
+def test_collector_paused_restores_the_collector():
+    """A refresh batch holds off Python's cycle collector and gives it back as it found it,
+    also when the batch fails (and leaves it off where the caller had turned it off)."""
+    import gc
+
+    from gmv_store.query.refresh import collector_paused
+
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), collector_paused():
+        raise RuntimeError("a batch fails")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

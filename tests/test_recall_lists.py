@@ -178,17 +178,72 @@ def test_dropped_cells_are_per_row():
     """A list's dropped ids hide only its own base cells: an id dropped from one list (a
     training image forgotten, then ingested again and merged into another list) stays in a
     list that did not drop it. Checked against np.isin row by row."""
-    from gmv_store.query.recall_lists import _dropped_cells
+    from gmv_store.query.merge import _gone_cells
 
     rng = np.random.default_rng(3)
     m, w, d = 40, 30, 5
     ids = rng.integers(1, 60, (m, w)).astype(np.uint64)  # few values: the same id in many rows
     n_dropped = rng.integers(0, d + 1, m)
     dropped = np.where(np.arange(d) < n_dropped[:, None], rng.integers(1, 60, (m, d)), 0).astype(np.uint64)
-    got = _dropped_cells(ids, dropped, n_dropped, np.unique(dropped[np.arange(d) < n_dropped[:, None]]))
-    want = np.stack([np.isin(ids[r], dropped[r, :n_dropped[r]]) for r in range(m)])
-    assert (got == want).all()
-    assert want.any() and (~want & np.isin(ids, dropped[np.arange(d) < n_dropped[:, None]])).any()
+    lengths = rng.integers(0, w + 1, m)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    flat = ids[np.arange(w) < lengths[:, None]]
+    got = _gone_cells(flat, offsets, dropped, n_dropped)
+    want = np.concatenate([np.isin(ids[r, :lengths[r]], dropped[r, :n_dropped[r]]) for r in range(m)])
+    assert got.tolist() == np.flatnonzero(want).tolist()
+    assert want.any() and (~want & np.isin(flat, dropped[np.arange(d) < n_dropped[:, None]])).any()
+    assert len(_gone_cells(flat, offsets, dropped[:, :0], np.zeros(m, np.int64))) == 0
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclid"])
+@pytest.mark.parametrize("ties", [False, True])
+def test_rebuild_equals_a_ranking_of_the_stored_parts(metric, ties):
+    """A list from its stored form (base less its dropped ids, merged with the added
+    candidates, cut at its length) equals sorting those parts together; a length past the
+    cells there are (a store short of them) leaves the rest empty."""
+    from gmv_store.query.merge import rebuild
+
+    rng = np.random.default_rng(11 if ties else 12)
+    for trial in range(30):
+        m = 25
+        bases, adds, drops, lengths, wants = [], [], [], [], []
+        for r in range(m):
+            t_ids, t_scores = world(rng, int(rng.integers(0, 40)), ties)
+            in_add = rng.random(len(t_ids)) < 0.2
+            b_ids, b_scores = brute(t_ids[~in_add], t_scores[~in_add], metric)
+            a_ids, a_scores = brute(t_ids[in_add], t_scores[in_add], metric)
+            gone = b_ids[rng.random(len(b_ids)) < 0.15]
+            if r % 7 == 3 and len(a_ids):  # an id dropped from the base and added again since
+                b_ids, b_scores = brute(np.append(b_ids, a_ids[0]), np.append(b_scores, a_scores[0] + 1), metric)
+                gone = np.append(gone, a_ids[0])
+            kept = ~np.isin(b_ids, gone)
+            all_ids = np.concatenate([b_ids[kept], a_ids])
+            all_scores = np.concatenate([b_scores[kept], a_scores])
+            from_base = np.concatenate([np.ones(kept.sum(), bool), np.zeros(len(a_ids), bool)])
+            key = -all_scores if metric == "cosine" else all_scores
+            order = np.lexsort((all_ids, key))
+            total = len(order)
+            length = total + 2 if r % 11 == 5 else int(rng.integers(0, total + 1))
+            bases.append((b_ids, b_scores))
+            adds.append((a_ids, a_scores))
+            drops.append(gone.astype(np.uint64))
+            lengths.append(length)
+            wants.append((all_ids[order][:length], all_scores[order][:length], from_base[order][:length]))
+        n_dropped = np.array([len(g) for g in drops])
+        dropped = np.zeros((m, max(1, n_dropped.max())), np.uint64)
+        for r, g in enumerate(drops):
+            dropped[r, :len(g)] = g
+        cat = np.concatenate
+        ids, scores, based = rebuild(cat([b[0] for b in bases]).astype(np.uint64), cat([b[1] for b in bases]),
+                                     np.array([len(b[0]) for b in bases]), cat([a[0] for a in adds]).astype(np.uint64),
+                                     cat([a[1] for a in adds]), np.array([len(a[0]) for a in adds]), dropped, n_dropped,
+                                     np.array(lengths), metric)
+        assert ids.shape == (m, max(lengths))
+        for r, (w_ids, w_scores, w_based) in enumerate(wants):
+            n = len(w_ids)
+            assert ids[r, :n].tolist() == w_ids.tolist(), (trial, r)
+            assert np.array_equal(scores[r, :n], w_scores) and based[r, :n].tolist() == w_based.tolist()
+            assert (ids[r, n:] == 0).all() and np.isnan(scores[r, n:]).all() and not based[r, n:].any()
 
 
 @pytest.mark.parametrize("ties", [False, True])

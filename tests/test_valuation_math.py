@@ -57,3 +57,25 @@ def test_average_value_is_mean_over_generated():
 def test_identical_class_ratio():
     assert identical_class_ratio(["1", "1", "7", "1"], "1") == 0.75
     assert math.isnan(identical_class_ratio([], "1"))
+
+
+def test_credits_rows_equal_credits_row_by_row_bit_for_bit():
+    """Refresh computes Eq. 6 for many images at once: each row must be exactly what
+    `credits` gives that image (the credits are compared with a recompute by `verify`)."""
+    from gmv_store.valuation import credits_rows
+
+    rng = np.random.default_rng(4)
+    for n in (1, 2, 7, 8, 9, 50, 129, 300):
+        d = rng.random((30, n)) * 10 ** rng.uniform(-3, 3)
+        d[0] = 0.5  # equal distances
+        q = rng.random(30) + 0.01
+        got = credits_rows(np.concatenate([d, d], axis=1)[:, :n], q)  # a strided view, as a slice of wider rows
+        for i in range(30):
+            assert np.array_equal(got[i], credits(d[i], float(q[i])))
+    assert credits_rows(np.zeros((0, 5)), np.zeros(0)).shape == (0, 5)
+    with pytest.raises(ValueError, match="finite"):
+        credits_rows([[0.1, np.inf]], [1.0])
+    with pytest.raises(ValueError, match="quality"):
+        credits_rows([[0.1, 0.2]], [0.0])
+    with pytest.raises(ValueError, match="must be"):
+        credits_rows([0.1, 0.2], [1.0])

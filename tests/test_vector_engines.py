@@ -185,3 +185,21 @@ def test_edge_keeps_vectors_bit_for_bit(tmp_path):
         else:
             assert got.dtype == np.float32 and got.tobytes() == want.tobytes()
     vs.close()
+
+
+def test_query_arrays_are_the_hits_laid_end_to_end(tmp_path):
+    """Each engine's `query_arrays` (edge fills them straight from the engine's results, the
+    client through `query`) equals its `query`, hit for hit, queries with no hit included."""
+    for vs in engines(tmp_path):
+        ids, vecs = fill(vs)
+        qs = [Query({"rerank": vecs["rerank"][i]}, using="rerank", limit=4, only_ids=tuple(ids[10 * i:10 * i + 6]),
+                    exact=True) for i in range(6)]
+        qs.append(Query({"rerank": vecs["rerank"][0]}, using="rerank", limit=5, score_threshold=-1.0))  # no distance below 0
+        hits = vs.query("training", qs)
+        got_ids, got_scores, count = vs.query_arrays("training", qs)
+        assert count.tolist() == [len(h) for h in hits] and count[-1] == 0 and count[:-1].min() == 4
+        assert got_ids.dtype == np.uint64 and got_ids.tolist() == [p for h in hits for p, _ in h]
+        assert got_scores.tolist() == [s for h in hits for _, s in h]
+        empty = vs.query_arrays("training", [])
+        assert [len(a) for a in empty] == [0, 0, 0]
+        vs.close()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import GmvError
 from ..ids import point_id  # the id rule (gmv_store/ids.py), here for the facade's callers
-from .base import Hit, PreparedUpsert, Query, VectorSpec, VectorStore, iter_chunks
+from .base import Hit, PreparedUpsert, Query, VectorSpec, VectorStore, flat_hits, iter_chunks
 
 ENGINES = ("edge", "local", "server")
 ENGINE_DIRS = {"edge": "qdrant-edge", "local": "qdrant-local"}
@@ -34,5 +34,5 @@ def open_vector_store(engine: str, store_dir: Path, url: str | None = None, pref
     raise GmvError(f"unknown vector engine {engine!r}; choose one of {', '.join(ENGINES)}")
 
 
-__all__ = ["ENGINES", "ENGINE_DIRS", "Hit", "PreparedUpsert", "Query", "VectorSpec", "VectorStore", "iter_chunks", "open_vector_store",
+__all__ = ["ENGINES", "ENGINE_DIRS", "Hit", "PreparedUpsert", "Query", "VectorSpec", "VectorStore", "flat_hits", "iter_chunks", "open_vector_store",
            "point_id"]

@@ -236,6 +236,16 @@ class EdgeVectorStore(VectorStore):
         return qe.Filter(must=must or None, must_not=must_not) if (must or must_not) else None
 
     def query(self, name: str, queries: Sequence[Query]) -> list[list[Hit]]:
+        return [[(p.id, p.score) for p in hits] for hits in self._query(name, queries)]  # already int and float
+
+    def query_arrays(self, name: str, queries: Sequence[Query]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        res = self._query(name, queries)
+        count = np.fromiter((len(h) for h in res), np.int64, len(res))
+        total = int(count.sum())
+        return (np.fromiter((p.id for h in res for p in h), np.uint64, total),
+                np.fromiter((p.score for h in res for p in h), np.float64, total), count)
+
+    def _query(self, name: str, queries: Sequence[Query]) -> list[Any]:  # the engine's ScoredPoint lists
         qe = self._qe
         params: dict[tuple[bool, int | None], Any] = {}  # one SearchParams per kind in a batch, not one per query
         reqs = [qe.QueryRequest(limit=q.limit, query=qe.Query.Nearest(as_list(q.vectors[q.using]), using=q.using),
@@ -246,10 +256,10 @@ class EdgeVectorStore(VectorStore):
         if not reqs:
             return []
         try:
-            res = self._shard(name).query_batch(qe.QueryBatchRequest(reqs))
+            res: list[Any] = self._shard(name).query_batch(qe.QueryBatchRequest(reqs))
         except Exception as e:  # noqa: BLE001 - the engine raises one type for everything
             raise _damage(e, name, self.root) from None
-        return [[(p.id, p.score) for p in hits] for hits in res]  # already int and float
+        return res
 
     def _params(self, q: Query) -> Any:  # a qdrant_edge.SearchParams
         qe = self._qe
