@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from gmv_store.ids import point_id
+from gmv_store.ledger.connection import fewer_checkpoints
 from gmv_store.ledger.training import has_generated, training_point_ids
 from gmv_store.sources import Decoded, unique_new
 from gmv_store.store import Store
@@ -280,6 +281,8 @@ class LedgerCommits:
 
     def __enter__(self) -> LedgerCommits:
         self._con = self._store.ledger.cursor()
+        self._checkpoints = fewer_checkpoints(self._con)
+        self._checkpoints.__enter__()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="gmv-ingest-ledger")
         return self
 
@@ -305,4 +308,7 @@ class LedgerCommits:
                 wait([self._pending[2]])
         finally:
             self._pool.shutdown(wait=True)
-            self._con.close()
+            try:
+                self._checkpoints.__exit__(None, None, None)
+            finally:
+                self._con.close()

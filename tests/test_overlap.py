@@ -145,3 +145,28 @@ def test_a_reading_error_commits_the_batch_in_hand_before_it_is_raised(tmp_path,
     rep = api.ingest(store, [str(tmp_path / "a.npy")], batch_size=20, refresh=False, index=False, workers=0)
     assert (rep.added, rep.duplicates) == (10, 40)
     assert api.verify(store).ok
+
+
+def test_ingest_checkpoints_less_often_while_it_writes_and_restores_the_setting(tmp_path, mnist_small, monkeypatch):
+    """LedgerCommits raises DuckDB's checkpoint threshold for the commits (a checkpoint rewrites
+    the indexes and stopped the writer at 1M rows) and puts the database's own back after."""
+    import gmv_store.ingest.write as write
+    from gmv_store.ledger.connection import BULK_CHECKPOINT
+
+    np.save(tmp_path / "a.npy", mnist_small[0][:30])
+    store = tiny_store(tmp_path)
+    seen, real = [], write.insert_training
+
+    def spying(con, columns, now):
+        seen.append(con.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0])
+        return real(con, columns, now)
+
+    monkeypatch.setattr(write, "insert_training", spying)
+    with Store.open(store) as s:
+        before = s.ledger.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0]
+        from gmv_store.ingest.pipeline import ingest
+
+        assert ingest(s, [str(tmp_path / "a.npy")], batch_size=10).added == 30
+        after = s.ledger.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0]
+    assert BULK_CHECKPOINT == "64MB" and seen == ["61.0 MiB"] * 3
+    assert after == before == "16.0 MiB"
