@@ -4,8 +4,8 @@
 In two steps, so that ingest can run the first off the writing thread (ingest/overlap.py):
 `prepare_training` makes everything a write needs from the batch (ids, payloads, ledger
 columns, the engine's points) and touches neither the ledger nor the collection;
-`write_prepared` journals, upserts and inserts (`upsert_prepared` then `commit_prepared`, which
-ingest runs on a third thread). `write_training` is all of it, in one thread.
+`journal_prepared` journals it, the writer upserts its points, and `commit_prepared` (on the
+ledger thread, ingest/overlap.py `write_staged`) inserts its rows and closes the journal op.
 """
 from __future__ import annotations
 
@@ -150,18 +150,6 @@ def training_rows(root: Path, batch: list[Decoded], owner: str | None, meta: dic
     return TrainingRows(columns, payloads, payload_bytes, now, seq, origin_groups(pid, batch))
 
 
-def write_prepared(store: Store, p: PreparedBatch, generated_exist: bool | None = None) -> None:
-    """Journal, upsert and insert a prepared batch (Store.adding's order), on this thread."""
-    if p.size:
-        commit_prepared(store, store.ledger, p, upsert_prepared(store, p), generated_exist)
-
-
-def upsert_prepared(store: Store, p: PreparedBatch) -> int:
-    """A prepared batch's journal row and points (Store.journal_upsert); the journal op that
-    `commit_prepared` closes."""
-    return store.journal_upsert("ingest", TRAINING, p.columns["point_id"], p.upsert)
-
-
 def journal_prepared(store: Store, p: PreparedBatch) -> int:
     """A prepared batch's journal row alone (Store.journaling): its points are written next
     (`store.vectors.write_prepared(p.upsert)`), then `commit_prepared` closes the op."""
@@ -189,9 +177,3 @@ def commit_prepared(store: Store, con: Any, p: PreparedBatch, op: int, generated
         if journal_next is None:
             return None
         return store.journal_in(c, "ingest", TRAINING, journal_next.columns["point_id"])
-
-
-def write_training(store: Store, batch: list[Decoded], vectors: dict[str, np.ndarray], owner: str | None,
-                   meta: dict[str, Any], owner_column: str | None = None) -> None:
-    if batch:
-        write_prepared(store, prepare_training(store, batch, vectors, owner, meta, owner_column))
