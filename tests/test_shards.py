@@ -323,7 +323,7 @@ def test_shard_index_scan_agrees_with_tarfile(tmp_path, fmt):
     import os
     import tarfile
 
-    from gmv_store.sources import webdataset
+    from gmv_store.sources import tar_headers
 
     f = tmp_path / "odd.tar"
     names = ["a" * 120 + "/x.png", "é/ü.cls", "plain.png"] if fmt != "ustar" else \
@@ -338,12 +338,12 @@ def test_shard_index_scan_agrees_with_tarfile(tmp_path, fmt):
             data = os.urandom(700)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    scanned = webdataset._scan(str(f))
-    assert scanned == list(webdataset._scan_tarfile(str(f))) and [s[0] for s in scanned] == names
+    scanned = tar_headers.scan(str(f)).members
+    assert scanned == list(tar_headers.members_by_tarfile(str(f))) and [s[0] for s in scanned] == names
     raw = bytearray(f.read_bytes())
     raw[scanned[1][1] - 512 + 5] ^= 0x55  # the second file's own header (pax/GNU name records come before it)
     f.write_bytes(bytes(raw))
-    assert webdataset._scan(str(f)) == scanned[:1]  # tarfile stops there too (after a pax record: an error)
+    assert tar_headers.scan(str(f)).members == scanned[:1]  # tarfile stops there too (after a pax record: an error)
 
 
 def test_make_shards_builds_distinct_readable_images(tmp_path, store):

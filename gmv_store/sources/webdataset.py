@@ -22,21 +22,20 @@ offset in the file, which a compressed stream does not have.
 from __future__ import annotations
 
 import json
-import mmap
 import os
 import tarfile
-from collections.abc import Container, Iterator
+from collections.abc import Callable, Container, Iterator, Mapping
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, NoReturn
+from typing import BinaryIO, NamedTuple, NoReturn
+
+import numpy as np
 
 from ..errors import BadInput
 from ..images import IMAGE_SUFFIXES, MAX_FILE_BYTES, decode_bytes, too_large
 from .base import Reader, bad_item, file_label, file_stamp, json_value, label_text
 from .items import InputOptions, Item
-
-if TYPE_CHECKING:
-    import numpy as np
+from .tar_headers import TarScan, Unusual, members_by_tarfile, scan
 
 PREFERRED = ("png", "jpg", "jpeg", "webp")
 IMAGE_EXTS = PREFERRED + tuple(sorted(s[1:] for s in IMAGE_SUFFIXES if s[1:] not in PREFERRED))
@@ -63,7 +62,13 @@ def image_ext(exts: Container[str], wanted: str | None) -> str | None:
     return next((e for e in IMAGE_EXTS if e in exts), None)
 
 
-def _sample(path: Path, key: str, parts: dict[str, bytes], opts: InputOptions) -> Item:
+def _text(part: Part) -> bytes:
+    if isinstance(part, Span):  # only image members are left unread (`_items_scanned`)
+        raise TypeError("a label or metadata member was not read")
+    return part
+
+
+def _sample(path: Path, key: str, parts: Mapping[str, Part], opts: InputOptions) -> Item:
     default = image_ext(parts, None)
     ext = image_ext(parts, opts.image_column)
     src = f"{path}#{key}" + ("" if ext in (default, None) else f"@{ext}")
@@ -74,7 +79,7 @@ def _sample(path: Path, key: str, parts: dict[str, bytes], opts: InputOptions) -
     label, meta = None, {}
     if "json" in parts:
         try:
-            doc = json.loads(parts["json"])
+            doc = json.loads(_text(parts["json"]))
         except ValueError as e:
             return bad_item(src, f"unreadable .json member ({e}); {HELP_SHARD}")
         doc = doc if isinstance(doc, dict) else {"json": doc}
@@ -86,9 +91,9 @@ def _sample(path: Path, key: str, parts: dict[str, bytes], opts: InputOptions) -
     if "cls" in parts:
         if label is not None:  # the .cls is the label; the .json's own is kept as metadata
             meta[opts.label_column or "label"] = json_value(label)
-        label = parts["cls"].decode("utf-8", "replace").strip()
+        label = _text(parts["cls"]).decode("utf-8", "replace").strip()
     if "txt" in parts:
-        text = parts["txt"].decode("utf-8", "replace").strip()
+        text = _text(parts["txt"]).decode("utf-8", "replace").strip()
         if label is None:
             label = text
         else:
@@ -98,7 +103,9 @@ def _sample(path: Path, key: str, parts: dict[str, bytes], opts: InputOptions) -
             file_label(path, opts)
     except BadInput as e:
         return bad_item(src, str(e))
-    return Item(src, partial(decode_bytes, parts[ext], src), lab, meta or None)
+    image = parts[ext]
+    load = partial(decode_bytes, image, src) if isinstance(image, bytes) else partial(decode_span, str(path), image, src)
+    return Item(src, load, lab, meta or None)
 
 
 def split_key(key: str) -> tuple[str, str | None]:
@@ -106,6 +113,119 @@ def split_key(key: str) -> tuple[str, str | None]:
     extension is a plain key."""
     base, sep, ext = key.rpartition("@")
     return (base, ext) if sep and ext.lower() in IMAGE_EXTS else (key, None)
+
+
+class Span(NamedTuple):
+    """Where an image member's data lies in its shard: read by the decoding worker itself."""
+
+    offset: int
+    size: int
+
+
+Part = bytes | Span  # an image member may be left unread
+
+
+def decode_span(path: str, span: Span, where: str) -> np.ndarray:
+    """An image member read by its offset and decoded (in a decoding worker: the process
+    reading the shard sends where the image is, not its bytes)."""
+    with open(path, "rb") as f:
+        data = os.pread(f.fileno(), span.size, span.offset)
+    if len(data) != span.size:
+        raise BadInput(f"{where}: shard truncated or corrupt inside this sample's image (the file changed after it "
+                       f"was read); {HELP_SHARD}")
+    return decode_bytes(data, where)
+
+
+class _Samples:
+    """A shard's members in file order -> its samples (`Item`s): a key is one sample, the
+    first member of a kind is kept, a repeated key and a member too large are reported and
+    not read. `add` takes a member and how to read its data (called only for members kept)."""
+
+    WANTED = frozenset(IMAGE_EXTS) | frozenset(TEXT_EXTS)
+
+    def __init__(self, path: Path, opts: InputOptions):
+        self.path, self.opts = path, opts
+        self.key: str | None = None
+        self.parts: dict[str, Part] = {}
+        self.seen: set[str] = set()
+        self.skip = False  # the current key's members are not read (a repeated key, a member too large)
+
+    def add(self, name: str, size: int, read: Callable[[str], Part]) -> Iterator[Item]:
+        named = split_name(name)
+        if named is None:
+            return
+        if named[0] != self.key:
+            yield from self.last()
+            self.key, self.parts, self.skip = named[0], {}, named[0] in self.seen
+            self.seen.add(self.key)
+            if self.skip:
+                yield bad_item(self.where, f"a later sample repeats this key (member {name}); only the first is read; "
+                                           f"{HELP_KEYS}")
+        if self.skip or named[1] not in self.WANTED:
+            return
+        if named[1] in self.parts:
+            yield bad_item(self.where, f"a second .{named[1]} member in this sample (member {name}); only the first "
+                                       f"is read; {HELP_KEYS}")
+        elif size > MAX_FILE_BYTES:  # refused unread
+            yield bad_item(self.where, f"member {name}: {too_large(size, MAX_FILE_BYTES)}")
+            self.skip = True
+        else:
+            self.parts[named[1]] = read(named[1])
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}#{self.key}" if self.key is not None else str(self.path)
+
+    def last(self) -> Iterator[Item]:
+        """The pending sample, once its members are all read."""
+        if self.key is not None and not self.skip:
+            yield _sample(self.path, self.key, self.parts, self.opts)
+
+
+def _items_scanned(path: Path, found: TarScan, opts: InputOptions) -> Iterator[Item]:
+    """A whole shard's samples from its scanned headers: labels and metadata read here,
+    images left to the decoder (`Span`)."""
+    samples = _Samples(path, opts)
+    with open(path, "rb") as f:
+        def read(ext: str, offset: int, size: int) -> Part:
+            return Span(offset, size) if ext not in TEXT_EXTS else os.pread(f.fileno(), size, offset)
+
+        for name, offset, size in found.members:
+            yield from samples.add(name, size, partial(read, offset=offset, size=size))
+    yield from samples.last()
+
+
+def _items_by_tarfile(path: Path, opts: InputOptions) -> Iterator[Item]:
+    """A shard's samples through tarfile's stream (archives the header scan leaves to it)."""
+    samples = _Samples(path, opts)
+    with open(path, "rb") as f:
+        try:
+            tar = tarfile.open(fileobj=f, mode="r|")
+        except tarfile.TarError as e:
+            raise BadInput(f"{path}: not a readable tar file ({e}); {HELP_SHARD}") from None
+
+        def read(member: tarfile.TarInfo, ext: str) -> Part:
+            data = tar.extractfile(member)  # never None for a file member
+            if data is None:
+                raise tarfile.TarError(f"no data in member {member.name}")
+            return data.read()
+
+        member = None
+        try:
+            while (member := tar.next()) is not None:
+                tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every header it read: memory would grow
+                if member.isfile():
+                    yield from samples.add(member.name, member.size, partial(read, member))
+        except (tarfile.TarError, EOFError, OSError) as e:
+            inside = f"inside member {member.name}" if member is not None else "in a header"
+            yield bad_item(samples.where, f"shard truncated or corrupt {inside} ({e}); {HELP_SHARD}")
+            return
+        if not _tail_is_clean(f, tar.offset):
+            # tarfile stops silently at a cut or corrupt header: the pending sample may lack members
+            yield bad_item(samples.where, f"shard truncated or corrupt after byte {tar.offset:,} (an incomplete "
+                                          f"header follows); {HELP_SHARD}")
+            return
+    yield from samples.last()
 
 
 def _tail_is_clean(f: BinaryIO, offset: int) -> bool:
@@ -152,56 +272,16 @@ class WebDatasetReader(Reader):
     keyed = True
 
     def items(self, path: Path, opts: InputOptions) -> Iterator[Item]:
-        wanted = set(IMAGE_EXTS) | set(TEXT_EXTS)
-        with open(path, "rb") as f:
-            try:
-                tar = tarfile.open(fileobj=f, mode="r|")
-            except tarfile.TarError as e:
-                raise BadInput(f"{path}: not a readable tar file ({e}); {HELP_SHARD}") from None
-            # skip: the current key's members are not read (a repeated key, a member too large)
-            parts: dict[str, bytes]
-            key, parts, member, seen, skip = None, {}, None, set(), False
-            try:
-                while (member := tar.next()) is not None:
-                    tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every header it read: memory would grow
-                    named = split_name(member.name) if member.isfile() else None
-                    if named is None:
-                        continue
-                    if named[0] != key:
-                        if key is not None and not skip:
-                            yield _sample(path, key, parts, opts)
-                        key, parts, skip = named[0], {}, named[0] in seen
-                        seen.add(key)
-                        if skip:
-                            yield bad_item(f"{path}#{key}", f"a later sample repeats this key (member {member.name}); "
-                                                            f"only the first is read; {HELP_KEYS}")
-                    if skip or named[1] not in wanted:
-                        continue
-                    if named[1] in parts:
-                        yield bad_item(f"{path}#{key}", f"a second .{named[1]} member in this sample (member "
-                                                        f"{member.name}); only the first is read; {HELP_KEYS}")
-                    elif member.size > MAX_FILE_BYTES:  # refused unread (the stream skips its data)
-                        why = too_large(member.size, MAX_FILE_BYTES)
-                        yield bad_item(f"{path}#{key}", f"member {member.name}: {why}")
-                        skip = True
-                    else:
-                        data = tar.extractfile(member)  # never None for a file member (checked above)
-                        if data is None:
-                            raise tarfile.TarError(f"no data in member {member.name}")
-                        parts[named[1]] = data.read()
-            except (tarfile.TarError, EOFError, OSError) as e:
-                where = f"{path}#{key}" if key is not None else str(path)
-                inside = f"inside member {member.name}" if member is not None else "in a header"
-                yield bad_item(where, f"shard truncated or corrupt {inside} ({e}); {HELP_SHARD}")
-                return
-            if not _tail_is_clean(f, tar.offset):
-                # tarfile stops silently at a cut or corrupt header: the pending sample may lack members
-                where = f"{path}#{key}" if key is not None else str(path)
-                yield bad_item(where, f"shard truncated or corrupt after byte {tar.offset:,} (an incomplete header "
-                                      f"follows); {HELP_SHARD}")
-                return
-            if key is not None and not skip:
-                yield _sample(path, key, parts, opts)
+        try:
+            found: TarScan | None = scan(str(path))
+        except Unusual:
+            found = None
+        except OSError as e:
+            raise BadInput(f"{path}: not a readable tar file ({e}); {HELP_SHARD}") from None
+        if found is None or not found.whole:  # a cut or damaged shard: tarfile says where it stops reading, and why
+            yield from _items_by_tarfile(path, opts)
+        else:
+            yield from _items_scanned(path, found, opts)
 
     def item(self, path: Path, key: str, opts: InputOptions) -> Item:
         base, ext = split_key(key)
@@ -244,9 +324,9 @@ def _index(path: str, mtime_ns: int, size: int) -> dict[str, dict[str, tuple[int
     wanted = set(IMAGE_EXTS) | set(TEXT_EXTS)
     out: dict[str, dict[str, tuple[int, int]]] = {}
     try:
-        members = _scan(path)
-    except _Unusual:
-        members = list(_scan_tarfile(path))
+        members = scan(path).members
+    except Unusual:
+        members = list(members_by_tarfile(path))
     except OSError as e:
         raise BadInput(f"{path}: not a readable tar file ({e}); {HELP_SHARD}") from None
     key, seen, repeated = None, set(), False
@@ -260,115 +340,6 @@ def _index(path: str, mtime_ns: int, size: int) -> dict[str, dict[str, tuple[int
         if not repeated and named[1] in wanted:
             out.setdefault(key, {}).setdefault(named[1], (offset, length))
     return out
-
-
-class _Unusual(Exception):
-    """A header the fast scan leaves to tarfile."""
-
-
-_REGULAR = (b"0", b"\0", b"7")
-_SKIPPED = (b"1", b"2", b"3", b"4", b"5", b"6", b"g")  # links, devices, folders, fifos, global pax
-
-
-def _number(field: bytes) -> int:
-    if field[:1] in (b"\x80", b"\xff"):  # base-256 (GNU) for large values
-        raise _Unusual
-    try:
-        return int(field.split(b"\0", 1)[0].strip() or b"0", 8)
-    except ValueError:
-        return -1  # not octal: a corrupt header, which its checksum rejects
-
-
-def _scan(path: str) -> list[tuple[str, int, int]]:
-    """(name, data offset, size) of each regular member, parsing the 512-byte headers of a
-    memory map (ustar names with prefix, GNU long names, pax path/size records). Header
-    checksums are verified together at the end; the index stops at the first bad one, where
-    tarfile stops too."""
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            return []
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    try:
-        out, starts, stored = [], [], []
-        offset, long_name, pax, end = 0, None, {}, len(mm)
-        while offset + 512 <= end:
-            header = mm[offset:offset + 512]
-            if header[0] == 0 and header.count(0) == 512:
-                break  # the end (a cut or corrupt archive is reported when its samples are read)
-            try:  # the usual form: octal digits ended by NUL or space
-                size, check = int(header[124:135], 8), int(header[148:154], 8)
-            except ValueError:
-                size, check = _number(header[124:136]), _number(header[148:156])
-            starts.append(offset)
-            stored.append(check)
-            kind = header[156:157]
-            data = offset + 512
-            if kind == b"L":
-                long_name = mm[data:data + size].split(b"\0", 1)[0]
-            elif kind in (b"x", b"X"):
-                pax = _pax(mm[data:data + size])
-            elif kind in _REGULAR:
-                size = int(pax.get("size", size))
-                if "path" in pax:
-                    name = pax["path"].encode("utf-8", "surrogateescape")
-                elif long_name is not None:
-                    name = long_name
-                else:
-                    name = header[:100].split(b"\0", 1)[0]
-                    if header[257:262] == b"ustar" and header[345:346] != b"\0":
-                        name = header[345:500].split(b"\0", 1)[0] + b"/" + name
-                out.append((len(starts) - 1, name.decode("utf-8", "surrogateescape"), data, size))
-                long_name, pax = None, {}
-            elif kind not in _SKIPPED:
-                raise _Unusual
-            else:
-                long_name, pax = None, {}
-            offset = data + -(-size // 512) * 512
-        good = _checksums_ok(mm, starts, stored)
-        return [(name, data, size) for h, name, data, size in out if h < good]
-    finally:
-        mm.close()
-
-
-def _checksums_ok(mm: mmap.mmap, starts: list[int], stored: list[int]) -> int:
-    """How many headers, from the first, carry a right checksum (the byte sum of the
-    header with its checksum field read as spaces)."""
-    import numpy as np
-
-    raw = np.frombuffer(mm, np.uint8)
-    cols = np.arange(512)
-    try:
-        for i in range(0, len(starts), 8192):
-            block = raw[np.asarray(starts[i:i + 8192])[:, None] + cols]
-            sums = block.sum(1, dtype=np.int64) - block[:, 148:156].sum(1, dtype=np.int64) + 8 * 32
-            bad = np.flatnonzero(sums != np.asarray(stored[i:i + 8192]))
-            if len(bad):
-                return i + int(bad[0])
-        return len(starts)
-    finally:
-        del raw  # release the buffer before the map closes
-
-
-def _pax(data: bytes) -> dict[str, str]:
-    """Records `LEN key=value\\n` of a pax extended header."""
-    out, i = {}, 0
-    while i < len(data):
-        length = int(data[i:data.index(b" ", i)])
-        key, _, value = data[data.index(b" ", i) + 1:i + length - 1].partition(b"=")
-        out[key.decode("utf-8", "replace")] = value.decode("utf-8", "surrogateescape")
-        i += length
-    return out
-
-
-def _scan_tarfile(path: str) -> Iterator[tuple[str, int, int]]:
-    try:
-        with tarfile.open(path, mode="r:") as tar:
-            while (m := tar.next()) is not None:
-                tar.members.clear()  # type: ignore[attr-defined]  # not in the stubs; bounds memory
-                if m.isfile():
-                    yield m.name, m.offset_data, m.size
-    except tarfile.TarError as e:
-        raise OSError(str(e)) from None
 
 
 def index_size(path: str | os.PathLike[str]) -> int:
