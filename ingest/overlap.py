@@ -25,6 +25,7 @@ from gmv_store.ids import point_id
 from gmv_store.ledger.connection import fewer_checkpoints
 from gmv_store.ledger.training import has_generated, training_point_ids
 from gmv_store.sources import Decoded, unique_new
+from gmv_store.sources.parallel import HELPER_NICE, lower_priority
 from gmv_store.store import Store
 
 from .write import PreparedBatch, check_room_prepared, commit_prepared, journal_prepared, prepare_training
@@ -283,7 +284,9 @@ class LedgerCommits:
         self._con = self._store.ledger.cursor()
         self._checkpoints = fewer_checkpoints(self._con)
         self._checkpoints.__enter__()
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="gmv-ingest-ledger")
+        # the writer's engine calls bound the rate: they keep their core
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="gmv-ingest-ledger", initializer=lower_priority,
+                                        initargs=(HELPER_NICE, True))
         return self
 
     def submit(self, w: Written, p: PreparedBatch, commit: Callable[[Any], None]) -> None:

@@ -29,7 +29,7 @@ from gmv_store.backends.named import batch_vectors
 from gmv_store.errors import GmvError
 from gmv_store.ids import point_id
 from gmv_store.sources import Decoded, InputOptions, InputReport
-from gmv_store.sources.parallel import main_hidden, watch_parent, worker_context
+from gmv_store.sources.parallel import lower_priority, main_hidden, watch_parent, worker_context
 from gmv_store.sources.vectors import Expect, VectorOptions, read_vector_batches
 from gmv_store.store import Store
 
@@ -100,6 +100,7 @@ def _read(job: ReaderJob, out: Any, alive: Any, slots: dict[str, str], free: Any
     from multiprocessing.shared_memory import SharedMemory
 
     watch_parent(alive)
+    lower_priority()  # the writer's engine calls bound the rate: they keep their core
     report = InputReport()
     sent = [0, 0]
     # made and removed by the writer (the two share its resource tracker, which knows them once)

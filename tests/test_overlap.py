@@ -1,6 +1,8 @@
 """The ingest write path on two threads (ingest/overlap.py): batches prepared ahead of the
 writer, dedupe across batches still in flight, errors of the preparing thread raised in the
 caller, and the disk's room checked once per journaled write."""
+import sys
+
 import numpy as np
 import pytest
 from cli_helpers import ledger_rows, tiny_store
@@ -170,3 +172,31 @@ def test_ingest_checkpoints_less_often_while_it_writes_and_restores_the_setting(
         after = s.ledger.execute("SELECT current_setting('checkpoint_threshold')").fetchone()[0]
     assert BULK_CHECKPOINT == "64MB" and seen == ["61.0 MiB"] * 3
     assert after == before == "16.0 MiB"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a thread's own CPU priority is a Linux feature")
+def test_the_ledger_commits_run_below_the_writers_priority(tmp_path, mnist_small, monkeypatch):
+    """The ledger's commit thread yields the CPU to the writer, whose engine calls bound the
+    rate (parallel.lower_priority); the writer's own priority is left as it was."""
+    import os
+    import threading
+
+    import gmv_store.ingest.write as write
+    from gmv_store.sources.parallel import HELPER_NICE
+
+    np.save(tmp_path / "a.npy", mnist_small[0][:30])
+    store = tiny_store(tmp_path)
+    seen, real = [], write.insert_training
+
+    def spying(con, columns, now):
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return real(con, columns, now)
+
+    monkeypatch.setattr(write, "insert_training", spying)
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    with Store.open(store) as s:
+        from gmv_store.ingest.pipeline import ingest
+
+        assert ingest(s, [str(tmp_path / "a.npy")], batch_size=10).added == 30
+    assert HELPER_NICE > 0 and seen == [min(mine + HELPER_NICE, 19)] * 3
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine

@@ -13,6 +13,7 @@ import pytest
 import gmv_store.ingest.vectors_reader as vectors_reader
 from gmv_store import api
 from gmv_store.errors import GmvError
+from gmv_store.sources.parallel import HELPER_NICE
 from gmv_store.store import Store
 
 
@@ -120,7 +121,13 @@ def test_the_readers_death_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(vectors_reader, "READER_PROCESS_ROWS", 0)
     real = vectors_reader._next
 
+    nice = []
+
     def killed(out, proc):
+        if not nice:  # once the first batch came, the reader has set itself up
+            got = real(out, proc)
+            nice.append(int(open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split()[16]))  # field 19: nice
+            return got
         os.kill(proc.pid, signal.SIGKILL)
         proc.join()
         while True:  # what it sent before it died is lost with it, as when the kernel kills it
@@ -135,3 +142,4 @@ def test_the_readers_death_is_one_line(tmp_path, monkeypatch):
         api.ingest(store, [], vectors={"path": str(d), "id_column": "url"}, refresh=False, index=False, batch_size=8)
     assert mp.active_children() == []
     assert api.verify(store).ok
+    assert nice == [min(os.nice(0) + HELPER_NICE, 19)]  # the reader yields the CPU to the writer's engine calls

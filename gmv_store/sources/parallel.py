@@ -36,6 +36,7 @@ from ..errors import GmvError
 from .decode import batched, decode_items, decode_one
 from .items import Decoded, Embed, Item, Problem
 
+HELPER_NICE = 5      # how much lower the writer's helpers run (the vectors' reader, the ledger's commit thread)
 SERIAL_FIRST = 1024  # decode this many in-process first: small inputs never pay a process start
 CHUNK = 64           # items per task: large enough to amortise pickling, small enough to balance
 
@@ -69,6 +70,22 @@ def worker_context() -> BaseContext:
     if ctx.get_start_method() == "forkserver":
         ctx.set_forkserver_preload(["gmv_store.sources.decode"])  # numpy, PIL: imported once, not per worker
     return ctx
+
+
+def lower_priority(by: int = HELPER_NICE, thread: bool = False) -> None:
+    """Lower the CPU priority of this process (`thread`: of the calling thread only, on
+    Linux). Ingest's rate is its writer's engine calls, which hold one core; the processes and
+    threads that feed it run lower, so that the scheduler never takes the writer's core for
+    them (at 1M rows the engine's calls lost 6 s of 100 to them at the same priority, 3.7 s
+    below; docs/speed.md). A hint: where it is not allowed or not known, nothing changes."""
+    try:
+        if not thread:
+            os.nice(by)
+        elif sys.platform == "linux":  # a thread's own priority (elsewhere this call takes process ids only)
+            tid = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + by)
+    except (OSError, AttributeError):
+        pass
 
 
 def watch_parent(alive: Connection) -> None:
