@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from gmv_store.collector import collector_frozen
 from gmv_store.ids import point_id
 from gmv_store.ledger.connection import fewer_checkpoints
 from gmv_store.ledger.training import has_generated, training_point_ids
@@ -196,7 +197,7 @@ def write_staged(store: Store, items: Iterator[Staged], committed: Callable[[Pre
         return w
 
     try:
-        with LedgerCommits(store) as commits:
+        with collector_frozen(), LedgerCommits(store) as commits:
             cur, error = _take(items)
             nxt, error = _take(items) if cur is not None and error is None else (None, error)
             for s in (cur, nxt):

@@ -25,17 +25,15 @@ valuation, updated exactly.
 """
 from __future__ import annotations
 
-import gc
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from gmv_store.backends.base import higher_is_better
+from gmv_store.collector import collector_paused
 from gmv_store.ingest.write import SEQ
 from gmv_store.ledger import queues, transaction
 from gmv_store.ledger.connection import Connection
@@ -155,21 +153,6 @@ def apply_changes(store: Store, removed: list[int], added: list[int], report: Re
         for s in range(0, len(gids), BATCH):
             with collector_paused():
                 _update_batch(store, report, set_name, k, n, gids[s:s + BATCH], removed_ids, added, n_train, among)
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """CPython's cycle collector held off for a batch: the batch makes some 10^4 containers
-    at once (query vectors as lists of floats, queries, hits) that form no cycles and die
-    with it, and the collector would otherwise walk the young ones dozens of times
-    (40-90 ms a refresh of 2,200 images). Memory is still freed by reference counting."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _update_batch(store: Store, report: RefreshReport, set_name: str, k: int, n: int, part: list[str],

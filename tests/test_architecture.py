@@ -19,7 +19,7 @@ MAX_LINES = 400
 # put it in a package already listed with ".*".
 LAYERS = [
     ("core", ("gmv_store.errors", "gmv_store.config", "gmv_store.images", "gmv_store.datasets", "gmv_store.valuation",
-              "gmv_store.progress", "gmv_store.output", "gmv_store.lock", "gmv_store.ledger.*", "gmv_store.migrate", "gmv_store.options",
+              "gmv_store.progress", "gmv_store.collector", "gmv_store.output", "gmv_store.lock", "gmv_store.ledger.*", "gmv_store.migrate", "gmv_store.options",
               "gmv_store.registry", "gmv_store.diskspace", "gmv_store.ids", "gmv_store.integrity", "gmv_store.sources.*", "gmv_store.vectors.*",
               "gmv_store.backends.*", "gmv_store.generators.*", "gmv_store.store", "gmv_store.journaled",
               "gmv_store.distributed.*")),

@@ -358,7 +358,7 @@ def test_collector_paused_restores_the_collector():
     also when the batch fails (and leaves it off where the caller had turned it off)."""
     import gc
 
-    from gmv_store.query.refresh import collector_paused
+    from gmv_store.collector import collector_paused
 
     assert gc.isenabled()
     with collector_paused():
@@ -374,3 +374,15 @@ def test_collector_paused_restores_the_collector():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_collector_frozen_leaves_older_objects_out_and_gives_them_back():
+    import gc
+
+    from gmv_store.collector import collector_frozen
+
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), collector_frozen():
+        assert gc.get_freeze_count() > 0
+        raise RuntimeError("a write fails")
+    assert gc.get_freeze_count() == 0
