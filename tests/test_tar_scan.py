@@ -30,7 +30,7 @@ def both(path, opts=None):
     """The shard read from its scan (None where the scan leaves it to tarfile) and through tarfile."""
     opts = opts or InputOptions()
     found = scan(str(path))
-    fast = outcome(webdataset._items_scanned(path, found, opts)) if found.whole else None
+    fast = outcome(webdataset._items_scanned(path, found.members, opts)) if found.whole else None
     return fast, outcome(webdataset._items_by_tarfile(path, opts))
 
 
@@ -98,7 +98,7 @@ def test_a_shard_cut_or_damaged_anywhere_is_read_as_through_tarfile(tmp_path, mn
             continue
         assert outcome(reader.items(cut, InputOptions())) == slow, end
         if found.whole:
-            assert outcome(webdataset._items_scanned(cut, found, InputOptions())) == slow
+            assert outcome(webdataset._items_scanned(cut, found.members, InputOptions())) == slow
     for _, data_at, _ in scan(str(f)).members[1::4]:  # a header's byte flipped: its checksum stops tarfile there
         bad = bytearray(whole)
         bad[data_at - 512 + 5] ^= 0x41
@@ -112,3 +112,27 @@ def test_members_too_large_are_refused_unread_as_through_tarfile(tmp_path, mnist
     f = odd_shard(tmp_path / "odd.tar", mnist_small[0])
     fast, slow = both(f)
     assert fast == slow and any("-byte limit of one image file" in s[3] for s in fast)
+
+
+def test_the_scan_checks_and_streams_headers_block_by_block(tmp_path, mnist_small, monkeypatch):
+    """Headers are checked a block at a time (memory bounded by the block, not the shard): the
+    same members as tarfile across blocks, and a bad header in a later block stops the scan
+    there and marks the shard not whole."""
+    from gmv_store.sources import tar_headers
+
+    monkeypatch.setattr(tar_headers, "BLOCK", 3)
+    f = odd_shard(tmp_path / "odd.tar", mnist_small[0])
+    found = scan(str(f))
+    assert found.whole and tar_headers.whole(str(f))
+    assert found.members == list(tar_headers.members_by_tarfile(str(f))) == list(tar_headers.members(str(f)))
+    bad = bytearray(f.read_bytes())
+    bad[found.members[9][1] - 512 + 5] ^= 0x41  # the tenth member's own header, in the fourth block
+    cut = tmp_path / "bad.tar"
+    cut.write_bytes(bytes(bad))
+    assert scan(str(cut)).members == found.members[:9] and not tar_headers.whole(str(cut))
+    fast, slow = both(f)
+    assert fast == slow
+    monkeypatch.setattr(webdataset, "SCAN_HELD_BYTES", 0)  # a large shard: checked whole first, then streamed
+    assert outcome(webdataset.WebDatasetReader().items(f, InputOptions())) == slow
+    assert outcome(webdataset.WebDatasetReader().items(cut, InputOptions())) == \
+        outcome(webdataset._items_by_tarfile(cut, InputOptions()))
