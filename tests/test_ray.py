@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from shard_files import write_tar
 
 # the test clusters run without token auth (loopback only), and so must their drivers;
 # `--ray local` then writes no ~/.ray/auth_token either
@@ -50,7 +51,8 @@ def cluster():
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory, mnist_small):
     """An array file, a folder of PNGs with labels from their folders, a duplicate, a
-    corrupt PNG and a non-image file: what the input stage names and skips."""
+    corrupt PNG and a non-image file, a WebDataset shard (its images read by offset
+    locally, sent as bytes to the cluster): what the input stage names and skips."""
     x, y, xt, yt = mnist_small
     d = tmp_path_factory.mktemp("rayinputs")
     np.savez(d / "train.npz", images=x[:240], labels=y[:240])
@@ -61,11 +63,12 @@ def inputs(tmp_path_factory, mnist_small):
     (d / "photos" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     (d / "photos" / "notes.txt").write_text("not an image")
     np.savez(d / "gen.npz", images=xt[:12], labels=yt[:12])
+    write_tar(d / "shard-000000.tar", x[400:416], y[400:416])
     return d
 
 
 def ingest_args(d):
-    return [str(d / "train.npz"), str(d / "photos")]
+    return [str(d / "train.npz"), str(d / "photos"), str(d / "shard-000000.tar")]
 
 
 def snapshot(store_dir) -> dict:
@@ -106,7 +109,7 @@ def test_ray_cluster_gives_the_same_store_values_and_matches(cluster, inputs, tm
         api.init_store(s, "basic")
     r1 = api.ingest(one, ingest_args(inputs), owner="alice", workers=0, batch_size=64)
     r2 = api.ingest(many, ingest_args(inputs), owner="alice", batch_size=64, ray=cluster.address)
-    assert (r2.added, r2.duplicates, r2.ignored_files) == (r1.added, r1.duplicates, r1.ignored_files) == (264, 1, 1)
+    assert (r2.added, r2.duplicates, r2.ignored_files) == (r1.added, r1.duplicates, r1.ignored_files) == (280, 1, 1)
     # a bad input decoded on a worker is named in the same words
     assert [(p.where, p.reason) for p in r2.problems] == [(p.where, p.reason) for p in r1.problems]
     assert len(r2.problems) == 1 and r2.problems[0].where.endswith("broken.png")
@@ -251,7 +254,7 @@ def test_ray_local_cli(inputs, tmp_path, monkeypatch):
     r = CliRunner().invoke(cli, ["ingest", *ingest_args(inputs), "--store", str(many), "--batch-size", "32",
                                  "--ray", "local", "--ray-workers", "2"])
     assert r.exit_code == 3, r.output  # the broken PNG: skipped and named
-    assert "ingested 264 new training images (1 already stored, 1 skipped" in r.output
+    assert "ingested 280 new training images (1 already stored, 1 skipped" in r.output
     assert_same(snapshot(one), snapshot(many))
     deadline = time.monotonic() + 10
     while (left := [p for p in Path("/proc").iterdir() if p.name.isdigit() and _mentions(p, str(raytmp))]) \

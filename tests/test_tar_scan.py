@@ -136,3 +136,21 @@ def test_the_scan_checks_and_streams_headers_block_by_block(tmp_path, mnist_smal
     assert outcome(webdataset.WebDatasetReader().items(f, InputOptions())) == slow
     assert outcome(webdataset.WebDatasetReader().items(cut, InputOptions())) == \
         outcome(webdataset._items_by_tarfile(cut, InputOptions()))
+
+
+def test_items_for_another_machine_carry_their_images_bytes(tmp_path, mnist_small):
+    """`--ray` workers may not see the shard: `with_bytes` reads a sample's image into its item
+    (the pixels the same after the shard is gone); other items pass unchanged, and an image the
+    shard no longer holds becomes a one-line problem."""
+    x = mnist_small[0]
+    f = odd_shard(tmp_path / "odd.tar", x)
+    items = list(webdataset.WebDatasetReader().items(f, InputOptions()))
+    expected = outcome(items)
+    carried = [webdataset.with_bytes(it) for it in items]
+    f.rename(tmp_path / "gone.tar")
+    assert outcome(carried) == expected and expected[0][3] == x[0].tobytes()
+    assert webdataset.with_bytes(carried[0]) is carried[0]
+    (tmp_path / "gone.tar").rename(f)
+    f.write_bytes(f.read_bytes()[:2000])  # cut after the items were listed
+    late = outcome([webdataset.with_bytes(it) for it in items])
+    assert any(isinstance(r[3], str) and "truncated or corrupt inside this sample's image" in r[3] for r in late)

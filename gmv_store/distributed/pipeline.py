@@ -21,6 +21,7 @@ from ..config import BackendSpec
 from ..sources.decode import batched
 from ..sources.discover import discover
 from ..sources.items import Decoded, Discovery, InputOptions, InputReport, Item, Problem
+from ..sources.webdataset import with_bytes
 from .cluster import Cluster, connected, require_ray
 from .settings import ClusterError, RaySettings
 from .stages import PROTOCOL, decode_rows, forwards_for
@@ -32,7 +33,8 @@ def ray_batches(paths: list[str], options: InputOptions | None, batch_size: int,
     """`read_batches` on a Ray cluster, with the forwards done there (see the module doc)."""
     found = Discovery()
     n_before = len(report.problems)
-    items = discover(paths, options, found)
+    # workers on other machines may not see the shards: tar images travel as bytes, as Parquet rows do
+    items = map(with_bytes, discover(paths, options, found))
     try:
         with connected(settings) as cluster:
             decoded = _decoded(items, report.problems, batch_size, settings, cluster,

@@ -29,6 +29,7 @@ import json
 import os
 import tarfile
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping
+from dataclasses import replace
 from functools import lru_cache, partial
 from pathlib import Path
 from typing import BinaryIO, NamedTuple, NoReturn
@@ -135,12 +136,30 @@ Part = bytes | Span  # an image member may be left unread
 def decode_span(path: str, span: Span, where: str) -> np.ndarray:
     """An image member read by its offset and decoded (in a decoding worker: the process
     reading the shard sends where the image is, not its bytes)."""
+    return decode_bytes(_read_span(path, span, where), where)
+
+
+def _read_span(path: str, span: Span, where: str) -> bytes:
     with open(path, "rb") as f:
         data = os.pread(f.fileno(), span.size, span.offset)
     if len(data) != span.size:
         raise BadInput(f"{where}: shard truncated or corrupt inside this sample's image (the file changed after it "
                        f"was read); {HELP_SHARD}")
-    return decode_bytes(data, where)
+    return data
+
+
+def with_bytes(item: Item) -> Item:
+    """`item` with its image's bytes in hand where they were left to be read by offset
+    (`Span`): for a process on another machine, which may not see the shard (`--ray`)."""
+    load = item.load
+    if not (isinstance(load, partial) and load.func is decode_span):
+        return item
+    path, span, where = load.args
+    try:
+        data = _read_span(path, span, where)
+    except (BadInput, OSError) as e:
+        return bad_item(item.source, str(e) if isinstance(e, BadInput) else f"{where}: unreadable ({e}); {HELP_SHARD}")
+    return replace(item, load=partial(decode_bytes, data, where))
 
 
 class _Samples:
