@@ -141,7 +141,7 @@ def decode_span(path: str, span: Span, where: str) -> np.ndarray:
 
 def _read_span(path: str, span: Span, where: str) -> bytes:
     with open(path, "rb") as f:
-        data = os.pread(f.fileno(), span.size, span.offset)
+        data = _pread(f, span.offset, span.size, where)
     if len(data) != span.size:
         raise BadInput(f"{where}: shard truncated or corrupt inside this sample's image (the file changed after it "
                        f"was read); {HELP_SHARD}")
