@@ -152,7 +152,7 @@ def ingest(path: StorePath, paths: Sequence[str | Path], *, owner: str | None = 
     refresh=False) bring earlier generated images up to date. `image_column`/`label_column`
     pick Parquet columns (WebDataset: the image extension and the .json label key);
     `owner_column` each image's owner from a Parquet column or .json key (`owner` where an
-    image has none); `workers` decoding processes (default: the core count; 0 or 1:
+    image has none); `workers` decoding processes (default: the core count; 0:
     in-process). `vectors`: rows with their recall vectors instead of `paths` (a path, or a
     dict of `sources.vectors.VectorOptions` fields such as {"path": "emb/", "id_column": "url"};
     docs/precomputed.md). `ray`: a Ray cluster's address (host:port, "auto", "local") that

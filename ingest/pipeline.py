@@ -49,7 +49,7 @@ def ingest(store: Store, paths: list[str], *, owner: str | None = None, options:
 
         batches = store_batches(store, paths, options, batch_size, report, ray)
     else:
-        embed = store.worker_embedding() if workers > 1 else None
+        embed = store.worker_embedding() if workers >= 1 else None
         batches = read_batches(paths, options, batch_size, report, workers=workers, embed=embed)
     # dedupe, embedding (where the workers did not) and the points' conversion run on a
     # second thread, overlapping the writes (ingest/overlap.py)

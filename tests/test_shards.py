@@ -1,7 +1,10 @@
 """Training data as it ships: Parquet tables, WebDataset shards, globs and memory-mapped
 arrays; their bad rows and members; reading one image back; decoding in worker processes."""
+import itertools
 import json
 import shutil
+import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -207,7 +210,7 @@ def test_npy_is_memory_mapped(tmp_path, store, mnist_small):
 
 def test_workers_give_the_ledger_of_the_serial_path(tmp_path, mnist_small, monkeypatch):
     """Same rows, in the same order, with the same problems, whether decoded in-process or
-    in two worker processes (few items in-process first, small chunks: many tasks)."""
+    in one or two worker processes (few items in-process first, small chunks: many tasks)."""
     monkeypatch.setattr(parallel, "SERIAL_FIRST", 50)
     monkeypatch.setattr(parallel, "CHUNK", 16)
     x, y, _, _ = mnist_small
@@ -216,7 +219,7 @@ def test_workers_give_the_ledger_of_the_serial_path(tmp_path, mnist_small, monke
              write_parquet(tmp_path / "c.parquet", x[400:], y[400:], struct=False)]
     files.append(tmp_path / "missing.parquet")
     out, vectors = {}, {}
-    for w in (0, 2):
+    for w in (0, 1, 2):
         path = tmp_path / f"store{w}"
         api.init_store(path, params={"embedder": {"size": 8}, "rerank": {"size": 14}})
         r = api.ingest(path, files, workers=w, batch_size=64)
@@ -228,12 +231,12 @@ def test_workers_give_the_ledger_of_the_serial_path(tmp_path, mnist_small, monke
             vectors[w] = {name: s.vectors.vectors("training", ids, name) for name in ("recall", "rerank")}
         finally:
             s.close()
-    assert out[2] == out[0]
+    assert out[1] == out[0] and out[2] == out[0]
     assert out[0][2] == len(x) - 2 and len(out[0][1]) == 3
     # the pixel models embed in the workers there: the stored vectors are the same bits
-    for name in ("recall", "rerank"):
-        assert vectors[2][name].shape == (len(x) - 2, 64 if name == "recall" else 196)
-        assert vectors[2][name].tobytes() == vectors[0][name].tobytes()
+    for w, name in itertools.product((1, 2), ("recall", "rerank")):
+        assert vectors[w][name].shape == (len(x) - 2, 64 if name == "recall" else 196)
+        assert vectors[w][name].tobytes() == vectors[0][name].tobytes()
 
 
 def test_read_batches_workers_same_decoded(tmp_path, mnist_small, monkeypatch):
@@ -248,21 +251,41 @@ def test_read_batches_workers_same_decoded(tmp_path, mnist_small, monkeypatch):
     assert got[0] == got[2] and got[0][1] == [f"{f}#000100"]
 
 
-def test_light_models_embed_in_the_workers(tmp_path, mnist_small, monkeypatch):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_light_models_embed_in_the_workers(tmp_path, mnist_small, monkeypatch, workers):
     """Past the first items (decoded here), each decoded image comes back with the vectors
-    this process would compute; a model with weights is never sent to a worker."""
+    this process would compute (one worker too: only a worker fills them); a model with
+    weights is never sent to a worker."""
     monkeypatch.setattr(parallel, "SERIAL_FIRST", 10)
     x, y, _, _ = mnist_small
     f = write_tar(tmp_path / "s.tar", x[:150], y[:150], corrupt={"000100"})
     emb, rr = registry.create("embedder", "pixels", {"size": 8}), registry.create("rerank", "l2", {"size": 12})
     embed = worker_embedding(emb, rr)
-    decoded = [d for b in read_batches([f], InputOptions(), 32, InputReport(), workers=2, embed=embed) for d in b]
+    decoded = [d for b in read_batches([f], InputOptions(), 32, InputReport(), workers=workers, embed=embed)
+               for d in b]
     assert len(decoded) == 149 and all(d.vectors is None for d in decoded[:10])
     assert all(d.vectors is not None for d in decoded[10:])
     here = embed_named(emb, rr, [d.pixels for d in decoded[10:]])
     for name in ("recall", "rerank"):
         assert np.stack([d.vectors[name] for d in decoded[10:]]).tobytes() == here[name].tobytes()
     assert worker_embedding(registry.create("embedder", "effnet-lite0", {}), rr) is None
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="pipe sizes are set on Linux only")
+def test_the_workers_pipes_hold_a_whole_chunk():
+    """A worker's results (a chunk of images with their vectors, ~400 KB) fit in the pipe it
+    writes them to: it never stands blocked while the main process drains 64 KB at a time."""
+    import fcntl
+    from concurrent.futures import ProcessPoolExecutor
+
+    cap = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    pool = ProcessPoolExecutor(1)
+    try:
+        parallel.roomy_pipes(pool)
+        for q in (pool._result_queue, pool._call_queue):
+            assert fcntl.fcntl(q._reader.fileno(), fcntl.F_GETPIPE_SZ) >= min(cap, parallel.PIPE_BYTES)
+    finally:
+        pool.shutdown()
 
 
 def test_label_column_for_webdataset_json(tmp_path, store, mnist_small):

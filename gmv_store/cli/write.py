@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 @no_refresh_option("earlier")
 @click.option("--no-index", is_flag=True, help="Do not bring the HNSW index up to date now; `gmv index` later.")
 @record_option(IngestOptions, "workers", "--workers", metavar="N",
-               help="Processes decoding images [default: the core count; 0 or 1: in-process].")
+               help="Processes decoding images [default: the core count; 0: in-process].")
 @input_options(IngestOptions)
 @vector_options
 @ray_options(IngestOptions)

@@ -19,7 +19,7 @@ def read_batches(paths: list[str], options: InputOptions | None, batch_size: int
     n_before = len(report.problems)
     items = discover(paths, options, found)
     try:
-        decoded = (decode_parallel(items, report.problems, workers, ahead=2 * batch_size, embed=embed) if workers > 1
+        decoded = (decode_parallel(items, report.problems, workers, ahead=2 * batch_size, embed=embed) if workers >= 1
                    else decode_items(items, report.problems))
         yield from batched(decoded, batch_size)
     finally:
