@@ -14,7 +14,8 @@ absolute times, are what carries over from a shared machine):
   5. peak RSS (main process, and with its workers) ingesting the --big set against the n set
 
     .venv/bin/python benchmarks/ingest_shards.py [--n 20000] [--big 200000] [--dir DIR] [--skip ...]
-    .venv/bin/python benchmarks/ingest_shards.py --n 5000 --rounds 1 --skip make load rss upsert  # the rates only
+    .venv/bin/python benchmarks/ingest_shards.py --n 20000 --skip make load rss upsert  # the rates only
+    .venv/bin/python benchmarks/ingest_shards.py --quick  # the rates of 3,000 images, one round
 """
 from __future__ import annotations
 
@@ -322,7 +323,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--dir", default=None, help="work folder (default: a temporary one); shards are kept there")
     ap.add_argument("--skip", nargs="*", default=[], choices=["make", "rate", "upsert", "load", "rss"])
+    ap.add_argument("--quick", action="store_true", help="the rates only, 3,000 images, one round (the test suite's run)")
     a = ap.parse_args()
+    if a.quick:
+        a.n, a.rounds, a.skip = 3000, 1, ["make", "load", "rss", "upsert"]
     work = Path(a.dir or tempfile.mkdtemp(prefix="gmv-ingest-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     results: dict = {}

@@ -86,6 +86,17 @@ def test_precomputed_quick():
     assert "ingest --vectors / bare upsert (rate ratio, goal >= 0.8)" in out
 
 
+def test_ingest_shards_quick(tmp_path):
+    out = bench("ingest_shards.py", "--quick", "--dir", str(tmp_path))
+    res = json.loads((tmp_path / "results.json").read_text())
+    for fmt in ("parquet", "webdataset"):
+        r = res[f"rate {fmt}"]
+        for w in (0, 1, 2):
+            assert r[f"floor w{w}"] > 0 and r[f"ingest w{w}"] > 0, (fmt, w)
+            assert 0 < r[f"ingest w{w} / slower floor"] <= r[f"ingest w{w} / packed bound"] * 1.0001, (fmt, w)
+    assert out.count("ingest / the slower floor") == 6
+
+
 def test_ray_scale_quick(tmp_path):
     import pytest
 
