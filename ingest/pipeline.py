@@ -35,7 +35,7 @@ def ingest(store: Store, paths: list[str], *, owner: str | None = None, options:
     """Add training images to the store. Re-ingesting known content adds nothing.
     `owner_column`: each image's owner from that key of its own metadata (a Parquet column,
     a WebDataset .json key), `owner` where an image has none.
-    `workers` > 1 decodes in that many processes (same results, in the same order); `ray`
+    `workers` >= 1 decodes in that many processes (same results, in the same order); `ray`
     (RaySettings) decodes and embeds on a Ray cluster instead (gmv_store.distributed)."""
     t0 = time.perf_counter()
     report = IngestReport()

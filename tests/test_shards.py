@@ -271,6 +271,29 @@ def test_light_models_embed_in_the_workers(tmp_path, mnist_small, monkeypatch, w
     assert worker_embedding(registry.create("embedder", "effnet-lite0", {}), rr) is None
 
 
+def test_an_input_error_comes_after_the_images_read_before_it(monkeypatch):
+    """The workers start on what follows the first items while those are decoded here: an
+    input that fails in that stretch is still raised after the first items are given."""
+    from functools import partial
+
+    from gmv_store.errors import GmvError
+    from gmv_store.sources import Item
+
+    monkeypatch.setattr(parallel, "SERIAL_FIRST", 10)
+    monkeypatch.setattr(parallel, "CHUNK", 4)
+
+    def items():
+        for i in range(14):
+            yield Item(f"x#{i}", partial(np.full, (4, 4, 1), i, np.uint8))
+        raise GmvError("x: cannot read further")
+
+    got = []
+    with pytest.raises(GmvError, match="cannot read further"):
+        for d in parallel.decode_parallel(items(), [], 1):
+            got.append((d.source, int(d.pixels[0, 0, 0])))
+    assert got == [(f"x#{i}", i) for i in range(10)]
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="pipe sizes are set on Linux only")
 def test_the_workers_pipes_hold_a_whole_chunk():
     """A worker's results (a chunk of images with their vectors, ~400 KB) fit in the pipe it

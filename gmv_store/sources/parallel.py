@@ -186,7 +186,7 @@ def decode_parallel(items: Iterable[Item], problems: list[Problem], workers: int
             pending.append(pool.submit(_decode_chunk, chunk, embed))
 
     try:
-        # the workers start (~0.5 s) on what follows the head while it is decoded here; an
+        # the workers start (~0.3 s) on what follows the head while it is decoded here; an
         # error reading the inputs is raised after the head, where it was before
         error: Exception | None = None
         try:

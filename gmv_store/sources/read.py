@@ -12,7 +12,7 @@ from .parallel import decode_parallel
 def read_batches(paths: list[str], options: InputOptions | None, batch_size: int, report: InputReport,
                  workers: int = 0, embed: Embed | None = None) -> Iterator[list[Decoded]]:
     """Decoded images of the inputs in batches; bad inputs go to `report.problems` (bad
-    arguments first) and files no reader claims to `report.ignored_files`. `workers` > 1
+    arguments first) and files no reader claims to `report.ignored_files`. `workers` >= 1
     decodes in that many processes, with the same results in the same order, and runs
     `embed` there too (see `decode_parallel`)."""
     found = Discovery()
