@@ -294,6 +294,40 @@ def test_an_input_error_comes_after_the_images_read_before_it(monkeypatch):
     assert got == [(f"x#{i}", i) for i in range(10)]
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the workers' priority from /proc")
+def test_decoding_workers_run_below_the_writers_priority(monkeypatch):
+    """The writer's engine calls bound ingest's rate: the decoding workers yield the CPU to
+    them (5 nice levels lower, once)."""
+    import os
+    from functools import partial
+
+    from gmv_store.sources import Item
+
+    monkeypatch.setattr(parallel, "SERIAL_FIRST", 2)
+    monkeypatch.setattr(parallel, "CHUNK", 2)
+
+    def descendants(pid):
+        kids = [int(k) for t in Path(f"/proc/{pid}/task").iterdir() for k in (t / "children").read_text().split()]
+        return kids + [d for k in kids for d in descendants(k)]
+
+    def nice(pid):
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+    items = (Item(f"x#{i}", partial(np.full, (2, 2, 1), i, np.uint8)) for i in range(40))
+    it = parallel.decode_parallel(items, [], 2)
+    try:
+        got = [next(it) for _ in range(4)]  # two here, two from a worker
+        levels = sorted(nice(p) for p in descendants(os.getpid()))
+    finally:
+        it.close()
+    assert [d.source for d in got] == ["x#0", "x#1", "x#2", "x#3"]
+    base = os.nice(0)
+    # the worker that decoded x#2 and x#3 at least (a second may still be starting); the
+    # forkserver and the resource tracker unchanged; none lowered twice
+    assert min(base + parallel.HELPER_NICE, 19) in levels, levels
+    assert set(levels) <= {base, min(base + parallel.HELPER_NICE, 19)}, levels
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="pipe sizes are set on Linux only")
 def test_the_workers_pipes_hold_a_whole_chunk():
     """A worker's results (a chunk of images with their vectors, ~400 KB) fit in the pipe it

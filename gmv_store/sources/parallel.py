@@ -114,7 +114,6 @@ def watch_parent(alive: Connection) -> None:
     """Worker start-up: leave Ctrl-C to the main process, and exit once it is gone (`alive`:
     the read end of the main process's pipe)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    lower_priority()
 
     def watch() -> None:
         try:
@@ -154,6 +153,12 @@ class DecodedChunk:
         return out
 
 
+def _worker_start(alive: Connection) -> None:
+    """A decoding worker's start-up: `watch_parent`, and below the writer's priority."""
+    watch_parent(alive)
+    lower_priority()
+
+
 def _decode_chunk(items: list[Item], embed: Embed | None = None) -> DecodedChunk:
     out = [decode_one(it) for it in items]
     good = [d for d in out if isinstance(d, Decoded)]
@@ -175,7 +180,7 @@ def decode_parallel(items: Iterable[Item], problems: list[Problem], workers: int
         return
     ctx = worker_context()
     alive, keep = ctx.Pipe(duplex=False)  # `keep` stays here only: its end-of-file tells the workers to go
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=watch_parent, initargs=(alive,))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_start, initargs=(alive,))
     roomy_pipes(pool)
     pending: deque[Future[DecodedChunk]] = deque()
     limit = max(2 * workers, -(-ahead // CHUNK))
